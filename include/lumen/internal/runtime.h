@@ -1,0 +1,121 @@
+// The non-template entry points that Lumen's public templates call. Implemented by the core
+// worker of this process (src/api). Not for direct use: the stable API is in <lumen/lumen.h>.
+//
+// Reference convention: every function returning an ObjectID hands the caller one local
+// reference, which the ObjectRef built from it adopts.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lumen/buffer.h"
+#include "lumen/ids.h"
+#include "lumen/options.h"
+
+namespace lumen::internal {
+
+enum class ValueFormat : int32_t { kMsgpack = 0, kRaw = 1, kError = 2 };
+
+// A value ready to be stored or sent: msgpack bytes, or (kRaw) the bytes of a Buffer, which
+// are not copied until they reach the object store.
+struct SerializedValue {
+  ValueFormat format = ValueFormat::kMsgpack;
+  std::string data;
+  Buffer raw;
+  std::vector<ObjectID> nested_refs;  // ObjectRefs inside the value
+
+  size_t size() const { return format == ValueFormat::kRaw ? raw.size() : data.size(); }
+  const uint8_t* bytes() const {
+    return format == ValueFormat::kRaw ? raw.data()
+                                       : reinterpret_cast<const uint8_t*>(data.data());
+  }
+};
+
+// A stored value as read back. `data` stays valid while `holder` lives (for large objects
+// `holder` pins the object in shared memory).
+struct ValueView {
+  ValueFormat format = ValueFormat::kMsgpack;
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+  std::shared_ptr<const void> holder;
+};
+
+// ---- registry of remote functions ------------------------------------------------------------
+
+using Invoker = std::function<SerializedValue(void* instance, std::vector<ValueView>& args)>;
+using Factory = std::function<std::shared_ptr<void>(std::vector<ValueView>& args)>;
+
+struct RemoteFunction {
+  std::string name;        // as written in LUMEN_REMOTE (without '&')
+  std::string signature;   // demangled C++ type, checked by the executor
+  uint64_t signature_hash = 0;  // set at registration
+  size_t num_args = 0;
+  Invoker invoke;          // functions and methods
+  Factory create;          // set for factories returning T* / unique_ptr<T> (actor creation)
+  std::string class_name;  // actor class of a factory's product or of a method
+  bool is_method = false;
+};
+
+// Registers `fn` under `key` (the bytes of the function or member pointer). Aborts with a clear
+// message when two different functions claim one name.
+void RegisterRemote(std::string key, RemoteFunction fn);
+const RemoteFunction* FindRemoteByKey(const std::string& key);
+const RemoteFunction* FindRemoteByName(const std::string& name);
+
+// Thrown by invokers when an argument cannot be decoded as the parameter type.
+struct ArgumentDecodeError {
+  size_t index;
+  std::string message;
+};
+
+// ---- objects ----------------------------------------------------------------------------------
+
+bool IsInitialized();
+void AddLocalRef(const ObjectID& id);
+void RemoveLocalRef(const ObjectID& id);
+
+ObjectID PutValue(SerializedValue value);
+// Throws the typed error stored for an object, GetTimeoutError, ObjectLostError, ...
+std::vector<ValueView> GetValues(const std::vector<ObjectID>& ids, int64_t timeout_ms);
+// ready[i] tells whether ids[i] is ready; returns once `num_returns` are, or at the timeout.
+std::vector<bool> WaitObjects(const std::vector<ObjectID>& ids, size_t num_returns,
+                              int64_t timeout_ms);
+// Calls `callback` (on an internal thread) once the object is ready or failed.
+void OnObjectReady(const ObjectID& id, std::function<void()> callback);
+
+// Serialising an ObjectRef inside a value: records it for borrower accounting.
+std::string PackRef(const ObjectID& id);
+// Deserialising one: registers this process as a borrower; returns an adopted local ref.
+ObjectID UnpackRef(std::string_view packed);
+
+// ---- tasks and actors -----------------------------------------------------------------------
+
+struct TaskArgument {
+  bool is_ref = false;
+  ObjectID ref;           // is_ref: a dependency (the callee receives its value)
+  SerializedValue value;  // !is_ref
+};
+
+std::vector<ObjectID> SubmitTask(const RemoteFunction& fn, std::vector<TaskArgument> args,
+                                 const TaskOptions& options);
+// Calls by name (no compile-time types); the executor checks arity and decodes at run time.
+std::vector<ObjectID> SubmitTaskByName(const std::string& name, std::vector<TaskArgument> args,
+                                       const TaskOptions& options);
+
+ActorID CreateActor(const RemoteFunction& factory, std::vector<TaskArgument> args,
+                    const ActorOptions& options);
+std::vector<ObjectID> SubmitActorTask(const ActorID& actor, const RemoteFunction& method,
+                                      std::vector<TaskArgument> args);
+void KillActor(const ActorID& actor, bool no_restart);
+// Throws lumen::Error when no live actor has the name; TypeError when its class differs.
+ActorID GetNamedActor(const std::string& name, const std::string& class_name);
+void AddActorHandleRef(const ActorID& actor);
+void RemoveActorHandleRef(const ActorID& actor);
+std::string PackActorHandle(const ActorID& actor);
+ActorID UnpackActorHandle(std::string_view packed);
+
+}  // namespace lumen::internal

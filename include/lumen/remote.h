@@ -1,0 +1,304 @@
+// Remote functions: register with LUMEN_REMOTE at namespace scope, call with lumen::Task.
+//
+// @code
+//   int Add(int a, int b) { return a + b; }
+//   LUMEN_REMOTE(Add);
+//
+//   lumen::ObjectRef<int> r = lumen::Task(Add).Remote(1, 2);      // runs in a worker process
+//   auto s = lumen::Task(Add).Options({.num_cpus = 2}).Remote(r, 5);  // ObjectRef args: values
+// @endcode
+//
+// Registration happens at static-initialisation time in every process running the binary, so
+// only the function's name crosses the wire. Argument types are checked at compile time; an
+// ObjectRef<U> argument must convert to the parameter type. Parameters are received by value
+// (const T& and T are fine; non-const references are rejected).
+#pragma once
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "lumen/errors.h"
+#include "lumen/internal/runtime.h"
+#include "lumen/object_ref.h"
+#include "lumen/options.h"
+#include "lumen/serialization.h"
+
+namespace lumen {
+namespace internal {
+
+template <class F>
+struct FunctionTraits;
+
+template <class R, class... A>
+struct FunctionTraits<R (*)(A...)> {
+  using Return = R;
+  using Args = std::tuple<A...>;
+  using Class = void;
+  static constexpr size_t arity = sizeof...(A);
+  static constexpr bool is_method = false;
+};
+template <class R, class... A>
+struct FunctionTraits<R (*)(A...) noexcept> : FunctionTraits<R (*)(A...)> {};
+template <class R, class C, class... A>
+struct FunctionTraits<R (C::*)(A...)> {
+  using Return = R;
+  using Args = std::tuple<A...>;
+  using Class = C;
+  static constexpr size_t arity = sizeof...(A);
+  static constexpr bool is_method = true;
+};
+template <class R, class C, class... A>
+struct FunctionTraits<R (C::*)(A...) const> : FunctionTraits<R (C::*)(A...)> {};
+template <class R, class C, class... A>
+struct FunctionTraits<R (C::*)(A...) noexcept> : FunctionTraits<R (C::*)(A...)> {};
+template <class R, class C, class... A>
+struct FunctionTraits<R (C::*)(A...) const noexcept> : FunctionTraits<R (C::*)(A...)> {};
+
+template <class F>
+concept RemoteCallable = requires { typename FunctionTraits<std::decay_t<F>>::Return; };
+
+// What an actor factory (a function returning T* or std::unique_ptr<T>) produces.
+template <class R>
+struct FactoryProduct {
+  using type = void;
+};
+template <class T>
+  requires std::is_class_v<T>
+struct FactoryProduct<T*> {
+  using type = T;
+};
+template <class T>
+struct FactoryProduct<std::unique_ptr<T>> {
+  using type = T;
+};
+template <class R>
+constexpr bool kIsFactory = !std::is_void_v<typename FactoryProduct<R>::type>;
+
+template <class F>
+std::string KeyOf(F f) {
+  std::string key(sizeof(F), '\0');
+  std::memcpy(key.data(), &f, sizeof(F));
+  return key;
+}
+
+std::vector<std::string> SplitRemoteNames(const char* names);
+
+template <class A>
+constexpr bool kNoMutableRef = !std::is_lvalue_reference_v<A> ||
+                               std::is_const_v<std::remove_reference_t<A>>;
+
+template <class P>
+std::decay_t<P> DecodeArg(ValueView& view, size_t index) {
+  try {
+    return Deserialize<std::decay_t<P>>(view);
+  } catch (const lumen::Error& e) {
+    throw ArgumentDecodeError{index, e.what()};
+  }
+}
+
+template <class Tuple, size_t... I>
+auto DecodeArgs(std::vector<ValueView>& args, std::index_sequence<I...>) {
+  return std::tuple<std::decay_t<std::tuple_element_t<I, Tuple>>...>{
+      DecodeArg<std::tuple_element_t<I, Tuple>>(args[I], I)...};
+}
+
+template <class R, class Call>
+SerializedValue RunAndSerialize(Call&& call) {
+  if constexpr (std::is_void_v<R>) {
+    call();
+    return SerializeNil();
+  } else {
+    return Serialize<std::decay_t<R>>(call());
+  }
+}
+
+template <class F>
+void RegisterOne(const std::string& name, F f) {
+  using Traits = FunctionTraits<F>;
+  using R = typename Traits::Return;
+  using Args = typename Traits::Args;
+  constexpr size_t N = Traits::arity;
+  static_assert([]<size_t... I>(std::index_sequence<I...>) {
+    return (kNoMutableRef<std::tuple_element_t<I, Args>> && ...);
+  }(std::make_index_sequence<N>{}),
+                "LUMEN_REMOTE: parameters must be values or const references "
+                "(a remote function cannot write to the caller's variables)");
+  RemoteFunction fn;
+  fn.name = name;
+  fn.signature = TypeName<F>();
+  fn.num_args = N;
+  if constexpr (Traits::is_method) {
+    using C = typename Traits::Class;
+    fn.is_method = true;
+    fn.class_name = TypeName<C>();
+    fn.invoke = [f](void* instance, std::vector<ValueView>& args) {
+      auto decoded = DecodeArgs<Args>(args, std::make_index_sequence<N>{});
+      C* self = static_cast<C*>(instance);
+      return RunAndSerialize<R>([&]() -> decltype(auto) {
+        return std::apply([&](auto&&... a) -> decltype(auto) { return (self->*f)(std::move(a)...); },
+                          std::move(decoded));
+      });
+    };
+  } else if constexpr (kIsFactory<R>) {
+    using T = typename FactoryProduct<R>::type;
+    fn.class_name = TypeName<T>();
+    fn.create = [f](std::vector<ValueView>& args) -> std::shared_ptr<void> {
+      auto decoded = DecodeArgs<Args>(args, std::make_index_sequence<N>{});
+      if constexpr (std::is_pointer_v<R>) {
+        T* p = std::apply(f, std::move(decoded));
+        return std::shared_ptr<void>(static_cast<void*>(p),
+                                     [](void* q) { delete static_cast<T*>(q); });
+      } else {
+        std::unique_ptr<T> p = std::apply(f, std::move(decoded));
+        return std::shared_ptr<void>(static_cast<void*>(p.release()),
+                                     [](void* q) { delete static_cast<T*>(q); });
+      }
+    };
+  } else {
+    fn.invoke = [f](void*, std::vector<ValueView>& args) {
+      auto decoded = DecodeArgs<Args>(args, std::make_index_sequence<N>{});
+      return RunAndSerialize<R>([&]() -> decltype(auto) { return std::apply(f, std::move(decoded)); });
+    };
+  }
+  RegisterRemote(KeyOf(f), std::move(fn));
+}
+
+template <class... Fs>
+bool RegisterRemoteFunctions(const char* names, Fs... fs) {
+  static_assert((RemoteCallable<Fs> && ...),
+                "LUMEN_REMOTE takes free functions, static member functions and &Class::Method");
+  std::vector<std::string> split = SplitRemoteNames(names);
+  size_t i = 0;
+  (RegisterOne(i < split.size() ? split[i++] : std::string("?"), fs), ...);
+  return true;
+}
+
+template <class P, class A>
+TaskArgument PackArg(A&& a) {
+  using D = std::decay_t<A>;
+  using PD = std::decay_t<P>;
+  TaskArgument t;
+  if constexpr (IsObjectRef<D>::value) {
+    using U = typename D::value_type;
+    static_assert(std::is_same_v<U, PD> || std::is_convertible_v<U, PD>,
+                  "an ObjectRef<U> argument must hold a type that converts to the parameter");
+    t.is_ref = true;
+    t.ref = a.ID();
+  } else {
+    static_assert(std::is_constructible_v<PD, A&&>,
+                  "argument type does not convert to the remote function's parameter type");
+    if constexpr (std::is_same_v<D, PD>) {
+      t.value = Serialize<PD>(a);
+    } else {
+      t.value = Serialize<PD>(PD(std::forward<A>(a)));
+    }
+  }
+  return t;
+}
+
+template <class Tuple, class... A, size_t... I>
+std::vector<TaskArgument> PackArgsImpl(std::index_sequence<I...>, A&&... a) {
+  std::vector<TaskArgument> out;
+  out.reserve(sizeof...(A));
+  (out.push_back(PackArg<std::tuple_element_t<I, Tuple>>(std::forward<A>(a))), ...);
+  return out;
+}
+
+template <class Tuple, class... A>
+std::vector<TaskArgument> PackArgs(A&&... a) {
+  return PackArgsImpl<Tuple>(std::index_sequence_for<A...>{}, std::forward<A>(a)...);
+}
+
+template <class F>
+const RemoteFunction& LookupRemote(F f) {
+  const RemoteFunction* fn = FindRemoteByKey(KeyOf(f));
+  if (!fn) {
+    throw FunctionNotFoundError("a function of type " + TypeName<F>() +
+                                " is not registered; add LUMEN_REMOTE(<its name>) at namespace "
+                                "scope in the program");
+  }
+  return *fn;
+}
+
+}  // namespace internal
+
+template <class F>
+class TaskCaller {
+  using Traits = internal::FunctionTraits<F>;
+
+ public:
+  using Return = std::decay_t<typename Traits::Return>;
+
+  explicit TaskCaller(F f) : f_(f) {}
+
+  TaskCaller& Options(TaskOptions options) {
+    options_ = std::move(options);
+    return *this;
+  }
+
+  template <class... A>
+  ObjectRef<Return> Remote(A&&... args) {
+    static_assert(sizeof...(A) == Traits::arity,
+                  "lumen::Task(f).Remote(...): wrong number of arguments for f");
+    const internal::RemoteFunction& fn = internal::LookupRemote(f_);
+    auto packed = internal::PackArgs<typename Traits::Args>(std::forward<A>(args)...);
+    auto ids = internal::SubmitTask(fn, std::move(packed), options_);
+    return ObjectRef<Return>::FromAdopted(ids[0]);
+  }
+
+ private:
+  F f_;
+  TaskOptions options_;
+};
+
+// Prepares a call of a registered free function (or static member function) as a task.
+template <class F>
+  requires internal::RemoteCallable<F>
+TaskCaller<std::decay_t<F>> Task(F f) {
+  using Traits = internal::FunctionTraits<std::decay_t<F>>;
+  static_assert(!Traits::is_method, "use handle.Task(&Class::Method) to call an actor method");
+  static_assert(!internal::kIsFactory<typename Traits::Return>,
+                "this function returns an object pointer: create an actor with lumen::Actor(f)");
+  return TaskCaller<std::decay_t<F>>(f);
+}
+
+// Calls a registered function by name with run-time checked arguments (each argument is
+// serialised as its own type). Errors (unknown name, wrong arity, undecodable argument) come
+// back from Get as FunctionNotFoundError or TypeError.
+template <class R>
+class TaskByName {
+ public:
+  explicit TaskByName(std::string name) : name_(std::move(name)) {}
+  TaskByName& Options(TaskOptions options) {
+    options_ = std::move(options);
+    return *this;
+  }
+  template <class... A>
+  ObjectRef<R> Remote(A&&... args) {
+    std::vector<internal::TaskArgument> packed;
+    (packed.push_back(internal::PackArg<std::decay_t<A>>(std::forward<A>(args))), ...);
+    auto ids = internal::SubmitTaskByName(name_, std::move(packed), options_);
+    return ObjectRef<R>::FromAdopted(ids[0]);
+  }
+
+ private:
+  std::string name_;
+  TaskOptions options_;
+};
+
+}  // namespace lumen
+
+#define LUMEN_REMOTE_CONCAT_INNER(a, b) a##b
+#define LUMEN_REMOTE_CONCAT(a, b) LUMEN_REMOTE_CONCAT_INNER(a, b)
+
+// Registers functions, static member functions (actor factories) and &Class::Method (actor
+// methods) for remote execution. Use once per function, at namespace scope:
+//   LUMEN_REMOTE(Add, Sum, Counter::Create, &Counter::Incr);
+#define LUMEN_REMOTE(...)                                                          \
+  [[maybe_unused]] static const bool LUMEN_REMOTE_CONCAT(lumen_remote_, __COUNTER__) = \
+      ::lumen::internal::RegisterRemoteFunctions(#__VA_ARGS__, __VA_ARGS__)

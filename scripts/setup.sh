@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs every Debian package Lumen's build, tests, examples and benchmarks need.
+# Safe to re-run: apt-get skips what is already installed.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git clang-format
+  libprotobuf-dev protobuf-compiler        # wire protocol
+  libmsgpack-cxx-dev                       # task argument / value serialisation
+  libcli11-dev                             # the `lumen` command line
+  libgtest-dev libgmock-dev                # tests
+  libbenchmark-dev                         # micro-benchmarks
+  python3 python3-distributed python3-dask # Dask: the peer baseline in bench/
+  procps psmisc                            # ps/pkill used by fault tests
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "lumen setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "lumen setup: all packages present"
+fi

@@ -1,0 +1,340 @@
+// lumen::Init / Shutdown and the entry points of lumen/internal/runtime.h, forwarding to this
+// process's core worker.
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "api/local_cluster.h"
+#include "common/fs.h"
+#include "common/logging.h"
+#include "common/process.h"
+#include "common/resources.h"
+#include "common/rpc/connection.h"
+#include "common/rpc/message_types.h"
+#include "common/session.h"
+#include "core_worker/core_worker.h"
+#include "gcs.pb.h"
+#include "node.pb.h"
+#include "lumen/lumen.h"
+
+namespace lumen {
+namespace {
+
+std::mutex g_mu;
+std::unique_ptr<core::CoreWorker> g_worker;     // guarded by g_mu
+std::atomic<core::CoreWorker*> g_cw{nullptr};   // fast path for the API
+std::unique_ptr<LocalCluster> g_cluster;        // embedded mode
+std::string g_session_dir;
+std::string g_session_root;
+
+core::CoreWorker& CW() {
+  core::CoreWorker* cw = g_cw.load(std::memory_order_acquire);
+  if (!cw) throw Error("lumen: call lumen::Init() before using the API");
+  return *cw;
+}
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+std::string ArgValue(int argc, char** argv, const std::string& flag) {
+  for (int i = 1; i < argc && argv; ++i) {
+    std::string a = argv[i];
+    if (a.rfind(flag + "=", 0) == 0) return a.substr(flag.size() + 1);
+    if (a == flag && i + 1 < argc) return argv[i + 1];
+  }
+  return "";
+}
+
+[[noreturn]] void RunWorker() {
+  std::string parent = Env("LUMEN_PARENT_PID");
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (!parent.empty() && std::to_string(::getppid()) != parent) ::_exit(1);  // parent gone
+  InitLogging("", ParseLogLevel(Env("LUMEN_LOG_LEVEL"), LogLevel::kWarning), LogLevel::kError);
+  core::CoreWorkerOptions o;
+  o.is_driver = false;
+  o.node_address = Env("LUMEN_NODE_ADDRESS");
+  o.gcs_address = Env("LUMEN_GCS_ADDRESS");
+  o.token = Env("LUMEN_TOKEN");
+  o.session_dir = Env("LUMEN_SESSION_DIR");
+  o.worker_id = WorkerID::FromHex(Env("LUMEN_WORKER_ID"));
+  o.job_id = JobID::FromInt(static_cast<uint32_t>(std::strtoul(Env("LUMEN_JOB_ID").c_str(),
+                                                               nullptr, 10)));
+  // Programs this worker starts are not workers, and do not inherit the token.
+  ::unsetenv("LUMEN_ROLE");
+  ::unsetenv("LUMEN_TOKEN");
+  auto cw = core::CoreWorker::Create(o);
+  if (!cw.ok()) {
+    LUMEN_LOG(ERROR) << "worker failed to start: " << cw.status();
+    std::fflush(nullptr);
+    ::_exit(1);
+  }
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    g_worker = std::move(*cw);
+    g_cw = g_worker.get();
+  }
+  g_worker->RunTaskLoop();
+  std::fflush(nullptr);
+  ::_exit(0);
+}
+
+struct ClusterTarget {
+  std::string gcs_address;
+  std::string node_address;
+  std::string session_dir;
+};
+
+// Finds the node daemon on this machine of the cluster at `gcs_address`.
+StatusOr<ClusterTarget> FindLocalNode(const std::string& gcs_address, const std::string& token) {
+  rpc::EventLoop loop("init");
+  loop.Start();
+  rpc::Dispatcher none;
+  LUMEN_ASSIGN_OR_RETURN(auto conn, rpc::Connect(&loop, gcs_address, &none, token));
+  proto::NodeList nodes;
+  Status st = conn->CallSync(rpc::kGetAllNodes, proto::Empty(), &nodes, 10000);
+  conn->Close(Status::OK());
+  if (!st.ok()) return st.WithContext("asking the control service at " + gcs_address);
+  ClusterTarget t;
+  t.gcs_address = gcs_address;
+  for (const auto& n : nodes.nodes()) {
+    if (!n.alive()) continue;
+    const std::string& path = n.address().unix_path();
+    if (path.empty() || !PathExists(path)) continue;
+    if (t.node_address.empty() || n.is_head()) {
+      t.node_address = "unix:" + path;
+      // <session>/sockets/node-x
+      std::string sockets = path.substr(0, path.rfind('/'));
+      t.session_dir = sockets.substr(0, sockets.rfind('/'));
+    }
+  }
+  if (t.node_address.empty()) {
+    return UnavailableError("the cluster at " + gcs_address +
+                            " has no node on this machine; start one with `lumen start "
+                            "--address=" + gcs_address + "`");
+  }
+  return t;
+}
+
+}  // namespace
+
+void Init(const InitOptions& options) { Init(0, nullptr, options); }
+
+void Init(int argc, char** argv, const InitOptions& options) {
+  if (Env("LUMEN_ROLE") == "worker") RunWorker();
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (g_worker) throw Error("lumen::Init: already initialized (call lumen::Shutdown() first)");
+
+  std::string address = options.address;
+  if (address.empty()) address = ArgValue(argc, argv, "--lumen-address");
+  if (address.empty()) address = Env("LUMEN_ADDRESS");
+  std::string level_text = !options.log_level.empty() ? options.log_level
+                                                      : Env("LUMEN_LOG_LEVEL");
+  LogLevel level = ParseLogLevel(level_text, LogLevel::kWarning);
+
+  core::CoreWorkerOptions o;
+  o.is_driver = true;
+  o.binary = SelfExecutable();
+  if (argv) {
+    for (int i = 0; i < argc; ++i) o.argv.push_back(argv[i]);
+  } else {
+    o.argv.push_back(o.binary);
+  }
+  char cwd[4096];
+  if (::getcwd(cwd, sizeof(cwd))) o.cwd = cwd;
+  g_session_root = options.session_root;
+  if (!Env("LUMEN_SESSION_ROOT").empty() && options.session_root == InitOptions().session_root) {
+    g_session_root = Env("LUMEN_SESSION_ROOT");
+  }
+  if (g_session_root.empty()) g_session_root = "/tmp/lumen";
+
+  if (address.empty()) {
+    auto session = CreateSession(g_session_root, /*make_latest=*/false);
+    if (!session.ok()) throw Error("lumen::Init: " + session.status().ToString());
+    g_session_dir = session->dir;
+    InitLogging(JoinPath(JoinPath(session->dir, "logs"),
+                         "driver-" + std::to_string(::getpid()) + ".log"),
+                std::min(level, LogLevel::kInfo), level);
+    double cpus = options.num_cpus;
+    if (cpus < 0) cpus = std::max(1u, std::thread::hardware_concurrency());
+    LocalClusterOptions co;
+    co.session_dir = session->dir;
+    co.token = session->token;
+    co.resources = options.resources;
+    co.resources["CPU"] = cpus;
+    if (options.num_gpus > 0) co.resources["GPU"] = options.num_gpus;
+    co.object_store_memory = options.object_store_memory;
+    auto cluster = LocalCluster::Start(co);
+    if (!cluster.ok()) {
+      throw Error("lumen::Init: cannot start the embedded cluster: " +
+                  cluster.status().ToString());
+    }
+    g_cluster = std::move(*cluster);
+    o.gcs_address = g_cluster->gcs_local_address();
+    o.node_address = g_cluster->node_unix_address();
+    o.token = session->token;
+    o.session_dir = session->dir;
+    o.prestart_workers = static_cast<int>(cpus);
+  } else {
+    std::string token = options.token;
+    if (token.empty()) token = Env("LUMEN_TOKEN");
+    if (token.empty()) {
+      std::string latest = LatestSessionDir(g_session_root);
+      auto t = latest.empty() ? StatusOr<std::string>(NotFoundError("no session"))
+                              : ReadToken(latest);
+      if (!t.ok()) {
+        throw Error("lumen::Init: no cluster token: set LUMEN_TOKEN or InitOptions::token "
+                    "(the head node keeps it in " + g_session_root + "/session_latest/token)");
+      }
+      token = *t;
+    }
+    auto target = FindLocalNode(address, token);
+    if (!target.ok()) throw Error("lumen::Init: " + target.status().ToString());
+    g_session_dir = target->session_dir;
+    InitLogging(JoinPath(JoinPath(target->session_dir, "logs"),
+                         "driver-" + std::to_string(::getpid()) + ".log"),
+                std::min(level, LogLevel::kInfo), level);
+    o.gcs_address = target->gcs_address;
+    o.node_address = target->node_address;
+    o.token = token;
+    o.session_dir = target->session_dir;
+    o.prestart_workers = 0;
+  }
+  auto cw = core::CoreWorker::Create(o);
+  if (!cw.ok()) {
+    if (g_cluster) {
+      g_cluster->Stop();
+      g_cluster.reset();
+    }
+    throw Error("lumen::Init: " + cw.status().ToString());
+  }
+  g_worker = std::move(*cw);
+  g_cw.store(g_worker.get(), std::memory_order_release);
+}
+
+void Shutdown() {
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (!g_worker) return;
+  g_cw.store(nullptr, std::memory_order_release);
+  g_worker->Shutdown();
+  g_worker.reset();
+  if (g_cluster) {
+    g_cluster->Stop();
+    g_cluster.reset();
+    CleanupSession(g_session_dir, g_session_root, /*keep=*/20);
+  }
+  ShutdownLogging();
+}
+
+bool IsInitialized() { return g_cw.load() != nullptr; }
+
+TaskID CurrentTaskID() { return CW().CurrentContext().task_id; }
+
+ObjectStoreStats GetObjectStoreStats() {
+  proto::NodeStats s;
+  Status st = CW().daemon()->CallSync(rpc::kNodeStats, proto::Empty(), &s, 10000);
+  if (!st.ok()) throw Error("lumen::GetObjectStoreStats: " + st.ToString());
+  ObjectStoreStats out;
+  out.capacity = s.store_capacity();
+  out.used = s.store_used();
+  out.peak_used = s.store_peak_used();
+  out.pinned = s.store_pinned();
+  out.num_objects = s.num_objects();
+  out.spilled_bytes = s.spilled_bytes();
+  out.num_spilled = s.num_spilled();
+  out.restored_bytes = s.restored_bytes();
+  return out;
+}
+
+ClusterResources GetClusterResources() {
+  proto::ClusterStatus status;
+  Status st = CW().gcs()->CallSync(rpc::kClusterStatus, proto::Empty(), &status, 10000);
+  if (!st.ok()) throw Error("lumen::GetClusterResources: " + st.ToString());
+  ClusterResources out;
+  for (const auto& n : status.nodes()) {
+    if (!n.alive()) continue;
+    ++out.num_nodes;
+    for (const auto& [k, v] : n.total().amounts()) out.total[k] += FromFixed(v);
+    auto avail = n.has_stats() ? n.stats().available().amounts() : n.total().amounts();
+    for (const auto& [k, v] : avail) out.available[k] += FromFixed(v);
+  }
+  return out;
+}
+
+namespace internal {
+
+bool IsInitialized() { return lumen::IsInitialized(); }
+
+void AddLocalRef(const ObjectID& id) {
+  if (auto* cw = g_cw.load(std::memory_order_acquire)) cw->references().AddLocalRef(id);
+}
+
+void RemoveLocalRef(const ObjectID& id) {
+  if (auto* cw = g_cw.load(std::memory_order_acquire)) cw->references().RemoveLocalRef(id);
+}
+
+ObjectID PutValue(SerializedValue value) { return CW().Put(std::move(value)); }
+
+std::vector<ValueView> GetValues(const std::vector<ObjectID>& ids, int64_t timeout_ms) {
+  return CW().Get(ids, timeout_ms);
+}
+
+std::vector<bool> WaitObjects(const std::vector<ObjectID>& ids, size_t num_returns,
+                              int64_t timeout_ms) {
+  return CW().Wait(ids, num_returns, timeout_ms);
+}
+
+void OnObjectReady(const ObjectID& id, std::function<void()> callback) {
+  CW().OnObjectReady(id, std::move(callback));
+}
+
+std::string PackRef(const ObjectID& id) { return CW().PackRef(id); }
+ObjectID UnpackRef(std::string_view packed) { return CW().UnpackRef(packed); }
+
+std::vector<ObjectID> SubmitTask(const RemoteFunction& fn, std::vector<TaskArgument> args,
+                                 const TaskOptions& options) {
+  return CW().SubmitTask(fn.name, fn.signature_hash, std::move(args), options);
+}
+
+std::vector<ObjectID> SubmitTaskByName(const std::string& name, std::vector<TaskArgument> args,
+                                       const TaskOptions& options) {
+  return CW().SubmitTask(name, 0, std::move(args), options);
+}
+
+ActorID CreateActor(const RemoteFunction& factory, std::vector<TaskArgument> args,
+                    const ActorOptions& options) {
+  return CW().CreateActor(factory, std::move(args), options);
+}
+
+std::vector<ObjectID> SubmitActorTask(const ActorID& actor, const RemoteFunction& method,
+                                      std::vector<TaskArgument> args) {
+  return CW().SubmitActorTask(actor, method, std::move(args));
+}
+
+void KillActor(const ActorID& actor, bool no_restart) { CW().KillActor(actor, no_restart); }
+
+ActorID GetNamedActor(const std::string& name, const std::string& class_name) {
+  return CW().GetNamedActor(name, class_name);
+}
+
+void AddActorHandleRef(const ActorID& actor) {
+  if (auto* cw = g_cw.load(std::memory_order_acquire)) cw->AddActorHandleRef(actor);
+}
+
+void RemoveActorHandleRef(const ActorID& actor) {
+  if (auto* cw = g_cw.load(std::memory_order_acquire)) cw->RemoveActorHandleRef(actor);
+}
+
+std::string PackActorHandle(const ActorID& actor) { return CW().PackActorHandle(actor); }
+ActorID UnpackActorHandle(std::string_view packed) { return CW().UnpackActorHandle(packed); }
+
+}  // namespace internal
+}  // namespace lumen

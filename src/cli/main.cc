@@ -1,0 +1,409 @@
+// The `lumen` command: start, inspect and stop clusters.
+//
+//   lumen start --head [--port P] [--num-cpus N] [--num-gpus N] [--resources a=1,b=2]
+//                      [--object-store-memory BYTES] [--bind HOST] [--block]
+//   lumen start --address HOST:PORT [...]     join a cluster as another node
+//   lumen status [--address HOST:PORT]
+//   lumen stop
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "api/local_cluster.h"
+#include "common/fs.h"
+#include "common/logging.h"
+#include "common/process.h"
+#include "common/resources.h"
+#include "common/rpc/connection.h"
+#include "common/rpc/message_types.h"
+#include "common/session.h"
+#include "gcs.pb.h"
+#include "lumen/ids.h"
+#include "node.pb.h"
+
+namespace lumen::cli {
+namespace {
+
+constexpr char kDefaultRoot[] = "/tmp/lumen";
+
+struct StartFlags {
+  bool head = false;
+  std::string address;
+  int port = 6379;
+  double num_cpus = -1;
+  double num_gpus = 0;
+  std::string resources;
+  int64_t object_store_memory = 0;
+  std::string bind = "127.0.0.1";
+  bool block = false;
+  std::string token;
+  std::string root = kDefaultRoot;
+  std::string serve_session;  // internal: run the daemon in this session
+};
+
+std::string Env(const char* n) {
+  const char* v = std::getenv(n);
+  return v ? v : "";
+}
+
+StatusOr<std::map<std::string, double>> ParseResources(const std::string& text) {
+  std::map<std::string, double> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t comma = text.find(',', pos);
+    std::string item = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    pos = comma == std::string::npos ? text.size() : comma + 1;
+    if (item.empty()) continue;
+    size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return InvalidArgumentError("--resources wants name=amount[,name=amount], got '" + item + "'");
+    }
+    char* end = nullptr;
+    double v = std::strtod(item.c_str() + eq + 1, &end);
+    if (!end || *end != '\0' || v < 0) {
+      return InvalidArgumentError("--resources: '" + item + "' has no valid amount");
+    }
+    out[item.substr(0, eq)] = v;
+  }
+  return out;
+}
+
+std::string ResolveToken(const std::string& flag, const std::string& root) {
+  if (!flag.empty()) return flag;
+  if (!Env("LUMEN_TOKEN").empty()) return Env("LUMEN_TOKEN");
+  auto t = ReadToken(LatestSessionDir(root));
+  return t.ok() ? *t : "";
+}
+
+std::string ResolveAddress(const std::string& flag, const std::string& root) {
+  if (!flag.empty()) return flag;
+  if (!Env("LUMEN_ADDRESS").empty()) return Env("LUMEN_ADDRESS");
+  auto a = ReadFile(JoinPath(LatestSessionDir(root), "address"));
+  if (!a.ok()) return "";
+  std::string s = *a;
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+std::mutex g_stop_mu;
+std::condition_variable g_stop_cv;
+bool g_stop = false;
+
+void RequestStop() {
+  std::lock_guard<std::mutex> lock(g_stop_mu);
+  g_stop = true;
+  g_stop_cv.notify_all();
+}
+
+// Runs the services in this process until `lumen stop` or a signal.
+int Serve(const StartFlags& f) {
+  std::string session_dir = f.serve_session;
+  InitLogging(JoinPath(JoinPath(session_dir, "logs"), "lumen-daemon.log"), LogLevel::kInfo,
+              LogLevel::kError);
+  auto token = ReadToken(session_dir);
+  if (!token.ok()) {
+    std::cerr << "lumen: " << token.status() << "\n";
+    return 1;
+  }
+  auto resources = ParseResources(f.resources);
+  if (!resources.ok()) {
+    std::cerr << "lumen: " << resources.status().message() << "\n";
+    return 1;
+  }
+  LocalClusterOptions o;
+  o.session_dir = session_dir;
+  o.token = *token;
+  o.resources = *resources;
+  o.resources["CPU"] = f.num_cpus >= 0 ? f.num_cpus : std::max(1u, std::thread::hardware_concurrency());
+  if (f.num_gpus > 0) o.resources["GPU"] = f.num_gpus;
+  o.object_store_memory = f.object_store_memory;
+  o.bind_host = f.bind;
+  o.gcs_port = f.head ? f.port : 0;
+  o.gcs_address = f.head ? "" : f.address;
+  auto cluster = LocalCluster::Start(o);
+  if (!cluster.ok()) {
+    std::cerr << "lumen: cannot start: " << cluster.status() << "\n";
+    WriteFileAtomic(JoinPath(session_dir, "failed"), cluster.status().ToString() + "\n")
+        .IgnoreError();
+    return 1;
+  }
+  (*cluster)->set_on_shutdown([] { RequestStop(); });
+  WriteFileAtomic(JoinPath(session_dir, "pid"), std::to_string(::getpid()) + "\n").IgnoreError();
+  WriteFileAtomic(JoinPath(session_dir, "address"), (*cluster)->gcs_address() + "\n")
+      .IgnoreError();
+
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread sig([set] {
+    int s;
+    sigwait(&set, &s);
+    RequestStop();
+  });
+  sig.detach();
+  {
+    std::unique_lock<std::mutex> lock(g_stop_mu);
+    g_stop_cv.wait(lock, [] { return g_stop; });
+  }
+  (*cluster)->Stop();
+  ::unlink(JoinPath(session_dir, "pid").c_str());
+  RemoveAll(JoinPath(session_dir, "sockets")).IgnoreError();
+  return 0;
+}
+
+int Start(StartFlags f) {
+  if (!f.head && f.address.empty()) {
+    std::cerr << "lumen start: pass --head to start a cluster, or --address=HOST:PORT to join one\n";
+    return 2;
+  }
+  auto resources = ParseResources(f.resources);
+  if (!resources.ok()) {
+    std::cerr << "lumen start: " << resources.status().message() << "\n";
+    return 2;
+  }
+  if (f.head) {
+    std::string latest = LatestSessionDir(f.root);
+    if (!latest.empty() && PathExists(JoinPath(latest, "pid"))) {
+      auto pid = ReadFile(JoinPath(latest, "pid"));
+      if (pid.ok() && ::kill(std::atoi(pid->c_str()), 0) == 0) {
+        std::cerr << "lumen start: a cluster is already running (" << latest
+                  << "); run `lumen stop` first\n";
+        return 1;
+      }
+    }
+  }
+  std::string token;
+  if (!f.head) {
+    token = ResolveToken(f.token, f.root);
+    if (token.empty()) {
+      std::cerr << "lumen start: joining needs the cluster token: --token or LUMEN_TOKEN\n";
+      return 2;
+    }
+  }
+  auto session = CreateSession(f.root, /*make_latest=*/f.head);
+  if (!session.ok()) {
+    std::cerr << "lumen start: " << session.status() << "\n";
+    return 1;
+  }
+  if (!f.head) {
+    WriteFileAtomic(JoinPath(session->dir, "token"), token + "\n", 0600).IgnoreError();
+  }
+  f.serve_session = session->dir;
+  if (f.block) return Serve(f);
+
+  // Start the daemon detached, then wait until it is up.
+  std::vector<std::string> argv = {SelfExecutable(), "start", "--_serve", session->dir,
+                                   "--port", std::to_string(f.port),
+                                   "--num-cpus", std::to_string(f.num_cpus),
+                                   "--num-gpus", std::to_string(f.num_gpus),
+                                   "--object-store-memory", std::to_string(f.object_store_memory),
+                                   "--bind", f.bind};
+  if (f.head) argv.push_back("--head");
+  if (!f.address.empty()) argv.insert(argv.end(), {"--address", f.address});
+  if (!f.resources.empty()) argv.insert(argv.end(), {"--resources", f.resources});
+  SpawnOptions so;
+  so.argv = argv;
+  so.env = EnvironmentWith({});
+  so.log_path = JoinPath(JoinPath(session->dir, "logs"), "lumen-daemon.out");
+  so.new_session = true;
+  auto child = SpawnProcess(so);
+  if (!child.ok()) {
+    std::cerr << "lumen start: " << child.status() << "\n";
+    return 1;
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (PathExists(JoinPath(session->dir, "address"))) {
+      std::string address = ResolveAddress("", f.root);
+      if (!f.head) address = f.address;
+      std::cout << "Lumen " << (f.head ? "head" : "node") << " started (pid " << child->pid
+                << ").\n"
+                << "  control service: " << address << "\n"
+                << "  session:         " << session->dir << "\n"
+                << "  cluster token:   " << session->dir << "/token (mode 0600)\n"
+                << "Connect a program with: LUMEN_ADDRESS=" << address << " ./your_program\n"
+                << "Inspect with `lumen status`; stop with `lumen stop`.\n";
+      return 0;
+    }
+    if (PathExists(JoinPath(session->dir, "failed"))) {
+      auto why = ReadFile(JoinPath(session->dir, "failed"));
+      std::cerr << "lumen start: the daemon failed: " << (why.ok() ? *why : "see logs") << "\n";
+      return 1;
+    }
+    int status;
+    if (::waitpid(child->pid, &status, WNOHANG) == child->pid) {
+      std::cerr << "lumen start: the daemon " << DescribeExit(status) << "; see "
+                << so.log_path << "\n";
+      return 1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::cerr << "lumen start: the daemon did not come up within 30 s; see " << so.log_path << "\n";
+  return 1;
+}
+
+std::string Human(int64_t bytes) {
+  char buf[64];
+  if (bytes >= (1ll << 30)) {
+    std::snprintf(buf, sizeof(buf), "%.2f GiB", static_cast<double>(bytes) / (1ll << 30));
+  } else if (bytes >= (1ll << 20)) {
+    std::snprintf(buf, sizeof(buf), "%.1f MiB", static_cast<double>(bytes) / (1ll << 20));
+  } else {
+    std::snprintf(buf, sizeof(buf), "%lld B", static_cast<long long>(bytes));
+  }
+  return buf;
+}
+
+int ShowStatus(const std::string& address_flag, const std::string& token_flag,
+           const std::string& root) {
+  std::string address = ResolveAddress(address_flag, root);
+  if (address.empty()) {
+    std::cerr << "lumen status: no cluster found (no --address, LUMEN_ADDRESS or running "
+                 "`lumen start --head`)\n";
+    return 1;
+  }
+  std::string token = ResolveToken(token_flag, root);
+  rpc::EventLoop loop("cli");
+  loop.Start();
+  rpc::Dispatcher none;
+  auto conn = rpc::Connect(&loop, address, &none, token);
+  if (!conn.ok()) {
+    std::cerr << "lumen status: cannot reach " << address << ": " << conn.status().message()
+              << "\n";
+    return 1;
+  }
+  proto::ClusterStatus status;
+  lumen::Status st = (*conn)->CallSync(rpc::kClusterStatus, proto::Empty(), &status, 10000);
+  if (!st.ok()) {
+    std::cerr << "lumen status: " << st.message() << "\n";
+    return 1;
+  }
+  int alive = 0;
+  for (const auto& n : status.nodes()) alive += n.alive();
+  std::cout << "Cluster at " << address << ": " << alive << " node" << (alive == 1 ? "" : "s")
+            << " alive, " << status.num_jobs_running() << " job"
+            << (status.num_jobs_running() == 1 ? "" : "s") << " running, "
+            << status.num_actors_alive() << " actor" << (status.num_actors_alive() == 1 ? "" : "s")
+            << " alive\n";
+  for (const auto& n : status.nodes()) {
+    proto::NodeStats s = n.stats();
+    if (n.alive()) {  // ask the node itself for exact figures
+      auto nc = rpc::Connect(&loop, n.address().tcp_address(), &none, token);
+      if (nc.ok()) {
+        proto::NodeStats fresh;
+        if ((*nc)->CallSync(rpc::kNodeStats, proto::Empty(), &fresh, 5000).ok()) s = fresh;
+        (*nc)->Close(lumen::Status::OK());
+      }
+    }
+    std::cout << "\nNode " << NodeID::FromBinary(n.node_id()).Hex().substr(0, 12)
+              << (n.is_head() ? " (head)" : "") << "  " << n.address().tcp_address() << "  "
+              << (n.alive() ? "ALIVE" : "DEAD: " + n.death_cause()) << "\n";
+    ResourceSet total = ResourceSet::FromProto(n.total().amounts());
+    ResourceSet avail = ResourceSet::FromProto(s.available().amounts());
+    std::cout << "  resources (used/total):";
+    for (const auto& [name, amount] : total.amounts()) {
+      double used = FromFixed(amount - avail.Get(name));
+      if (name == "memory" || name == "object_store_memory") {
+        std::cout << "  " << name << " " << Human(static_cast<int64_t>(used)) << "/"
+                  << Human(static_cast<int64_t>(FromFixed(amount)));
+      } else {
+        std::cout << "  " << name << " " << used << "/" << FromFixed(amount);
+      }
+    }
+    std::cout << "\n  object store: " << Human(s.store_used()) << " used of "
+              << Human(s.store_capacity()) << " (" << s.num_objects() << " objects, "
+              << Human(s.store_pinned()) << " pinned, " << Human(s.spilled_bytes())
+              << " spilled)\n";
+    std::cout << "  workers: " << s.num_workers() << " (" << s.num_idle_workers() << " idle, "
+              << s.num_leased_workers() << " leased, " << s.num_actor_workers()
+              << " actors), pending leases: " << s.pending_leases() << "\n";
+  }
+  (*conn)->Close(lumen::Status::OK());
+  return 0;
+}
+
+int Stop(const std::string& root) {
+  std::string latest = LatestSessionDir(root);
+  std::string address = ResolveAddress("", root);
+  std::string token = ResolveToken("", root);
+  auto pid_text = ReadFile(JoinPath(latest, "pid"));
+  if (latest.empty() || !pid_text.ok()) {
+    std::cout << "lumen stop: no running cluster\n";
+    return 0;
+  }
+  pid_t pid = std::atoi(pid_text->c_str());
+  bool asked = false;
+  if (!address.empty()) {
+    rpc::EventLoop loop("cli");
+    loop.Start();
+    rpc::Dispatcher none;
+    auto conn = rpc::Connect(&loop, address, &none, token);
+    if (conn.ok()) {
+      asked = (*conn)->CallSync(rpc::kGcsShutdown, proto::Empty(), nullptr, 5000).ok();
+      (*conn)->Close(Status::OK());
+    }
+  }
+  if (!asked && pid > 0) ::kill(pid, SIGTERM);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (pid > 0 && ::kill(pid, 0) == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (pid > 0 && ::kill(pid, 0) == 0) {
+    ::kill(pid, SIGKILL);
+    std::cout << "lumen stop: the daemon (pid " << pid << ") did not stop in time; killed\n";
+  } else {
+    std::cout << "Lumen cluster stopped.\n";
+  }
+  ::unlink(JoinPath(latest, "pid").c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace lumen::cli
+
+int main(int argc, char** argv) {
+  using namespace lumen::cli;
+  CLI::App app{"lumen — start, inspect and stop Lumen clusters"};
+  app.require_subcommand(1);
+  StartFlags f;
+  auto* start = app.add_subcommand("start", "start a head node, or join a cluster");
+  start->add_flag("--head", f.head, "start a new cluster with this machine as head");
+  start->add_option("--address", f.address, "join the cluster at HOST:PORT");
+  start->add_option("--port", f.port, "control service port (head)")->capture_default_str();
+  start->add_option("--num-cpus", f.num_cpus, "CPUs to offer (default: all)");
+  start->add_option("--num-gpus", f.num_gpus, "GPUs to offer");
+  start->add_option("--resources", f.resources, "custom resources: name=amount[,name=amount]");
+  start->add_option("--object-store-memory", f.object_store_memory,
+                    "object store bytes (default: 30% of RAM)");
+  start->add_option("--bind", f.bind, "address to listen on")->capture_default_str();
+  start->add_flag("--block", f.block, "run in the foreground");
+  start->add_option("--token", f.token, "cluster token when joining");
+  start->add_option("--_serve", f.serve_session)->group("");
+  std::string status_address, status_token;
+  auto* status = app.add_subcommand("status", "show nodes, resources, object store, workers");
+  status->add_option("--address", status_address, "control service HOST:PORT");
+  status->add_option("--token", status_token, "cluster token");
+  auto* stop = app.add_subcommand("stop", "stop the cluster started on this machine");
+  CLI11_PARSE(app, argc, argv);
+  if (!Env("LUMEN_SESSION_ROOT").empty()) f.root = Env("LUMEN_SESSION_ROOT");
+  if (start->parsed()) {
+    if (!f.serve_session.empty()) return Serve(f);
+    return Start(f);
+  }
+  std::string root = Env("LUMEN_SESSION_ROOT").empty() ? kDefaultRoot : Env("LUMEN_SESSION_ROOT");
+  if (status->parsed()) return ShowStatus(status_address, status_token, root);
+  if (stop->parsed()) return Stop(root);
+  return 0;
+}

@@ -1,0 +1,37 @@
+// System tuning knobs: one line and one comment each. Every knob can be overridden by the
+// environment variable LUMEN_<NAME in upper case>, which workers inherit from their driver.
+// LUMEN_CONFIG(type, name, default, comment)
+
+LUMEN_CONFIG(int64_t, max_inline_object_bytes, 100 * 1024,
+             "Values up to this size travel inline in RPCs and live in the owner's memory store")
+LUMEN_CONFIG(int64_t, max_tasks_in_flight_per_worker, 16,
+             "Tasks pushed to one leased worker before it reports one finished (pipelining)")
+LUMEN_CONFIG(int64_t, max_pending_tasks, 20000,
+             "Unfinished tasks one owner may have before Remote() blocks (submission backpressure)")
+LUMEN_CONFIG(int64_t, lease_idle_timeout_ms, 200,
+             "How long an owner keeps an idle worker lease for more tasks of the same shape")
+LUMEN_CONFIG(int64_t, max_lease_requests_in_flight, 4,
+             "Concurrent worker-lease requests per scheduling key")
+LUMEN_CONFIG(double, object_store_memory_fraction, 0.3,
+             "Default object store capacity as a fraction of physical memory")
+LUMEN_CONFIG(int64_t, object_store_full_timeout_ms, 10000,
+             "How long a create waits for spilling to make room before ObjectStoreFull")
+LUMEN_CONFIG(int64_t, min_spill_bytes, 64 << 20,
+             "Spill at least this many bytes at once, fused into one file")
+LUMEN_CONFIG(int64_t, spin_wait_us, 300,
+             "Threads on the task path poll this long (yielding) before blocking; 0: never spin")
+LUMEN_CONFIG(int64_t, heartbeat_period_ms, 1000, "Node daemon heartbeat period to the GCS")
+LUMEN_CONFIG(int64_t, node_death_timeout_ms, 10000,
+             "A node without heartbeats for this long is declared dead")
+LUMEN_CONFIG(int64_t, worker_start_timeout_ms, 60000,
+             "A started worker that has not registered after this long is killed")
+LUMEN_CONFIG(int64_t, max_workers_per_cpu, 4,
+             "Cap on non-actor worker processes per CPU (blocked workers release their CPU)")
+LUMEN_CONFIG(int64_t, idle_worker_keep_ms, 60000,
+             "Idle workers above the CPU count are stopped after this long")
+LUMEN_CONFIG(int64_t, worker_exit_status_wait_ms, 2000,
+             "How long an owner waits to learn why a worker's connection dropped")
+LUMEN_CONFIG(int64_t, actor_death_info_wait_ms, 5000,
+             "How long a caller waits for the GCS to say why an actor's connection dropped")
+LUMEN_CONFIG(int64_t, borrower_ack_timeout_ms, 10000,
+             "How long a task waits for an owner to acknowledge a borrowed reference")

@@ -1,0 +1,40 @@
+// Starting and describing child processes. Thread-safe.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace lumen {
+
+struct SpawnOptions {
+  std::vector<std::string> argv;  // argv[0] is the executable path
+  std::vector<std::string> env;   // complete environment, KEY=VALUE
+  std::string cwd;                // empty: inherit
+  std::string log_path;           // stdout and stderr appended here; empty: inherit
+  bool new_session = false;       // setsid(): detach from the terminal (daemons)
+};
+
+struct ChildProcess {
+  pid_t pid = -1;
+  int pidfd = -1;  // readable when the child exits; -1 if the kernel lacks pidfd_open
+};
+
+// Starts a process with posix_spawn (no fork of the caller's address space).
+StatusOr<ChildProcess> SpawnProcess(const SpawnOptions& options);
+
+// The current environment as KEY=VALUE strings, with `overrides` (KEY=VALUE) replacing or
+// adding entries.
+std::vector<std::string> EnvironmentWith(const std::vector<std::string>& overrides);
+
+// "exited with code 3", "killed by signal 9 (SIGKILL)", ...
+std::string DescribeExit(int wait_status);
+std::string SignalName(int sig);
+
+// Path of the running executable (/proc/self/exe resolved).
+std::string SelfExecutable();
+
+}  // namespace lumen

@@ -1,0 +1,199 @@
+// Framed, authenticated message channel over a Unix-domain or TCP socket.
+//
+// Frame = 16-byte header (payload length u32, message type u16, kind u8, flags u8,
+// request id u64; little-endian) + payload (a serialized protobuf message, or an error text).
+// The first frame a client sends is kHello carrying the cluster token; a server refuses every
+// other frame until the token matched, answers a wrong or missing token with kAuthError and a
+// readable message, and closes the connection on any malformed frame. See docs/design/wire.md.
+//
+// Thread safety: all Send*/Call*/Close methods are thread-safe. Handlers, response callbacks
+// and the close callback run on the owning EventLoop's thread.
+#pragma once
+
+#include <google/protobuf/message_lite.h>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "common/rpc/event_loop.h"
+#include "common/status.h"
+
+namespace lumen::rpc {
+
+enum class FrameKind : uint8_t { kOneWay = 0, kRequest = 1, kResponse = 2, kErrorResponse = 3 };
+
+constexpr uint8_t kFlagHasFd = 1;
+constexpr size_t kHeaderSize = 16;
+constexpr uint32_t kMaxPayload = 512u << 20;           // after authentication
+constexpr uint32_t kMaxUnauthenticatedPayload = 64u << 10;
+
+// Message type ids used by the transport itself; services use ids >= 100.
+enum : uint16_t { kMsgHello = 1, kMsgHelloOk = 2, kMsgAuthError = 3 };
+
+struct Frame {
+  uint16_t type = 0;
+  FrameKind kind = FrameKind::kOneWay;
+  uint8_t flags = 0;
+  uint64_t request_id = 0;
+  std::string_view payload;
+  int fd = -1;  // a received file descriptor; the handler owns it if it keeps it (else closed)
+};
+
+class Connection;
+using ConnectionPtr = std::shared_ptr<Connection>;
+using Handler = std::function<void(const ConnectionPtr&, Frame&)>;
+
+// Maps message types to handlers. Filled before any connection uses it; read-only afterwards.
+class Dispatcher {
+ public:
+  void Register(uint16_t type, Handler handler) { handlers_[type] = std::move(handler); }
+  const Handler* Find(uint16_t type) const {
+    auto it = handlers_.find(type);
+    return it == handlers_.end() ? nullptr : &it->second;
+  }
+
+ private:
+  std::unordered_map<uint16_t, Handler> handlers_;
+};
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  using ResponseCallback = std::function<void(const Status&, std::string_view payload)>;
+  using CloseCallback = std::function<void(const ConnectionPtr&, const Status& reason)>;
+
+  enum class Role { kClient, kServer };
+
+  // Takes ownership of the connected, non-blocking `fd`. `dispatcher` must outlive it.
+  static ConnectionPtr Create(EventLoop* loop, int fd, Role role, const Dispatcher* dispatcher,
+                              std::string token, std::string peer_name, bool is_unix);
+  ~Connection();
+
+  // Registers with the loop; a client also sends its kHello first.
+  void Start();
+
+  void Send(uint16_t type, const google::protobuf::MessageLite& msg);
+  // Queues the message for the loop thread to write. Messages queued by busy threads in quick
+  // succession leave in one write; the calling thread never makes the syscall.
+  void SendAsync(uint16_t type, const google::protobuf::MessageLite& msg);
+  void SendRaw(uint16_t type, std::string_view payload);
+  // Sends `fd` (duplicated; the caller keeps its copy) with the message. Unix sockets only.
+  void SendWithFd(uint16_t type, FrameKind kind, uint64_t request_id,
+                  const google::protobuf::MessageLite& msg, int fd);
+  void Reply(const Frame& request, const google::protobuf::MessageLite& msg);
+  void ReplyError(const Frame& request, const Status& status);
+
+  // Asynchronous request; `cb` runs on the loop thread with the reply payload or an error.
+  // timeout_ms < 0: no timeout.
+  void Call(uint16_t type, const google::protobuf::MessageLite& req, ResponseCallback cb,
+            int64_t timeout_ms = -1);
+  // Blocking request. Must not be called from the loop thread. With `fd`, a descriptor sent
+  // with the reply is stored there (-1 if none; the caller owns it).
+  Status CallSync(uint16_t type, const google::protobuf::MessageLite& req,
+                  google::protobuf::MessageLite* reply, int64_t timeout_ms = -1,
+                  int* fd = nullptr);
+
+  void Close(const Status& reason);
+  bool closed() const { return closed_.load(); }
+  // Why the connection closed (meaningful once closed()).
+  Status close_reason() const;
+
+  // Set before Start(); runs once on the loop thread when the connection closes.
+  void set_close_callback(CloseCallback cb) { close_cb_ = std::move(cb); }
+
+  // Arbitrary per-connection state for the service (e.g. which client this is).
+  void set_context(std::shared_ptr<void> ctx) {
+    std::lock_guard<std::mutex> lock(ctx_mu_);
+    context_ = std::move(ctx);
+  }
+  template <class T>
+  std::shared_ptr<T> context() const {
+    std::lock_guard<std::mutex> lock(ctx_mu_);
+    return std::static_pointer_cast<T>(context_);
+  }
+
+  const std::string& peer_name() const { return peer_name_; }
+  EventLoop* loop() const { return loop_; }
+  bool is_unix() const { return is_unix_; }
+
+ private:
+  Connection(EventLoop* loop, int fd, Role role, const Dispatcher* dispatcher, std::string token,
+             std::string peer_name, bool is_unix);
+
+  struct OutEntry {
+    std::string data;
+    size_t offset = 0;
+    int fd = -1;
+  };
+
+  void Enqueue(std::string data, int fd = -1);
+  bool FlushLocked();  // returns false on a fatal write error
+  void OnEvents(uint32_t events);
+  void OnReadable();
+  void ReserveRead(size_t free_bytes);
+  bool ProcessFrames();  // false: connection closed
+  bool HandleFrame(Frame& frame);
+  void CloseInLoop(const Status& reason);
+  static std::string BuildFrame(uint16_t type, FrameKind kind, uint8_t flags, uint64_t request_id,
+                                const google::protobuf::MessageLite* msg,
+                                std::string_view raw = {});
+
+  EventLoop* const loop_;
+  const int fd_;
+  const Role role_;
+  const Dispatcher* const dispatcher_;
+  const std::string token_;
+  const std::string peer_name_;
+  const bool is_unix_;
+
+  std::atomic<bool> closed_{false};
+  std::atomic<bool> started_{false};
+  uint64_t watch_id_ = 0;  // loop thread
+  CloseCallback close_cb_;
+
+  // Loop thread only.
+  bool authenticated_ = false;
+  char* in_data_ = nullptr;  // [in_start_, in_end_) holds unparsed bytes
+  size_t in_cap_ = 0;
+  size_t in_start_ = 0;
+  size_t in_end_ = 0;
+  std::deque<int> in_fds_;
+
+  std::mutex write_mu_;
+  std::deque<OutEntry> out_;
+  bool want_write_ = false;
+  bool flush_posted_ = false;
+
+  std::mutex call_mu_;
+  struct Pending {
+    ResponseCallback cb;
+    uint64_t timer_id = 0;
+    std::function<void(int)> fd_sink;  // takes a descriptor sent with the reply
+  };
+  void CallImpl(uint16_t type, const google::protobuf::MessageLite& req, ResponseCallback cb,
+                int64_t timeout_ms, std::function<void(int)> fd_sink);
+  std::unordered_map<uint64_t, Pending> pending_;
+  uint64_t next_request_id_ = 1;
+  Status close_reason_;
+
+  mutable std::mutex ctx_mu_;
+  std::shared_ptr<void> context_;
+};
+
+// Connects to "unix:/path" or "host:port" and starts the connection. Blocks up to
+// `timeout_ms` for the TCP/Unix connect (not for authentication, which is pipelined).
+StatusOr<ConnectionPtr> Connect(EventLoop* loop, const std::string& address,
+                                const Dispatcher* dispatcher, const std::string& token,
+                                int64_t timeout_ms = 5000,
+                                Connection::CloseCallback on_close = nullptr);
+
+// Parses a protobuf payload; false on malformed input.
+bool ParsePayload(std::string_view payload, google::protobuf::MessageLite* msg);
+
+}  // namespace lumen::rpc

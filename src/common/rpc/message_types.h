@@ -1,0 +1,58 @@
+// Message type ids of every Lumen service (the `type` field of a frame). Payloads are the
+// protobuf messages named in the comments (proto/). Ids are part of the wire format: append,
+// never renumber.
+#pragma once
+
+#include <cstdint>
+
+namespace lumen::rpc {
+
+enum MsgType : uint16_t {
+  // ---- node daemon (node.proto) --------------------------------------------------------
+  kRegisterClient = 100,     // RegisterClientRequest -> RegisterClientReply (+ store memfd)
+  kStartJob = 101,           // StartJobRequest -> Empty
+  kRequestLease = 102,       // LeaseRequest -> LeaseReply
+  kReturnLease = 103,        // ReturnLeaseRequest (one-way)
+  kNotifyBlocked = 104,      // NotifyBlockedRequest (one-way)
+  kWorkerExitStatus = 105,   // WorkerExitStatusRequest -> WorkerExitStatusReply
+  kStoreCreate = 106,        // StoreCreateRequest -> StoreCreateReply
+  kStoreSeal = 107,          // StoreSealRequest (one-way)
+  kStoreGet = 108,           // StoreGetRequest -> StoreGetReply
+  kStoreRelease = 109,       // ObjectIdList (one-way)
+  kStoreFree = 110,          // ObjectIdList (one-way)
+  kStoreAbort = 111,         // StoreSealRequest (one-way)
+  kNodeStats = 112,          // Empty -> NodeStats
+  kNodeShutdown = 113,       // Empty -> Empty
+  kReleaseIdleLeases = 114,  // Empty (daemon -> lease holder, one-way)
+  kKillWorker = 115,         // KillWorkerRequest -> Empty
+  kJobFinished = 116,        // JobFinishedRequest (one-way)
+
+  // ---- control service (gcs.proto) -------------------------------------------------------
+  kRegisterNode = 200,     // RegisterNodeRequest -> Empty
+  kHeartbeat = 201,        // HeartbeatRequest (one-way)
+  kGetAllNodes = 202,      // Empty -> NodeList
+  kRegisterJob = 203,      // RegisterJobRequest -> RegisterJobReply
+  kGcsJobFinished = 204,   // JobFinishedRequest -> Empty
+  kCreateActor = 205,      // CreateActorRequest -> CreateActorReply
+  kGetActor = 206,         // GetActorRequest -> GetActorReply
+  kSubscribeActor = 207,   // SubscribeActorRequest -> GetActorReply; then kActorUpdate
+  kKillActor = 208,        // KillActorRequest -> Empty
+  kWorkerDied = 209,       // WorkerDiedRequest (one-way)
+  kKVPut = 210,            // KVRequest -> KVReply
+  kKVGet = 211,            // KVRequest -> KVReply
+  kKVDel = 212,            // KVRequest -> KVReply
+  kKVKeys = 213,           // KVRequest -> KVReply
+  kClusterStatus = 214,    // Empty -> ClusterStatus
+  kGcsShutdown = 215,      // Empty -> Empty
+  kActorUpdate = 216,      // ActorStateUpdate (GCS -> subscriber, one-way)
+
+  // ---- core worker (core_worker.proto) -------------------------------------------------
+  kPushTasks = 300,        // PushTasksRequest (owner -> worker, one-way)
+  kTaskResults = 301,      // TaskResults (worker -> owner, one-way)
+  kGetObjectStatus = 302,  // GetObjectStatusRequest -> GetObjectStatusReply (waits until ready)
+  kAddBorrower = 303,      // BorrowerRequest -> Empty
+  kRemoveBorrower = 304,   // BorrowerRequest (one-way)
+  kWorkerExit = 305,       // Empty (daemon -> idle worker, one-way)
+};
+
+}  // namespace lumen::rpc

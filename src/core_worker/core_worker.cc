@@ -1,0 +1,953 @@
+#include "core_worker/core_worker.h"
+
+#include <unistd.h>
+
+#include <cstring>
+
+#include "common/config.h"
+#include "common/fs.h"
+#include "common/logging.h"
+#include "common/resources.h"
+#include "common/rpc/message_types.h"
+#include "core_worker.pb.h"
+#include "core_worker/actor_submitter.h"
+#include "core_worker/dependency_resolver.h"
+#include "core_worker/task_executor.h"
+#include "core_worker/task_submitter.h"
+#include "gcs.pb.h"
+#include "lumen/errors.h"
+#include "lumen/serialization.h"
+#include "node.pb.h"
+
+namespace lumen::core {
+
+namespace {
+
+thread_local TaskContext* tls_context = nullptr;
+
+// Normal tasks carry the nil actor (all 0xff unique bytes) in their ID.
+bool IsActorTask(const TaskID& id) {
+  ActorID actor = id.Actor();
+  for (size_t i = 0; i < ActorID::kUniqueBytes; ++i) {
+    if (actor.Data()[i] != 0xff) return true;
+  }
+  return false;
+}
+
+[[noreturn]] void ThrowError(const proto::ErrorInfo& e) {
+  switch (e.type()) {
+    case proto::TASK_ERROR:
+      throw TaskError("task " + e.function_name() + " threw " + e.remote_type() + ": " +
+                          e.message(),
+                      e.function_name(), e.remote_type(), e.message());
+    case proto::WORKER_CRASHED: throw WorkerCrashedError(e.message());
+    case proto::ACTOR_DIED: throw ActorDiedError(e.message());
+    case proto::OBJECT_LOST: throw ObjectLostError(e.message());
+    case proto::OWNER_DIED: throw OwnerDiedError(e.message());
+    case proto::OBJECT_STORE_FULL: throw ObjectStoreFullError(e.message());
+    case proto::TYPE_ERROR: throw TypeError(e.message());
+    case proto::FUNCTION_NOT_FOUND: throw FunctionNotFoundError(e.message());
+    default: throw Error(e.message());
+  }
+}
+
+ResourceSet TaskResources(const TaskOptions& o) {
+  std::map<std::string, double> r;
+  if (o.num_cpus > 0) r["CPU"] = o.num_cpus;
+  if (o.num_gpus > 0) r["GPU"] = o.num_gpus;
+  if (o.memory > 0) r["memory"] = static_cast<double>(o.memory);
+  for (const auto& [k, v] : o.resources) r[k] = v;
+  return ResourceSet::FromDoubles(r);
+}
+
+ResourceSet ActorResources(const ActorOptions& o) {
+  std::map<std::string, double> r;
+  if (o.num_cpus > 0) r["CPU"] = o.num_cpus;
+  if (o.num_gpus > 0) r["GPU"] = o.num_gpus;
+  if (o.memory > 0) r["memory"] = static_cast<double>(o.memory);
+  for (const auto& [k, v] : o.resources) r[k] = v;
+  return ResourceSet::FromDoubles(r);
+}
+
+}  // namespace
+
+// ---- construction ----------------------------------------------------------------------------
+
+StatusOr<std::unique_ptr<CoreWorker>> CoreWorker::Create(CoreWorkerOptions options) {
+  std::unique_ptr<CoreWorker> cw(new CoreWorker(std::move(options)));
+  LUMEN_RETURN_IF_ERROR(cw->Connect());
+  return cw;
+}
+
+CoreWorker::CoreWorker(CoreWorkerOptions options)
+    : options_(std::move(options)), io_("core-io") {
+  worker_id_ = options_.is_driver ? WorkerID::FromRandom() : options_.worker_id;
+  job_id_ = options_.job_id;
+  references_ = std::make_unique<ReferenceCounter>(
+      [this](const std::vector<ReferenceCounter::Release>& r) { OnReleases(r); });
+  resolver_ = std::make_unique<DependencyResolver>(*this);
+  task_submitter_ = std::make_unique<TaskSubmitter>(*this);
+  actor_submitter_ = std::make_unique<ActorSubmitter>(*this);
+  if (!options_.is_driver) executor_ = std::make_unique<TaskExecutor>(*this);
+  RegisterHandlers();
+}
+
+CoreWorker::~CoreWorker() {
+  Shutdown();
+  io_.Stop();
+}
+
+void CoreWorker::RegisterHandlers() {
+  dispatcher_.Register(rpc::kPushTasks, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
+    proto::PushTasksRequest req;
+    if (!executor_ || !rpc::ParsePayload(f.payload, &req)) {
+      LUMEN_LOG(WARNING) << "dropping a malformed or misdirected task push from "
+                         << c->peer_name();
+      return;
+    }
+    executor_->HandlePush(c, req);
+  });
+  dispatcher_.Register(rpc::kTaskResults, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
+    proto::TaskResults results;
+    if (!rpc::ParsePayload(f.payload, &results)) return;
+    proto::TaskResults normal, actor;
+    for (auto& r : *results.mutable_results()) {
+      if (IsActorTask(TaskID::FromBinary(r.task_id()))) {
+        actor.add_results()->Swap(&r);
+      } else {
+        normal.add_results()->Swap(&r);
+      }
+    }
+    if (normal.results_size()) task_submitter_->HandleResults(c, normal);
+    if (actor.results_size()) actor_submitter_->HandleResults(actor);
+  });
+  dispatcher_.Register(rpc::kActorUpdate, [this](const rpc::ConnectionPtr&, rpc::Frame& f) {
+    proto::ActorStateUpdate u;
+    if (rpc::ParsePayload(f.payload, &u)) actor_submitter_->HandleUpdate(u);
+  });
+  dispatcher_.Register(rpc::kReleaseIdleLeases, [this](const rpc::ConnectionPtr&, rpc::Frame&) {
+    task_submitter_->ReleaseIdleLeases();
+  });
+  dispatcher_.Register(rpc::kGetObjectStatus, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
+    HandleGetObjectStatus(c, f);
+  });
+  dispatcher_.Register(rpc::kAddBorrower, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
+    HandleAddBorrower(c, f);
+  });
+  dispatcher_.Register(rpc::kRemoveBorrower, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
+    HandleRemoveBorrower(c, f);
+  });
+  dispatcher_.Register(rpc::kWorkerExit, [this](const rpc::ConnectionPtr&, rpc::Frame&) {
+    if (executor_) executor_->Stop();
+  });
+}
+
+Status CoreWorker::Connect() {
+  io_.Start();
+  auto on_close = [this](const rpc::ConnectionPtr& c, const Status& reason) {
+    OnPeerClosed(c, reason);
+  };
+  // Listen for owners pushing tasks and borrowers asking about objects.
+  server_ = std::make_unique<rpc::Server>(&io_, &dispatcher_, options_.token, "core-worker");
+  server_->set_on_close(on_close);
+  std::string sockets = JoinPath(options_.session_dir, "sockets");
+  LUMEN_RETURN_IF_ERROR(MakeDirs(sockets));
+  LUMEN_ASSIGN_OR_RETURN(std::string unix_addr,
+                         server_->ListenUnix(JoinPath(sockets, "w-" + worker_id_.Hex().substr(0, 12))));
+  LUMEN_ASSIGN_OR_RETURN(std::string tcp_addr, server_->ListenTcp("127.0.0.1", 0));
+  address_.set_worker_id(worker_id_.Binary());
+  address_.set_unix_path(unix_addr.substr(5));
+  address_.set_tcp_address(tcp_addr);
+  address_.set_pid(::getpid());
+
+  LUMEN_ASSIGN_OR_RETURN(gcs_, rpc::Connect(&io_, options_.gcs_address, &dispatcher_,
+                                            options_.token, 5000, on_close));
+  if (options_.is_driver) {
+    proto::RegisterJobRequest req;
+    *req.mutable_driver() = address_;
+    req.set_binary(options_.binary);
+    proto::RegisterJobReply reply;
+    LUMEN_RETURN_IF_ERROR(gcs_->CallSync(rpc::kRegisterJob, req, &reply, 10000)
+                              .WithContext("registering the job with the control service at " +
+                                           options_.gcs_address));
+    job_id_ = JobID::FromBinary(reply.job_id());
+  }
+  driver_context_.task_id =
+      options_.is_driver ? TaskID::ForDriver(job_id_) : TaskID::FromRandom();
+
+  LUMEN_ASSIGN_OR_RETURN(daemon_, rpc::Connect(&io_, options_.node_address, &dispatcher_,
+                                               options_.token, 5000, on_close));
+  proto::RegisterClientRequest reg;
+  reg.set_kind(options_.is_driver ? proto::DRIVER : proto::WORKER);
+  reg.set_worker_id(worker_id_.Binary());
+  reg.set_job_id(job_id_.Binary());
+  reg.set_pid(::getpid());
+  *reg.mutable_address() = address_;
+  reg.set_want_store(true);
+  proto::RegisterClientReply reg_reply;
+  int store_fd = -1;
+  LUMEN_RETURN_IF_ERROR(daemon_->CallSync(rpc::kRegisterClient, reg, &reg_reply, 10000, &store_fd)
+                            .WithContext("registering with the node daemon at " +
+                                         options_.node_address));
+  if (store_fd < 0) return UnavailableError("the node daemon did not share its object store");
+  node_id_ = NodeID::FromBinary(reg_reply.node_id());
+  address_.set_node_id(node_id_.Binary());
+  node_has_gpus_ = reg_reply.total_resources().amounts().count("GPU") > 0;
+  LUMEN_ASSIGN_OR_RETURN(store_, object_store::StoreClient::Map(daemon_, store_fd,
+                                                                reg_reply.store_capacity()));
+  if (options_.is_driver) {
+    proto::StartJobRequest job;
+    job.set_job_id(job_id_.Binary());
+    job.set_binary(options_.binary);
+    for (const auto& a : options_.argv) job.add_argv(a);
+    job.set_cwd(options_.cwd);
+    job.set_prestart_workers(options_.prestart_workers);
+    proto::Empty empty;
+    LUMEN_RETURN_IF_ERROR(daemon_->CallSync(rpc::kStartJob, job, &empty, 10000)
+                              .WithContext("starting the job on the node"));
+  }
+  return Status::OK();
+}
+
+void CoreWorker::Shutdown() {
+  if (shutting_down_.exchange(true)) return;
+  task_submitter_->Shutdown();
+  actor_submitter_->Shutdown();
+  if (executor_) executor_->Stop();
+  if (options_.is_driver && gcs_ && !gcs_->closed()) {
+    proto::JobFinishedRequest req;
+    req.set_job_id(job_id_.Binary());
+    proto::Empty empty;
+    gcs_->CallSync(rpc::kGcsJobFinished, req, &empty, 3000).IgnoreError();
+  }
+  if (server_) server_->Stop();
+  std::unordered_map<std::string, rpc::ConnectionPtr> conns;
+  {
+    std::lock_guard<std::mutex> lock(conn_mu_);
+    conns.swap(connections_);
+  }
+  for (auto& [k, c] : conns) c->Close(CancelledError("shutting down"));
+  if (daemon_) daemon_->Close(CancelledError("shutting down"));
+  if (gcs_) gcs_->Close(CancelledError("shutting down"));
+}
+
+void CoreWorker::RunTaskLoop() {
+  if (executor_) executor_->Run();
+}
+
+// ---- connections -----------------------------------------------------------------------------
+
+std::string CoreWorker::AddressKey(const proto::Address& a) const {
+  if (a.node_id() == node_id_.Binary() && !a.unix_path().empty()) return "unix:" + a.unix_path();
+  return a.tcp_address();
+}
+
+StatusOr<rpc::ConnectionPtr> CoreWorker::ConnectTo(const proto::Address& address) {
+  std::string key = AddressKey(address);
+  {
+    std::lock_guard<std::mutex> lock(conn_mu_);
+    auto it = connections_.find(key);
+    if (it != connections_.end() && !it->second->closed()) return it->second;
+  }
+  if (shutting_down_) return UnavailableError("shutting down");
+  LUMEN_ASSIGN_OR_RETURN(
+      rpc::ConnectionPtr conn,
+      rpc::Connect(&io_, key, &dispatcher_, options_.token, 5000,
+                   [this](const rpc::ConnectionPtr& c, const Status& r) { OnPeerClosed(c, r); }));
+  std::lock_guard<std::mutex> lock(conn_mu_);
+  auto [it, inserted] = connections_.emplace(key, conn);
+  if (!inserted) {
+    if (!it->second->closed()) {
+      conn->Close(Status::OK());
+      return it->second;
+    }
+    it->second = conn;
+  }
+  return conn;
+}
+
+void CoreWorker::OnPeerClosed(const rpc::ConnectionPtr& conn, const Status& reason) {
+  if (conn == daemon_ && !shutting_down_) {
+    if (!options_.is_driver) {
+      // Our node daemon is gone: nothing can reach this worker any more.
+      LUMEN_LOG(ERROR) << "lost the node daemon (" << reason << "); exiting";
+      ::_exit(1);
+    }
+    LUMEN_LOG(ERROR) << "lost the node daemon: " << reason;
+  }
+  {
+    std::lock_guard<std::mutex> lock(conn_mu_);
+    for (auto it = connections_.begin(); it != connections_.end(); ++it) {
+      if (it->second == conn) {
+        connections_.erase(it);
+        break;
+      }
+    }
+  }
+  task_submitter_->OnConnectionClosed(conn, reason);
+  actor_submitter_->OnConnectionClosed(conn, reason);
+  // A borrower that died no longer holds anything.
+  std::vector<WorkerID> gone;
+  {
+    std::lock_guard<std::mutex> lock(borrow_mu_);
+    std::string key = conn->peer_name();
+    for (auto it = borrower_addresses_.begin(); it != borrower_addresses_.end();) {
+      if (AddressKey(it->second) == key) {
+        gone.push_back(it->first);
+        it = borrower_addresses_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (const auto& w : gone) references_->RemoveBorrowerEverywhere(w);
+}
+
+TaskContext& CoreWorker::CurrentContext() { return tls_context ? *tls_context : driver_context_; }
+
+void CoreWorker::SetThreadContext(TaskContext* ctx) { tls_context = ctx; }
+
+void CoreWorker::NotifyBlocked(bool blocked) {
+  proto::NotifyBlockedRequest req;
+  req.set_blocked(blocked);
+  daemon_->Send(rpc::kNotifyBlocked, req);
+}
+
+// ---- objects ---------------------------------------------------------------------------------
+
+void CoreWorker::OnReleases(const std::vector<ReferenceCounter::Release>& releases) {
+  std::vector<ObjectID> plasma_frees;
+  for (const auto& r : releases) {
+    memory_store_.Delete(r.id);
+    if (r.owned) {
+      if (r.in_plasma) plasma_frees.push_back(r.id);
+    } else {
+      proto::BorrowerRequest req;
+      req.set_object_id(r.id.Binary());
+      *req.mutable_borrower() = address_;
+      std::string key = AddressKey(r.owner);
+      rpc::ConnectionPtr conn;
+      {
+        std::lock_guard<std::mutex> lock(conn_mu_);
+        auto it = connections_.find(key);
+        if (it != connections_.end()) conn = it->second;
+      }
+      if (!conn && !shutting_down_) {
+        auto c = ConnectTo(r.owner);
+        if (c.ok()) conn = *c;
+      }
+      if (conn) conn->Send(rpc::kRemoveBorrower, req);
+    }
+  }
+  if (!plasma_frees.empty() && store_) store_->Free(plasma_frees);
+}
+
+void CoreWorker::FillInlineValue(internal::SerializedValue& value, proto::InlineValue* out) {
+  out->set_format(static_cast<proto::ValueFormat>(value.format));
+  out->set_data(reinterpret_cast<const char*>(value.bytes()), value.size());
+}
+
+ObjectID CoreWorker::Put(internal::SerializedValue value) {
+  TaskContext& ctx = CurrentContext();
+  ObjectID id = ObjectID::ForPut(ctx.task_id, ++ctx.put_counter);
+  references_->AddOwned(id, /*local_refs=*/1, /*pending=*/false);
+  const int64_t size = static_cast<int64_t>(value.size());
+  if (size <= Config::Get().max_inline_object_bytes()) {
+    auto obj = std::make_shared<StoredObject>();
+    obj->format = value.format;
+    obj->data = value.format == internal::ValueFormat::kRaw ? std::string(value.raw.view())
+                                                            : std::move(value.data);
+    memory_store_.Put(id, obj);
+    references_->SetReady(id, false, NodeID::Nil());
+  } else {
+    auto created = store_->Create(id, size, static_cast<int32_t>(value.format), address_);
+    if (!created.ok()) {
+      references_->RemoveSubmittedRefs(value.nested_refs);
+      references_->RemoveLocalRef(id);
+      if (created.status().code() == StatusCode::kResourceExhausted) {
+        throw ObjectStoreFullError("lumen::Put: " + created.status().message());
+      }
+      throw Error("lumen::Put: " + created.status().message());
+    }
+    if (!created->already_exists) {
+      std::memcpy(created->data, value.bytes(), static_cast<size_t>(size));
+      store_->Seal(id);
+    }
+    auto obj = std::make_shared<StoredObject>();
+    obj->format = value.format;
+    obj->in_plasma = true;
+    obj->node = node_id_;
+    obj->size = size;
+    memory_store_.Put(id, obj);
+    references_->SetReady(id, true, node_id_);
+  }
+  references_->AddContained(id, value.nested_refs);
+  references_->RemoveSubmittedRefs(value.nested_refs);
+  return id;
+}
+
+void CoreWorker::StoreError(const std::vector<ObjectID>& ids, const proto::ErrorInfo& error) {
+  std::string data = error.SerializeAsString();
+  for (const auto& id : ids) {
+    auto obj = std::make_shared<StoredObject>();
+    obj->format = internal::ValueFormat::kError;
+    obj->data = data;
+    memory_store_.Put(id, obj);
+    references_->SetReady(id, false, NodeID::Nil());
+  }
+}
+
+void CoreWorker::StoreReturns(const proto::TaskResult& result) {
+  for (const auto& ro : result.returns()) {
+    ObjectID id = ObjectID::FromBinary(ro.object_id());
+    auto obj = std::make_shared<StoredObject>();
+    if (ro.in_plasma()) {
+      obj->in_plasma = true;
+      obj->node = NodeID::FromBinary(ro.node_id());
+      obj->size = ro.size();
+    } else {
+      obj->format = static_cast<internal::ValueFormat>(ro.value().format());
+      obj->data = ro.value().data();
+    }
+    memory_store_.Put(id, obj);
+    // The executing worker registered us as a borrower of refs inside the value.
+    std::vector<ObjectID> nested;
+    for (const auto& info : ro.nested_refs()) {
+      ObjectID inner = ObjectID::FromBinary(info.object_id());
+      if (WorkerID::FromBinary(info.owner().worker_id()) != worker_id_) {
+        references_->AddBorrowed(inner, info.owner());
+        references_->MarkBorrowRegistered(inner);
+      }
+      nested.push_back(inner);
+    }
+    references_->AddContained(id, nested);
+    references_->SetReady(id, ro.in_plasma(), obj->node);
+  }
+}
+
+void CoreWorker::FetchFromOwner(const ObjectID& id) {
+  if (memory_store_.Contains(id)) return;
+  auto owner = references_->OwnerOf(id);
+  if (!owner) return;
+  {
+    std::lock_guard<std::mutex> lock(fetch_mu_);
+    if (!fetching_.insert(id).second) return;
+  }
+  auto fail = [this, id](proto::ErrorType type, const std::string& msg) {
+    {
+      std::lock_guard<std::mutex> lock(fetch_mu_);
+      fetching_.erase(id);
+    }
+    proto::ErrorInfo err;
+    err.set_type(type);
+    err.set_message(msg);
+    StoreError({id}, err);
+  };
+  auto conn = ConnectTo(*owner);
+  if (!conn.ok()) {
+    fail(proto::OWNER_DIED, "the owner of object " + id.Hex() + " (pid " +
+                                std::to_string(owner->pid()) + ") is unreachable: " +
+                                conn.status().message());
+    return;
+  }
+  proto::GetObjectStatusRequest req;
+  req.set_object_id(id.Binary());
+  int pid = owner->pid();
+  (*conn)->Call(rpc::kGetObjectStatus, req,
+                [this, id, pid, fail](const Status& st, std::string_view payload) {
+                  proto::GetObjectStatusReply reply;
+                  if (!st.ok() || !rpc::ParsePayload(payload, &reply)) {
+                    fail(proto::OWNER_DIED, "the owner of object " + id.Hex() + " (pid " +
+                                                std::to_string(pid) + ") died: " + st.message());
+                    return;
+                  }
+                  if (reply.status() == proto::GetObjectStatusReply::FREED) {
+                    fail(proto::OBJECT_LOST,
+                         "object " + id.Hex() + " was already freed by its owner");
+                    return;
+                  }
+                  auto obj = std::make_shared<StoredObject>();
+                  if (reply.in_plasma()) {
+                    obj->in_plasma = true;
+                    obj->node = NodeID::FromBinary(reply.node_id());
+                    obj->size = reply.size();
+                  } else {
+                    obj->format = static_cast<internal::ValueFormat>(reply.value().format());
+                    obj->data = reply.value().data();
+                  }
+                  {
+                    std::lock_guard<std::mutex> lock(fetch_mu_);
+                    fetching_.erase(id);
+                  }
+                  if (references_->Has(id)) memory_store_.Put(id, obj);
+                });
+}
+
+void CoreWorker::HandleGetObjectStatus(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::GetObjectStatusRequest req;
+  if (!rpc::ParsePayload(f.payload, &req)) {
+    c->ReplyError(f, InvalidArgumentError("malformed GetObjectStatus"));
+    return;
+  }
+  ObjectID id = ObjectID::FromBinary(req.object_id());
+  rpc::Frame handle;
+  handle.type = f.type;
+  handle.request_id = f.request_id;
+  std::weak_ptr<rpc::Connection> weak = c;
+  auto reply_with = [weak, handle](const StoredObjectPtr& obj) {
+    auto conn = weak.lock();
+    if (!conn) return;
+    proto::GetObjectStatusReply reply;
+    reply.set_status(proto::GetObjectStatusReply::READY);
+    if (obj->in_plasma) {
+      reply.set_in_plasma(true);
+      reply.set_node_id(obj->node.Binary());
+      reply.set_size(obj->size);
+    } else {
+      reply.mutable_value()->set_format(static_cast<proto::ValueFormat>(obj->format));
+      reply.mutable_value()->set_data(obj->data);
+    }
+    conn->Reply(handle, reply);
+  };
+  if (!references_->IsOwned(id) && !memory_store_.Contains(id)) {
+    proto::GetObjectStatusReply reply;
+    reply.set_status(proto::GetObjectStatusReply::FREED);
+    c->Reply(f, reply);
+    return;
+  }
+  memory_store_.OnReady(id, reply_with);
+}
+
+void CoreWorker::HandleAddBorrower(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::BorrowerRequest req;
+  if (!rpc::ParsePayload(f.payload, &req)) {
+    c->ReplyError(f, InvalidArgumentError("malformed AddBorrower"));
+    return;
+  }
+  ObjectID id = ObjectID::FromBinary(req.object_id());
+  WorkerID borrower = WorkerID::FromBinary(req.borrower().worker_id());
+  if (borrower != worker_id_) {
+    references_->AddBorrower(id, borrower);
+    {
+      std::lock_guard<std::mutex> lock(borrow_mu_);
+      borrower_addresses_[borrower] = req.borrower();
+    }
+    // Watch the borrower: if it dies, it stops counting.
+    ConnectTo(req.borrower()).status().IgnoreError();
+  }
+  c->Reply(f, proto::Empty());
+}
+
+void CoreWorker::HandleRemoveBorrower(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::BorrowerRequest req;
+  if (!rpc::ParsePayload(f.payload, &req)) return;
+  references_->RemoveBorrower(ObjectID::FromBinary(req.object_id()),
+                              WorkerID::FromBinary(req.borrower().worker_id()));
+}
+
+std::string CoreWorker::PackRef(const ObjectID& id) {
+  // Hold the object until the value carrying it is consumed (see SerializedValue).
+  references_->AddSubmittedRefs({id});
+  if (auto* ctx = internal::CurrentSerializeContext()) ctx->refs.push_back(id);
+  proto::ObjectRefInfo info;
+  info.set_object_id(id.Binary());
+  auto owner = references_->OwnerOf(id);
+  *info.mutable_owner() = owner ? *owner : address_;
+  return info.SerializeAsString();
+}
+
+ObjectID CoreWorker::UnpackRef(std::string_view packed) {
+  proto::ObjectRefInfo info;
+  if (!info.ParseFromArray(packed.data(), static_cast<int>(packed.size())) ||
+      info.object_id().size() != ObjectID::kSize) {
+    throw TypeError("malformed ObjectRef inside a value");
+  }
+  ObjectID id = ObjectID::FromBinary(info.object_id());
+  WorkerID owner = WorkerID::FromBinary(info.owner().worker_id());
+  if (owner == worker_id_) {
+    if (references_->Has(id)) {
+      references_->AddLocalRef(id);
+    } else {
+      // Our own object, already freed: reading it reports the loss.
+      references_->AddOwned(id, 1, false);
+      proto::ErrorInfo err;
+      err.set_type(proto::OBJECT_LOST);
+      err.set_message("object " + id.Hex() + " was freed before this reference arrived");
+      StoreError({id}, err);
+    }
+    return id;
+  }
+  bool is_new = references_->AddBorrowed(id, info.owner());
+  references_->AddLocalRef(id);
+  if (is_new) {
+    // Register with the owner; tasks wait for the acknowledgement before finishing.
+    auto conn = ConnectTo(info.owner());
+    if (conn.ok()) {
+      {
+        std::lock_guard<std::mutex> lock(borrow_mu_);
+        ++borrow_pending_[id];
+      }
+      proto::BorrowerRequest req;
+      req.set_object_id(id.Binary());
+      *req.mutable_borrower() = address_;
+      (*conn)->Call(rpc::kAddBorrower, req, [this, id](const Status& st, std::string_view) {
+        if (st.ok()) references_->MarkBorrowRegistered(id);
+        std::lock_guard<std::mutex> lock(borrow_mu_);
+        if (--borrow_pending_[id] <= 0) borrow_pending_.erase(id);
+        borrow_cv_.notify_all();
+      });
+    }
+  }
+  return id;
+}
+
+void CoreWorker::WaitForBorrowRegistrations() {
+  std::unique_lock<std::mutex> lock(borrow_mu_);
+  borrow_cv_.wait_for(lock, std::chrono::milliseconds(Config::Get().borrower_ack_timeout_ms()),
+                      [this] { return borrow_pending_.empty(); });
+}
+
+void CoreWorker::HandOffRefs(const std::vector<ObjectID>& refs, const proto::Address& borrower) {
+  WorkerID who = WorkerID::FromBinary(borrower.worker_id());
+  if (who == worker_id_) return;
+  for (const auto& id : refs) {
+    if (references_->IsOwned(id)) {
+      references_->AddBorrower(id, who);
+      {
+        std::lock_guard<std::mutex> lock(borrow_mu_);
+        borrower_addresses_[who] = borrower;
+      }
+      ConnectTo(borrower).status().IgnoreError();
+      continue;
+    }
+    auto owner = references_->OwnerOf(id);
+    if (!owner || WorkerID::FromBinary(owner->worker_id()) == who) continue;
+    auto conn = ConnectTo(*owner);
+    if (!conn.ok()) continue;
+    proto::BorrowerRequest req;
+    req.set_object_id(id.Binary());
+    *req.mutable_borrower() = borrower;
+    proto::Empty ack;
+    (*conn)->CallSync(rpc::kAddBorrower, req, &ack, Config::Get().borrower_ack_timeout_ms())
+        .IgnoreError();
+  }
+}
+
+StatusOr<internal::ValueView> CoreWorker::ReadValue(const ObjectID& id, const StoredObjectPtr& obj,
+                                                    int64_t timeout_ms) {
+  internal::ValueView v;
+  if (!obj->in_plasma) {
+    v.format = obj->format;
+    v.data = reinterpret_cast<const uint8_t*>(obj->data.data());
+    v.size = obj->data.size();
+    v.holder = obj;
+    return v;
+  }
+  if (obj->node != node_id_) {
+    return UnimplementedError("object " + id.Hex() + " lives on another node (node " +
+                              obj->node.Hex() + "); cross-node transfer is not available");
+  }
+  LUMEN_ASSIGN_OR_RETURN(auto bufs, WhileBlocked([&] { return store_->Get({id}, timeout_ms); }));
+  if (!bufs[0]) {
+    return DeadlineExceededError("object " + id.Hex() + " is not in the local object store");
+  }
+  v.format = static_cast<internal::ValueFormat>(bufs[0]->format());
+  v.data = bufs[0]->data();
+  v.size = static_cast<size_t>(bufs[0]->size());
+  v.holder = bufs[0];
+  return v;
+}
+
+std::vector<internal::ValueView> CoreWorker::Get(const std::vector<ObjectID>& ids,
+                                                 int64_t timeout_ms) {
+  auto start = std::chrono::steady_clock::now();
+  std::vector<bool> present = memory_store_.SpinWait(ids, ids.size(), 0);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (present[i]) continue;
+    const ObjectID& id = ids[i];
+    if (!references_->Has(id)) {
+      throw ObjectLostError("lumen::Get: object " + id.Hex() +
+                            " is unknown to this process (its references were all dropped)");
+    }
+    if (!references_->IsOwned(id)) FetchFromOwner(id);
+  }
+  std::vector<bool> ready = memory_store_.SpinWait(
+      ids, ids.size(),
+      timeout_ms < 0 ? Config::Get().spin_wait_us()
+                     : std::min<int64_t>(Config::Get().spin_wait_us(), timeout_ms * 1000));
+  size_t have = 0;
+  for (bool r : ready) have += r;
+  if (have < ids.size()) {
+    ready = WhileBlocked([&] { return memory_store_.Wait(ids, ids.size(), timeout_ms); });
+    size_t missing = 0;
+    ObjectID first;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (!ready[i]) {
+        if (missing++ == 0) first = ids[i];
+      }
+    }
+    if (missing > 0) {
+      throw GetTimeoutError("lumen::Get timed out after " + std::to_string(timeout_ms) +
+                            " ms: " + std::to_string(missing) + " of " +
+                            std::to_string(ids.size()) + " objects not ready (first: " +
+                            first.Hex() + ")");
+    }
+  }
+  std::vector<internal::ValueView> out;
+  out.reserve(ids.size());
+  for (const auto& id : ids) {
+    StoredObjectPtr obj = memory_store_.Get(id);
+    if (!obj) throw ObjectLostError("lumen::Get: object " + id.Hex() + " was freed");
+    if (obj->is_error()) {
+      proto::ErrorInfo err;
+      err.ParseFromString(obj->data);
+      ThrowError(err);
+    }
+    int64_t left = timeout_ms;
+    if (timeout_ms >= 0) {
+      auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::steady_clock::now() - start)
+                       .count();
+      left = std::max<int64_t>(timeout_ms - spent, 0);
+    }
+    auto v = ReadValue(id, obj, left);
+    if (!v.ok()) {
+      if (v.status().code() == StatusCode::kDeadlineExceeded && timeout_ms >= 0) {
+        throw GetTimeoutError("lumen::Get: " + v.status().message());
+      }
+      throw ObjectLostError("lumen::Get: " + v.status().message());
+    }
+    out.push_back(std::move(*v));
+  }
+  return out;
+}
+
+std::vector<bool> CoreWorker::Wait(const std::vector<ObjectID>& ids, size_t num_returns,
+                                   int64_t timeout_ms) {
+  for (const auto& id : ids) {
+    if (!memory_store_.Contains(id) && references_->Has(id) && !references_->IsOwned(id)) {
+      FetchFromOwner(id);
+    }
+  }
+  return WhileBlocked([&] { return memory_store_.Wait(ids, num_returns, timeout_ms); });
+}
+
+void CoreWorker::OnObjectReady(const ObjectID& id, std::function<void()> cb) {
+  if (!references_->IsOwned(id)) FetchFromOwner(id);
+  memory_store_.OnReady(id, [cb = std::move(cb)](const StoredObjectPtr&) { cb(); });
+}
+
+// ---- tasks -----------------------------------------------------------------------------------
+
+namespace {
+
+// Fills a TaskArg from an argument; large values go to the object store first.
+void BuildArgs(CoreWorker& cw, std::vector<internal::TaskArgument>& args, proto::TaskSpec* spec,
+               std::vector<ObjectID>* held, std::vector<ObjectID>* temporary_puts) {
+  for (auto& a : args) {
+    proto::TaskArg* arg = spec->add_args();
+    if (!a.is_ref &&
+        static_cast<int64_t>(a.value.size()) > Config::Get().max_inline_object_bytes()) {
+      // Large by-value argument: store it once, pass it by reference.
+      ObjectID id = cw.Put(std::move(a.value));
+      a.is_ref = true;
+      a.ref = id;
+      temporary_puts->push_back(id);
+    }
+    if (a.is_ref) {
+      proto::ObjectRefInfo* ref = arg->mutable_ref();
+      ref->set_object_id(a.ref.Binary());
+      auto owner = cw.references().OwnerOf(a.ref);
+      *ref->mutable_owner() = owner ? *owner : cw.address();
+      held->push_back(a.ref);
+      cw.references().AddSubmittedRefs({a.ref});
+    } else {
+      cw.FillInlineValue(a.value, arg->mutable_value());
+      // PackRef already took one hold per nested ref; the task releases them.
+      held->insert(held->end(), a.value.nested_refs.begin(), a.value.nested_refs.end());
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
+                                             uint64_t signature_hash,
+                                             std::vector<internal::TaskArgument> args,
+                                             const TaskOptions& options) {
+  if (shutting_down_) throw Error("lumen is shut down");
+  TaskContext& ctx = CurrentContext();
+  TaskID task_id = TaskID::ForNormalTask(job_id_, ctx.task_id, ++ctx.submit_counter);
+  auto entry = std::make_shared<TaskEntry>();
+  proto::TaskSpec& spec = entry->spec;
+  spec.set_task_id(task_id.Binary());
+  spec.set_job_id(job_id_.Binary());
+  spec.set_type(proto::NORMAL_TASK);
+  spec.set_function_name(function_name);
+  spec.set_signature_hash(signature_hash);
+  spec.set_num_returns(1);
+  spec.set_max_retries(options.max_retries);
+  spec.set_retry_exceptions(options.retry_exceptions);
+  spec.set_name(options.name);
+  entry->resources = TaskResources(options);
+  entry->key = entry->resources.Key();
+  entry->retries_left = std::max(options.max_retries, 0);
+  std::vector<ObjectID> temporary;
+  BuildArgs(*this, args, &spec, &entry->held_refs, &temporary);
+  ObjectID ret = ObjectID::ForReturn(task_id, 0);
+  entry->returns.push_back(ret);
+  references_->AddOwned(ret, /*local_refs=*/1, /*pending=*/true);
+  for (const auto& id : temporary) references_->RemoveLocalRef(id);
+
+  task_submitter_->AcquireSlot();
+  auto spec_ptr = std::shared_ptr<proto::TaskSpec>(entry, &entry->spec);
+  resolver_->Resolve(spec_ptr, [this, entry](const proto::ErrorInfo* dep_error) {
+    if (dep_error) {
+      StoreError(entry->returns, *dep_error);
+      references_->RemoveSubmittedRefs(entry->held_refs);
+      task_submitter_->ReleaseSlot();
+      return;
+    }
+    task_submitter_->Submit(entry);
+  });
+  return {ret};
+}
+
+ActorID CoreWorker::CreateActor(const internal::RemoteFunction& factory,
+                                std::vector<internal::TaskArgument> args,
+                                const ActorOptions& options) {
+  if (shutting_down_) throw Error("lumen is shut down");
+  if (!options.name.empty()) {
+    proto::GetActorRequest req;
+    req.set_name(options.name);
+    proto::GetActorReply reply;
+    Status st = gcs_->CallSync(rpc::kGetActor, req, &reply, 10000);
+    if (!st.ok()) throw Error("lumen::Actor: cannot reach the control service: " + st.ToString());
+    if (reply.found() && reply.info().state() != proto::DEAD) {
+      throw Error("lumen::Actor: an actor named '" + options.name + "' already exists");
+    }
+  }
+  TaskContext& ctx = CurrentContext();
+  ActorID actor_id = ActorID::Of(job_id_, ctx.task_id, ++ctx.submit_counter);
+  auto spec = std::make_shared<proto::TaskSpec>();
+  spec->set_task_id(TaskID::ForActorCreation(actor_id).Binary());
+  spec->set_job_id(job_id_.Binary());
+  spec->set_type(proto::ACTOR_CREATION_TASK);
+  spec->set_function_name(factory.name);
+  spec->set_signature_hash(factory.signature_hash);
+  spec->set_num_returns(1);
+  *spec->mutable_caller() = address_;
+  ActorResources(options).ToProto(spec->mutable_resources());
+  auto* ac = spec->mutable_actor_creation();
+  ac->set_actor_id(actor_id.Binary());
+  ac->set_name(options.name);
+  ac->set_max_restarts(options.max_restarts);
+  ac->set_max_task_retries(options.max_task_retries);
+  ac->set_max_concurrency(std::max(1, options.max_concurrency));
+  ac->set_class_name(factory.class_name);
+  std::vector<ObjectID> held, temporary;
+  BuildArgs(*this, args, spec.get(), &held, &temporary);
+  for (const auto& id : temporary) references_->RemoveLocalRef(id);
+  actor_submitter_->AddOwnedActor(actor_id, factory.class_name, options.max_task_retries, held,
+                                  !options.name.empty());
+  actor_submitter_->AddHandleRef(actor_id);
+  resolver_->Resolve(spec, [this, spec, actor_id](const proto::ErrorInfo* dep_error) {
+    if (dep_error) {
+      actor_submitter_->FailActor(actor_id, "an argument of its factory failed: " +
+                                                dep_error->message());
+      return;
+    }
+    proto::CreateActorRequest req;
+    *req.mutable_creation_task() = *spec;
+    gcs_->Call(rpc::kCreateActor, req, [this, actor_id](const Status& st, std::string_view p) {
+      proto::CreateActorReply reply;
+      if (!st.ok() || !rpc::ParsePayload(p, &reply)) {
+        actor_submitter_->FailActor(actor_id,
+                                    "the control service did not accept it: " + st.ToString());
+      } else if (!reply.ok()) {
+        actor_submitter_->FailActor(actor_id, reply.error());
+      }
+    });
+  });
+  return actor_id;
+}
+
+std::vector<ObjectID> CoreWorker::SubmitActorTask(const ActorID& actor,
+                                                  const internal::RemoteFunction& method,
+                                                  std::vector<internal::TaskArgument> args) {
+  if (shutting_down_) throw Error("lumen is shut down");
+  TaskContext& ctx = CurrentContext();
+  TaskID task_id = TaskID::ForActorTask(actor, ctx.task_id, ++ctx.submit_counter);
+  auto entry = std::make_shared<TaskEntry>();
+  proto::TaskSpec& spec = entry->spec;
+  spec.set_task_id(task_id.Binary());
+  spec.set_job_id(job_id_.Binary());
+  spec.set_type(proto::ACTOR_TASK);
+  spec.set_function_name(method.name);
+  spec.set_signature_hash(method.signature_hash);
+  spec.set_num_returns(1);
+  spec.set_actor_id(actor.Binary());
+  std::vector<ObjectID> temporary;
+  BuildArgs(*this, args, &spec, &entry->held_refs, &temporary);
+  ObjectID ret = ObjectID::ForReturn(task_id, 0);
+  entry->returns.push_back(ret);
+  references_->AddOwned(ret, 1, true);
+  for (const auto& id : temporary) references_->RemoveLocalRef(id);
+  task_submitter_->AcquireSlot();
+  auto call = actor_submitter_->Enqueue(actor, entry);
+  auto spec_ptr = std::shared_ptr<proto::TaskSpec>(entry, &entry->spec);
+  resolver_->Resolve(spec_ptr, [this, actor, call](const proto::ErrorInfo* dep_error) {
+    actor_submitter_->OnResolved(actor, call, dep_error);
+  });
+  return {ret};
+}
+
+void CoreWorker::KillActor(const ActorID& actor, bool no_restart) {
+  proto::KillActorRequest req;
+  req.set_actor_id(actor.Binary());
+  req.set_no_restart(no_restart);
+  proto::Empty empty;
+  Status st = gcs_->CallSync(rpc::kKillActor, req, &empty, 10000);
+  if (!st.ok()) throw Error("lumen::Kill: " + st.ToString());
+}
+
+ActorID CoreWorker::GetNamedActor(const std::string& name, const std::string& class_name) {
+  proto::GetActorRequest req;
+  req.set_name(name);
+  proto::GetActorReply reply;
+  Status st = gcs_->CallSync(rpc::kGetActor, req, &reply, 10000);
+  if (!st.ok()) throw Error("lumen::GetActor: cannot reach the control service: " + st.ToString());
+  if (!reply.found() || reply.info().state() == proto::DEAD) {
+    throw Error("lumen::GetActor: no live actor is named '" + name + "'");
+  }
+  if (!class_name.empty() && reply.info().class_name() != class_name) {
+    throw TypeError("lumen::GetActor: the actor named '" + name + "' is a " +
+                    reply.info().class_name() + ", not a " + class_name);
+  }
+  ActorID id = ActorID::FromBinary(reply.info().actor_id());
+  actor_submitter_->EnsureKnown(id);
+  actor_submitter_->AddHandleRef(id);
+  return id;
+}
+
+void CoreWorker::AddActorHandleRef(const ActorID& actor) { actor_submitter_->AddHandleRef(actor); }
+
+void CoreWorker::RemoveActorHandleRef(const ActorID& actor) {
+  if (!shutting_down_) actor_submitter_->RemoveHandleRef(actor);
+}
+
+std::string CoreWorker::PackActorHandle(const ActorID& actor) {
+  actor_submitter_->MarkExported(actor);
+  return actor.Binary();
+}
+
+ActorID CoreWorker::UnpackActorHandle(std::string_view packed) {
+  if (packed.size() != ActorID::kSize) throw TypeError("malformed ActorHandle inside a value");
+  ActorID id = ActorID::FromBinary(packed);
+  actor_submitter_->EnsureKnown(id);
+  actor_submitter_->AddHandleRef(id);
+  actor_submitter_->MarkExported(id);  // not the creator's to stop
+  return id;
+}
+
+}  // namespace lumen::core

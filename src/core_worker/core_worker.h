@@ -1,0 +1,207 @@
+// The core worker: the library inside every driver and worker process. It owns objects
+// (reference counts, values, locations), submits tasks to leased workers and calls to actors,
+// executes tasks pushed to it (workers), and reads large objects zero-copy from the node's
+// shared-memory store.
+//
+// Threads: one I/O loop thread ("core-io") runs every connection; user threads call the API;
+// workers execute tasks on their main thread (and an actor's thread pool).
+// Thread safety: all public methods are thread-safe unless noted.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "common.pb.h"
+#include "common/rpc/connection.h"
+#include "common/rpc/event_loop.h"
+#include "common/rpc/server.h"
+#include "common/status.h"
+#include "core_worker/memory_store.h"
+#include "core_worker/reference_counter.h"
+#include "lumen/ids.h"
+#include "lumen/internal/runtime.h"
+#include "lumen/options.h"
+#include "object_store/store_client.h"
+
+namespace lumen::core {
+
+class TaskSubmitter;
+class ActorSubmitter;
+class TaskExecutor;
+class DependencyResolver;
+
+struct CoreWorkerOptions {
+  bool is_driver = true;
+  std::string node_address;  // unix:<path> of the local node daemon
+  std::string gcs_address;
+  std::string token;
+  std::string session_dir;
+  WorkerID worker_id;         // workers: from the environment
+  JobID job_id;               // workers: from the environment
+  std::string binary;         // driver: executable workers run
+  std::vector<std::string> argv;
+  std::string cwd;
+  int prestart_workers = 0;
+};
+
+// Per-thread submission context: IDs of nested tasks and puts derive from the running task.
+struct TaskContext {
+  TaskID task_id;
+  std::atomic<uint64_t> submit_counter{0};
+  std::atomic<uint32_t> put_counter{0};
+};
+
+class CoreWorker {
+ public:
+  static StatusOr<std::unique_ptr<CoreWorker>> Create(CoreWorkerOptions options);
+  ~CoreWorker();
+
+  // Stops submitting, tells the cluster the job ended (drivers), closes connections.
+  void Shutdown();
+
+  // ---- API (see lumen/internal/runtime.h) ----
+  ObjectID Put(internal::SerializedValue value);
+  // Throws typed lumen errors.
+  std::vector<internal::ValueView> Get(const std::vector<ObjectID>& ids, int64_t timeout_ms);
+  std::vector<bool> Wait(const std::vector<ObjectID>& ids, size_t num_returns,
+                         int64_t timeout_ms);
+  void OnObjectReady(const ObjectID& id, std::function<void()> cb);
+  std::vector<ObjectID> SubmitTask(const std::string& function_name, uint64_t signature_hash,
+                                   std::vector<internal::TaskArgument> args,
+                                   const TaskOptions& options);
+  ActorID CreateActor(const internal::RemoteFunction& factory,
+                      std::vector<internal::TaskArgument> args, const ActorOptions& options);
+  std::vector<ObjectID> SubmitActorTask(const ActorID& actor,
+                                        const internal::RemoteFunction& method,
+                                        std::vector<internal::TaskArgument> args);
+  void KillActor(const ActorID& actor, bool no_restart);
+  ActorID GetNamedActor(const std::string& name, const std::string& class_name);
+  void AddActorHandleRef(const ActorID& actor);
+  void RemoveActorHandleRef(const ActorID& actor);
+  std::string PackActorHandle(const ActorID& actor);
+  ActorID UnpackActorHandle(std::string_view packed);
+  std::string PackRef(const ObjectID& id);
+  ObjectID UnpackRef(std::string_view packed);
+
+  // Workers: serves pushed tasks on the calling (main) thread; returns when told to exit.
+  void RunTaskLoop();
+
+  // ---- services for the submitters and the executor ----
+  rpc::EventLoop* io() { return &io_; }
+  const rpc::Dispatcher* dispatcher() const { return &dispatcher_; }
+  const proto::Address& address() const { return address_; }
+  const WorkerID& worker_id() const { return worker_id_; }
+  const JobID& job_id() const { return job_id_; }
+  const NodeID& node_id() const { return node_id_; }
+  bool is_driver() const { return options_.is_driver; }
+  bool node_has_gpus() const { return node_has_gpus_; }
+  const std::string& token() const { return options_.token; }
+  MemoryStore& memory_store() { return memory_store_; }
+  ReferenceCounter& references() { return *references_; }
+  object_store::StoreClient& store() { return *store_; }
+  const rpc::ConnectionPtr& daemon() const { return daemon_; }
+  const rpc::ConnectionPtr& gcs() const { return gcs_; }
+  DependencyResolver& resolver() { return *resolver_; }
+  TaskSubmitter& task_submitter() { return *task_submitter_; }
+
+  // A connection to another core worker (cached; Unix socket on the same node).
+  StatusOr<rpc::ConnectionPtr> ConnectTo(const proto::Address& address);
+  std::string AddressKey(const proto::Address& address) const;
+
+  TaskContext& CurrentContext();
+  void SetThreadContext(TaskContext* ctx);
+
+  // Stores an error as the value of `ids`.
+  void StoreError(const std::vector<ObjectID>& ids, const proto::ErrorInfo& error);
+  // Stores the returns of a finished task (owner side).
+  void StoreReturns(const proto::TaskResult& result);
+  // Makes sure the owner of a borrowed object will answer with its value.
+  void FetchFromOwner(const ObjectID& id);
+  // Reads a ready value (fetching plasma objects from the local store).
+  StatusOr<internal::ValueView> ReadValue(const ObjectID& id, const StoredObjectPtr& obj,
+                                          int64_t timeout_ms);
+  // Blocks the calling worker thread on `wait`, releasing the worker's CPU meanwhile.
+  template <class F>
+  auto WhileBlocked(F&& wait) -> decltype(wait());
+
+  // Borrowed references this thread deserialized whose registration is still in flight.
+  void WaitForBorrowRegistrations();
+  // Registers `borrower` with the owner of each ref before a value containing them leaves.
+  void HandOffRefs(const std::vector<ObjectID>& refs, const proto::Address& borrower);
+  // Serialises an inline value from a SerializedValue; registers nested refs as contained.
+  void FillInlineValue(internal::SerializedValue& value, proto::InlineValue* out);
+
+ private:
+  explicit CoreWorker(CoreWorkerOptions options);
+  Status Connect();
+  void RegisterHandlers();
+  void OnPeerClosed(const rpc::ConnectionPtr& conn, const Status& reason);
+  void OnReleases(const std::vector<ReferenceCounter::Release>& releases);
+
+  void HandleGetObjectStatus(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleAddBorrower(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleRemoveBorrower(const rpc::ConnectionPtr& c, rpc::Frame& f);
+
+  void NotifyBlocked(bool blocked);
+
+  const CoreWorkerOptions options_;
+  WorkerID worker_id_;
+  JobID job_id_;
+  NodeID node_id_;
+  proto::Address address_;
+  bool node_has_gpus_ = false;
+
+  rpc::EventLoop io_;
+  rpc::Dispatcher dispatcher_;
+  std::unique_ptr<rpc::Server> server_;
+  rpc::ConnectionPtr daemon_;
+  rpc::ConnectionPtr gcs_;
+  std::unique_ptr<object_store::StoreClient> store_;
+  MemoryStore memory_store_;
+  std::unique_ptr<ReferenceCounter> references_;
+  std::unique_ptr<DependencyResolver> resolver_;
+  std::unique_ptr<TaskSubmitter> task_submitter_;
+  std::unique_ptr<ActorSubmitter> actor_submitter_;
+  std::unique_ptr<TaskExecutor> executor_;
+
+  TaskContext driver_context_;
+  std::atomic<bool> shutting_down_{false};
+
+  std::mutex conn_mu_;
+  std::unordered_map<std::string, rpc::ConnectionPtr> connections_;
+
+  std::mutex fetch_mu_;
+  std::unordered_set<ObjectID> fetching_;  // owner queries in flight
+
+  std::mutex borrow_mu_;
+  std::condition_variable borrow_cv_;
+  std::unordered_map<ObjectID, int> borrow_pending_;  // AddBorrower sent, not acked
+  // Borrowers per object (owner side): address to reach them, to watch their death.
+  std::unordered_map<WorkerID, proto::Address> borrower_addresses_;
+
+  std::atomic<int> blocked_depth_{0};
+};
+
+template <class F>
+auto CoreWorker::WhileBlocked(F&& wait) -> decltype(wait()) {
+  // A worker blocked in Get/Wait hands its CPU back so that the tasks it waits for can run.
+  if (!options_.is_driver && blocked_depth_.fetch_add(1) == 0) NotifyBlocked(true);
+  struct Unblock {
+    CoreWorker* self;
+    ~Unblock() {
+      if (!self->options_.is_driver && self->blocked_depth_.fetch_sub(1) == 1) {
+        self->NotifyBlocked(false);
+      }
+    }
+  } unblock{this};
+  return wait();
+}
+
+}  // namespace lumen::core

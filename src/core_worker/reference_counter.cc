@@ -1,0 +1,185 @@
+#include "core_worker/reference_counter.h"
+
+#include "common/logging.h"
+
+namespace lumen::core {
+
+void ReferenceCounter::Flush(std::vector<Release>& out) {
+  if (!out.empty()) on_release_(out);
+}
+
+void ReferenceCounter::AddOwned(const ObjectID& id, int local_refs, bool pending) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Ref& r = refs_[id];
+  r.owned = true;
+  r.pending = pending;
+  r.local += local_refs;
+}
+
+bool ReferenceCounter::AddBorrowed(const ObjectID& id, const proto::Address& owner) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto [it, inserted] = refs_.try_emplace(id);
+  if (inserted) {
+    it->second.owned = false;
+    it->second.owner = owner;
+  }
+  return inserted;
+}
+
+void ReferenceCounter::MarkBorrowRegistered(const ObjectID& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = refs_.find(id);
+  if (it != refs_.end()) it->second.borrow_registered = true;
+}
+
+void ReferenceCounter::AddLocalRef(const ObjectID& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = refs_.find(id);
+  if (it != refs_.end()) ++it->second.local;
+}
+
+void ReferenceCounter::RemoveLocalRef(const ObjectID& id) {
+  std::vector<Release> out;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = refs_.find(id);
+    if (it == refs_.end()) return;
+    if (it->second.local > 0) --it->second.local;
+    MaybeRelease(id, &out);
+  }
+  Flush(out);
+}
+
+void ReferenceCounter::AddSubmittedRefs(const std::vector<ObjectID>& ids) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& id : ids) {
+    auto it = refs_.find(id);
+    if (it != refs_.end()) ++it->second.submitted;
+  }
+}
+
+void ReferenceCounter::RemoveSubmittedRefs(const std::vector<ObjectID>& ids) {
+  std::vector<Release> out;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& id : ids) {
+      auto it = refs_.find(id);
+      if (it == refs_.end()) continue;
+      if (it->second.submitted > 0) --it->second.submitted;
+      MaybeRelease(id, &out);
+    }
+  }
+  Flush(out);
+}
+
+void ReferenceCounter::AddContained(const ObjectID& outer, const std::vector<ObjectID>& inner) {
+  if (inner.empty()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto o = refs_.find(outer);
+  if (o == refs_.end()) return;
+  for (const auto& id : inner) {
+    auto it = refs_.find(id);
+    if (it == refs_.end()) continue;
+    ++it->second.contained_in;
+    o->second.contains.push_back(id);
+  }
+}
+
+void ReferenceCounter::SetReady(const ObjectID& id, bool in_plasma, const NodeID& node) {
+  std::vector<Release> out;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = refs_.find(id);
+    if (it == refs_.end()) return;
+    it->second.pending = false;
+    it->second.in_plasma = in_plasma;
+    it->second.node = node;
+    MaybeRelease(id, &out);
+  }
+  Flush(out);
+}
+
+void ReferenceCounter::AddBorrower(const ObjectID& id, const WorkerID& borrower) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = refs_.find(id);
+  if (it != refs_.end()) it->second.borrowers.insert(borrower);
+}
+
+void ReferenceCounter::RemoveBorrower(const ObjectID& id, const WorkerID& borrower) {
+  std::vector<Release> out;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = refs_.find(id);
+    if (it == refs_.end()) return;
+    it->second.borrowers.erase(borrower);
+    MaybeRelease(id, &out);
+  }
+  Flush(out);
+}
+
+void ReferenceCounter::RemoveBorrowerEverywhere(const WorkerID& borrower) {
+  std::vector<Release> out;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<ObjectID> touched;
+    for (auto& [id, r] : refs_) {
+      if (r.borrowers.erase(borrower)) touched.push_back(id);
+    }
+    for (const auto& id : touched) MaybeRelease(id, &out);
+  }
+  Flush(out);
+}
+
+void ReferenceCounter::MaybeRelease(const ObjectID& id, std::vector<Release>* out) {
+  std::vector<ObjectID> work{id};
+  while (!work.empty()) {
+    ObjectID cur = work.back();
+    work.pop_back();
+    auto it = refs_.find(cur);
+    if (it == refs_.end()) continue;
+    Ref& r = it->second;
+    if (r.local > 0 || r.submitted > 0 || r.contained_in > 0 || !r.borrowers.empty()) continue;
+    if (r.owned && r.pending) continue;  // freed when the producing task reports
+    Release rel;
+    rel.id = cur;
+    rel.owned = r.owned;
+    rel.in_plasma = r.in_plasma;
+    rel.node = r.node;
+    rel.owner = r.owner;
+    rel.borrow_registered = r.borrow_registered;
+    out->push_back(std::move(rel));
+    std::vector<ObjectID> contains = std::move(r.contains);
+    refs_.erase(it);
+    for (const auto& inner : contains) {
+      auto in = refs_.find(inner);
+      if (in == refs_.end()) continue;
+      if (in->second.contained_in > 0) --in->second.contained_in;
+      work.push_back(inner);
+    }
+  }
+}
+
+bool ReferenceCounter::Has(const ObjectID& id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return refs_.count(id) > 0;
+}
+
+bool ReferenceCounter::IsOwned(const ObjectID& id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = refs_.find(id);
+  return it != refs_.end() && it->second.owned;
+}
+
+std::optional<proto::Address> ReferenceCounter::OwnerOf(const ObjectID& id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = refs_.find(id);
+  if (it == refs_.end() || it->second.owned) return std::nullopt;
+  return it->second.owner;
+}
+
+size_t ReferenceCounter::NumObjects() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return refs_.size();
+}
+
+}  // namespace lumen::core

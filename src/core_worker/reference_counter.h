@@ -1,0 +1,93 @@
+// Ownership-based reference counting (see docs/design/ownership.md).
+//
+// For every object this process knows, counts the references that keep it alive:
+//   local      ObjectRef handles in this process,
+//   submitted  pending tasks that take it as an argument (top-level or nested),
+//   contained  objects held here whose values contain it,
+//   borrowers  (owner only) other processes that hold it.
+// The owner frees an object everywhere once all four are zero; a borrower tells the owner when
+// its own counts reach zero. Objects whose producing task is still running are freed when the
+// result arrives.
+//
+// Thread safety: thread-safe. The release callback runs outside the lock on the thread that
+// dropped the last reference.
+#pragma once
+
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common.pb.h"
+#include "lumen/ids.h"
+
+namespace lumen::core {
+
+class ReferenceCounter {
+ public:
+  struct Release {
+    ObjectID id;
+    bool owned = false;
+    bool in_plasma = false;      // owned: free the shared-memory copy on `node`
+    NodeID node;
+    proto::Address owner;        // borrowed: tell this owner we are done
+    bool borrow_registered = false;
+  };
+  using ReleaseCallback = std::function<void(const std::vector<Release>&)>;
+
+  explicit ReferenceCounter(ReleaseCallback on_release) : on_release_(std::move(on_release)) {}
+
+  // An object this process owns. `pending`: a task will produce it.
+  void AddOwned(const ObjectID& id, int local_refs, bool pending);
+  // A reference to an object owned elsewhere (no-op if known). Returns true when new.
+  bool AddBorrowed(const ObjectID& id, const proto::Address& owner);
+  void MarkBorrowRegistered(const ObjectID& id);
+
+  void AddLocalRef(const ObjectID& id);
+  void RemoveLocalRef(const ObjectID& id);
+  void AddSubmittedRefs(const std::vector<ObjectID>& ids);
+  void RemoveSubmittedRefs(const std::vector<ObjectID>& ids);
+  // The value of `outer` contains `inner` refs: they live at least as long as `outer`.
+  void AddContained(const ObjectID& outer, const std::vector<ObjectID>& inner);
+
+  // Owner: the producing task finished; the value is inline or in plasma on `node`.
+  void SetReady(const ObjectID& id, bool in_plasma, const NodeID& node);
+  void AddBorrower(const ObjectID& id, const WorkerID& borrower);
+  void RemoveBorrower(const ObjectID& id, const WorkerID& borrower);
+  // A borrower process died: drop it from every object.
+  void RemoveBorrowerEverywhere(const WorkerID& borrower);
+
+  bool Has(const ObjectID& id) const;
+  bool IsOwned(const ObjectID& id) const;
+  std::optional<proto::Address> OwnerOf(const ObjectID& id) const;
+  // Borrowed refs that are still alive and whose AddBorrower has not been acknowledged.
+  size_t NumObjects() const;
+
+ private:
+  struct Ref {
+    bool owned = false;
+    bool pending = false;
+    int local = 0;
+    int submitted = 0;
+    int contained_in = 0;
+    std::set<WorkerID> borrowers;
+    std::vector<ObjectID> contains;
+    bool in_plasma = false;
+    NodeID node;
+    proto::Address owner;
+    bool borrow_registered = false;
+  };
+
+  // Removes `it` if nothing references it, appending release actions. Requires mu_.
+  void MaybeRelease(const ObjectID& id, std::vector<Release>* out);
+  void Flush(std::vector<Release>& out);
+
+  const ReleaseCallback on_release_;
+  mutable std::mutex mu_;
+  std::unordered_map<ObjectID, Ref> refs_;
+};
+
+}  // namespace lumen::core

@@ -1,0 +1,297 @@
+#include "core_worker/task_executor.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <typeinfo>
+
+#include "common/config.h"
+#include "common/logging.h"
+#include "common/process.h"
+#include "common/spin.h"
+#include "common/rpc/message_types.h"
+#include "core_worker/core_worker.h"
+#include "lumen/serialization.h"
+
+namespace lumen::core {
+
+TaskExecutor::~TaskExecutor() {
+  Stop();
+  for (auto& t : pool_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+void TaskExecutor::HandlePush(const rpc::ConnectionPtr& from, proto::PushTasksRequest& request) {
+  auto caller = std::make_shared<const proto::Address>(request.caller());
+  auto gpus = std::make_shared<const std::vector<int>>(request.gpu_ids().begin(),
+                                                       request.gpu_ids().end());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& spec : *request.mutable_tasks()) {
+      auto work = std::make_shared<Work>();
+      work->spec.Swap(&spec);
+      work->reply_to = from;
+      work->caller = work->spec.has_caller()
+                         ? std::make_shared<const proto::Address>(work->spec.caller())
+                         : caller;
+      work->gpus = work->spec.gpu_ids_size() > 0
+                       ? std::make_shared<const std::vector<int>>(work->spec.gpu_ids().begin(),
+                                                                  work->spec.gpu_ids().end())
+                       : gpus;
+      queue_.push_back(std::move(work));
+    }
+    queued_.store(queue_.size(), std::memory_order_release);
+  }
+  if (pool_.empty()) {
+    cv_.notify_one();
+  } else {
+    cv_.notify_all();
+  }
+}
+
+void TaskExecutor::Run() {
+  ThreadMain();
+  for (auto& t : pool_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+void TaskExecutor::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+}
+
+void TaskExecutor::StartPool(int threads) {
+  for (int i = 0; i < threads; ++i) pool_.emplace_back([this] { ThreadMain(); });
+}
+
+void TaskExecutor::ThreadMain() {
+  const int64_t spin_us = Config::Get().spin_wait_us();
+  while (true) {
+    std::shared_ptr<Work> work;
+    SpinUntil([this] { return queued_.load(std::memory_order_acquire) > 0; }, spin_us);
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+      if (stop_) return;
+      work = std::move(queue_.front());
+      queue_.pop_front();
+      queued_.store(queue_.size(), std::memory_order_release);
+    }
+    Execute(work);
+  }
+}
+
+void TaskExecutor::Execute(const std::shared_ptr<Work>& work) {
+  proto::TaskResults results;
+  auto start = std::chrono::steady_clock::now();
+  proto::TaskResult* r = results.add_results();
+  *r = RunTask(work);
+  r->set_exec_us(std::chrono::duration_cast<std::chrono::microseconds>(
+                     std::chrono::steady_clock::now() - start)
+                     .count());
+  if (!work->reply_to->closed()) work->reply_to->SendAsync(rpc::kTaskResults, results);
+}
+
+void TaskExecutor::SetError(proto::TaskResult* result, const proto::TaskSpec& spec,
+                            proto::ErrorType type, const std::string& message,
+                            const std::string& remote_type) {
+  proto::ErrorInfo err;
+  err.set_type(type);
+  err.set_message(message);
+  err.set_remote_type(remote_type);
+  err.set_function_name(spec.function_name());
+  result->clear_returns();
+  proto::ReturnObject* ro = result->add_returns();
+  ro->set_object_id(ObjectID::ForReturn(TaskID::FromBinary(spec.task_id()), 0).Binary());
+  ro->mutable_value()->set_format(proto::ERROR);
+  ro->mutable_value()->set_data(err.SerializeAsString());
+}
+
+Status TaskExecutor::ResolveArgs(const std::shared_ptr<Work>& work,
+                                 std::vector<internal::ValueView>* out) {
+  out->clear();
+  out->reserve(static_cast<size_t>(work->spec.args_size()));
+  for (const auto& arg : work->spec.args()) {
+    internal::ValueView v;
+    if (arg.has_value()) {
+      v.format = static_cast<internal::ValueFormat>(arg.value().format());
+      v.data = reinterpret_cast<const uint8_t*>(arg.value().data().data());
+      v.size = arg.value().data().size();
+      v.holder = std::shared_ptr<const void>(work, v.data);
+    } else if (arg.has_ref()) {
+      ObjectID id = ObjectID::FromBinary(arg.ref().object_id());
+      auto bufs = cw_.store().Get({id}, /*timeout_ms=*/60000);
+      if (!bufs.ok()) return bufs.status();
+      if (!(*bufs)[0]) {
+        return NotFoundError("argument object " + id.Hex() +
+                             " is not in this node's object store");
+      }
+      auto buf = (*bufs)[0];
+      v.format = static_cast<internal::ValueFormat>(buf->format());
+      v.data = buf->data();
+      v.size = static_cast<size_t>(buf->size());
+      v.holder = buf;
+    } else {
+      return InvalidArgumentError("empty task argument");
+    }
+    out->push_back(std::move(v));
+  }
+  return Status::OK();
+}
+
+void TaskExecutor::StoreReturn(const Work& work, const ObjectID& id,
+                               internal::SerializedValue value, proto::TaskResult* result) {
+  const proto::TaskSpec& spec = work.spec;
+  proto::ReturnObject* ro = result->add_returns();
+  ro->set_object_id(id.Binary());
+  const int64_t size = static_cast<int64_t>(value.size());
+  if (size <= Config::Get().max_inline_object_bytes()) {
+    ro->mutable_value()->set_format(static_cast<proto::ValueFormat>(value.format));
+    ro->mutable_value()->set_data(reinterpret_cast<const char*>(value.bytes()),
+                                  static_cast<size_t>(size));
+  } else {
+    auto created = cw_.store().Create(id, size, static_cast<int32_t>(value.format), *work.caller);
+    if (!created.ok()) {
+      SetError(result, spec,
+               created.status().code() == StatusCode::kResourceExhausted ? proto::OBJECT_STORE_FULL
+                                                                         : proto::RUNTIME_ERROR,
+               "storing the result of " + spec.function_name() + ": " +
+                   created.status().message());
+      cw_.references().RemoveSubmittedRefs(value.nested_refs);
+      return;
+    }
+    if (!created->already_exists) {
+      std::memcpy(created->data, value.bytes(), static_cast<size_t>(size));
+      cw_.store().Seal(id);
+    }
+    ro->set_in_plasma(true);
+    ro->set_node_id(cw_.node_id().Binary());
+    ro->set_size(size);
+  }
+  if (!value.nested_refs.empty()) {
+    cw_.HandOffRefs(value.nested_refs, *work.caller);
+    for (const auto& ref : value.nested_refs) {
+      proto::ObjectRefInfo* info = ro->add_nested_refs();
+      info->set_object_id(ref.Binary());
+      auto owner = cw_.references().OwnerOf(ref);
+      *info->mutable_owner() = owner ? *owner : cw_.address();
+    }
+    cw_.references().RemoveSubmittedRefs(value.nested_refs);
+  }
+}
+
+proto::TaskResult TaskExecutor::RunTask(const std::shared_ptr<Work>& work) {
+  const proto::TaskSpec& spec = work->spec;
+  proto::TaskResult result;
+  result.set_task_id(spec.task_id());
+  result.set_attempt(spec.attempt());
+  TaskID task_id = TaskID::FromBinary(spec.task_id());
+  TaskContext ctx;
+  ctx.task_id = task_id;
+  cw_.SetThreadContext(&ctx);
+  struct ResetContext {
+    CoreWorker& cw;
+    ~ResetContext() { cw.SetThreadContext(nullptr); }
+  } reset{cw_};
+
+  if (cw_.node_has_gpus()) {
+    std::string ids;
+    for (int g : *work->gpus) ids += (ids.empty() ? "" : ",") + std::to_string(g);
+    ::setenv("CUDA_VISIBLE_DEVICES", ids.c_str(), 1);
+  }
+
+  const std::string& name = spec.function_name();
+  const internal::RemoteFunction* fn = internal::FindRemoteByName(name);
+  if (!fn) {
+    SetError(&result, spec, proto::FUNCTION_NOT_FOUND,
+             "function '" + name + "' is not registered in the worker (pid " +
+                 std::to_string(::getpid()) + ", " + SelfExecutable() +
+                 "); register it with LUMEN_REMOTE(" + name + ")");
+    return result;
+  }
+  if (spec.signature_hash() != 0 && spec.signature_hash() != fn->signature_hash) {
+    SetError(&result, spec, proto::TYPE_ERROR,
+             "caller and worker disagree on the type of " + name + " (the worker has " +
+                 fn->signature + "); rebuild so that both run the same program");
+    return result;
+  }
+  std::vector<internal::ValueView> args;
+  Status st = ResolveArgs(work, &args);
+  if (!st.ok()) {
+    SetError(&result, spec, proto::OBJECT_LOST, "task " + name + ": " + st.message());
+    result.set_system_error(true);
+    return result;
+  }
+  if (args.size() != fn->num_args) {
+    SetError(&result, spec, proto::TYPE_ERROR,
+             name + " takes " + std::to_string(fn->num_args) + " argument" +
+                 (fn->num_args == 1 ? "" : "s") + " but the call passed " +
+                 std::to_string(args.size()));
+    return result;
+  }
+  ObjectID return_id = ObjectID::ForReturn(task_id, 0);
+  try {
+    switch (spec.type()) {
+      case proto::ACTOR_CREATION_TASK: {
+        if (!fn->create) {
+          SetError(&result, spec, proto::TYPE_ERROR,
+                   name + " is not an actor factory (it must return T* or std::unique_ptr<T>)");
+          return result;
+        }
+        instance_ = fn->create(args);
+        class_name_ = fn->class_name;
+        actor_id_ = ActorID::FromBinary(spec.actor_creation().actor_id());
+        is_actor_ = true;
+        int threads = spec.actor_creation().max_concurrency();
+        if (threads > 1 && pool_.empty()) StartPool(threads - 1);
+        StoreReturn(*work, return_id, internal::SerializeNil(), &result);
+        break;
+      }
+      case proto::ACTOR_TASK: {
+        if (!is_actor_) {
+          SetError(&result, spec, proto::RUNTIME_ERROR, "this worker hosts no actor");
+          return result;
+        }
+        if (!fn->is_method || fn->class_name != class_name_) {
+          SetError(&result, spec, proto::TYPE_ERROR,
+                   name + " is not a method of the actor's class " + class_name_);
+          return result;
+        }
+        StoreReturn(*work, return_id, fn->invoke(instance_.get(), args), &result);
+        break;
+      }
+      default: {
+        if (!fn->invoke || fn->is_method) {
+          SetError(&result, spec, proto::TYPE_ERROR,
+                   name + (fn->is_method ? " is an actor method: call it on an actor handle"
+                                         : " is an actor factory: create an actor with "
+                                           "lumen::Actor(" + name + ")"));
+          return result;
+        }
+        StoreReturn(*work, return_id, fn->invoke(nullptr, args), &result);
+        break;
+      }
+    }
+  } catch (const internal::ArgumentDecodeError& e) {
+    SetError(&result, spec, proto::TYPE_ERROR,
+             "argument " + std::to_string(e.index + 1) + " of " + name + ": " + e.message);
+  } catch (const std::exception& e) {
+    SetError(&result, spec, proto::TASK_ERROR, e.what(), internal::Demangle(typeid(e).name()));
+    result.set_application_error(true);
+  } catch (...) {
+    SetError(&result, spec, proto::TASK_ERROR, "an exception not derived from std::exception",
+             "unknown");
+    result.set_application_error(true);
+  }
+  args.clear();
+  cw_.WaitForBorrowRegistrations();
+  return result;
+}
+
+}  // namespace lumen::core

@@ -1,0 +1,73 @@
+// Executes tasks pushed to this worker (worker processes only): normal tasks one at a time on
+// the main thread; an actor's calls in arrival order, or on a pool of `max_concurrency`
+// threads. Results go back to the caller on the connection the task came in on, each as soon
+// as its task finishes.
+//
+// Thread safety: HandlePush runs on the I/O thread; Run on the main thread; thread-safe.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common.pb.h"
+#include "common/rpc/connection.h"
+#include "core_worker.pb.h"
+#include "lumen/ids.h"
+#include "lumen/internal/runtime.h"
+
+namespace lumen::core {
+
+class CoreWorker;
+
+class TaskExecutor {
+ public:
+  explicit TaskExecutor(CoreWorker& cw) : cw_(cw) {}
+  ~TaskExecutor();
+
+  void HandlePush(const rpc::ConnectionPtr& from, proto::PushTasksRequest& request);
+  // Runs tasks until Stop(); the calling thread is the first executor thread.
+  void Run();
+  void Stop();
+
+ private:
+  struct Work {
+    proto::TaskSpec spec;
+    rpc::ConnectionPtr reply_to;
+    std::shared_ptr<const proto::Address> caller;  // the spec's, or its batch's
+    std::shared_ptr<const std::vector<int>> gpus;
+  };
+
+  void ThreadMain();
+  void Execute(const std::shared_ptr<Work>& work);
+  proto::TaskResult RunTask(const std::shared_ptr<Work>& work);
+  // Fills `out` with the error; returns the result marked as failed.
+  static void SetError(proto::TaskResult* result, const proto::TaskSpec& spec,
+                       proto::ErrorType type, const std::string& message,
+                       const std::string& remote_type = "");
+  Status ResolveArgs(const std::shared_ptr<Work>& work, std::vector<internal::ValueView>* out);
+  void StoreReturn(const Work& work, const ObjectID& id, internal::SerializedValue value,
+                   proto::TaskResult* result);
+  void StartPool(int threads);
+
+  CoreWorker& cw_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Work>> queue_;
+  std::atomic<size_t> queued_{0};  // mirrors queue_.size() for lock-free polling
+  bool stop_ = false;
+  std::vector<std::thread> pool_;
+
+  // Actor state (set by the creation task; read by calls).
+  std::shared_ptr<void> instance_;
+  std::string class_name_;
+  ActorID actor_id_;
+  bool is_actor_ = false;
+};
+
+}  // namespace lumen::core

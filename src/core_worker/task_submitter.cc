@@ -1,0 +1,428 @@
+#include "core_worker/task_submitter.h"
+
+#include <algorithm>
+
+#include "common/config.h"
+#include "common/logging.h"
+#include "common/rpc/message_types.h"
+#include "core_worker/core_worker.h"
+#include "node.pb.h"
+
+namespace lumen::core {
+
+void AppendTask(TaskEntry& task, std::string* payload) {
+  if (task.wire.empty()) task.wire = task.spec.SerializeAsString();
+  payload->push_back(static_cast<char>((1 << 3) | 2));  // field 1, length-delimited
+  uint64_t n = task.wire.size();
+  while (n >= 0x80) {
+    payload->push_back(static_cast<char>(n | 0x80));
+    n >>= 7;
+  }
+  payload->push_back(static_cast<char>(n));
+  payload->append(task.wire);
+}
+
+std::string PushHeader(uint64_t lease_id, const std::vector<int>& gpus,
+                       const proto::Address& caller) {
+  proto::PushTasksRequest header;
+  header.set_lease_id(lease_id);
+  for (int g : gpus) header.add_gpu_ids(g);
+  *header.mutable_caller() = caller;
+  return header.SerializeAsString();
+}
+
+TaskSubmitter::TaskSubmitter(CoreWorker& cw)
+    : cw_(cw),
+      max_in_flight_(static_cast<int>(
+          std::max<int64_t>(1, Config::Get().max_tasks_in_flight_per_worker()))),
+      max_pending_(std::max<int64_t>(1, Config::Get().max_pending_tasks())) {}
+
+void TaskSubmitter::AcquireSlot() {
+  std::unique_lock<std::mutex> lock(slot_mu_);
+  slot_cv_.wait(lock, [this] { return pending_ < max_pending_; });
+  ++pending_;
+}
+
+void TaskSubmitter::ReleaseSlot() {
+  std::lock_guard<std::mutex> lock(slot_mu_);
+  --pending_;
+  slot_cv_.notify_one();
+}
+
+size_t TaskSubmitter::NumPending() const {
+  std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(slot_mu_));
+  return static_cast<size_t>(pending_);
+}
+
+void TaskSubmitter::Submit(std::shared_ptr<TaskEntry> task) {
+  // Pushes happen on the I/O thread: tasks submitted meanwhile leave in one batch.
+  bool post = false;
+  {
+    std::lock_guard<std::mutex> lock(incoming_mu_);
+    incoming_.push_back(std::move(task));
+    if (!pump_scheduled_) post = pump_scheduled_ = true;
+  }
+  if (post) cw_.io()->Post([this] { DrainIncoming(); });
+}
+
+void TaskSubmitter::DrainIncoming() {
+  std::vector<std::shared_ptr<TaskEntry>> batch;
+  {
+    std::lock_guard<std::mutex> lock(incoming_mu_);
+    batch.swap(incoming_);
+    pump_scheduled_ = false;
+  }
+  std::vector<Completion> failed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::string> keys;
+    for (auto& task : batch) {
+      if (shutdown_) {
+        Completion c;
+        c.task = std::move(task);
+        c.failed_by_system = true;
+        c.error.set_type(proto::RUNTIME_ERROR);
+        c.error.set_message("lumen is shutting down");
+        failed.push_back(std::move(c));
+        continue;
+      }
+      KeyState& ks = keys_[task->key];
+      if (ks.queue.empty() && std::find(keys.begin(), keys.end(), task->key) == keys.end()) {
+        keys.push_back(task->key);
+      }
+      ks.resources = task->resources;
+      ks.queue.push_back(std::move(task));
+    }
+    for (const auto& k : keys) PumpLocked(k);
+  }
+  Complete(failed);
+}
+
+void TaskSubmitter::DeferPumpLocked(const std::string& key) {
+  if (std::find(deferred_keys_.begin(), deferred_keys_.end(), key) == deferred_keys_.end()) {
+    deferred_keys_.push_back(key);
+  }
+  if (deferred_posted_) return;
+  deferred_posted_ = true;
+  cw_.io()->Post([this] {
+    std::lock_guard<std::mutex> lock(mu_);
+    deferred_posted_ = false;
+    std::vector<std::string> keys;
+    keys.swap(deferred_keys_);
+    for (const auto& k : keys) PumpLocked(k);
+  });
+}
+
+int TaskSubmitter::DepthFor(const TaskEntry& task) const {
+  constexpr double kShortTaskUs = 2000;
+  auto it = avg_exec_us_.find(task.spec.function_name());
+  return it != avg_exec_us_.end() && it->second < kShortTaskUs ? max_in_flight_ : 1;
+}
+
+void TaskSubmitter::PumpLocked(const std::string& key) {
+  auto kit = keys_.find(key);
+  if (kit == keys_.end()) return;
+  KeyState& ks = kit->second;
+  if (!ks.queue.empty() && !ks.leases.empty()) {
+    std::unordered_map<uint64_t, std::string> batches;
+    while (!ks.queue.empty()) {
+      const int depth = DepthFor(*ks.queue.front());
+      LeasedWorker* best = nullptr;
+      for (uint64_t id : ks.leases) {
+        LeasedWorker& lw = leases_[id];
+        if (lw.in_flight < depth && (!best || lw.in_flight < best->in_flight)) best = &lw;
+      }
+      if (!best) break;
+      std::shared_ptr<TaskEntry> task = std::move(ks.queue.front());
+      ks.queue.pop_front();
+      ++best->in_flight;
+      if (best->idle_timer) {
+        cw_.io()->CancelTimer(best->idle_timer);
+        best->idle_timer = 0;
+      }
+      std::string& batch = batches[best->lease_id];
+      if (batch.empty()) batch = PushHeader(best->lease_id, best->gpus, cw_.address());
+      AppendTask(*task, &batch);
+      in_flight_[TaskID::FromBinary(task->spec.task_id())] = InFlight{task, best->lease_id};
+    }
+    for (auto& [lease_id, batch] : batches) leases_[lease_id].conn->SendRaw(rpc::kPushTasks, batch);
+  }
+  int64_t wanted = std::min<int64_t>(Config::Get().max_lease_requests_in_flight(),
+                                     static_cast<int64_t>(ks.queue.size()));
+  if (!ks.queue.empty() && DepthFor(*ks.queue.front()) > 1) {
+    // Short tasks: a few workers keep up; more leases only while none is held.
+    wanted = std::min<int64_t>(wanted, ks.leases.empty() ? wanted : 1);
+  }
+  if (ks.lease_requests < wanted) RequestLeaseLocked(key);
+  if (ks.queue.empty()) {
+    for (uint64_t id : ks.leases) {
+      LeasedWorker& lw = leases_[id];
+      if (lw.in_flight == 0) ScheduleIdleReturnLocked(lw);
+    }
+  }
+}
+
+void TaskSubmitter::RequestLeaseLocked(const std::string& key) {
+  KeyState& ks = keys_[key];
+  ++ks.lease_requests;
+  proto::LeaseRequest req;
+  req.set_job_id(cw_.job_id().Binary());
+  ks.resources.ToProto(req.mutable_resources());
+  *req.mutable_owner() = cw_.address();
+  req.set_backlog(static_cast<int32_t>(ks.queue.size()));
+  cw_.daemon()->Call(rpc::kRequestLease, req,
+                     [this, key](const Status& st, std::string_view payload) {
+                       OnLeaseReply(key, st, payload);
+                     });
+}
+
+void TaskSubmitter::OnLeaseReply(const std::string& key, const Status& st,
+                                 std::string_view payload) {
+  proto::LeaseReply reply;
+  bool parsed = st.ok() && rpc::ParsePayload(payload, &reply);
+  std::vector<Completion> failed;
+  rpc::ConnectionPtr conn;
+  if (parsed && reply.granted()) {
+    auto c = cw_.ConnectTo(reply.worker());
+    if (c.ok()) {
+      conn = *c;
+    } else {
+      LUMEN_LOG(WARNING) << "cannot reach leased worker: " << c.status();
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    KeyState& ks = keys_[key];
+    --ks.lease_requests;
+    if (shutdown_) {
+      if (parsed && reply.granted()) {
+        proto::ReturnLeaseRequest ret;
+        ret.set_lease_id(reply.lease_id());
+        cw_.daemon()->Send(rpc::kReturnLease, ret);
+      }
+      return;
+    }
+    if (!parsed) {
+      FailQueuedLocked(key, "the node daemon did not grant a worker: " + st.ToString(), &failed);
+    } else if (!reply.granted()) {
+      FailQueuedLocked(key, "cannot schedule the task: " + reply.error(), &failed);
+    } else if (!conn) {
+      proto::ReturnLeaseRequest ret;
+      ret.set_lease_id(reply.lease_id());
+      ret.set_disconnect_worker(true);
+      cw_.daemon()->Send(rpc::kReturnLease, ret);
+      PumpLocked(key);  // asks for another lease
+    } else {
+      LeasedWorker lw;
+      lw.lease_id = reply.lease_id();
+      lw.address = reply.worker();
+      lw.worker = WorkerID::FromBinary(reply.worker().worker_id());
+      lw.conn = conn;
+      lw.gpus.assign(reply.gpu_ids().begin(), reply.gpu_ids().end());
+      lw.key = key;
+      leases_[lw.lease_id] = lw;
+      ks.leases.push_back(lw.lease_id);
+      if (ks.queue.empty()) {
+        ReturnLeaseLocked(lw.lease_id, false);  // nothing left to run: give it back now
+      } else {
+        PumpLocked(key);
+      }
+    }
+  }
+  Complete(failed);
+}
+
+void TaskSubmitter::ScheduleIdleReturnLocked(LeasedWorker& lw) {
+  if (lw.idle_timer) return;
+  uint64_t lease_id = lw.lease_id;
+  lw.idle_timer = cw_.io()->RunAfter(
+      std::chrono::milliseconds(Config::Get().lease_idle_timeout_ms()), [this, lease_id] {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = leases_.find(lease_id);
+        if (it == leases_.end()) return;
+        it->second.idle_timer = 0;
+        const KeyState& ks = keys_[it->second.key];
+        if (it->second.in_flight == 0 && ks.queue.empty()) ReturnLeaseLocked(lease_id, false);
+      });
+}
+
+void TaskSubmitter::ReturnLeaseLocked(uint64_t lease_id, bool kill_worker) {
+  auto it = leases_.find(lease_id);
+  if (it == leases_.end()) return;
+  if (it->second.idle_timer) cw_.io()->CancelTimer(it->second.idle_timer);
+  auto& list = keys_[it->second.key].leases;
+  list.erase(std::remove(list.begin(), list.end(), lease_id), list.end());
+  leases_.erase(it);
+  proto::ReturnLeaseRequest ret;
+  ret.set_lease_id(lease_id);
+  ret.set_disconnect_worker(kill_worker);
+  cw_.daemon()->Send(rpc::kReturnLease, ret);
+}
+
+void TaskSubmitter::ReleaseIdleLeases() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<uint64_t> idle;
+  for (const auto& [id, lw] : leases_) {
+    if (lw.in_flight == 0) idle.push_back(id);
+  }
+  for (uint64_t id : idle) ReturnLeaseLocked(id, false);
+}
+
+void TaskSubmitter::FailQueuedLocked(const std::string& key, const std::string& message,
+                                     std::vector<Completion>* out) {
+  KeyState& ks = keys_[key];
+  while (!ks.queue.empty()) {
+    Completion c;
+    c.task = std::move(ks.queue.front());
+    ks.queue.pop_front();
+    c.failed_by_system = true;
+    c.error.set_type(proto::RUNTIME_ERROR);
+    c.error.set_function_name(c.task->spec.function_name());
+    c.error.set_message("task " + c.task->spec.function_name() + ": " + message);
+    out->push_back(std::move(c));
+  }
+}
+
+void TaskSubmitter::HandleResults(const rpc::ConnectionPtr& conn,
+                                  const proto::TaskResults& results) {
+  std::vector<Completion> done;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::string> keys;
+    for (const auto& r : results.results()) {
+      auto it = in_flight_.find(TaskID::FromBinary(r.task_id()));
+      if (it == in_flight_.end()) continue;
+      std::shared_ptr<TaskEntry> task = std::move(it->second.task);
+      auto lw = leases_.find(it->second.lease_id);
+      in_flight_.erase(it);
+      double& avg = avg_exec_us_[task->spec.function_name()];
+      avg = avg == 0 ? static_cast<double>(r.exec_us()) : 0.8 * avg + 0.2 * r.exec_us();
+      if (lw != leases_.end()) {
+        --lw->second.in_flight;
+        if (std::find(keys.begin(), keys.end(), lw->second.key) == keys.end()) {
+          keys.push_back(lw->second.key);
+        }
+      }
+      bool retry = task->retries_left > 0 &&
+                   ((r.application_error() && task->spec.retry_exceptions()) || r.system_error());
+      if (retry) {
+        --task->retries_left;
+        task->spec.set_attempt(task->spec.attempt() + 1);
+        task->wire.clear();
+        LUMEN_LOG(INFO) << "retrying task " << task->spec.function_name() << " (attempt "
+                        << task->spec.attempt() + 1 << ")";
+        keys_[task->key].queue.push_front(task);
+        if (std::find(keys.begin(), keys.end(), task->key) == keys.end()) keys.push_back(task->key);
+        continue;
+      }
+      Completion c;
+      c.task = std::move(task);
+      c.result = r;
+      done.push_back(std::move(c));
+    }
+    for (const auto& k : keys) DeferPumpLocked(k);
+  }
+  Complete(done);
+}
+
+void TaskSubmitter::OnConnectionClosed(const rpc::ConnectionPtr& conn, const Status& reason) {
+  std::vector<std::pair<WorkerID, std::vector<std::shared_ptr<TaskEntry>>>> failures;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<uint64_t> dead;
+    for (const auto& [id, lw] : leases_) {
+      if (lw.conn == conn) dead.push_back(id);
+    }
+    for (uint64_t id : dead) {
+      LeasedWorker lw = leases_[id];
+      std::vector<std::shared_ptr<TaskEntry>> tasks;
+      for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+        if (it->second.lease_id == id) {
+          tasks.push_back(std::move(it->second.task));
+          it = in_flight_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      // The daemon frees a dead worker's lease itself; for a live one this kills it.
+      ReturnLeaseLocked(id, /*kill_worker=*/true);
+      if (!tasks.empty()) failures.emplace_back(lw.worker, std::move(tasks));
+    }
+  }
+  for (auto& [worker, tasks] : failures) HandleWorkerFailure(std::move(tasks), worker, reason);
+}
+
+void TaskSubmitter::HandleWorkerFailure(std::vector<std::shared_ptr<TaskEntry>> tasks,
+                                        WorkerID worker, const Status& reason) {
+  proto::WorkerExitStatusRequest req;
+  req.set_worker_id(worker.Binary());
+  auto shared = std::make_shared<std::vector<std::shared_ptr<TaskEntry>>>(std::move(tasks));
+  cw_.daemon()->Call(
+      rpc::kWorkerExitStatus, req,
+      [this, shared, reason](const Status& st, std::string_view payload) {
+        proto::WorkerExitStatusReply reply;
+        std::string why;
+        if (st.ok() && rpc::ParsePayload(payload, &reply) && reply.exited()) {
+          why = reply.description();
+        } else {
+          why = "lost its connection (" + reason.message() + ")";
+        }
+        std::vector<Completion> failed;
+        std::vector<std::string> keys;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          for (auto& task : *shared) {
+            if (task->retries_left > 0 && !shutdown_) {
+              --task->retries_left;
+              task->spec.set_attempt(task->spec.attempt() + 1);
+              task->wire.clear();
+              LUMEN_LOG(WARNING) << "task " << task->spec.function_name()
+                                 << ": worker process " << why << "; retrying (attempt "
+                                 << task->spec.attempt() + 1 << ")";
+              keys_[task->key].queue.push_front(task);
+              if (std::find(keys.begin(), keys.end(), task->key) == keys.end()) {
+                keys.push_back(task->key);
+              }
+              continue;
+            }
+            Completion c;
+            c.task = task;
+            c.failed_by_system = true;
+            c.error.set_type(proto::WORKER_CRASHED);
+            c.error.set_function_name(task->spec.function_name());
+            int attempts = task->spec.attempt() + 1;
+            c.error.set_message("task " + task->spec.function_name() +
+                                " failed: its worker process " + why + " (" +
+                                std::to_string(attempts) + " attempt" +
+                                (attempts == 1 ? "" : "s") + ", max_retries=" +
+                                std::to_string(task->spec.max_retries()) + ")");
+            failed.push_back(std::move(c));
+          }
+          for (const auto& k : keys) PumpLocked(k);
+        }
+        Complete(failed);
+      },
+      Config::Get().worker_exit_status_wait_ms() + 3000);
+}
+
+void TaskSubmitter::Complete(std::vector<Completion>& done) {
+  for (auto& c : done) {
+    if (c.failed_by_system) {
+      cw_.StoreError(c.task->returns, c.error);
+    } else {
+      cw_.StoreReturns(c.result);
+    }
+    cw_.references().RemoveSubmittedRefs(c.task->held_refs);
+    ReleaseSlot();
+  }
+}
+
+void TaskSubmitter::Shutdown() {
+  std::lock_guard<std::mutex> lock(mu_);
+  shutdown_ = true;
+  std::vector<uint64_t> all;
+  for (const auto& [id, lw] : leases_) all.push_back(id);
+  for (uint64_t id : all) ReturnLeaseLocked(id, false);
+}
+
+}  // namespace lumen::core

@@ -1,0 +1,132 @@
+// Submits normal tasks: leases workers from the node daemon per resource shape, pushes tasks
+// straight to them over long-lived connections (several in flight per worker, batched), keeps
+// idle leases briefly for the next tasks, retries tasks whose worker died.
+//
+// Thread safety: thread-safe. Completion work (storing results, waking dependents) runs
+// outside the submitter's lock.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common.pb.h"
+#include "common/resources.h"
+#include "common/rpc/connection.h"
+#include "core_worker.pb.h"
+#include "lumen/ids.h"
+
+namespace lumen::core {
+
+class CoreWorker;
+
+struct TaskEntry {
+  proto::TaskSpec spec;
+  std::string wire;  // spec serialized (cleared when the spec changes, e.g. on retry)
+  std::vector<ObjectID> returns;
+  std::vector<ObjectID> held_refs;  // submitted-task references released at completion
+  int retries_left = 0;
+  ResourceSet resources;
+  std::string key;
+};
+
+// Appends a task to a PushTasksRequest payload as one `tasks` entry (serialized once).
+void AppendTask(TaskEntry& task, std::string* payload);
+// Header of a PushTasksRequest: lease, GPUs and the caller shared by its tasks.
+std::string PushHeader(uint64_t lease_id, const std::vector<int>& gpus,
+                       const proto::Address& caller);
+
+class TaskSubmitter {
+ public:
+  explicit TaskSubmitter(CoreWorker& cw);
+
+  // Blocks while the owner has too many unfinished tasks (submission backpressure).
+  void AcquireSlot();
+  // Releases a slot taken by AcquireSlot (task finished or failed before submission).
+  void ReleaseSlot();
+
+  // Queues a task whose dependencies are resolved.
+  void Submit(std::shared_ptr<TaskEntry> task);
+  void HandleResults(const rpc::ConnectionPtr& conn, const proto::TaskResults& results);
+  void OnConnectionClosed(const rpc::ConnectionPtr& conn, const Status& reason);
+  // The node daemon needs resources back: return every idle lease now.
+  void ReleaseIdleLeases();
+  void Shutdown();
+
+  size_t NumPending() const;
+
+ private:
+  struct LeasedWorker {
+    uint64_t lease_id = 0;
+    proto::Address address;
+    WorkerID worker;
+    rpc::ConnectionPtr conn;
+    std::vector<int> gpus;
+    int in_flight = 0;
+    uint64_t idle_timer = 0;
+    std::string key;
+  };
+  struct KeyState {
+    ResourceSet resources;
+    std::deque<std::shared_ptr<TaskEntry>> queue;
+    std::vector<uint64_t> leases;
+    int lease_requests = 0;
+  };
+  struct InFlight {
+    std::shared_ptr<TaskEntry> task;
+    uint64_t lease_id;
+  };
+  struct Completion {
+    std::shared_ptr<TaskEntry> task;
+    proto::TaskResult result;     // success or application error
+    proto::ErrorInfo error;       // when failed_by_system
+    bool failed_by_system = false;
+  };
+
+  void PumpLocked(const std::string& key);
+  int DepthFor(const TaskEntry& task) const;
+  void DrainIncoming();
+  // Pumps `key` once the I/O thread has handled what is readable now (one batch, not one
+  // push per finished task).
+  void DeferPumpLocked(const std::string& key);
+  void RequestLeaseLocked(const std::string& key);
+  void OnLeaseReply(const std::string& key, const Status& st, std::string_view payload);
+  void ReturnLeaseLocked(uint64_t lease_id, bool kill_worker);
+  void ScheduleIdleReturnLocked(LeasedWorker& lw);
+  void FailQueuedLocked(const std::string& key, const std::string& message,
+                        std::vector<Completion>* out);
+  void HandleWorkerFailure(std::vector<std::shared_ptr<TaskEntry>> tasks, WorkerID worker,
+                           const Status& reason);
+  void Complete(std::vector<Completion>& done);
+
+  CoreWorker& cw_;
+  const int max_in_flight_;
+  const int64_t max_pending_;
+
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, KeyState> keys_;
+  std::unordered_map<uint64_t, LeasedWorker> leases_;
+  std::unordered_map<TaskID, InFlight> in_flight_;
+  // Moving average of execution time per function: only short tasks are pipelined, so that
+  // a quick task never waits behind a long one while a CPU is free.
+  std::unordered_map<std::string, double> avg_exec_us_;
+  std::vector<std::string> deferred_keys_;
+  bool deferred_posted_ = false;
+  bool shutdown_ = false;
+
+  // Submitted tasks waiting for the I/O thread (kept apart from mu_ so that submitting never
+  // waits for a batch being sent).
+  std::mutex incoming_mu_;
+  std::vector<std::shared_ptr<TaskEntry>> incoming_;
+  bool pump_scheduled_ = false;  // guarded by incoming_mu_
+
+  std::mutex slot_mu_;
+  std::condition_variable slot_cv_;
+  int64_t pending_ = 0;  // guarded by slot_mu_
+};
+
+}  // namespace lumen::core

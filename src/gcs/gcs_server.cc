@@ -1,0 +1,613 @@
+#include "gcs/gcs_server.h"
+
+#include "common/logging.h"
+#include "common/resources.h"
+#include "common/rpc/message_types.h"
+#include "core_worker.pb.h"
+#include "node.pb.h"
+
+namespace lumen::gcs {
+
+namespace {
+constexpr char kActorTable[] = "actors";
+constexpr char kNodeTable[] = "nodes";
+constexpr char kJobTable[] = "jobs";
+
+std::string KvTable(const std::string& ns) { return "kv:" + ns; }
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+GcsServer::GcsServer(rpc::EventLoop* loop, GcsOptions options, std::unique_ptr<GcsStore> store)
+    : loop_(loop), options_(std::move(options)), store_(std::move(store)) {
+  RegisterHandlers();
+}
+
+GcsServer::~GcsServer() { Stop(); }
+
+void GcsServer::RegisterHandlers() {
+  auto bind = [this](uint16_t type, void (GcsServer::*fn)(const rpc::ConnectionPtr&, rpc::Frame&)) {
+    dispatcher_.Register(type, [this, fn](const rpc::ConnectionPtr& c, rpc::Frame& f) {
+      (this->*fn)(c, f);
+    });
+  };
+  bind(rpc::kRegisterNode, &GcsServer::HandleRegisterNode);
+  bind(rpc::kHeartbeat, &GcsServer::HandleHeartbeat);
+  bind(rpc::kGetAllNodes, &GcsServer::HandleGetAllNodes);
+  bind(rpc::kRegisterJob, &GcsServer::HandleRegisterJob);
+  bind(rpc::kGcsJobFinished, &GcsServer::HandleJobFinished);
+  bind(rpc::kCreateActor, &GcsServer::HandleCreateActor);
+  bind(rpc::kGetActor, &GcsServer::HandleGetActor);
+  bind(rpc::kSubscribeActor, &GcsServer::HandleSubscribeActor);
+  bind(rpc::kKillActor, &GcsServer::HandleKillActor);
+  bind(rpc::kWorkerDied, &GcsServer::HandleWorkerDied);
+  bind(rpc::kKVPut, &GcsServer::HandleKV);
+  bind(rpc::kKVGet, &GcsServer::HandleKV);
+  bind(rpc::kKVDel, &GcsServer::HandleKV);
+  bind(rpc::kKVKeys, &GcsServer::HandleKV);
+  bind(rpc::kClusterStatus, &GcsServer::HandleClusterStatus);
+  bind(rpc::kGcsShutdown, &GcsServer::HandleShutdown);
+  client_dispatcher_.Register(rpc::kTaskResults,
+                              [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
+                                HandleCreationResult(c, f);
+                              });
+}
+
+Status GcsServer::Start() {
+  server_ = std::make_unique<rpc::Server>(loop_, &dispatcher_, options_.token, "gcs");
+  server_->set_on_close(
+      [this](const rpc::ConnectionPtr& c, const Status&) { OnConnectionClosed(c); });
+  LUMEN_ASSIGN_OR_RETURN(tcp_address_, server_->ListenTcp(options_.bind_host, options_.port));
+  if (!options_.unix_path.empty()) {
+    LUMEN_ASSIGN_OR_RETURN(unix_address_, server_->ListenUnix(options_.unix_path));
+  }
+  loop_->Post([this] {
+    heartbeat_timer_ = loop_->RunAfter(std::chrono::milliseconds(1000), [this] { CheckHeartbeats(); });
+  });
+  LUMEN_LOG(INFO) << "control service listening on " << tcp_address_;
+  return Status::OK();
+}
+
+void GcsServer::Stop() {
+  stopping_ = true;
+  if (server_) {
+    server_->Stop();
+    server_.reset();
+  }
+}
+
+// ---- nodes -------------------------------------------------------------------------------
+
+void GcsServer::HandleRegisterNode(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::RegisterNodeRequest req;
+  if (!rpc::ParsePayload(f.payload, &req)) {
+    c->ReplyError(f, InvalidArgumentError("malformed RegisterNode"));
+    return;
+  }
+  NodeID id = NodeID::FromBinary(req.node().node_id());
+  NodeState& n = nodes_[id];
+  n.info = req.node();
+  n.info.set_alive(true);
+  n.info.set_start_time_ms(NowMs());
+  n.last_heartbeat = std::chrono::steady_clock::now();
+  n.conn.reset();
+  auto role = std::make_shared<ConnRole>();
+  role->is_node = true;
+  role->node = id;
+  c->set_context(role);
+  store_->Put(kNodeTable, id.Binary(), n.info.SerializeAsString()).IgnoreError();
+  LUMEN_LOG(INFO) << "node " << id.Hex() << " registered at "
+                  << n.info.address().tcp_address() << " with "
+                  << ResourceSet::FromProto(n.info.total().amounts()).ToString();
+  c->Reply(f, proto::Empty());
+}
+
+void GcsServer::HandleHeartbeat(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::HeartbeatRequest req;
+  if (!rpc::ParsePayload(f.payload, &req)) return;
+  auto it = nodes_.find(NodeID::FromBinary(req.stats().node_id()));
+  if (it == nodes_.end() || !it->second.info.alive()) return;
+  it->second.last_heartbeat = std::chrono::steady_clock::now();
+  *it->second.info.mutable_stats() = req.stats();
+}
+
+void GcsServer::HandleGetAllNodes(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::NodeList list;
+  for (const auto& [id, n] : nodes_) *list.add_nodes() = n.info;
+  c->Reply(f, list);
+}
+
+void GcsServer::CheckHeartbeats() {
+  auto now = std::chrono::steady_clock::now();
+  std::vector<NodeID> dead;
+  for (const auto& [id, n] : nodes_) {
+    if (n.info.alive() && now - n.last_heartbeat >
+                              std::chrono::milliseconds(options_.node_death_timeout_ms)) {
+      dead.push_back(id);
+    }
+  }
+  for (const auto& id : dead) MarkNodeDead(id, "no heartbeat for " +
+                                                   std::to_string(options_.node_death_timeout_ms) +
+                                                   " ms");
+  heartbeat_timer_ = loop_->RunAfter(std::chrono::milliseconds(1000), [this] { CheckHeartbeats(); });
+}
+
+void GcsServer::MarkNodeDead(const NodeID& id, const std::string& cause) {
+  auto it = nodes_.find(id);
+  if (it == nodes_.end() || !it->second.info.alive()) return;
+  LUMEN_LOG(WARNING) << "node " << id.Hex() << " is dead: " << cause;
+  it->second.info.set_alive(false);
+  it->second.info.set_death_cause(cause);
+  if (it->second.conn) it->second.conn->Close(UnavailableError("node dead"));
+  it->second.conn.reset();
+  std::vector<ActorID> lost;
+  for (const auto& [aid, a] : actors_) {
+    if (a.node == id && a.info.state() != proto::DEAD) lost.push_back(aid);
+  }
+  for (const auto& aid : lost) OnActorWorkerDied(aid, "its node died (" + cause + ")");
+}
+
+rpc::ConnectionPtr GcsServer::NodeConnection(const NodeID& id) {
+  auto it = nodes_.find(id);
+  if (it == nodes_.end() || !it->second.info.alive()) return nullptr;
+  NodeState& n = it->second;
+  if (n.conn && !n.conn->closed()) return n.conn;
+  const proto::Address& a = n.info.address();
+  std::string addr = !a.unix_path().empty() ? "unix:" + a.unix_path() : a.tcp_address();
+  auto conn = rpc::Connect(loop_, addr, &client_dispatcher_, options_.token);
+  if (!conn.ok()) {
+    // A unix path from another host does not exist here: fall back to TCP.
+    conn = rpc::Connect(loop_, a.tcp_address(), &client_dispatcher_, options_.token);
+  }
+  if (!conn.ok()) {
+    LUMEN_LOG(WARNING) << "cannot reach node " << id.Hex() << ": " << conn.status();
+    return nullptr;
+  }
+  n.conn = *conn;
+  return n.conn;
+}
+
+void GcsServer::OnConnectionClosed(const rpc::ConnectionPtr& conn) {
+  if (stopping_) return;
+  auto role = conn->context<ConnRole>();
+  if (!role) return;
+  if (role->is_driver) {
+    FinishJob(role->job, "its driver disconnected");
+  }
+  if (role->is_node) {
+    MarkNodeDead(role->node, "its daemon disconnected");
+  }
+}
+
+// ---- jobs --------------------------------------------------------------------------------
+
+void GcsServer::HandleRegisterJob(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::RegisterJobRequest req;
+  if (!rpc::ParsePayload(f.payload, &req)) {
+    c->ReplyError(f, InvalidArgumentError("malformed RegisterJob"));
+    return;
+  }
+  JobID job = JobID::FromInt(next_job_++);
+  jobs_[job] = JobState{req.driver(), true};
+  auto role = std::make_shared<ConnRole>();
+  role->is_driver = true;
+  role->job = job;
+  c->set_context(role);
+  store_->Put(kJobTable, job.Binary(), req.SerializeAsString()).IgnoreError();
+  proto::RegisterJobReply reply;
+  reply.set_job_id(job.Binary());
+  LUMEN_LOG(INFO) << "job " << job.ToInt() << " started (driver pid " << req.driver().pid() << ")";
+  c->Reply(f, reply);
+}
+
+void GcsServer::HandleJobFinished(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::JobFinishedRequest req;
+  if (!rpc::ParsePayload(f.payload, &req)) {
+    c->ReplyError(f, InvalidArgumentError("malformed JobFinished"));
+    return;
+  }
+  FinishJob(JobID::FromBinary(req.job_id()), "its driver shut down");
+  c->Reply(f, proto::Empty());
+}
+
+void GcsServer::FinishJob(const JobID& job, const std::string& why) {
+  auto it = jobs_.find(job);
+  if (it == jobs_.end() || !it->second.alive) return;
+  it->second.alive = false;
+  LUMEN_LOG(INFO) << "job " << job.ToInt() << " finished: " << why;
+  for (auto& [aid, a] : actors_) {
+    if (JobID::FromBinary(a.info.job_id()) == job && a.info.state() != proto::DEAD) {
+      SetActorDead(a, "the job that created it finished");
+      KillActorWorker(a, "job finished");
+    }
+  }
+  for (auto nit = names_.begin(); nit != names_.end();) {
+    auto a = actors_.find(nit->second);
+    nit = (a == actors_.end() || a->second.info.state() == proto::DEAD) ? names_.erase(nit)
+                                                                       : std::next(nit);
+  }
+  proto::JobFinishedRequest note;
+  note.set_job_id(job.Binary());
+  for (auto& [nid, n] : nodes_) {
+    if (!n.info.alive()) continue;
+    if (auto conn = NodeConnection(nid)) conn->Send(rpc::kJobFinished, note);
+  }
+}
+
+// ---- actors ------------------------------------------------------------------------------
+
+proto::ActorStateUpdate GcsServer::ToUpdate(const proto::ActorInfo& info) {
+  proto::ActorStateUpdate u;
+  u.set_actor_id(info.actor_id());
+  u.set_state(info.state());
+  *u.mutable_address() = info.address();
+  u.set_incarnation(info.incarnation());
+  u.set_death_cause(info.death_cause());
+  if (info.has_creation_error()) *u.mutable_creation_error() = info.creation_error();
+  return u;
+}
+
+void GcsServer::Publish(ActorState& a) {
+  store_->Put(kActorTable, a.info.actor_id(), a.info.SerializeAsString()).IgnoreError();
+  proto::ActorStateUpdate u = ToUpdate(a.info);
+  std::vector<std::weak_ptr<rpc::Connection>> live;
+  for (auto& w : a.subscribers) {
+    if (auto c = w.lock()) {
+      if (c->closed()) continue;
+      c->Send(rpc::kActorUpdate, u);
+      live.push_back(w);
+    }
+  }
+  a.subscribers.swap(live);
+}
+
+void GcsServer::HandleCreateActor(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::CreateActorRequest req;
+  proto::CreateActorReply reply;
+  if (!rpc::ParsePayload(f.payload, &req) ||
+      req.creation_task().type() != proto::ACTOR_CREATION_TASK) {
+    c->ReplyError(f, InvalidArgumentError("malformed CreateActor"));
+    return;
+  }
+  const auto& spec = req.creation_task();
+  ActorID id = ActorID::FromBinary(spec.actor_creation().actor_id());
+  if (actors_.count(id)) {
+    reply.set_ok(true);  // a retried request
+    c->Reply(f, reply);
+    return;
+  }
+  const std::string& name = spec.actor_creation().name();
+  if (!name.empty()) {
+    auto n = names_.find(name);
+    if (n != names_.end()) {
+      reply.set_ok(false);
+      reply.set_error("an actor named '" + name + "' already exists");
+      c->Reply(f, reply);
+      return;
+    }
+    names_[name] = id;
+  }
+  ActorState& a = actors_[id];
+  a.creation = spec;
+  a.info.set_actor_id(id.Binary());
+  a.info.set_name(name);
+  a.info.set_class_name(spec.actor_creation().class_name());
+  a.info.set_state(proto::PENDING_CREATION);
+  a.info.set_max_restarts(spec.actor_creation().max_restarts());
+  a.info.set_max_concurrency(spec.actor_creation().max_concurrency());
+  a.info.set_max_task_retries(spec.actor_creation().max_task_retries());
+  a.info.set_job_id(spec.job_id());
+  // The creator is always subscribed.
+  a.subscribers.push_back(c);
+  reply.set_ok(true);
+  c->Reply(f, reply);
+  ScheduleActor(id);
+}
+
+void GcsServer::ScheduleActor(const ActorID& id) {
+  auto it = actors_.find(id);
+  if (it == actors_.end()) return;
+  ActorState& a = it->second;
+  uint64_t attempt = ++a.schedule_attempt;
+  ResourceSet need = ResourceSet::FromProto(a.creation.resources());
+  NodeID owner_node = NodeID::FromBinary(a.creation.caller().node_id());
+  // Pick a feasible node: the owner's when it fits, else the one with most CPU available.
+  NodeID chosen = NodeID::Nil();
+  int64_t best = -1;
+  for (const auto& [nid, n] : nodes_) {
+    if (!n.info.alive()) continue;
+    ResourceSet total = ResourceSet::FromProto(n.info.total().amounts());
+    if (!need.IsSubsetOf(total)) continue;
+    if (nid == owner_node) {
+      chosen = nid;
+      break;
+    }
+    int64_t avail = n.info.has_stats()
+                        ? ResourceSet::FromProto(n.info.stats().available().amounts()).Get("CPU")
+                        : total.Get("CPU");
+    if (avail > best) {
+      best = avail;
+      chosen = nid;
+    }
+  }
+  if (chosen.IsNil()) {
+    SetActorDead(a, "no node in the cluster can hold its resources " + need.ToString());
+    return;
+  }
+  auto conn = NodeConnection(chosen);
+  if (!conn) {
+    loop_->RunAfter(std::chrono::milliseconds(500), [this, id] { ScheduleActor(id); });
+    return;
+  }
+  a.node = chosen;
+  proto::LeaseRequest lease;
+  lease.set_job_id(a.creation.job_id());
+  *lease.mutable_resources() = a.creation.resources();
+  lease.set_for_actor(true);
+  lease.set_actor_id(id.Binary());
+  lease.set_max_concurrency(a.creation.actor_creation().max_concurrency());
+  conn->Call(rpc::kRequestLease, lease,
+             [this, id, attempt, chosen](const Status& st, std::string_view payload) {
+               auto it = actors_.find(id);
+               if (it == actors_.end() || it->second.schedule_attempt != attempt ||
+                   it->second.info.state() == proto::DEAD) {
+                 return;
+               }
+               ActorState& a = it->second;
+               proto::LeaseReply reply;
+               if (!st.ok() || !rpc::ParsePayload(payload, &reply)) {
+                 LUMEN_LOG(WARNING) << "actor " << id.Hex() << " lease failed: " << st
+                                    << "; retrying";
+                 loop_->RunAfter(std::chrono::milliseconds(500), [this, id] { ScheduleActor(id); });
+                 return;
+               }
+               if (!reply.granted()) {
+                 SetActorDead(a, "cannot place the actor: " + reply.error());
+                 return;
+               }
+               a.worker = WorkerID::FromBinary(reply.worker().worker_id());
+               const auto& w = reply.worker();
+               std::string addr = !w.unix_path().empty() ? "unix:" + w.unix_path() : w.tcp_address();
+               auto conn = rpc::Connect(loop_, addr, &client_dispatcher_, options_.token);
+               if (!conn.ok() && !w.tcp_address().empty()) {
+                 conn = rpc::Connect(loop_, w.tcp_address(), &client_dispatcher_, options_.token);
+               }
+               if (!conn.ok()) {
+                 LUMEN_LOG(WARNING) << "cannot reach actor worker: " << conn.status();
+                 KillActorWorker(a, "unreachable");
+                 return;  // the worker's death report reschedules it
+               }
+               a.worker_conn = *conn;
+               a.info.set_state(a.info.state());  // unchanged until the constructor returns
+               *a.info.mutable_address() = w;
+               proto::PushTasksRequest push;
+               proto::TaskSpec* spec = push.add_tasks();
+               *spec = a.creation;
+               spec->clear_gpu_ids();
+               for (int g : reply.gpu_ids()) spec->add_gpu_ids(g);
+               spec->set_attempt(static_cast<int32_t>(a.info.num_restarts()));
+               creating_[TaskID::FromBinary(spec->task_id())] = id;
+               a.worker_conn->Send(rpc::kPushTasks, push);
+             });
+}
+
+void GcsServer::HandleCreationResult(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::TaskResults results;
+  if (!rpc::ParsePayload(f.payload, &results)) return;
+  for (const auto& r : results.results()) {
+    auto cit = creating_.find(TaskID::FromBinary(r.task_id()));
+    if (cit == creating_.end()) continue;
+    ActorID id = cit->second;
+    creating_.erase(cit);
+    auto it = actors_.find(id);
+    if (it == actors_.end() || it->second.info.state() == proto::DEAD) continue;
+    ActorState& a = it->second;
+    if (a.worker_conn.get() != c.get()) continue;  // a stale attempt
+    a.worker_conn.reset();
+    c->Close(Status::OK());
+    if (r.returns_size() > 0 && r.returns(0).value().format() == proto::ERROR) {
+      proto::ErrorInfo err;
+      err.ParseFromString(r.returns(0).value().data());
+      *a.info.mutable_creation_error() = err;
+      SetActorDead(a, "its constructor failed: " + err.message());
+      KillActorWorker(a, "constructor failed");
+      continue;
+    }
+    a.info.set_state(proto::ALIVE);
+    a.info.set_incarnation(a.info.incarnation() + 1);
+    LUMEN_LOG(INFO) << "actor " << id.Hex() << " (" << a.info.class_name() << ") alive at pid "
+                    << a.info.address().pid();
+    Publish(a);
+  }
+}
+
+void GcsServer::SetActorDead(ActorState& a, const std::string& cause) {
+  if (a.info.state() == proto::DEAD) return;
+  a.info.set_state(proto::DEAD);
+  a.info.set_death_cause(cause);
+  if (!a.info.name().empty()) {
+    auto n = names_.find(a.info.name());
+    if (n != names_.end() && n->second == ActorID::FromBinary(a.info.actor_id())) names_.erase(n);
+  }
+  LUMEN_LOG(INFO) << "actor " << ActorID::FromBinary(a.info.actor_id()).Hex() << " dead: " << cause;
+  Publish(a);
+}
+
+void GcsServer::KillActorWorker(ActorState& a, const std::string& reason) {
+  if (a.worker.IsNil()) return;
+  if (auto conn = NodeConnection(a.node)) {
+    proto::KillWorkerRequest req;
+    req.set_worker_id(a.worker.Binary());
+    req.set_reason(reason);
+    conn->Call(rpc::kKillWorker, req, [](const Status&, std::string_view) {});
+  }
+}
+
+void GcsServer::OnActorWorkerDied(const ActorID& id, const std::string& cause) {
+  auto it = actors_.find(id);
+  if (it == actors_.end()) return;
+  ActorState& a = it->second;
+  if (a.info.state() == proto::DEAD) return;
+  a.worker = WorkerID::Nil();
+  if (a.worker_conn) {
+    a.worker_conn->Close(Status::OK());
+    a.worker_conn.reset();
+  }
+  int32_t max = a.info.max_restarts();
+  if (max < 0 || a.info.num_restarts() < max) {
+    a.info.set_num_restarts(a.info.num_restarts() + 1);
+    a.info.set_state(proto::RESTARTING);
+    a.info.set_death_cause(cause);
+    LUMEN_LOG(INFO) << "actor " << id.Hex() << " restarting (" << a.info.num_restarts() << "/"
+                    << max << "): " << cause;
+    Publish(a);
+    ScheduleActor(id);
+    return;
+  }
+  std::string why = "its worker process " + cause;
+  if (max > 0) why += " after " + std::to_string(a.info.num_restarts()) + " restarts (max_restarts=" + std::to_string(max) + ")";
+  SetActorDead(a, why);
+}
+
+void GcsServer::HandleWorkerDied(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::WorkerDiedRequest req;
+  if (!rpc::ParsePayload(f.payload, &req)) return;
+  if (req.actor_id().empty()) return;
+  ActorID id = ActorID::FromBinary(req.actor_id());
+  auto it = actors_.find(id);
+  if (it == actors_.end()) return;
+  if (it->second.worker != WorkerID::FromBinary(req.worker_id()) && !it->second.worker.IsNil()) {
+    return;  // an older incarnation
+  }
+  OnActorWorkerDied(id, req.cause());
+}
+
+void GcsServer::HandleGetActor(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::GetActorRequest req;
+  if (!rpc::ParsePayload(f.payload, &req)) {
+    c->ReplyError(f, InvalidArgumentError("malformed GetActor"));
+    return;
+  }
+  proto::GetActorReply reply;
+  ActorID id;
+  if (!req.actor_id().empty()) {
+    id = ActorID::FromBinary(req.actor_id());
+  } else {
+    auto n = names_.find(req.name());
+    if (n != names_.end()) id = n->second;
+  }
+  auto it = actors_.find(id);
+  if (!id.IsNil() && it != actors_.end()) {
+    reply.set_found(true);
+    *reply.mutable_info() = it->second.info;
+  }
+  c->Reply(f, reply);
+}
+
+void GcsServer::HandleSubscribeActor(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::SubscribeActorRequest req;
+  if (!rpc::ParsePayload(f.payload, &req)) {
+    c->ReplyError(f, InvalidArgumentError("malformed SubscribeActor"));
+    return;
+  }
+  proto::GetActorReply reply;
+  auto it = actors_.find(ActorID::FromBinary(req.actor_id()));
+  if (it != actors_.end()) {
+    bool already = false;
+    for (auto& w : it->second.subscribers) already |= w.lock() == c;
+    if (!already) it->second.subscribers.push_back(c);
+    reply.set_found(true);
+    *reply.mutable_info() = it->second.info;
+  }
+  c->Reply(f, reply);
+}
+
+void GcsServer::HandleKillActor(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::KillActorRequest req;
+  if (!rpc::ParsePayload(f.payload, &req)) {
+    c->ReplyError(f, InvalidArgumentError("malformed KillActor"));
+    return;
+  }
+  auto it = actors_.find(ActorID::FromBinary(req.actor_id()));
+  if (it != actors_.end()) {
+    ActorState& a = it->second;
+    std::string reason = req.reason().empty() ? "killed by lumen::Kill" : req.reason();
+    if (req.no_restart()) SetActorDead(a, reason);
+    KillActorWorker(a, reason);
+  }
+  c->Reply(f, proto::Empty());
+}
+
+// ---- KV and status -----------------------------------------------------------------------
+
+void GcsServer::HandleKV(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::KVRequest req;
+  if (!rpc::ParsePayload(f.payload, &req)) {
+    c->ReplyError(f, InvalidArgumentError("malformed KV request"));
+    return;
+  }
+  proto::KVReply reply;
+  const std::string table = KvTable(req.ns());
+  switch (f.type) {
+    case rpc::kKVPut: {
+      auto existing = store_->Get(table, req.key());
+      reply.set_found(existing.ok());
+      if (!existing.ok() || req.overwrite()) {
+        Status st = store_->Put(table, req.key(), req.value());
+        if (!st.ok()) {
+          c->ReplyError(f, st);
+          return;
+        }
+      }
+      break;
+    }
+    case rpc::kKVGet: {
+      auto v = store_->Get(table, req.key());
+      if (v.ok()) {
+        reply.set_found(true);
+        reply.set_value(*v);
+      }
+      break;
+    }
+    case rpc::kKVDel: {
+      auto v = store_->Get(table, req.key());
+      reply.set_found(v.ok());
+      store_->Delete(table, req.key()).IgnoreError();
+      break;
+    }
+    case rpc::kKVKeys: {
+      auto all = store_->GetAll(table);
+      if (all.ok()) {
+        for (const auto& [k, v] : *all) {
+          if (k.rfind(req.key(), 0) == 0) reply.add_keys(k);
+        }
+      }
+      break;
+    }
+  }
+  c->Reply(f, reply);
+}
+
+void GcsServer::HandleClusterStatus(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::ClusterStatus status;
+  for (const auto& [id, n] : nodes_) *status.add_nodes() = n.info;
+  for (const auto& [id, a] : actors_) {
+    if (a.info.state() == proto::ALIVE) status.set_num_actors_alive(status.num_actors_alive() + 1);
+  }
+  for (const auto& [id, j] : jobs_) {
+    if (j.alive) status.set_num_jobs_running(status.num_jobs_running() + 1);
+  }
+  c->Reply(f, status);
+}
+
+void GcsServer::HandleShutdown(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  c->Reply(f, proto::Empty());
+  LUMEN_LOG(INFO) << "shutdown requested by " << c->peer_name();
+  if (on_shutdown_) on_shutdown_();
+}
+
+}  // namespace lumen::gcs

@@ -1,0 +1,126 @@
+// The control service (GCS): node membership and health, job table, actor directory (creation,
+// placement, restarts, names), key-value store, cluster status. One per cluster; never on the
+// per-task path.
+//
+// Thread safety: all state is owned by `loop`; Start()/Stop() from any other thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <unordered_map>
+
+#include "common.pb.h"
+#include "common/rpc/connection.h"
+#include "common/rpc/server.h"
+#include "core_worker.pb.h"
+#include "gcs.pb.h"
+#include "gcs/gcs_store.h"
+#include "lumen/ids.h"
+
+namespace lumen::gcs {
+
+struct GcsOptions {
+  std::string token;
+  std::string bind_host = "127.0.0.1";
+  int port = 0;           // 0: any free port
+  std::string unix_path;  // also listen here when set
+  int64_t node_death_timeout_ms = 10000;
+};
+
+class GcsServer {
+ public:
+  GcsServer(rpc::EventLoop* loop, GcsOptions options, std::unique_ptr<GcsStore> store);
+  ~GcsServer();
+
+  Status Start();
+  void Stop();
+
+  // "host:port" of the TCP listener (valid after Start).
+  const std::string& address() const { return tcp_address_; }
+  const std::string& unix_address() const { return unix_address_; }
+
+  // Called (on the loop thread) when a client asks the cluster to shut down.
+  void set_on_shutdown(std::function<void()> cb) { on_shutdown_ = std::move(cb); }
+
+ private:
+  struct NodeState {
+    proto::NodeInfo info;
+    rpc::ConnectionPtr conn;  // GCS -> node daemon
+    std::chrono::steady_clock::time_point last_heartbeat;
+  };
+  struct ActorState {
+    proto::ActorInfo info;
+    proto::TaskSpec creation;
+    NodeID node;
+    WorkerID worker;
+    rpc::ConnectionPtr worker_conn;  // used to push the creation task
+    std::vector<std::weak_ptr<rpc::Connection>> subscribers;
+    uint64_t schedule_attempt = 0;
+  };
+  struct JobState {
+    proto::Address driver;
+    bool alive = true;
+  };
+  struct ConnRole {  // what a server-side connection belongs to
+    NodeID node;
+    JobID job;
+    bool is_node = false;
+    bool is_driver = false;
+  };
+
+  void RegisterHandlers();
+  void OnConnectionClosed(const rpc::ConnectionPtr& conn);
+
+  void HandleRegisterNode(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleHeartbeat(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleGetAllNodes(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleRegisterJob(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleJobFinished(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleCreateActor(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleGetActor(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleSubscribeActor(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleKillActor(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleWorkerDied(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleKV(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleClusterStatus(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleShutdown(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleCreationResult(const rpc::ConnectionPtr& c, rpc::Frame& f);
+
+  void FinishJob(const JobID& job, const std::string& why);
+  void ScheduleActor(const ActorID& id);
+  void OnActorWorkerDied(const ActorID& id, const std::string& cause);
+  void SetActorDead(ActorState& a, const std::string& cause);
+  void Publish(ActorState& a);
+  void KillActorWorker(ActorState& a, const std::string& reason);
+  void MarkNodeDead(const NodeID& id, const std::string& cause);
+  void CheckHeartbeats();
+  rpc::ConnectionPtr NodeConnection(const NodeID& id);
+  static proto::ActorStateUpdate ToUpdate(const proto::ActorInfo& info);
+
+  rpc::EventLoop* const loop_;
+  const GcsOptions options_;
+  std::unique_ptr<GcsStore> store_;
+  rpc::Dispatcher dispatcher_;         // requests from clients
+  rpc::Dispatcher client_dispatcher_;  // replies on GCS-initiated connections
+  std::unique_ptr<rpc::Server> server_;
+  std::string tcp_address_;
+  std::string unix_address_;
+  std::function<void()> on_shutdown_;
+  uint64_t heartbeat_timer_ = 0;
+  std::atomic<bool> stopping_{false};
+
+  // Loop thread only.
+  std::map<NodeID, NodeState> nodes_;
+  std::unordered_map<JobID, JobState> jobs_;
+  uint32_t next_job_ = 1;
+  std::unordered_map<ActorID, ActorState> actors_;
+  std::map<std::string, ActorID> names_;
+  std::unordered_map<TaskID, ActorID> creating_;  // creation task -> actor
+};
+
+}  // namespace lumen::gcs

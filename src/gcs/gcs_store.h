@@ -1,0 +1,41 @@
+// Storage behind the control service's tables (nodes, jobs, actors, KV). One interface; the
+// in-memory implementation is the default. Thread-safe.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace lumen::gcs {
+
+class GcsStore {
+ public:
+  virtual ~GcsStore() = default;
+  virtual Status Put(const std::string& table, const std::string& key,
+                     const std::string& value) = 0;
+  // NotFound when absent.
+  virtual StatusOr<std::string> Get(const std::string& table, const std::string& key) = 0;
+  virtual Status Delete(const std::string& table, const std::string& key) = 0;
+  virtual StatusOr<std::vector<std::pair<std::string, std::string>>> GetAll(
+      const std::string& table) = 0;
+};
+
+class InMemoryGcsStore : public GcsStore {
+ public:
+  Status Put(const std::string& table, const std::string& key, const std::string& value) override;
+  StatusOr<std::string> Get(const std::string& table, const std::string& key) override;
+  Status Delete(const std::string& table, const std::string& key) override;
+  StatusOr<std::vector<std::pair<std::string, std::string>>> GetAll(
+      const std::string& table) override;
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::map<std::string, std::string>> tables_;
+};
+
+}  // namespace lumen::gcs

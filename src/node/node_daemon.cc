@@ -1,0 +1,733 @@
+#include "node/node_daemon.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <future>
+
+#include "common/config.h"
+#include "common/fs.h"
+#include "common/logging.h"
+#include "common/rpc/message_types.h"
+#include "gcs.pb.h"
+
+namespace lumen::node {
+
+namespace {
+int64_t PhysicalMemory() {
+  long pages = ::sysconf(_SC_PHYS_PAGES);
+  long page = ::sysconf(_SC_PAGESIZE);
+  return static_cast<int64_t>(pages) * page;
+}
+rpc::Frame ReplyHandle(const rpc::Frame& f) {
+  rpc::Frame copy;
+  copy.type = f.type;
+  copy.kind = f.kind;
+  copy.request_id = f.request_id;
+  return copy;
+}
+}  // namespace
+
+NodeDaemon::NodeDaemon(rpc::EventLoop* loop, NodeOptions options)
+    : loop_(loop), options_(std::move(options)), node_id_(NodeID::FromRandom()) {
+  RegisterHandlers();
+}
+
+NodeDaemon::~NodeDaemon() { Stop(); }
+
+void NodeDaemon::RegisterHandlers() {
+  auto bind = [this](uint16_t type,
+                     void (NodeDaemon::*fn)(const rpc::ConnectionPtr&, rpc::Frame&)) {
+    dispatcher_.Register(type, [this, fn](const rpc::ConnectionPtr& c, rpc::Frame& f) {
+      if (stopped_) return;
+      (this->*fn)(c, f);
+    });
+  };
+  bind(rpc::kRegisterClient, &NodeDaemon::HandleRegisterClient);
+  bind(rpc::kStartJob, &NodeDaemon::HandleStartJob);
+  bind(rpc::kJobFinished, &NodeDaemon::HandleJobFinished);
+  bind(rpc::kRequestLease, &NodeDaemon::HandleRequestLease);
+  bind(rpc::kReturnLease, &NodeDaemon::HandleReturnLease);
+  bind(rpc::kNotifyBlocked, &NodeDaemon::HandleNotifyBlocked);
+  bind(rpc::kWorkerExitStatus, &NodeDaemon::HandleWorkerExitStatus);
+  bind(rpc::kKillWorker, &NodeDaemon::HandleKillWorker);
+  bind(rpc::kStoreCreate, &NodeDaemon::HandleStoreCreate);
+  bind(rpc::kStoreSeal, &NodeDaemon::HandleStoreSeal);
+  bind(rpc::kStoreAbort, &NodeDaemon::HandleStoreAbort);
+  bind(rpc::kStoreGet, &NodeDaemon::HandleStoreGet);
+  bind(rpc::kStoreRelease, &NodeDaemon::HandleStoreRelease);
+  bind(rpc::kStoreFree, &NodeDaemon::HandleStoreFree);
+  bind(rpc::kNodeStats, &NodeDaemon::HandleNodeStats);
+  bind(rpc::kNodeShutdown, &NodeDaemon::HandleShutdown);
+}
+
+Status NodeDaemon::Start() {
+  total_ = ResourceSet::FromDoubles(options_.resources);
+  if (total_.Get("CPU") <= 0 && !options_.resources.count("CPU")) {
+    return InvalidArgumentError("a node needs a CPU count");
+  }
+  int64_t store_bytes = options_.object_store_memory;
+  if (store_bytes <= 0) {
+    store_bytes = static_cast<int64_t>(static_cast<double>(PhysicalMemory()) *
+                                       Config::Get().object_store_memory_fraction());
+  }
+  if (!options_.resources.count("memory")) {
+    total_.Set("memory", ToFixed(static_cast<double>(
+                             std::max<int64_t>(PhysicalMemory() - store_bytes, 0))));
+  }
+  total_.Set("object_store_memory", ToFixed(static_cast<double>(store_bytes)));
+  available_ = total_;
+  int64_t gpus = total_.Get("GPU");
+  gpu_free_.assign(static_cast<size_t>((gpus + kResourceUnit - 1) / kResourceUnit), kResourceUnit);
+
+  std::string short_id = node_id_.Hex().substr(0, 8);
+  LUMEN_RETURN_IF_ERROR(MakeDirs(JoinPath(options_.session_dir, "sockets")));
+  LUMEN_RETURN_IF_ERROR(MakeDirs(JoinPath(options_.session_dir, "logs")));
+  object_store::StoreOptions so;
+  so.capacity = store_bytes;
+  so.spill_dir = JoinPath(JoinPath(options_.session_dir, "spill"), short_id);
+  so.full_timeout_ms = Config::Get().object_store_full_timeout_ms();
+  so.min_spill_bytes = Config::Get().min_spill_bytes();
+  LUMEN_ASSIGN_OR_RETURN(store_, object_store::ObjectStore::Open(loop_, so));
+
+  server_ = std::make_unique<rpc::Server>(loop_, &dispatcher_, options_.token, "node");
+  server_->set_on_close([this](const rpc::ConnectionPtr& c, const Status&) { OnClientClosed(c); });
+  LUMEN_ASSIGN_OR_RETURN(
+      unix_address_,
+      server_->ListenUnix(JoinPath(JoinPath(options_.session_dir, "sockets"), "node-" + short_id)));
+  LUMEN_ASSIGN_OR_RETURN(tcp_address_, server_->ListenTcp(options_.bind_host, options_.port));
+
+  WorkerPool::Env env;
+  env.node_address = unix_address_;
+  env.gcs_address = options_.gcs_address;
+  env.token = options_.token;
+  env.session_dir = options_.session_dir;
+  env.node_id = node_id_;
+  pool_ = std::make_unique<WorkerPool>(
+      loop_, env, [this](const WorkerProc& w, const std::string& d) { OnWorkerDied(w, d); });
+
+  LUMEN_RETURN_IF_ERROR(ConnectGcs());
+  loop_->Post([this] {
+    heartbeat_timer_ = loop_->RunAfter(
+        std::chrono::milliseconds(Config::Get().heartbeat_period_ms()), [this] { Heartbeat(); });
+  });
+  LUMEN_LOG(INFO) << "node " << node_id_.Hex() << " up: " << total_.ToString() << ", store "
+                  << store_bytes << " bytes, listening on " << unix_address_ << " and "
+                  << tcp_address_;
+  return Status::OK();
+}
+
+void NodeDaemon::Stop() {
+  auto cleanup = [this] {
+    if (stopped_) return;
+    stopped_ = true;
+    if (pool_) pool_->KillAll();
+    if (server_) server_->Stop();
+    if (gcs_) gcs_->Close(CancelledError("node stopping"));
+    if (heartbeat_timer_) loop_->CancelTimer(heartbeat_timer_);
+  };
+  if (loop_->InLoopThread()) {
+    cleanup();
+    return;
+  }
+  auto done = std::make_shared<std::promise<void>>();
+  auto fut = done->get_future();
+  if (loop_->Post([cleanup, done] {
+        cleanup();
+        done->set_value();
+      })) {
+    fut.wait();
+  } else {
+    cleanup();
+  }
+}
+
+Status NodeDaemon::ConnectGcs() {
+  LUMEN_ASSIGN_OR_RETURN(gcs_, rpc::Connect(loop_, options_.gcs_address, &gcs_dispatcher_,
+                                            options_.token));
+  proto::RegisterNodeRequest req;
+  proto::NodeInfo* info = req.mutable_node();
+  info->set_node_id(node_id_.Binary());
+  info->mutable_address()->set_node_id(node_id_.Binary());
+  info->mutable_address()->set_unix_path(unix_address_.substr(5));
+  info->mutable_address()->set_tcp_address(tcp_address_);
+  info->mutable_address()->set_pid(::getpid());
+  total_.ToProto(info->mutable_total()->mutable_amounts());
+  info->set_is_head(options_.is_head);
+  char host[256] = {0};
+  ::gethostname(host, sizeof(host) - 1);
+  info->set_hostname(host);
+  proto::Empty reply;
+  Status st = gcs_->CallSync(rpc::kRegisterNode, req, &reply, 10000);
+  return st.WithContext("registering with the control service at " + options_.gcs_address);
+}
+
+std::shared_ptr<NodeDaemon::Client> NodeDaemon::ClientOf(const rpc::ConnectionPtr& c) {
+  auto ctx = c->context<Client>();
+  if (!ctx) {
+    ctx = std::make_shared<Client>();
+    ctx->id = next_client_id_++;
+    c->set_context(ctx);
+  }
+  return ctx;
+}
+
+// ---- clients and jobs ----------------------------------------------------------------------
+
+void NodeDaemon::HandleRegisterClient(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::RegisterClientRequest req;
+  if (!rpc::ParsePayload(f.payload, &req)) {
+    c->ReplyError(f, InvalidArgumentError("malformed RegisterClient"));
+    return;
+  }
+  auto client = ClientOf(c);
+  client->kind = req.kind();
+  client->worker_id = WorkerID::FromBinary(req.worker_id());
+  client->job = JobID::FromBinary(req.job_id());
+  client->registered = true;
+  if (req.kind() == proto::WORKER) {
+    proto::Address address = req.address();
+    address.set_node_id(node_id_.Binary());  // the worker learns it from the reply
+    WorkerProc* w = pool_->Register(client->worker_id, c, address);
+    if (!w) {
+      c->ReplyError(f, FailedPreconditionError("unknown worker " + client->worker_id.Hex()));
+      return;
+    }
+  }
+  proto::RegisterClientReply reply;
+  reply.set_node_id(node_id_.Binary());
+  reply.set_store_capacity(store_->capacity());
+  reply.set_session_dir(options_.session_dir);
+  reply.set_gcs_address(options_.gcs_address);
+  total_.ToProto(reply.mutable_total_resources()->mutable_amounts());
+  if (req.want_store() && c->is_unix()) {
+    reply.set_store_fd_attached(true);
+    c->SendWithFd(f.type, rpc::FrameKind::kResponse, f.request_id, reply, store_->fd());
+  } else {
+    c->Reply(f, reply);
+  }
+  if (req.kind() == proto::WORKER) ProcessLeaseQueue();
+}
+
+void NodeDaemon::HandleStartJob(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::StartJobRequest req;
+  if (!rpc::ParsePayload(f.payload, &req) || req.binary().empty()) {
+    c->ReplyError(f, InvalidArgumentError("malformed StartJob"));
+    return;
+  }
+  JobConfig cfg;
+  cfg.job = JobID::FromBinary(req.job_id());
+  cfg.binary = req.binary();
+  cfg.argv.assign(req.argv().begin(), req.argv().end());
+  cfg.cwd = req.cwd();
+  cfg.env.assign(req.env().begin(), req.env().end());
+  pool_->AddJob(cfg);
+  int cpus = static_cast<int>(total_.Get("CPU") / kResourceUnit);
+  int prestart = std::min(req.prestart_workers(), cpus);
+  for (int i = 0; i < prestart; ++i) {
+    auto w = pool_->StartWorker(cfg.job);
+    if (!w.ok()) {
+      c->ReplyError(f, w.status());
+      return;
+    }
+  }
+  c->Reply(f, proto::Empty());
+}
+
+void NodeDaemon::HandleJobFinished(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::JobFinishedRequest req;
+  if (!rpc::ParsePayload(f.payload, &req)) return;
+  FinishJob(JobID::FromBinary(req.job_id()));
+}
+
+void NodeDaemon::FinishJob(const JobID& job) {
+  if (!pool_->HasJob(job)) return;
+  LUMEN_LOG(INFO) << "job " << job.ToInt() << " finished: stopping its workers";
+  pool_->RemoveJob(job);
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (JobID::FromBinary(it->req.job_id()) == job) {
+      if (auto r = it->requester.lock()) {
+        proto::LeaseReply reply;
+        reply.set_error("job finished");
+        r->Reply(it->reply_to, reply);
+      }
+      it = pending_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void NodeDaemon::OnClientClosed(const rpc::ConnectionPtr& c) {
+  if (stopped_) return;
+  auto client = c->context<Client>();
+  if (client) {
+    store_->ClientGone(client->id);
+    if (client->kind == proto::DRIVER || client->kind == proto::WORKER) {
+      store_->OwnerGone(client->worker_id);
+    }
+    if (client->kind == proto::DRIVER) FinishJob(client->job);
+  }
+  std::vector<uint64_t> orphaned;
+  for (const auto& [id, lease] : leases_) {
+    if (lease.for_actor) continue;  // actors live until the GCS says otherwise
+    auto holder = lease.holder.lock();
+    if (!holder || holder == c) orphaned.push_back(id);
+  }
+  for (uint64_t id : orphaned) EndLease(id, /*kill_worker=*/false);
+}
+
+// ---- leases ------------------------------------------------------------------------------
+
+void NodeDaemon::HandleRequestLease(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::LeaseRequest req;
+  if (!rpc::ParsePayload(f.payload, &req)) {
+    c->ReplyError(f, InvalidArgumentError("malformed LeaseRequest"));
+    return;
+  }
+  ResourceSet need = ResourceSet::FromProto(req.resources());
+  proto::LeaseReply reply;
+  for (const auto& [name, amount] : need.amounts()) {
+    if (amount < 0) {
+      reply.set_error("negative resource request " + need.ToString());
+      c->Reply(f, reply);
+      return;
+    }
+  }
+  int64_t gpu = need.Get("GPU");
+  if (gpu > kResourceUnit && gpu % kResourceUnit != 0) {
+    reply.set_error("GPU requests above 1 must be whole numbers, got " + need.ToString());
+    c->Reply(f, reply);
+    return;
+  }
+  if (!need.IsSubsetOf(total_)) {
+    reply.set_error("infeasible: requires " + need.ToString() + " but this node has " +
+                    total_.ToString());
+    c->Reply(f, reply);
+    return;
+  }
+  JobID job = JobID::FromBinary(req.job_id());
+  if (!pool_->HasJob(job)) {
+    reply.set_error("job " + std::to_string(job.ToInt()) + " is not running on this node");
+    c->Reply(f, reply);
+    return;
+  }
+  PendingLease p;
+  p.seq = next_pending_seq_++;
+  p.req = std::move(req);
+  p.need = std::move(need);
+  p.requester = c;
+  p.reply_to = ReplyHandle(f);
+  pending_.push_back(std::move(p));
+  ProcessLeaseQueue();
+}
+
+bool NodeDaemon::AcquireGpus(int64_t amount, std::vector<int>* out) {
+  out->clear();
+  if (amount <= 0) return true;
+  if (amount < kResourceUnit) {
+    for (size_t i = 0; i < gpu_free_.size(); ++i) {
+      if (gpu_free_[i] >= amount) {
+        gpu_free_[i] -= amount;
+        out->push_back(static_cast<int>(i));
+        return true;
+      }
+    }
+    return false;
+  }
+  int64_t whole = amount / kResourceUnit;
+  std::vector<int> ids;
+  for (size_t i = 0; i < gpu_free_.size() && static_cast<int64_t>(ids.size()) < whole; ++i) {
+    if (gpu_free_[i] == kResourceUnit) ids.push_back(static_cast<int>(i));
+  }
+  if (static_cast<int64_t>(ids.size()) < whole) return false;
+  for (int i : ids) gpu_free_[static_cast<size_t>(i)] = 0;
+  *out = ids;
+  return true;
+}
+
+void NodeDaemon::ReleaseGpus(const std::vector<int>& gpus, int64_t amount) {
+  if (gpus.empty()) return;
+  if (amount < kResourceUnit) {
+    gpu_free_[static_cast<size_t>(gpus[0])] += amount;
+    return;
+  }
+  for (int i : gpus) gpu_free_[static_cast<size_t>(i)] = kResourceUnit;
+}
+
+void NodeDaemon::ProcessLeaseQueue() {
+  if (stopped_) return;
+  bool short_of_resources = false;
+  std::unordered_map<JobID, int> workers_wanted;
+  const int64_t cpus = std::max<int64_t>(1, total_.Get("CPU") / kResourceUnit);
+  const int64_t max_workers = Config::Get().max_workers_per_cpu() * cpus;
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    auto requester = it->requester.lock();
+    if (!requester || requester->closed()) {
+      it = pending_.erase(it);
+      continue;
+    }
+    std::vector<int> gpus;
+    if (!it->need.IsSubsetOf(available_) || !AcquireGpus(it->need.Get("GPU"), &gpus)) {
+      short_of_resources = true;
+      ++it;
+      continue;
+    }
+    ReleaseGpus(gpus, it->need.Get("GPU"));  // only probing; GrantLease takes them
+    JobID job = JobID::FromBinary(it->req.job_id());
+    WorkerProc* w = pool_->PopIdle(job);
+    if (!w) {
+      int wanted = ++workers_wanted[job];
+      bool may_start = it->req.for_actor() || pool_->NumNonActorWorkers() < max_workers;
+      if (pool_->NumStarting(job) < wanted && may_start) {
+        auto started = pool_->StartWorker(job);
+        if (!started.ok()) {
+          proto::LeaseReply reply;
+          reply.set_error(started.status().message());
+          requester->Reply(it->reply_to, reply);
+          it = pending_.erase(it);
+          continue;
+        }
+      }
+      ++it;
+      continue;
+    }
+    GrantLease(*it, w);
+    it = pending_.erase(it);
+  }
+  if (short_of_resources) AskIdleLeasesBack();
+}
+
+void NodeDaemon::GrantLease(PendingLease& p, WorkerProc* w) {
+  Lease lease;
+  lease.id = next_lease_id_++;
+  lease.worker = w->id;
+  lease.resources = p.need;
+  AcquireGpus(p.need.Get("GPU"), &lease.gpus);
+  lease.holder = p.requester;
+  lease.for_actor = p.req.for_actor();
+  available_.Subtract(p.need);
+  w->state = lease.for_actor ? WorkerProc::State::kActor : WorkerProc::State::kLeased;
+  w->lease_id = lease.id;
+  if (lease.for_actor) w->actor = ActorID::FromBinary(p.req.actor_id());
+  proto::LeaseReply reply;
+  reply.set_granted(true);
+  reply.set_lease_id(lease.id);
+  *reply.mutable_worker() = w->address;
+  for (int g : lease.gpus) reply.add_gpu_ids(g);
+  leases_.emplace(lease.id, std::move(lease));
+  if (auto r = p.requester.lock()) r->Reply(p.reply_to, reply);
+}
+
+void NodeDaemon::EndLease(uint64_t lease_id, bool kill_worker) {
+  auto it = leases_.find(lease_id);
+  if (it == leases_.end()) return;
+  Lease lease = std::move(it->second);
+  leases_.erase(it);
+  ResourceSet give_back = lease.resources;
+  if (lease.released_cpu) give_back.Set("CPU", give_back.Get("CPU") - lease.released_cpu);
+  available_.Add(give_back);
+  ReleaseGpus(lease.gpus, lease.resources.Get("GPU"));
+  if (WorkerProc* w = pool_->Find(lease.worker)) {
+    if (kill_worker) {
+      pool_->Kill(w->id, "its lease holder asked");
+    } else if (w->lease_id == lease_id) {
+      pool_->MakeIdle(w);
+    }
+  }
+  ProcessLeaseQueue();
+}
+
+void NodeDaemon::AskIdleLeasesBack() {
+  auto now = std::chrono::steady_clock::now();
+  if (now - last_release_ask_ < std::chrono::milliseconds(20)) return;
+  last_release_ask_ = now;
+  std::vector<rpc::ConnectionPtr> holders;
+  for (const auto& [id, lease] : leases_) {
+    if (lease.for_actor) continue;
+    if (auto h = lease.holder.lock()) {
+      if (std::find(holders.begin(), holders.end(), h) == holders.end()) holders.push_back(h);
+    }
+  }
+  for (auto& h : holders) h->Send(rpc::kReleaseIdleLeases, proto::Empty());
+}
+
+void NodeDaemon::HandleReturnLease(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::ReturnLeaseRequest req;
+  if (!rpc::ParsePayload(f.payload, &req)) return;
+  EndLease(req.lease_id(), req.disconnect_worker());
+}
+
+void NodeDaemon::HandleNotifyBlocked(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::NotifyBlockedRequest req;
+  if (!rpc::ParsePayload(f.payload, &req)) return;
+  auto client = c->context<Client>();
+  if (!client || client->kind != proto::WORKER) return;
+  WorkerProc* w = pool_->Find(client->worker_id);
+  if (!w || !w->lease_id) return;
+  auto it = leases_.find(w->lease_id);
+  if (it == leases_.end()) return;
+  Lease& lease = it->second;
+  if (req.blocked() && !w->blocked) {
+    w->blocked = true;
+    lease.released_cpu = lease.resources.Get("CPU");
+    available_.Set("CPU", available_.Get("CPU") + lease.released_cpu);
+    ProcessLeaseQueue();
+  } else if (!req.blocked() && w->blocked) {
+    w->blocked = false;
+    available_.Set("CPU", available_.Get("CPU") - lease.released_cpu);
+    lease.released_cpu = 0;
+  }
+}
+
+void NodeDaemon::OnWorkerDied(const WorkerProc& w, const std::string& description) {
+  if (stopped_) return;
+  if (w.lease_id) {
+    auto it = leases_.find(w.lease_id);
+    if (it != leases_.end()) {
+      Lease lease = std::move(it->second);
+      leases_.erase(it);
+      ResourceSet give_back = lease.resources;
+      if (lease.released_cpu) give_back.Set("CPU", give_back.Get("CPU") - lease.released_cpu);
+      available_.Add(give_back);
+      ReleaseGpus(lease.gpus, lease.resources.Get("GPU"));
+    }
+  }
+  auto waiters = exit_waiters_.find(w.id);
+  if (waiters != exit_waiters_.end()) {
+    proto::WorkerExitStatusReply reply;
+    reply.set_known(true);
+    reply.set_exited(true);
+    reply.set_description(description);
+    for (auto& [conn, frame] : waiters->second) conn->Reply(frame, reply);
+    exit_waiters_.erase(waiters);
+  }
+  if (w.state == WorkerProc::State::kActor && gcs_) {
+    proto::WorkerDiedRequest req;
+    req.set_node_id(node_id_.Binary());
+    req.set_worker_id(w.id.Binary());
+    req.set_actor_id(w.actor.Binary());
+    req.set_job_id(w.job.Binary());
+    req.set_cause(description);
+    gcs_->Send(rpc::kWorkerDied, req);
+  }
+  if (w.state == WorkerProc::State::kStarting) {
+    LUMEN_LOG(ERROR) << "worker " << w.id.Hex() << " for job " << w.job.ToInt()
+                     << " died before registering: " << description << " (see its log in "
+                     << options_.session_dir << "/logs)";
+    // Fail the job's waiting lease requests instead of restarting a crashing binary forever.
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (JobID::FromBinary(it->req.job_id()) == w.job) {
+        if (auto r = it->requester.lock()) {
+          proto::LeaseReply reply;
+          reply.set_error("a worker process for this job " + description +
+                          " during startup; see " + options_.session_dir + "/logs");
+          r->Reply(it->reply_to, reply);
+        }
+        it = pending_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  ProcessLeaseQueue();
+}
+
+void NodeDaemon::HandleWorkerExitStatus(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::WorkerExitStatusRequest req;
+  if (!rpc::ParsePayload(f.payload, &req)) {
+    c->ReplyError(f, InvalidArgumentError("malformed WorkerExitStatus"));
+    return;
+  }
+  WorkerID id = WorkerID::FromBinary(req.worker_id());
+  proto::WorkerExitStatusReply reply;
+  std::string desc = pool_->ExitDescription(id);
+  if (!desc.empty()) {
+    reply.set_known(true);
+    reply.set_exited(true);
+    reply.set_description(desc);
+    c->Reply(f, reply);
+    return;
+  }
+  if (!pool_->Find(id)) {
+    c->Reply(f, reply);  // unknown
+    return;
+  }
+  // Still alive (or not yet reaped): answer when it exits, or after a grace period.
+  exit_waiters_[id].push_back({c, ReplyHandle(f)});
+  rpc::Frame handle = ReplyHandle(f);
+  std::weak_ptr<rpc::Connection> weak = c;
+  loop_->RunAfter(std::chrono::milliseconds(Config::Get().worker_exit_status_wait_ms()),
+                  [this, id, weak, handle] {
+                    auto it = exit_waiters_.find(id);
+                    if (it == exit_waiters_.end()) return;
+                    auto& v = it->second;
+                    for (auto w = v.begin(); w != v.end(); ++w) {
+                      if (w->first == weak.lock() && w->second.request_id == handle.request_id) {
+                        proto::WorkerExitStatusReply reply;
+                        reply.set_known(true);
+                        reply.set_exited(false);
+                        w->first->Reply(w->second, reply);
+                        v.erase(w);
+                        break;
+                      }
+                    }
+                    if (v.empty()) exit_waiters_.erase(it);
+                  });
+}
+
+void NodeDaemon::HandleKillWorker(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::KillWorkerRequest req;
+  if (!rpc::ParsePayload(f.payload, &req)) {
+    c->ReplyError(f, InvalidArgumentError("malformed KillWorker"));
+    return;
+  }
+  pool_->Kill(WorkerID::FromBinary(req.worker_id()), req.reason());
+  c->Reply(f, proto::Empty());
+}
+
+// ---- object store ------------------------------------------------------------------------
+
+void NodeDaemon::HandleStoreCreate(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::StoreCreateRequest req;
+  if (!rpc::ParsePayload(f.payload, &req) || req.object_id().size() != ObjectID::kSize) {
+    c->ReplyError(f, InvalidArgumentError("malformed StoreCreate"));
+    return;
+  }
+  auto client = ClientOf(c);
+  rpc::Frame handle = ReplyHandle(f);
+  std::weak_ptr<rpc::Connection> weak = c;
+  store_->Create(client->id, ObjectID::FromBinary(req.object_id()), req.data_size(), req.format(),
+                 WorkerID::FromBinary(req.owner().worker_id()),
+                 [weak, handle](const object_store::CreateResult& r) {
+                   auto conn = weak.lock();
+                   if (!conn) return;
+                   proto::StoreCreateReply reply;
+                   reply.set_offset(r.offset);
+                   reply.set_already_exists(r.already_exists);
+                   if (!r.status.ok()) {
+                     reply.set_error(r.status.message());
+                     reply.set_full(r.status.code() == StatusCode::kResourceExhausted);
+                   }
+                   conn->Reply(handle, reply);
+                 });
+}
+
+void NodeDaemon::HandleStoreSeal(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::StoreSealRequest req;
+  if (!rpc::ParsePayload(f.payload, &req)) return;
+  store_->Seal(ClientOf(c)->id, ObjectID::FromBinary(req.object_id()));
+}
+
+void NodeDaemon::HandleStoreAbort(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::StoreSealRequest req;
+  if (!rpc::ParsePayload(f.payload, &req)) return;
+  store_->Abort(ClientOf(c)->id, ObjectID::FromBinary(req.object_id()));
+}
+
+void NodeDaemon::HandleStoreGet(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::StoreGetRequest req;
+  if (!rpc::ParsePayload(f.payload, &req)) {
+    c->ReplyError(f, InvalidArgumentError("malformed StoreGet"));
+    return;
+  }
+  std::vector<ObjectID> ids;
+  for (const auto& b : req.object_ids()) ids.push_back(ObjectID::FromBinary(b));
+  rpc::Frame handle = ReplyHandle(f);
+  std::weak_ptr<rpc::Connection> weak = c;
+  store_->Get(ClientOf(c)->id, std::move(ids), req.timeout_ms(),
+              [weak, handle](std::vector<object_store::GetEntry> entries) {
+                auto conn = weak.lock();
+                if (!conn) return;
+                proto::StoreGetReply reply;
+                for (const auto& e : entries) {
+                  auto* out = reply.add_entries();
+                  out->set_object_id(e.id.Binary());
+                  out->set_found(e.found);
+                  out->set_offset(e.offset);
+                  out->set_data_size(e.data_size);
+                  out->set_format(e.format);
+                  out->set_error(e.error);
+                }
+                conn->Reply(handle, reply);
+              });
+}
+
+void NodeDaemon::HandleStoreRelease(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::ObjectIdList req;
+  if (!rpc::ParsePayload(f.payload, &req)) return;
+  auto client = ClientOf(c);
+  for (const auto& b : req.object_ids()) store_->Release(client->id, ObjectID::FromBinary(b));
+}
+
+void NodeDaemon::HandleStoreFree(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::ObjectIdList req;
+  if (!rpc::ParsePayload(f.payload, &req)) return;
+  std::vector<ObjectID> ids;
+  for (const auto& b : req.object_ids()) ids.push_back(ObjectID::FromBinary(b));
+  store_->Free(ids);
+}
+
+// ---- status and health -------------------------------------------------------------------
+
+proto::NodeStats NodeDaemon::Stats() const {
+  proto::NodeStats s;
+  s.set_node_id(node_id_.Binary());
+  total_.ToProto(s.mutable_total()->mutable_amounts());
+  available_.ToProto(s.mutable_available()->mutable_amounts());
+  auto st = store_->Stats();
+  s.set_store_capacity(st.capacity);
+  s.set_store_used(st.used);
+  s.set_store_peak_used(st.peak_used);
+  s.set_store_pinned(st.pinned);
+  s.set_num_objects(st.num_objects);
+  s.set_spilled_bytes(st.spilled_bytes);
+  s.set_num_spilled(st.num_spilled);
+  s.set_restored_bytes(st.restored_bytes_total);
+  for (const WorkerProc* w : pool_->All()) {
+    if (w->state == WorkerProc::State::kDead) continue;
+    s.set_num_workers(s.num_workers() + 1);
+    if (w->state == WorkerProc::State::kIdle) s.set_num_idle_workers(s.num_idle_workers() + 1);
+    if (w->state == WorkerProc::State::kLeased) {
+      s.set_num_leased_workers(s.num_leased_workers() + 1);
+    }
+    if (w->state == WorkerProc::State::kActor) s.set_num_actor_workers(s.num_actor_workers() + 1);
+  }
+  s.set_pending_leases(static_cast<int32_t>(pending_.size()));
+  s.set_address(tcp_address_);
+  return s;
+}
+
+void NodeDaemon::HandleNodeStats(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  c->Reply(f, Stats());
+}
+
+void NodeDaemon::HandleShutdown(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  c->Reply(f, proto::Empty());
+  if (on_shutdown_) on_shutdown_();
+}
+
+void NodeDaemon::Heartbeat() {
+  heartbeat_timer_ = 0;
+  if (stopped_) return;
+  if (gcs_ && !gcs_->closed()) {
+    proto::HeartbeatRequest req;
+    *req.mutable_stats() = Stats();
+    gcs_->Send(rpc::kHeartbeat, req);
+  }
+  int64_t cpus = total_.Get("CPU") / kResourceUnit;
+  pool_->TrimIdle(static_cast<size_t>(std::max<int64_t>(cpus, 1)),
+                  std::chrono::milliseconds(Config::Get().idle_worker_keep_ms()));
+  // Kill workers that never registered.
+  auto now = std::chrono::steady_clock::now();
+  for (const WorkerProc* w : pool_->All()) {
+    if (w->state == WorkerProc::State::kStarting &&
+        now - w->since > std::chrono::milliseconds(Config::Get().worker_start_timeout_ms())) {
+      pool_->Kill(w->id, "did not register in time");
+    }
+  }
+  heartbeat_timer_ = loop_->RunAfter(
+      std::chrono::milliseconds(Config::Get().heartbeat_period_ms()), [this] { Heartbeat(); });
+}
+
+}  // namespace lumen::node

@@ -1,0 +1,144 @@
+// The node daemon: one per node. Registers the node with the control service and heartbeats;
+// grants worker leases against the node's resources (CPU, GPU instances, memory, custom);
+// runs the worker pool; serves the shared-memory object store to local processes.
+// The daemon is not on the per-task path: owners push tasks straight to leased workers.
+//
+// Thread safety: all state is owned by `loop`; Start()/Stop() from another thread.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common.pb.h"
+#include "common/resources.h"
+#include "common/rpc/connection.h"
+#include "common/rpc/server.h"
+#include "lumen/ids.h"
+#include "node.pb.h"
+#include "node/worker_pool.h"
+#include "object_store/object_store.h"
+
+namespace lumen::node {
+
+struct NodeOptions {
+  std::string session_dir;
+  std::string token;
+  std::string gcs_address;
+  std::string bind_host = "127.0.0.1";
+  int port = 0;
+  std::map<std::string, double> resources;  // must contain CPU; GPU optional
+  int64_t object_store_memory = 0;
+  bool is_head = false;
+};
+
+class NodeDaemon {
+ public:
+  NodeDaemon(rpc::EventLoop* loop, NodeOptions options);
+  ~NodeDaemon();
+
+  // Opens the store, listens, registers with the control service.
+  Status Start();
+  void Stop();
+
+  const NodeID& node_id() const { return node_id_; }
+  const std::string& unix_address() const { return unix_address_; }
+  const std::string& tcp_address() const { return tcp_address_; }
+
+  void set_on_shutdown(std::function<void()> cb) { on_shutdown_ = std::move(cb); }
+
+ private:
+  struct Client {
+    uint64_t id = 0;
+    proto::ClientKind kind = proto::OTHER;
+    WorkerID worker_id;
+    JobID job;
+    bool registered = false;
+  };
+  struct Lease {
+    uint64_t id;
+    WorkerID worker;
+    ResourceSet resources;
+    std::vector<int> gpus;
+    std::weak_ptr<rpc::Connection> holder;
+    bool for_actor = false;
+    int64_t released_cpu = 0;  // CPU handed back while the worker is blocked
+  };
+  struct PendingLease {
+    uint64_t seq;
+    proto::LeaseRequest req;
+    ResourceSet need;
+    std::weak_ptr<rpc::Connection> requester;
+    rpc::Frame reply_to;  // type + request id
+    bool worker_started = false;
+  };
+
+  void RegisterHandlers();
+  std::shared_ptr<Client> ClientOf(const rpc::ConnectionPtr& c);
+  void OnClientClosed(const rpc::ConnectionPtr& c);
+
+  void HandleRegisterClient(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleStartJob(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleJobFinished(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleRequestLease(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleReturnLease(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleNotifyBlocked(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleWorkerExitStatus(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleKillWorker(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleStoreCreate(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleStoreSeal(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleStoreAbort(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleStoreGet(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleStoreRelease(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleStoreFree(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleNodeStats(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleShutdown(const rpc::ConnectionPtr& c, rpc::Frame& f);
+
+  void ProcessLeaseQueue();
+  void GrantLease(PendingLease& p, WorkerProc* w);
+  void EndLease(uint64_t lease_id, bool kill_worker);
+  bool AcquireGpus(int64_t amount, std::vector<int>* out);
+  void ReleaseGpus(const std::vector<int>& gpus, int64_t amount);
+  void AskIdleLeasesBack();
+  void OnWorkerDied(const WorkerProc& w, const std::string& description);
+  void FinishJob(const JobID& job);
+
+  Status ConnectGcs();
+  void Heartbeat();
+  proto::NodeStats Stats() const;
+
+  rpc::EventLoop* const loop_;
+  const NodeOptions options_;
+  const NodeID node_id_;
+  rpc::Dispatcher dispatcher_;
+  rpc::Dispatcher gcs_dispatcher_;
+  std::unique_ptr<rpc::Server> server_;
+  std::unique_ptr<object_store::ObjectStore> store_;
+  std::unique_ptr<WorkerPool> pool_;
+  rpc::ConnectionPtr gcs_;
+  std::string unix_address_;
+  std::string tcp_address_;
+  std::function<void()> on_shutdown_;
+
+  // Loop thread only.
+  ResourceSet total_;
+  ResourceSet available_;
+  std::vector<int64_t> gpu_free_;  // per GPU instance, fixed point
+  uint64_t next_client_id_ = 1;
+  uint64_t next_lease_id_ = 1;
+  uint64_t next_pending_seq_ = 1;
+  std::unordered_map<uint64_t, Lease> leases_;
+  std::deque<PendingLease> pending_;
+  std::unordered_map<WorkerID, std::vector<std::pair<rpc::ConnectionPtr, rpc::Frame>>>
+      exit_waiters_;
+  std::chrono::steady_clock::time_point last_release_ask_{};
+  uint64_t heartbeat_timer_ = 0;
+  bool stopped_ = false;
+};
+
+}  // namespace lumen::node

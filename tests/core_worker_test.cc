@@ -1,0 +1,153 @@
+// Unit tests of the core worker's building blocks (no cluster).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "core_worker/memory_store.h"
+#include "core_worker/reference_counter.h"
+
+namespace lumen::core {
+namespace {
+
+StoredObjectPtr Value(const std::string& s) {
+  auto o = std::make_shared<StoredObject>();
+  o->data = s;
+  return o;
+}
+
+TEST(MemoryStore, WaitWakesWhenObjectsArrive) {
+  MemoryStore store;
+  ObjectID a = ObjectID::FromRandom(), b = ObjectID::FromRandom();
+  std::thread producer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    store.Put(a, Value("a"));
+    store.Put(b, Value("b"));
+  });
+  auto ready = store.Wait({a, b}, 2, 5000);
+  producer.join();
+  EXPECT_TRUE(ready[0] && ready[1]);
+  EXPECT_EQ(store.Get(b)->data, "b");
+}
+
+TEST(MemoryStore, WaitReturnsAtTheTimeoutWithWhatIsReady) {
+  MemoryStore store;
+  ObjectID a = ObjectID::FromRandom(), b = ObjectID::FromRandom();
+  store.Put(a, Value("a"));
+  auto start = std::chrono::steady_clock::now();
+  auto ready = store.Wait({a, b}, 2, 50);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(45));
+  EXPECT_TRUE(ready[0]);
+  EXPECT_FALSE(ready[1]);
+  // num_required = 1 is satisfied at once.
+  ready = store.Wait({a, b}, 1, -1);
+  EXPECT_TRUE(ready[0]);
+}
+
+TEST(MemoryStore, OnReadyRunsNowOrWhenTheValueArrives) {
+  MemoryStore store;
+  ObjectID a = ObjectID::FromRandom();
+  std::atomic<int> calls{0};
+  store.OnReady(a, [&](const StoredObjectPtr& o) {
+    EXPECT_EQ(o->data, "x");
+    ++calls;
+  });
+  EXPECT_EQ(calls.load(), 0);
+  store.Put(a, Value("x"));
+  EXPECT_EQ(calls.load(), 1);
+  store.OnReady(a, [&](const StoredObjectPtr&) { ++calls; });
+  EXPECT_EQ(calls.load(), 2);
+}
+
+TEST(MemoryStore, ManyThreadsWaitingOnDifferentObjects) {
+  MemoryStore store;
+  std::vector<ObjectID> ids(8);
+  for (auto& id : ids) id = ObjectID::FromRandom();
+  std::atomic<int> woke{0};
+  std::vector<std::thread> waiters;
+  for (auto& id : ids) {
+    waiters.emplace_back([&, id] {
+      if (store.Wait({id}, 1, 5000)[0]) ++woke;
+    });
+  }
+  for (auto& id : ids) store.Put(id, Value("v"));
+  for (auto& t : waiters) t.join();
+  EXPECT_EQ(woke.load(), 8);
+}
+
+struct Released {
+  std::vector<ReferenceCounter::Release> all;
+  ReferenceCounter::ReleaseCallback cb() {
+    return [this](const std::vector<ReferenceCounter::Release>& r) {
+      all.insert(all.end(), r.begin(), r.end());
+    };
+  }
+};
+
+TEST(ReferenceCounter, FreesAnOwnedObjectWhenTheLastReferenceGoes) {
+  Released released;
+  ReferenceCounter rc(released.cb());
+  ObjectID id = ObjectID::FromRandom();
+  rc.AddOwned(id, 1, false);
+  rc.AddLocalRef(id);
+  rc.RemoveLocalRef(id);
+  EXPECT_TRUE(released.all.empty());
+  rc.AddSubmittedRefs({id});
+  rc.RemoveLocalRef(id);
+  EXPECT_TRUE(released.all.empty());  // a pending task still uses it
+  rc.RemoveSubmittedRefs({id});
+  ASSERT_EQ(released.all.size(), 1u);
+  EXPECT_TRUE(released.all[0].owned);
+  EXPECT_FALSE(rc.Has(id));
+}
+
+TEST(ReferenceCounter, APendingResultIsFreedWhenItArrivesIfNobodyWantsIt) {
+  Released released;
+  ReferenceCounter rc(released.cb());
+  ObjectID id = ObjectID::FromRandom();
+  rc.AddOwned(id, 1, /*pending=*/true);
+  rc.RemoveLocalRef(id);
+  EXPECT_TRUE(released.all.empty());
+  NodeID node = NodeID::FromRandom();
+  rc.SetReady(id, /*in_plasma=*/true, node);
+  ASSERT_EQ(released.all.size(), 1u);
+  EXPECT_TRUE(released.all[0].in_plasma);
+  EXPECT_EQ(released.all[0].node, node);
+}
+
+TEST(ReferenceCounter, BorrowersKeepTheObjectAlive) {
+  Released released;
+  ReferenceCounter rc(released.cb());
+  ObjectID id = ObjectID::FromRandom();
+  WorkerID b1 = WorkerID::FromRandom(), b2 = WorkerID::FromRandom();
+  rc.AddOwned(id, 1, false);
+  rc.AddBorrower(id, b1);
+  rc.AddBorrower(id, b2);
+  rc.RemoveLocalRef(id);
+  rc.RemoveBorrower(id, b1);
+  EXPECT_TRUE(released.all.empty());
+  rc.RemoveBorrowerEverywhere(b2);  // b2 died
+  EXPECT_EQ(released.all.size(), 1u);
+}
+
+TEST(ReferenceCounter, ContainedRefsLiveAsLongAsTheirOuterObject) {
+  Released released;
+  ReferenceCounter rc(released.cb());
+  ObjectID outer = ObjectID::FromRandom(), inner = ObjectID::FromRandom();
+  proto::Address owner;
+  owner.set_worker_id(WorkerID::FromRandom().Binary());
+  rc.AddOwned(outer, 1, false);
+  rc.AddBorrowed(inner, owner);
+  rc.AddLocalRef(inner);
+  rc.AddContained(outer, {inner});
+  rc.RemoveLocalRef(inner);
+  EXPECT_TRUE(released.all.empty());
+  rc.RemoveLocalRef(outer);  // releases outer, then inner
+  ASSERT_EQ(released.all.size(), 2u);
+  EXPECT_EQ(released.all[1].id, inner);
+  EXPECT_FALSE(released.all[1].owned);
+  EXPECT_EQ(released.all[1].owner.worker_id(), owner.worker_id());
+}
+
+}  // namespace
+}  // namespace lumen::core

@@ -1,0 +1,262 @@
+// Remote tasks on an embedded cluster: values, futures as arguments, nesting, large data,
+// errors, timeouts, resources.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <numeric>
+#include <stdexcept>
+#include <thread>
+
+#include "cluster_fixture.h"
+
+namespace {
+
+int Add(int a, int b) { return a + b; }
+double Sum(const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0); }
+std::string Concat(const std::string& a, const std::string& b) { return a + b; }
+int GetPid() { return static_cast<int>(::getpid()); }
+void Nothing() {}
+int Throws(int x) {
+  if (x < 0) throw std::out_of_range("negative input " + std::to_string(x));
+  return x;
+}
+int SumOfSquares(int n) {
+  std::vector<lumen::ObjectRef<int>> parts;
+  for (int i = 1; i <= n; ++i) parts.push_back(lumen::Task(Add).Remote(i * i, 0));
+  int total = 0;
+  for (int v : lumen::Get(parts)) total += v;
+  return total;
+}
+int Fib(int n) {
+  if (n < 2) return n;
+  auto a = lumen::Task(Fib).Remote(n - 1);
+  auto b = lumen::Task(Fib).Remote(n - 2);
+  return lumen::Get(a) + lumen::Get(b);
+}
+std::vector<double> MakeBig(int n) { return std::vector<double>(static_cast<size_t>(n), 0.5); }
+lumen::Buffer MakeBuffer(int64_t n, int fill) {
+  lumen::Buffer b = lumen::Buffer::Allocate(static_cast<size_t>(n));
+  std::memset(b.mutable_data(), fill, b.size());
+  return b;
+}
+int64_t BufferSum(const lumen::Buffer& b) {
+  int64_t s = 0;
+  for (size_t i = 0; i < b.size(); ++i) s += b.data()[i];
+  return s;
+}
+int Slow(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+std::string Gpus() {
+  const char* v = std::getenv("CUDA_VISIBLE_DEVICES");
+  return v ? v : "<unset>";
+}
+int SumRefs(const std::vector<lumen::ObjectRef<int>>& refs) {
+  int s = 0;
+  for (int v : lumen::Get(refs)) s += v;
+  return s;
+}
+lumen::ObjectRef<std::string> PutInside(const std::string& s) {
+  return lumen::Put(s + std::string(200000, '!'));  // large: lives in shared memory
+}
+struct Point {
+  int x = 0, y = 0;
+  std::string name;
+  LUMEN_SERIALIZE(x, y, name);
+};
+Point Mirror(const Point& p) { return Point{p.y, p.x, p.name + "'"}; }
+
+LUMEN_REMOTE(Add, Sum, Concat, GetPid, Nothing, Throws, SumOfSquares, Fib, MakeBig, MakeBuffer,
+             BufferSum, Slow, Gpus, SumRefs, PutInside, Mirror);
+
+int NotRegistered(int x) { return x; }
+
+using TaskTest = lumen::testing::EmbeddedCluster;
+
+TEST_F(TaskTest, RunsInAnotherProcess) {
+  EXPECT_EQ(lumen::Get(lumen::Task(Add).Remote(1, 2)), 3);
+  EXPECT_NE(lumen::Get(lumen::Task(GetPid).Remote()), static_cast<int>(::getpid()));
+  EXPECT_EQ(lumen::Get(lumen::Task(Concat).Remote("ab", std::string("cd"))), "abcd");
+  lumen::Get(lumen::Task(Nothing).Remote());  // void tasks
+  Point p = lumen::Get(lumen::Task(Mirror).Remote(Point{1, 2, "p"}));
+  EXPECT_EQ(p.x, 2);
+  EXPECT_EQ(p.y, 1);
+  EXPECT_EQ(p.name, "p'");
+}
+
+TEST_F(TaskTest, FuturesAsArgumentsArriveAsValues) {
+  auto a = lumen::Task(Add).Remote(1, 2);
+  auto b = lumen::Task(Add).Remote(a, 10);
+  auto c = lumen::Task(Add).Remote(a, b);
+  EXPECT_EQ(lumen::Get(c), 16);
+  auto put = lumen::Put(41);
+  EXPECT_EQ(lumen::Get(lumen::Task(Add).Remote(put, 1)), 42);
+}
+
+TEST_F(TaskTest, ManyTasksAllComplete) {
+  std::vector<lumen::ObjectRef<int>> refs;
+  for (int i = 0; i < 5000; ++i) refs.push_back(lumen::Task(Add).Remote(i, 1));
+  auto values = lumen::Get(refs);
+  for (int i = 0; i < 5000; ++i) ASSERT_EQ(values[static_cast<size_t>(i)], i + 1);
+}
+
+TEST_F(TaskTest, TasksSubmitTasks) {
+  EXPECT_EQ(lumen::Get(lumen::Task(SumOfSquares).Remote(20)), 2870);
+  // Deeper nesting than there are CPUs: blocked workers hand their CPU back.
+  EXPECT_EQ(lumen::Get(lumen::Task(Fib).Remote(7), 60000), 13);
+}
+
+TEST_F(TaskTest, LargeArgumentsAndResultsGoThroughSharedMemory) {
+  auto big = lumen::Put(std::vector<double>(1 << 22, 1.0));  // 32 MiB
+  EXPECT_EQ(lumen::Get(lumen::Task(Sum).Remote(big)), static_cast<double>(1 << 22));
+  auto made = lumen::Task(MakeBig).Remote(1 << 20);
+  EXPECT_EQ(lumen::Get(lumen::Task(Sum).Remote(made)), (1 << 20) * 0.5);
+  std::vector<double> back = lumen::Get(made);
+  EXPECT_EQ(back.size(), 1u << 20);
+  // A large by-value argument is stored once and passed by reference.
+  EXPECT_EQ(lumen::Get(lumen::Task(Sum).Remote(std::vector<double>(300000, 2.0))), 600000.0);
+}
+
+TEST_F(TaskTest, BuffersAreReadInPlace) {
+  auto buf = lumen::Task(MakeBuffer).Remote(int64_t{8} << 20, 1);
+  EXPECT_EQ(lumen::Get(lumen::Task(BufferSum).Remote(buf)), int64_t{8} << 20);
+  lumen::Buffer a = lumen::Get(buf);
+  lumen::Buffer b = lumen::Get(buf);
+  EXPECT_EQ(a.size(), size_t{8} << 20);
+  EXPECT_EQ(a.data(), b.data());  // both map the same shared memory
+}
+
+TEST_F(TaskTest, ExceptionsComeBackAsTaskErrors) {
+  try {
+    lumen::Get(lumen::Task(Throws).Remote(-5));
+    FAIL() << "expected TaskError";
+  } catch (const lumen::TaskError& e) {
+    EXPECT_EQ(e.function_name(), "Throws");
+    EXPECT_EQ(e.remote_type(), "std::out_of_range");
+    EXPECT_EQ(e.remote_message(), "negative input -5");
+    EXPECT_NE(std::string(e.what()).find("Throws"), std::string::npos);
+  }
+  // A failed dependency fails its dependents with the same error.
+  auto bad = lumen::Task(Throws).Remote(-1);
+  EXPECT_THROW(lumen::Get(lumen::Task(Add).Remote(bad, 1)), lumen::TaskError);
+}
+
+TEST_F(TaskTest, GetAndWaitHonourTimeouts) {
+  auto slow = lumen::Task(Slow).Remote(2000);
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_THROW(lumen::Get(slow, 100), lumen::GetTimeoutError);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1500));
+  auto fast = lumen::Task(Slow).Remote(1);
+  auto [ready, pending] = lumen::Wait(std::vector<lumen::ObjectRef<int>>{slow, fast}, 1, 10000);
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_EQ(ready[0], fast);
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_EQ(pending[0], slow);
+  EXPECT_EQ(lumen::Get(slow, 10000), 2000);
+}
+
+TEST_F(TaskTest, UnregisteredFunctionIsAClearErrorAtTheCall) {
+  try {
+    lumen::Task(NotRegistered).Remote(1);
+    FAIL() << "expected FunctionNotFoundError";
+  } catch (const lumen::FunctionNotFoundError& e) {
+    EXPECT_NE(std::string(e.what()).find("LUMEN_REMOTE"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(TaskTest, CallsByNameCheckNameArityAndTypesInTheWorker) {
+  EXPECT_EQ(lumen::Get(lumen::TaskByName<int>("Add").Remote(20, 22)), 42);
+  try {
+    lumen::Get(lumen::TaskByName<int>("NoSuchFunction").Remote(1));
+    FAIL();
+  } catch (const lumen::FunctionNotFoundError& e) {
+    EXPECT_NE(std::string(e.what()).find("NoSuchFunction"), std::string::npos) << e.what();
+  }
+  try {
+    lumen::Get(lumen::TaskByName<int>("Add").Remote(1));
+    FAIL();
+  } catch (const lumen::TypeError& e) {
+    EXPECT_NE(std::string(e.what()).find("takes 2 arguments"), std::string::npos) << e.what();
+  }
+  try {
+    lumen::Get(lumen::TaskByName<int>("Add").Remote(std::string("one"), 2));
+    FAIL();
+  } catch (const lumen::TypeError& e) {
+    EXPECT_NE(std::string(e.what()).find("argument 1 of Add"), std::string::npos) << e.what();
+  }
+  // The result type is checked when it is read.
+  EXPECT_THROW(lumen::Get(lumen::TaskByName<std::string>("Add").Remote(1, 2)), lumen::TypeError);
+}
+
+TEST_F(TaskTest, InfeasibleResourcesFailInsteadOfHanging) {
+  lumen::TaskOptions o;
+  o.resources = {{"unicorn", 1}};
+  try {
+    lumen::Get(lumen::Task(Add).Options(o).Remote(1, 1), 30000);
+    FAIL();
+  } catch (const lumen::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("infeasible"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("unicorn"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(TaskTest, RefsInsideArgumentsAreBorrowed) {
+  std::vector<lumen::ObjectRef<int>> refs;
+  for (int i = 0; i < 10; ++i) refs.push_back(lumen::Put(i));
+  EXPECT_EQ(lumen::Get(lumen::Task(SumRefs).Remote(refs)), 45);
+}
+
+TEST_F(TaskTest, ARefCreatedInATaskOutlivesTheTask) {
+  lumen::ObjectRef<lumen::ObjectRef<std::string>> outer = lumen::Task(PutInside).Remote("x");
+  lumen::ObjectRef<std::string> inner = lumen::Get(outer);
+  outer = {};  // only the inner reference remains
+  std::string v = lumen::Get(inner);
+  EXPECT_EQ(v.size(), 200001u);
+  EXPECT_EQ(v[0], 'x');
+}
+
+TEST_F(TaskTest, ManyThreadsSubmitConcurrently) {
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) {
+        if (lumen::Get(lumen::Task(Add).Remote(t, i)) == t + i) ++ok;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(ok.load(), 800);
+}
+
+class GpuTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    lumen::InitOptions o;
+    o.num_cpus = 2;
+    o.num_gpus = 2;
+    o.object_store_memory = 128ll << 20;
+    lumen::Init(o);
+  }
+  static void TearDownTestSuite() { lumen::Shutdown(); }
+};
+
+TEST_F(GpuTest, GpuTasksSeeTheirOwnDevices) {
+  lumen::TaskOptions gpu;
+  gpu.num_gpus = 1;
+  std::set<std::string> seen;
+  for (int i = 0; i < 6; ++i) seen.insert(lumen::Get(lumen::Task(Gpus).Options(gpu).Remote()));
+  for (const auto& s : seen) EXPECT_TRUE(s == "0" || s == "1") << s;
+  lumen::TaskOptions two;
+  two.num_gpus = 2;
+  EXPECT_EQ(lumen::Get(lumen::Task(Gpus).Options(two).Remote()), "0,1");
+  EXPECT_EQ(lumen::Get(lumen::Task(Gpus).Remote()), "");  // no GPU asked: none visible
+  auto res = lumen::GetClusterResources();
+  EXPECT_EQ(res.total["GPU"], 2);
+  lumen::TaskOptions three;
+  three.num_gpus = 3;
+  EXPECT_THROW(lumen::Get(lumen::Task(Gpus).Options(three).Remote(), 30000), lumen::Error);
+}
+
+}  // namespace
