@@ -45,6 +45,9 @@ bool IsInitialized();
 // The current task's ID (the driver's root task ID in the driver), useful in logs.
 TaskID CurrentTaskID();
 
+// The session directory of the cluster this process belongs to: logs are in <dir>/logs.
+std::string SessionDir();
+
 // Usage of this node's shared-memory object store.
 struct ObjectStoreStats {
   int64_t capacity = 0;        // bytes

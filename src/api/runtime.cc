@@ -238,6 +238,11 @@ bool IsInitialized() { return g_cw.load() != nullptr; }
 
 TaskID CurrentTaskID() { return CW().CurrentContext().task_id; }
 
+std::string SessionDir() {
+  CW();  // throws when not initialized
+  return g_session_dir;
+}
+
 ObjectStoreStats GetObjectStoreStats() {
   proto::NodeStats s;
   Status st = CW().daemon()->CallSync(rpc::kNodeStats, proto::Empty(), &s, 10000);

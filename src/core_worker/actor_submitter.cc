@@ -326,12 +326,12 @@ void ActorSubmitter::MaybeKillLocked(Actor& a) {
 
 void ActorSubmitter::Complete(std::vector<Completion>& done) {
   for (auto& c : done) {
+    cw_.references().RemoveSubmittedRefs(c.task->held_refs);
     if (c.failed) {
       cw_.StoreError(c.task->returns, c.error);
     } else {
       cw_.StoreReturns(c.result);
     }
-    cw_.references().RemoveSubmittedRefs(c.task->held_refs);
     cw_.task_submitter().ReleaseSlot();
   }
 }

@@ -803,8 +803,8 @@ std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
   auto spec_ptr = std::shared_ptr<proto::TaskSpec>(entry, &entry->spec);
   resolver_->Resolve(spec_ptr, [this, entry](const proto::ErrorInfo* dep_error) {
     if (dep_error) {
-      StoreError(entry->returns, *dep_error);
       references_->RemoveSubmittedRefs(entry->held_refs);
+      StoreError(entry->returns, *dep_error);
       task_submitter_->ReleaseSlot();
       return;
     }

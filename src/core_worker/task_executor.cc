@@ -95,7 +95,9 @@ void TaskExecutor::Execute(const std::shared_ptr<Work>& work) {
   r->set_exec_us(std::chrono::duration_cast<std::chrono::microseconds>(
                      std::chrono::steady_clock::now() - start)
                      .count());
-  if (!work->reply_to->closed()) work->reply_to->SendAsync(rpc::kTaskResults, results);
+  // Written before the next task starts: if that one crashes the process, this result is
+  // already on its way and the owner charges the crash to the right task.
+  if (!work->reply_to->closed()) work->reply_to->Send(rpc::kTaskResults, results);
 }
 
 void TaskExecutor::SetError(proto::TaskResult* result, const proto::TaskSpec& spec,

@@ -136,6 +136,7 @@ void TaskSubmitter::PumpLocked(const std::string& key) {
       std::shared_ptr<TaskEntry> task = std::move(ks.queue.front());
       ks.queue.pop_front();
       ++best->in_flight;
+      best->order.push_back(TaskID::FromBinary(task->spec.task_id()));
       if (best->idle_timer) {
         cw_.io()->CancelTimer(best->idle_timer);
         best->idle_timer = 0;
@@ -295,6 +296,11 @@ void TaskSubmitter::HandleResults(const rpc::ConnectionPtr& conn,
       std::shared_ptr<TaskEntry> task = std::move(it->second.task);
       auto lw = leases_.find(it->second.lease_id);
       in_flight_.erase(it);
+      if (lw != leases_.end()) {
+        auto& order = lw->second.order;
+        auto pos = std::find(order.begin(), order.end(), TaskID::FromBinary(r.task_id()));
+        if (pos != order.end()) order.erase(pos);
+      }
       double& avg = avg_exec_us_[task->spec.function_name()];
       avg = avg == 0 ? static_cast<double>(r.exec_us()) : 0.8 * avg + 0.2 * r.exec_us();
       if (lw != leases_.end()) {
@@ -336,13 +342,11 @@ void TaskSubmitter::OnConnectionClosed(const rpc::ConnectionPtr& conn, const Sta
     for (uint64_t id : dead) {
       LeasedWorker lw = leases_[id];
       std::vector<std::shared_ptr<TaskEntry>> tasks;
-      for (auto it = in_flight_.begin(); it != in_flight_.end();) {
-        if (it->second.lease_id == id) {
-          tasks.push_back(std::move(it->second.task));
-          it = in_flight_.erase(it);
-        } else {
-          ++it;
-        }
+      for (const TaskID& tid : lw.order) {  // oldest (the running one) first
+        auto it = in_flight_.find(tid);
+        if (it == in_flight_.end()) continue;
+        tasks.push_back(std::move(it->second.task));
+        in_flight_.erase(it);
       }
       // The daemon frees a dead worker's lease itself; for a live one this kills it.
       ReturnLeaseLocked(id, /*kill_worker=*/true);
@@ -371,7 +375,15 @@ void TaskSubmitter::HandleWorkerFailure(std::vector<std::shared_ptr<TaskEntry>> 
         std::vector<std::string> keys;
         {
           std::lock_guard<std::mutex> lock(mu_);
-          for (auto& task : *shared) {
+          for (size_t i = 0; i < shared->size(); ++i) {
+            auto& task = (*shared)[i];
+            if (i > 0 && !shutdown_) {  // never started: not its fault
+              keys_[task->key].queue.push_front(task);
+              if (std::find(keys.begin(), keys.end(), task->key) == keys.end()) {
+                keys.push_back(task->key);
+              }
+              continue;
+            }
             if (task->retries_left > 0 && !shutdown_) {
               --task->retries_left;
               task->spec.set_attempt(task->spec.attempt() + 1);
@@ -407,12 +419,13 @@ void TaskSubmitter::HandleWorkerFailure(std::vector<std::shared_ptr<TaskEntry>> 
 
 void TaskSubmitter::Complete(std::vector<Completion>& done) {
   for (auto& c : done) {
+    // Arguments first: once Get returns, the task no longer holds anything.
+    cw_.references().RemoveSubmittedRefs(c.task->held_refs);
     if (c.failed_by_system) {
       cw_.StoreError(c.task->returns, c.error);
     } else {
       cw_.StoreReturns(c.result);
     }
-    cw_.references().RemoveSubmittedRefs(c.task->held_refs);
     ReleaseSlot();
   }
 }

@@ -67,6 +67,7 @@ class TaskSubmitter {
     rpc::ConnectionPtr conn;
     std::vector<int> gpus;
     int in_flight = 0;
+    std::deque<TaskID> order;  // pushed tasks, oldest first: the worker runs them in order
     uint64_t idle_timer = 0;
     std::string key;
   };
@@ -99,6 +100,8 @@ class TaskSubmitter {
   void ScheduleIdleReturnLocked(LeasedWorker& lw);
   void FailQueuedLocked(const std::string& key, const std::string& message,
                         std::vector<Completion>* out);
+  // `tasks[0]` was running when the worker died; the others had not started and are retried
+  // without using up an attempt.
   void HandleWorkerFailure(std::vector<std::shared_ptr<TaskEntry>> tasks, WorkerID worker,
                            const Status& reason);
   void Complete(std::vector<Completion>& done);

@@ -118,6 +118,7 @@ WorkerProc* WorkerPool::Find(const WorkerID& id) {
 void WorkerPool::Kill(const WorkerID& id, const std::string& reason) {
   auto it = workers_.find(id);
   if (it == workers_.end() || it->second->state == WorkerProc::State::kDead) return;
+  if (OnExit(id)) return;  // already dead on its own: keep its real cause
   it->second->kill_reason = reason;
   ::kill(it->second->pid, SIGKILL);
 }
@@ -139,13 +140,13 @@ void WorkerPool::KillAll() {
   }
 }
 
-void WorkerPool::OnExit(const WorkerID& id) {
+bool WorkerPool::OnExit(const WorkerID& id) {
   auto it = workers_.find(id);
-  if (it == workers_.end()) return;
+  if (it == workers_.end()) return true;
   WorkerProc& w = *it->second;
   int status = 0;
   pid_t r = ::waitpid(w.pid, &status, WNOHANG);
-  if (r == 0) return;  // spurious
+  if (r == 0) return false;  // still running
   auto fd = pidfds_.find(id);
   if (fd != pidfds_.end()) {
     loop_->Unwatch(fd->second.second);
@@ -163,8 +164,9 @@ void WorkerPool::OnExit(const WorkerID& id) {
   }
   WorkerProc copy = w;
   w.state = WorkerProc::State::kDead;
-  on_death_(copy, desc);
   workers_.erase(id);
+  on_death_(copy, desc);
+  return true;
 }
 
 void WorkerPool::PollExits() {

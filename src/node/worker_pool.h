@@ -87,7 +87,8 @@ class WorkerPool {
   void TrimIdle(size_t keep, std::chrono::milliseconds idle_for);
 
  private:
-  void OnExit(const WorkerID& id);
+  // Reaps the worker if it exited; returns false if it is still running.
+  bool OnExit(const WorkerID& id);
   void PollExits();
 
   rpc::EventLoop* const loop_;

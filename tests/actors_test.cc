@@ -1,0 +1,214 @@
+// Actors on an embedded cluster: state, ordering, concurrency, names, handles in tasks,
+// kill, restarts, constructor failures.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <thread>
+
+#include "cluster_fixture.h"
+
+namespace {
+
+class Counter {
+ public:
+  static Counter* Create(int start) { return new Counter(start); }
+  static std::unique_ptr<Counter> CreateFailing(int) {
+    throw std::runtime_error("cannot open the model file");
+  }
+  int Incr(int by) { return value_ += by; }
+  int Value() const { return value_; }
+  std::vector<int> History() const { return history_; }
+  void Append(int x) { history_.push_back(x); }
+  int Pid() const { return static_cast<int>(::getpid()); }
+  int Boom() { throw std::logic_error("boom"); }
+
+ private:
+  explicit Counter(int v) : value_(v) {}
+  int value_;
+  std::vector<int> history_;
+};
+
+// An actor whose methods wait for each other: only passes with real concurrency.
+class Barrier {
+ public:
+  static Barrier* Create(int n) { return new Barrier(n); }
+  int Arrive() {
+    std::unique_lock<std::mutex> lock(mu_);
+    ++arrived_;
+    cv_.notify_all();
+    bool ok = cv_.wait_for(lock, std::chrono::seconds(10), [this] { return arrived_ >= n_; });
+    return ok ? 1 : 0;
+  }
+
+ private:
+  explicit Barrier(int n) : n_(n) {}
+  int n_;
+  int arrived_ = 0;
+  std::mutex mu_;
+  std::condition_variable cv_;
+};
+
+class Other {
+ public:
+  static Other* Create() { return new Other(); }
+  int Ping() { return 1; }
+};
+
+int UseCounter(lumen::ActorHandle<Counter> c, int times) {
+  int last = 0;
+  for (int i = 0; i < times; ++i) last = lumen::Get(c.Task(&Counter::Incr).Remote(1));
+  return last;
+}
+
+LUMEN_REMOTE(Counter::Create, Counter::CreateFailing, &Counter::Incr, &Counter::Value,
+             &Counter::History, &Counter::Append, &Counter::Pid, &Counter::Boom, Barrier::Create,
+             &Barrier::Arrive, Other::Create, &Other::Ping, UseCounter);
+
+using ActorTest = lumen::testing::EmbeddedCluster;
+
+TEST_F(ActorTest, KeepsStateAcrossCalls) {
+  auto c = lumen::Actor(Counter::Create).Remote(10);
+  EXPECT_EQ(lumen::Get(c.Task(&Counter::Incr).Remote(5)), 15);
+  EXPECT_EQ(lumen::Get(c.Task(&Counter::Incr).Remote(5)), 20);
+  EXPECT_EQ(lumen::Get(c.Task(&Counter::Value).Remote()), 20);
+  EXPECT_NE(lumen::Get(c.Task(&Counter::Pid).Remote()), static_cast<int>(::getpid()));
+}
+
+TEST_F(ActorTest, CallsFromOneCallerRunInSubmissionOrder) {
+  auto c = lumen::Actor(Counter::Create).Remote(0);
+  // Some calls wait for an argument, later ones do not: order still holds.
+  std::vector<lumen::ObjectRef<void>> done;
+  for (int i = 0; i < 200; ++i) {
+    if (i % 7 == 0) {
+      done.push_back(c.Task(&Counter::Append).Remote(lumen::Put(i)));
+    } else {
+      done.push_back(c.Task(&Counter::Append).Remote(i));
+    }
+  }
+  std::vector<int> history = lumen::Get(c.Task(&Counter::History).Remote());
+  ASSERT_EQ(history.size(), 200u);
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(history[static_cast<size_t>(i)], i);
+}
+
+TEST_F(ActorTest, MaxConcurrencyRunsCallsInParallel) {
+  lumen::ActorOptions o;
+  o.max_concurrency = 4;
+  auto b = lumen::Actor(Barrier::Create).Options(o).Remote(4);
+  std::vector<lumen::ObjectRef<int>> arrivals;
+  for (int i = 0; i < 4; ++i) arrivals.push_back(b.Task(&Barrier::Arrive).Remote());
+  for (int v : lumen::Get(arrivals, 30000)) EXPECT_EQ(v, 1);
+}
+
+TEST_F(ActorTest, NamedActorsCanBeLookedUp) {
+  lumen::ActorOptions o;
+  o.name = "global-counter";
+  auto c = lumen::Actor(Counter::Create).Options(o).Remote(100);
+  lumen::Get(c.Task(&Counter::Incr).Remote(1));
+  auto same = lumen::GetActor<Counter>("global-counter");
+  EXPECT_EQ(lumen::Get(same.Task(&Counter::Value).Remote()), 101);
+  EXPECT_THROW(lumen::GetActor<Other>("global-counter"), lumen::TypeError);
+  EXPECT_THROW(lumen::GetActor<Counter>("no-such-actor"), lumen::Error);
+  EXPECT_THROW(lumen::Actor(Counter::Create).Options(o).Remote(0), lumen::Error);  // name taken
+  lumen::Kill(c);
+}
+
+TEST_F(ActorTest, HandlesCanBePassedToTasks) {
+  auto c = lumen::Actor(Counter::Create).Remote(0);
+  auto a = lumen::Task(UseCounter).Remote(c, 10);
+  auto b = lumen::Task(UseCounter).Remote(c, 10);
+  lumen::Get(a);
+  lumen::Get(b);
+  EXPECT_EQ(lumen::Get(c.Task(&Counter::Value).Remote()), 20);
+}
+
+TEST_F(ActorTest, MethodExceptionsAreTaskErrorsAndTheActorLivesOn) {
+  auto c = lumen::Actor(Counter::Create).Remote(1);
+  try {
+    lumen::Get(c.Task(&Counter::Boom).Remote());
+    FAIL();
+  } catch (const lumen::TaskError& e) {
+    EXPECT_EQ(e.remote_type(), "std::logic_error");
+    EXPECT_EQ(e.remote_message(), "boom");
+    EXPECT_EQ(e.function_name(), "Counter::Boom");
+  }
+  EXPECT_EQ(lumen::Get(c.Task(&Counter::Incr).Remote(1)), 2);
+}
+
+TEST_F(ActorTest, KilledActorFailsPendingAndLaterCalls) {
+  auto c = lumen::Actor(Counter::Create).Remote(0);
+  EXPECT_EQ(lumen::Get(c.Task(&Counter::Incr).Remote(1)), 1);
+  lumen::Kill(c);
+  try {
+    lumen::Get(c.Task(&Counter::Incr).Remote(1), 30000);
+    FAIL();
+  } catch (const lumen::ActorDiedError& e) {
+    EXPECT_NE(std::string(e.what()).find("lumen::Kill"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(ActorTest, ConstructorFailureFailsEveryCallWithItsMessage) {
+  auto c = lumen::Actor(Counter::CreateFailing).Remote(0);
+  try {
+    lumen::Get(c.Task(&Counter::Value).Remote(), 30000);
+    FAIL();
+  } catch (const lumen::ActorDiedError& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot open the model file"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST_F(ActorTest, CrashedActorRestartsUpToMaxRestartsThenDies) {
+  lumen::ActorOptions o;
+  o.max_restarts = 1;
+  auto c = lumen::Actor(Counter::Create).Options(o).Remote(5);
+  int pid1 = lumen::Get(c.Task(&Counter::Pid).Remote());
+  ASSERT_EQ(::kill(pid1, SIGKILL), 0);
+  // The call may land on the dying process or the new one; after the restart, calls succeed
+  // against fresh state.
+  int value = -1;
+  for (int i = 0; i < 100 && value < 0; ++i) {
+    try {
+      value = lumen::Get(c.Task(&Counter::Value).Remote(), 30000);
+    } catch (const lumen::ActorDiedError&) {
+    }
+  }
+  EXPECT_EQ(value, 5);
+  int pid2 = lumen::Get(c.Task(&Counter::Pid).Remote());
+  EXPECT_NE(pid1, pid2);
+  ASSERT_EQ(::kill(pid2, SIGKILL), 0);
+  // Restarts exhausted: dead for good, with the reason.
+  bool died = false;
+  for (int i = 0; i < 100 && !died; ++i) {
+    try {
+      lumen::Get(c.Task(&Counter::Value).Remote(), 30000);
+    } catch (const lumen::ActorDiedError& e) {
+      std::string what = e.what();
+      died = what.find("max_restarts=1") != std::string::npos;
+      if (died) EXPECT_NE(what.find("SIGKILL"), std::string::npos) << what;
+    }
+  }
+  EXPECT_TRUE(died);
+}
+
+TEST_F(ActorTest, ManyActorsAndCallers) {
+  std::vector<lumen::ActorHandle<Counter>> actors;
+  for (int i = 0; i < 6; ++i) actors.push_back(lumen::Actor(Counter::Create).Remote(0));
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t) {
+    threads.emplace_back([&] {
+      std::vector<lumen::ObjectRef<int>> refs;
+      for (int i = 0; i < 100; ++i) {
+        for (auto& a : actors) refs.push_back(a.Task(&Counter::Incr).Remote(1));
+      }
+      lumen::Get(refs);
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (auto& a : actors) EXPECT_EQ(lumen::Get(a.Task(&Counter::Value).Remote()), 300);
+}
+
+}  // namespace

@@ -1,0 +1,129 @@
+// A cluster started with the `lumen` command: drivers join it with LUMEN_ADDRESS, `lumen
+// status` reports it, connections without the token are refused, `lumen stop` ends it.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "common.pb.h"
+#include "common/rpc/connection.h"
+#include "common/rpc/event_loop.h"
+#include "common/rpc/message_types.h"
+
+namespace {
+
+struct Result {
+  int code;
+  std::string out;
+};
+
+Result Shell(const std::string& cmd) {
+  Result r{0, ""};
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int status = ::pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+  socklen_t len = sizeof(sa);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  int port = ntohs(sa.sin_port);
+  ::close(fd);
+  return port;
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = ::testing::TempDir() + "/lumen-cli-" + std::to_string(::getpid());
+    std::filesystem::remove_all(root_);
+    env_ = "LUMEN_SESSION_ROOT=" + root_ + " ";
+  }
+  void TearDown() override {
+    Shell(env_ + LUMEN_CLI + " stop");
+    std::filesystem::remove_all(root_);
+  }
+  std::string root_;
+  std::string env_;
+};
+
+TEST_F(CliTest, StartRunStatusStop) {
+  int port = FreePort();
+  std::string address = "127.0.0.1:" + std::to_string(port);
+  Result start = Shell(env_ + LUMEN_CLI + " start --head --port " + std::to_string(port) +
+                     " --num-cpus 2 --object-store-memory 268435456 --resources dongle=3");
+  ASSERT_EQ(start.code, 0) << start.out;
+  EXPECT_NE(start.out.find(address), std::string::npos) << start.out;
+
+  Result again = Shell(env_ + LUMEN_CLI + " start --head --port " + std::to_string(FreePort()));
+  EXPECT_NE(again.code, 0);
+  EXPECT_NE(again.out.find("already running"), std::string::npos) << again.out;
+
+  // A driver joins the cluster; its token comes from the session directory.
+  Result demo = Shell(env_ + "LUMEN_ADDRESS=" + address + " " + QUICKSTART);
+  ASSERT_EQ(demo.code, 0) << demo.out;
+  EXPECT_NE(demo.out.find("Add(1, 2) in a worker process          = 3"), std::string::npos)
+      << demo.out;
+  EXPECT_NE(demo.out.find("= 15"), std::string::npos) << demo.out;
+
+  Result status = Shell(env_ + LUMEN_CLI + " status");
+  ASSERT_EQ(status.code, 0) << status.out;
+  EXPECT_NE(status.out.find("1 node alive"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("ALIVE"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("CPU 0/2"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("dongle 0/3"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("object store:"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("256.0 MiB"), std::string::npos) << status.out;
+
+  // Without the token: refused with a message that says why.
+  lumen::rpc::EventLoop loop("cli-test");
+  loop.Start();
+  lumen::rpc::Dispatcher none;
+  auto conn = lumen::rpc::Connect(&loop, address, &none, "");
+  ASSERT_TRUE(conn.ok());
+  lumen::proto::Empty empty;
+  lumen::Status st = (*conn)->CallSync(lumen::rpc::kClusterStatus, empty, nullptr, 5000);
+  EXPECT_EQ(st.code(), lumen::StatusCode::kUnauthenticated) << st;
+  EXPECT_NE(st.message().find("cluster token"), std::string::npos) << st;
+  loop.Stop();
+  Result no_token = Shell("LUMEN_SESSION_ROOT=/nonexistent LUMEN_ADDRESS=" + address + " " +
+                        QUICKSTART);
+  EXPECT_NE(no_token.code, 0);
+  EXPECT_NE(no_token.out.find("token"), std::string::npos) << no_token.out;
+
+  Result stop = Shell(env_ + LUMEN_CLI + " stop");
+  EXPECT_EQ(stop.code, 0) << stop.out;
+  EXPECT_NE(stop.out.find("stopped"), std::string::npos) << stop.out;
+  Result after = Shell(env_ + LUMEN_CLI + " status --address " + address);
+  EXPECT_NE(after.code, 0) << after.out;
+}
+
+TEST_F(CliTest, BadArgumentsGetClearErrors) {
+  Result r = Shell(env_ + LUMEN_CLI + " start");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("--head"), std::string::npos) << r.out;
+  r = Shell(env_ + LUMEN_CLI + " start --head --resources bogus");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("name=amount"), std::string::npos) << r.out;
+  r = Shell(env_ + LUMEN_CLI + " status --address 127.0.0.1:1");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("cannot reach"), std::string::npos) << r.out;
+}
+
+}  // namespace
