@@ -188,7 +188,9 @@ TEST_F(ActorTest, CrashedActorRestartsUpToMaxRestartsThenDies) {
     } catch (const lumen::ActorDiedError& e) {
       std::string what = e.what();
       died = what.find("max_restarts=1") != std::string::npos;
-      if (died) EXPECT_NE(what.find("SIGKILL"), std::string::npos) << what;
+      if (died) {
+        EXPECT_NE(what.find("SIGKILL"), std::string::npos) << what;
+      }
     }
   }
   EXPECT_TRUE(died);

@@ -21,7 +21,7 @@ bool ReferenceCounter::AddBorrowed(const ObjectID& id, const proto::Address& own
   auto [it, inserted] = refs_.try_emplace(id);
   if (inserted) {
     it->second.owned = false;
-    it->second.owner = owner;
+    it->second.More().owner = owner;
   }
   return inserted;
 }
@@ -81,7 +81,7 @@ void ReferenceCounter::AddContained(const ObjectID& outer, const std::vector<Obj
     auto it = refs_.find(id);
     if (it == refs_.end()) continue;
     ++it->second.contained_in;
-    o->second.contains.push_back(id);
+    o->second.More().contains.push_back(id);
   }
 }
 
@@ -102,7 +102,7 @@ void ReferenceCounter::SetReady(const ObjectID& id, bool in_plasma, const NodeID
 void ReferenceCounter::AddBorrower(const ObjectID& id, const WorkerID& borrower) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = refs_.find(id);
-  if (it != refs_.end()) it->second.borrowers.insert(borrower);
+  if (it != refs_.end()) it->second.More().borrowers.insert(borrower);
 }
 
 void ReferenceCounter::RemoveBorrower(const ObjectID& id, const WorkerID& borrower) {
@@ -111,7 +111,7 @@ void ReferenceCounter::RemoveBorrower(const ObjectID& id, const WorkerID& borrow
     std::lock_guard<std::mutex> lock(mu_);
     auto it = refs_.find(id);
     if (it == refs_.end()) return;
-    it->second.borrowers.erase(borrower);
+    if (it->second.extra) it->second.extra->borrowers.erase(borrower);
     MaybeRelease(id, &out);
   }
   Flush(out);
@@ -123,7 +123,7 @@ void ReferenceCounter::RemoveBorrowerEverywhere(const WorkerID& borrower) {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<ObjectID> touched;
     for (auto& [id, r] : refs_) {
-      if (r.borrowers.erase(borrower)) touched.push_back(id);
+      if (r.extra && r.extra->borrowers.erase(borrower)) touched.push_back(id);
     }
     for (const auto& id : touched) MaybeRelease(id, &out);
   }
@@ -138,17 +138,18 @@ void ReferenceCounter::MaybeRelease(const ObjectID& id, std::vector<Release>* ou
     auto it = refs_.find(cur);
     if (it == refs_.end()) continue;
     Ref& r = it->second;
-    if (r.local > 0 || r.submitted > 0 || r.contained_in > 0 || !r.borrowers.empty()) continue;
+    if (r.local > 0 || r.submitted > 0 || r.contained_in > 0 || r.HasBorrowers()) continue;
     if (r.owned && r.pending) continue;  // freed when the producing task reports
     Release rel;
     rel.id = cur;
     rel.owned = r.owned;
     rel.in_plasma = r.in_plasma;
     rel.node = r.node;
-    rel.owner = r.owner;
+    if (r.extra) rel.owner = r.extra->owner;
     rel.borrow_registered = r.borrow_registered;
     out->push_back(std::move(rel));
-    std::vector<ObjectID> contains = std::move(r.contains);
+    std::vector<ObjectID> contains;
+    if (r.extra) contains = std::move(r.extra->contains);
     refs_.erase(it);
     for (const auto& inner : contains) {
       auto in = refs_.find(inner);
@@ -174,7 +175,7 @@ std::optional<proto::Address> ReferenceCounter::OwnerOf(const ObjectID& id) cons
   std::lock_guard<std::mutex> lock(mu_);
   auto it = refs_.find(id);
   if (it == refs_.end() || it->second.owned) return std::nullopt;
-  return it->second.owner;
+  return it->second.extra ? it->second.extra->owner : proto::Address();
 }
 
 size_t ReferenceCounter::NumObjects() const {

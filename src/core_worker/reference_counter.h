@@ -14,6 +14,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -67,18 +68,28 @@ class ReferenceCounter {
   size_t NumObjects() const;
 
  private:
-  struct Ref {
-    bool owned = false;
-    bool pending = false;
-    int local = 0;
-    int submitted = 0;
-    int contained_in = 0;
+  // Fields most objects never use, allocated on first need (a driver may hold millions of
+  // plain results).
+  struct Extra {
     std::set<WorkerID> borrowers;
     std::vector<ObjectID> contains;
+    proto::Address owner;  // borrowed objects
+  };
+  struct Ref {
+    int32_t local = 0;
+    int32_t submitted = 0;
+    int32_t contained_in = 0;
+    bool owned = false;
+    bool pending = false;
     bool in_plasma = false;
-    NodeID node;
-    proto::Address owner;
     bool borrow_registered = false;
+    NodeID node;
+    std::unique_ptr<Extra> extra;
+    Extra& More() {
+      if (!extra) extra = std::make_unique<Extra>();
+      return *extra;
+    }
+    bool HasBorrowers() const { return extra && !extra->borrowers.empty(); }
   };
 
   // Removes `it` if nothing references it, appending release actions. Requires mu_.
