@@ -8,6 +8,7 @@ PACKAGES=(
   libprotobuf-dev protobuf-compiler        # wire protocol
   libmsgpack-cxx-dev                       # task argument / value serialisation
   libcli11-dev                             # the `lumen` command line
+  nlohmann-json3-dev                       # lumen::data JSON lines
   libgtest-dev libgmock-dev                # tests
   libbenchmark-dev                         # micro-benchmarks
   python3 python3-distributed python3-dask # Dask: the peer baseline in bench/

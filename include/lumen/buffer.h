@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,14 +28,16 @@ class Buffer {
  public:
   Buffer() = default;
 
-  // Owning buffers.
+  // Owning buffers. Allocate's memory is 64-byte aligned (columnar data relies on it).
   static Buffer Allocate(size_t size) {
-    std::shared_ptr<uint8_t[]> mem(new uint8_t[size > 0 ? size : 1]);
+    constexpr std::align_val_t kAlign{64};
+    auto* mem = static_cast<uint8_t*>(::operator new[](size > 0 ? size : 1, kAlign));
     Buffer b;
-    b.data_ = mem.get();
+    b.data_ = mem;
     b.size_ = size;
     b.writable_ = true;
-    b.owner_ = std::shared_ptr<const void>(mem, mem.get());
+    b.owner_ = std::shared_ptr<const void>(
+        mem, [](const void* p) { ::operator delete[](const_cast<void*>(p), std::align_val_t{64}); });
     return b;
   }
   static Buffer Copy(const void* data, size_t size) {

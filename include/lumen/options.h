@@ -14,17 +14,17 @@ struct InitOptions {
   // Control service address ("host:port") of a cluster started with `lumen start`. Empty: the
   // LUMEN_ADDRESS environment variable or --lumen-address=...; if none, an embedded local
   // cluster starts inside this process.
-  std::string address;
+  std::string address{};
   // Embedded cluster only: resources of the local node.
   double num_cpus = -1;  // -1: the number of hardware threads
   double num_gpus = 0;
-  std::map<std::string, double> resources;  // custom resources, e.g. {{"accelerator", 2}}
+  std::map<std::string, double> resources{};  // custom resources, e.g. {{"accelerator", 2}}
   int64_t object_store_memory = 0;          // bytes; 0: 30% of physical memory
   // Logging: "debug", "info", "warning", "error". Empty: LUMEN_LOG_LEVEL, else "warning".
-  std::string log_level;
+  std::string log_level{};
   // Cluster token when joining a cluster. Empty: LUMEN_TOKEN, else the `token` file of the
   // newest session under /tmp/lumen.
-  std::string token;
+  std::string token{};
   // Where embedded clusters create their session directory (logs, sockets, spill files), and
   // where the token of a `lumen start` cluster is looked up. LUMEN_SESSION_ROOT overrides the
   // default.
@@ -36,20 +36,20 @@ struct TaskOptions {
   double num_cpus = 1;
   double num_gpus = 0;
   int64_t memory = 0;                       // bytes of RAM the task needs (placement)
-  std::map<std::string, double> resources;  // custom resources; "CPU"/"GPU" here override
+  std::map<std::string, double> resources{};  // custom resources; "CPU"/"GPU" here override
   int max_retries = 3;                      // re-runs after the executing worker dies
   bool retry_exceptions = false;            // also re-run when user code throws
-  std::string name;                         // shown in errors and logs
+  std::string name{};                         // shown in errors and logs
 };
 
 // Options of an actor. By default an actor needs no CPU while it lives (like Ray), so any
 // number of actors fit on a node; give num_cpus to reserve cores for it.
 struct ActorOptions {
-  std::string name;  // a name makes the actor reachable with lumen::GetActor<T>(name)
+  std::string name{};  // a name makes the actor reachable with lumen::GetActor<T>(name)
   double num_cpus = 0;
   double num_gpus = 0;
   int64_t memory = 0;
-  std::map<std::string, double> resources;
+  std::map<std::string, double> resources{};
   int max_restarts = 0;      // restarts of a dead actor process (-1: unlimited)
   int max_task_retries = 0;  // re-sends of calls interrupted by a restart
   int max_concurrency = 1;   // > 1: calls run concurrently on a thread pool in the actor

@@ -160,6 +160,7 @@ void RegisterOne(const std::string& name, F f) {
       }
     };
   } else {
+    fn.raw = reinterpret_cast<void*>(f);
     fn.invoke = [f](void*, std::vector<ValueView>& args) {
       auto decoded = DecodeArgs<Args>(args, std::make_index_sequence<N>{});
       return RunAndSerialize<R>([&]() -> decltype(auto) { return std::apply(f, std::move(decoded)); });

@@ -301,6 +301,13 @@ void OnObjectReady(const ObjectID& id, std::function<void()> callback) {
   CW().OnObjectReady(id, std::move(callback));
 }
 
+NodeID ObjectLocation(const ObjectID& id) {
+  auto obj = CW().memory_store().Get(id);
+  return obj && obj->in_plasma ? obj->node : NodeID::Nil();
+}
+
+NodeID ActorLocation(const ActorID& id) { return CW().ActorNode(id); }
+
 std::string PackRef(const ObjectID& id) { return CW().PackRef(id); }
 ObjectID UnpackRef(std::string_view packed) { return CW().UnpackRef(packed); }
 

@@ -313,6 +313,13 @@ std::string ActorSubmitter::ClassName(const ActorID& id) {
   return it == actors_.end() ? "" : it->second.class_name;
 }
 
+NodeID ActorSubmitter::Node(const ActorID& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = actors_.find(id);
+  if (it == actors_.end() || it->second.state != proto::ALIVE) return NodeID::Nil();
+  return NodeID::FromBinary(it->second.address.node_id());
+}
+
 void ActorSubmitter::MaybeKillLocked(Actor& a) {
   if (!a.kill_when_idle || !a.queued.empty() || !a.in_flight.empty() || a.handles > 0) return;
   if (a.state == proto::DEAD) return;

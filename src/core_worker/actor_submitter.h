@@ -57,6 +57,7 @@ class ActorSubmitter {
   void RemoveHandleRef(const ActorID& id);
   void MarkExported(const ActorID& id);
   std::string ClassName(const ActorID& id);
+  NodeID Node(const ActorID& id);
 
   void Shutdown();
 

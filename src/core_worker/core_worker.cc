@@ -932,6 +932,8 @@ ActorID CoreWorker::GetNamedActor(const std::string& name, const std::string& cl
 
 void CoreWorker::AddActorHandleRef(const ActorID& actor) { actor_submitter_->AddHandleRef(actor); }
 
+NodeID CoreWorker::ActorNode(const ActorID& actor) { return actor_submitter_->Node(actor); }
+
 void CoreWorker::RemoveActorHandleRef(const ActorID& actor) {
   if (!shutting_down_) actor_submitter_->RemoveHandleRef(actor);
 }

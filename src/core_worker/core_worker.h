@@ -83,6 +83,7 @@ class CoreWorker {
                                         std::vector<internal::TaskArgument> args);
   void KillActor(const ActorID& actor, bool no_restart);
   ActorID GetNamedActor(const std::string& name, const std::string& class_name);
+  NodeID ActorNode(const ActorID& actor);
   void AddActorHandleRef(const ActorID& actor);
   void RemoveActorHandleRef(const ActorID& actor);
   std::string PackActorHandle(const ActorID& actor);

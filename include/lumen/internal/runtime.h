@@ -58,6 +58,7 @@ struct RemoteFunction {
   Factory create;          // set for factories returning T* / unique_ptr<T> (actor creation)
   std::string class_name;  // actor class of a factory's product or of a method
   bool is_method = false;
+  void* raw = nullptr;  // free functions: the function pointer (libraries call it directly)
 };
 
 // Registers `fn` under `key` (the bytes of the function or member pointer). Aborts with a clear
@@ -86,6 +87,11 @@ std::vector<bool> WaitObjects(const std::vector<ObjectID>& ids, size_t num_retur
                               int64_t timeout_ms);
 // Calls `callback` (on an internal thread) once the object is ready or failed.
 void OnObjectReady(const ObjectID& id, std::function<void()> callback);
+
+// The node holding an object's shared-memory copy (nil when inline or not known here).
+NodeID ObjectLocation(const ObjectID& id);
+// The node an actor runs on (nil while it is not alive).
+NodeID ActorLocation(const ActorID& id);
 
 // Serialising an ObjectRef inside a value: records it for borrower accounting.
 std::string PackRef(const ObjectID& id);

@@ -1,0 +1,321 @@
+// lumen::data — streaming datasets on Lumen: read → transform → model → write, in bounded
+// memory, as fast as a hand-written pipeline.
+//
+// @code
+//   #include <lumen/data/dataset.h>
+//   namespace ld = lumen::data;
+//
+//   ld::Batch Tag(const ld::Batch& in);   // registered with LUMEN_REMOTE(Tag)
+//
+//   ld::ReadBinaryFiles("in/")                                   // columns: path, bytes
+//       .MapBatches(Tag, {.batch_size = 32})
+//       .WriteFiles("out/", {.path_column = "path", .data_column = "bytes"});
+// @endcode
+//
+// A Dataset is an immutable, cheap-to-copy handle to a lazy plan: transforms return new
+// Datasets and nothing runs until a consumer (Take, TakeAll, Count, IterBatches, Materialize,
+// Write*) is called. Functions passed to transforms must be registered with LUMEN_REMOTE
+// (they run in worker processes); callable classes with LUMEN_DATA_CALLABLE.
+//
+// Execution streams: blocks move to the next stage as soon as they exist; a memory budget in
+// bytes bounds what is held in the object store and in flight; consecutive compatible stages
+// are fused into one task. Writes are exactly-once: files appear under their final name only
+// when complete, names are deterministic, and re-running a write skips what is committed.
+//
+// Thread safety: Dataset values may be shared between threads; run one consumer at a time per
+// Dataset value.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "lumen/data/batch.h"
+#include "lumen/data/row.h"
+#include "lumen/errors.h"
+#include "lumen/remote.h"
+#include "lumen/serialization.h"
+
+namespace lumen::data {
+
+// A job failed: names the operator and, for bad input, the file (and line).
+class DataError : public lumen::Error {
+ public:
+  using lumen::Error::Error;
+};
+
+using BatchFn = Batch (*)(const Batch&);
+using RowFn = Row (*)(const Row&);
+using FlatRowFn = std::vector<Row> (*)(const Row&);
+using RowPredicate = bool (*)(const Row&);
+
+struct MapBatchesOptions {
+  int64_t batch_size = 0;  // rows per call; 0: one call per block
+  // Functions: cap on concurrent tasks (0: as many as resources allow).
+  // Callable classes: the number of actors in the pool (0: 1).
+  int concurrency = 0;
+  double num_cpus = 1;
+  double num_gpus = 0;
+  int64_t memory = 0;
+  // Actor pools: calls running at once inside one actor, and blocks queued per actor
+  // (0: 2 × max_concurrency).
+  int max_concurrency = 1;
+  int max_tasks_in_flight_per_actor = 0;
+};
+
+struct ReadOptions {
+  // Files per read task are grouped up to this many bytes (one block per task).
+  int64_t target_block_bytes = 4 << 20;
+  int max_files_per_block = 256;
+  // ReadCsv / ReadJson: only these columns (empty: all). Set by SelectColumns pushdown too.
+  std::vector<std::string> columns{};
+  char delimiter = ',';  // ReadCsv
+  // Range / FromItems: number of blocks (0: one per 10,000 rows).
+  int num_blocks = 0;
+};
+
+struct WriteOptions {
+  // WriteFiles: the column with the relative output path, and the one with the bytes.
+  std::string path_column = "path";
+  std::string data_column = "bytes";
+  // WriteJson / WriteCsv: rows per output file (0: one file per block).
+  int64_t rows_per_file = 0;
+};
+
+struct ExecutionOptions {
+  // Bytes of blocks held in the object store plus the estimated output of running tasks.
+  // 0: a quarter of the node's object store.
+  int64_t memory_budget_bytes = 0;
+  // Live per-operator progress bars on a terminal, periodic lines otherwise.
+  bool progress = true;
+  // Skip up to this many failed blocks (listed in Stats()) instead of failing the job.
+  int max_errored_blocks = 0;
+  // Report an operator that has made no progress for this long (with what it waits on).
+  int64_t stall_report_ms = 60000;
+  // Deliver blocks in source order (TakeAll, IterBatches) rather than as they finish.
+  bool preserve_order = false;
+};
+
+struct IterOptions {
+  int64_t batch_size = 0;  // 0: whole blocks
+};
+
+struct OperatorStats {
+  std::string name{};
+  int64_t tasks = 0;
+  int64_t rows_out = 0;
+  int64_t bytes_out = 0;
+  double wall_s = 0;          // first task start to last task end
+  double task_wall_s = 0;     // summed over tasks
+  double task_cpu_s = 0;      // summed over tasks
+  int64_t peak_bytes_held = 0;
+  std::vector<std::string> errored_blocks{};  // skipped under max_errored_blocks
+};
+
+struct DatasetStats {
+  std::vector<OperatorStats> operators{};
+  double wall_s = 0;
+  int64_t peak_memory_bytes = 0;  // object store + in flight, as the executor accounted
+  std::string ToString() const;
+};
+
+struct WriteResult {
+  int64_t files_written = 0;
+  int64_t files_skipped = 0;  // already committed by an earlier run
+  int64_t bytes_written = 0;
+};
+
+namespace internal {
+struct LogicalNode;
+class ExecutionHandle;
+}  // namespace internal
+
+class BatchIterator;
+
+class Dataset {
+ public:
+  // ---- transforms (lazy) ---------------------------------------------------------------
+  Dataset MapBatches(BatchFn fn, MapBatchesOptions options = {}) const;
+  // A callable class run in an actor pool: C(ctor_args...) once per actor, then
+  // `Batch C::operator()(const Batch&)` per batch. C must be registered with
+  // LUMEN_DATA_CALLABLE(C, ctor argument types...).
+  template <class C, class... Args>
+  Dataset MapBatches(MapBatchesOptions options, Args&&... ctor_args) const;
+  Dataset Map(RowFn fn, MapBatchesOptions options = {}) const;
+  Dataset FlatMap(FlatRowFn fn, MapBatchesOptions options = {}) const;
+  Dataset Filter(RowPredicate fn, MapBatchesOptions options = {}) const;
+  Dataset SelectColumns(std::vector<std::string> columns) const;
+  Dataset DropColumns(std::vector<std::string> columns) const;
+  // `fn` returns a batch with one column, named `name` in the output.
+  Dataset AddColumn(const std::string& name, BatchFn fn) const;
+  Dataset Limit(int64_t rows) const;
+  Dataset Repartition(int num_blocks) const;
+  Dataset RandomShuffle(uint64_t seed = 0) const;
+  Dataset Sort(const std::string& key, bool descending = false) const;
+  Dataset Union(const std::vector<Dataset>& others) const;
+  class GroupedData GroupBy(const std::string& key) const;
+  Dataset WithOptions(ExecutionOptions options) const;
+
+  // ---- consumers (execute) -------------------------------------------------------------
+  std::vector<Row> Take(int64_t n) const;
+  std::vector<Row> TakeAll() const;
+  int64_t Count() const;
+  // Streams batches; the first arrives before the dataset is finished.
+  BatchIterator IterBatches(IterOptions options = {}) const;
+  // Runs the plan and keeps the blocks: later consumers start from them.
+  Dataset Materialize() const;
+  WriteResult WriteFiles(const std::string& dir, WriteOptions options = {}) const;
+  WriteResult WriteJson(const std::string& dir, WriteOptions options = {}) const;
+  WriteResult WriteCsv(const std::string& dir, WriteOptions options = {}) const;
+
+  // Statistics of the last execution of this Dataset value (empty before any).
+  DatasetStats Stats() const;
+  // The logical plan, and the physical plan after optimisation.
+  std::string Explain() const;
+
+  // Internal.
+  explicit Dataset(std::shared_ptr<internal::LogicalNode> node);
+  const std::shared_ptr<internal::LogicalNode>& node() const { return node_; }
+
+ private:
+  Dataset MapCallable(const std::string& class_name, std::string ctor_args,
+                      MapBatchesOptions options) const;
+  std::shared_ptr<internal::LogicalNode> node_;
+  std::shared_ptr<DatasetStats> last_stats_;
+};
+
+class GroupedData {
+ public:
+  GroupedData(Dataset ds, std::string key) : ds_(std::move(ds)), key_(std::move(key)) {}
+  Dataset Count() const;
+  Dataset Sum(const std::string& column) const;
+  Dataset Mean(const std::string& column) const;
+  Dataset Min(const std::string& column) const;
+  Dataset Max(const std::string& column) const;
+
+ private:
+  Dataset Aggregate(const std::string& op, const std::string& column) const;
+  Dataset ds_;
+  std::string key_{};
+};
+
+class BatchIterator {
+ public:
+  ~BatchIterator();
+  BatchIterator(BatchIterator&&) noexcept;
+  BatchIterator& operator=(BatchIterator&&) noexcept;
+  // The next batch, or nullopt at the end. Throws DataError if the job fails.
+  std::optional<Batch> Next();
+
+  // Range-for support.
+  class iterator {
+   public:
+    explicit iterator(BatchIterator* it) : it_(it) { Advance(); }
+    const Batch& operator*() const { return *current_; }
+    iterator& operator++() {
+      Advance();
+      return *this;
+    }
+    bool operator!=(const iterator& o) const { return current_.has_value() || o.current_.has_value(); }
+
+   private:
+    void Advance() { current_ = it_ ? it_->Next() : std::nullopt; }
+    BatchIterator* it_;
+    std::optional<Batch> current_;
+  };
+  iterator begin() { return iterator(this); }
+  iterator end() { return iterator(nullptr); }
+
+ private:
+  friend class Dataset;
+  BatchIterator(std::unique_ptr<internal::ExecutionHandle> exec, int64_t batch_size);
+  std::unique_ptr<internal::ExecutionHandle> exec_;
+  int64_t batch_size_;
+  std::vector<Batch> pending_{};
+  int64_t pending_rows_ = 0;
+  bool done_ = false;
+};
+
+// ---- sources ---------------------------------------------------------------------------
+// Paths may be files, directories (read recursively) or globs ("data/*.csv"). Listing and
+// reading run in tasks, not in the driver. A missing path fails the job naming it.
+
+// Columns: path (string, relative to the directory given, or the file name), bytes (binary).
+Dataset ReadBinaryFiles(const std::vector<std::string>& paths, ReadOptions options = {});
+// Columns: text (one row per line, without the newline).
+Dataset ReadText(const std::vector<std::string>& paths, ReadOptions options = {});
+// First line is the header; int64 / float64 / string types are inferred per column.
+Dataset ReadCsv(const std::vector<std::string>& paths, ReadOptions options = {});
+// JSON lines: one object per line; fields become columns (types inferred).
+Dataset ReadJson(const std::vector<std::string>& paths, ReadOptions options = {});
+// Column: id (int64), 0 .. n-1.
+Dataset Range(int64_t n, ReadOptions options = {});
+Dataset FromItems(const std::vector<Row>& rows, ReadOptions options = {});
+Dataset FromItems(const std::vector<int64_t>& values, ReadOptions options = {});  // column: item
+Dataset FromBatches(const std::vector<Batch>& batches);
+
+inline Dataset ReadBinaryFiles(const std::string& path, ReadOptions o = {}) {
+  return ReadBinaryFiles(std::vector<std::string>{path}, std::move(o));
+}
+inline Dataset ReadText(const std::string& path, ReadOptions o = {}) {
+  return ReadText(std::vector<std::string>{path}, std::move(o));
+}
+inline Dataset ReadCsv(const std::string& path, ReadOptions o = {}) {
+  return ReadCsv(std::vector<std::string>{path}, std::move(o));
+}
+inline Dataset ReadJson(const std::string& path, ReadOptions o = {}) {
+  return ReadJson(std::vector<std::string>{path}, std::move(o));
+}
+
+// ---- callable classes (actor pools) -------------------------------------------------------
+namespace internal {
+
+struct CallableInfo {
+  std::string name{};
+  std::function<std::shared_ptr<void>(const std::string& ctor_args)> create;
+  std::function<Batch(void*, const Batch&)> call;
+};
+void RegisterCallable(const std::string& type_name, CallableInfo info);
+const CallableInfo* FindCallable(const std::string& type_name);
+
+template <class C, class... Args>
+bool RegisterCallableType(const char* name) {
+  CallableInfo info;
+  info.name = name;
+  info.create = [](const std::string& ctor_args) -> std::shared_ptr<void> {
+    lumen::internal::ValueView v;
+    v.data = reinterpret_cast<const uint8_t*>(ctor_args.data());
+    v.size = ctor_args.size();
+    auto args = lumen::internal::Deserialize<std::tuple<std::decay_t<Args>...>>(v);
+    C* obj = std::apply([](auto&&... a) { return new C(std::move(a)...); }, std::move(args));
+    return std::shared_ptr<void>(static_cast<void*>(obj), [](void* p) { delete static_cast<C*>(p); });
+  };
+  info.call = [](void* self, const Batch& b) -> Batch { return (*static_cast<C*>(self))(b); };
+  RegisterCallable(lumen::internal::TypeName<C>(), std::move(info));
+  return true;
+}
+
+}  // namespace internal
+
+template <class C, class... Args>
+Dataset Dataset::MapBatches(MapBatchesOptions options, Args&&... ctor_args) const {
+  static_assert(std::is_constructible_v<C, std::decay_t<Args>...>,
+                "MapBatches<C>(options, args...): C cannot be constructed from these arguments");
+  static_assert(std::is_invocable_r_v<Batch, C&, const Batch&>,
+                "MapBatches<C>: C needs `Batch operator()(const Batch&)`");
+  auto packed = lumen::internal::Serialize(std::make_tuple(std::decay_t<Args>(ctor_args)...));
+  return MapCallable(lumen::internal::TypeName<C>(), std::move(packed.data), std::move(options));
+}
+
+}  // namespace lumen::data
+
+// Registers a callable class for Dataset::MapBatches<C>(options, ctor args...), with the types
+// of its constructor arguments:  LUMEN_DATA_CALLABLE(Classifier, std::string, double);
+#define LUMEN_DATA_CALLABLE(Class, ...)                                                  \
+  [[maybe_unused]] static const bool LUMEN_REMOTE_CONCAT(lumen_data_callable_, __COUNTER__) = \
+      ::lumen::data::internal::RegisterCallableType<Class __VA_OPT__(, ) __VA_ARGS__>(#Class)

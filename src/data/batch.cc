@@ -1,0 +1,637 @@
+#include "lumen/data/batch.h"
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include "data/block_format.h"
+#include "lumen/errors.h"
+
+namespace lumen::data {
+
+using internal::AlignUp;
+using internal::BlockHeader;
+using internal::ColumnDesc;
+
+namespace {
+
+size_t FixedWidth(DataType t) {
+  switch (t) {
+    case DataType::kInt64:
+    case DataType::kFloat64:
+    case DataType::kTensorFloat64:
+    case DataType::kTensorInt64:
+      return 8;
+    case DataType::kTensorFloat32:
+      return 4;
+    case DataType::kBool:
+    case DataType::kTensorUInt8:
+      return 1;
+    default:
+      return 0;  // variable length
+  }
+}
+
+bool IsVariable(DataType t) { return t == DataType::kString || t == DataType::kBinary; }
+
+const BlockHeader* Header(const Buffer& b) {
+  return reinterpret_cast<const BlockHeader*>(b.data());
+}
+const ColumnDesc* Desc(const Buffer& b, int i) {
+  return reinterpret_cast<const ColumnDesc*>(b.data() + sizeof(BlockHeader)) + i;
+}
+
+// The encoding of a batch with no rows and no columns.
+Buffer EmptyBlock() {
+  static const Buffer empty = [] {
+    Buffer b = Buffer::Allocate(sizeof(BlockHeader));
+    BlockHeader h{};
+    std::memcpy(h.magic, internal::kBlockMagic, 4);
+    h.total_size = sizeof(BlockHeader);
+    h.names_offset = sizeof(BlockHeader);
+    std::memcpy(b.mutable_data(), &h, sizeof(h));
+    return Buffer(b.data(), b.size(), b.owner());
+  }();
+  return empty;
+}
+
+}  // namespace
+
+const char* DataTypeName(DataType type) {
+  switch (type) {
+    case DataType::kInt64: return "int64";
+    case DataType::kFloat64: return "float64";
+    case DataType::kBool: return "bool";
+    case DataType::kString: return "string";
+    case DataType::kBinary: return "binary";
+    case DataType::kTensorFloat32: return "tensor<float32>";
+    case DataType::kTensorFloat64: return "tensor<float64>";
+    case DataType::kTensorInt64: return "tensor<int64>";
+    case DataType::kTensorUInt8: return "tensor<uint8>";
+  }
+  return "unknown";
+}
+
+Buffer StringColumn::Value(size_t i) const {
+  const auto* p = reinterpret_cast<const uint8_t*>(data_ + offsets_[i]);
+  return Buffer(p, static_cast<size_t>(offsets_[i + 1] - offsets_[i]), owner_->owner());
+}
+
+Batch::Batch() : buffer_(EmptyBlock()) {}
+Batch::Batch(Buffer buffer) : buffer_(std::move(buffer)) {}
+
+Batch Batch::FromBuffer(Buffer buffer) {
+  auto fail = [](const std::string& why) -> Batch {
+    throw TypeError("not a valid lumen::data block: " + why);
+  };
+  const int64_t size = static_cast<int64_t>(buffer.size());
+  if (size < static_cast<int64_t>(sizeof(BlockHeader))) return fail("too short");
+  const BlockHeader* h = Header(buffer);
+  if (std::memcmp(h->magic, internal::kBlockMagic, 4) != 0) return fail("bad magic");
+  if (h->total_size != size) return fail("size mismatch");
+  if (h->nrows < 0) return fail("negative row count");
+  int64_t descs_end = static_cast<int64_t>(sizeof(BlockHeader)) +
+                      static_cast<int64_t>(h->ncols) * static_cast<int64_t>(sizeof(ColumnDesc));
+  if (descs_end > size || h->names_offset < descs_end || h->names_offset > size) {
+    return fail("column table out of bounds");
+  }
+  for (uint32_t i = 0; i < h->ncols; ++i) {
+    const ColumnDesc* d = Desc(buffer, static_cast<int>(i));
+    if (h->names_offset + d->name_offset + d->name_len > size) return fail("name out of bounds");
+    auto type = static_cast<DataType>(d->type);
+    if (d->type < 1 || d->type > 9) return fail("unknown column type");
+    if (d->data_offset < 0 || d->data_size < 0 || d->data_offset + d->data_size > size) {
+      return fail("column data out of bounds");
+    }
+    if (IsVariable(type)) {
+      if (d->offsets_offset < 0 || d->offsets_offset + (h->nrows + 1) * 8 > size) {
+        return fail("offsets out of bounds");
+      }
+      const auto* off = reinterpret_cast<const int64_t*>(buffer.data() + d->offsets_offset);
+      if (off[0] != 0) return fail("offsets do not start at 0");
+      for (int64_t r = 0; r < h->nrows; ++r) {
+        if (off[r + 1] < off[r]) return fail("offsets not increasing");
+      }
+      if (off[h->nrows] > d->data_size) return fail("values out of bounds");
+    } else {
+      int64_t per_row = static_cast<int64_t>(FixedWidth(type));
+      if (d->ndim > internal::kMaxTensorDims) return fail("too many tensor dimensions");
+      for (int k = 0; k < d->ndim; ++k) {
+        if (d->shape[k] <= 0) return fail("bad tensor shape");
+        per_row *= d->shape[k];
+      }
+      if (d->data_size < per_row * h->nrows) return fail("column shorter than its rows");
+    }
+  }
+  return Batch(std::move(buffer));
+}
+
+int64_t Batch::NumRows() const { return Header(buffer_)->nrows; }
+size_t Batch::NumColumns() const { return Header(buffer_)->ncols; }
+
+std::vector<std::string> Batch::ColumnNames() const {
+  std::vector<std::string> out;
+  const BlockHeader* h = Header(buffer_);
+  for (uint32_t i = 0; i < h->ncols; ++i) {
+    const ColumnDesc* d = Desc(buffer_, static_cast<int>(i));
+    out.emplace_back(reinterpret_cast<const char*>(buffer_.data() + h->names_offset + d->name_offset),
+                     d->name_len);
+  }
+  return out;
+}
+
+int Batch::FindColumn(std::string_view name) const {
+  const BlockHeader* h = Header(buffer_);
+  for (uint32_t i = 0; i < h->ncols; ++i) {
+    const ColumnDesc* d = Desc(buffer_, static_cast<int>(i));
+    std::string_view n(reinterpret_cast<const char*>(buffer_.data() + h->names_offset + d->name_offset),
+                       d->name_len);
+    if (n == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+bool Batch::HasColumn(std::string_view name) const { return FindColumn(name) >= 0; }
+
+DataType Batch::ColumnType(std::string_view name) const {
+  int i = FindColumn(name);
+  if (i < 0) {
+    std::string cols;
+    for (const auto& c : ColumnNames()) cols += (cols.empty() ? "" : ", ") + c;
+    throw TypeError("no column '" + std::string(name) + "' in the batch (columns: " + cols + ")");
+  }
+  return static_cast<DataType>(Desc(buffer_, i)->type);
+}
+
+int Batch::RequireColumn(std::string_view name, DataType type) const {
+  DataType actual = ColumnType(name);
+  if (actual != type) {
+    throw TypeError("column '" + std::string(name) + "' holds " + DataTypeName(actual) +
+                    ", not " + DataTypeName(type));
+  }
+  return FindColumn(name);
+}
+
+std::span<const int64_t> Batch::Int64(std::string_view name) const {
+  const ColumnDesc* d = Desc(buffer_, RequireColumn(name, DataType::kInt64));
+  return {reinterpret_cast<const int64_t*>(buffer_.data() + d->data_offset),
+          static_cast<size_t>(NumRows())};
+}
+
+std::span<const double> Batch::Float64(std::string_view name) const {
+  const ColumnDesc* d = Desc(buffer_, RequireColumn(name, DataType::kFloat64));
+  return {reinterpret_cast<const double*>(buffer_.data() + d->data_offset),
+          static_cast<size_t>(NumRows())};
+}
+
+std::span<const uint8_t> Batch::Bool(std::string_view name) const {
+  const ColumnDesc* d = Desc(buffer_, RequireColumn(name, DataType::kBool));
+  return {buffer_.data() + d->data_offset, static_cast<size_t>(NumRows())};
+}
+
+StringColumn Batch::String(std::string_view name) const {
+  const ColumnDesc* d = Desc(buffer_, RequireColumn(name, DataType::kString));
+  return StringColumn(&buffer_, reinterpret_cast<const int64_t*>(buffer_.data() + d->offsets_offset),
+                      reinterpret_cast<const char*>(buffer_.data() + d->data_offset),
+                      static_cast<size_t>(NumRows()));
+}
+
+StringColumn Batch::Binary(std::string_view name) const {
+  const ColumnDesc* d = Desc(buffer_, RequireColumn(name, DataType::kBinary));
+  return StringColumn(&buffer_, reinterpret_cast<const int64_t*>(buffer_.data() + d->offsets_offset),
+                      reinterpret_cast<const char*>(buffer_.data() + d->data_offset),
+                      static_cast<size_t>(NumRows()));
+}
+
+namespace {
+template <class T>
+TensorColumn<T> Tensor(const Buffer& b, const ColumnDesc* d, int64_t rows) {
+  std::vector<int64_t> shape(d->shape, d->shape + d->ndim);
+  return TensorColumn<T>(reinterpret_cast<const T*>(b.data() + d->data_offset),
+                         static_cast<size_t>(rows), std::move(shape));
+}
+}  // namespace
+
+TensorColumn<float> Batch::TensorFloat32(std::string_view name) const {
+  return Tensor<float>(buffer_, Desc(buffer_, RequireColumn(name, DataType::kTensorFloat32)),
+                       NumRows());
+}
+TensorColumn<double> Batch::TensorFloat64(std::string_view name) const {
+  return Tensor<double>(buffer_, Desc(buffer_, RequireColumn(name, DataType::kTensorFloat64)),
+                        NumRows());
+}
+TensorColumn<int64_t> Batch::TensorInt64(std::string_view name) const {
+  return Tensor<int64_t>(buffer_, Desc(buffer_, RequireColumn(name, DataType::kTensorInt64)),
+                         NumRows());
+}
+TensorColumn<uint8_t> Batch::TensorUInt8(std::string_view name) const {
+  return Tensor<uint8_t>(buffer_, Desc(buffer_, RequireColumn(name, DataType::kTensorUInt8)),
+                         NumRows());
+}
+
+Batch::ExecStats Batch::exec_stats() const {
+  const BlockHeader* h = Header(buffer_);
+  return ExecStats{h->wall_us, h->cpu_us};
+}
+
+void Batch::set_exec_stats(const ExecStats& s) {
+  auto* h = const_cast<BlockHeader*>(Header(buffer_));
+  h->wall_us = s.wall_us;
+  h->cpu_us = s.cpu_us;
+}
+
+Batch Batch::Slice(int64_t offset, int64_t length) const {
+  int64_t rows = NumRows();
+  offset = std::clamp<int64_t>(offset, 0, rows);
+  length = std::clamp<int64_t>(length, 0, rows - offset);
+  if (offset == 0 && length == rows) return *this;
+  BatchBuilder b;
+  const BlockHeader* h = Header(buffer_);
+  auto names = ColumnNames();
+  for (uint32_t i = 0; i < h->ncols; ++i) {
+    const ColumnDesc* d = Desc(buffer_, static_cast<int>(i));
+    auto type = static_cast<DataType>(d->type);
+    BatchBuilder::Column c;
+    c.name = names[i];
+    c.type = type;
+    c.rows = length;
+    c.shape.assign(d->shape, d->shape + d->ndim);
+    if (IsVariable(type)) {
+      const auto* off = reinterpret_cast<const int64_t*>(buffer_.data() + d->offsets_offset);
+      int64_t base = off[offset];
+      c.offsets.resize(static_cast<size_t>(length) + 1);
+      for (int64_t r = 0; r <= length; ++r) c.offsets[static_cast<size_t>(r)] = off[offset + r] - base;
+      c.bytes.assign(reinterpret_cast<const char*>(buffer_.data() + d->data_offset + base),
+                     static_cast<size_t>(off[offset + length] - base));
+    } else {
+      int64_t per_row = static_cast<int64_t>(FixedWidth(type));
+      for (int k = 0; k < d->ndim; ++k) per_row *= d->shape[k];
+      c.fixed.assign(reinterpret_cast<const char*>(buffer_.data() + d->data_offset + offset * per_row),
+                     static_cast<size_t>(length * per_row));
+    }
+    b.Add(std::move(c));
+  }
+  Batch out = b.Build();
+  if (h->ncols == 0) {  // keep the row count of a column-less batch
+    auto* oh = const_cast<BlockHeader*>(Header(out.buffer_));
+    oh->nrows = length;
+  }
+  return out;
+}
+
+Batch Batch::TakeRows(const std::vector<int64_t>& rows) const {
+  const int64_t n = NumRows();
+  for (int64_t r : rows) {
+    if (r < 0 || r >= n) {
+      throw TypeError("row " + std::to_string(r) + " out of range (batch has " +
+                      std::to_string(n) + " rows)");
+    }
+  }
+  BatchBuilder b;
+  const BlockHeader* h = Header(buffer_);
+  auto names = ColumnNames();
+  for (uint32_t i = 0; i < h->ncols; ++i) {
+    const ColumnDesc* d = Desc(buffer_, static_cast<int>(i));
+    BatchBuilder::Column c;
+    c.name = names[i];
+    c.type = static_cast<DataType>(d->type);
+    c.rows = static_cast<int64_t>(rows.size());
+    c.shape.assign(d->shape, d->shape + d->ndim);
+    if (IsVariable(c.type)) {
+      const auto* off = reinterpret_cast<const int64_t*>(buffer_.data() + d->offsets_offset);
+      const char* data = reinterpret_cast<const char*>(buffer_.data() + d->data_offset);
+      c.offsets.reserve(rows.size() + 1);
+      c.offsets.push_back(0);
+      for (int64_t r : rows) {
+        c.bytes.append(data + off[r], static_cast<size_t>(off[r + 1] - off[r]));
+        c.offsets.push_back(static_cast<int64_t>(c.bytes.size()));
+      }
+    } else {
+      size_t per_row = FixedWidth(c.type);
+      for (int k = 0; k < d->ndim; ++k) per_row *= static_cast<size_t>(d->shape[k]);
+      c.fixed.resize(per_row * rows.size());
+      const uint8_t* src = buffer_.data() + d->data_offset;
+      for (size_t k = 0; k < rows.size(); ++k) {
+        std::memcpy(c.fixed.data() + k * per_row, src + static_cast<size_t>(rows[k]) * per_row, per_row);
+      }
+    }
+    b.Add(std::move(c));
+  }
+  return b.Build();
+}
+
+Batch Batch::SelectColumns(const std::vector<std::string>& names) const {
+  BatchBuilder b;
+  for (const auto& n : names) b.AddColumnFrom(*this, n);
+  return b.Build();
+}
+
+Batch Batch::DropColumns(const std::vector<std::string>& names) const {
+  std::set<std::string> drop(names.begin(), names.end());
+  BatchBuilder b;
+  for (const auto& n : ColumnNames()) {
+    if (!drop.count(n)) b.AddColumnFrom(*this, n);
+  }
+  return b.Build();
+}
+
+Batch Batch::Concat(const std::vector<Batch>& batches) {
+  std::vector<const Batch*> parts;
+  for (const auto& b : batches) {
+    if (b.NumRows() > 0 || b.NumColumns() > 0) parts.push_back(&b);
+  }
+  if (parts.empty()) return Batch();
+  if (parts.size() == 1) return *parts[0];
+  auto names = parts[0]->ColumnNames();
+  for (const Batch* p : parts) {
+    if (p->ColumnNames() != names) {
+      throw TypeError("cannot concatenate batches with different columns");
+    }
+  }
+  BatchBuilder out;
+  for (size_t ci = 0; ci < names.size(); ++ci) {
+    const ColumnDesc* d0 = Desc(parts[0]->buffer_, static_cast<int>(ci));
+    BatchBuilder::Column c;
+    c.name = names[ci];
+    c.type = static_cast<DataType>(d0->type);
+    c.shape.assign(d0->shape, d0->shape + d0->ndim);
+    if (IsVariable(c.type)) c.offsets.push_back(0);
+    for (const Batch* p : parts) {
+      const ColumnDesc* d = Desc(p->buffer_, static_cast<int>(ci));
+      if (d->type != d0->type || d->ndim != d0->ndim ||
+          !std::equal(d->shape, d->shape + d->ndim, d0->shape)) {
+        throw TypeError("cannot concatenate: column '" + names[ci] + "' differs in type or shape");
+      }
+      int64_t rows = p->NumRows();
+      if (IsVariable(c.type)) {
+        const auto* off = reinterpret_cast<const int64_t*>(p->buffer_.data() + d->offsets_offset);
+        int64_t base = static_cast<int64_t>(c.bytes.size());
+        for (int64_t r = 1; r <= rows; ++r) c.offsets.push_back(base + off[r]);
+        c.bytes.append(reinterpret_cast<const char*>(p->buffer_.data() + d->data_offset),
+                       static_cast<size_t>(off[rows]));
+      } else {
+        int64_t per_row = static_cast<int64_t>(FixedWidth(c.type));
+        for (int k = 0; k < d->ndim; ++k) per_row *= d->shape[k];
+        c.fixed.append(reinterpret_cast<const char*>(p->buffer_.data() + d->data_offset),
+                       static_cast<size_t>(rows * per_row));
+      }
+      c.rows += rows;
+    }
+    out.Add(std::move(c));
+  }
+  return out.Build();
+}
+
+// ---- builder -----------------------------------------------------------------------------
+
+BatchBuilder::BatchBuilder(const Batch& base) {
+  for (const auto& n : base.ColumnNames()) AddColumnFrom(base, n);
+}
+
+void BatchBuilder::Add(Column c) {
+  Remove(c.name);
+  columns_.push_back(std::move(c));
+}
+
+BatchBuilder& BatchBuilder::Remove(const std::string& name) {
+  columns_.erase(std::remove_if(columns_.begin(), columns_.end(),
+                                [&](const Column& c) { return c.name == name; }),
+                 columns_.end());
+  return *this;
+}
+
+namespace {
+template <class T>
+std::string Bytes(const std::vector<T>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+}
+}  // namespace
+
+BatchBuilder& BatchBuilder::AddInt64(std::string name, std::vector<int64_t> values) {
+  Column c{std::move(name), DataType::kInt64, {}, static_cast<int64_t>(values.size())};
+  c.fixed = Bytes(values);
+  Add(std::move(c));
+  return *this;
+}
+
+BatchBuilder& BatchBuilder::AddFloat64(std::string name, std::vector<double> values) {
+  Column c{std::move(name), DataType::kFloat64, {}, static_cast<int64_t>(values.size())};
+  c.fixed = Bytes(values);
+  Add(std::move(c));
+  return *this;
+}
+
+BatchBuilder& BatchBuilder::AddBool(std::string name, std::vector<uint8_t> values) {
+  Column c{std::move(name), DataType::kBool, {}, static_cast<int64_t>(values.size())};
+  for (auto& v : values) v = v ? 1 : 0;
+  c.fixed = Bytes(values);
+  Add(std::move(c));
+  return *this;
+}
+
+namespace {
+void FillVariable(std::vector<int64_t>* offsets, std::string* bytes,
+                  const std::vector<std::string>& values) {
+  size_t total = 0;
+  for (const auto& v : values) total += v.size();
+  bytes->reserve(total);
+  offsets->reserve(values.size() + 1);
+  offsets->push_back(0);
+  for (const auto& v : values) {
+    bytes->append(v);
+    offsets->push_back(static_cast<int64_t>(bytes->size()));
+  }
+}
+}  // namespace
+
+BatchBuilder& BatchBuilder::AddString(std::string name, std::vector<std::string> values) {
+  Column c{std::move(name), DataType::kString, {}, static_cast<int64_t>(values.size())};
+  FillVariable(&c.offsets, &c.bytes, values);
+  Add(std::move(c));
+  return *this;
+}
+
+BatchBuilder& BatchBuilder::AddBinary(std::string name, std::vector<std::string> values) {
+  Column c{std::move(name), DataType::kBinary, {}, static_cast<int64_t>(values.size())};
+  FillVariable(&c.offsets, &c.bytes, values);
+  Add(std::move(c));
+  return *this;
+}
+
+BatchBuilder& BatchBuilder::AddBinary(std::string name, const std::vector<Buffer>& values) {
+  Column c{std::move(name), DataType::kBinary, {}, static_cast<int64_t>(values.size())};
+  size_t total = 0;
+  for (const auto& v : values) total += v.size();
+  c.bytes.reserve(total);
+  c.offsets.push_back(0);
+  for (const auto& v : values) {
+    c.bytes.append(v.view());
+    c.offsets.push_back(static_cast<int64_t>(c.bytes.size()));
+  }
+  Add(std::move(c));
+  return *this;
+}
+
+BatchBuilder& BatchBuilder::AddBinaryConcatenated(std::string name, std::string bytes,
+                                                  std::vector<int64_t> offsets) {
+  if (offsets.empty() || offsets.front() != 0 ||
+      offsets.back() != static_cast<int64_t>(bytes.size()) ||
+      !std::is_sorted(offsets.begin(), offsets.end())) {
+    throw TypeError("AddBinaryConcatenated(" + name + "): offsets do not describe the bytes");
+  }
+  Column c{std::move(name), DataType::kBinary, {}, static_cast<int64_t>(offsets.size()) - 1};
+  c.bytes = std::move(bytes);
+  c.offsets = std::move(offsets);
+  Add(std::move(c));
+  return *this;
+}
+
+namespace {
+int64_t RowsOf(size_t elements, const std::vector<int64_t>& shape, const std::string& name) {
+  if (shape.empty() || shape.size() > static_cast<size_t>(internal::kMaxTensorDims)) {
+    throw TypeError("tensor column '" + name + "' needs 1 to 3 dimensions per row");
+  }
+  int64_t per_row = 1;
+  for (int64_t d : shape) {
+    if (d <= 0) throw TypeError("tensor column '" + name + "' has a non-positive dimension");
+    per_row *= d;
+  }
+  if (static_cast<int64_t>(elements) % per_row != 0) {
+    throw TypeError("tensor column '" + name + "': " + std::to_string(elements) +
+                    " values do not fill whole rows of " + std::to_string(per_row));
+  }
+  return static_cast<int64_t>(elements) / per_row;
+}
+}  // namespace
+
+BatchBuilder& BatchBuilder::AddTensorFloat32(std::string name, std::vector<int64_t> shape,
+                                             std::vector<float> values) {
+  int64_t rows = RowsOf(values.size(), shape, name);
+  Column c{std::move(name), DataType::kTensorFloat32, std::move(shape), rows};
+  c.fixed = Bytes(values);
+  Add(std::move(c));
+  return *this;
+}
+
+BatchBuilder& BatchBuilder::AddTensorFloat64(std::string name, std::vector<int64_t> shape,
+                                             std::vector<double> values) {
+  int64_t rows = RowsOf(values.size(), shape, name);
+  Column c{std::move(name), DataType::kTensorFloat64, std::move(shape), rows};
+  c.fixed = Bytes(values);
+  Add(std::move(c));
+  return *this;
+}
+
+BatchBuilder& BatchBuilder::AddTensorUInt8(std::string name, std::vector<int64_t> shape,
+                                           std::vector<uint8_t> values) {
+  int64_t rows = RowsOf(values.size(), shape, name);
+  Column c{std::move(name), DataType::kTensorUInt8, std::move(shape), rows};
+  c.fixed = Bytes(values);
+  Add(std::move(c));
+  return *this;
+}
+
+BatchBuilder& BatchBuilder::AddColumnFrom(const Batch& from, const std::string& name,
+                                          const std::string& as) {
+  int i = from.FindColumn(name);
+  if (i < 0) from.ColumnType(name);  // throws, listing the columns
+  const ColumnDesc* d = Desc(from.buffer_, i);
+  Column c;
+  c.name = as.empty() ? name : as;
+  c.type = static_cast<DataType>(d->type);
+  c.shape.assign(d->shape, d->shape + d->ndim);
+  c.rows = from.NumRows();
+  c.source = from;
+  c.source_index = i;
+  Add(std::move(c));
+  return *this;
+}
+
+Batch BatchBuilder::Build() const {
+  std::set<std::string> seen;
+  int64_t rows = columns_.empty() ? 0 : columns_[0].rows;
+  for (const auto& c : columns_) {
+    if (!seen.insert(c.name).second) throw TypeError("column '" + c.name + "' appears twice");
+    if (c.rows != rows) {
+      throw TypeError("column '" + c.name + "' has " + std::to_string(c.rows) +
+                      " rows but column '" + columns_[0].name + "' has " + std::to_string(rows));
+    }
+  }
+  // Layout: header, column table, names, then each column's sections, all 64-byte aligned.
+  int64_t names_offset =
+      static_cast<int64_t>(sizeof(BlockHeader) + columns_.size() * sizeof(ColumnDesc));
+  int64_t names_size = 0;
+  for (const auto& c : columns_) names_size += static_cast<int64_t>(c.name.size());
+  int64_t pos = AlignUp(names_offset + names_size);
+  struct Placed {
+    int64_t data_offset, data_size, offsets_offset;
+  };
+  std::vector<Placed> placed;
+  for (const auto& c : columns_) {
+    Placed p{0, 0, -1};
+    if (IsVariable(c.type)) {
+      p.offsets_offset = pos;
+      pos = AlignUp(pos + (rows + 1) * 8);
+      if (c.source_index >= 0) {
+        const ColumnDesc* d = Desc(c.source.buffer_, c.source_index);
+        const auto* off = reinterpret_cast<const int64_t*>(c.source.buffer_.data() + d->offsets_offset);
+        p.data_size = off[rows];
+      } else {
+        p.data_size = static_cast<int64_t>(c.bytes.size());
+      }
+    } else {
+      int64_t per_row = static_cast<int64_t>(FixedWidth(c.type));
+      for (int64_t d : c.shape) per_row *= d;
+      p.data_size = per_row * rows;
+    }
+    p.data_offset = pos;
+    pos = AlignUp(pos + p.data_size);
+    placed.push_back(p);
+  }
+  int64_t total = pos;
+  Buffer out = Buffer::Allocate(static_cast<size_t>(total));
+  uint8_t* base = out.mutable_data();
+  std::memset(base, 0, static_cast<size_t>(AlignUp(names_offset + names_size)));
+  BlockHeader h{};
+  std::memcpy(h.magic, internal::kBlockMagic, 4);
+  h.ncols = static_cast<uint32_t>(columns_.size());
+  h.nrows = rows;
+  h.total_size = total;
+  h.names_offset = names_offset;
+  std::memcpy(base, &h, sizeof(h));
+  uint32_t name_pos = 0;
+  for (size_t i = 0; i < columns_.size(); ++i) {
+    const Column& c = columns_[i];
+    const Placed& p = placed[i];
+    ColumnDesc d{};
+    d.name_offset = name_pos;
+    d.name_len = static_cast<uint32_t>(c.name.size());
+    d.type = static_cast<uint8_t>(c.type);
+    d.ndim = static_cast<uint8_t>(c.shape.size());
+    for (size_t k = 0; k < c.shape.size(); ++k) d.shape[k] = c.shape[k];
+    d.data_offset = p.data_offset;
+    d.data_size = p.data_size;
+    d.offsets_offset = p.offsets_offset;
+    std::memcpy(base + sizeof(BlockHeader) + i * sizeof(ColumnDesc), &d, sizeof(d));
+    std::memcpy(base + names_offset + name_pos, c.name.data(), c.name.size());
+    name_pos += static_cast<uint32_t>(c.name.size());
+    if (c.source_index >= 0) {
+      const Buffer& src = c.source.buffer_;
+      const ColumnDesc* sd = Desc(src, c.source_index);
+      if (p.offsets_offset >= 0) {
+        std::memcpy(base + p.offsets_offset, src.data() + sd->offsets_offset,
+                    static_cast<size_t>((rows + 1) * 8));
+      }
+      std::memcpy(base + p.data_offset, src.data() + sd->data_offset, static_cast<size_t>(p.data_size));
+    } else {
+      if (p.offsets_offset >= 0) {
+        std::memcpy(base + p.offsets_offset, c.offsets.data(), static_cast<size_t>((rows + 1) * 8));
+      }
+      const std::string& data = IsVariable(c.type) ? c.bytes : c.fixed;
+      if (!data.empty()) std::memcpy(base + p.data_offset, data.data(), data.size());
+    }
+  }
+  return Batch(Buffer(out.data(), out.size(), out.owner()));
+}
+
+}  // namespace lumen::data

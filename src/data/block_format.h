@@ -1,0 +1,40 @@
+// The encoded layout of a lumen::data block (docs/design/block.md). Internal to src/data.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+namespace lumen::data::internal {
+
+constexpr char kBlockMagic[4] = {'L', 'B', 'K', '1'};
+constexpr int64_t kBlockAlign = 64;
+constexpr int kMaxTensorDims = 3;
+
+struct BlockHeader {
+  char magic[4];
+  uint32_t ncols;
+  int64_t nrows;
+  int64_t total_size;
+  int64_t names_offset;
+  int64_t wall_us;  // execution statistics of the task that made the block
+  int64_t cpu_us;
+  int64_t reserved[2];
+};
+static_assert(sizeof(BlockHeader) == 64);
+
+struct ColumnDesc {
+  uint32_t name_offset;  // within the names area
+  uint32_t name_len;
+  uint8_t type;
+  uint8_t ndim;  // tensors: dimensions of one row
+  uint8_t pad[6];
+  int64_t shape[kMaxTensorDims];
+  int64_t data_offset;     // from the start of the block
+  int64_t data_size;
+  int64_t offsets_offset;  // variable-length columns: nrows + 1 int64 offsets; else -1
+};
+static_assert(sizeof(ColumnDesc) == 64);
+
+inline int64_t AlignUp(int64_t n) { return (n + kBlockAlign - 1) / kBlockAlign * kBlockAlign; }
+
+}  // namespace lumen::data::internal

@@ -1,0 +1,86 @@
+// What a lumen::data task does to a block: a chain of fused steps, shipped to workers as a
+// msgpack value. Internal to src/data.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lumen/data/batch.h"
+#include "lumen/data/dataset.h"
+#include "lumen/serialization.h"
+
+namespace lumen::data::internal {
+
+struct WriteSpec {
+  std::string format;  // "files", "json", "csv"
+  std::string dir;
+  std::string path_column;
+  std::string data_column;
+  int64_t rows_per_file = 0;
+  LUMEN_SERIALIZE(format, dir, path_column, data_column, rows_per_file);
+};
+
+enum StepKind : int {
+  kStepMapBatches = 1,
+  kStepMapRows = 2,
+  kStepFlatMap = 3,
+  kStepFilter = 4,
+  kStepSelect = 5,
+  kStepDrop = 6,
+  kStepAddColumn = 7,
+  kStepCallable = 8,
+  kStepWrite = 9,
+};
+
+struct Step {
+  int kind = 0;
+  std::string fn;  // registered function name
+  int64_t batch_size = 0;
+  std::vector<std::string> columns;
+  std::string column;
+  WriteSpec write;
+  LUMEN_SERIALIZE(kind, fn, batch_size, columns, column, write);
+};
+
+struct Chain {
+  std::string op_name;  // for error messages
+  std::vector<Step> steps;
+  LUMEN_SERIALIZE(op_name, steps);
+};
+
+// What a read task reads.
+struct ReadSpec {
+  std::string format;  // "binary", "text", "csv", "json", "range"
+  std::vector<std::string> files;     // absolute paths
+  std::vector<std::string> relative;  // the `path` column values (binary files)
+  std::vector<std::string> columns;   // projection (csv, json)
+  char delimiter = ',';
+  int64_t range_start = 0;
+  int64_t range_count = 0;
+  LUMEN_SERIALIZE(format, files, relative, columns, delimiter, range_start, range_count);
+};
+
+struct FileEntry {
+  std::string path;      // absolute
+  std::string relative;  // relative to the listed root (or the file name)
+  int64_t size = 0;
+  LUMEN_SERIALIZE(path, relative, size);
+};
+
+// Applies `chain` to `block` (in this process). `instance` is the callable object of an actor
+// pool step. Throws what user code throws; DataError for bad use.
+Batch ApplyChain(const Chain& chain, int64_t block_index, Batch block, void* instance = nullptr,
+                 const struct CallableInfo* callable = nullptr);
+
+// Rows <-> batches (types inferred from the values; a column of mixed int64/float64 becomes
+// float64; nulls become 0/""/false and are not preserved).
+std::vector<Row> BatchToRows(const Batch& b);
+Batch RowsToBatch(const std::vector<Row>& rows);
+
+// Reads one block (runs in a read task).
+Batch ReadFiles(const ReadSpec& spec);
+// Writes `block` per `spec`; returns a one-row batch: files_written, files_skipped, bytes.
+Batch WriteBlock(const WriteSpec& spec, int64_t block_index, const Batch& block);
+
+}  // namespace lumen::data::internal

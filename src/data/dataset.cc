@@ -1,0 +1,455 @@
+// The Dataset API: builds logical nodes; consumers plan and run them.
+#include "lumen/data/dataset.h"
+
+#include <cstdio>
+#include <filesystem>
+
+#include "data/chain.h"
+#include "data/executor.h"
+#include "data/plan.h"
+#include "data/progress.h"
+
+namespace lumen::data {
+
+using internal::LogicalNode;
+using internal::NodeKind;
+
+namespace {
+
+std::shared_ptr<LogicalNode> Node(NodeKind kind, std::string label,
+                                  std::vector<std::shared_ptr<LogicalNode>> inputs = {}) {
+  auto n = std::make_shared<LogicalNode>();
+  n->kind = kind;
+  n->label = std::move(label);
+  n->inputs = std::move(inputs);
+  return n;
+}
+
+template <class F>
+std::string RegisteredName(F fn, const char* where) {
+  const lumen::internal::RemoteFunction* r =
+      lumen::internal::FindRemoteByKey(lumen::internal::KeyOf(fn));
+  if (!r) {
+    throw FunctionNotFoundError(std::string(where) +
+                                ": the function is not registered; add LUMEN_REMOTE(<its name>) "
+                                "at namespace scope");
+  }
+  return r->name;
+}
+
+std::string Join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
+std::unique_ptr<internal::Executor> Start(const std::shared_ptr<LogicalNode>& node) {
+  ExecutionOptions options;
+  auto ops = internal::Plan(node, &options);
+  return std::make_unique<internal::Executor>(std::move(ops), options);
+}
+
+// Runs the plan to the end, handing each output block to `sink`.
+template <class Sink>
+void RunAll(const std::shared_ptr<LogicalNode>& node, const std::shared_ptr<DatasetStats>& stats,
+            Sink&& sink) {
+  auto ex = Start(node);
+  try {
+    while (auto b = ex->Next()) sink(*b);
+  } catch (...) {
+    *stats = ex->Stats();
+    throw;
+  }
+  *stats = ex->Stats();
+}
+
+}  // namespace
+
+Dataset::Dataset(std::shared_ptr<LogicalNode> node)
+    : node_(std::move(node)), last_stats_(std::make_shared<DatasetStats>()) {}
+
+// ---- transforms ------------------------------------------------------------------------------
+
+namespace {
+Dataset MapNode(const Dataset& in, internal::Step step, std::string label, MapBatchesOptions o) {
+  auto n = Node(NodeKind::kMap, std::move(label), {in.node()});
+  n->step = std::move(step);
+  n->map = std::move(o);
+  return Dataset(n);
+}
+}  // namespace
+
+Dataset Dataset::MapBatches(BatchFn fn, MapBatchesOptions options) const {
+  internal::Step s;
+  s.kind = internal::kStepMapBatches;
+  s.fn = RegisteredName(fn, "MapBatches");
+  s.batch_size = options.batch_size;
+  return MapNode(*this, s, "MapBatches(" + s.fn + ")", options);
+}
+
+Dataset Dataset::MapCallable(const std::string& class_name, std::string ctor_args,
+                             MapBatchesOptions options) const {
+  const internal::CallableInfo* info = internal::FindCallable(class_name);
+  if (!info) {
+    throw FunctionNotFoundError("MapBatches<" + class_name +
+                                ">: the class is not registered; add LUMEN_DATA_CALLABLE(" +
+                                class_name + ", <constructor argument types>)");
+  }
+  auto n = Node(NodeKind::kCallable, "MapBatches(" + info->name + ")", {node_});
+  n->step.kind = internal::kStepCallable;
+  n->step.batch_size = options.batch_size;
+  n->callable = class_name;
+  n->ctor_args = std::move(ctor_args);
+  n->map = std::move(options);
+  return Dataset(n);
+}
+
+Dataset Dataset::Map(RowFn fn, MapBatchesOptions options) const {
+  internal::Step s;
+  s.kind = internal::kStepMapRows;
+  s.fn = RegisteredName(fn, "Map");
+  return MapNode(*this, s, "Map(" + s.fn + ")", options);
+}
+
+Dataset Dataset::FlatMap(FlatRowFn fn, MapBatchesOptions options) const {
+  internal::Step s;
+  s.kind = internal::kStepFlatMap;
+  s.fn = RegisteredName(fn, "FlatMap");
+  return MapNode(*this, s, "FlatMap(" + s.fn + ")", options);
+}
+
+Dataset Dataset::Filter(RowPredicate fn, MapBatchesOptions options) const {
+  internal::Step s;
+  s.kind = internal::kStepFilter;
+  s.fn = RegisteredName(fn, "Filter");
+  return MapNode(*this, s, "Filter(" + s.fn + ")", options);
+}
+
+Dataset Dataset::SelectColumns(std::vector<std::string> columns) const {
+  internal::Step s;
+  s.kind = internal::kStepSelect;
+  s.columns = std::move(columns);
+  return MapNode(*this, s, "SelectColumns(" + Join(s.columns) + ")", {});
+}
+
+Dataset Dataset::DropColumns(std::vector<std::string> columns) const {
+  internal::Step s;
+  s.kind = internal::kStepDrop;
+  s.columns = std::move(columns);
+  return MapNode(*this, s, "DropColumns(" + Join(s.columns) + ")", {});
+}
+
+Dataset Dataset::AddColumn(const std::string& name, BatchFn fn) const {
+  internal::Step s;
+  s.kind = internal::kStepAddColumn;
+  s.fn = RegisteredName(fn, "AddColumn");
+  s.column = name;
+  return MapNode(*this, s, "AddColumn(" + name + ")", {});
+}
+
+Dataset Dataset::Limit(int64_t rows) const {
+  if (rows < 0) throw DataError("Limit: rows must be >= 0, got " + std::to_string(rows));
+  auto n = Node(NodeKind::kLimit, "Limit(" + std::to_string(rows) + ")", {node_});
+  n->limit = rows;
+  return Dataset(n);
+}
+
+namespace {
+Dataset Exchange(const Dataset& in, internal::ExchangeSpec spec, std::string label) {
+  auto n = Node(NodeKind::kExchange, std::move(label), {in.node()});
+  n->exchange = std::move(spec);
+  return Dataset(n);
+}
+}  // namespace
+
+Dataset Dataset::Repartition(int num_blocks) const {
+  if (num_blocks < 1) throw DataError("Repartition: need at least 1 block");
+  internal::ExchangeSpec s;
+  s.kind = "repartition";
+  s.partitions = num_blocks;
+  return Exchange(*this, s, "Repartition(" + std::to_string(num_blocks) + ")");
+}
+
+Dataset Dataset::RandomShuffle(uint64_t seed) const {
+  internal::ExchangeSpec s;
+  s.kind = "shuffle";
+  s.partitions = 0;
+  s.seed = seed;
+  return Exchange(*this, s, "RandomShuffle");
+}
+
+Dataset Dataset::Sort(const std::string& key, bool descending) const {
+  internal::ExchangeSpec s;
+  s.kind = "sort";
+  s.partitions = 0;
+  s.key = key;
+  s.descending = descending;
+  return Exchange(*this, s, "Sort(" + key + (descending ? ", descending)" : ")"));
+}
+
+Dataset Dataset::Union(const std::vector<Dataset>& others) const {
+  std::vector<std::shared_ptr<LogicalNode>> inputs{node_};
+  for (const auto& o : others) inputs.push_back(o.node());
+  return Dataset(Node(NodeKind::kUnion, "Union", inputs));
+}
+
+GroupedData Dataset::GroupBy(const std::string& key) const { return GroupedData(*this, key); }
+
+Dataset Dataset::WithOptions(ExecutionOptions options) const {
+  auto n = Node(NodeKind::kOptions, "Options", {node_});
+  n->options = std::move(options);
+  return Dataset(n);
+}
+
+Dataset GroupedData::Aggregate(const std::string& op, const std::string& column) const {
+  internal::ExchangeSpec s;
+  s.kind = "aggregate";
+  s.partitions = 0;
+  s.key = key_;
+  s.agg_op = op;
+  s.agg_column = column;
+  return Exchange(ds_, s, "GroupBy(" + key_ + ")." + op + "(" + column + ")");
+}
+
+Dataset GroupedData::Count() const { return Aggregate("count", ""); }
+Dataset GroupedData::Sum(const std::string& c) const { return Aggregate("sum", c); }
+Dataset GroupedData::Mean(const std::string& c) const { return Aggregate("mean", c); }
+Dataset GroupedData::Min(const std::string& c) const { return Aggregate("min", c); }
+Dataset GroupedData::Max(const std::string& c) const { return Aggregate("max", c); }
+
+// ---- consumers -------------------------------------------------------------------------------
+
+std::vector<Row> Dataset::TakeAll() const {
+  std::vector<Row> rows;
+  RunAll(node_, last_stats_, [&](const internal::RefBundle& b) {
+    auto part = internal::BatchToRows(Batch::FromBuffer(lumen::Get(b.ref)));
+    rows.insert(rows.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+  });
+  return rows;
+}
+
+std::vector<Row> Dataset::Take(int64_t n) const {
+  Dataset limited = Limit(n);
+  std::vector<Row> rows = limited.TakeAll();
+  *last_stats_ = limited.Stats();
+  return rows;
+}
+
+int64_t Dataset::Count() const {
+  int64_t n = 0;
+  RunAll(node_, last_stats_, [&](const internal::RefBundle& b) { n += b.meta.rows; });
+  return n;
+}
+
+Dataset Dataset::Materialize() const {
+  std::vector<internal::RefBundle> blocks;
+  RunAll(node_, last_stats_, [&](const internal::RefBundle& b) { blocks.push_back(b); });
+  std::sort(blocks.begin(), blocks.end(), [](const auto& a, const auto& b) {
+    return a.meta.index < b.meta.index;
+  });
+  for (size_t i = 0; i < blocks.size(); ++i) blocks[i].meta.index = static_cast<int64_t>(i);
+  auto n = Node(NodeKind::kBlocks, "Materialized(" + std::to_string(blocks.size()) + " blocks)");
+  n->blocks = std::move(blocks);
+  Dataset out(n);
+  *out.last_stats_ = *last_stats_;
+  return out;
+}
+
+namespace {
+WriteResult Write(const Dataset& ds, const std::shared_ptr<DatasetStats>& stats,
+                  internal::WriteSpec spec, const std::string& label) {
+  std::error_code ec;
+  std::filesystem::create_directories(spec.dir, ec);
+  if (ec) throw DataError(label + ": cannot create " + spec.dir + ": " + ec.message());
+  internal::Step s;
+  s.kind = internal::kStepWrite;
+  s.write = spec;
+  Dataset planned = MapNode(ds, s, label, {});
+  WriteResult r;
+  RunAll(planned.node(), stats, [&](const internal::RefBundle& b) {
+    Batch counts = Batch::FromBuffer(lumen::Get(b.ref));
+    if (counts.NumRows() == 0) return;
+    r.files_written += counts.Int64("files_written")[0];
+    r.files_skipped += counts.Int64("files_skipped")[0];
+    r.bytes_written += counts.Int64("bytes_written")[0];
+  });
+  // Every file is committed; the staging area only holds leftovers of killed attempts.
+  std::filesystem::remove_all(spec.dir + "/.lumen-staging", ec);
+  return r;
+}
+}  // namespace
+
+WriteResult Dataset::WriteFiles(const std::string& dir, WriteOptions options) const {
+  internal::WriteSpec s{"files", dir, options.path_column, options.data_column, 0};
+  return Write(*this, last_stats_, s, "WriteFiles(" + dir + ")");
+}
+
+WriteResult Dataset::WriteJson(const std::string& dir, WriteOptions options) const {
+  internal::WriteSpec s{"json", dir, "", "", options.rows_per_file};
+  return Write(*this, last_stats_, s, "WriteJson(" + dir + ")");
+}
+
+WriteResult Dataset::WriteCsv(const std::string& dir, WriteOptions options) const {
+  internal::WriteSpec s{"csv", dir, "", "", options.rows_per_file};
+  return Write(*this, last_stats_, s, "WriteCsv(" + dir + ")");
+}
+
+BatchIterator Dataset::IterBatches(IterOptions options) const {
+  return BatchIterator(std::make_unique<internal::ExecutionHandle>(Start(node_), last_stats_),
+                       options.batch_size);
+}
+
+DatasetStats Dataset::Stats() const { return *last_stats_; }
+
+std::string Dataset::Explain() const {
+  std::string out = "Logical plan:\n" + internal::ExplainLogical(node_);
+  out += "Optimized logical plan:\n" + internal::ExplainLogical(internal::Optimize(node_));
+  ExecutionOptions options;
+  auto ops = internal::Plan(node_, &options);
+  out += "Physical plan (fused operators, in order):\n";
+  for (const auto& op : ops) out += "  " + op->Describe() + "\n";
+  return out;
+}
+
+std::string DatasetStats::ToString() const {
+  std::string out;
+  char buf[512];
+  for (const auto& o : operators) {
+    std::snprintf(buf, sizeof(buf),
+                  "%s: %lld tasks, %lld rows, %s out, wall %.3f s, task wall %.3f s, task cpu "
+                  "%.3f s, peak held %s\n",
+                  o.name.c_str(), static_cast<long long>(o.tasks), static_cast<long long>(o.rows_out),
+                  internal::HumanBytes(o.bytes_out).c_str(), o.wall_s, o.task_wall_s, o.task_cpu_s,
+                  internal::HumanBytes(o.peak_bytes_held).c_str());
+    out += buf;
+    for (const auto& e : o.errored_blocks) out += "  skipped " + e + "\n";
+  }
+  std::snprintf(buf, sizeof(buf), "total: %.3f s, peak memory %s\n", wall_s,
+                internal::HumanBytes(peak_memory_bytes).c_str());
+  return out + buf;
+}
+
+// ---- iteration -------------------------------------------------------------------------------
+
+BatchIterator::BatchIterator(std::unique_ptr<internal::ExecutionHandle> exec, int64_t batch_size)
+    : exec_(std::move(exec)), batch_size_(batch_size) {}
+BatchIterator::~BatchIterator() = default;
+BatchIterator::BatchIterator(BatchIterator&&) noexcept = default;
+BatchIterator& BatchIterator::operator=(BatchIterator&&) noexcept = default;
+
+std::optional<Batch> BatchIterator::Next() {
+  while (!done_ && (batch_size_ <= 0 ? pending_.empty() : pending_rows_ < batch_size_)) {
+    auto b = exec_->Next();
+    if (!b) {
+      done_ = true;
+      break;
+    }
+    Batch batch = Batch::FromBuffer(lumen::Get(b->ref));
+    if (batch.NumRows() == 0) continue;
+    pending_rows_ += batch.NumRows();
+    pending_.push_back(std::move(batch));
+  }
+  if (pending_.empty()) return std::nullopt;
+  if (batch_size_ <= 0) {
+    Batch out = std::move(pending_.front());
+    pending_.erase(pending_.begin());
+    pending_rows_ -= out.NumRows();
+    return out;
+  }
+  Batch all = pending_.size() == 1 ? pending_[0] : Batch::Concat(pending_);
+  int64_t take = std::min(batch_size_, all.NumRows());
+  Batch out = all.Slice(0, take);
+  pending_.clear();
+  pending_rows_ = 0;
+  if (all.NumRows() > take) {
+    pending_.push_back(all.Slice(take, all.NumRows() - take));
+    pending_rows_ = all.NumRows() - take;
+  }
+  return out;
+}
+
+// ---- sources ---------------------------------------------------------------------------------
+
+namespace {
+Dataset ReadNode(const std::string& source, const std::string& format,
+                 const std::vector<std::string>& paths, ReadOptions options) {
+  if (paths.empty()) throw DataError(source + ": no paths given");
+  auto n = Node(NodeKind::kRead, source + "(" + Join(paths) + ")");
+  n->source = source;
+  n->format = format;
+  n->paths = paths;
+  n->read = std::move(options);
+  return Dataset(n);
+}
+
+Dataset BlocksNode(const std::string& label, const std::vector<Batch>& batches) {
+  auto n = Node(NodeKind::kBlocks, label);
+  int64_t i = 0;
+  for (const auto& b : batches) {
+    internal::RefBundle r;
+    r.ref = lumen::Put(b.buffer());
+    r.meta.index = i++;
+    r.meta.rows = b.NumRows();
+    r.meta.bytes = b.SizeBytes();
+    n->blocks.push_back(std::move(r));
+  }
+  return Dataset(n);
+}
+}  // namespace
+
+Dataset ReadBinaryFiles(const std::vector<std::string>& paths, ReadOptions options) {
+  return ReadNode("ReadBinaryFiles", "binary", paths, std::move(options));
+}
+Dataset ReadText(const std::vector<std::string>& paths, ReadOptions options) {
+  return ReadNode("ReadText", "text", paths, std::move(options));
+}
+Dataset ReadCsv(const std::vector<std::string>& paths, ReadOptions options) {
+  return ReadNode("ReadCsv", "csv", paths, std::move(options));
+}
+Dataset ReadJson(const std::vector<std::string>& paths, ReadOptions options) {
+  return ReadNode("ReadJson", "json", paths, std::move(options));
+}
+
+Dataset Range(int64_t n, ReadOptions options) {
+  if (n < 0) throw DataError("Range: n must be >= 0");
+  auto node = Node(NodeKind::kRead, "Range(" + std::to_string(n) + ")");
+  node->source = "Range";
+  node->format = "range";
+  node->range_n = n;
+  node->read = std::move(options);
+  return Dataset(node);
+}
+
+Dataset FromItems(const std::vector<Row>& rows, ReadOptions options) {
+  int64_t blocks = options.num_blocks > 0
+                       ? options.num_blocks
+                       : std::max<int64_t>(1, (static_cast<int64_t>(rows.size()) + 9999) / 10000);
+  std::vector<Batch> batches;
+  const int64_t n = static_cast<int64_t>(rows.size());
+  for (int64_t b = 0; b < blocks; ++b) {
+    int64_t lo = n * b / blocks, hi = n * (b + 1) / blocks;
+    batches.push_back(internal::RowsToBatch(std::vector<Row>(rows.begin() + lo, rows.begin() + hi)));
+  }
+  return BlocksNode("FromItems(" + std::to_string(n) + " rows)", batches);
+}
+
+Dataset FromItems(const std::vector<int64_t>& values, ReadOptions options) {
+  int64_t blocks = options.num_blocks > 0
+                       ? options.num_blocks
+                       : std::max<int64_t>(1, (static_cast<int64_t>(values.size()) + 9999) / 10000);
+  std::vector<Batch> batches;
+  const int64_t n = static_cast<int64_t>(values.size());
+  for (int64_t b = 0; b < blocks; ++b) {
+    int64_t lo = n * b / blocks, hi = n * (b + 1) / blocks;
+    batches.push_back(BatchBuilder()
+                          .AddInt64("item", std::vector<int64_t>(values.begin() + lo, values.begin() + hi))
+                          .Build());
+  }
+  return BlocksNode("FromItems(" + std::to_string(n) + " items)", batches);
+}
+
+Dataset FromBatches(const std::vector<Batch>& batches) {
+  return BlocksNode("FromBatches(" + std::to_string(batches.size()) + ")", batches);
+}
+
+}  // namespace lumen::data

@@ -1,0 +1,672 @@
+#include "data/executor.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <numeric>
+
+#include "data/progress.h"
+
+namespace lumen::data::internal {
+
+struct EventQueue {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<uint64_t> done;
+};
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+}  // namespace
+
+// ---- PhysicalOp ------------------------------------------------------------------------------
+
+void PhysicalOp::UpstreamDone(Executor& ex, size_t upstream) { ++upstreams_done_; }
+
+int64_t PhysicalOp::HeldBytes() const {
+  int64_t n = 0;
+  for (const auto& b : inputs_) n += b.meta.bytes;
+  for (const auto& b : outputs_) n += b.meta.bytes;
+  return n;
+}
+
+int64_t PhysicalOp::EstimateOutputBytes() const {
+  if (stats_.tasks > 0) return stats_.bytes_out / stats_.tasks;
+  if (!inputs_.empty()) return inputs_.front().meta.bytes;
+  return 1 << 20;
+}
+
+void PhysicalOp::Emit(RefBundle b) {
+  outputs_.push_back(std::move(b));
+  stats_.peak_bytes_held = std::max(stats_.peak_bytes_held, HeldBytes());
+}
+
+void PhysicalOp::OnTaskDone(Executor& ex, uint64_t token, RefBundle out) {
+  ++stats_.tasks;
+  ++blocks_done;
+  stats_.rows_out += out.meta.rows;
+  stats_.bytes_out += out.meta.bytes;
+  stats_.task_wall_s += static_cast<double>(out.meta.exec.wall_us) / 1e6;
+  stats_.task_cpu_s += static_cast<double>(out.meta.exec.cpu_us) / 1e6;
+  last_end = Clock::now();
+  Emit(std::move(out));
+}
+
+// ---- SourceOp --------------------------------------------------------------------------------
+
+SourceOp::SourceOp(std::string name, std::vector<ReadSpec> reads, Chain chain,
+                   lumen::TaskOptions options, int concurrency)
+    : PhysicalOp(std::move(name)),
+      reads_(std::move(reads)),
+      chain_(std::move(chain)),
+      options_(std::move(options)),
+      concurrency_(concurrency) {}
+
+SourceOp::SourceOp(std::string name, std::vector<RefBundle> existing)
+    : PhysicalOp(std::move(name)), existing_(std::move(existing)) {}
+
+std::string SourceOp::Describe() const {
+  std::string d = name_ + " [" + std::to_string(TotalBlocks()) + " blocks";
+  if (!reads_.empty()) d += ", read tasks";
+  if (concurrency_ > 0) d += ", concurrency " + std::to_string(concurrency_);
+  return d + "]";
+}
+
+void SourceOp::Start(Executor& ex) {
+  for (auto& b : existing_) {
+    ++blocks_done;
+    stats_.rows_out += b.meta.rows;
+    stats_.bytes_out += b.meta.bytes;
+    Emit(b);
+  }
+  existing_.clear();
+}
+
+bool SourceOp::WantsToLaunch() const {
+  return !stopped_ && next_ < reads_.size() && (concurrency_ <= 0 || running_ < concurrency_);
+}
+
+void SourceOp::LaunchOne(Executor& ex) {
+  int64_t index = static_cast<int64_t>(next_);
+  const ReadSpec& spec = reads_[next_++];
+  auto ref = lumen::Task(ReadBlockTask).Options(options_).Remote(spec, chain_, index);
+  ex.Submit(this, ref, index, EstimateOutputBytes());
+}
+
+int64_t SourceOp::EstimateOutputBytes() const {
+  if (stats_.tasks > 0) return stats_.bytes_out / stats_.tasks;
+  return reads_.empty() ? 0 : std::max<int64_t>(input_bytes / static_cast<int64_t>(reads_.size()), 1);
+}
+
+bool SourceOp::Finished() const {
+  return (stopped_ || next_ >= reads_.size()) && running_ == 0 && existing_.empty();
+}
+
+int64_t SourceOp::TotalBlocks() const {
+  return reads_.empty() ? blocks_done : static_cast<int64_t>(reads_.size());
+}
+
+// ---- MapOp -----------------------------------------------------------------------------------
+
+MapOp::MapOp(std::string name, Chain chain, lumen::TaskOptions options, int concurrency)
+    : PhysicalOp(std::move(name)),
+      chain_(std::move(chain)),
+      options_(std::move(options)),
+      concurrency_(concurrency) {}
+
+std::string MapOp::Describe() const {
+  std::string d = name_ + " [tasks";
+  if (concurrency_ > 0) d += ", concurrency " + std::to_string(concurrency_);
+  return d + "]";
+}
+
+bool MapOp::WantsToLaunch() const {
+  return !stopped_ && !inputs_.empty() && (concurrency_ <= 0 || running_ < concurrency_);
+}
+
+void MapOp::LaunchOne(Executor& ex) {
+  RefBundle in = std::move(inputs_.front());
+  inputs_.pop_front();
+  int64_t est = EstimateOutputBytes();
+  auto ref = lumen::Task(RunChainTask).Options(options_).Remote(chain_, in.meta.index, in.ref);
+  ex.Submit(this, ref, in.meta.index, stats_.tasks > 0 ? est : in.meta.bytes);
+}
+
+int64_t MapOp::TotalBlocks() const {
+  return upstreams.empty() ? -1 : upstreams[0]->TotalBlocks();
+}
+
+// ---- ActorPoolOp -----------------------------------------------------------------------------
+
+ActorPoolOp::ActorPoolOp(std::string name, std::string callable, std::string ctor_args,
+                         Chain chain, MapBatchesOptions options)
+    : PhysicalOp(std::move(name)),
+      callable_(std::move(callable)),
+      ctor_args_(std::move(ctor_args)),
+      chain_(std::move(chain)),
+      options_(std::move(options)) {
+  int conc = std::max(1, options_.max_concurrency);
+  max_in_flight_ = options_.max_tasks_in_flight_per_actor > 0
+                       ? options_.max_tasks_in_flight_per_actor
+                       : 2 * conc;
+}
+
+std::string ActorPoolOp::Describe() const {
+  return name_ + " [actor pool of " + std::to_string(std::max(1, options_.concurrency)) +
+         ", " + std::to_string(max_in_flight_) + " in flight per actor]";
+}
+
+void ActorPoolOp::Start(Executor& ex) {
+  lumen::ActorOptions ao;
+  ao.num_cpus = options_.num_cpus;
+  ao.num_gpus = options_.num_gpus;
+  ao.memory = options_.memory;
+  ao.max_concurrency = std::max(1, options_.max_concurrency);
+  ao.max_restarts = 3;
+  ao.max_task_retries = 3;
+  int n = std::max(1, options_.concurrency);
+  for (int i = 0; i < n; ++i) {
+    actors_.push_back(lumen::Actor(UdfActor::Create).Options(ao).Remote(callable_, ctor_args_));
+  }
+  in_flight_.assign(actors_.size(), 0);
+  actor_nodes_.assign(actors_.size(), NodeID::Nil());
+}
+
+int ActorPoolOp::BestActor(const NodeID& block_node) const {
+  int best = -1;
+  for (size_t i = 0; i < actors_.size(); ++i) {
+    if (in_flight_[i] >= max_in_flight_) continue;
+    if (best < 0) {
+      best = static_cast<int>(i);
+      continue;
+    }
+    const size_t b = static_cast<size_t>(best);
+    bool local_i = !block_node.IsNil() && actor_nodes_[i] == block_node;
+    bool local_b = !block_node.IsNil() && actor_nodes_[b] == block_node;
+    // Least loaded first; among equals, the one on the block's node.
+    if (in_flight_[i] < in_flight_[b] || (in_flight_[i] == in_flight_[b] && local_i && !local_b)) {
+      best = static_cast<int>(i);
+    }
+  }
+  return best;
+}
+
+bool ActorPoolOp::WantsToLaunch() const {
+  if (stopped_ || inputs_.empty()) return false;
+  return BestActor(inputs_.front().meta.node) >= 0;
+}
+
+void ActorPoolOp::LaunchOne(Executor& ex) {
+  RefBundle in = std::move(inputs_.front());
+  inputs_.pop_front();
+  for (size_t i = 0; i < actors_.size(); ++i) {
+    if (actor_nodes_[i].IsNil()) actor_nodes_[i] = lumen::internal::ActorLocation(actors_[i].ID());
+  }
+  int a = BestActor(in.meta.node);
+  auto ref = actors_[static_cast<size_t>(a)]
+                 .Task(&UdfActor::Process)
+                 .Remote(chain_, in.meta.index, in.ref);
+  ++in_flight_[static_cast<size_t>(a)];
+  uint64_t token = 0;
+  ex.Submit(this, ref, in.meta.index, stats_.tasks > 0 ? EstimateOutputBytes() : in.meta.bytes,
+            &token);
+  token_actor_[token] = a;
+}
+
+void ActorPoolOp::OnTaskDone(Executor& ex, uint64_t token, RefBundle out) {
+  auto it = token_actor_.find(token);
+  if (it != token_actor_.end()) {
+    --in_flight_[static_cast<size_t>(it->second)];
+    token_actor_.erase(it);
+  }
+  PhysicalOp::OnTaskDone(ex, token, std::move(out));
+}
+
+void ActorPoolOp::OnTaskFailed(Executor& ex, uint64_t token) {
+  auto it = token_actor_.find(token);
+  if (it != token_actor_.end()) {
+    --in_flight_[static_cast<size_t>(it->second)];
+    token_actor_.erase(it);
+  }
+}
+
+int64_t ActorPoolOp::TotalBlocks() const {
+  return upstreams.empty() ? -1 : upstreams[0]->TotalBlocks();
+}
+
+std::string ActorPoolOp::ActorSummary() const {
+  std::string s;
+  for (size_t i = 0; i < actors_.size(); ++i) {
+    s += (i ? ", " : "") + std::string("actor ") + std::to_string(i) + ": " +
+         std::to_string(in_flight_[i]) + " in flight";
+  }
+  return s;
+}
+
+// ---- LimitOp / UnionOp -----------------------------------------------------------------------
+
+void LimitOp::AddInput(RefBundle b, size_t upstream) {
+  if (done_) return;
+  if (b.meta.rows > remaining_) {
+    Batch sliced = Batch::FromBuffer(lumen::Get(b.ref)).Slice(0, remaining_);
+    b.ref = lumen::Put(sliced.buffer());
+    b.meta.rows = sliced.NumRows();
+    b.meta.bytes = sliced.SizeBytes();
+  }
+  remaining_ -= b.meta.rows;
+  ++blocks_done;
+  stats_.rows_out += b.meta.rows;
+  stats_.bytes_out += b.meta.bytes;
+  Emit(std::move(b));
+  if (remaining_ <= 0) done_ = true;
+}
+
+void LimitOp::UpstreamDone(Executor& ex, size_t upstream) {
+  PhysicalOp::UpstreamDone(ex, upstream);
+  if (AllUpstreamsDone()) done_ = true;
+}
+
+void UnionOp::AddInput(RefBundle b, size_t upstream) {
+  int64_t offset = 0;
+  for (size_t i = 0; i < upstream; ++i) {
+    int64_t t = upstreams[i]->TotalBlocks();
+    offset += t >= 0 ? t : (int64_t{1} << 32);
+  }
+  b.meta.index += offset;
+  ++blocks_done;
+  stats_.rows_out += b.meta.rows;
+  stats_.bytes_out += b.meta.bytes;
+  Emit(std::move(b));
+}
+
+int64_t UnionOp::TotalBlocks() const {
+  int64_t total = 0;
+  for (const PhysicalOp* u : upstreams) {
+    int64_t t = u->TotalBlocks();
+    if (t < 0) return -1;
+    total += t;
+  }
+  return total;
+}
+
+// ---- ExchangeOp ------------------------------------------------------------------------------
+
+ExchangeOp::ExchangeOp(std::string name, ExchangeSpec spec)
+    : PhysicalOp(std::move(name)), spec_(std::move(spec)) {
+  explicit_partitions_ = spec_.partitions > 0;
+  if (!explicit_partitions_) spec_.partitions = 1;
+}
+
+std::string ExchangeOp::Describe() const {
+  return name_ + " [exchange: " + (spec_.kind == "sort" || spec_.kind == "aggregate"
+                                       ? "sample, range-partition, reduce"
+                                       : "partition, reduce") +
+         "]";
+}
+
+void ExchangeOp::UpstreamDone(Executor& ex, size_t upstream) {
+  PhysicalOp::UpstreamDone(ex, upstream);
+  if (AllUpstreamsDone() && phase_ == Phase::kCollect) Advance(ex);
+}
+
+void ExchangeOp::Advance(Executor& ex) {
+  if (phase_ == Phase::kCollect) {
+    collected_.assign(std::make_move_iterator(inputs_.begin()), std::make_move_iterator(inputs_.end()));
+    inputs_.clear();
+    std::sort(collected_.begin(), collected_.end(),
+              [](const RefBundle& a, const RefBundle& b) { return a.meta.index < b.meta.index; });
+    if (!explicit_partitions_) spec_.partitions = std::max<int>(1, static_cast<int>(collected_.size()));
+    first_rows_.clear();
+    total_rows_ = 0;
+    for (const auto& b : collected_) {
+      first_rows_.push_back(total_rows_);
+      total_rows_ += b.meta.rows;
+    }
+    next_ = 0;
+    phase_ = (spec_.kind == "sort" || spec_.kind == "aggregate") ? Phase::kSample : Phase::kMap;
+    if (spec_.kind == "sort" || spec_.kind == "aggregate") samples_.assign(collected_.size(), RefBundle());
+    map_outputs_.assign(collected_.size(), lumen::ObjectRef<Buffer>());
+  } else if (phase_ == Phase::kSample) {
+    // Boundaries: partitions - 1 evenly spaced keys of the sorted samples.
+    std::vector<Batch> parts;
+    for (const auto& s : samples_) {
+      if (!s.ref.IsNil()) parts.push_back(Batch::FromBuffer(lumen::Get(s.ref)));
+    }
+    Batch all = Batch::Concat(parts);
+    Batch bounds;
+    if (all.NumRows() > 0 && spec_.partitions > 1) {
+      // Sort the samples by key with the same code the reducers use.
+      ExchangeSpec sort_spec = spec_;
+      sort_spec.kind = "sort";
+      sort_spec.descending = false;
+      std::vector<int64_t> order(static_cast<size_t>(all.NumRows()));
+      std::iota(order.begin(), order.end(), 0);
+      DataType t = all.ColumnType(spec_.key);
+      auto less = [&](int64_t a, int64_t b) {
+        if (t == DataType::kInt64) return all.Int64(spec_.key)[static_cast<size_t>(a)] < all.Int64(spec_.key)[static_cast<size_t>(b)];
+        if (t == DataType::kFloat64) return all.Float64(spec_.key)[static_cast<size_t>(a)] < all.Float64(spec_.key)[static_cast<size_t>(b)];
+        return all.String(spec_.key)[static_cast<size_t>(a)] < all.String(spec_.key)[static_cast<size_t>(b)];
+      };
+      std::sort(order.begin(), order.end(), less);
+      std::vector<int64_t> picks;
+      for (int p = 1; p < spec_.partitions; ++p) {
+        picks.push_back(order[static_cast<size_t>(p) * order.size() / static_cast<size_t>(spec_.partitions)]);
+      }
+      bounds = all.TakeRows(picks);
+    } else if (all.NumRows() > 0) {
+      bounds = all.Slice(0, 0);
+    }
+    spec_.boundaries = bounds.buffer();
+    samples_.clear();
+    next_ = 0;
+    phase_ = Phase::kMap;
+  } else if (phase_ == Phase::kMap) {
+    collected_.clear();  // the inputs are no longer needed: freed
+    next_ = 0;
+    phase_ = Phase::kReduce;
+  } else if (phase_ == Phase::kReduce) {
+    map_outputs_.clear();
+    phase_ = Phase::kDone;
+  }
+}
+
+bool ExchangeOp::WantsToLaunch() const {
+  if (stopped_) return false;
+  switch (phase_) {
+    case Phase::kSample:
+    case Phase::kMap: return next_ < collected_.size();
+    case Phase::kReduce: return next_ < static_cast<size_t>(spec_.partitions);
+    default: return false;
+  }
+}
+
+void ExchangeOp::LaunchOne(Executor& ex) {
+  size_t i = next_++;
+  ++outstanding_;
+  if (phase_ == Phase::kSample) {
+    auto ref = lumen::Task(SampleTask).Remote(spec_.key, int64_t{64}, collected_[i].ref);
+    ex.Submit(this, ref, static_cast<int64_t>(i), 4096);
+  } else if (phase_ == Phase::kMap) {
+    const RefBundle& b = collected_[i];
+    auto ref = lumen::Task(PartitionTask)
+                   .Remote(spec_, b.meta.index, first_rows_[i], total_rows_, b.ref);
+    ex.Submit(this, ref, static_cast<int64_t>(i), b.meta.bytes);
+  } else {
+    std::vector<lumen::ObjectRef<Buffer>> outs;
+    for (const auto& r : map_outputs_) {
+      if (!r.IsNil()) outs.push_back(r);
+    }
+    auto ref = lumen::Task(ReduceTask).Remote(spec_, static_cast<int64_t>(i), outs);
+    int64_t est = total_rows_ > 0 ? 1 << 20 : 0;
+    ex.Submit(this, ref, static_cast<int64_t>(i), est);
+  }
+}
+
+void ExchangeOp::OnTaskDone(Executor& ex, uint64_t token, RefBundle out) {
+  --outstanding_;
+  size_t i = static_cast<size_t>(out.meta.index);
+  if (phase_ == Phase::kSample) {
+    samples_[i] = std::move(out);
+  } else if (phase_ == Phase::kMap) {
+    map_outputs_[i] = out.ref;
+  } else {
+    PhysicalOp::OnTaskDone(ex, token, std::move(out));
+  }
+  if (outstanding_ == 0 && !WantsToLaunch() && phase_ != Phase::kDone) Advance(ex);
+}
+
+void ExchangeOp::OnTaskFailed(Executor& ex, uint64_t token) {
+  --outstanding_;
+  if (outstanding_ == 0 && !WantsToLaunch() && phase_ != Phase::kDone) Advance(ex);
+}
+
+bool ExchangeOp::Finished() const { return phase_ == Phase::kDone && running_ == 0; }
+
+// ---- Executor --------------------------------------------------------------------------------
+
+Executor::Executor(std::vector<std::unique_ptr<PhysicalOp>> ops, ExecutionOptions options)
+    : ops_(std::move(ops)), options_(std::move(options)), events_(std::make_shared<EventQueue>()) {
+  budget_ = options_.memory_budget_bytes;
+  if (budget_ <= 0) {
+    int64_t capacity = lumen::GetObjectStoreStats().capacity;
+    budget_ = std::max<int64_t>(capacity / 4, 64 << 20);
+  }
+  std::vector<PhysicalOp*> raw;
+  for (auto& op : ops_) raw.push_back(op.get());
+  progress_ = std::make_unique<ProgressReporter>(raw, options_.progress);
+  start_ = last_progress_ = Clock::now();
+  for (auto& op : ops_) op->Start(*this);
+}
+
+Executor::~Executor() {
+  // Late callbacks find the queue but nobody to wake: harmless.
+  std::lock_guard<std::mutex> lock(events_->mu);
+  events_->done.clear();
+}
+
+void Executor::Submit(PhysicalOp* op, const lumen::ObjectRef<Buffer>& ref, int64_t index,
+                      int64_t est_bytes, uint64_t* token_out) {
+  uint64_t token = NewToken();
+  if (token_out) *token_out = token;
+  if (!op->started) {
+    op->started = true;
+    op->first_start = Clock::now();
+  }
+  ++op->running_;
+  pending_[token] = Pending{op, ref, index, est_bytes, Clock::now()};
+  std::weak_ptr<EventQueue> weak = events_;
+  lumen::internal::OnObjectReady(ref.ID(), [weak, token] {
+    auto q = weak.lock();
+    if (!q) return;
+    std::lock_guard<std::mutex> lock(q->mu);
+    q->done.push_back(token);
+    q->cv.notify_one();
+  });
+}
+
+BlockMeta Executor::ReadMeta(const lumen::ObjectRef<Buffer>& ref, int64_t index) {
+  Buffer buf = lumen::Get(ref);
+  Batch b = Batch::FromBuffer(buf);
+  BlockMeta m;
+  m.index = index;
+  m.rows = b.NumRows();
+  m.bytes = b.SizeBytes();
+  m.exec = b.exec_stats();
+  m.node = lumen::internal::ObjectLocation(ref.ID());
+  return m;
+}
+
+void Executor::RecordError(PhysicalOp* op, int64_t index, const std::string& message) {
+  ++errors_;
+  std::string what = "operator " + op->name() + " failed on block " + std::to_string(index) +
+                     ": " + message;
+  if (errors_ > options_.max_errored_blocks) {
+    fatal_ = what + (options_.max_errored_blocks > 0
+                         ? " (more than max_errored_blocks=" +
+                               std::to_string(options_.max_errored_blocks) + " blocks failed)"
+                         : "");
+    return;
+  }
+  op->stats().errored_blocks.push_back("block " + std::to_string(index) + ": " + message);
+  skipped_.insert(index);
+}
+
+void Executor::ProcessEvents() {
+  std::deque<uint64_t> done;
+  {
+    std::lock_guard<std::mutex> lock(events_->mu);
+    done.swap(events_->done);
+  }
+  for (uint64_t token : done) {
+    auto it = pending_.find(token);
+    if (it == pending_.end()) continue;
+    Pending p = std::move(it->second);
+    pending_.erase(it);
+    --p.op->running_;
+    last_progress_ = Clock::now();
+    RefBundle out;
+    try {
+      out.meta = ReadMeta(p.ref, p.index);
+      out.ref = p.ref;
+    } catch (const lumen::Error& e) {
+      p.op->last_end = Clock::now();
+      ++p.op->blocks_done;
+      p.op->OnTaskFailed(*this, token);
+      RecordError(p.op, p.index, e.what());
+      continue;
+    }
+    p.op->OnTaskDone(*this, token, std::move(out));
+  }
+}
+
+void Executor::StopUpstreamOf(PhysicalOp* op) {
+  for (PhysicalOp* up : op->upstreams) {
+    if (!up->stopped()) up->Stop();
+    StopUpstreamOf(up);
+  }
+}
+
+void Executor::MoveBlocks() {
+  for (size_t i = 0; i + 1 < ops_.size(); ++i) {
+    PhysicalOp* op = ops_[i].get();
+    PhysicalOp* down = op->downstream;
+    if (!down) continue;
+    size_t slot = static_cast<size_t>(
+        std::find(down->upstreams.begin(), down->upstreams.end(), op) - down->upstreams.begin());
+    while (!op->outputs().empty()) {
+      down->AddInput(std::move(op->outputs().front()), slot);
+      op->outputs().pop_front();
+      if (auto* limit = dynamic_cast<LimitOp*>(down); limit && limit->reached()) {
+        StopUpstreamOf(limit);
+      }
+    }
+    if (op->Finished() && !signaled_done_.count(op)) {
+      signaled_done_.insert(op);
+      down->UpstreamDone(*this, slot);
+    }
+  }
+}
+
+int64_t Executor::BudgetUsed() const {
+  int64_t used = 0;
+  for (const auto& op : ops_) used += op->HeldBytes();
+  for (const auto& [t, p] : pending_) used += p.est_bytes;
+  return used;
+}
+
+void Executor::Schedule() {
+  int64_t used = BudgetUsed();
+  for (auto it = ops_.rbegin(); it != ops_.rend(); ++it) {  // downstream first: frees memory
+    PhysicalOp* op = it->get();
+    while (op->WantsToLaunch()) {
+      int64_t est = op->EstimateOutputBytes();
+      if (used + est > budget_ && !pending_.empty()) break;
+      op->LaunchOne(*this);
+      used += est;
+    }
+  }
+  peak_bytes_ = std::max(peak_bytes_, BudgetUsed());
+}
+
+std::optional<RefBundle> Executor::TakeOutput() {
+  PhysicalOp* out = ops_.back().get();
+  if (!options_.preserve_order) {
+    if (out->outputs().empty()) return std::nullopt;
+    RefBundle b = std::move(out->outputs().front());
+    out->outputs().pop_front();
+    return b;
+  }
+  while (!out->outputs().empty()) {
+    RefBundle b = std::move(out->outputs().front());
+    out->outputs().pop_front();
+    int64_t idx = b.meta.index;
+    reorder_.emplace(idx, std::move(b));
+  }
+  while (skipped_.count(next_output_index_)) ++next_output_index_;
+  auto it = reorder_.begin();
+  bool finished = out->Finished();
+  if (it != reorder_.end() && (it->first <= next_output_index_ || finished)) {
+    RefBundle b = std::move(it->second);
+    next_output_index_ = it->first + 1;
+    reorder_.erase(it);
+    return b;
+  }
+  return std::nullopt;
+}
+
+void Executor::CheckStall() {
+  auto now = Clock::now();
+  if (pending_.empty() || now - last_progress_ < std::chrono::milliseconds(options_.stall_report_ms)) {
+    return;
+  }
+  std::string report = "lumen::data: no progress for " +
+                       std::to_string(static_cast<int>(Seconds(now - last_progress_))) +
+                       " s; waiting on:";
+  for (const auto& op : ops_) {
+    if (op->running() == 0 && op->inputs().empty()) continue;
+    double oldest = 0;
+    for (const auto& [t, p] : pending_) {
+      if (p.op == op.get()) oldest = std::max(oldest, Seconds(now - p.started));
+    }
+    report += "\n  " + op->name() + ": " + std::to_string(op->running()) +
+              " tasks running (oldest for " + std::to_string(static_cast<int>(oldest)) + " s), " +
+              std::to_string(op->inputs().size()) + " blocks queued";
+    if (auto* pool = dynamic_cast<ActorPoolOp*>(op.get())) report += " (" + pool->ActorSummary() + ")";
+  }
+  report += "\n  memory: " + HumanBytes(BudgetUsed()) + " of " + HumanBytes(budget_) + " budget";
+  std::fprintf(stderr, "%s\n", report.c_str());
+  last_progress_ = now;  // report again after another interval
+}
+
+std::optional<RefBundle> Executor::Next() {
+  while (true) {
+    if (fatal_) throw DataError(*fatal_);
+    ProcessEvents();
+    if (fatal_) throw DataError(*fatal_);
+    MoveBlocks();
+    if (auto b = TakeOutput()) return b;
+    Schedule();
+    MoveBlocks();
+    if (auto b = TakeOutput()) return b;
+    PhysicalOp* out = ops_.back().get();
+    if (out->Finished() && out->outputs().empty() && reorder_.empty() && pending_.empty()) {
+      if (!finished_) {
+        finished_ = true;
+        progress_->Finish(0, budget_);
+      }
+      return std::nullopt;
+    }
+    {
+      std::unique_lock<std::mutex> lock(events_->mu);
+      events_->cv.wait_for(lock, std::chrono::milliseconds(200),
+                           [this] { return !events_->done.empty(); });
+    }
+    progress_->Tick(BudgetUsed(), budget_);
+    CheckStall();
+  }
+}
+
+DatasetStats Executor::Stats() const {
+  DatasetStats s;
+  for (const auto& op : ops_) {
+    OperatorStats o = op->stats();
+    o.name = op->name();
+    if (op->started && op->last_end > op->first_start) o.wall_s = Seconds(op->last_end - op->first_start);
+    s.operators.push_back(std::move(o));
+  }
+  s.wall_s = Seconds(Clock::now() - start_);
+  s.peak_memory_bytes = peak_bytes_;
+  return s;
+}
+
+ExecutionHandle::~ExecutionHandle() {
+  if (ex_ && stats_sink_) *stats_sink_ = ex_->Stats();
+}
+
+std::optional<RefBundle> ExecutionHandle::Next() {
+  auto b = ex_->Next();
+  if (!b && stats_sink_) *stats_sink_ = ex_->Stats();
+  return b;
+}
+
+}  // namespace lumen::data::internal

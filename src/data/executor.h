@@ -1,0 +1,316 @@
+// The streaming executor (driver side, internal to src/data).
+//
+// A physical plan is a DAG of operators (usually a line): sources, task-pool maps (fused
+// chains), actor-pool maps, limits, exchanges (repartition / shuffle / sort / group-by) and
+// unions. Each operator has an input queue and an output queue of block references; the
+// executor moves blocks downstream as soon as they exist and launches tasks, downstream
+// operators first, while the bytes held in queues plus the expected output of running tasks
+// stay within the memory budget. It is event-driven: task completions arrive through
+// object-ready callbacks; the consumer's thread wakes only for them (or to redraw progress).
+//
+// Thread safety: Executor methods run on the consuming thread; only the event queue is
+// shared with the callback thread.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "data/chain.h"
+#include "data/tasks.h"
+#include "lumen/data/dataset.h"
+#include "lumen/lumen.h"
+
+namespace lumen::data::internal {
+
+struct BlockMeta {
+  int64_t index = 0;  // position in its operator's output order
+  int64_t rows = 0;
+  int64_t bytes = 0;
+  NodeID node;
+  Batch::ExecStats exec;
+};
+
+struct RefBundle {
+  lumen::ObjectRef<Buffer> ref;
+  BlockMeta meta;
+};
+
+class Executor;
+
+class PhysicalOp {
+ public:
+  explicit PhysicalOp(std::string name) : name_(std::move(name)) {}
+  virtual ~PhysicalOp() = default;
+
+  const std::string& name() const { return name_; }
+  void set_name(std::string name) { name_ = std::move(name); }
+  // One line for Explain().
+  virtual std::string Describe() const { return name_; }
+
+  virtual void Start(Executor& ex) {}
+  virtual void AddInput(RefBundle b, size_t upstream) { inputs_.push_back(std::move(b)); }
+  virtual void UpstreamDone(Executor& ex, size_t upstream);
+  // Whether a task could start now (memory aside).
+  virtual bool WantsToLaunch() const { return false; }
+  virtual void LaunchOne(Executor& ex) {}
+  // Expected output bytes of one more task.
+  virtual int64_t EstimateOutputBytes() const;
+  // A task started by this op finished; `out` is its block (metadata read).
+  virtual void OnTaskDone(Executor& ex, uint64_t token, RefBundle out);
+  // A task failed (the executor records the error, or aborts the job).
+  virtual void OnTaskFailed(Executor& ex, uint64_t token) {}
+  // Stop launching (a downstream limit is satisfied).
+  virtual void Stop() {
+    stopped_ = true;
+    inputs_.clear();
+  }
+  virtual bool Finished() const { return AllUpstreamsDone() && inputs_.empty() && running_ == 0; }
+  // Blocks this op will output in total, when known (-1 otherwise).
+  virtual int64_t TotalBlocks() const { return -1; }
+
+  bool AllUpstreamsDone() const { return upstreams_done_ >= upstreams.size(); }
+  int64_t HeldBytes() const;
+  std::deque<RefBundle>& outputs() { return outputs_; }
+  std::deque<RefBundle>& inputs() { return inputs_; }
+  int running() const { return running_; }
+  bool stopped() const { return stopped_; }
+  OperatorStats& stats() { return stats_; }
+  const OperatorStats& stats() const { return stats_; }
+
+  std::vector<PhysicalOp*> upstreams;
+  PhysicalOp* downstream = nullptr;
+
+  // Progress figures.
+  int64_t blocks_done = 0;
+  std::chrono::steady_clock::time_point first_start{}, last_end{};
+  bool started = false;
+
+ protected:
+  friend class Executor;
+  void Emit(RefBundle b);
+
+  std::string name_;
+  std::deque<RefBundle> inputs_;
+  std::deque<RefBundle> outputs_;
+  size_t upstreams_done_ = 0;
+  int running_ = 0;
+  bool stopped_ = false;
+  OperatorStats stats_;
+};
+
+// Read tasks (with a fused chain), or blocks that already exist.
+class SourceOp : public PhysicalOp {
+ public:
+  SourceOp(std::string name, std::vector<ReadSpec> reads, Chain chain,
+           lumen::TaskOptions options, int concurrency);
+  SourceOp(std::string name, std::vector<RefBundle> existing);
+  std::string Describe() const override;
+  void Start(Executor& ex) override;
+  bool WantsToLaunch() const override;
+  void LaunchOne(Executor& ex) override;
+  int64_t EstimateOutputBytes() const override;
+  bool Finished() const override;
+  int64_t TotalBlocks() const override;
+  Chain& chain() { return chain_; }
+  lumen::TaskOptions& options() { return options_; }
+  int& concurrency() { return concurrency_; }
+  bool fusable() const { return existing_.empty() && !reads_.empty(); }
+  // Total bytes of the files to read (progress).
+  int64_t input_bytes = 0;
+  int64_t input_files = 0;
+
+ private:
+  std::vector<ReadSpec> reads_;
+  std::vector<RefBundle> existing_;
+  size_t next_ = 0;
+  Chain chain_;
+  lumen::TaskOptions options_;
+  int concurrency_ = 0;
+};
+
+// Runs a fused chain on every input block as tasks.
+class MapOp : public PhysicalOp {
+ public:
+  MapOp(std::string name, Chain chain, lumen::TaskOptions options, int concurrency);
+  std::string Describe() const override;
+  bool WantsToLaunch() const override;
+  void LaunchOne(Executor& ex) override;
+  int64_t TotalBlocks() const override;
+  Chain& chain() { return chain_; }
+  lumen::TaskOptions& options() { return options_; }
+  int& concurrency() { return concurrency_; }
+
+ private:
+  Chain chain_;
+  lumen::TaskOptions options_;
+  int concurrency_;
+};
+
+// A pool of actors hosting a callable class; per-actor queues, least-loaded first, preferring
+// actors on the node that holds the block.
+class ActorPoolOp : public PhysicalOp {
+ public:
+  ActorPoolOp(std::string name, std::string callable, std::string ctor_args, Chain chain,
+              MapBatchesOptions options);
+  std::string Describe() const override;
+  void Start(Executor& ex) override;
+  bool WantsToLaunch() const override;
+  void LaunchOne(Executor& ex) override;
+  void OnTaskDone(Executor& ex, uint64_t token, RefBundle out) override;
+  void OnTaskFailed(Executor& ex, uint64_t token) override;
+  int64_t TotalBlocks() const override;
+  // Actors and their queue depths, for stall reports.
+  std::string ActorSummary() const;
+
+ private:
+  int BestActor(const NodeID& block_node) const;
+
+  std::string callable_;
+  std::string ctor_args_;
+  Chain chain_;
+  MapBatchesOptions options_;
+  int max_in_flight_ = 2;
+  std::vector<lumen::ActorHandle<UdfActor>> actors_;
+  std::vector<int> in_flight_;
+  std::vector<NodeID> actor_nodes_;
+  std::unordered_map<uint64_t, int> token_actor_;
+};
+
+// Passes the first `limit` rows.
+class LimitOp : public PhysicalOp {
+ public:
+  LimitOp(int64_t limit) : PhysicalOp("Limit(" + std::to_string(limit) + ")"), remaining_(limit) {}
+  void AddInput(RefBundle b, size_t upstream) override;
+  void UpstreamDone(Executor& ex, size_t upstream) override;
+  bool Finished() const override { return done_ || PhysicalOp::Finished(); }
+  bool reached() const { return remaining_ <= 0; }
+
+ private:
+  int64_t remaining_;
+  bool done_ = false;
+};
+
+// Blocks of several inputs, one after the other.
+class UnionOp : public PhysicalOp {
+ public:
+  UnionOp() : PhysicalOp("Union") {}
+  void AddInput(RefBundle b, size_t upstream) override;
+  int64_t TotalBlocks() const override;
+};
+
+// All-to-all: sample (sort, group-by) -> partition every block -> reduce each partition.
+class ExchangeOp : public PhysicalOp {
+ public:
+  ExchangeOp(std::string name, ExchangeSpec spec);
+  std::string Describe() const override;
+  void UpstreamDone(Executor& ex, size_t upstream) override;
+  bool WantsToLaunch() const override;
+  void LaunchOne(Executor& ex) override;
+  void OnTaskDone(Executor& ex, uint64_t token, RefBundle out) override;
+  void OnTaskFailed(Executor& ex, uint64_t token) override;
+  bool Finished() const override;
+  int64_t TotalBlocks() const override { return spec_.partitions; }
+
+ private:
+  enum class Phase { kCollect, kSample, kMap, kReduce, kDone };
+  void Advance(Executor& ex);
+
+  ExchangeSpec spec_;
+  bool explicit_partitions_;
+  Phase phase_ = Phase::kCollect;
+  std::vector<RefBundle> collected_;
+  size_t next_ = 0;
+  std::vector<RefBundle> samples_;
+  std::vector<lumen::ObjectRef<Buffer>> map_outputs_;
+  std::vector<int64_t> first_rows_;
+  int64_t total_rows_ = 0;
+  int outstanding_ = 0;
+};
+
+class ProgressReporter;
+
+class Executor {
+ public:
+  // `ops` in dependency order; the last one is the output.
+  Executor(std::vector<std::unique_ptr<PhysicalOp>> ops, ExecutionOptions options);
+  ~Executor();
+
+  // Runs until the output operator has a block (returned) or the plan is finished (nullopt).
+  // Throws DataError when a block fails beyond max_errored_blocks.
+  std::optional<RefBundle> Next();
+  DatasetStats Stats() const;
+
+  // For operators.
+  // Registers a task of `op` producing block `index`.
+  void Submit(PhysicalOp* op, const lumen::ObjectRef<Buffer>& ref, int64_t index,
+              int64_t est_bytes, uint64_t* token = nullptr);
+  uint64_t NewToken() { return next_token_++; }
+  // Reads a finished block's metadata (maps it briefly). Throws the task's error.
+  static BlockMeta ReadMeta(const lumen::ObjectRef<Buffer>& ref, int64_t index);
+  const ExecutionOptions& options() const { return options_; }
+  void RecordError(PhysicalOp* op, int64_t index, const std::string& message);
+
+ private:
+  struct Pending {
+    PhysicalOp* op;
+    lumen::ObjectRef<Buffer> ref;
+    int64_t index;
+    int64_t est_bytes;
+    std::chrono::steady_clock::time_point started;
+  };
+
+  void ProcessEvents();
+  void MoveBlocks();
+  void StopUpstreamOf(PhysicalOp* op);
+  void Schedule();
+  int64_t BudgetUsed() const;
+  void CheckStall();
+  std::optional<RefBundle> TakeOutput();
+
+  std::vector<std::unique_ptr<PhysicalOp>> ops_;
+  std::set<PhysicalOp*> signaled_done_;
+  ExecutionOptions options_;
+  int64_t budget_;
+  std::unique_ptr<ProgressReporter> progress_;
+  std::chrono::steady_clock::time_point start_;
+  std::chrono::steady_clock::time_point last_progress_;
+  int64_t peak_bytes_ = 0;
+  int errors_ = 0;
+  std::optional<std::string> fatal_;
+  bool finished_ = false;
+
+  uint64_t next_token_ = 1;
+  std::unordered_map<uint64_t, Pending> pending_;  // consumer thread only
+
+  // Ordered output (preserve_order).
+  int64_t next_output_index_ = 0;
+  std::map<int64_t, RefBundle> reorder_;
+  std::set<int64_t> skipped_;
+
+  // Shared with object-ready callbacks.
+  std::shared_ptr<struct EventQueue> events_;
+};
+
+// Wraps an executor for BatchIterator.
+class ExecutionHandle {
+ public:
+  ExecutionHandle(std::unique_ptr<Executor> ex, std::shared_ptr<DatasetStats> stats_sink)
+      : ex_(std::move(ex)), stats_sink_(std::move(stats_sink)) {}
+  ~ExecutionHandle();
+  std::optional<RefBundle> Next();
+
+ private:
+  std::unique_ptr<Executor> ex_;
+  std::shared_ptr<DatasetStats> stats_sink_;
+};
+
+}  // namespace lumen::data::internal

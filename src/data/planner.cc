@@ -1,0 +1,241 @@
+// Logical -> physical: rewrites (limit and projection pushdown), fusion of consecutive
+// compatible map steps (read -> map included) into one task, file listing in tasks.
+#include <algorithm>
+#include <cmath>
+#include <functional>
+
+#include "data/plan.h"
+#include "data/progress.h"
+
+namespace lumen::data::internal {
+
+namespace {
+
+bool RowPreserving(const Step& s) {
+  return s.kind == kStepMapRows || s.kind == kStepSelect || s.kind == kStepDrop ||
+         s.kind == kStepAddColumn;
+}
+
+std::shared_ptr<LogicalNode> Copy(const std::shared_ptr<LogicalNode>& n) {
+  return std::make_shared<LogicalNode>(*n);
+}
+
+void CollectOptions(const std::shared_ptr<LogicalNode>& n, ExecutionOptions* out, bool* found) {
+  for (const auto& in : n->inputs) CollectOptions(in, out, found);
+  if (n->kind == NodeKind::kOptions) {  // nearer the consumer wins
+    *out = n->options;
+    *found = true;
+  }
+}
+
+lumen::TaskOptions TaskOptionsOf(const MapBatchesOptions& m) {
+  lumen::TaskOptions o;
+  o.num_cpus = m.num_cpus;
+  o.num_gpus = m.num_gpus;
+  o.memory = m.memory;
+  return o;
+}
+
+bool SameResources(const lumen::TaskOptions& a, const lumen::TaskOptions& b) {
+  return a.num_cpus == b.num_cpus && a.num_gpus == b.num_gpus && a.memory == b.memory &&
+         a.resources == b.resources;
+}
+
+// Steps that bring no resource needs of their own (they adopt those of what they fuse into).
+bool Neutral(const Step& s) {
+  return s.kind == kStepSelect || s.kind == kStepDrop || s.kind == kStepWrite;
+}
+
+int CombineConcurrency(int a, int b) {
+  if (a <= 0) return b;
+  if (b <= 0) return a;
+  return std::min(a, b);
+}
+
+std::vector<ReadSpec> ListAndGroup(const LogicalNode& n, int64_t* total_bytes, int64_t* files) {
+  std::vector<ReadSpec> specs;
+  if (n.format == "range") {
+    int64_t blocks = n.read.num_blocks > 0
+                         ? n.read.num_blocks
+                         : std::clamp<int64_t>((n.range_n + 9999) / 10000, 1, 200);
+    blocks = std::max<int64_t>(1, std::min(blocks, std::max<int64_t>(n.range_n, 1)));
+    for (int64_t b = 0; b < blocks; ++b) {
+      ReadSpec s;
+      s.format = "range";
+      s.range_start = n.range_n * b / blocks;
+      s.range_count = n.range_n * (b + 1) / blocks - s.range_start;
+      specs.push_back(std::move(s));
+    }
+    *total_bytes = n.range_n * 8;
+    return specs;
+  }
+  // List every path in parallel tasks.
+  std::vector<lumen::ObjectRef<std::vector<FileEntry>>> listings;
+  for (const auto& p : n.paths) listings.push_back(lumen::Task(ListFiles).Remote(p, n.source));
+  std::vector<FileEntry> all;
+  for (auto& l : listings) {
+    std::vector<FileEntry> part;
+    try {
+      part = lumen::Get(l);
+    } catch (const lumen::TaskError& e) {
+      throw DataError(e.remote_message());
+    }
+    all.insert(all.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+  }
+  ReadSpec cur;
+  int64_t cur_bytes = 0;
+  auto flush = [&] {
+    if (cur.files.empty()) return;
+    specs.push_back(std::move(cur));
+    cur = ReadSpec();
+    cur_bytes = 0;
+  };
+  for (auto& f : all) {
+    if (cur.files.empty()) {
+      cur.format = n.format;
+      cur.columns = n.read.columns;
+      cur.delimiter = n.read.delimiter;
+    }
+    cur.files.push_back(f.path);
+    cur.relative.push_back(f.relative);
+    cur_bytes += f.size;
+    *total_bytes += f.size;
+    ++*files;
+    if (cur_bytes >= n.read.target_block_bytes ||
+        static_cast<int>(cur.files.size()) >= n.read.max_files_per_block) {
+      flush();
+    }
+  }
+  flush();
+  return specs;
+}
+
+struct Builder {
+  std::vector<std::unique_ptr<PhysicalOp>> ops;
+
+  PhysicalOp* Add(std::unique_ptr<PhysicalOp> op, std::vector<PhysicalOp*> ups) {
+    op->upstreams = ups;
+    for (PhysicalOp* u : ups) u->downstream = op.get();
+    ops.push_back(std::move(op));
+    return ops.back().get();
+  }
+
+  PhysicalOp* Build(const std::shared_ptr<LogicalNode>& n) {
+    switch (n->kind) {
+      case NodeKind::kOptions:
+        return Build(n->inputs[0]);
+      case NodeKind::kRead: {
+        int64_t bytes = 0, files = 0;
+        auto specs = ListAndGroup(*n, &bytes, &files);
+        Chain chain;
+        chain.op_name = n->label;
+        auto op = std::make_unique<SourceOp>(n->label, std::move(specs), chain, lumen::TaskOptions(), 0);
+        op->input_bytes = bytes;
+        op->input_files = files;
+        return Add(std::move(op), {});
+      }
+      case NodeKind::kBlocks:
+        return Add(std::make_unique<SourceOp>(n->label, n->blocks), {});
+      case NodeKind::kMap: {
+        PhysicalOp* child = Build(n->inputs[0]);
+        lumen::TaskOptions want = TaskOptionsOf(n->map);
+        bool neutral = Neutral(n->step);
+        // Fuse into the read or map task that produces the input.
+        if (auto* src = dynamic_cast<SourceOp*>(child); src && src->fusable() && !src->downstream &&
+                                                        (neutral || SameResources(src->options(), want))) {
+          src->chain().steps.push_back(n->step);
+          if (!neutral) {
+            src->options() = want;
+            src->concurrency() = CombineConcurrency(src->concurrency(), n->map.concurrency);
+          }
+          src->chain().op_name = src->name() + "->" + n->label;
+          src->set_name(src->chain().op_name);
+          return src;
+        }
+        if (auto* map = dynamic_cast<MapOp*>(child); map && !map->downstream &&
+                                                     (neutral || SameResources(map->options(), want))) {
+          map->chain().steps.push_back(n->step);
+          if (!neutral) map->concurrency() = CombineConcurrency(map->concurrency(), n->map.concurrency);
+          map->chain().op_name = map->name() + "->" + n->label;
+          map->set_name(map->chain().op_name);
+          return map;
+        }
+        Chain chain;
+        chain.op_name = n->label;
+        chain.steps.push_back(n->step);
+        return Add(std::make_unique<MapOp>(n->label, chain, want, n->map.concurrency), {child});
+      }
+      case NodeKind::kCallable: {
+        PhysicalOp* child = Build(n->inputs[0]);
+        Chain chain;
+        chain.op_name = n->label;
+        chain.steps.push_back(n->step);
+        return Add(std::make_unique<ActorPoolOp>(n->label, n->callable, n->ctor_args, chain, n->map),
+                   {child});
+      }
+      case NodeKind::kLimit: {
+        PhysicalOp* child = Build(n->inputs[0]);
+        return Add(std::make_unique<LimitOp>(n->limit), {child});
+      }
+      case NodeKind::kExchange: {
+        PhysicalOp* child = Build(n->inputs[0]);
+        return Add(std::make_unique<ExchangeOp>(n->label, n->exchange), {child});
+      }
+      case NodeKind::kUnion: {
+        std::vector<PhysicalOp*> ups;
+        for (const auto& in : n->inputs) ups.push_back(Build(in));
+        return Add(std::make_unique<UnionOp>(), ups);
+      }
+    }
+    throw DataError("unknown plan node");
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<LogicalNode> Optimize(const std::shared_ptr<LogicalNode>& root) {
+  // Options apply to the whole execution (Plan collects them); they do not shape the plan.
+  if (root->kind == NodeKind::kOptions) return Optimize(root->inputs[0]);
+  auto n = Copy(root);
+  for (auto& in : n->inputs) in = Optimize(in);
+  // Limit(RowPreservingMap(x)) -> RowPreservingMap(Limit(x)): read and transform less.
+  if (n->kind == NodeKind::kLimit && n->inputs[0]->kind == NodeKind::kMap &&
+      RowPreserving(n->inputs[0]->step)) {
+    auto map = Copy(n->inputs[0]);
+    auto limit = Copy(n);
+    limit->inputs = {map->inputs[0]};
+    map->inputs = {Optimize(limit)};
+    return map;
+  }
+  // SelectColumns right after a CSV / JSON read: parse only those columns.
+  if (n->kind == NodeKind::kMap && n->step.kind == kStepSelect &&
+      n->inputs[0]->kind == NodeKind::kRead &&
+      (n->inputs[0]->format == "csv" || n->inputs[0]->format == "json")) {
+    auto read = Copy(n->inputs[0]);
+    read->read.columns = n->step.columns;
+    n->inputs[0] = read;
+  }
+  return n;
+}
+
+std::vector<std::unique_ptr<PhysicalOp>> Plan(const std::shared_ptr<LogicalNode>& root,
+                                              ExecutionOptions* options) {
+  bool found = false;
+  CollectOptions(root, options, &found);
+  Builder b;
+  b.Build(Optimize(root));
+  return std::move(b.ops);
+}
+
+std::string ExplainLogical(const std::shared_ptr<LogicalNode>& root) {
+  std::string out;
+  std::function<void(const std::shared_ptr<LogicalNode>&, int)> walk =
+      [&](const std::shared_ptr<LogicalNode>& n, int depth) {
+        out += std::string(static_cast<size_t>(depth) * 2, ' ') + n->label + "\n";
+        for (const auto& in : n->inputs) walk(in, depth + 1);
+      };
+  walk(root, 0);
+  return out;
+}
+
+}  // namespace lumen::data::internal

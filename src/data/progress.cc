@@ -1,0 +1,96 @@
+#include "data/progress.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "data/executor.h"
+
+namespace lumen::data::internal {
+
+std::string HumanBytes(int64_t bytes) {
+  char buf[32];
+  double b = static_cast<double>(bytes);
+  if (b >= 1e9) {
+    std::snprintf(buf, sizeof(buf), "%.2f GB", b / 1e9);
+  } else if (b >= 1e6) {
+    std::snprintf(buf, sizeof(buf), "%.1f MB", b / 1e6);
+  } else if (b >= 1e3) {
+    std::snprintf(buf, sizeof(buf), "%.1f KB", b / 1e3);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%lld B", static_cast<long long>(bytes));
+  }
+  return buf;
+}
+
+ProgressReporter::ProgressReporter(std::vector<PhysicalOp*> ops, bool enabled)
+    : ops_(std::move(ops)),
+      enabled_(enabled),
+      tty_(::isatty(STDERR_FILENO) != 0),
+      start_(std::chrono::steady_clock::now()) {}
+
+std::string ProgressReporter::Line(const PhysicalOp* op, double elapsed_s, bool final) const {
+  const int64_t total = op->TotalBlocks();
+  const int64_t done = op->blocks_done;
+  std::string bar;
+  if (total > 0) {
+    const int width = 20;
+    int filled = static_cast<int>(width * std::min<int64_t>(done, total) / total);
+    bar = "[" + std::string(static_cast<size_t>(filled), '=') +
+          std::string(static_cast<size_t>(width - filled), ' ') + "] ";
+  }
+  std::string name = op->name();
+  if (name.size() > 40) name = name.substr(0, 37) + "...";
+  char buf[512];
+  double rate = elapsed_s > 0 ? static_cast<double>(op->stats().rows_out) / elapsed_s : 0;
+  std::string blocks = total >= 0 ? std::to_string(done) + "/" + std::to_string(total)
+                                  : std::to_string(done);
+  std::snprintf(buf, sizeof(buf), "%-40s %s%s blocks, %lld rows, %s, %.0f rows/s", name.c_str(),
+                bar.c_str(), blocks.c_str(), static_cast<long long>(op->stats().rows_out),
+                HumanBytes(op->stats().bytes_out).c_str(), rate);
+  std::string line = buf;
+  if (!final) {
+    std::snprintf(buf, sizeof(buf), ", %d active, %zu queued", op->running(),
+                  const_cast<PhysicalOp*>(op)->inputs().size());
+    line += buf;
+  }
+  return line;
+}
+
+void ProgressReporter::Draw(int64_t held_bytes, int64_t budget, bool final) {
+  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  std::string out;
+  if (tty_ && lines_drawn_ > 0) out += "\x1b[" + std::to_string(lines_drawn_) + "A";
+  int lines = 0;
+  for (const PhysicalOp* op : ops_) {
+    out += (tty_ ? "\x1b[2K" : "") + Line(op, elapsed, final) + "\n";
+    ++lines;
+  }
+  char buf[160];
+  std::snprintf(buf, sizeof(buf), "%s%.1f s, memory %s of %s budget%s\n", tty_ ? "\x1b[2K" : "",
+                elapsed, HumanBytes(held_bytes).c_str(), HumanBytes(budget).c_str(),
+                final ? ", done" : "");
+  out += buf;
+  ++lines;
+  if (!tty_) out = "lumen::data progress\n" + out;
+  lines_drawn_ = lines;
+  std::fwrite(out.data(), 1, out.size(), stderr);
+  std::fflush(stderr);
+}
+
+void ProgressReporter::Tick(int64_t held_bytes, int64_t budget, bool force) {
+  if (!enabled_) return;
+  auto now = std::chrono::steady_clock::now();
+  auto every = tty_ ? std::chrono::milliseconds(200) : std::chrono::milliseconds(10000);
+  if (!force && now - last_draw_ < every) return;
+  if (!tty_ && !force && now - start_ < every) return;  // short jobs: only the final line
+  last_draw_ = now;
+  Draw(held_bytes, budget, false);
+}
+
+void ProgressReporter::Finish(int64_t held_bytes, int64_t budget) {
+  if (!enabled_) return;
+  Draw(held_bytes, budget, true);
+}
+
+}  // namespace lumen::data::internal

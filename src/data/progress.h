@@ -1,0 +1,35 @@
+// Per-operator progress: live bars on a terminal, plain periodic lines otherwise (stderr).
+// Internal to src/data; used by the executor's thread only.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace lumen::data::internal {
+
+class PhysicalOp;
+
+class ProgressReporter {
+ public:
+  ProgressReporter(std::vector<PhysicalOp*> ops, bool enabled);
+  // Redraws if enough time has passed since the last drawing (or `force`).
+  void Tick(int64_t held_bytes, int64_t budget, bool force = false);
+  // Final state: every bar at its end.
+  void Finish(int64_t held_bytes, int64_t budget);
+
+ private:
+  std::string Line(const PhysicalOp* op, double elapsed_s, bool final) const;
+  void Draw(int64_t held_bytes, int64_t budget, bool final);
+
+  std::vector<PhysicalOp*> ops_;
+  bool enabled_;
+  bool tty_;
+  int lines_drawn_ = 0;
+  std::chrono::steady_clock::time_point start_;
+  std::chrono::steady_clock::time_point last_draw_{};
+};
+
+std::string HumanBytes(int64_t bytes);
+
+}  // namespace lumen::data::internal

@@ -1,0 +1,283 @@
+// Datasource readers: binary files, text lines, CSV, JSON lines, ranges. Run in read tasks.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "data/chain.h"
+#include "lumen/errors.h"
+
+namespace lumen::data::internal {
+
+namespace {
+
+// Appends the whole file to `out`.
+void ReadWholeFile(const std::string& path, std::string* out, const char* source) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    throw DataError(std::string(source) + ": cannot open " + path + ": " + std::strerror(errno));
+  }
+  struct stat st;
+  if (::fstat(fd, &st) == 0 && st.st_size > 0) out->reserve(out->size() + static_cast<size_t>(st.st_size));
+  char buf[1 << 16];
+  while (true) {
+    size_t before = out->size();
+    size_t cap = out->capacity() - before;
+    ssize_t n;
+    if (cap >= sizeof(buf)) {  // read straight into the string
+      out->resize(out->capacity());
+      n = ::read(fd, out->data() + before, cap);
+      out->resize(before + static_cast<size_t>(std::max<ssize_t>(n, 0)));
+    } else {
+      n = ::read(fd, buf, sizeof(buf));
+      if (n > 0) out->append(buf, static_cast<size_t>(n));
+    }
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      throw DataError(std::string(source) + ": cannot read " + path + ": " + std::strerror(err));
+    }
+    if (n == 0) break;
+  }
+  ::close(fd);
+}
+
+Batch ReadBinary(const ReadSpec& spec) {
+  std::string bytes;
+  std::vector<int64_t> offsets{0};
+  for (const auto& f : spec.files) {
+    ReadWholeFile(f, &bytes, "ReadBinaryFiles");
+    offsets.push_back(static_cast<int64_t>(bytes.size()));
+  }
+  return BatchBuilder()
+      .AddString("path", spec.relative)
+      .AddBinaryConcatenated("bytes", std::move(bytes), std::move(offsets))
+      .Build();
+}
+
+Batch ReadTextLines(const ReadSpec& spec) {
+  std::vector<std::string> lines;
+  for (const auto& f : spec.files) {
+    std::string content;
+    ReadWholeFile(f, &content, "ReadText");
+    size_t start = 0;
+    while (start < content.size()) {
+      size_t nl = content.find('\n', start);
+      size_t end = nl == std::string::npos ? content.size() : nl;
+      size_t len = end - start;
+      if (len > 0 && content[start + len - 1] == '\r') --len;
+      lines.emplace_back(content, start, len);
+      start = end + 1;
+    }
+  }
+  return BatchBuilder().AddString("text", std::move(lines)).Build();
+}
+
+// Splits one CSV record starting at `pos` (RFC 4180 quoting). Returns false at end of input.
+bool NextCsvRecord(const std::string& s, size_t* pos, char delim, std::vector<std::string>* out,
+                   int64_t* line, const std::string& file) {
+  out->clear();
+  if (*pos >= s.size()) return false;
+  std::string field;
+  bool quoted = false;
+  int64_t start_line = *line;
+  while (*pos < s.size()) {
+    char c = s[*pos];
+    if (quoted) {
+      if (c == '"') {
+        if (*pos + 1 < s.size() && s[*pos + 1] == '"') {
+          field += '"';
+          *pos += 2;
+          continue;
+        }
+        quoted = false;
+        ++*pos;
+        continue;
+      }
+      if (c == '\n') ++*line;
+      field += c;
+      ++*pos;
+      continue;
+    }
+    if (c == '"' && field.empty()) {
+      quoted = true;
+      ++*pos;
+    } else if (c == delim) {
+      out->push_back(std::move(field));
+      field.clear();
+      ++*pos;
+    } else if (c == '\n' || c == '\r') {
+      if (c == '\r' && *pos + 1 < s.size() && s[*pos + 1] == '\n') ++*pos;
+      ++*pos;
+      ++*line;
+      out->push_back(std::move(field));
+      return true;
+    } else {
+      field += c;
+      ++*pos;
+    }
+  }
+  if (quoted) {
+    throw DataError("ReadCsv: " + file + " line " + std::to_string(start_line) +
+                    ": unterminated quoted field");
+  }
+  out->push_back(std::move(field));
+  ++*line;
+  return true;
+}
+
+bool ParseInt(const std::string& s, int64_t* v) {
+  if (s.empty()) return false;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), *v);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+bool ParseDouble(const std::string& s, double* v) {
+  if (s.empty()) return false;
+  char* end = nullptr;
+  *v = std::strtod(s.c_str(), &end);
+  return end == s.c_str() + s.size();
+}
+
+Batch ReadCsvFiles(const ReadSpec& spec) {
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> columns;
+  std::vector<int> keep;  // header index of each kept column
+  for (const auto& file : spec.files) {
+    std::string content;
+    ReadWholeFile(file, &content, "ReadCsv");
+    size_t pos = 0;
+    int64_t line = 1;
+    std::vector<std::string> rec;
+    if (!NextCsvRecord(content, &pos, spec.delimiter, &rec, &line, file)) continue;  // empty file
+    if (header.empty()) {
+      header = rec;
+      for (const auto& want : spec.columns) {
+        auto it = std::find(header.begin(), header.end(), want);
+        if (it == header.end()) {
+          throw DataError("ReadCsv: " + file + " has no column '" + want + "'");
+        }
+        keep.push_back(static_cast<int>(it - header.begin()));
+      }
+      if (spec.columns.empty()) {
+        for (size_t i = 0; i < header.size(); ++i) keep.push_back(static_cast<int>(i));
+      }
+      columns.resize(keep.size());
+    } else if (rec != header) {
+      throw DataError("ReadCsv: " + file + " line 1: header differs from the first file's");
+    }
+    while (true) {
+      int64_t record_line = line;
+      if (!NextCsvRecord(content, &pos, spec.delimiter, &rec, &line, file)) break;
+      if (rec.size() == 1 && rec[0].empty()) continue;  // blank line
+      if (rec.size() != header.size()) {
+        throw DataError("ReadCsv: " + file + " line " + std::to_string(record_line) +
+                        ": expected " + std::to_string(header.size()) + " fields, found " +
+                        std::to_string(rec.size()));
+      }
+      for (size_t k = 0; k < keep.size(); ++k) {
+        columns[k].push_back(std::move(rec[static_cast<size_t>(keep[k])]));
+      }
+    }
+  }
+  BatchBuilder b;
+  for (size_t k = 0; k < keep.size(); ++k) {
+    const std::string& name = header[static_cast<size_t>(keep[k])];
+    auto& vals = columns[k];
+    bool all_int = !vals.empty(), all_num = !vals.empty();
+    std::vector<int64_t> ints(vals.size());
+    std::vector<double> dbls(vals.size());
+    for (size_t i = 0; i < vals.size() && (all_int || all_num); ++i) {
+      if (all_int && !ParseInt(vals[i], &ints[i])) all_int = false;
+      if (all_num && !ParseDouble(vals[i], &dbls[i])) all_num = false;
+    }
+    if (all_int) {
+      b.AddInt64(name, std::move(ints));
+    } else if (all_num) {
+      b.AddFloat64(name, std::move(dbls));
+    } else {
+      b.AddString(name, std::move(vals));
+    }
+  }
+  return b.Build();
+}
+
+Batch ReadJsonLines(const ReadSpec& spec) {
+  std::vector<Row> rows;
+  for (const auto& file : spec.files) {
+    std::string content;
+    ReadWholeFile(file, &content, "ReadJson");
+    size_t start = 0;
+    int64_t line = 0;
+    while (start < content.size()) {
+      ++line;
+      size_t nl = content.find('\n', start);
+      size_t end = nl == std::string::npos ? content.size() : nl;
+      std::string_view text(content.data() + start, end - start);
+      start = end + 1;
+      if (text.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(text);
+      } catch (const std::exception& e) {
+        throw DataError("ReadJson: " + file + " line " + std::to_string(line) + ": " + e.what());
+      }
+      if (!j.is_object()) {
+        throw DataError("ReadJson: " + file + " line " + std::to_string(line) +
+                        ": expected a JSON object, found " + std::string(j.type_name()));
+      }
+      Row r;
+      for (auto it = j.begin(); it != j.end(); ++it) {
+        if (!spec.columns.empty() &&
+            std::find(spec.columns.begin(), spec.columns.end(), it.key()) == spec.columns.end()) {
+          continue;
+        }
+        const auto& v = it.value();
+        if (v.is_number_integer()) {
+          r.Set(it.key(), Value(v.get<int64_t>()));
+        } else if (v.is_number()) {
+          r.Set(it.key(), Value(v.get<double>()));
+        } else if (v.is_boolean()) {
+          r.Set(it.key(), Value(v.get<bool>()));
+        } else if (v.is_string()) {
+          r.Set(it.key(), Value(v.get<std::string>()));
+        } else if (v.is_null()) {
+          r.Set(it.key(), Value());
+        } else {
+          r.Set(it.key(), Value(v.dump()));  // nested: kept as JSON text
+        }
+      }
+      rows.push_back(std::move(r));
+    }
+  }
+  try {
+    return RowsToBatch(rows);
+  } catch (const TypeError& e) {
+    throw DataError("ReadJson: " + (spec.files.empty() ? "" : spec.files[0]) + ": " + e.what());
+  }
+}
+
+Batch ReadRange(const ReadSpec& spec) {
+  std::vector<int64_t> ids(static_cast<size_t>(spec.range_count));
+  for (int64_t i = 0; i < spec.range_count; ++i) ids[static_cast<size_t>(i)] = spec.range_start + i;
+  return BatchBuilder().AddInt64("id", std::move(ids)).Build();
+}
+
+}  // namespace
+
+Batch ReadFiles(const ReadSpec& spec) {
+  if (spec.format == "binary") return ReadBinary(spec);
+  if (spec.format == "text") return ReadTextLines(spec);
+  if (spec.format == "csv") return ReadCsvFiles(spec);
+  if (spec.format == "json") return ReadJsonLines(spec);
+  if (spec.format == "range") return ReadRange(spec);
+  throw DataError("unknown source format '" + spec.format + "'");
+}
+
+}  // namespace lumen::data::internal

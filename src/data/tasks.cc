@@ -1,0 +1,345 @@
+#include "data/tasks.h"
+
+#include <glob.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <numeric>
+#include <random>
+#include <unordered_map>
+
+namespace lumen::data::internal {
+
+namespace {
+
+int64_t ThreadCpuUs() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
+// Measures a task body and stamps its output block with the figures.
+class TaskTimer {
+ public:
+  TaskTimer() : wall_(std::chrono::steady_clock::now()), cpu_(ThreadCpuUs()) {}
+  Buffer Finish(Batch out) const {
+    Batch::ExecStats s;
+    s.wall_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                    std::chrono::steady_clock::now() - wall_)
+                    .count();
+    s.cpu_us = ThreadCpuUs() - cpu_;
+    out.set_exec_stats(s);
+    return out.buffer();
+  }
+
+ private:
+  std::chrono::steady_clock::time_point wall_;
+  int64_t cpu_;
+};
+
+bool HasGlob(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
+
+void AddFile(const std::filesystem::path& p, const std::string& rel, std::vector<FileEntry>* out) {
+  std::error_code ec;
+  auto size = std::filesystem::file_size(p, ec);
+  out->push_back({std::filesystem::absolute(p).lexically_normal().string(), rel,
+                  ec ? 0 : static_cast<int64_t>(size)});
+}
+
+std::mutex g_callables_mu;
+std::unordered_map<std::string, CallableInfo>& Callables() {
+  static auto* m = new std::unordered_map<std::string, CallableInfo>();
+  return *m;
+}
+
+}  // namespace
+
+void RegisterCallable(const std::string& type_name, CallableInfo info) {
+  std::lock_guard<std::mutex> lock(g_callables_mu);
+  Callables()[type_name] = std::move(info);
+}
+
+const CallableInfo* FindCallable(const std::string& type_name) {
+  std::lock_guard<std::mutex> lock(g_callables_mu);
+  auto it = Callables().find(type_name);
+  return it == Callables().end() ? nullptr : &it->second;
+}
+
+std::vector<FileEntry> ListFiles(const std::string& pattern, const std::string& source) {
+  std::vector<FileEntry> out;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (HasGlob(pattern)) {
+    glob_t g{};
+    int rc = ::glob(pattern.c_str(), 0, nullptr, &g);
+    if (rc == 0) {
+      for (size_t i = 0; i < g.gl_pathc; ++i) {
+        fs::path p(g.gl_pathv[i]);
+        if (fs::is_regular_file(p, ec)) AddFile(p, p.filename().string(), &out);
+      }
+    }
+    ::globfree(&g);
+    if (out.empty()) throw DataError(source + ": no files match '" + pattern + "'");
+  } else {
+    fs::path root(pattern);
+    if (!fs::exists(root, ec)) {
+      throw DataError(source + ": path '" + pattern + "' does not exist");
+    }
+    if (fs::is_directory(root, ec)) {
+      fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied, ec);
+      if (ec) throw DataError(source + ": cannot list '" + pattern + "': " + ec.message());
+      for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        if (ec) throw DataError(source + ": cannot list '" + pattern + "': " + ec.message());
+        const auto& p = it->path();
+        std::string name = p.filename().string();
+        if (it->is_directory(ec) && name == ".lumen-staging") {
+          it.disable_recursion_pending();
+          continue;
+        }
+        if (!it->is_regular_file(ec)) continue;
+        AddFile(p, fs::relative(p, root, ec).string(), &out);
+      }
+    } else {
+      AddFile(root, root.filename().string(), &out);
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const FileEntry& a, const FileEntry& b) { return a.relative < b.relative; });
+  return out;
+}
+
+Buffer ReadBlockTask(const ReadSpec& spec, const Chain& chain, int64_t block_index) {
+  TaskTimer timer;
+  Batch b = ReadFiles(spec);
+  return timer.Finish(ApplyChain(chain, block_index, std::move(b)));
+}
+
+Buffer RunChainTask(const Chain& chain, int64_t block_index, const Buffer& block) {
+  TaskTimer timer;
+  return timer.Finish(ApplyChain(chain, block_index, Batch::FromBuffer(block)));
+}
+
+UdfActor* UdfActor::Create(const std::string& callable, const std::string& ctor_args) {
+  const CallableInfo* info = FindCallable(callable);
+  if (!info) {
+    throw FunctionNotFoundError("callable class " + callable +
+                                " is not registered; add LUMEN_DATA_CALLABLE(" + callable +
+                                ", <constructor argument types>)");
+  }
+  return new UdfActor(info, info->create(ctor_args));
+}
+
+Buffer UdfActor::Process(const Chain& chain, int64_t block_index, const Buffer& block) {
+  TaskTimer timer;
+  return timer.Finish(
+      ApplyChain(chain, block_index, Batch::FromBuffer(block), instance_.get(), info_));
+}
+
+// ---- exchange ------------------------------------------------------------------------------
+
+namespace {
+
+// A key column compared generically.
+struct KeyColumn {
+  DataType type;
+  std::span<const int64_t> ints;
+  std::span<const double> dbls;
+  StringColumn strs;
+
+  static KeyColumn Of(const Batch& b, const std::string& key) {
+    KeyColumn k;
+    k.type = b.ColumnType(key);
+    switch (k.type) {
+      case DataType::kInt64: k.ints = b.Int64(key); break;
+      case DataType::kFloat64: k.dbls = b.Float64(key); break;
+      case DataType::kString: k.strs = b.String(key); break;
+      default:
+        throw DataError("column '" + key + "' of type " + DataTypeName(k.type) +
+                        " cannot be a sort or group key (use int64, float64 or string)");
+    }
+    return k;
+  }
+  // -1, 0, 1
+  int Compare(size_t i, const KeyColumn& o, size_t j) const {
+    switch (type) {
+      case DataType::kInt64: return ints[i] < o.ints[j] ? -1 : ints[i] > o.ints[j] ? 1 : 0;
+      case DataType::kFloat64: return dbls[i] < o.dbls[j] ? -1 : dbls[i] > o.dbls[j] ? 1 : 0;
+      default: {
+        int c = strs[i].compare(o.strs[j]);
+        return c < 0 ? -1 : c > 0 ? 1 : 0;
+      }
+    }
+  }
+};
+
+Batch WithPartitions(const Batch& block, const std::vector<int64_t>& part) {
+  std::vector<int64_t> order(part.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return part[static_cast<size_t>(a)] < part[static_cast<size_t>(b)]; });
+  std::vector<int64_t> sorted_parts(part.size());
+  for (size_t i = 0; i < order.size(); ++i) sorted_parts[i] = part[static_cast<size_t>(order[i])];
+  Batch rows = block.TakeRows(order);
+  BatchBuilder b;
+  b.AddInt64("__partition", std::move(sorted_parts));
+  for (const auto& n : rows.ColumnNames()) b.AddColumnFrom(rows, n);
+  return b.Build();
+}
+
+}  // namespace
+
+Buffer SampleTask(const std::string& key, int64_t count, const Buffer& block) {
+  Batch b = Batch::FromBuffer(block);
+  int64_t n = b.NumRows();
+  std::vector<int64_t> rows;
+  for (int64_t i = 0; i < std::min(count, n); ++i) rows.push_back(i * n / std::min(count, n));
+  return b.SelectColumns({key}).TakeRows(rows).buffer();
+}
+
+Buffer PartitionTask(const ExchangeSpec& spec, int64_t block_index, int64_t first_row,
+                     int64_t total_rows, const Buffer& block) {
+  TaskTimer timer;
+  Batch b = Batch::FromBuffer(block);
+  const int64_t n = b.NumRows();
+  const int64_t parts = std::max(1, spec.partitions);
+  std::vector<int64_t> part(static_cast<size_t>(n), 0);
+  if (spec.kind == "repartition") {
+    for (int64_t i = 0; i < n; ++i) {
+      part[static_cast<size_t>(i)] = total_rows > 0 ? (first_row + i) * parts / total_rows : 0;
+    }
+  } else if (spec.kind == "shuffle") {
+    std::mt19937_64 rng(spec.seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(block_index));
+    for (auto& p : part) p = static_cast<int64_t>(rng() % static_cast<uint64_t>(parts));
+  } else {  // sort, aggregate: range partition on the key
+    Batch bounds = Batch::FromBuffer(spec.boundaries);
+    if (bounds.NumRows() > 0 && n > 0) {
+      KeyColumn keys = KeyColumn::Of(b, spec.key);
+      KeyColumn bk = KeyColumn::Of(bounds, spec.key);
+      if (keys.type != bk.type) throw DataError("sort key changes type between blocks");
+      for (int64_t i = 0; i < n; ++i) {
+        int64_t lo = 0, hi = bounds.NumRows();  // first boundary > key
+        while (lo < hi) {
+          int64_t mid = (lo + hi) / 2;
+          if (bk.Compare(static_cast<size_t>(mid), keys, static_cast<size_t>(i)) <= 0) {
+            lo = mid + 1;
+          } else {
+            hi = mid;
+          }
+        }
+        part[static_cast<size_t>(i)] = spec.descending ? bounds.NumRows() - lo : lo;
+      }
+    }
+  }
+  return timer.Finish(WithPartitions(b, part));
+}
+
+namespace {
+
+Batch Aggregate(const ExchangeSpec& spec, const Batch& rows) {
+  const int64_t n = rows.NumRows();
+  if (n == 0) return Batch();
+  KeyColumn keys = KeyColumn::Of(rows, spec.key);
+  std::vector<int64_t> group_start;
+  for (int64_t i = 0; i < n; ++i) {
+    if (i == 0 || keys.Compare(static_cast<size_t>(i), keys, static_cast<size_t>(i - 1)) != 0) {
+      group_start.push_back(i);
+    }
+  }
+  group_start.push_back(n);
+  std::vector<int64_t> first_rows(group_start.begin(), group_start.end() - 1);
+  BatchBuilder out;
+  out.AddColumnFrom(rows.SelectColumns({spec.key}).TakeRows(first_rows), spec.key);
+  const size_t groups = first_rows.size();
+  if (spec.agg_op == "count") {
+    std::vector<int64_t> counts(groups);
+    for (size_t g = 0; g < groups; ++g) counts[g] = group_start[g + 1] - group_start[g];
+    out.AddInt64("count()", std::move(counts));
+    return out.Build();
+  }
+  DataType t = rows.ColumnType(spec.agg_column);
+  if (t != DataType::kInt64 && t != DataType::kFloat64) {
+    throw DataError(spec.agg_op + "(" + spec.agg_column + "): the column holds " +
+                    DataTypeName(t) + ", not numbers");
+  }
+  std::vector<double> vals(static_cast<size_t>(n));
+  if (t == DataType::kInt64) {
+    auto v = rows.Int64(spec.agg_column);
+    for (int64_t i = 0; i < n; ++i) vals[static_cast<size_t>(i)] = static_cast<double>(v[static_cast<size_t>(i)]);
+  } else {
+    auto v = rows.Float64(spec.agg_column);
+    std::copy(v.begin(), v.end(), vals.begin());
+  }
+  std::string name = spec.agg_op + "(" + spec.agg_column + ")";
+  std::vector<double> result(groups);
+  for (size_t g = 0; g < groups; ++g) {
+    auto begin = vals.begin() + group_start[g], end = vals.begin() + group_start[g + 1];
+    if (spec.agg_op == "sum") {
+      result[g] = std::accumulate(begin, end, 0.0);
+    } else if (spec.agg_op == "mean") {
+      result[g] = std::accumulate(begin, end, 0.0) / static_cast<double>(end - begin);
+    } else if (spec.agg_op == "min") {
+      result[g] = *std::min_element(begin, end);
+    } else if (spec.agg_op == "max") {
+      result[g] = *std::max_element(begin, end);
+    } else {
+      throw DataError("unknown aggregation " + spec.agg_op);
+    }
+  }
+  bool keep_int = t == DataType::kInt64 && spec.agg_op != "mean";
+  if (keep_int) {
+    std::vector<int64_t> ints(result.begin(), result.end());
+    out.AddInt64(name, std::move(ints));
+  } else {
+    out.AddFloat64(name, std::move(result));
+  }
+  return out.Build();
+}
+
+}  // namespace
+
+Buffer ReduceTask(const ExchangeSpec& spec, int64_t partition,
+                  const std::vector<lumen::ObjectRef<Buffer>>& map_outputs) {
+  TaskTimer timer;
+  std::vector<Batch> parts;
+  for (const auto& ref : map_outputs) {
+    Batch b = Batch::FromBuffer(lumen::Get(ref));
+    auto p = b.Int64("__partition");
+    auto lo = std::lower_bound(p.begin(), p.end(), partition);
+    auto hi = std::upper_bound(p.begin(), p.end(), partition);
+    if (lo == hi) continue;
+    parts.push_back(b.Slice(lo - p.begin(), hi - lo).DropColumns({"__partition"}));
+  }
+  Batch rows = Batch::Concat(parts);
+  const int64_t n = rows.NumRows();
+  if (spec.kind == "shuffle" && n > 1) {
+    std::vector<int64_t> order(static_cast<size_t>(n));
+    std::iota(order.begin(), order.end(), 0);
+    std::mt19937_64 rng(spec.seed ^ (0xabcdef12345ull + static_cast<uint64_t>(partition)));
+    std::shuffle(order.begin(), order.end(), rng);
+    rows = rows.TakeRows(order);
+  } else if ((spec.kind == "sort" || spec.kind == "aggregate") && n > 1) {
+    KeyColumn keys = KeyColumn::Of(rows, spec.key);
+    std::vector<int64_t> order(static_cast<size_t>(n));
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+      int c = keys.Compare(static_cast<size_t>(a), keys, static_cast<size_t>(b));
+      return spec.descending ? c > 0 : c < 0;
+    });
+    rows = rows.TakeRows(order);
+  }
+  if (spec.kind == "aggregate") rows = Aggregate(spec, rows);
+  return timer.Finish(rows);
+}
+
+}  // namespace lumen::data::internal
+
+// Qualified names: they cannot clash with a user's functions.
+LUMEN_REMOTE(lumen::data::internal::ListFiles, lumen::data::internal::ReadBlockTask,
+             lumen::data::internal::RunChainTask, lumen::data::internal::UdfActor::Create,
+             &lumen::data::internal::UdfActor::Process, lumen::data::internal::SampleTask,
+             lumen::data::internal::PartitionTask, lumen::data::internal::ReduceTask);

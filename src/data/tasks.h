@@ -1,0 +1,53 @@
+// The remote functions and actor class lumen::data runs in workers. Internal to src/data.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "data/chain.h"
+#include "lumen/lumen.h"
+
+namespace lumen::data::internal {
+
+// Lists the files under `pattern` (file, directory — recursively — or glob), sorted.
+std::vector<FileEntry> ListFiles(const std::string& pattern, const std::string& source);
+Buffer ReadBlockTask(const ReadSpec& spec, const Chain& chain, int64_t block_index);
+Buffer RunChainTask(const Chain& chain, int64_t block_index, const Buffer& block);
+
+// Hosts a callable class for an actor pool.
+class UdfActor {
+ public:
+  static UdfActor* Create(const std::string& callable, const std::string& ctor_args);
+  Buffer Process(const Chain& chain, int64_t block_index, const Buffer& block);
+
+ private:
+  UdfActor(const CallableInfo* info, std::shared_ptr<void> instance)
+      : info_(info), instance_(std::move(instance)) {}
+  const CallableInfo* info_;
+  std::shared_ptr<void> instance_;
+};
+
+// ---- all-to-all operations (repartition, shuffle, sort, group-by) -------------------------
+struct ExchangeSpec {
+  std::string kind;   // "repartition", "shuffle", "sort", "aggregate"
+  int partitions = 1;
+  std::string key;    // sort / aggregate key column
+  bool descending = false;
+  uint64_t seed = 0;
+  Buffer boundaries;  // sort / aggregate: encoded one-column batch of partitions - 1 keys
+  std::string agg_op;      // count, sum, mean, min, max
+  std::string agg_column;
+  LUMEN_SERIALIZE(kind, partitions, key, descending, seed, boundaries, agg_op, agg_column);
+};
+
+// Up to `count` evenly spaced values of `key` (a one-column batch).
+Buffer SampleTask(const std::string& key, int64_t count, const Buffer& block);
+// Rows of `block` grouped by target partition, with a leading `__partition` column.
+// `first_row`: global index of the block's first row (repartition).
+Buffer PartitionTask(const ExchangeSpec& spec, int64_t block_index, int64_t first_row,
+                     int64_t total_rows, const Buffer& block);
+// Partition `partition` of every map output, combined (sorted / shuffled / aggregated).
+Buffer ReduceTask(const ExchangeSpec& spec, int64_t partition,
+                  const std::vector<lumen::ObjectRef<Buffer>>& map_outputs);
+
+}  // namespace lumen::data::internal
