@@ -1,5 +1,6 @@
 // lumen::data: blocks, transforms, sources and sinks, exchanges, actor pools, errors,
 // exactly-once writes, streaming, memory budget. On an embedded cluster.
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -56,6 +57,20 @@ ld::Batch FailOn7(const ld::Batch& in) {
   }
   return in;
 }
+// Kills its own worker the first time it sees id 30 (the marker file in the `marker` column
+// remembers that it did).
+ld::Batch KillOnce(const ld::Batch& in) {
+  auto ids = in.Int64("id");
+  auto markers = in.String("marker");
+  for (size_t i = 0; i < ids.size(); ++i) {
+    std::string marker(markers[i]);
+    if (ids[i] == 30 && !std::filesystem::exists(marker)) {
+      std::ofstream(marker) << "killed";
+      ::kill(::getpid(), SIGKILL);
+    }
+  }
+  return in.DropColumns({"marker"});
+}
 ld::Batch SlowMark(const ld::Batch& in) {
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   return in;
@@ -78,7 +93,8 @@ class Scaler {
   std::string tag_;
 };
 
-LUMEN_REMOTE(Double, AddOne, IsEven, Twice, Squares, CountRows, UpperBytes, FailOn7, SlowMark);
+LUMEN_REMOTE(Double, AddOne, IsEven, Twice, Squares, CountRows, UpperBytes, FailOn7, SlowMark,
+             KillOnce);
 LUMEN_DATA_CALLABLE(Scaler, int64_t, std::string);
 
 std::vector<int64_t> Ids(const std::vector<ld::Row>& rows, const std::string& col = "id") {
@@ -396,7 +412,7 @@ TEST_F(DataTest, UdfErrorsFailTheJobOrAreSkipped) {
 TEST_F(DataTest, CallableClassRunsInAnActorPoolConstructedOncePerActor) {
   std::string tag = Path("scaler");
   auto rows = ld::Range(400, {.num_blocks = 20})
-                  .MapBatches<Scaler>({.batch_size = 7, .concurrency = 2}, int64_t{3}, tag)
+                  .MapBatches<Scaler>({.batch_size = 7, .concurrency = 2, .num_cpus = 0.5}, int64_t{3}, tag)
                   .WithOptions(Quiet())
                   .TakeAll();
   EXPECT_EQ(Sorted(Ids(rows)), Iota(400, 3));
@@ -456,4 +472,47 @@ TEST_F(DataTest, UnregisteredFunctionsAreRejectedAtPlanTime) {
   EXPECT_THROW(ld::Range(10).MapBatches(unregistered), lumen::FunctionNotFoundError);
 }
 
+}  // namespace
+
+namespace {
+TEST_F(DataTest, PlansThatCanNeverRunFailWithTheReason) {
+  // Two one-CPU actors on a two-CPU cluster leave nothing for the write tasks.
+  try {
+    ld::Range(100)
+        .MapBatches<Scaler>({.concurrency = 2, .num_cpus = 1}, int64_t{1}, Path("s"))
+        .WithOptions(Quiet())
+        .WriteJson(Path("out"));
+    FAIL();
+  } catch (const ld::DataError& e) {
+    std::string what = e.what();
+    EXPECT_NE(what.find("MapBatches(Scaler)"), std::string::npos) << what;
+    EXPECT_NE(what.find("could never run"), std::string::npos) << what;
+  }
+}
+}  // namespace
+
+namespace {
+TEST_F(DataTest, AWorkerKilledMidPipelineIsRetriedAndTheOutputIsExact) {
+  std::string marker = Path("killed");
+  std::vector<ld::Row> items;
+  for (int64_t i = 0; i < 100; ++i) items.push_back(ld::Row{{"id", i}, {"marker", marker}});
+  auto r = ld::FromItems(items, {.num_blocks = 10})
+               .MapBatches(KillOnce)
+               .WithOptions(Quiet())
+               .WriteJson(Path("out"));
+  EXPECT_TRUE(fs::exists(marker));  // the kill happened
+  EXPECT_EQ(r.files_written, 10);
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(Path("out"))) files += e.is_regular_file();
+  EXPECT_EQ(files, 10);
+  EXPECT_EQ(ld::ReadJson(Path("out")).WithOptions(Quiet()).Count(), 100);
+}
+
+TEST_F(DataTest, GlobsSelectFiles) {
+  WriteFile("g/a.csv", "x\n1\n");
+  WriteFile("g/b.csv", "x\n2\n");
+  WriteFile("g/c.txt", "not csv\n");
+  EXPECT_EQ(ld::ReadCsv(Path("g") + "/*.csv").WithOptions(Quiet()).Count(), 2);
+  EXPECT_THROW(ld::ReadCsv(Path("g") + "/*.parquet").WithOptions(Quiet()).Count(), ld::DataError);
+}
 }  // namespace

@@ -187,7 +187,7 @@ void TaskSubmitter::OnLeaseReply(const std::string& key, const Status& st,
     auto c = cw_.ConnectTo(reply.worker());
     if (c.ok()) {
       conn = *c;
-    } else {
+    } else if (!shutdown_) {
       LUMEN_LOG(WARNING) << "cannot reach leased worker: " << c.status();
     }
   }

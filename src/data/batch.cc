@@ -635,3 +635,59 @@ Batch BatchBuilder::Build() const {
 }
 
 }  // namespace lumen::data
+
+namespace lumen::data::internal {
+
+Batch MakePathBytesBlock(const std::vector<std::string>& paths, const std::vector<int64_t>& sizes,
+                         const std::function<void(size_t, uint8_t*)>& fill) {
+  const int64_t rows = static_cast<int64_t>(paths.size());
+  std::vector<int64_t> path_off{0}, data_off{0};
+  for (const auto& p : paths) path_off.push_back(path_off.back() + static_cast<int64_t>(p.size()));
+  for (int64_t s : sizes) data_off.push_back(data_off.back() + s);
+  const std::string names = "pathbytes";
+  int64_t names_offset = static_cast<int64_t>(sizeof(BlockHeader) + 2 * sizeof(ColumnDesc));
+  int64_t pos = AlignUp(names_offset + static_cast<int64_t>(names.size()));
+  int64_t path_offsets = pos;
+  pos = AlignUp(pos + (rows + 1) * 8);
+  int64_t path_data = pos;
+  pos = AlignUp(pos + path_off.back());
+  int64_t bytes_offsets = pos;
+  pos = AlignUp(pos + (rows + 1) * 8);
+  int64_t bytes_data = pos;
+  pos = AlignUp(pos + data_off.back());
+  Buffer out = Buffer::Allocate(static_cast<size_t>(pos));
+  uint8_t* base = out.mutable_data();
+  std::memset(base, 0, static_cast<size_t>(bytes_data));
+  BlockHeader h{};
+  std::memcpy(h.magic, kBlockMagic, 4);
+  h.ncols = 2;
+  h.nrows = rows;
+  h.total_size = pos;
+  h.names_offset = names_offset;
+  std::memcpy(base, &h, sizeof(h));
+  ColumnDesc d{};
+  d.name_offset = 0;
+  d.name_len = 4;
+  d.type = static_cast<uint8_t>(DataType::kString);
+  d.data_offset = path_data;
+  d.data_size = path_off.back();
+  d.offsets_offset = path_offsets;
+  std::memcpy(base + sizeof(BlockHeader), &d, sizeof(d));
+  d.name_offset = 4;
+  d.name_len = 5;
+  d.type = static_cast<uint8_t>(DataType::kBinary);
+  d.data_offset = bytes_data;
+  d.data_size = data_off.back();
+  d.offsets_offset = bytes_offsets;
+  std::memcpy(base + sizeof(BlockHeader) + sizeof(ColumnDesc), &d, sizeof(d));
+  std::memcpy(base + names_offset, names.data(), names.size());
+  std::memcpy(base + path_offsets, path_off.data(), path_off.size() * 8);
+  for (size_t i = 0; i < paths.size(); ++i) {
+    std::memcpy(base + path_data + path_off[i], paths[i].data(), paths[i].size());
+  }
+  std::memcpy(base + bytes_offsets, data_off.data(), data_off.size() * 8);
+  for (size_t i = 0; i < sizes.size(); ++i) fill(i, base + bytes_data + data_off[i]);
+  return Batch::FromBuffer(Buffer(out.data(), out.size(), out.owner()));
+}
+
+}  // namespace lumen::data::internal

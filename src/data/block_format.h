@@ -38,3 +38,19 @@ static_assert(sizeof(ColumnDesc) == 64);
 inline int64_t AlignUp(int64_t n) { return (n + kBlockAlign - 1) / kBlockAlign * kBlockAlign; }
 
 }  // namespace lumen::data::internal
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "lumen/data/batch.h"
+
+namespace lumen::data::internal {
+
+// A block with a string column `path` and a binary column `bytes` whose values are filled in
+// place: fill(i, dst) writes the sizes[i] bytes of value i to dst. One allocation, no copies
+// (readers read files straight into the block).
+Batch MakePathBytesBlock(const std::vector<std::string>& paths, const std::vector<int64_t>& sizes,
+                         const std::function<void(size_t, uint8_t*)>& fill);
+
+}  // namespace lumen::data::internal

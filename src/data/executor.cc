@@ -106,6 +106,21 @@ int64_t SourceOp::TotalBlocks() const {
   return reads_.empty() ? blocks_done : static_cast<int64_t>(reads_.size());
 }
 
+namespace {
+std::map<std::string, double> ResourcesOf(const lumen::TaskOptions& o) {
+  std::map<std::string, double> r;
+  if (o.num_cpus > 0) r["CPU"] = o.num_cpus;
+  if (o.num_gpus > 0) r["GPU"] = o.num_gpus;
+  if (o.memory > 0) r["memory"] = static_cast<double>(o.memory);
+  for (const auto& [k, v] : o.resources) r[k] = v;
+  return r;
+}
+}  // namespace
+
+std::map<std::string, double> SourceOp::PerTask() const {
+  return reads_.empty() ? std::map<std::string, double>{} : ResourcesOf(options_);
+}
+
 // ---- MapOp -----------------------------------------------------------------------------------
 
 MapOp::MapOp(std::string name, Chain chain, lumen::TaskOptions options, int concurrency)
@@ -129,8 +144,11 @@ void MapOp::LaunchOne(Executor& ex) {
   inputs_.pop_front();
   int64_t est = EstimateOutputBytes();
   auto ref = lumen::Task(RunChainTask).Options(options_).Remote(chain_, in.meta.index, in.ref);
-  ex.Submit(this, ref, in.meta.index, stats_.tasks > 0 ? est : in.meta.bytes);
+  ex.Submit(this, ref, in.meta.index, stats_.tasks > 0 ? est : in.meta.bytes, nullptr,
+            in.meta.bytes);
 }
+
+std::map<std::string, double> MapOp::PerTask() const { return ResourcesOf(options_); }
 
 int64_t MapOp::TotalBlocks() const {
   return upstreams.empty() ? -1 : upstreams[0]->TotalBlocks();
@@ -209,7 +227,7 @@ void ActorPoolOp::LaunchOne(Executor& ex) {
   ++in_flight_[static_cast<size_t>(a)];
   uint64_t token = 0;
   ex.Submit(this, ref, in.meta.index, stats_.tasks > 0 ? EstimateOutputBytes() : in.meta.bytes,
-            &token);
+            &token, in.meta.bytes);
   token_actor_[token] = a;
 }
 
@@ -232,6 +250,15 @@ void ActorPoolOp::OnTaskFailed(Executor& ex, uint64_t token) {
 
 int64_t ActorPoolOp::TotalBlocks() const {
   return upstreams.empty() ? -1 : upstreams[0]->TotalBlocks();
+}
+
+std::map<std::string, double> ActorPoolOp::Reserved() const {
+  std::map<std::string, double> r;
+  double n = std::max(1, options_.concurrency);
+  if (options_.num_cpus > 0) r["CPU"] = options_.num_cpus * n;
+  if (options_.num_gpus > 0) r["GPU"] = options_.num_gpus * n;
+  if (options_.memory > 0) r["memory"] = static_cast<double>(options_.memory) * n;
+  return r;
 }
 
 std::string ActorPoolOp::ActorSummary() const {
@@ -435,6 +462,7 @@ Executor::Executor(std::vector<std::unique_ptr<PhysicalOp>> ops, ExecutionOption
   for (auto& op : ops_) raw.push_back(op.get());
   progress_ = std::make_unique<ProgressReporter>(raw, options_.progress);
   start_ = last_progress_ = Clock::now();
+  CheckResources();
   for (auto& op : ops_) op->Start(*this);
 }
 
@@ -445,7 +473,7 @@ Executor::~Executor() {
 }
 
 void Executor::Submit(PhysicalOp* op, const lumen::ObjectRef<Buffer>& ref, int64_t index,
-                      int64_t est_bytes, uint64_t* token_out) {
+                      int64_t est_bytes, uint64_t* token_out, int64_t input_bytes) {
   uint64_t token = NewToken();
   if (token_out) *token_out = token;
   if (!op->started) {
@@ -453,7 +481,7 @@ void Executor::Submit(PhysicalOp* op, const lumen::ObjectRef<Buffer>& ref, int64
     op->first_start = Clock::now();
   }
   ++op->running_;
-  pending_[token] = Pending{op, ref, index, est_bytes, Clock::now()};
+  pending_[token] = Pending{op, ref, index, est_bytes, input_bytes, Clock::now()};
   std::weak_ptr<EventQueue> weak = events_;
   lumen::internal::OnObjectReady(ref.ID(), [weak, token] {
     auto q = weak.lock();
@@ -550,7 +578,7 @@ void Executor::MoveBlocks() {
 int64_t Executor::BudgetUsed() const {
   int64_t used = 0;
   for (const auto& op : ops_) used += op->HeldBytes();
-  for (const auto& [t, p] : pending_) used += p.est_bytes;
+  for (const auto& [t, p] : pending_) used += p.est_bytes + p.input_bytes;
   return used;
 }
 
@@ -592,6 +620,42 @@ std::optional<RefBundle> Executor::TakeOutput() {
     return b;
   }
   return std::nullopt;
+}
+
+void Executor::CheckResources() const {
+  lumen::ClusterResources cluster = lumen::GetClusterResources();
+  std::map<std::string, double> reserved;
+  std::string pools;
+  for (const auto& op : ops_) {
+    for (const auto& [k, v] : op->Reserved()) {
+      reserved[k] += v;
+      pools += (pools.empty() ? "" : ", ") + op->name();
+    }
+  }
+  auto fmt = [](double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%g", v);
+    return std::string(buf);
+  };
+  for (const auto& [k, v] : reserved) {
+    if (v > cluster.total[k] + 1e-9) {
+      throw DataError("the actor pools (" + pools + ") need " + fmt(v) + " " + k +
+                      " but the cluster has " + fmt(cluster.total[k]) +
+                      ": lower their concurrency or num_cpus / num_gpus");
+    }
+  }
+  for (const auto& op : ops_) {
+    for (const auto& [k, need] : op->PerTask()) {
+      double left = cluster.total[k] - reserved[k];
+      if (need > left + 1e-9) {
+        throw DataError("operator " + op->name() + " needs " + fmt(need) + " " + k +
+                        " per task but only " + fmt(left) + " of the cluster's " +
+                        fmt(cluster.total[k]) + " are left beside the actor pools (" + pools +
+                        "): its tasks could never run. Lower the pools' concurrency or "
+                        "num_cpus, or the operator's num_cpus");
+      }
+    }
+  }
 }
 
 void Executor::CheckStall() {

@@ -76,6 +76,9 @@ class PhysicalOp {
   virtual bool Finished() const { return AllUpstreamsDone() && inputs_.empty() && running_ == 0; }
   // Blocks this op will output in total, when known (-1 otherwise).
   virtual int64_t TotalBlocks() const { return -1; }
+  // Resources held for the whole run (actor pools), and needed by one task (task ops).
+  virtual std::map<std::string, double> Reserved() const { return {}; }
+  virtual std::map<std::string, double> PerTask() const { return {}; }
 
   bool AllUpstreamsDone() const { return upstreams_done_ >= upstreams.size(); }
   int64_t HeldBytes() const;
@@ -124,6 +127,7 @@ class SourceOp : public PhysicalOp {
   lumen::TaskOptions& options() { return options_; }
   int& concurrency() { return concurrency_; }
   bool fusable() const { return existing_.empty() && !reads_.empty(); }
+  std::map<std::string, double> PerTask() const override;
   // Total bytes of the files to read (progress).
   int64_t input_bytes = 0;
   int64_t input_files = 0;
@@ -145,6 +149,7 @@ class MapOp : public PhysicalOp {
   bool WantsToLaunch() const override;
   void LaunchOne(Executor& ex) override;
   int64_t TotalBlocks() const override;
+  std::map<std::string, double> PerTask() const override;
   Chain& chain() { return chain_; }
   lumen::TaskOptions& options() { return options_; }
   int& concurrency() { return concurrency_; }
@@ -170,6 +175,7 @@ class ActorPoolOp : public PhysicalOp {
   int64_t TotalBlocks() const override;
   // Actors and their queue depths, for stall reports.
   std::string ActorSummary() const;
+  std::map<std::string, double> Reserved() const override;
 
  private:
   int BestActor(const NodeID& block_node) const;
@@ -219,6 +225,7 @@ class ExchangeOp : public PhysicalOp {
   void OnTaskFailed(Executor& ex, uint64_t token) override;
   bool Finished() const override;
   int64_t TotalBlocks() const override { return spec_.partitions; }
+  std::map<std::string, double> PerTask() const override { return {{"CPU", 1}}; }
 
  private:
   enum class Phase { kCollect, kSample, kMap, kReduce, kDone };
@@ -250,9 +257,10 @@ class Executor {
   DatasetStats Stats() const;
 
   // For operators.
-  // Registers a task of `op` producing block `index`.
+  // Registers a task of `op` producing block `index`. `input_bytes`: the block it reads,
+  // which stays in the object store until the task ends.
   void Submit(PhysicalOp* op, const lumen::ObjectRef<Buffer>& ref, int64_t index,
-              int64_t est_bytes, uint64_t* token = nullptr);
+              int64_t est_bytes, uint64_t* token = nullptr, int64_t input_bytes = 0);
   uint64_t NewToken() { return next_token_++; }
   // Reads a finished block's metadata (maps it briefly). Throws the task's error.
   static BlockMeta ReadMeta(const lumen::ObjectRef<Buffer>& ref, int64_t index);
@@ -265,6 +273,7 @@ class Executor {
     lumen::ObjectRef<Buffer> ref;
     int64_t index;
     int64_t est_bytes;
+    int64_t input_bytes;
     std::chrono::steady_clock::time_point started;
   };
 
@@ -274,6 +283,8 @@ class Executor {
   void Schedule();
   int64_t BudgetUsed() const;
   void CheckStall();
+  // Fails early when actor pools reserve what task operators need to run at all.
+  void CheckResources() const;
   std::optional<RefBundle> TakeOutput();
 
   std::vector<std::unique_ptr<PhysicalOp>> ops_;

@@ -90,7 +90,8 @@ void ProgressReporter::Tick(int64_t held_bytes, int64_t budget, bool force) {
 
 void ProgressReporter::Finish(int64_t held_bytes, int64_t budget) {
   if (!enabled_) return;
-  Draw(held_bytes, budget, true);
+  // A terminal gets its bars completed; a log gets a last line only if it got earlier ones.
+  if (tty_ || lines_drawn_ > 0) Draw(held_bytes, budget, true);
 }
 
 }  // namespace lumen::data::internal

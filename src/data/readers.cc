@@ -9,6 +9,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "data/block_format.h"
 #include "data/chain.h"
 #include "lumen/errors.h"
 
@@ -49,16 +50,41 @@ void ReadWholeFile(const std::string& path, std::string* out, const char* source
 }
 
 Batch ReadBinary(const ReadSpec& spec) {
-  std::string bytes;
-  std::vector<int64_t> offsets{0};
+  // Open everything first to learn the sizes, then read each file straight into the block.
+  std::vector<int> fds;
+  std::vector<int64_t> sizes;
+  auto close_all = [&] {
+    for (int fd : fds) ::close(fd);
+  };
   for (const auto& f : spec.files) {
-    ReadWholeFile(f, &bytes, "ReadBinaryFiles");
-    offsets.push_back(static_cast<int64_t>(bytes.size()));
+    int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || ::fstat(fd, &st) != 0) {
+      int err = errno;
+      if (fd >= 0) ::close(fd);
+      close_all();
+      throw DataError("ReadBinaryFiles: cannot open " + f + ": " + std::strerror(err));
+    }
+    fds.push_back(fd);
+    sizes.push_back(st.st_size);
   }
-  return BatchBuilder()
-      .AddString("path", spec.relative)
-      .AddBinaryConcatenated("bytes", std::move(bytes), std::move(offsets))
-      .Build();
+  std::string failure;
+  Batch b = MakePathBytesBlock(spec.relative, sizes, [&](size_t i, uint8_t* dst) {
+    int64_t off = 0;
+    while (off < sizes[i] && failure.empty()) {
+      ssize_t n = ::pread(fds[i], dst + off, static_cast<size_t>(sizes[i] - off), off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        failure = "ReadBinaryFiles: cannot read " + spec.files[i] + ": " +
+                  (n < 0 ? std::strerror(errno) : "the file shrank while being read");
+      } else {
+        off += n;
+      }
+    }
+  });
+  close_all();
+  if (!failure.empty()) throw DataError(failure);
+  return b;
 }
 
 Batch ReadTextLines(const ReadSpec& spec) {

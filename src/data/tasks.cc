@@ -45,10 +45,10 @@ class TaskTimer {
 bool HasGlob(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
 
 void AddFile(const std::filesystem::path& p, const std::string& rel, std::vector<FileEntry>* out) {
-  std::error_code ec;
-  auto size = std::filesystem::file_size(p, ec);
-  out->push_back({std::filesystem::absolute(p).lexically_normal().string(), rel,
-                  ec ? 0 : static_cast<int64_t>(size)});
+  struct stat st;
+  int64_t size = ::stat(p.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0;
+  std::string abs = p.is_absolute() ? p.string() : std::filesystem::absolute(p).string();
+  out->push_back({std::filesystem::path(abs).lexically_normal().string(), rel, size});
 }
 
 std::mutex g_callables_mu;
@@ -102,7 +102,11 @@ std::vector<FileEntry> ListFiles(const std::string& pattern, const std::string& 
           continue;
         }
         if (!it->is_regular_file(ec)) continue;
-        AddFile(p, fs::relative(p, root, ec).string(), &out);
+        // The iterator's paths start with the root given: the rest is the relative path.
+        std::string full = p.string();
+        std::string rel = full.substr(std::min(full.size(), root.string().size()));
+        while (!rel.empty() && rel.front() == '/') rel.erase(0, 1);
+        AddFile(p, rel, &out);
       }
     } else {
       AddFile(root, root.filename().string(), &out);

@@ -1,7 +1,8 @@
-// Sinks with exactly-once output: every file is written in <dir>/.lumen-staging/ and renamed
-// to its final, deterministic name; a file that already exists was committed by an earlier
-// run (or attempt) and is skipped; empty blocks write nothing.
+// Sinks with exactly-once output: every file appears under its final, deterministic name only
+// when complete (see Commit); a file that already exists was committed by an earlier run (or
+// attempt) and is skipped; empty blocks write nothing.
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <unordered_map>
 #include <nlohmann/json.hpp>
 
 #include "data/chain.h"
@@ -19,6 +21,11 @@
 namespace lumen::data::internal {
 
 namespace {
+
+struct Status {
+  explicit Status(int e) : err(e) {}
+  int err;
+};
 
 struct Counts {
   int64_t written = 0;
@@ -33,44 +40,79 @@ void MakeParents(const std::string& path) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
 }
 
-// Commits `data` as `target` unless it exists. Returns true if written.
-bool Commit(const std::string& dir, const std::string& target, std::string_view data,
-            const char* sink) {
-  struct stat st;
-  if (::stat(target.c_str(), &st) == 0) return false;  // committed before
-  static std::atomic<uint64_t> counter{0};
-  uint8_t rnd[8];
-  lumen::internal::FillRandom(rnd, sizeof(rnd));
-  std::string tmp = StagingDir(dir) + "/" + std::to_string(::getpid()) + "-" +
-                    std::to_string(counter++) + "-" + lumen::internal::BytesToHex(rnd, 8);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0 && errno == ENOENT) {
-    MakeParents(tmp);
-    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  }
-  if (fd < 0) {
-    throw DataError(std::string(sink) + ": cannot create " + tmp + ": " + std::strerror(errno));
-  }
+Status WriteAll(int fd, std::string_view data) {
   size_t off = 0;
   while (off < data.size()) {
     ssize_t n = ::write(fd, data.data() + off, data.size() - off);
     if (n < 0) {
       if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw DataError(std::string(sink) + ": cannot write " + target + ": " + std::strerror(err));
+      return Status(errno);
     }
     off += static_cast<size_t>(n);
   }
-  ::close(fd);
-  if (::rename(tmp.c_str(), target.c_str()) != 0) {
-    if (errno == ENOENT) {
-      MakeParents(target);
-      if (::rename(tmp.c_str(), target.c_str()) == 0) return true;
+  return Status(0);
+}
+
+// Commits `data` as `target` unless it exists. Returns true if written.
+//
+// Preferred: an unnamed file (O_TMPFILE) in the target's directory, linked to its final name
+// only when complete. linkat never replaces an existing file, and an unnamed file vanishes with
+// a crashed attempt: no partial or duplicate file can appear. Filesystems without O_TMPFILE
+// use a staging directory and renameat2(RENAME_NOREPLACE) instead.
+bool Commit(const std::string& dir, const std::string& target, std::string_view data,
+            const char* sink, bool may_exist = true) {
+  struct stat st;
+  if (may_exist && ::stat(target.c_str(), &st) == 0) return false;  // committed before
+  const std::string parent = std::filesystem::path(target).parent_path().string();
+  int fd = ::open(parent.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+  if (fd < 0 && errno == ENOENT) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    fd = ::open(parent.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+  }
+  if (fd >= 0) {
+    Status w = WriteAll(fd, data);
+    if (w.err != 0) {
+      ::close(fd);
+      throw DataError(std::string(sink) + ": cannot write " + target + ": " + std::strerror(w.err));
     }
+    std::string proc = "/proc/self/fd/" + std::to_string(fd);
+    int rc = ::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, target.c_str(), AT_SYMLINK_FOLLOW);
+    int err = errno;
+    ::close(fd);
+    if (rc == 0) return true;
+    if (err == EEXIST) return false;  // another attempt committed it first
+    throw DataError(std::string(sink) + ": cannot commit " + target + ": " + std::strerror(err));
+  }
+  // No O_TMPFILE here: write under a private name in the staging directory, then rename.
+  static std::atomic<uint64_t> counter{0};
+  uint8_t rnd[8];
+  lumen::internal::FillRandom(rnd, sizeof(rnd));
+  std::string tmp = StagingDir(dir) + "/" + std::to_string(::getpid()) + "-" +
+                    std::to_string(counter++) + "-" + lumen::internal::BytesToHex(rnd, 8);
+  MakeParents(tmp);
+  fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    throw DataError(std::string(sink) + ": cannot create " + tmp + ": " + std::strerror(errno));
+  }
+  Status w = WriteAll(fd, data);
+  ::close(fd);
+  if (w.err != 0) {
+    ::unlink(tmp.c_str());
+    throw DataError(std::string(sink) + ": cannot write " + target + ": " + std::strerror(w.err));
+  }
+  auto rename = [&] {
+    return ::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, target.c_str(), RENAME_NOREPLACE);
+  };
+  int rc = rename();
+  if (rc != 0 && errno == ENOENT) {
+    MakeParents(target);
+    rc = rename();
+  }
+  if (rc != 0) {
     int err = errno;
     ::unlink(tmp.c_str());
+    if (err == EEXIST) return false;
     throw DataError(std::string(sink) + ": cannot commit " + target + ": " + std::strerror(err));
   }
   return true;
@@ -139,17 +181,26 @@ Batch WriteBlock(const WriteSpec& spec, int64_t block_index, const Batch& block)
   const int64_t rows = block.NumRows();
   if (rows > 0) {
     std::error_code ec;
-    std::filesystem::create_directories(StagingDir(spec.dir), ec);
+    std::filesystem::create_directories(spec.dir, ec);
     if (ec) throw DataError("cannot create output directory " + spec.dir + ": " + ec.message());
   }
   if (spec.format == "files" && rows > 0) {
     auto paths = block.String(spec.path_column);
     bool binary = block.ColumnType(spec.data_column) == DataType::kBinary;
     StringColumn data = binary ? block.Binary(spec.data_column) : block.String(spec.data_column);
+    // No file can exist yet in a directory that did not exist when this block started.
+    std::unordered_map<std::string, bool> dir_existed;
     for (int64_t i = 0; i < rows; ++i) {
       std::string rel = CheckRelative(std::string(paths[static_cast<size_t>(i)]));
       std::string_view bytes = data[static_cast<size_t>(i)];
-      if (Commit(spec.dir, spec.dir + "/" + rel, bytes, "WriteFiles")) {
+      std::string target = spec.dir + "/" + rel;
+      std::string parent = std::filesystem::path(target).parent_path().string();
+      auto known = dir_existed.find(parent);
+      if (known == dir_existed.end()) {
+        struct stat st;
+        known = dir_existed.emplace(parent, ::stat(parent.c_str(), &st) == 0).first;
+      }
+      if (Commit(spec.dir, target, bytes, "WriteFiles", known->second)) {
         ++counts.written;
         counts.bytes += static_cast<int64_t>(bytes.size());
       } else {
