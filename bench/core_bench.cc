@@ -67,7 +67,8 @@ class Client {
     std::vector<lumen::ObjectRef<int>> refs;
     refs.reserve(static_cast<size_t>(calls));
     for (int i = 0; i < calls; ++i) {
-      refs.push_back(targets_[static_cast<size_t>(i) % targets_.size()].Task(&Target::Call).Remote(i));
+      refs.push_back(
+          targets_[static_cast<size_t>(i) % targets_.size()].Task(&Target::Call).Remote(i));
     }
     lumen::Get(refs);
     return calls;
@@ -146,17 +147,21 @@ int main(int argc, char** argv) {
     auto a = lumen::Actor(Target::Create).Remote();
     lumen::Get(a.Task(&Target::Call).Remote(0));
     const int n = 20000 / scale;
-    Report("actor_calls_sync_per_s", BestRate(3, n, [&] {
-             for (int i = 0; i < n; ++i) lumen::Get(a.Task(&Target::Call).Remote(i));
-           }),
+    Report("actor_calls_sync_per_s",
+           BestRate(3, n,
+                    [&] {
+                      for (int i = 0; i < n; ++i) lumen::Get(a.Task(&Target::Call).Remote(i));
+                    }),
            "calls/s");
     const int m = 200000 / scale;
-    Report("actor_calls_async_per_s", BestRate(3, m, [&] {
-             std::vector<lumen::ObjectRef<int>> refs;
-             refs.reserve(static_cast<size_t>(m));
-             for (int i = 0; i < m; ++i) refs.push_back(a.Task(&Target::Call).Remote(i));
-             lumen::Get(refs);
-           }),
+    Report("actor_calls_async_per_s",
+           BestRate(3, m,
+                    [&] {
+                      std::vector<lumen::ObjectRef<int>> refs;
+                      refs.reserve(static_cast<size_t>(m));
+                      for (int i = 0; i < m; ++i) refs.push_back(a.Task(&Target::Call).Remote(i));
+                      lumen::Get(refs);
+                    }),
            "calls/s");
   }
   {
@@ -164,28 +169,36 @@ int main(int argc, char** argv) {
     std::vector<lumen::ActorHandle<Target>> targets;
     for (int i = 0; i < kActors; ++i) targets.push_back(lumen::Actor(Target::Create).Remote());
     std::vector<lumen::ActorHandle<Client>> clients;
-    for (int i = 0; i < kActors; ++i) clients.push_back(lumen::Actor(Client::Create).Remote(targets));
+    for (int i = 0; i < kActors; ++i)
+      clients.push_back(lumen::Actor(Client::Create).Remote(targets));
     for (auto& c : clients) lumen::Get(c.Task(&Client::Run).Remote(100));
     const int per_client = 50000 / scale;
-    Report("n_n_actor_calls_async_per_s", BestRate(3, per_client * kActors, [&] {
-             std::vector<lumen::ObjectRef<int>> runs;
-             for (auto& c : clients) runs.push_back(c.Task(&Client::Run).Remote(per_client));
-             lumen::Get(runs);
-           }),
+    Report("n_n_actor_calls_async_per_s",
+           BestRate(3, per_client * kActors,
+                    [&] {
+                      std::vector<lumen::ObjectRef<int>> runs;
+                      for (auto& c : clients)
+                        runs.push_back(c.Task(&Client::Run).Remote(per_client));
+                      lumen::Get(runs);
+                    }),
            "calls/s");
   }
 
   // ---- objects ------------------------------------------------------------------------------
   {
     const int n = 200000 / scale;
-    Report("put_calls_per_s", BestRate(3, n, [&] {
-             for (int i = 0; i < n; ++i) lumen::Put(i);
-           }),
+    Report("put_calls_per_s",
+           BestRate(3, n,
+                    [&] {
+                      for (int i = 0; i < n; ++i) lumen::Put(i);
+                    }),
            "calls/s");
     auto ref = lumen::Put(12345);
-    Report("get_calls_per_s", BestRate(3, n, [&] {
-             for (int i = 0; i < n; ++i) lumen::Get(ref);
-           }),
+    Report("get_calls_per_s",
+           BestRate(3, n,
+                    [&] {
+                      for (int i = 0; i < n; ++i) lumen::Get(ref);
+                    }),
            "calls/s");
   }
   const size_t kBig = size_t{128} << 20;  // 128 MiB objects
@@ -227,8 +240,9 @@ int main(int argc, char** argv) {
     double submitted = Now() - t;
     int64_t sum = 0;
     for (size_t i = 0; i < refs.size(); i += 10000) {
-      std::vector<lumen::ObjectRef<int>> part(refs.begin() + static_cast<long>(i),
-                                              refs.begin() + static_cast<long>(std::min(refs.size(), i + 10000)));
+      std::vector<lumen::ObjectRef<int>> part(
+          refs.begin() + static_cast<long>(i),
+          refs.begin() + static_cast<long>(std::min(refs.size(), i + 10000)));
       for (int v : lumen::Get(part)) sum += v;
     }
     double total = Now() - t;
@@ -238,8 +252,8 @@ int main(int argc, char** argv) {
     Report("million_tasks_all_completed", exact ? 1 : 0, "bool");
     Report("million_tasks_peak_rss_growth_mb",
            static_cast<double>(PeakRssBytes() - rss_before) / (1 << 20), "MiB");
-    Report("million_tasks_rss_per_held_result", static_cast<double>(PeakRssBytes() - rss_before) / n,
-           "bytes");
+    Report("million_tasks_rss_per_held_result",
+           static_cast<double>(PeakRssBytes() - rss_before) / n, "bytes");
   }
   lumen::Shutdown();
 

@@ -265,8 +265,8 @@ class Writer {
   }
 };
 
-LUMEN_REMOTE(MapTenMs, Reader::Create, &Reader::Read, Mapper::Create, &Mapper::Map,
-             Writer::Create, &Writer::Write);
+LUMEN_REMOTE(MapTenMs, Reader::Create, &Reader::Read, Mapper::Create, &Mapper::Map, Writer::Create,
+             &Writer::Write);
 LUMEN_DATA_CALLABLE(Checksummer, int64_t);
 
 // Streams batches of files through reader -> [mapper ->] writer actors, keeping about
@@ -287,15 +287,18 @@ double HandWritten(const std::string& in, const std::string& out, size_t max_fil
   for (int i = 0; i < readers; ++i) rs.push_back(lumen::Actor(Reader::Create).Remote());
   lumen::ActorOptions one_cpu;
   one_cpu.num_cpus = 1;
-  for (int i = 0; i < mappers; ++i) ms.push_back(lumen::Actor(Mapper::Create).Options(one_cpu).Remote());
+  for (int i = 0; i < mappers; ++i)
+    ms.push_back(lumen::Actor(Mapper::Create).Options(one_cpu).Remote());
   for (int i = 0; i < writers; ++i) ws.push_back(lumen::Actor(Writer::Create).Remote());
   const size_t window = 2 * static_cast<size_t>(std::max({readers, mappers, writers}));
   std::vector<lumen::ObjectRef<int64_t>> in_flight;
   int64_t written = 0;
   size_t call = 0;
-  for (size_t start = 0; start < files.size(); start += static_cast<size_t>(files_per_call), ++call) {
+  for (size_t start = 0; start < files.size();
+       start += static_cast<size_t>(files_per_call), ++call) {
     std::vector<std::string> src, dst;
-    for (size_t i = start; i < std::min(files.size(), start + static_cast<size_t>(files_per_call)); ++i) {
+    for (size_t i = start; i < std::min(files.size(), start + static_cast<size_t>(files_per_call));
+         ++i) {
       src.push_back(in + "/" + files[i].first);
       dst.push_back(out + "/" + files[i].first);
     }
@@ -310,7 +313,8 @@ double HandWritten(const std::string& in, const std::string& out, size_t max_fil
   }
   for (auto& r : in_flight) written += lumen::Get(r);
   double elapsed = Now() - t0;
-  if (written != static_cast<int64_t>(files.size())) std::fprintf(stderr, "hand-written lost files\n");
+  if (written != static_cast<int64_t>(files.size()))
+    std::fprintf(stderr, "hand-written lost files\n");
   for (auto& a : rs) lumen::Kill(a);
   for (auto& a : ms) lumen::Kill(a);
   for (auto& a : ws) lumen::Kill(a);
@@ -453,7 +457,8 @@ int main(int argc, char** argv) {
     }
   }
 
-  // ---- W3: larger than memory --------------------------------------------------------------------
+  // ---- W3: larger than memory
+  // --------------------------------------------------------------------
   {
     const int n3 = quick ? 2000 : 20000;
     const int64_t bytes3 = quick ? (200ll << 20) : 2000000000ll;
@@ -482,13 +487,19 @@ int main(int argc, char** argv) {
     Report("w3_s", w3_s, "s");
     Report("w3_memory_budget_bytes", static_cast<double>(budget), "bytes");
     Report("w3_peak_object_store_bytes", static_cast<double>(store.peak_used), "bytes");
-    Report("w3_peak_vs_budget", static_cast<double>(store.peak_used) / static_cast<double>(budget), "x");
+    Report("w3_peak_vs_budget", static_cast<double>(store.peak_used) / static_cast<double>(budget),
+           "x");
     Report("w3_spilled_bytes", static_cast<double>(store.spilled_bytes), "bytes");
     Report("w3_peak_rss_bytes", static_cast<double>(PeakRss()), "bytes");
     Report("w3_rss_growth_bytes", static_cast<double>(PeakRss() - rss_before), "bytes");
     Check("w3", in3, out, files3);
     PrintStats("w3_dataset", ds);
     lumen::Shutdown();
+  }
+  // Outputs go; the generated inputs stay for the next run.
+  for (const char* out : {"w1-cp", "w1-core1", "w1-coreN", "w1-dataset", "w1-dask", "w2-core",
+                          "w2-dataset", "w3-dataset"}) {
+    fs::remove_all(root + "/" + out);
   }
   return 0;
 }

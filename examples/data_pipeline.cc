@@ -67,13 +67,15 @@ int main(int argc, char** argv) {
 
   // read -> map (fused into one task per block) -> write, exactly once.
   auto files = ld::ReadBinaryFiles(in);
-  ld::WriteResult w = files.MapBatches(Shout, {.batch_size = 32})
-                          .WriteFiles(out + "/shouted", {.path_column = "path", .data_column = "bytes"});
+  ld::WriteResult w =
+      files.MapBatches(Shout, {.batch_size = 32})
+          .WriteFiles(out + "/shouted", {.path_column = "path", .data_column = "bytes"});
   std::printf("wrote %lld files (%lld skipped: already there from an earlier run)\n",
               static_cast<long long>(w.files_written), static_cast<long long>(w.files_skipped));
 
   // An actor pool, a group-by, and a streaming consumer.
-  auto counted = files.MapBatches<LineCounter>({.concurrency = 2, .num_cpus = 0.5}, std::string("v1"));
+  auto counted =
+      files.MapBatches<LineCounter>({.concurrency = 2, .num_cpus = 0.5}, std::string("v1"));
   int64_t total_lines = 0;
   for (const ld::Batch& b : counted.IterBatches({.batch_size = 50})) {
     for (int64_t n : b.Int64("lines")) total_lines += n;

@@ -67,7 +67,7 @@ TEST_F(CliTest, StartRunStatusStop) {
   int port = FreePort();
   std::string address = "127.0.0.1:" + std::to_string(port);
   Result start = Shell(env_ + LUMEN_CLI + " start --head --port " + std::to_string(port) +
-                     " --num-cpus 2 --object-store-memory 268435456 --resources dongle=3");
+                       " --num-cpus 2 --object-store-memory 268435456 --resources dongle=3");
   ASSERT_EQ(start.code, 0) << start.out;
   EXPECT_NE(start.out.find(address), std::string::npos) << start.out;
 
@@ -102,8 +102,8 @@ TEST_F(CliTest, StartRunStatusStop) {
   EXPECT_EQ(st.code(), lumen::StatusCode::kUnauthenticated) << st;
   EXPECT_NE(st.message().find("cluster token"), std::string::npos) << st;
   loop.Stop();
-  Result no_token = Shell("LUMEN_SESSION_ROOT=/nonexistent LUMEN_ADDRESS=" + address + " " +
-                        QUICKSTART);
+  Result no_token =
+      Shell("LUMEN_SESSION_ROOT=/nonexistent LUMEN_ADDRESS=" + address + " " + QUICKSTART);
   EXPECT_NE(no_token.code, 0);
   EXPECT_NE(no_token.out.find("token"), std::string::npos) << no_token.out;
 

@@ -70,7 +70,8 @@ TEST(Resources, FixedPointArithmetic) {
   EXPECT_EQ(node.Get("GPU"), 0);
   EXPECT_FALSE(half.IsSubsetOf(node));
   EXPECT_EQ(ResourceSet::FromDoubles({{"CPU", 1.5}}).ToString(), "{CPU: 1.5}");
-  EXPECT_EQ(ResourceSet::FromDoubles({{"CPU", 1}}).Key(), ResourceSet::FromDoubles({{"CPU", 1}}).Key());
+  EXPECT_EQ(ResourceSet::FromDoubles({{"CPU", 1}}).Key(),
+            ResourceSet::FromDoubles({{"CPU", 1}}).Key());
 }
 
 TEST(EventLoop, RunsPostedWorkAndTimersInOrder) {
@@ -84,7 +85,8 @@ TEST(EventLoop, RunsPostedWorkAndTimersInOrder) {
   });
   loop.RunAfter(std::chrono::milliseconds(10), [order] { order->push_back(2); });
   loop.Post([order] { order->push_back(1); });
-  uint64_t cancelled = loop.RunAfter(std::chrono::milliseconds(5), [order] { order->push_back(99); });
+  uint64_t cancelled =
+      loop.RunAfter(std::chrono::milliseconds(5), [order] { order->push_back(99); });
   loop.CancelTimer(cancelled);
   auto fut = done.get_future();
   ASSERT_EQ(fut.wait_for(std::chrono::seconds(5)), std::future_status::ready);
@@ -149,7 +151,9 @@ TEST_F(RpcTest, WrongTokenIsRefusedWithAClearMessage) {
 TEST_F(RpcTest, GarbageBytesCloseTheConnectionAndTheServerSurvives) {
   for (const std::string& garbage :
        {std::string("GET / HTTP/1.1\r\n\r\n"), std::string(100000, '\xff'),
-        std::string("\x10\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00junkjunkjunkjunk", 32)}) {
+        std::string(
+            "\x10\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00junkjunkjunkjunk",
+            32)}) {
     auto colon = address_.rfind(':');
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in sa{};

@@ -11,9 +11,9 @@
 #include <sstream>
 #include <thread>
 
+#include <gtest/gtest.h>
 #include "lumen/data/dataset.h"
 #include "lumen/lumen.h"
-#include <gtest/gtest.h>
 
 namespace ld = lumen::data;
 namespace fs = std::filesystem;
@@ -85,7 +85,10 @@ class Scaler {
     std::vector<int64_t> out;
     for (int64_t v : in.Int64("id")) out.push_back(v * factor_);
     std::vector<int64_t> pid(out.size(), ::getpid());
-    return ld::BatchBuilder().AddInt64("id", std::move(out)).AddInt64("pid", std::move(pid)).Build();
+    return ld::BatchBuilder()
+        .AddInt64("id", std::move(out))
+        .AddInt64("pid", std::move(pid))
+        .Build();
   }
 
  private:
@@ -144,14 +147,19 @@ TEST(Batch, BuildsAndReadsColumnsInPlace) {
   EXPECT_THROW(b.Int64("f"), lumen::TypeError);
   EXPECT_THROW(b.Int64("missing"), lumen::TypeError);
   // Round trip through raw bytes (as in the object store).
-  ld::Batch again = ld::Batch::FromBuffer(lumen::Buffer::Copy(b.buffer().data(), b.buffer().size()));
+  ld::Batch again =
+      ld::Batch::FromBuffer(lumen::Buffer::Copy(b.buffer().data(), b.buffer().size()));
   EXPECT_EQ(again.String("s")[0], "a");
 }
 
 TEST(Batch, SliceConcatTakeSelect) {
-  ld::Batch b = ld::BatchBuilder().AddInt64("i", Iota(10)).AddString("s", std::vector<std::string>(10, "v")).Build();
+  ld::Batch b = ld::BatchBuilder()
+                    .AddInt64("i", Iota(10))
+                    .AddString("s", std::vector<std::string>(10, "v"))
+                    .Build();
   ld::Batch s = b.Slice(3, 4);
-  EXPECT_EQ(std::vector<int64_t>(s.Int64("i").begin(), s.Int64("i").end()), (std::vector<int64_t>{3, 4, 5, 6}));
+  EXPECT_EQ(std::vector<int64_t>(s.Int64("i").begin(), s.Int64("i").end()),
+            (std::vector<int64_t>{3, 4, 5, 6}));
   ld::Batch c = ld::Batch::Concat({s, b.Slice(0, 2)});
   EXPECT_EQ(c.NumRows(), 6);
   EXPECT_EQ(c.Int64("i")[4], 0);
@@ -160,7 +168,8 @@ TEST(Batch, SliceConcatTakeSelect) {
   EXPECT_EQ(t.NumRows(), 3);
   EXPECT_EQ(b.SelectColumns({"s"}).ColumnNames(), std::vector<std::string>{"s"});
   EXPECT_EQ(b.DropColumns({"s"}).ColumnNames(), std::vector<std::string>{"i"});
-  EXPECT_THROW(ld::BatchBuilder().AddInt64("a", {1}).AddInt64("b", {1, 2}).Build(), lumen::TypeError);
+  EXPECT_THROW(ld::BatchBuilder().AddInt64("a", {1}).AddInt64("b", {1, 2}).Build(),
+               lumen::TypeError);
 }
 
 TEST(Batch, MalformedBytesAreRejected) {
@@ -218,12 +227,8 @@ TEST_F(DataTest, RangeCountAndMapBatches) {
 }
 
 TEST_F(DataTest, RowTransformsChain) {
-  auto rows = ld::Range(100)
-                  .Map(AddOne)
-                  .Filter(IsEven)
-                  .FlatMap(Twice)
-                  .WithOptions(Quiet())
-                  .TakeAll();
+  auto rows =
+      ld::Range(100).Map(AddOne).Filter(IsEven).FlatMap(Twice).WithOptions(Quiet()).TakeAll();
   std::vector<int64_t> expect;
   for (int64_t i = 1; i <= 100; ++i) {
     if (i % 2 == 0) expect.insert(expect.end(), {i, i});
@@ -271,9 +276,13 @@ TEST_F(DataTest, RepartitionShuffleSort) {
   auto shuffled = Ids(base.RandomShuffle(42).TakeAll());
   EXPECT_EQ(Sorted(shuffled), Iota(1000));
   EXPECT_NE(shuffled, Iota(1000));
-  auto sorted = base.RandomShuffle(7).Sort("id").WithOptions({.progress = false, .preserve_order = true}).TakeAll();
+  auto sorted = base.RandomShuffle(7)
+                    .Sort("id")
+                    .WithOptions({.progress = false, .preserve_order = true})
+                    .TakeAll();
   EXPECT_EQ(Ids(sorted), Iota(1000));
-  auto desc = base.Sort("id", true).WithOptions({.progress = false, .preserve_order = true}).TakeAll();
+  auto desc =
+      base.Sort("id", true).WithOptions({.progress = false, .preserve_order = true}).TakeAll();
   auto want = Iota(1000);
   std::reverse(want.begin(), want.end());
   EXPECT_EQ(Ids(desc), want);
@@ -344,7 +353,8 @@ TEST_F(DataTest, TextCsvJsonSourcesAndSinks) {
   EXPECT_EQ(ld::ReadText(Path("t")).WithOptions(Quiet()).Count(), 3);
   WriteFile("c/1.csv", "name,age,score\nann,31,1.5\n\"bob, jr\",42,2\n");
   WriteFile("c/2.csv", "name,age,score\ncy,7,3.25\n");
-  auto csv = ld::ReadCsv(Path("c")).WithOptions({.progress = false, .preserve_order = true}).TakeAll();
+  auto csv =
+      ld::ReadCsv(Path("c")).WithOptions({.progress = false, .preserve_order = true}).TakeAll();
   ASSERT_EQ(csv.size(), 3u);
   EXPECT_EQ(csv[1].GetString("name"), "bob, jr");
   EXPECT_EQ(csv[1].GetInt64("age"), 42);
@@ -352,12 +362,15 @@ TEST_F(DataTest, TextCsvJsonSourcesAndSinks) {
   auto projected = ld::ReadCsv(Path("c")).SelectColumns({"age"}).WithOptions(Quiet()).TakeAll();
   EXPECT_EQ(projected[0].size(), 1u);
   WriteFile("j/x.jsonl", "{\"a\": 1, \"b\": \"x\"}\n\n{\"a\": 2.5, \"b\": \"y\", \"c\": true}\n");
-  auto json = ld::ReadJson(Path("j")).WithOptions({.progress = false, .preserve_order = true}).TakeAll();
+  auto json =
+      ld::ReadJson(Path("j")).WithOptions({.progress = false, .preserve_order = true}).TakeAll();
   ASSERT_EQ(json.size(), 2u);
   EXPECT_DOUBLE_EQ(json[1].GetDouble("a"), 2.5);
   EXPECT_TRUE(json[1].GetBool("c"));
   // Sinks: JSON lines and CSV, split by rows_per_file, deterministic names.
-  auto r = ld::Range(25, {.num_blocks = 2}).WithOptions(Quiet()).WriteJson(Path("oj"), {.rows_per_file = 10});
+  auto r = ld::Range(25, {.num_blocks = 2})
+               .WithOptions(Quiet())
+               .WriteJson(Path("oj"), {.rows_per_file = 10});
   EXPECT_EQ(r.files_written, 4);  // blocks of 12 and 13 rows -> 2 files each
   EXPECT_TRUE(fs::exists(Path("oj/part-000000-0000.jsonl")));
   EXPECT_EQ(ld::ReadJson(Path("oj")).WithOptions(Quiet()).Count(), 25);
@@ -411,10 +424,11 @@ TEST_F(DataTest, UdfErrorsFailTheJobOrAreSkipped) {
 
 TEST_F(DataTest, CallableClassRunsInAnActorPoolConstructedOncePerActor) {
   std::string tag = Path("scaler");
-  auto rows = ld::Range(400, {.num_blocks = 20})
-                  .MapBatches<Scaler>({.batch_size = 7, .concurrency = 2, .num_cpus = 0.5}, int64_t{3}, tag)
-                  .WithOptions(Quiet())
-                  .TakeAll();
+  auto rows =
+      ld::Range(400, {.num_blocks = 20})
+          .MapBatches<Scaler>({.batch_size = 7, .concurrency = 2, .num_cpus = 0.5}, int64_t{3}, tag)
+          .WithOptions(Quiet())
+          .TakeAll();
   EXPECT_EQ(Sorted(Ids(rows)), Iota(400, 3));
   std::set<int64_t> pids;
   for (const auto& r : rows) pids.insert(r.GetInt64("pid"));
@@ -460,11 +474,12 @@ TEST_F(DataTest, MemoryBudgetBoundsWhatIsHeld) {
 TEST_F(DataTest, MaterializeKeepsBlocks) {
   auto m = ld::Range(100).Map(AddOne).WithOptions(Quiet()).Materialize();
   EXPECT_EQ(m.Count(), 100);
-  EXPECT_EQ(Sorted(Ids(m.TakeAll())), Iota(101).empty() ? std::vector<int64_t>{} : [] {
-    std::vector<int64_t> v;
-    for (int64_t i = 1; i <= 100; ++i) v.push_back(i);
-    return v;
-  }());
+  EXPECT_EQ(
+      Sorted(Ids(m.TakeAll())), Iota(101).empty() ? std::vector<int64_t>{} : [] {
+        std::vector<int64_t> v;
+        for (int64_t i = 1; i <= 100; ++i) v.push_back(i);
+        return v;
+      }());
 }
 
 TEST_F(DataTest, UnregisteredFunctionsAreRejectedAtPlanTime) {

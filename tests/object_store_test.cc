@@ -41,7 +41,7 @@ TEST(Allocator, ReusesTheBestFittingHole) {
   a.Free(blocks[10], 64);
   a.Free(blocks[50], 64);
   a.Free(blocks[51], 64);
-  EXPECT_EQ(*a.Allocate(64), blocks[10]);   // the 64-byte hole, not the 128-byte one
+  EXPECT_EQ(*a.Allocate(64), blocks[10]);  // the 64-byte hole, not the 128-byte one
   EXPECT_EQ(*a.Allocate(128), blocks[50]);
 }
 
@@ -77,7 +77,10 @@ class ObjectStoreTest : public ::testing::Test {
   }
   CreateResult Create(ClientId c, const ObjectID& id, int64_t size) {
     std::promise<CreateResult> p;
-    loop_.Post([&] { store_->Create(c, id, size, 0, WorkerID::Nil(), [&](const CreateResult& r) { p.set_value(r); }); });
+    loop_.Post([&] {
+      store_->Create(c, id, size, 0, WorkerID::Nil(),
+                     [&](const CreateResult& r) { p.set_value(r); });
+    });
     return p.get_future().get();
   }
   // Creates, fills with `fill` and seals.
@@ -92,7 +95,8 @@ class ObjectStoreTest : public ::testing::Test {
   }
   std::vector<GetEntry> Get(ClientId c, std::vector<ObjectID> ids, int64_t timeout_ms) {
     std::promise<std::vector<GetEntry>> p;
-    loop_.Post([&] { store_->Get(c, ids, timeout_ms, [&](std::vector<GetEntry> e) { p.set_value(e); }); });
+    loop_.Post(
+        [&] { store_->Get(c, ids, timeout_ms, [&](std::vector<GetEntry> e) { p.set_value(e); }); });
     return p.get_future().get();
   }
   void Release(ClientId c, const ObjectID& id) {

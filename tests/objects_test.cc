@@ -3,8 +3,8 @@
 // keep objects alive.
 #include <cstring>
 
-#include "lumen/lumen.h"
 #include <gtest/gtest.h>
+#include "lumen/lumen.h"
 
 namespace {
 
@@ -20,7 +20,9 @@ uint64_t Checksum(const lumen::Buffer& b) {
   return s;
 }
 
-lumen::Buffer MakeBlock(int64_t n, int v) { return Filled(static_cast<size_t>(n), static_cast<uint8_t>(v)); }
+lumen::Buffer MakeBlock(int64_t n, int v) {
+  return Filled(static_cast<size_t>(n), static_cast<uint8_t>(v));
+}
 
 class Holder {
  public:
@@ -67,7 +69,8 @@ TEST_F(ObjectTest, DroppingReferencesFreesTheStore) {
 
 TEST_F(ObjectTest, MoreDataThanTheStoreSpillsAndComesBack) {
   std::vector<lumen::ObjectRef<lumen::Buffer>> refs;
-  for (int i = 0; i < 12; ++i) refs.push_back(lumen::Put(Filled(10 << 20, static_cast<uint8_t>(i + 1))));
+  for (int i = 0; i < 12; ++i)
+    refs.push_back(lumen::Put(Filled(10 << 20, static_cast<uint8_t>(i + 1))));
   auto stats = lumen::GetObjectStoreStats();
   EXPECT_GT(stats.num_spilled, 0);
   for (int i = 0; i < 12; ++i) {

@@ -100,8 +100,7 @@ TEST_F(SecurityTest, EveryEndpointRefusesStrangersAndSurvivesGarbage) {
   for (int p : lumen::Get(pids)) worker_pids.insert(p);
 
   std::vector<std::string> endpoints;
-  for (const auto& e :
-       std::filesystem::directory_iterator(lumen::SessionDir() + "/sockets")) {
+  for (const auto& e : std::filesystem::directory_iterator(lumen::SessionDir() + "/sockets")) {
     endpoints.push_back("unix:" + e.path().string());
   }
   std::vector<int> all_pids{static_cast<int>(::getpid())};
@@ -110,7 +109,8 @@ TEST_F(SecurityTest, EveryEndpointRefusesStrangersAndSurvivesGarbage) {
     endpoints.push_back("127.0.0.1:" + std::to_string(port));
   }
   // gcs, node, driver, and each worker: on Unix sockets and TCP.
-  ASSERT_GE(endpoints.size(), 2 * (3 + worker_pids.size())) << "endpoints found: " << endpoints.size();
+  ASSERT_GE(endpoints.size(), 2 * (3 + worker_pids.size()))
+      << "endpoints found: " << endpoints.size();
 
   const std::vector<std::string> garbage = {
       std::string("GET / HTTP/1.0\r\n\r\n"),

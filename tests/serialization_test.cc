@@ -22,9 +22,8 @@ struct Point {
 template <class T>
 T RoundTrip(const T& v) {
   lumen::internal::SerializedValue s = lumen::internal::Serialize(v);
-  auto holder = std::make_shared<std::string>(s.format == lumen::internal::ValueFormat::kRaw
-                                                  ? std::string(s.raw.view())
-                                                  : s.data);
+  auto holder = std::make_shared<std::string>(
+      s.format == lumen::internal::ValueFormat::kRaw ? std::string(s.raw.view()) : s.data);
   lumen::internal::ValueView view;
   view.format = s.format;
   view.data = reinterpret_cast<const uint8_t*>(holder->data());

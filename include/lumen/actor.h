@@ -92,8 +92,8 @@ class ActorHandle {
 
   // Prepares a call of a registered method of T (or of a base class of T).
   template <class M>
-    requires internal::RemoteCallable<M>
-  ActorTaskCaller<T, M> Task(M method) const {
+  requires internal::RemoteCallable<M> ActorTaskCaller<T, M> Task(M method)
+  const {
     using Traits = internal::FunctionTraits<M>;
     static_assert(Traits::is_method, "handle.Task takes a member function: &Class::Method");
     static_assert(std::is_base_of_v<typename Traits::Class, T>,
@@ -140,8 +140,7 @@ class ActorCreator {
 
 // Prepares the creation of an actor from a registered factory.
 template <class F>
-  requires internal::RemoteCallable<F>
-ActorCreator<std::decay_t<F>> Actor(F factory) {
+requires internal::RemoteCallable<F> ActorCreator<std::decay_t<F>> Actor(F factory) {
   using Traits = internal::FunctionTraits<std::decay_t<F>>;
   static_assert(internal::kIsFactory<typename Traits::Return>,
                 "lumen::Actor takes a factory returning T* or std::unique_ptr<T>");
@@ -152,8 +151,7 @@ ActorCreator<std::decay_t<F>> Actor(F factory) {
 // if it is not a T.
 template <class T>
 ActorHandle<T> GetActor(const std::string& name) {
-  return ActorHandle<T>::FromAdopted(
-      internal::GetNamedActor(name, internal::TypeName<T>()));
+  return ActorHandle<T>::FromAdopted(internal::GetNamedActor(name, internal::TypeName<T>()));
 }
 
 // Stops the actor's process. With no_restart (the default) the actor is dead for good and
@@ -184,8 +182,8 @@ MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS) {
   struct convert<lumen::ActorHandle<T>> {
     const msgpack::object& operator()(const msgpack::object& o, lumen::ActorHandle<T>& h) const {
       if (o.type != msgpack::type::EXT || o.via.ext.type() != 2) throw msgpack::type_error();
-      h = lumen::ActorHandle<T>::FromAdopted(lumen::internal::UnpackActorHandle(
-          std::string_view(o.via.ext.data(), o.via.ext.size)));
+      h = lumen::ActorHandle<T>::FromAdopted(
+          lumen::internal::UnpackActorHandle(std::string_view(o.via.ext.data(), o.via.ext.size)));
       return o;
     }
   };

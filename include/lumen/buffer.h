@@ -36,8 +36,9 @@ class Buffer {
     b.data_ = mem;
     b.size_ = size;
     b.writable_ = true;
-    b.owner_ = std::shared_ptr<const void>(
-        mem, [](const void* p) { ::operator delete[](const_cast<void*>(p), std::align_val_t{64}); });
+    b.owner_ = std::shared_ptr<const void>(mem, [](const void* p) {
+      ::operator delete[](const_cast<void*>(p), std::align_val_t{64});
+    });
     return b;
   }
   static Buffer Copy(const void* data, size_t size) {

@@ -57,7 +57,9 @@ class BaseID {
     }
     return true;
   }
-  std::string Binary() const { return std::string(reinterpret_cast<const char*>(bytes_.data()), N); }
+  std::string Binary() const {
+    return std::string(reinterpret_cast<const char*>(bytes_.data()), N);
+  }
   std::string Hex() const { return internal::BytesToHex(bytes_.data(), N); }
   const uint8_t* Data() const { return bytes_.data(); }
   uint8_t* MutableData() { return bytes_.data(); }

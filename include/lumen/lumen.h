@@ -50,12 +50,12 @@ std::string SessionDir();
 
 // Usage of this node's shared-memory object store.
 struct ObjectStoreStats {
-  int64_t capacity = 0;        // bytes
-  int64_t used = 0;            // bytes allocated now
-  int64_t peak_used = 0;       // highest `used` since the node started
-  int64_t pinned = 0;          // bytes mapped by readers right now
+  int64_t capacity = 0;   // bytes
+  int64_t used = 0;       // bytes allocated now
+  int64_t peak_used = 0;  // highest `used` since the node started
+  int64_t pinned = 0;     // bytes mapped by readers right now
   int64_t num_objects = 0;
-  int64_t spilled_bytes = 0;   // bytes on disk now
+  int64_t spilled_bytes = 0;  // bytes on disk now
   int64_t num_spilled = 0;
   int64_t restored_bytes = 0;  // bytes read back from disk so far
 };

@@ -19,7 +19,7 @@ struct InitOptions {
   double num_cpus = -1;  // -1: the number of hardware threads
   double num_gpus = 0;
   std::map<std::string, double> resources{};  // custom resources, e.g. {{"accelerator", 2}}
-  int64_t object_store_memory = 0;          // bytes; 0: 30% of physical memory
+  int64_t object_store_memory = 0;            // bytes; 0: 30% of physical memory
   // Logging: "debug", "info", "warning", "error". Empty: LUMEN_LOG_LEVEL, else "warning".
   std::string log_level{};
   // Cluster token when joining a cluster. Empty: LUMEN_TOKEN, else the `token` file of the
@@ -35,10 +35,10 @@ struct InitOptions {
 struct TaskOptions {
   double num_cpus = 1;
   double num_gpus = 0;
-  int64_t memory = 0;                       // bytes of RAM the task needs (placement)
+  int64_t memory = 0;                         // bytes of RAM the task needs (placement)
   std::map<std::string, double> resources{};  // custom resources; "CPU"/"GPU" here override
-  int max_retries = 3;                      // re-runs after the executing worker dies
-  bool retry_exceptions = false;            // also re-run when user code throws
+  int max_retries = 3;                        // re-runs after the executing worker dies
+  bool retry_exceptions = false;              // also re-run when user code throws
   std::string name{};                         // shown in errors and logs
 };
 

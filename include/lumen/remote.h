@@ -60,7 +60,9 @@ template <class R, class C, class... A>
 struct FunctionTraits<R (C::*)(A...) const noexcept> : FunctionTraits<R (C::*)(A...)> {};
 
 template <class F>
-concept RemoteCallable = requires { typename FunctionTraits<std::decay_t<F>>::Return; };
+concept RemoteCallable = requires {
+  typename FunctionTraits<std::decay_t<F>>::Return;
+};
 
 // What an actor factory (a function returning T* or std::unique_ptr<T>) produces.
 template <class R>
@@ -68,7 +70,7 @@ struct FactoryProduct {
   using type = void;
 };
 template <class T>
-  requires std::is_class_v<T>
+requires std::is_class_v<T>
 struct FactoryProduct<T*> {
   using type = T;
 };
@@ -89,8 +91,8 @@ std::string KeyOf(F f) {
 std::vector<std::string> SplitRemoteNames(const char* names);
 
 template <class A>
-constexpr bool kNoMutableRef = !std::is_lvalue_reference_v<A> ||
-                               std::is_const_v<std::remove_reference_t<A>>;
+constexpr bool kNoMutableRef =
+    !std::is_lvalue_reference_v<A> || std::is_const_v<std::remove_reference_t<A>>;
 
 template <class P>
 std::decay_t<P> DecodeArg(ValueView& view, size_t index) {
@@ -123,11 +125,12 @@ void RegisterOne(const std::string& name, F f) {
   using R = typename Traits::Return;
   using Args = typename Traits::Args;
   constexpr size_t N = Traits::arity;
-  static_assert([]<size_t... I>(std::index_sequence<I...>) {
-    return (kNoMutableRef<std::tuple_element_t<I, Args>> && ...);
-  }(std::make_index_sequence<N>{}),
-                "LUMEN_REMOTE: parameters must be values or const references "
-                "(a remote function cannot write to the caller's variables)");
+  static_assert(
+      []<size_t... I>(std::index_sequence<I...>) {
+        return (kNoMutableRef<std::tuple_element_t<I, Args>> && ...);
+      }(std::make_index_sequence<N>{}),
+      "LUMEN_REMOTE: parameters must be values or const references "
+      "(a remote function cannot write to the caller's variables)");
   RemoteFunction fn;
   fn.name = name;
   fn.signature = TypeName<F>();
@@ -140,8 +143,9 @@ void RegisterOne(const std::string& name, F f) {
       auto decoded = DecodeArgs<Args>(args, std::make_index_sequence<N>{});
       C* self = static_cast<C*>(instance);
       return RunAndSerialize<R>([&]() -> decltype(auto) {
-        return std::apply([&](auto&&... a) -> decltype(auto) { return (self->*f)(std::move(a)...); },
-                          std::move(decoded));
+        return std::apply(
+            [&](auto&&... a) -> decltype(auto) { return (self->*f)(std::move(a)...); },
+            std::move(decoded));
       });
     };
   } else if constexpr (kIsFactory<R>) {
@@ -163,7 +167,8 @@ void RegisterOne(const std::string& name, F f) {
     fn.raw = reinterpret_cast<void*>(f);
     fn.invoke = [f](void*, std::vector<ValueView>& args) {
       auto decoded = DecodeArgs<Args>(args, std::make_index_sequence<N>{});
-      return RunAndSerialize<R>([&]() -> decltype(auto) { return std::apply(f, std::move(decoded)); });
+      return RunAndSerialize<R>(
+          [&]() -> decltype(auto) { return std::apply(f, std::move(decoded)); });
     };
   }
   RegisterRemote(KeyOf(f), std::move(fn));
@@ -259,8 +264,7 @@ class TaskCaller {
 
 // Prepares a call of a registered free function (or static member function) as a task.
 template <class F>
-  requires internal::RemoteCallable<F>
-TaskCaller<std::decay_t<F>> Task(F f) {
+requires internal::RemoteCallable<F> TaskCaller<std::decay_t<F>> Task(F f) {
   using Traits = internal::FunctionTraits<std::decay_t<F>>;
   static_assert(!Traits::is_method, "use handle.Task(&Class::Method) to call an actor method");
   static_assert(!internal::kIsFactory<typename Traits::Return>,
@@ -300,6 +304,6 @@ class TaskByName {
 // Registers functions, static member functions (actor factories) and &Class::Method (actor
 // methods) for remote execution. Use once per function, at namespace scope:
 //   LUMEN_REMOTE(Add, Sum, Counter::Create, &Counter::Incr);
-#define LUMEN_REMOTE(...)                                                          \
+#define LUMEN_REMOTE(...)                                                              \
   [[maybe_unused]] static const bool LUMEN_REMOTE_CONCAT(lumen_remote_, __COUNTER__) = \
       ::lumen::internal::RegisterRemoteFunctions(#__VA_ARGS__, __VA_ARGS__)

@@ -152,7 +152,8 @@ MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS) {
   struct pack<lumen::Buffer> {
     template <class Stream>
     packer<Stream>& operator()(packer<Stream>& o, const lumen::Buffer& b) const {
-      if (b.size() > 0xffffffffu) throw std::length_error("lumen::Buffer over 4 GiB inside a value");
+      if (b.size() > 0xffffffffu)
+        throw std::length_error("lumen::Buffer over 4 GiB inside a value");
       o.pack_bin(static_cast<uint32_t>(b.size()));
       o.pack_bin_body(reinterpret_cast<const char*>(b.data()), static_cast<uint32_t>(b.size()));
       return o;

@@ -21,16 +21,16 @@
 #include "common/session.h"
 #include "core_worker/core_worker.h"
 #include "gcs.pb.h"
-#include "node.pb.h"
 #include "lumen/lumen.h"
+#include "node.pb.h"
 
 namespace lumen {
 namespace {
 
 std::mutex g_mu;
-std::unique_ptr<core::CoreWorker> g_worker;     // guarded by g_mu
-std::atomic<core::CoreWorker*> g_cw{nullptr};   // fast path for the API
-std::unique_ptr<LocalCluster> g_cluster;        // embedded mode
+std::unique_ptr<core::CoreWorker> g_worker;    // guarded by g_mu
+std::atomic<core::CoreWorker*> g_cw{nullptr};  // fast path for the API
+std::unique_ptr<LocalCluster> g_cluster;       // embedded mode
 std::string g_session_dir;
 std::string g_session_root;
 
@@ -66,8 +66,8 @@ std::string ArgValue(int argc, char** argv, const std::string& flag) {
   o.token = Env("LUMEN_TOKEN");
   o.session_dir = Env("LUMEN_SESSION_DIR");
   o.worker_id = WorkerID::FromHex(Env("LUMEN_WORKER_ID"));
-  o.job_id = JobID::FromInt(static_cast<uint32_t>(std::strtoul(Env("LUMEN_JOB_ID").c_str(),
-                                                               nullptr, 10)));
+  o.job_id =
+      JobID::FromInt(static_cast<uint32_t>(std::strtoul(Env("LUMEN_JOB_ID").c_str(), nullptr, 10)));
   // Programs this worker starts are not workers, and do not inherit the token.
   ::unsetenv("LUMEN_ROLE");
   ::unsetenv("LUMEN_TOKEN");
@@ -119,7 +119,8 @@ StatusOr<ClusterTarget> FindLocalNode(const std::string& gcs_address, const std:
   if (t.node_address.empty()) {
     return UnavailableError("the cluster at " + gcs_address +
                             " has no node on this machine; start one with `lumen start "
-                            "--address=" + gcs_address + "`");
+                            "--address=" +
+                            gcs_address + "`");
   }
   return t;
 }
@@ -136,8 +137,7 @@ void Init(int argc, char** argv, const InitOptions& options) {
   std::string address = options.address;
   if (address.empty()) address = ArgValue(argc, argv, "--lumen-address");
   if (address.empty()) address = Env("LUMEN_ADDRESS");
-  std::string level_text = !options.log_level.empty() ? options.log_level
-                                                      : Env("LUMEN_LOG_LEVEL");
+  std::string level_text = !options.log_level.empty() ? options.log_level : Env("LUMEN_LOG_LEVEL");
   LogLevel level = ParseLogLevel(level_text, LogLevel::kWarning);
 
   core::CoreWorkerOptions o;
@@ -160,9 +160,9 @@ void Init(int argc, char** argv, const InitOptions& options) {
     auto session = CreateSession(g_session_root, /*make_latest=*/false);
     if (!session.ok()) throw Error("lumen::Init: " + session.status().ToString());
     g_session_dir = session->dir;
-    InitLogging(JoinPath(JoinPath(session->dir, "logs"),
-                         "driver-" + std::to_string(::getpid()) + ".log"),
-                std::min(level, LogLevel::kInfo), level);
+    InitLogging(
+        JoinPath(JoinPath(session->dir, "logs"), "driver-" + std::to_string(::getpid()) + ".log"),
+        std::min(level, LogLevel::kInfo), level);
     double cpus = options.num_cpus;
     if (cpus < 0) cpus = std::max(1u, std::thread::hardware_concurrency());
     LocalClusterOptions co;
@@ -174,8 +174,7 @@ void Init(int argc, char** argv, const InitOptions& options) {
     co.object_store_memory = options.object_store_memory;
     auto cluster = LocalCluster::Start(co);
     if (!cluster.ok()) {
-      throw Error("lumen::Init: cannot start the embedded cluster: " +
-                  cluster.status().ToString());
+      throw Error("lumen::Init: cannot start the embedded cluster: " + cluster.status().ToString());
     }
     g_cluster = std::move(*cluster);
     o.gcs_address = g_cluster->gcs_local_address();
@@ -188,11 +187,13 @@ void Init(int argc, char** argv, const InitOptions& options) {
     if (token.empty()) token = Env("LUMEN_TOKEN");
     if (token.empty()) {
       std::string latest = LatestSessionDir(g_session_root);
-      auto t = latest.empty() ? StatusOr<std::string>(NotFoundError("no session"))
-                              : ReadToken(latest);
+      auto t =
+          latest.empty() ? StatusOr<std::string>(NotFoundError("no session")) : ReadToken(latest);
       if (!t.ok()) {
-        throw Error("lumen::Init: no cluster token: set LUMEN_TOKEN or InitOptions::token "
-                    "(the head node keeps it in " + g_session_root + "/session_latest/token)");
+        throw Error(
+            "lumen::Init: no cluster token: set LUMEN_TOKEN or InitOptions::token "
+            "(the head node keeps it in " +
+            g_session_root + "/session_latest/token)");
       }
       token = *t;
     }

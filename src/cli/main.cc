@@ -61,12 +61,14 @@ StatusOr<std::map<std::string, double>> ParseResources(const std::string& text) 
   size_t pos = 0;
   while (pos < text.size()) {
     size_t comma = text.find(',', pos);
-    std::string item = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    std::string item =
+        text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     pos = comma == std::string::npos ? text.size() : comma + 1;
     if (item.empty()) continue;
     size_t eq = item.find('=');
     if (eq == std::string::npos || eq == 0) {
-      return InvalidArgumentError("--resources wants name=amount[,name=amount], got '" + item + "'");
+      return InvalidArgumentError("--resources wants name=amount[,name=amount], got '" + item +
+                                  "'");
     }
     char* end = nullptr;
     double v = std::strtod(item.c_str() + eq + 1, &end);
@@ -124,7 +126,8 @@ int Serve(const StartFlags& f) {
   o.session_dir = session_dir;
   o.token = *token;
   o.resources = *resources;
-  o.resources["CPU"] = f.num_cpus >= 0 ? f.num_cpus : std::max(1u, std::thread::hardware_concurrency());
+  o.resources["CPU"] =
+      f.num_cpus >= 0 ? f.num_cpus : std::max(1u, std::thread::hardware_concurrency());
   if (f.num_gpus > 0) o.resources["GPU"] = f.num_gpus;
   o.object_store_memory = f.object_store_memory;
   o.bind_host = f.bind;
@@ -139,8 +142,7 @@ int Serve(const StartFlags& f) {
   }
   (*cluster)->set_on_shutdown([] { RequestStop(); });
   WriteFileAtomic(JoinPath(session_dir, "pid"), std::to_string(::getpid()) + "\n").IgnoreError();
-  WriteFileAtomic(JoinPath(session_dir, "address"), (*cluster)->gcs_address() + "\n")
-      .IgnoreError();
+  WriteFileAtomic(JoinPath(session_dir, "address"), (*cluster)->gcs_address() + "\n").IgnoreError();
 
   sigset_t set;
   sigemptyset(&set);
@@ -165,7 +167,8 @@ int Serve(const StartFlags& f) {
 
 int Start(StartFlags f) {
   if (!f.head && f.address.empty()) {
-    std::cerr << "lumen start: pass --head to start a cluster, or --address=HOST:PORT to join one\n";
+    std::cerr
+        << "lumen start: pass --head to start a cluster, or --address=HOST:PORT to join one\n";
     return 2;
   }
   auto resources = ParseResources(f.resources);
@@ -204,12 +207,20 @@ int Start(StartFlags f) {
   if (f.block) return Serve(f);
 
   // Start the daemon detached, then wait until it is up.
-  std::vector<std::string> argv = {SelfExecutable(), "start", "--_serve", session->dir,
-                                   "--port", std::to_string(f.port),
-                                   "--num-cpus", std::to_string(f.num_cpus),
-                                   "--num-gpus", std::to_string(f.num_gpus),
-                                   "--object-store-memory", std::to_string(f.object_store_memory),
-                                   "--bind", f.bind};
+  std::vector<std::string> argv = {SelfExecutable(),
+                                   "start",
+                                   "--_serve",
+                                   session->dir,
+                                   "--port",
+                                   std::to_string(f.port),
+                                   "--num-cpus",
+                                   std::to_string(f.num_cpus),
+                                   "--num-gpus",
+                                   std::to_string(f.num_gpus),
+                                   "--object-store-memory",
+                                   std::to_string(f.object_store_memory),
+                                   "--bind",
+                                   f.bind};
   if (f.head) argv.push_back("--head");
   if (!f.address.empty()) argv.insert(argv.end(), {"--address", f.address});
   if (!f.resources.empty()) argv.insert(argv.end(), {"--resources", f.resources});
@@ -244,8 +255,8 @@ int Start(StartFlags f) {
     }
     int status;
     if (::waitpid(child->pid, &status, WNOHANG) == child->pid) {
-      std::cerr << "lumen start: the daemon " << DescribeExit(status) << "; see "
-                << so.log_path << "\n";
+      std::cerr << "lumen start: the daemon " << DescribeExit(status) << "; see " << so.log_path
+                << "\n";
       return 1;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -267,7 +278,7 @@ std::string Human(int64_t bytes) {
 }
 
 int ShowStatus(const std::string& address_flag, const std::string& token_flag,
-           const std::string& root) {
+               const std::string& root) {
   std::string address = ResolveAddress(address_flag, root);
   if (address.empty()) {
     std::cerr << "lumen status: no cluster found (no --address, LUMEN_ADDRESS or running "

@@ -57,8 +57,8 @@ Status WriteFileAtomic(const std::string& path, const std::string& data, int mod
   ::fchmod(fd, static_cast<mode_t>(mode));
   ::close(fd);
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    Status st = UnavailableError("cannot rename " + tmp + " to " + path + ": " +
-                                 std::strerror(errno));
+    Status st =
+        UnavailableError("cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
     ::unlink(tmp.c_str());
     return st;
   }

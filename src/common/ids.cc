@@ -123,7 +123,8 @@ TaskID TaskID::ForDriver(const JobID& job) {
 
 TaskID TaskID::ForNormalTask(const JobID& job, const TaskID& parent, uint64_t counter) {
   TaskID id;
-  PutUniqueFromHash(id.bytes_.data(), kUniqueBytes, internal::Hash64(parent.Data(), kSize), counter);
+  PutUniqueFromHash(id.bytes_.data(), kUniqueBytes, internal::Hash64(parent.Data(), kSize),
+                    counter);
   ActorID nil = ActorID::NilFromJob(job);
   std::memcpy(id.bytes_.data() + kUniqueBytes, nil.Data(), ActorID::kSize);
   return id;

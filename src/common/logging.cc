@@ -23,11 +23,16 @@ std::mutex g_init_mu;
 
 const char* LevelLetter(LogLevel level) {
   switch (level) {
-    case LogLevel::kDebug: return "D";
-    case LogLevel::kInfo: return "I";
-    case LogLevel::kWarning: return "W";
-    case LogLevel::kError: return "E";
-    case LogLevel::kFatal: return "F";
+    case LogLevel::kDebug:
+      return "D";
+    case LogLevel::kInfo:
+      return "I";
+    case LogLevel::kWarning:
+      return "W";
+    case LogLevel::kError:
+      return "E";
+    case LogLevel::kFatal:
+      return "F";
   }
   return "?";
 }
@@ -112,7 +117,8 @@ LogMessage::~LogMessage() {
   std::string line = stream_.str();
   int fd = g_fd.load();
   if (static_cast<int>(level_) >= g_level.load() && fd >= 0) WriteAll(fd, line);
-  if (static_cast<int>(level_) >= g_stderr_level.load() || (fd < 0 && static_cast<int>(level_) >= g_level.load())) {
+  if (static_cast<int>(level_) >= g_stderr_level.load() ||
+      (fd < 0 && static_cast<int>(level_) >= g_level.load())) {
     WriteAll(2, line);
   }
   if (level_ == LogLevel::kFatal) std::abort();

@@ -51,14 +51,14 @@ struct LogVoidify {
 #define LUMEN_LOG_LEVEL_ERROR ::lumen::LogLevel::kError
 #define LUMEN_LOG_LEVEL_FATAL ::lumen::LogLevel::kFatal
 
-#define LUMEN_LOG(level)                                \
-  !::lumen::LogEnabled(LUMEN_LOG_LEVEL_##level)         \
-      ? (void)0                                         \
-      : ::lumen::LogVoidify() &                         \
+#define LUMEN_LOG(level)                        \
+  !::lumen::LogEnabled(LUMEN_LOG_LEVEL_##level) \
+      ? (void)0                                 \
+      : ::lumen::LogVoidify() &                 \
             ::lumen::LogMessage(LUMEN_LOG_LEVEL_##level, __FILE__, __LINE__).stream()
 
-#define LUMEN_CHECK(cond)                                                                   \
-  (cond) ? (void)0                                                                          \
-         : ::lumen::LogVoidify() &                                                          \
+#define LUMEN_CHECK(cond)                                                                  \
+  (cond) ? (void)0                                                                         \
+         : ::lumen::LogVoidify() &                                                         \
                ::lumen::LogMessage(::lumen::LogLevel::kFatal, __FILE__, __LINE__).stream() \
                    << "Check failed: " #cond " "

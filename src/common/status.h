@@ -81,9 +81,7 @@ inline Status InternalError(std::string m) { return Status(StatusCode::kInternal
 inline Status UnauthenticatedError(std::string m) {
   return Status(StatusCode::kUnauthenticated, std::move(m));
 }
-inline Status CancelledError(std::string m) {
-  return Status(StatusCode::kCancelled, std::move(m));
-}
+inline Status CancelledError(std::string m) { return Status(StatusCode::kCancelled, std::move(m)); }
 inline Status AbortedError(std::string m) { return Status(StatusCode::kAborted, std::move(m)); }
 inline Status DataLossError(std::string m) { return Status(StatusCode::kDataLoss, std::move(m)); }
 inline Status UnimplementedError(std::string m) {
@@ -120,9 +118,9 @@ class [[nodiscard]] StatusOr {
 #define LUMEN_STATUS_CONCAT_INNER(a, b) a##b
 #define LUMEN_STATUS_CONCAT(a, b) LUMEN_STATUS_CONCAT_INNER(a, b)
 
-#define LUMEN_RETURN_IF_ERROR(expr)              \
-  do {                                           \
-    ::lumen::Status _lumen_status = (expr);      \
+#define LUMEN_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    ::lumen::Status _lumen_status = (expr);        \
     if (!_lumen_status.ok()) return _lumen_status; \
   } while (0)
 

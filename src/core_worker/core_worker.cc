@@ -37,35 +37,37 @@ bool IsActorTask(const TaskID& id) {
 [[noreturn]] void ThrowError(const proto::ErrorInfo& e) {
   switch (e.type()) {
     case proto::TASK_ERROR:
-      throw TaskError("task " + e.function_name() + " threw " + e.remote_type() + ": " +
-                          e.message(),
-                      e.function_name(), e.remote_type(), e.message());
-    case proto::WORKER_CRASHED: throw WorkerCrashedError(e.message());
-    case proto::ACTOR_DIED: throw ActorDiedError(e.message());
-    case proto::OBJECT_LOST: throw ObjectLostError(e.message());
-    case proto::OWNER_DIED: throw OwnerDiedError(e.message());
-    case proto::OBJECT_STORE_FULL: throw ObjectStoreFullError(e.message());
-    case proto::TYPE_ERROR: throw TypeError(e.message());
-    case proto::FUNCTION_NOT_FOUND: throw FunctionNotFoundError(e.message());
-    default: throw Error(e.message());
+      throw TaskError(
+          "task " + e.function_name() + " threw " + e.remote_type() + ": " + e.message(),
+          e.function_name(), e.remote_type(), e.message());
+    case proto::WORKER_CRASHED:
+      throw WorkerCrashedError(e.message());
+    case proto::ACTOR_DIED:
+      throw ActorDiedError(e.message());
+    case proto::OBJECT_LOST:
+      throw ObjectLostError(e.message());
+    case proto::OWNER_DIED:
+      throw OwnerDiedError(e.message());
+    case proto::OBJECT_STORE_FULL:
+      throw ObjectStoreFullError(e.message());
+    case proto::TYPE_ERROR:
+      throw TypeError(e.message());
+    case proto::FUNCTION_NOT_FOUND:
+      throw FunctionNotFoundError(e.message());
+    default:
+      throw Error(e.message());
   }
 }
 
-ResourceSet TaskResources(const TaskOptions& o) {
+// The resource shape of a task or actor: CPU, GPU, memory, then custom entries (which may
+// override the first three).
+ResourceSet ResourcesOf(double cpus, double gpus, int64_t memory,
+                        const std::map<std::string, double>& custom) {
   std::map<std::string, double> r;
-  if (o.num_cpus > 0) r["CPU"] = o.num_cpus;
-  if (o.num_gpus > 0) r["GPU"] = o.num_gpus;
-  if (o.memory > 0) r["memory"] = static_cast<double>(o.memory);
-  for (const auto& [k, v] : o.resources) r[k] = v;
-  return ResourceSet::FromDoubles(r);
-}
-
-ResourceSet ActorResources(const ActorOptions& o) {
-  std::map<std::string, double> r;
-  if (o.num_cpus > 0) r["CPU"] = o.num_cpus;
-  if (o.num_gpus > 0) r["GPU"] = o.num_gpus;
-  if (o.memory > 0) r["memory"] = static_cast<double>(o.memory);
-  for (const auto& [k, v] : o.resources) r[k] = v;
+  if (cpus > 0) r["CPU"] = cpus;
+  if (gpus > 0) r["GPU"] = gpus;
+  if (memory > 0) r["memory"] = static_cast<double>(memory);
+  for (const auto& [k, v] : custom) r[k] = v;
   return ResourceSet::FromDoubles(r);
 }
 
@@ -79,8 +81,7 @@ StatusOr<std::unique_ptr<CoreWorker>> CoreWorker::Create(CoreWorkerOptions optio
   return cw;
 }
 
-CoreWorker::CoreWorker(CoreWorkerOptions options)
-    : options_(std::move(options)), io_("core-io") {
+CoreWorker::CoreWorker(CoreWorkerOptions options) : options_(std::move(options)), io_("core-io") {
   worker_id_ = options_.is_driver ? WorkerID::FromRandom() : options_.worker_id;
   job_id_ = options_.job_id;
   references_ = std::make_unique<ReferenceCounter>(
@@ -101,8 +102,7 @@ void CoreWorker::RegisterHandlers() {
   dispatcher_.Register(rpc::kPushTasks, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
     proto::PushTasksRequest req;
     if (!executor_ || !rpc::ParsePayload(f.payload, &req)) {
-      LUMEN_LOG(WARNING) << "dropping a malformed or misdirected task push from "
-                         << c->peer_name();
+      LUMEN_LOG(WARNING) << "dropping a malformed or misdirected task push from " << c->peer_name();
       return;
     }
     executor_->HandlePush(c, req);
@@ -152,16 +152,17 @@ Status CoreWorker::Connect() {
   server_->set_on_close(on_close);
   std::string sockets = JoinPath(options_.session_dir, "sockets");
   LUMEN_RETURN_IF_ERROR(MakeDirs(sockets));
-  LUMEN_ASSIGN_OR_RETURN(std::string unix_addr,
-                         server_->ListenUnix(JoinPath(sockets, "w-" + worker_id_.Hex().substr(0, 12))));
+  LUMEN_ASSIGN_OR_RETURN(
+      std::string unix_addr,
+      server_->ListenUnix(JoinPath(sockets, "w-" + worker_id_.Hex().substr(0, 12))));
   LUMEN_ASSIGN_OR_RETURN(std::string tcp_addr, server_->ListenTcp("127.0.0.1", 0));
   address_.set_worker_id(worker_id_.Binary());
   address_.set_unix_path(unix_addr.substr(5));
   address_.set_tcp_address(tcp_addr);
   address_.set_pid(::getpid());
 
-  LUMEN_ASSIGN_OR_RETURN(gcs_, rpc::Connect(&io_, options_.gcs_address, &dispatcher_,
-                                            options_.token, 5000, on_close));
+  LUMEN_ASSIGN_OR_RETURN(
+      gcs_, rpc::Connect(&io_, options_.gcs_address, &dispatcher_, options_.token, 5000, on_close));
   if (options_.is_driver) {
     proto::RegisterJobRequest req;
     *req.mutable_driver() = address_;
@@ -172,8 +173,7 @@ Status CoreWorker::Connect() {
                                            options_.gcs_address));
     job_id_ = JobID::FromBinary(reply.job_id());
   }
-  driver_context_.task_id =
-      options_.is_driver ? TaskID::ForDriver(job_id_) : TaskID::FromRandom();
+  driver_context_.task_id = options_.is_driver ? TaskID::ForDriver(job_id_) : TaskID::FromRandom();
 
   LUMEN_ASSIGN_OR_RETURN(daemon_, rpc::Connect(&io_, options_.node_address, &dispatcher_,
                                                options_.token, 5000, on_close));
@@ -186,15 +186,15 @@ Status CoreWorker::Connect() {
   reg.set_want_store(true);
   proto::RegisterClientReply reg_reply;
   int store_fd = -1;
-  LUMEN_RETURN_IF_ERROR(daemon_->CallSync(rpc::kRegisterClient, reg, &reg_reply, 10000, &store_fd)
-                            .WithContext("registering with the node daemon at " +
-                                         options_.node_address));
+  LUMEN_RETURN_IF_ERROR(
+      daemon_->CallSync(rpc::kRegisterClient, reg, &reg_reply, 10000, &store_fd)
+          .WithContext("registering with the node daemon at " + options_.node_address));
   if (store_fd < 0) return UnavailableError("the node daemon did not share its object store");
   node_id_ = NodeID::FromBinary(reg_reply.node_id());
   address_.set_node_id(node_id_.Binary());
   node_has_gpus_ = reg_reply.total_resources().amounts().count("GPU") > 0;
-  LUMEN_ASSIGN_OR_RETURN(store_, object_store::StoreClient::Map(daemon_, store_fd,
-                                                                reg_reply.store_capacity()));
+  LUMEN_ASSIGN_OR_RETURN(
+      store_, object_store::StoreClient::Map(daemon_, store_fd, reg_reply.store_capacity()));
   if (options_.is_driver) {
     proto::StartJobRequest job;
     job.set_job_id(job_id_.Binary());
@@ -446,8 +446,8 @@ void CoreWorker::FetchFromOwner(const ObjectID& id) {
   auto conn = ConnectTo(*owner);
   if (!conn.ok()) {
     fail(proto::OWNER_DIED, "the owner of object " + id.Hex() + " (pid " +
-                                std::to_string(owner->pid()) + ") is unreachable: " +
-                                conn.status().message());
+                                std::to_string(owner->pid()) +
+                                ") is unreachable: " + conn.status().message());
     return;
   }
   proto::GetObjectStatusRequest req;
@@ -628,7 +628,8 @@ void CoreWorker::HandOffRefs(const std::vector<ObjectID>& refs, const proto::Add
     req.set_object_id(id.Binary());
     *req.mutable_borrower() = borrower;
     proto::Empty ack;
-    (*conn)->CallSync(rpc::kAddBorrower, req, &ack, Config::Get().borrower_ack_timeout_ms())
+    (*conn)
+        ->CallSync(rpc::kAddBorrower, req, &ack, Config::Get().borrower_ack_timeout_ms())
         .IgnoreError();
   }
 }
@@ -687,10 +688,9 @@ std::vector<internal::ValueView> CoreWorker::Get(const std::vector<ObjectID>& id
       }
     }
     if (missing > 0) {
-      throw GetTimeoutError("lumen::Get timed out after " + std::to_string(timeout_ms) +
-                            " ms: " + std::to_string(missing) + " of " +
-                            std::to_string(ids.size()) + " objects not ready (first: " +
-                            first.Hex() + ")");
+      throw GetTimeoutError("lumen::Get timed out after " + std::to_string(timeout_ms) + " ms: " +
+                            std::to_string(missing) + " of " + std::to_string(ids.size()) +
+                            " objects not ready (first: " + first.Hex() + ")");
     }
   }
   std::vector<internal::ValueView> out;
@@ -789,7 +789,8 @@ std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
   spec.set_max_retries(options.max_retries);
   spec.set_retry_exceptions(options.retry_exceptions);
   spec.set_name(options.name);
-  entry->resources = TaskResources(options);
+  entry->resources =
+      ResourcesOf(options.num_cpus, options.num_gpus, options.memory, options.resources);
   entry->key = entry->resources.Key();
   entry->retries_left = std::max(options.max_retries, 0);
   std::vector<ObjectID> temporary;
@@ -837,7 +838,8 @@ ActorID CoreWorker::CreateActor(const internal::RemoteFunction& factory,
   spec->set_signature_hash(factory.signature_hash);
   spec->set_num_returns(1);
   *spec->mutable_caller() = address_;
-  ActorResources(options).ToProto(spec->mutable_resources());
+  ResourcesOf(options.num_cpus, options.num_gpus, options.memory, options.resources)
+      .ToProto(spec->mutable_resources());
   auto* ac = spec->mutable_actor_creation();
   ac->set_actor_id(actor_id.Binary());
   ac->set_name(options.name);
@@ -853,8 +855,8 @@ ActorID CoreWorker::CreateActor(const internal::RemoteFunction& factory,
   actor_submitter_->AddHandleRef(actor_id);
   resolver_->Resolve(spec, [this, spec, actor_id](const proto::ErrorInfo* dep_error) {
     if (dep_error) {
-      actor_submitter_->FailActor(actor_id, "an argument of its factory failed: " +
-                                                dep_error->message());
+      actor_submitter_->FailActor(actor_id,
+                                  "an argument of its factory failed: " + dep_error->message());
       return;
     }
     proto::CreateActorRequest req;

@@ -43,9 +43,9 @@ struct CoreWorkerOptions {
   std::string gcs_address;
   std::string token;
   std::string session_dir;
-  WorkerID worker_id;         // workers: from the environment
-  JobID job_id;               // workers: from the environment
-  std::string binary;         // driver: executable workers run
+  WorkerID worker_id;  // workers: from the environment
+  JobID job_id;        // workers: from the environment
+  std::string binary;  // driver: executable workers run
   std::vector<std::string> argv;
   std::string cwd;
   int prestart_workers = 0;
@@ -70,8 +70,7 @@ class CoreWorker {
   ObjectID Put(internal::SerializedValue value);
   // Throws typed lumen errors.
   std::vector<internal::ValueView> Get(const std::vector<ObjectID>& ids, int64_t timeout_ms);
-  std::vector<bool> Wait(const std::vector<ObjectID>& ids, size_t num_returns,
-                         int64_t timeout_ms);
+  std::vector<bool> Wait(const std::vector<ObjectID>& ids, size_t num_returns, int64_t timeout_ms);
   void OnObjectReady(const ObjectID& id, std::function<void()> cb);
   std::vector<ObjectID> SubmitTask(const std::string& function_name, uint64_t signature_hash,
                                    std::vector<internal::TaskArgument> args,

@@ -42,8 +42,7 @@ class MemoryStore {
   bool Contains(const ObjectID& id) const;
   // Blocks until at least `num_required` of `ids` are present or `timeout_ms` passes
   // (< 0: forever). Returns which are present.
-  std::vector<bool> Wait(const std::vector<ObjectID>& ids, size_t num_required,
-                         int64_t timeout_ms);
+  std::vector<bool> Wait(const std::vector<ObjectID>& ids, size_t num_required, int64_t timeout_ms);
   // Like Wait, but polls (yielding the CPU) for at most `spin_us` and never blocks.
   std::vector<bool> SpinWait(const std::vector<ObjectID>& ids, size_t num_required,
                              int64_t spin_us);

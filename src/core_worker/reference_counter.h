@@ -32,9 +32,9 @@ class ReferenceCounter {
   struct Release {
     ObjectID id;
     bool owned = false;
-    bool in_plasma = false;      // owned: free the shared-memory copy on `node`
+    bool in_plasma = false;  // owned: free the shared-memory copy on `node`
     NodeID node;
-    proto::Address owner;        // borrowed: tell this owner we are done
+    proto::Address owner;  // borrowed: tell this owner we are done
     bool borrow_registered = false;
   };
   using ReleaseCallback = std::function<void(const std::vector<Release>&)>;

@@ -9,8 +9,8 @@
 #include "common/config.h"
 #include "common/logging.h"
 #include "common/process.h"
-#include "common/spin.h"
 #include "common/rpc/message_types.h"
+#include "common/spin.h"
 #include "core_worker/core_worker.h"
 #include "lumen/serialization.h"
 
@@ -25,8 +25,8 @@ TaskExecutor::~TaskExecutor() {
 
 void TaskExecutor::HandlePush(const rpc::ConnectionPtr& from, proto::PushTasksRequest& request) {
   auto caller = std::make_shared<const proto::Address>(request.caller());
-  auto gpus = std::make_shared<const std::vector<int>>(request.gpu_ids().begin(),
-                                                       request.gpu_ids().end());
+  auto gpus =
+      std::make_shared<const std::vector<int>>(request.gpu_ids().begin(), request.gpu_ids().end());
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& spec : *request.mutable_tasks()) {
@@ -131,8 +131,7 @@ Status TaskExecutor::ResolveArgs(const std::shared_ptr<Work>& work,
       auto bufs = cw_.store().Get({id}, /*timeout_ms=*/60000);
       if (!bufs.ok()) return bufs.status();
       if (!(*bufs)[0]) {
-        return NotFoundError("argument object " + id.Hex() +
-                             " is not in this node's object store");
+        return NotFoundError("argument object " + id.Hex() + " is not in this node's object store");
       }
       auto buf = (*bufs)[0];
       v.format = static_cast<internal::ValueFormat>(buf->format());
@@ -163,8 +162,7 @@ void TaskExecutor::StoreReturn(const Work& work, const ObjectID& id,
       SetError(result, spec,
                created.status().code() == StatusCode::kResourceExhausted ? proto::OBJECT_STORE_FULL
                                                                          : proto::RUNTIME_ERROR,
-               "storing the result of " + spec.function_name() + ": " +
-                   created.status().message());
+               "storing the result of " + spec.function_name() + ": " + created.status().message());
       cw_.references().RemoveSubmittedRefs(value.nested_refs);
       return;
     }
@@ -273,7 +271,8 @@ proto::TaskResult TaskExecutor::RunTask(const std::shared_ptr<Work>& work) {
           SetError(&result, spec, proto::TYPE_ERROR,
                    name + (fn->is_method ? " is an actor method: call it on an actor handle"
                                          : " is an actor factory: create an actor with "
-                                           "lumen::Actor(" + name + ")"));
+                                           "lumen::Actor(" +
+                                               name + ")"));
           return result;
         }
         StoreReturn(*work, return_id, fn->invoke(nullptr, args), &result);

@@ -33,8 +33,8 @@ std::string PushHeader(uint64_t lease_id, const std::vector<int>& gpus,
 
 TaskSubmitter::TaskSubmitter(CoreWorker& cw)
     : cw_(cw),
-      max_in_flight_(static_cast<int>(
-          std::max<int64_t>(1, Config::Get().max_tasks_in_flight_per_worker()))),
+      max_in_flight_(
+          static_cast<int>(std::max<int64_t>(1, Config::Get().max_tasks_in_flight_per_worker()))),
       max_pending_(std::max<int64_t>(1, Config::Get().max_pending_tasks())) {}
 
 void TaskSubmitter::AcquireSlot() {
@@ -113,6 +113,12 @@ void TaskSubmitter::DeferPumpLocked(const std::string& key) {
   });
 }
 
+void TaskSubmitter::RequeueFrontLocked(const std::shared_ptr<TaskEntry>& task,
+                                       std::vector<std::string>* keys) {
+  keys_[task->key].queue.push_front(task);
+  if (std::find(keys->begin(), keys->end(), task->key) == keys->end()) keys->push_back(task->key);
+}
+
 int TaskSubmitter::DepthFor(const TaskEntry& task) const {
   constexpr double kShortTaskUs = 2000;
   auto it = avg_exec_us_.find(task.spec.function_name());
@@ -171,10 +177,9 @@ void TaskSubmitter::RequestLeaseLocked(const std::string& key) {
   ks.resources.ToProto(req.mutable_resources());
   *req.mutable_owner() = cw_.address();
   req.set_backlog(static_cast<int32_t>(ks.queue.size()));
-  cw_.daemon()->Call(rpc::kRequestLease, req,
-                     [this, key](const Status& st, std::string_view payload) {
-                       OnLeaseReply(key, st, payload);
-                     });
+  cw_.daemon()->Call(
+      rpc::kRequestLease, req,
+      [this, key](const Status& st, std::string_view payload) { OnLeaseReply(key, st, payload); });
 }
 
 void TaskSubmitter::OnLeaseReply(const std::string& key, const Status& st,
@@ -317,8 +322,7 @@ void TaskSubmitter::HandleResults(const rpc::ConnectionPtr& conn,
         task->wire.clear();
         LUMEN_LOG(INFO) << "retrying task " << task->spec.function_name() << " (attempt "
                         << task->spec.attempt() + 1 << ")";
-        keys_[task->key].queue.push_front(task);
-        if (std::find(keys.begin(), keys.end(), task->key) == keys.end()) keys.push_back(task->key);
+        RequeueFrontLocked(task, &keys);
         continue;
       }
       Completion c;
@@ -378,23 +382,17 @@ void TaskSubmitter::HandleWorkerFailure(std::vector<std::shared_ptr<TaskEntry>> 
           for (size_t i = 0; i < shared->size(); ++i) {
             auto& task = (*shared)[i];
             if (i > 0 && !shutdown_) {  // never started: not its fault
-              keys_[task->key].queue.push_front(task);
-              if (std::find(keys.begin(), keys.end(), task->key) == keys.end()) {
-                keys.push_back(task->key);
-              }
+              RequeueFrontLocked(task, &keys);
               continue;
             }
             if (task->retries_left > 0 && !shutdown_) {
               --task->retries_left;
               task->spec.set_attempt(task->spec.attempt() + 1);
               task->wire.clear();
-              LUMEN_LOG(WARNING) << "task " << task->spec.function_name()
-                                 << ": worker process " << why << "; retrying (attempt "
-                                 << task->spec.attempt() + 1 << ")";
-              keys_[task->key].queue.push_front(task);
-              if (std::find(keys.begin(), keys.end(), task->key) == keys.end()) {
-                keys.push_back(task->key);
-              }
+              LUMEN_LOG(WARNING) << "task " << task->spec.function_name() << ": worker process "
+                                 << why << "; retrying (attempt " << task->spec.attempt() + 1
+                                 << ")";
+              RequeueFrontLocked(task, &keys);
               continue;
             }
             Completion c;
@@ -405,9 +403,8 @@ void TaskSubmitter::HandleWorkerFailure(std::vector<std::shared_ptr<TaskEntry>> 
             int attempts = task->spec.attempt() + 1;
             c.error.set_message("task " + task->spec.function_name() +
                                 " failed: its worker process " + why + " (" +
-                                std::to_string(attempts) + " attempt" +
-                                (attempts == 1 ? "" : "s") + ", max_retries=" +
-                                std::to_string(task->spec.max_retries()) + ")");
+                                std::to_string(attempts) + " attempt" + (attempts == 1 ? "" : "s") +
+                                ", max_retries=" + std::to_string(task->spec.max_retries()) + ")");
             failed.push_back(std::move(c));
           }
           for (const auto& k : keys) PumpLocked(k);

@@ -83,12 +83,14 @@ class TaskSubmitter {
   };
   struct Completion {
     std::shared_ptr<TaskEntry> task;
-    proto::TaskResult result;     // success or application error
-    proto::ErrorInfo error;       // when failed_by_system
+    proto::TaskResult result;  // success or application error
+    proto::ErrorInfo error;    // when failed_by_system
     bool failed_by_system = false;
   };
 
   void PumpLocked(const std::string& key);
+  // Puts a task back at the front of its queue; records its key in `keys` (to pump).
+  void RequeueFrontLocked(const std::shared_ptr<TaskEntry>& task, std::vector<std::string>* keys);
   int DepthFor(const TaskEntry& task) const;
   void DrainIncoming();
   // Pumps `key` once the I/O thread has handled what is readable now (one batch, not one

@@ -59,15 +59,24 @@ Buffer EmptyBlock() {
 
 const char* DataTypeName(DataType type) {
   switch (type) {
-    case DataType::kInt64: return "int64";
-    case DataType::kFloat64: return "float64";
-    case DataType::kBool: return "bool";
-    case DataType::kString: return "string";
-    case DataType::kBinary: return "binary";
-    case DataType::kTensorFloat32: return "tensor<float32>";
-    case DataType::kTensorFloat64: return "tensor<float64>";
-    case DataType::kTensorInt64: return "tensor<int64>";
-    case DataType::kTensorUInt8: return "tensor<uint8>";
+    case DataType::kInt64:
+      return "int64";
+    case DataType::kFloat64:
+      return "float64";
+    case DataType::kBool:
+      return "bool";
+    case DataType::kString:
+      return "string";
+    case DataType::kBinary:
+      return "binary";
+    case DataType::kTensorFloat32:
+      return "tensor<float32>";
+    case DataType::kTensorFloat64:
+      return "tensor<float64>";
+    case DataType::kTensorInt64:
+      return "tensor<int64>";
+    case DataType::kTensorUInt8:
+      return "tensor<uint8>";
   }
   return "unknown";
 }
@@ -134,8 +143,9 @@ std::vector<std::string> Batch::ColumnNames() const {
   const BlockHeader* h = Header(buffer_);
   for (uint32_t i = 0; i < h->ncols; ++i) {
     const ColumnDesc* d = Desc(buffer_, static_cast<int>(i));
-    out.emplace_back(reinterpret_cast<const char*>(buffer_.data() + h->names_offset + d->name_offset),
-                     d->name_len);
+    out.emplace_back(
+        reinterpret_cast<const char*>(buffer_.data() + h->names_offset + d->name_offset),
+        d->name_len);
   }
   return out;
 }
@@ -144,8 +154,9 @@ int Batch::FindColumn(std::string_view name) const {
   const BlockHeader* h = Header(buffer_);
   for (uint32_t i = 0; i < h->ncols; ++i) {
     const ColumnDesc* d = Desc(buffer_, static_cast<int>(i));
-    std::string_view n(reinterpret_cast<const char*>(buffer_.data() + h->names_offset + d->name_offset),
-                       d->name_len);
+    std::string_view n(
+        reinterpret_cast<const char*>(buffer_.data() + h->names_offset + d->name_offset),
+        d->name_len);
     if (n == name) return static_cast<int>(i);
   }
   return -1;
@@ -166,8 +177,8 @@ DataType Batch::ColumnType(std::string_view name) const {
 int Batch::RequireColumn(std::string_view name, DataType type) const {
   DataType actual = ColumnType(name);
   if (actual != type) {
-    throw TypeError("column '" + std::string(name) + "' holds " + DataTypeName(actual) +
-                    ", not " + DataTypeName(type));
+    throw TypeError("column '" + std::string(name) + "' holds " + DataTypeName(actual) + ", not " +
+                    DataTypeName(type));
   }
   return FindColumn(name);
 }
@@ -191,14 +202,16 @@ std::span<const uint8_t> Batch::Bool(std::string_view name) const {
 
 StringColumn Batch::String(std::string_view name) const {
   const ColumnDesc* d = Desc(buffer_, RequireColumn(name, DataType::kString));
-  return StringColumn(&buffer_, reinterpret_cast<const int64_t*>(buffer_.data() + d->offsets_offset),
+  return StringColumn(&buffer_,
+                      reinterpret_cast<const int64_t*>(buffer_.data() + d->offsets_offset),
                       reinterpret_cast<const char*>(buffer_.data() + d->data_offset),
                       static_cast<size_t>(NumRows()));
 }
 
 StringColumn Batch::Binary(std::string_view name) const {
   const ColumnDesc* d = Desc(buffer_, RequireColumn(name, DataType::kBinary));
-  return StringColumn(&buffer_, reinterpret_cast<const int64_t*>(buffer_.data() + d->offsets_offset),
+  return StringColumn(&buffer_,
+                      reinterpret_cast<const int64_t*>(buffer_.data() + d->offsets_offset),
                       reinterpret_cast<const char*>(buffer_.data() + d->data_offset),
                       static_cast<size_t>(NumRows()));
 }
@@ -260,14 +273,16 @@ Batch Batch::Slice(int64_t offset, int64_t length) const {
       const auto* off = reinterpret_cast<const int64_t*>(buffer_.data() + d->offsets_offset);
       int64_t base = off[offset];
       c.offsets.resize(static_cast<size_t>(length) + 1);
-      for (int64_t r = 0; r <= length; ++r) c.offsets[static_cast<size_t>(r)] = off[offset + r] - base;
+      for (int64_t r = 0; r <= length; ++r)
+        c.offsets[static_cast<size_t>(r)] = off[offset + r] - base;
       c.bytes.assign(reinterpret_cast<const char*>(buffer_.data() + d->data_offset + base),
                      static_cast<size_t>(off[offset + length] - base));
     } else {
       int64_t per_row = static_cast<int64_t>(FixedWidth(type));
       for (int k = 0; k < d->ndim; ++k) per_row *= d->shape[k];
-      c.fixed.assign(reinterpret_cast<const char*>(buffer_.data() + d->data_offset + offset * per_row),
-                     static_cast<size_t>(length * per_row));
+      c.fixed.assign(
+          reinterpret_cast<const char*>(buffer_.data() + d->data_offset + offset * per_row),
+          static_cast<size_t>(length * per_row));
     }
     b.Add(std::move(c));
   }
@@ -283,8 +298,8 @@ Batch Batch::TakeRows(const std::vector<int64_t>& rows) const {
   const int64_t n = NumRows();
   for (int64_t r : rows) {
     if (r < 0 || r >= n) {
-      throw TypeError("row " + std::to_string(r) + " out of range (batch has " +
-                      std::to_string(n) + " rows)");
+      throw TypeError("row " + std::to_string(r) + " out of range (batch has " + std::to_string(n) +
+                      " rows)");
     }
   }
   BatchBuilder b;
@@ -312,7 +327,8 @@ Batch Batch::TakeRows(const std::vector<int64_t>& rows) const {
       c.fixed.resize(per_row * rows.size());
       const uint8_t* src = buffer_.data() + d->data_offset;
       for (size_t k = 0; k < rows.size(); ++k) {
-        std::memcpy(c.fixed.data() + k * per_row, src + static_cast<size_t>(rows[k]) * per_row, per_row);
+        std::memcpy(c.fixed.data() + k * per_row, src + static_cast<size_t>(rows[k]) * per_row,
+                    per_row);
       }
     }
     b.Add(std::move(c));
@@ -574,7 +590,8 @@ Batch BatchBuilder::Build() const {
       pos = AlignUp(pos + (rows + 1) * 8);
       if (c.source_index >= 0) {
         const ColumnDesc* d = Desc(c.source.buffer_, c.source_index);
-        const auto* off = reinterpret_cast<const int64_t*>(c.source.buffer_.data() + d->offsets_offset);
+        const auto* off =
+            reinterpret_cast<const int64_t*>(c.source.buffer_.data() + d->offsets_offset);
         p.data_size = off[rows];
       } else {
         p.data_size = static_cast<int64_t>(c.bytes.size());
@@ -622,7 +639,8 @@ Batch BatchBuilder::Build() const {
         std::memcpy(base + p.offsets_offset, src.data() + sd->offsets_offset,
                     static_cast<size_t>((rows + 1) * 8));
       }
-      std::memcpy(base + p.data_offset, src.data() + sd->data_offset, static_cast<size_t>(p.data_size));
+      std::memcpy(base + p.data_offset, src.data() + sd->data_offset,
+                  static_cast<size_t>(p.data_size));
     } else {
       if (p.offsets_offset >= 0) {
         std::memcpy(base + p.offsets_offset, c.offsets.data(), static_cast<size_t>((rows + 1) * 8));

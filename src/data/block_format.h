@@ -29,7 +29,7 @@ struct ColumnDesc {
   uint8_t ndim;  // tensors: dimensions of one row
   uint8_t pad[6];
   int64_t shape[kMaxTensorDims];
-  int64_t data_offset;     // from the start of the block
+  int64_t data_offset;  // from the start of the block
   int64_t data_size;
   int64_t offsets_offset;  // variable-length columns: nrows + 1 int64 offsets; else -1
 };

@@ -51,7 +51,7 @@ struct Chain {
 
 // What a read task reads.
 struct ReadSpec {
-  std::string format;  // "binary", "text", "csv", "json", "range"
+  std::string format;                 // "binary", "text", "csv", "json", "range"
   std::vector<std::string> files;     // absolute paths
   std::vector<std::string> relative;  // the `path` column values (binary files)
   std::vector<std::string> columns;   // projection (csv, json)

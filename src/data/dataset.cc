@@ -223,7 +223,8 @@ std::vector<Row> Dataset::TakeAll() const {
   std::vector<Row> rows;
   RunAll(node_, last_stats_, [&](const internal::RefBundle& b) {
     auto part = internal::BatchToRows(Batch::FromBuffer(lumen::Get(b.ref)));
-    rows.insert(rows.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+    rows.insert(rows.end(), std::make_move_iterator(part.begin()),
+                std::make_move_iterator(part.end()));
   });
   return rows;
 }
@@ -244,9 +245,8 @@ int64_t Dataset::Count() const {
 Dataset Dataset::Materialize() const {
   std::vector<internal::RefBundle> blocks;
   RunAll(node_, last_stats_, [&](const internal::RefBundle& b) { blocks.push_back(b); });
-  std::sort(blocks.begin(), blocks.end(), [](const auto& a, const auto& b) {
-    return a.meta.index < b.meta.index;
-  });
+  std::sort(blocks.begin(), blocks.end(),
+            [](const auto& a, const auto& b) { return a.meta.index < b.meta.index; });
   for (size_t i = 0; i < blocks.size(); ++i) blocks[i].meta.index = static_cast<int64_t>(i);
   auto n = Node(NodeKind::kBlocks, "Materialized(" + std::to_string(blocks.size()) + " blocks)");
   n->blocks = std::move(blocks);
@@ -318,8 +318,9 @@ std::string DatasetStats::ToString() const {
     std::snprintf(buf, sizeof(buf),
                   "%s: %lld tasks, %lld rows, %s out, wall %.3f s, task wall %.3f s, task cpu "
                   "%.3f s, peak held %s\n",
-                  o.name.c_str(), static_cast<long long>(o.tasks), static_cast<long long>(o.rows_out),
-                  internal::HumanBytes(o.bytes_out).c_str(), o.wall_s, o.task_wall_s, o.task_cpu_s,
+                  o.name.c_str(), static_cast<long long>(o.tasks),
+                  static_cast<long long>(o.rows_out), internal::HumanBytes(o.bytes_out).c_str(),
+                  o.wall_s, o.task_wall_s, o.task_cpu_s,
                   internal::HumanBytes(o.peak_bytes_held).c_str());
     out += buf;
     for (const auto& e : o.errored_blocks) out += "  skipped " + e + "\n";
@@ -428,7 +429,8 @@ Dataset FromItems(const std::vector<Row>& rows, ReadOptions options) {
   const int64_t n = static_cast<int64_t>(rows.size());
   for (int64_t b = 0; b < blocks; ++b) {
     int64_t lo = n * b / blocks, hi = n * (b + 1) / blocks;
-    batches.push_back(internal::RowsToBatch(std::vector<Row>(rows.begin() + lo, rows.begin() + hi)));
+    batches.push_back(
+        internal::RowsToBatch(std::vector<Row>(rows.begin() + lo, rows.begin() + hi)));
   }
   return BlocksNode("FromItems(" + std::to_string(n) + " rows)", batches);
 }
@@ -441,9 +443,10 @@ Dataset FromItems(const std::vector<int64_t>& values, ReadOptions options) {
   const int64_t n = static_cast<int64_t>(values.size());
   for (int64_t b = 0; b < blocks; ++b) {
     int64_t lo = n * b / blocks, hi = n * (b + 1) / blocks;
-    batches.push_back(BatchBuilder()
-                          .AddInt64("item", std::vector<int64_t>(values.begin() + lo, values.begin() + hi))
-                          .Build());
+    batches.push_back(
+        BatchBuilder()
+            .AddInt64("item", std::vector<int64_t>(values.begin() + lo, values.begin() + hi))
+            .Build());
   }
   return BlocksNode("FromItems(" + std::to_string(n) + " items)", batches);
 }

@@ -95,7 +95,8 @@ void SourceOp::LaunchOne(Executor& ex) {
 
 int64_t SourceOp::EstimateOutputBytes() const {
   if (stats_.tasks > 0) return stats_.bytes_out / stats_.tasks;
-  return reads_.empty() ? 0 : std::max<int64_t>(input_bytes / static_cast<int64_t>(reads_.size()), 1);
+  return reads_.empty() ? 0
+                        : std::max<int64_t>(input_bytes / static_cast<int64_t>(reads_.size()), 1);
 }
 
 bool SourceOp::Finished() const {
@@ -150,14 +151,12 @@ void MapOp::LaunchOne(Executor& ex) {
 
 std::map<std::string, double> MapOp::PerTask() const { return ResourcesOf(options_); }
 
-int64_t MapOp::TotalBlocks() const {
-  return upstreams.empty() ? -1 : upstreams[0]->TotalBlocks();
-}
+int64_t MapOp::TotalBlocks() const { return upstreams.empty() ? -1 : upstreams[0]->TotalBlocks(); }
 
 // ---- ActorPoolOp -----------------------------------------------------------------------------
 
-ActorPoolOp::ActorPoolOp(std::string name, std::string callable, std::string ctor_args,
-                         Chain chain, MapBatchesOptions options)
+ActorPoolOp::ActorPoolOp(std::string name, std::string callable, std::string ctor_args, Chain chain,
+                         MapBatchesOptions options)
     : PhysicalOp(std::move(name)),
       callable_(std::move(callable)),
       ctor_args_(std::move(ctor_args)),
@@ -170,8 +169,8 @@ ActorPoolOp::ActorPoolOp(std::string name, std::string callable, std::string cto
 }
 
 std::string ActorPoolOp::Describe() const {
-  return name_ + " [actor pool of " + std::to_string(std::max(1, options_.concurrency)) +
-         ", " + std::to_string(max_in_flight_) + " in flight per actor]";
+  return name_ + " [actor pool of " + std::to_string(std::max(1, options_.concurrency)) + ", " +
+         std::to_string(max_in_flight_) + " in flight per actor]";
 }
 
 void ActorPoolOp::Start(Executor& ex) {
@@ -231,22 +230,19 @@ void ActorPoolOp::LaunchOne(Executor& ex) {
   token_actor_[token] = a;
 }
 
-void ActorPoolOp::OnTaskDone(Executor& ex, uint64_t token, RefBundle out) {
+void ActorPoolOp::CallEnded(uint64_t token) {
   auto it = token_actor_.find(token);
-  if (it != token_actor_.end()) {
-    --in_flight_[static_cast<size_t>(it->second)];
-    token_actor_.erase(it);
-  }
+  if (it == token_actor_.end()) return;
+  --in_flight_[static_cast<size_t>(it->second)];
+  token_actor_.erase(it);
+}
+
+void ActorPoolOp::OnTaskDone(Executor& ex, uint64_t token, RefBundle out) {
+  CallEnded(token);
   PhysicalOp::OnTaskDone(ex, token, std::move(out));
 }
 
-void ActorPoolOp::OnTaskFailed(Executor& ex, uint64_t token) {
-  auto it = token_actor_.find(token);
-  if (it != token_actor_.end()) {
-    --in_flight_[static_cast<size_t>(it->second)];
-    token_actor_.erase(it);
-  }
-}
+void ActorPoolOp::OnTaskFailed(Executor& ex, uint64_t token) { CallEnded(token); }
 
 int64_t ActorPoolOp::TotalBlocks() const {
   return upstreams.empty() ? -1 : upstreams[0]->TotalBlocks();
@@ -325,9 +321,9 @@ ExchangeOp::ExchangeOp(std::string name, ExchangeSpec spec)
 }
 
 std::string ExchangeOp::Describe() const {
-  return name_ + " [exchange: " + (spec_.kind == "sort" || spec_.kind == "aggregate"
-                                       ? "sample, range-partition, reduce"
-                                       : "partition, reduce") +
+  return name_ + " [exchange: " +
+         (spec_.kind == "sort" || spec_.kind == "aggregate" ? "sample, range-partition, reduce"
+                                                            : "partition, reduce") +
          "]";
 }
 
@@ -338,11 +334,13 @@ void ExchangeOp::UpstreamDone(Executor& ex, size_t upstream) {
 
 void ExchangeOp::Advance(Executor& ex) {
   if (phase_ == Phase::kCollect) {
-    collected_.assign(std::make_move_iterator(inputs_.begin()), std::make_move_iterator(inputs_.end()));
+    collected_.assign(std::make_move_iterator(inputs_.begin()),
+                      std::make_move_iterator(inputs_.end()));
     inputs_.clear();
     std::sort(collected_.begin(), collected_.end(),
               [](const RefBundle& a, const RefBundle& b) { return a.meta.index < b.meta.index; });
-    if (!explicit_partitions_) spec_.partitions = std::max<int>(1, static_cast<int>(collected_.size()));
+    if (!explicit_partitions_)
+      spec_.partitions = std::max<int>(1, static_cast<int>(collected_.size()));
     first_rows_.clear();
     total_rows_ = 0;
     for (const auto& b : collected_) {
@@ -351,7 +349,8 @@ void ExchangeOp::Advance(Executor& ex) {
     }
     next_ = 0;
     phase_ = (spec_.kind == "sort" || spec_.kind == "aggregate") ? Phase::kSample : Phase::kMap;
-    if (spec_.kind == "sort" || spec_.kind == "aggregate") samples_.assign(collected_.size(), RefBundle());
+    if (spec_.kind == "sort" || spec_.kind == "aggregate")
+      samples_.assign(collected_.size(), RefBundle());
     map_outputs_.assign(collected_.size(), lumen::ObjectRef<Buffer>());
   } else if (phase_ == Phase::kSample) {
     // Boundaries: partitions - 1 evenly spaced keys of the sorted samples.
@@ -370,14 +369,20 @@ void ExchangeOp::Advance(Executor& ex) {
       std::iota(order.begin(), order.end(), 0);
       DataType t = all.ColumnType(spec_.key);
       auto less = [&](int64_t a, int64_t b) {
-        if (t == DataType::kInt64) return all.Int64(spec_.key)[static_cast<size_t>(a)] < all.Int64(spec_.key)[static_cast<size_t>(b)];
-        if (t == DataType::kFloat64) return all.Float64(spec_.key)[static_cast<size_t>(a)] < all.Float64(spec_.key)[static_cast<size_t>(b)];
-        return all.String(spec_.key)[static_cast<size_t>(a)] < all.String(spec_.key)[static_cast<size_t>(b)];
+        if (t == DataType::kInt64)
+          return all.Int64(spec_.key)[static_cast<size_t>(a)] <
+                 all.Int64(spec_.key)[static_cast<size_t>(b)];
+        if (t == DataType::kFloat64)
+          return all.Float64(spec_.key)[static_cast<size_t>(a)] <
+                 all.Float64(spec_.key)[static_cast<size_t>(b)];
+        return all.String(spec_.key)[static_cast<size_t>(a)] <
+               all.String(spec_.key)[static_cast<size_t>(b)];
       };
       std::sort(order.begin(), order.end(), less);
       std::vector<int64_t> picks;
       for (int p = 1; p < spec_.partitions; ++p) {
-        picks.push_back(order[static_cast<size_t>(p) * order.size() / static_cast<size_t>(spec_.partitions)]);
+        picks.push_back(
+            order[static_cast<size_t>(p) * order.size() / static_cast<size_t>(spec_.partitions)]);
       }
       bounds = all.TakeRows(picks);
     } else if (all.NumRows() > 0) {
@@ -401,9 +406,12 @@ bool ExchangeOp::WantsToLaunch() const {
   if (stopped_) return false;
   switch (phase_) {
     case Phase::kSample:
-    case Phase::kMap: return next_ < collected_.size();
-    case Phase::kReduce: return next_ < static_cast<size_t>(spec_.partitions);
-    default: return false;
+    case Phase::kMap:
+      return next_ < collected_.size();
+    case Phase::kReduce:
+      return next_ < static_cast<size_t>(spec_.partitions);
+    default:
+      return false;
   }
 }
 
@@ -415,8 +423,8 @@ void ExchangeOp::LaunchOne(Executor& ex) {
     ex.Submit(this, ref, static_cast<int64_t>(i), 4096);
   } else if (phase_ == Phase::kMap) {
     const RefBundle& b = collected_[i];
-    auto ref = lumen::Task(PartitionTask)
-                   .Remote(spec_, b.meta.index, first_rows_[i], total_rows_, b.ref);
+    auto ref =
+        lumen::Task(PartitionTask).Remote(spec_, b.meta.index, first_rows_[i], total_rows_, b.ref);
     ex.Submit(this, ref, static_cast<int64_t>(i), b.meta.bytes);
   } else {
     std::vector<lumen::ObjectRef<Buffer>> outs;
@@ -506,8 +514,8 @@ BlockMeta Executor::ReadMeta(const lumen::ObjectRef<Buffer>& ref, int64_t index)
 
 void Executor::RecordError(PhysicalOp* op, int64_t index, const std::string& message) {
   ++errors_;
-  std::string what = "operator " + op->name() + " failed on block " + std::to_string(index) +
-                     ": " + message;
+  std::string what =
+      "operator " + op->name() + " failed on block " + std::to_string(index) + ": " + message;
   if (errors_ > options_.max_errored_blocks) {
     fatal_ = what + (options_.max_errored_blocks > 0
                          ? " (more than max_errored_blocks=" +
@@ -660,7 +668,8 @@ void Executor::CheckResources() const {
 
 void Executor::CheckStall() {
   auto now = Clock::now();
-  if (pending_.empty() || now - last_progress_ < std::chrono::milliseconds(options_.stall_report_ms)) {
+  if (pending_.empty() ||
+      now - last_progress_ < std::chrono::milliseconds(options_.stall_report_ms)) {
     return;
   }
   std::string report = "lumen::data: no progress for " +
@@ -675,7 +684,8 @@ void Executor::CheckStall() {
     report += "\n  " + op->name() + ": " + std::to_string(op->running()) +
               " tasks running (oldest for " + std::to_string(static_cast<int>(oldest)) + " s), " +
               std::to_string(op->inputs().size()) + " blocks queued";
-    if (auto* pool = dynamic_cast<ActorPoolOp*>(op.get())) report += " (" + pool->ActorSummary() + ")";
+    if (auto* pool = dynamic_cast<ActorPoolOp*>(op.get()))
+      report += " (" + pool->ActorSummary() + ")";
   }
   report += "\n  memory: " + HumanBytes(BudgetUsed()) + " of " + HumanBytes(budget_) + " budget";
   std::fprintf(stderr, "%s\n", report.c_str());
@@ -715,7 +725,8 @@ DatasetStats Executor::Stats() const {
   for (const auto& op : ops_) {
     OperatorStats o = op->stats();
     o.name = op->name();
-    if (op->started && op->last_end > op->first_start) o.wall_s = Seconds(op->last_end - op->first_start);
+    if (op->started && op->last_end > op->first_start)
+      o.wall_s = Seconds(op->last_end - op->first_start);
     s.operators.push_back(std::move(o));
   }
   s.wall_s = Seconds(Clock::now() - start_);

@@ -113,8 +113,8 @@ class PhysicalOp {
 // Read tasks (with a fused chain), or blocks that already exist.
 class SourceOp : public PhysicalOp {
  public:
-  SourceOp(std::string name, std::vector<ReadSpec> reads, Chain chain,
-           lumen::TaskOptions options, int concurrency);
+  SourceOp(std::string name, std::vector<ReadSpec> reads, Chain chain, lumen::TaskOptions options,
+           int concurrency);
   SourceOp(std::string name, std::vector<RefBundle> existing);
   std::string Describe() const override;
   void Start(Executor& ex) override;
@@ -179,6 +179,7 @@ class ActorPoolOp : public PhysicalOp {
 
  private:
   int BestActor(const NodeID& block_node) const;
+  void CallEnded(uint64_t token);
 
   std::string callable_;
   std::string ctor_args_;
@@ -259,8 +260,8 @@ class Executor {
   // For operators.
   // Registers a task of `op` producing block `index`. `input_bytes`: the block it reads,
   // which stays in the object store until the task ends.
-  void Submit(PhysicalOp* op, const lumen::ObjectRef<Buffer>& ref, int64_t index,
-              int64_t est_bytes, uint64_t* token = nullptr, int64_t input_bytes = 0);
+  void Submit(PhysicalOp* op, const lumen::ObjectRef<Buffer>& ref, int64_t index, int64_t est_bytes,
+              uint64_t* token = nullptr, int64_t input_bytes = 0);
   uint64_t NewToken() { return next_token_++; }
   // Reads a finished block's metadata (maps it briefly). Throws the task's error.
   static BlockMeta ReadMeta(const lumen::ObjectRef<Buffer>& ref, int64_t index);

@@ -12,12 +12,12 @@
 namespace lumen::data::internal {
 
 enum class NodeKind {
-  kRead,        // files or a range, read by tasks
-  kBlocks,      // blocks that already exist (FromItems, Materialize)
-  kMap,         // a row/batch step that can be fused into a task chain
-  kCallable,    // actor pool
+  kRead,      // files or a range, read by tasks
+  kBlocks,    // blocks that already exist (FromItems, Materialize)
+  kMap,       // a row/batch step that can be fused into a task chain
+  kCallable,  // actor pool
   kLimit,
-  kExchange,    // repartition, shuffle, sort, aggregate
+  kExchange,  // repartition, shuffle, sort, aggregate
   kUnion,
   kOptions,
 };
@@ -28,8 +28,8 @@ struct LogicalNode {
   std::string label;  // for Explain and operator names
 
   // kRead
-  std::string source;                 // ReadBinaryFiles, ReadCsv, ...
-  std::string format;                 // binary, text, csv, json, range
+  std::string source;  // ReadBinaryFiles, ReadCsv, ...
+  std::string format;  // binary, text, csv, json, range
   std::vector<std::string> paths;
   ReadOptions read;
   int64_t range_n = 0;

@@ -80,7 +80,8 @@ std::vector<ReadSpec> ListAndGroup(const LogicalNode& n, int64_t* total_bytes, i
     } catch (const lumen::TaskError& e) {
       throw DataError(e.remote_message());
     }
-    all.insert(all.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+    all.insert(all.end(), std::make_move_iterator(part.begin()),
+               std::make_move_iterator(part.end()));
   }
   ReadSpec cur;
   int64_t cur_bytes = 0;
@@ -129,7 +130,8 @@ struct Builder {
         auto specs = ListAndGroup(*n, &bytes, &files);
         Chain chain;
         chain.op_name = n->label;
-        auto op = std::make_unique<SourceOp>(n->label, std::move(specs), chain, lumen::TaskOptions(), 0);
+        auto op =
+            std::make_unique<SourceOp>(n->label, std::move(specs), chain, lumen::TaskOptions(), 0);
         op->input_bytes = bytes;
         op->input_files = files;
         return Add(std::move(op), {});
@@ -141,8 +143,9 @@ struct Builder {
         lumen::TaskOptions want = TaskOptionsOf(n->map);
         bool neutral = Neutral(n->step);
         // Fuse into the read or map task that produces the input.
-        if (auto* src = dynamic_cast<SourceOp*>(child); src && src->fusable() && !src->downstream &&
-                                                        (neutral || SameResources(src->options(), want))) {
+        if (auto* src = dynamic_cast<SourceOp*>(child);
+            src && src->fusable() && !src->downstream &&
+            (neutral || SameResources(src->options(), want))) {
           src->chain().steps.push_back(n->step);
           if (!neutral) {
             src->options() = want;
@@ -152,10 +155,11 @@ struct Builder {
           src->set_name(src->chain().op_name);
           return src;
         }
-        if (auto* map = dynamic_cast<MapOp*>(child); map && !map->downstream &&
-                                                     (neutral || SameResources(map->options(), want))) {
+        if (auto* map = dynamic_cast<MapOp*>(child);
+            map && !map->downstream && (neutral || SameResources(map->options(), want))) {
           map->chain().steps.push_back(n->step);
-          if (!neutral) map->concurrency() = CombineConcurrency(map->concurrency(), n->map.concurrency);
+          if (!neutral)
+            map->concurrency() = CombineConcurrency(map->concurrency(), n->map.concurrency);
           map->chain().op_name = map->name() + "->" + n->label;
           map->set_name(map->chain().op_name);
           return map;
@@ -170,8 +174,9 @@ struct Builder {
         Chain chain;
         chain.op_name = n->label;
         chain.steps.push_back(n->step);
-        return Add(std::make_unique<ActorPoolOp>(n->label, n->callable, n->ctor_args, chain, n->map),
-                   {child});
+        return Add(
+            std::make_unique<ActorPoolOp>(n->label, n->callable, n->ctor_args, chain, n->map),
+            {child});
       }
       case NodeKind::kLimit: {
         PhysicalOp* child = Build(n->inputs[0]);

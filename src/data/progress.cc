@@ -43,8 +43,8 @@ std::string ProgressReporter::Line(const PhysicalOp* op, double elapsed_s, bool 
   if (name.size() > 40) name = name.substr(0, 37) + "...";
   char buf[512];
   double rate = elapsed_s > 0 ? static_cast<double>(op->stats().rows_out) / elapsed_s : 0;
-  std::string blocks = total >= 0 ? std::to_string(done) + "/" + std::to_string(total)
-                                  : std::to_string(done);
+  std::string blocks =
+      total >= 0 ? std::to_string(done) + "/" + std::to_string(total) : std::to_string(done);
   std::snprintf(buf, sizeof(buf), "%-40s %s%s blocks, %lld rows, %s, %.0f rows/s", name.c_str(),
                 bar.c_str(), blocks.c_str(), static_cast<long long>(op->stats().rows_out),
                 HumanBytes(op->stats().bytes_out).c_str(), rate);

@@ -24,7 +24,8 @@ void ReadWholeFile(const std::string& path, std::string* out, const char* source
     throw DataError(std::string(source) + ": cannot open " + path + ": " + std::strerror(errno));
   }
   struct stat st;
-  if (::fstat(fd, &st) == 0 && st.st_size > 0) out->reserve(out->size() + static_cast<size_t>(st.st_size));
+  if (::fstat(fd, &st) == 0 && st.st_size > 0)
+    out->reserve(out->size() + static_cast<size_t>(st.st_size));
   char buf[1 << 16];
   while (true) {
     size_t before = out->size();

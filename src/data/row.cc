@@ -8,12 +8,18 @@ namespace lumen::data {
 
 const char* Value::KindName(Kind k) {
   switch (k) {
-    case Kind::kNull: return "null";
-    case Kind::kInt64: return "int64";
-    case Kind::kFloat64: return "float64";
-    case Kind::kBool: return "bool";
-    case Kind::kString: return "string";
-    case Kind::kBinary: return "binary";
+    case Kind::kNull:
+      return "null";
+    case Kind::kInt64:
+      return "int64";
+    case Kind::kFloat64:
+      return "float64";
+    case Kind::kBool:
+      return "bool";
+    case Kind::kString:
+      return "string";
+    case Kind::kBinary:
+      return "binary";
   }
   return "?";
 }
@@ -52,16 +58,21 @@ const Buffer& Value::AsBinary() const {
 
 std::string Value::ToString() const {
   switch (kind()) {
-    case Kind::kNull: return "null";
-    case Kind::kInt64: return std::to_string(AsInt64());
+    case Kind::kNull:
+      return "null";
+    case Kind::kInt64:
+      return std::to_string(AsInt64());
     case Kind::kFloat64: {
       char buf[64];
       std::snprintf(buf, sizeof(buf), "%.17g", std::get<double>(v_));
       return buf;
     }
-    case Kind::kBool: return AsBool() ? "true" : "false";
-    case Kind::kString: return "\"" + AsString() + "\"";
-    case Kind::kBinary: return "<" + std::to_string(AsBinary().size()) + " bytes>";
+    case Kind::kBool:
+      return AsBool() ? "true" : "false";
+    case Kind::kString:
+      return "\"" + AsString() + "\"";
+    case Kind::kBinary:
+      return "<" + std::to_string(AsBinary().size()) + " bytes>";
   }
   return "?";
 }

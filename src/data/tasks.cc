@@ -159,9 +159,15 @@ struct KeyColumn {
     KeyColumn k;
     k.type = b.ColumnType(key);
     switch (k.type) {
-      case DataType::kInt64: k.ints = b.Int64(key); break;
-      case DataType::kFloat64: k.dbls = b.Float64(key); break;
-      case DataType::kString: k.strs = b.String(key); break;
+      case DataType::kInt64:
+        k.ints = b.Int64(key);
+        break;
+      case DataType::kFloat64:
+        k.dbls = b.Float64(key);
+        break;
+      case DataType::kString:
+        k.strs = b.String(key);
+        break;
       default:
         throw DataError("column '" + key + "' of type " + DataTypeName(k.type) +
                         " cannot be a sort or group key (use int64, float64 or string)");
@@ -171,8 +177,10 @@ struct KeyColumn {
   // -1, 0, 1
   int Compare(size_t i, const KeyColumn& o, size_t j) const {
     switch (type) {
-      case DataType::kInt64: return ints[i] < o.ints[j] ? -1 : ints[i] > o.ints[j] ? 1 : 0;
-      case DataType::kFloat64: return dbls[i] < o.dbls[j] ? -1 : dbls[i] > o.dbls[j] ? 1 : 0;
+      case DataType::kInt64:
+        return ints[i] < o.ints[j] ? -1 : ints[i] > o.ints[j] ? 1 : 0;
+      case DataType::kFloat64:
+        return dbls[i] < o.dbls[j] ? -1 : dbls[i] > o.dbls[j] ? 1 : 0;
       default: {
         int c = strs[i].compare(o.strs[j]);
         return c < 0 ? -1 : c > 0 ? 1 : 0;
@@ -184,8 +192,9 @@ struct KeyColumn {
 Batch WithPartitions(const Batch& block, const std::vector<int64_t>& part) {
   std::vector<int64_t> order(part.size());
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int64_t a, int64_t b) { return part[static_cast<size_t>(a)] < part[static_cast<size_t>(b)]; });
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return part[static_cast<size_t>(a)] < part[static_cast<size_t>(b)];
+  });
   std::vector<int64_t> sorted_parts(part.size());
   for (size_t i = 0; i < order.size(); ++i) sorted_parts[i] = part[static_cast<size_t>(order[i])];
   Batch rows = block.TakeRows(order);
@@ -267,13 +276,14 @@ Batch Aggregate(const ExchangeSpec& spec, const Batch& rows) {
   }
   DataType t = rows.ColumnType(spec.agg_column);
   if (t != DataType::kInt64 && t != DataType::kFloat64) {
-    throw DataError(spec.agg_op + "(" + spec.agg_column + "): the column holds " +
-                    DataTypeName(t) + ", not numbers");
+    throw DataError(spec.agg_op + "(" + spec.agg_column + "): the column holds " + DataTypeName(t) +
+                    ", not numbers");
   }
   std::vector<double> vals(static_cast<size_t>(n));
   if (t == DataType::kInt64) {
     auto v = rows.Int64(spec.agg_column);
-    for (int64_t i = 0; i < n; ++i) vals[static_cast<size_t>(i)] = static_cast<double>(v[static_cast<size_t>(i)]);
+    for (int64_t i = 0; i < n; ++i)
+      vals[static_cast<size_t>(i)] = static_cast<double>(v[static_cast<size_t>(i)]);
   } else {
     auto v = rows.Float64(spec.agg_column);
     std::copy(v.begin(), v.end(), vals.begin());

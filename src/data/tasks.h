@@ -29,13 +29,13 @@ class UdfActor {
 
 // ---- all-to-all operations (repartition, shuffle, sort, group-by) -------------------------
 struct ExchangeSpec {
-  std::string kind;   // "repartition", "shuffle", "sort", "aggregate"
+  std::string kind;  // "repartition", "shuffle", "sort", "aggregate"
   int partitions = 1;
-  std::string key;    // sort / aggregate key column
+  std::string key;  // sort / aggregate key column
   bool descending = false;
   uint64_t seed = 0;
-  Buffer boundaries;  // sort / aggregate: encoded one-column batch of partitions - 1 keys
-  std::string agg_op;      // count, sum, mean, min, max
+  Buffer boundaries;   // sort / aggregate: encoded one-column batch of partitions - 1 keys
+  std::string agg_op;  // count, sum, mean, min, max
   std::string agg_column;
   LUMEN_SERIALIZE(kind, partitions, key, descending, seed, boundaries, agg_op, agg_column);
 };

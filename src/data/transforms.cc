@@ -16,9 +16,8 @@ template <class F>
 F LookupFn(const std::string& name) {
   const lumen::internal::RemoteFunction* fn = lumen::internal::FindRemoteByName(name);
   if (!fn || !fn->raw) {
-    throw FunctionNotFoundError("function '" + name +
-                                "' is not registered in this worker; add LUMEN_REMOTE(" + name +
-                                ")");
+    throw FunctionNotFoundError(
+        "function '" + name + "' is not registered in this worker; add LUMEN_REMOTE(" + name + ")");
   }
   std::string want = lumen::internal::TypeName<F>();
   if (fn->signature != want) {
@@ -32,7 +31,8 @@ Batch InBatches(const Batch& block, int64_t batch_size, F&& f) {
   const int64_t rows = block.NumRows();
   if (batch_size <= 0 || rows <= batch_size) return f(block);
   std::vector<Batch> out;
-  for (int64_t off = 0; off < rows; off += batch_size) out.push_back(f(block.Slice(off, batch_size)));
+  for (int64_t off = 0; off < rows; off += batch_size)
+    out.push_back(f(block.Slice(off, batch_size)));
   return Batch::Concat(out);
 }
 
@@ -123,17 +123,20 @@ std::vector<Row> BatchToRows(const Batch& b) {
     switch (b.ColumnType(name)) {
       case DataType::kInt64: {
         auto v = b.Int64(name);
-        for (int64_t i = 0; i < n; ++i) rows[static_cast<size_t>(i)].Set(name, Value(v[static_cast<size_t>(i)]));
+        for (int64_t i = 0; i < n; ++i)
+          rows[static_cast<size_t>(i)].Set(name, Value(v[static_cast<size_t>(i)]));
         break;
       }
       case DataType::kFloat64: {
         auto v = b.Float64(name);
-        for (int64_t i = 0; i < n; ++i) rows[static_cast<size_t>(i)].Set(name, Value(v[static_cast<size_t>(i)]));
+        for (int64_t i = 0; i < n; ++i)
+          rows[static_cast<size_t>(i)].Set(name, Value(v[static_cast<size_t>(i)]));
         break;
       }
       case DataType::kBool: {
         auto v = b.Bool(name);
-        for (int64_t i = 0; i < n; ++i) rows[static_cast<size_t>(i)].Set(name, Value(v[static_cast<size_t>(i)] != 0));
+        for (int64_t i = 0; i < n; ++i)
+          rows[static_cast<size_t>(i)].Set(name, Value(v[static_cast<size_t>(i)] != 0));
         break;
       }
       case DataType::kString: {
@@ -145,7 +148,8 @@ std::vector<Row> BatchToRows(const Batch& b) {
       }
       case DataType::kBinary: {
         auto v = b.Binary(name);
-        for (int64_t i = 0; i < n; ++i) rows[static_cast<size_t>(i)].Set(name, Value(v.Value(static_cast<size_t>(i))));
+        for (int64_t i = 0; i < n; ++i)
+          rows[static_cast<size_t>(i)].Set(name, Value(v.Value(static_cast<size_t>(i))));
         break;
       }
       default: {  // tensors: one row's raw bytes

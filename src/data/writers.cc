@@ -11,8 +11,8 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <unordered_map>
 #include <nlohmann/json.hpp>
+#include <unordered_map>
 
 #include "data/chain.h"
 #include "lumen/errors.h"
@@ -124,7 +124,8 @@ std::string CheckRelative(const std::string& rel) {
     throw DataError("WriteFiles: output path '" + rel + "' must be a non-empty relative path");
   }
   for (const auto& part : p) {
-    if (part == "..") throw DataError("WriteFiles: output path '" + rel + "' leaves the output directory");
+    if (part == "..")
+      throw DataError("WriteFiles: output path '" + rel + "' leaves the output directory");
   }
   return rel;
 }
@@ -143,15 +144,21 @@ std::string PartName(int64_t index, int64_t part, const char* ext, bool split) {
 std::string CsvField(const Value& v) {
   std::string s;
   switch (v.kind()) {
-    case Value::Kind::kString: s = v.AsString(); break;
-    case Value::Kind::kBinary: s = std::string(v.AsBinary().view()); break;
-    case Value::Kind::kNull: return "";
+    case Value::Kind::kString:
+      s = v.AsString();
+      break;
+    case Value::Kind::kBinary:
+      s = std::string(v.AsBinary().view());
+      break;
+    case Value::Kind::kNull:
+      return "";
     case Value::Kind::kFloat64: {
       char buf[64];
       std::snprintf(buf, sizeof(buf), "%.17g", v.AsDouble());
       return buf;
     }
-    default: return v.ToString();
+    default:
+      return v.ToString();
   }
   if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
   std::string q = "\"";
@@ -164,12 +171,18 @@ std::string CsvField(const Value& v) {
 
 nlohmann::json JsonValue(const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::kNull: return nullptr;
-    case Value::Kind::kInt64: return v.AsInt64();
-    case Value::Kind::kFloat64: return v.AsDouble();
-    case Value::Kind::kBool: return v.AsBool();
-    case Value::Kind::kString: return v.AsString();
-    case Value::Kind::kBinary: return std::string(v.AsBinary().view());
+    case Value::Kind::kNull:
+      return nullptr;
+    case Value::Kind::kInt64:
+      return v.AsInt64();
+    case Value::Kind::kFloat64:
+      return v.AsDouble();
+    case Value::Kind::kBool:
+      return v.AsBool();
+    case Value::Kind::kString:
+      return v.AsString();
+    case Value::Kind::kBinary:
+      return std::string(v.AsBinary().view());
   }
   return nullptr;
 }
@@ -217,7 +230,8 @@ Batch WriteBlock(const WriteSpec& spec, int64_t block_index, const Batch& block)
       std::string out;
       if (!json) {
         const auto& fields = all[static_cast<size_t>(start)].fields();
-        for (size_t k = 0; k < fields.size(); ++k) out += (k ? "," : "") + CsvField(Value(fields[k].first));
+        for (size_t k = 0; k < fields.size(); ++k)
+          out += (k ? "," : "") + CsvField(Value(fields[k].first));
         out += "\n";
       }
       for (int64_t r = start; r < end; ++r) {
@@ -227,11 +241,13 @@ Batch WriteBlock(const WriteSpec& spec, int64_t block_index, const Batch& block)
           for (const auto& [k, v] : fields) obj[k] = JsonValue(v);
           out += obj.dump();
         } else {
-          for (size_t k = 0; k < fields.size(); ++k) out += (k ? "," : "") + CsvField(fields[k].second);
+          for (size_t k = 0; k < fields.size(); ++k)
+            out += (k ? "," : "") + CsvField(fields[k].second);
         }
         out += "\n";
       }
-      std::string target = spec.dir + "/" + PartName(block_index, part, json ? "jsonl" : "csv", split);
+      std::string target =
+          spec.dir + "/" + PartName(block_index, part, json ? "jsonl" : "csv", split);
       if (Commit(spec.dir, target, out, json ? "WriteJson" : "WriteCsv")) {
         ++counts.written;
         counts.bytes += static_cast<int64_t>(out.size());

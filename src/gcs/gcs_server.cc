@@ -31,9 +31,8 @@ GcsServer::~GcsServer() { Stop(); }
 
 void GcsServer::RegisterHandlers() {
   auto bind = [this](uint16_t type, void (GcsServer::*fn)(const rpc::ConnectionPtr&, rpc::Frame&)) {
-    dispatcher_.Register(type, [this, fn](const rpc::ConnectionPtr& c, rpc::Frame& f) {
-      (this->*fn)(c, f);
-    });
+    dispatcher_.Register(
+        type, [this, fn](const rpc::ConnectionPtr& c, rpc::Frame& f) { (this->*fn)(c, f); });
   };
   bind(rpc::kRegisterNode, &GcsServer::HandleRegisterNode);
   bind(rpc::kHeartbeat, &GcsServer::HandleHeartbeat);
@@ -51,10 +50,9 @@ void GcsServer::RegisterHandlers() {
   bind(rpc::kKVKeys, &GcsServer::HandleKV);
   bind(rpc::kClusterStatus, &GcsServer::HandleClusterStatus);
   bind(rpc::kGcsShutdown, &GcsServer::HandleShutdown);
-  client_dispatcher_.Register(rpc::kTaskResults,
-                              [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
-                                HandleCreationResult(c, f);
-                              });
+  client_dispatcher_.Register(
+      rpc::kTaskResults,
+      [this](const rpc::ConnectionPtr& c, rpc::Frame& f) { HandleCreationResult(c, f); });
 }
 
 Status GcsServer::Start() {
@@ -66,7 +64,8 @@ Status GcsServer::Start() {
     LUMEN_ASSIGN_OR_RETURN(unix_address_, server_->ListenUnix(options_.unix_path));
   }
   loop_->Post([this] {
-    heartbeat_timer_ = loop_->RunAfter(std::chrono::milliseconds(1000), [this] { CheckHeartbeats(); });
+    heartbeat_timer_ =
+        loop_->RunAfter(std::chrono::milliseconds(1000), [this] { CheckHeartbeats(); });
   });
   LUMEN_LOG(INFO) << "control service listening on " << tcp_address_;
   return Status::OK();
@@ -100,9 +99,8 @@ void GcsServer::HandleRegisterNode(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   role->node = id;
   c->set_context(role);
   store_->Put(kNodeTable, id.Binary(), n.info.SerializeAsString()).IgnoreError();
-  LUMEN_LOG(INFO) << "node " << id.Hex() << " registered at "
-                  << n.info.address().tcp_address() << " with "
-                  << ResourceSet::FromProto(n.info.total().amounts()).ToString();
+  LUMEN_LOG(INFO) << "node " << id.Hex() << " registered at " << n.info.address().tcp_address()
+                  << " with " << ResourceSet::FromProto(n.info.total().amounts()).ToString();
   c->Reply(f, proto::Empty());
 }
 
@@ -125,15 +123,15 @@ void GcsServer::CheckHeartbeats() {
   auto now = std::chrono::steady_clock::now();
   std::vector<NodeID> dead;
   for (const auto& [id, n] : nodes_) {
-    if (n.info.alive() && now - n.last_heartbeat >
-                              std::chrono::milliseconds(options_.node_death_timeout_ms)) {
+    if (n.info.alive() &&
+        now - n.last_heartbeat > std::chrono::milliseconds(options_.node_death_timeout_ms)) {
       dead.push_back(id);
     }
   }
-  for (const auto& id : dead) MarkNodeDead(id, "no heartbeat for " +
-                                                   std::to_string(options_.node_death_timeout_ms) +
-                                                   " ms");
-  heartbeat_timer_ = loop_->RunAfter(std::chrono::milliseconds(1000), [this] { CheckHeartbeats(); });
+  for (const auto& id : dead)
+    MarkNodeDead(id, "no heartbeat for " + std::to_string(options_.node_death_timeout_ms) + " ms");
+  heartbeat_timer_ =
+      loop_->RunAfter(std::chrono::milliseconds(1000), [this] { CheckHeartbeats(); });
 }
 
 void GcsServer::MarkNodeDead(const NodeID& id, const std::string& cause) {
@@ -228,7 +226,7 @@ void GcsServer::FinishJob(const JobID& job, const std::string& why) {
   for (auto nit = names_.begin(); nit != names_.end();) {
     auto a = actors_.find(nit->second);
     nit = (a == actors_.end() || a->second.info.state() == proto::DEAD) ? names_.erase(nit)
-                                                                       : std::next(nit);
+                                                                        : std::next(nit);
   }
   proto::JobFinishedRequest note;
   note.set_job_id(job.Binary());
@@ -350,49 +348,49 @@ void GcsServer::ScheduleActor(const ActorID& id) {
   lease.set_for_actor(true);
   lease.set_actor_id(id.Binary());
   lease.set_max_concurrency(a.creation.actor_creation().max_concurrency());
-  conn->Call(rpc::kRequestLease, lease,
-             [this, id, attempt, chosen](const Status& st, std::string_view payload) {
-               auto it = actors_.find(id);
-               if (it == actors_.end() || it->second.schedule_attempt != attempt ||
-                   it->second.info.state() == proto::DEAD) {
-                 return;
-               }
-               ActorState& a = it->second;
-               proto::LeaseReply reply;
-               if (!st.ok() || !rpc::ParsePayload(payload, &reply)) {
-                 LUMEN_LOG(WARNING) << "actor " << id.Hex() << " lease failed: " << st
-                                    << "; retrying";
-                 loop_->RunAfter(std::chrono::milliseconds(500), [this, id] { ScheduleActor(id); });
-                 return;
-               }
-               if (!reply.granted()) {
-                 SetActorDead(a, "cannot place the actor: " + reply.error());
-                 return;
-               }
-               a.worker = WorkerID::FromBinary(reply.worker().worker_id());
-               const auto& w = reply.worker();
-               std::string addr = !w.unix_path().empty() ? "unix:" + w.unix_path() : w.tcp_address();
-               auto conn = rpc::Connect(loop_, addr, &client_dispatcher_, options_.token);
-               if (!conn.ok() && !w.tcp_address().empty()) {
-                 conn = rpc::Connect(loop_, w.tcp_address(), &client_dispatcher_, options_.token);
-               }
-               if (!conn.ok()) {
-                 LUMEN_LOG(WARNING) << "cannot reach actor worker: " << conn.status();
-                 KillActorWorker(a, "unreachable");
-                 return;  // the worker's death report reschedules it
-               }
-               a.worker_conn = *conn;
-               a.info.set_state(a.info.state());  // unchanged until the constructor returns
-               *a.info.mutable_address() = w;
-               proto::PushTasksRequest push;
-               proto::TaskSpec* spec = push.add_tasks();
-               *spec = a.creation;
-               spec->clear_gpu_ids();
-               for (int g : reply.gpu_ids()) spec->add_gpu_ids(g);
-               spec->set_attempt(static_cast<int32_t>(a.info.num_restarts()));
-               creating_[TaskID::FromBinary(spec->task_id())] = id;
-               a.worker_conn->Send(rpc::kPushTasks, push);
-             });
+  conn->Call(
+      rpc::kRequestLease, lease,
+      [this, id, attempt, chosen](const Status& st, std::string_view payload) {
+        auto it = actors_.find(id);
+        if (it == actors_.end() || it->second.schedule_attempt != attempt ||
+            it->second.info.state() == proto::DEAD) {
+          return;
+        }
+        ActorState& a = it->second;
+        proto::LeaseReply reply;
+        if (!st.ok() || !rpc::ParsePayload(payload, &reply)) {
+          LUMEN_LOG(WARNING) << "actor " << id.Hex() << " lease failed: " << st << "; retrying";
+          loop_->RunAfter(std::chrono::milliseconds(500), [this, id] { ScheduleActor(id); });
+          return;
+        }
+        if (!reply.granted()) {
+          SetActorDead(a, "cannot place the actor: " + reply.error());
+          return;
+        }
+        a.worker = WorkerID::FromBinary(reply.worker().worker_id());
+        const auto& w = reply.worker();
+        std::string addr = !w.unix_path().empty() ? "unix:" + w.unix_path() : w.tcp_address();
+        auto conn = rpc::Connect(loop_, addr, &client_dispatcher_, options_.token);
+        if (!conn.ok() && !w.tcp_address().empty()) {
+          conn = rpc::Connect(loop_, w.tcp_address(), &client_dispatcher_, options_.token);
+        }
+        if (!conn.ok()) {
+          LUMEN_LOG(WARNING) << "cannot reach actor worker: " << conn.status();
+          KillActorWorker(a, "unreachable");
+          return;  // the worker's death report reschedules it
+        }
+        a.worker_conn = *conn;
+        a.info.set_state(a.info.state());  // unchanged until the constructor returns
+        *a.info.mutable_address() = w;
+        proto::PushTasksRequest push;
+        proto::TaskSpec* spec = push.add_tasks();
+        *spec = a.creation;
+        spec->clear_gpu_ids();
+        for (int g : reply.gpu_ids()) spec->add_gpu_ids(g);
+        spec->set_attempt(static_cast<int32_t>(a.info.num_restarts()));
+        creating_[TaskID::FromBinary(spec->task_id())] = id;
+        a.worker_conn->Send(rpc::kPushTasks, push);
+      });
 }
 
 void GcsServer::HandleCreationResult(const rpc::ConnectionPtr& c, rpc::Frame& f) {
@@ -469,7 +467,9 @@ void GcsServer::OnActorWorkerDied(const ActorID& id, const std::string& cause) {
     return;
   }
   std::string why = "its worker process " + cause;
-  if (max > 0) why += " after " + std::to_string(a.info.num_restarts()) + " restarts (max_restarts=" + std::to_string(max) + ")";
+  if (max > 0)
+    why += " after " + std::to_string(a.info.num_restarts()) +
+           " restarts (max_restarts=" + std::to_string(max) + ")";
   SetActorDead(a, why);
 }
 

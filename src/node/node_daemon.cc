@@ -72,8 +72,8 @@ Status NodeDaemon::Start() {
                                        Config::Get().object_store_memory_fraction());
   }
   if (!options_.resources.count("memory")) {
-    total_.Set("memory", ToFixed(static_cast<double>(
-                             std::max<int64_t>(PhysicalMemory() - store_bytes, 0))));
+    total_.Set("memory",
+               ToFixed(static_cast<double>(std::max<int64_t>(PhysicalMemory() - store_bytes, 0))));
   }
   total_.Set("object_store_memory", ToFixed(static_cast<double>(store_bytes)));
   available_ = total_;
@@ -143,8 +143,8 @@ void NodeDaemon::Stop() {
 }
 
 Status NodeDaemon::ConnectGcs() {
-  LUMEN_ASSIGN_OR_RETURN(gcs_, rpc::Connect(loop_, options_.gcs_address, &gcs_dispatcher_,
-                                            options_.token));
+  LUMEN_ASSIGN_OR_RETURN(
+      gcs_, rpc::Connect(loop_, options_.gcs_address, &gcs_dispatcher_, options_.token));
   proto::RegisterNodeRequest req;
   proto::NodeInfo* info = req.mutable_node();
   info->set_node_id(node_id_.Binary());
@@ -424,10 +424,7 @@ void NodeDaemon::EndLease(uint64_t lease_id, bool kill_worker) {
   if (it == leases_.end()) return;
   Lease lease = std::move(it->second);
   leases_.erase(it);
-  ResourceSet give_back = lease.resources;
-  if (lease.released_cpu) give_back.Set("CPU", give_back.Get("CPU") - lease.released_cpu);
-  available_.Add(give_back);
-  ReleaseGpus(lease.gpus, lease.resources.Get("GPU"));
+  ReleaseLeaseResources(lease);
   if (WorkerProc* w = pool_->Find(lease.worker)) {
     if (kill_worker) {
       pool_->Kill(w->id, "its lease holder asked");
@@ -436,6 +433,14 @@ void NodeDaemon::EndLease(uint64_t lease_id, bool kill_worker) {
     }
   }
   ProcessLeaseQueue();
+}
+
+void NodeDaemon::ReleaseLeaseResources(const Lease& lease) {
+  ResourceSet give_back = lease.resources;
+  // CPU handed back while the worker was blocked is already available.
+  if (lease.released_cpu) give_back.Set("CPU", give_back.Get("CPU") - lease.released_cpu);
+  available_.Add(give_back);
+  ReleaseGpus(lease.gpus, lease.resources.Get("GPU"));
 }
 
 void NodeDaemon::AskIdleLeasesBack() {
@@ -485,12 +490,8 @@ void NodeDaemon::OnWorkerDied(const WorkerProc& w, const std::string& descriptio
   if (w.lease_id) {
     auto it = leases_.find(w.lease_id);
     if (it != leases_.end()) {
-      Lease lease = std::move(it->second);
+      ReleaseLeaseResources(it->second);
       leases_.erase(it);
-      ResourceSet give_back = lease.resources;
-      if (lease.released_cpu) give_back.Set("CPU", give_back.Get("CPU") - lease.released_cpu);
-      available_.Add(give_back);
-      ReleaseGpus(lease.gpus, lease.resources.Get("GPU"));
     }
   }
   auto waiters = exit_waiters_.find(w.id);
@@ -520,8 +521,8 @@ void NodeDaemon::OnWorkerDied(const WorkerProc& w, const std::string& descriptio
       if (JobID::FromBinary(it->req.job_id()) == w.job) {
         if (auto r = it->requester.lock()) {
           proto::LeaseReply reply;
-          reply.set_error("a worker process for this job " + description +
-                          " during startup; see " + options_.session_dir + "/logs");
+          reply.set_error("a worker process for this job " + description + " during startup; see " +
+                          options_.session_dir + "/logs");
           r->Reply(it->reply_to, reply);
         }
         it = pending_.erase(it);
@@ -726,8 +727,8 @@ void NodeDaemon::Heartbeat() {
       pool_->Kill(w->id, "did not register in time");
     }
   }
-  heartbeat_timer_ = loop_->RunAfter(
-      std::chrono::milliseconds(Config::Get().heartbeat_period_ms()), [this] { Heartbeat(); });
+  heartbeat_timer_ = loop_->RunAfter(std::chrono::milliseconds(Config::Get().heartbeat_period_ms()),
+                                     [this] { Heartbeat(); });
 }
 
 }  // namespace lumen::node

@@ -102,6 +102,8 @@ class NodeDaemon {
   void ProcessLeaseQueue();
   void GrantLease(PendingLease& p, WorkerProc* w);
   void EndLease(uint64_t lease_id, bool kill_worker);
+  // Gives a finished lease's resources (and GPU instances) back to the node.
+  void ReleaseLeaseResources(const Lease& lease);
   bool AcquireGpus(int64_t amount, std::vector<int>* out);
   void ReleaseGpus(const std::vector<int>& gpus, int64_t amount);
   void AskIdleLeasesBack();

@@ -61,9 +61,9 @@ StatusOr<WorkerProc*> WorkerPool::StartWorker(const JobID& job) {
   opts.argv[0] = cfg.binary;
   opts.env = EnvironmentWith(overrides);
   opts.cwd = cfg.cwd;
-  opts.log_path = JoinPath(JoinPath(env_.session_dir, "logs"),
-                           "worker-" + std::to_string(job.ToInt()) + "-" +
-                               w->id.Hex().substr(0, 8) + ".log");
+  opts.log_path =
+      JoinPath(JoinPath(env_.session_dir, "logs"),
+               "worker-" + std::to_string(job.ToInt()) + "-" + w->id.Hex().substr(0, 8) + ".log");
   LUMEN_ASSIGN_OR_RETURN(ChildProcess child, SpawnProcess(opts));
   w->pid = child.pid;
   WorkerID id = w->id;
@@ -188,7 +188,8 @@ std::string WorkerPool::ExitDescription(const WorkerID& id) const {
 
 int WorkerPool::NumStarting(const JobID& job) const {
   int n = 0;
-  for (const auto& [id, w] : workers_) n += w->job == job && w->state == WorkerProc::State::kStarting;
+  for (const auto& [id, w] : workers_)
+    n += w->job == job && w->state == WorkerProc::State::kStarting;
   return n;
 }
 

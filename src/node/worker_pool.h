@@ -97,7 +97,7 @@ class WorkerPool {
   std::unordered_map<JobID, JobConfig> jobs_;
   std::unordered_map<WorkerID, std::unique_ptr<WorkerProc>> workers_;
   std::unordered_map<WorkerID, std::pair<int, uint64_t>> pidfds_;  // id -> (pidfd, watch)
-  std::map<WorkerID, std::string> exits_;  // recent exit descriptions
+  std::map<WorkerID, std::string> exits_;                          // recent exit descriptions
   std::deque<WorkerID> exit_order_;
   uint64_t poll_timer_ = 0;
 };

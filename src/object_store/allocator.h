@@ -31,8 +31,8 @@ class Allocator {
 
   const int64_t capacity_;
   int64_t used_ = 0;
-  std::map<int64_t, int64_t> by_offset_;           // offset -> size
-  std::multimap<int64_t, int64_t> by_size_;        // size -> offset
+  std::map<int64_t, int64_t> by_offset_;     // offset -> size
+  std::multimap<int64_t, int64_t> by_size_;  // size -> offset
 };
 
 }  // namespace lumen::object_store

@@ -30,7 +30,8 @@ std::string Bytes(int64_t n) {
 Status WriteAll(int fd, const uint8_t* data, int64_t size) {
   int64_t off = 0;
   while (off < size) {
-    ssize_t n = ::write(fd, data + off, static_cast<size_t>(std::min<int64_t>(size - off, 1 << 30)));
+    ssize_t n =
+        ::write(fd, data + off, static_cast<size_t>(std::min<int64_t>(size - off, 1 << 30)));
     if (n < 0) {
       if (errno == EINTR) continue;
       return UnavailableError(std::strerror(errno));
@@ -71,8 +72,8 @@ StatusOr<std::unique_ptr<ObjectStore>> ObjectStore::Open(rpc::EventLoop* loop,
   void* base = ::mmap(nullptr, static_cast<size_t>(options.capacity), PROT_READ | PROT_WRITE,
                       MAP_SHARED, fd, 0);
   if (base == MAP_FAILED) {
-    Status st = UnavailableError(std::string("cannot map the object store: ") +
-                                 std::strerror(errno));
+    Status st =
+        UnavailableError(std::string("cannot map the object store: ") + std::strerror(errno));
     ::close(fd);
     return st;
   }
@@ -104,13 +105,12 @@ ObjectStore::~ObjectStore() {
 }
 
 std::string ObjectStore::FullMessage(int64_t size, const std::string& what) const {
-  return "object store full: cannot allocate " + Bytes(size) + " for " + what +
-         " within " + std::to_string(options_.full_timeout_ms) + " ms: capacity " +
+  return "object store full: cannot allocate " + Bytes(size) + " for " + what + " within " +
+         std::to_string(options_.full_timeout_ms) + " ms: capacity " +
          Bytes(allocator_.capacity()) + ", in use " + Bytes(allocator_.used()) + " (" +
          Bytes(pinned_bytes_) + " pinned by readers and " +
-         Bytes(allocator_.used() - pinned_bytes_) +
-         " not yet spillable), largest free block " + Bytes(allocator_.largest_free_block()) +
-         ", spilled " + Bytes(spilled_bytes_) +
+         Bytes(allocator_.used() - pinned_bytes_) + " not yet spillable), largest free block " +
+         Bytes(allocator_.largest_free_block()) + ", spilled " + Bytes(spilled_bytes_) +
          ". Release references to objects, or give the store more memory "
          "(object_store_memory / --object-store-memory)";
 }
@@ -144,26 +144,26 @@ void ObjectStore::Create(ClientId client, const ObjectID& id, int64_t size, int3
   e.last_use = ++tick_;
   objects_.emplace(id, e);
   uint64_t creation_tick = e.last_use;
-  AllocateOrWait(size, "object " + id.Hex(),
-                 [this, id, size, creation_tick, cb = std::move(cb)](Status st, int64_t off) {
-                   auto it = objects_.find(id);
-                   bool same = it != objects_.end() && it->second.last_use == creation_tick &&
-                               it->second.state == State::kCreating && it->second.offset < 0;
-                   if (!same) {
-                     if (st.ok()) allocator_.Free(off, size);
-                     cb({AbortedError("object " + id.Hex() + " was aborted while waiting"), -1,
-                         false});
-                     ProcessPendingAllocs();
-                     return;
-                   }
-                   if (!st.ok()) {
-                     objects_.erase(it);
-                     cb({st, -1, false});
-                     return;
-                   }
-                   it->second.offset = off;
-                   cb({Status::OK(), off, false});
-                 });
+  AllocateOrWait(
+      size, "object " + id.Hex(),
+      [this, id, size, creation_tick, cb = std::move(cb)](Status st, int64_t off) {
+        auto it = objects_.find(id);
+        bool same = it != objects_.end() && it->second.last_use == creation_tick &&
+                    it->second.state == State::kCreating && it->second.offset < 0;
+        if (!same) {
+          if (st.ok()) allocator_.Free(off, size);
+          cb({AbortedError("object " + id.Hex() + " was aborted while waiting"), -1, false});
+          ProcessPendingAllocs();
+          return;
+        }
+        if (!st.ok()) {
+          objects_.erase(it);
+          cb({st, -1, false});
+          return;
+        }
+        it->second.offset = off;
+        cb({Status::OK(), off, false});
+      });
 }
 
 void ObjectStore::Seal(ClientId client, const ObjectID& id) {
@@ -330,8 +330,8 @@ void ObjectStore::IoThreadMain() {
     if (job.is_spill) {
       int fd = ::open(job.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
       if (fd < 0) {
-        result.status = UnavailableError("cannot create spill file " + job.path + ": " +
-                                         std::strerror(errno));
+        result.status =
+            UnavailableError("cannot create spill file " + job.path + ": " + std::strerror(errno));
       } else {
         int64_t file_off = 0;
         for (const auto& [id, loc] : job.objects) {
@@ -348,8 +348,8 @@ void ObjectStore::IoThreadMain() {
     } else {
       int fd = ::open(job.path.c_str(), O_RDONLY | O_CLOEXEC);
       if (fd < 0) {
-        result.status = DataLossError("cannot open spill file " + job.path + ": " +
-                                      std::strerror(errno));
+        result.status =
+            DataLossError("cannot open spill file " + job.path + ": " + std::strerror(errno));
       } else {
         const auto& [off, size] = job.objects[0].second;
         result.status = ReadAllAt(fd, base_ + off, size, job.file_offset);

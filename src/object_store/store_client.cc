@@ -36,11 +36,11 @@ PlasmaBuffer::~PlasmaBuffer() {
 
 StatusOr<std::unique_ptr<StoreClient>> StoreClient::Map(rpc::ConnectionPtr daemon, int fd,
                                                         int64_t capacity) {
-  void* base = ::mmap(nullptr, static_cast<size_t>(capacity), PROT_READ | PROT_WRITE, MAP_SHARED,
-                      fd, 0);
+  void* base =
+      ::mmap(nullptr, static_cast<size_t>(capacity), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (base == MAP_FAILED) {
-    Status st = UnavailableError(std::string("cannot map the object store: ") +
-                                 std::strerror(errno));
+    Status st =
+        UnavailableError(std::string("cannot map the object store: ") + std::strerror(errno));
     ::close(fd);
     return st;
   }
@@ -58,8 +58,8 @@ StoreClient::StoreClient(rpc::ConnectionPtr daemon, std::shared_ptr<Mapping> map
 
 StoreClient::~StoreClient() = default;
 
-StatusOr<StoreClient::Created> StoreClient::Create(const ObjectID& id, int64_t size,
-                                                   int32_t format, const proto::Address& owner) {
+StatusOr<StoreClient::Created> StoreClient::Create(const ObjectID& id, int64_t size, int32_t format,
+                                                   const proto::Address& owner) {
   proto::StoreCreateRequest req;
   req.set_object_id(id.Binary());
   req.set_data_size(size);
@@ -135,8 +135,8 @@ StatusOr<std::vector<std::shared_ptr<PlasmaBuffer>>> StoreClient::Get(
     if (e.offset() < 0 || e.offset() + e.data_size() > capacity_) {
       return InternalError("store returned an out-of-range object");
     }
-    auto buf = std::shared_ptr<PlasmaBuffer>(new PlasmaBuffer(
-        mapping_, ids[i], mapping_->base + e.offset(), e.data_size(), e.format()));
+    auto buf = std::shared_ptr<PlasmaBuffer>(
+        new PlasmaBuffer(mapping_, ids[i], mapping_->base + e.offset(), e.data_size(), e.format()));
     auto& slot = cache_[ids[i]];
     if (auto existing = slot.lock()) {
       out[i] = existing;  // raced with another Get: keep one pin (buf releases its own)

@@ -49,7 +49,8 @@ class StringColumn {
       : owner_(owner), offsets_(offsets), data_(data), rows_(rows) {}
   size_t size() const { return rows_; }
   std::string_view operator[](size_t i) const {
-    return std::string_view(data_ + offsets_[i], static_cast<size_t>(offsets_[i + 1] - offsets_[i]));
+    return std::string_view(data_ + offsets_[i],
+                            static_cast<size_t>(offsets_[i + 1] - offsets_[i]));
   }
   // Element i as a Buffer sharing the batch's memory (no copy).
   Buffer Value(size_t i) const;

@@ -110,9 +110,9 @@ struct OperatorStats {
   int64_t tasks = 0;
   int64_t rows_out = 0;
   int64_t bytes_out = 0;
-  double wall_s = 0;          // first task start to last task end
-  double task_wall_s = 0;     // summed over tasks
-  double task_cpu_s = 0;      // summed over tasks
+  double wall_s = 0;       // first task start to last task end
+  double task_wall_s = 0;  // summed over tasks
+  double task_cpu_s = 0;   // summed over tasks
   int64_t peak_bytes_held = 0;
   std::vector<std::string> errored_blocks{};  // skipped under max_errored_blocks
 };
@@ -221,7 +221,9 @@ class BatchIterator {
       Advance();
       return *this;
     }
-    bool operator!=(const iterator& o) const { return current_.has_value() || o.current_.has_value(); }
+    bool operator!=(const iterator& o) const {
+      return current_.has_value() || o.current_.has_value();
+    }
 
    private:
     void Advance() { current_ = it_ ? it_->Next() : std::nullopt; }
@@ -293,7 +295,8 @@ bool RegisterCallableType(const char* name) {
     v.size = ctor_args.size();
     auto args = lumen::internal::Deserialize<std::tuple<std::decay_t<Args>...>>(v);
     C* obj = std::apply([](auto&&... a) { return new C(std::move(a)...); }, std::move(args));
-    return std::shared_ptr<void>(static_cast<void*>(obj), [](void* p) { delete static_cast<C*>(p); });
+    return std::shared_ptr<void>(static_cast<void*>(obj),
+                                 [](void* p) { delete static_cast<C*>(p); });
   };
   info.call = [](void* self, const Batch& b) -> Batch { return (*static_cast<C*>(self))(b); };
   RegisterCallable(lumen::internal::TypeName<C>(), std::move(info));
@@ -316,6 +319,6 @@ Dataset Dataset::MapBatches(MapBatchesOptions options, Args&&... ctor_args) cons
 
 // Registers a callable class for Dataset::MapBatches<C>(options, ctor args...), with the types
 // of its constructor arguments:  LUMEN_DATA_CALLABLE(Classifier, std::string, double);
-#define LUMEN_DATA_CALLABLE(Class, ...)                                                  \
+#define LUMEN_DATA_CALLABLE(Class, ...)                                                       \
   [[maybe_unused]] static const bool LUMEN_REMOTE_CONCAT(lumen_data_callable_, __COUNTER__) = \
       ::lumen::data::internal::RegisterCallableType<Class __VA_OPT__(, ) __VA_ARGS__>(#Class)

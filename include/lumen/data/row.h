@@ -19,13 +19,13 @@ class Value {
   enum class Kind { kNull, kInt64, kFloat64, kBool, kString, kBinary };
 
   Value() = default;
-  Value(int64_t v) : v_(v) {}                          // NOLINT: implicit on purpose
-  Value(int v) : v_(static_cast<int64_t>(v)) {}        // NOLINT
-  Value(double v) : v_(v) {}                           // NOLINT
-  Value(bool v) : v_(v) {}                             // NOLINT
-  Value(std::string v) : v_(std::move(v)) {}           // NOLINT
-  Value(const char* v) : v_(std::string(v)) {}         // NOLINT
-  Value(Buffer v) : v_(std::move(v)) {}                // NOLINT: binary
+  Value(int64_t v) : v_(v) {}                    // NOLINT: implicit on purpose
+  Value(int v) : v_(static_cast<int64_t>(v)) {}  // NOLINT
+  Value(double v) : v_(v) {}                     // NOLINT
+  Value(bool v) : v_(v) {}                       // NOLINT
+  Value(std::string v) : v_(std::move(v)) {}     // NOLINT
+  Value(const char* v) : v_(std::string(v)) {}   // NOLINT
+  Value(Buffer v) : v_(std::move(v)) {}          // NOLINT: binary
 
   Kind kind() const { return static_cast<Kind>(v_.index()); }
   bool is_null() const { return kind() == Kind::kNull; }
@@ -84,12 +84,24 @@ MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS) {
     packer<Stream>& operator()(packer<Stream>& o, const lumen::data::Value& v) const {
       using K = lumen::data::Value::Kind;
       switch (v.kind()) {
-        case K::kNull: o.pack_nil(); break;
-        case K::kInt64: o.pack(v.AsInt64()); break;
-        case K::kFloat64: o.pack(v.AsDouble()); break;
-        case K::kBool: o.pack(v.AsBool()); break;
-        case K::kString: o.pack(v.AsString()); break;
-        case K::kBinary: o.pack(v.AsBinary()); break;
+        case K::kNull:
+          o.pack_nil();
+          break;
+        case K::kInt64:
+          o.pack(v.AsInt64());
+          break;
+        case K::kFloat64:
+          o.pack(v.AsDouble());
+          break;
+        case K::kBool:
+          o.pack(v.AsBool());
+          break;
+        case K::kString:
+          o.pack(v.AsString());
+          break;
+        case K::kBinary:
+          o.pack(v.AsBinary());
+          break;
       }
       return o;
     }
@@ -98,15 +110,28 @@ MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS) {
   struct convert<lumen::data::Value> {
     const msgpack::object& operator()(const msgpack::object& o, lumen::data::Value& v) const {
       switch (o.type) {
-        case msgpack::type::NIL: v = lumen::data::Value(); break;
+        case msgpack::type::NIL:
+          v = lumen::data::Value();
+          break;
         case msgpack::type::POSITIVE_INTEGER:
-        case msgpack::type::NEGATIVE_INTEGER: v = lumen::data::Value(o.as<int64_t>()); break;
+        case msgpack::type::NEGATIVE_INTEGER:
+          v = lumen::data::Value(o.as<int64_t>());
+          break;
         case msgpack::type::FLOAT32:
-        case msgpack::type::FLOAT64: v = lumen::data::Value(o.as<double>()); break;
-        case msgpack::type::BOOLEAN: v = lumen::data::Value(o.as<bool>()); break;
-        case msgpack::type::STR: v = lumen::data::Value(o.as<std::string>()); break;
-        case msgpack::type::BIN: v = lumen::data::Value(o.as<lumen::Buffer>()); break;
-        default: throw msgpack::type_error();
+        case msgpack::type::FLOAT64:
+          v = lumen::data::Value(o.as<double>());
+          break;
+        case msgpack::type::BOOLEAN:
+          v = lumen::data::Value(o.as<bool>());
+          break;
+        case msgpack::type::STR:
+          v = lumen::data::Value(o.as<std::string>());
+          break;
+        case msgpack::type::BIN:
+          v = lumen::data::Value(o.as<lumen::Buffer>());
+          break;
+        default:
+          throw msgpack::type_error();
       }
       return o;
     }
@@ -129,7 +154,8 @@ MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS) {
       if (o.type != msgpack::type::MAP) throw msgpack::type_error();
       r = lumen::data::Row();
       for (uint32_t i = 0; i < o.via.map.size; ++i) {
-        r.Set(o.via.map.ptr[i].key.as<std::string>(), o.via.map.ptr[i].val.as<lumen::data::Value>());
+        r.Set(o.via.map.ptr[i].key.as<std::string>(),
+              o.via.map.ptr[i].val.as<lumen::data::Value>());
       }
       return o;
     }

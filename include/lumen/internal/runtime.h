@@ -30,8 +30,7 @@ struct SerializedValue {
 
   size_t size() const { return format == ValueFormat::kRaw ? raw.size() : data.size(); }
   const uint8_t* bytes() const {
-    return format == ValueFormat::kRaw ? raw.data()
-                                       : reinterpret_cast<const uint8_t*>(data.data());
+    return format == ValueFormat::kRaw ? raw.data() : reinterpret_cast<const uint8_t*>(data.data());
   }
 };
 
@@ -50,8 +49,8 @@ using Invoker = std::function<SerializedValue(void* instance, std::vector<ValueV
 using Factory = std::function<std::shared_ptr<void>(std::vector<ValueView>& args)>;
 
 struct RemoteFunction {
-  std::string name;        // as written in LUMEN_REMOTE (without '&')
-  std::string signature;   // demangled C++ type, checked by the executor
+  std::string name;             // as written in LUMEN_REMOTE (without '&')
+  std::string signature;        // demangled C++ type, checked by the executor
   uint64_t signature_hash = 0;  // set at registration
   size_t num_args = 0;
   Invoker invoke;          // functions and methods

@@ -10,8 +10,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <future>
@@ -68,8 +68,8 @@ std::string Connection::BuildFrame(uint16_t type, FrameKind kind, uint8_t flags,
 
 ConnectionPtr Connection::Create(EventLoop* loop, int fd, Role role, const Dispatcher* dispatcher,
                                  std::string token, std::string peer_name, bool is_unix) {
-  return ConnectionPtr(new Connection(loop, fd, role, dispatcher, std::move(token),
-                                      std::move(peer_name), is_unix));
+  return ConnectionPtr(
+      new Connection(loop, fd, role, dispatcher, std::move(token), std::move(peer_name), is_unix));
 }
 
 Connection::Connection(EventLoop* loop, int fd, Role role, const Dispatcher* dispatcher,
@@ -252,8 +252,8 @@ void Connection::ReplyError(const Frame& request, const Status& status) {
                      request.request_id, nullptr, status.message()));
 }
 
-void Connection::Call(uint16_t type, const google::protobuf::MessageLite& req,
-                      ResponseCallback cb, int64_t timeout_ms) {
+void Connection::Call(uint16_t type, const google::protobuf::MessageLite& req, ResponseCallback cb,
+                      int64_t timeout_ms) {
   CallImpl(type, req, std::move(cb), timeout_ms, nullptr);
 }
 
@@ -355,8 +355,8 @@ void Connection::CloseInLoop(const Status& reason) {
     std::lock_guard<std::mutex> lock(call_mu_);
     pending.swap(pending_);
   }
-  Status failure = reason.ok() ? UnavailableError("connection to " + peer_name_ + " closed")
-                               : reason;
+  Status failure =
+      reason.ok() ? UnavailableError("connection to " + peer_name_ + " closed") : reason;
   for (auto& [id, p] : pending) {
     if (p.timer_id) loop_->CancelTimer(p.timer_id);
     p.cb(failure, {});
@@ -441,8 +441,8 @@ void Connection::OnReadable() {
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       if (errno == EINTR) continue;
-      CloseInLoop(UnavailableError("connection to " + peer_name_ + " lost: " +
-                                   std::strerror(errno)));
+      CloseInLoop(
+          UnavailableError("connection to " + peer_name_ + " lost: " + std::strerror(errno)));
       return;
     }
     if (n == 0) {
@@ -473,8 +473,8 @@ bool Connection::ProcessFrames() {
     uint8_t kind = static_cast<uint8_t>(h[6]);
     frame.flags = static_cast<uint8_t>(h[7]);
     std::memcpy(&frame.request_id, h + 8, 8);
-    uint32_t limit = authenticated_ || role_ == Role::kClient ? kMaxPayload
-                                                              : kMaxUnauthenticatedPayload;
+    uint32_t limit =
+        authenticated_ || role_ == Role::kClient ? kMaxPayload : kMaxUnauthenticatedPayload;
     if (kind > static_cast<uint8_t>(FrameKind::kErrorResponse) || len > limit) {
       LUMEN_LOG(WARNING) << "malformed frame from " << peer_name_ << " (kind "
                          << static_cast<int>(kind) << ", length " << len << "); closing";
@@ -504,8 +504,7 @@ bool Connection::HandleFrame(Frame& frame) {
   if (role_ == Role::kServer && !authenticated_) {
     proto::Hello hello;
     if (frame.type != kMsgHello || !ParsePayload(frame.payload, &hello)) {
-      std::string msg =
-          "lumen: connection refused: the first message must carry the cluster token";
+      std::string msg = "lumen: connection refused: the first message must carry the cluster token";
       Enqueue(BuildFrame(kMsgAuthError, FrameKind::kOneWay, 0, 0, nullptr, msg));
       LUMEN_LOG(WARNING) << "refused connection " << peer_name_ << ": no hello";
       CloseInLoop(UnauthenticatedError(msg));
@@ -657,8 +656,8 @@ StatusOr<ConnectionPtr> Connect(EventLoop* loop, const std::string& address,
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   }
-  auto conn = Connection::Create(loop, fd, Connection::Role::kClient, dispatcher, token, address,
-                                 is_unix);
+  auto conn =
+      Connection::Create(loop, fd, Connection::Role::kClient, dispatcher, token, address, is_unix);
   if (on_close) conn->set_close_callback(std::move(on_close));
   conn->Start();
   return conn;

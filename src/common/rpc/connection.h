@@ -31,7 +31,7 @@ enum class FrameKind : uint8_t { kOneWay = 0, kRequest = 1, kResponse = 2, kErro
 
 constexpr uint8_t kFlagHasFd = 1;
 constexpr size_t kHeaderSize = 16;
-constexpr uint32_t kMaxPayload = 512u << 20;           // after authentication
+constexpr uint32_t kMaxPayload = 512u << 20;  // after authentication
 constexpr uint32_t kMaxUnauthenticatedPayload = 64u << 10;
 
 // Message type ids used by the transport itself; services use ids >= 100.
@@ -96,8 +96,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Blocking request. Must not be called from the loop thread. With `fd`, a descriptor sent
   // with the reply is stored there (-1 if none; the caller owns it).
   Status CallSync(uint16_t type, const google::protobuf::MessageLite& req,
-                  google::protobuf::MessageLite* reply, int64_t timeout_ms = -1,
-                  int* fd = nullptr);
+                  google::protobuf::MessageLite* reply, int64_t timeout_ms = -1, int* fd = nullptr);
 
   void Close(const Status& reason);
   bool closed() const { return closed_.load(); }

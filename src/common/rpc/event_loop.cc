@@ -184,9 +184,9 @@ void EventLoop::Run() {
   while (!stopping_) {
     int timeout = NextTimeoutMs();
     // Shortly after activity, poll instead of blocking: more is likely to come at once.
-    bool spinning = timeout != 0 && spin_us_ > 0 &&
-                    std::chrono::steady_clock::now() - last_activity_ <
-                        std::chrono::microseconds(spin_us_);
+    bool spinning =
+        timeout != 0 && spin_us_ > 0 &&
+        std::chrono::steady_clock::now() - last_activity_ < std::chrono::microseconds(spin_us_);
     if (spinning) timeout = 0;
     int n = ::epoll_wait(epoll_fd_, events, kMaxEvents, timeout);
     if (n > 0) {

@@ -78,7 +78,9 @@ class EventLoop {
   struct TimerKey {
     std::chrono::steady_clock::time_point when;
     uint64_t id;
-    bool operator<(const TimerKey& o) const { return when < o.when || (when == o.when && id < o.id); }
+    bool operator<(const TimerKey& o) const {
+      return when < o.when || (when == o.when && id < o.id);
+    }
   };
   std::map<TimerKey, std::function<void()>> timers_;
   std::unordered_map<uint64_t, std::chrono::steady_clock::time_point> timer_index_;

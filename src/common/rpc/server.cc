@@ -71,17 +71,16 @@ StatusOr<std::string> Server::ListenTcp(const std::string& host, int port) {
   rc = ::bind(fd, res->ai_addr, res->ai_addrlen);
   ::freeaddrinfo(res);
   if (rc != 0 || ::listen(fd, 1024) != 0) {
-    Status st = UnavailableError("cannot listen on " + host + ":" + port_str + ": " +
-                                 std::strerror(errno));
+    Status st =
+        UnavailableError("cannot listen on " + host + ":" + port_str + ": " + std::strerror(errno));
     ::close(fd);
     return st;
   }
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
-  int bound_port = ss.ss_family == AF_INET6
-                       ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
-                       : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  int bound_port = ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
+                                            : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
   std::lock_guard<std::mutex> lock(mu_);
   listeners_.push_back({fd, 0, ""});
   size_t idx = listeners_.size() - 1;
@@ -97,8 +96,8 @@ void Server::Accept(int listen_fd, bool is_unix) {
   for (int i = 0; i < 64; ++i) {
     sockaddr_storage ss{};
     socklen_t len = sizeof(ss);
-    int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&ss), &len,
-                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd =
+        ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
         LUMEN_LOG(WARNING) << name_ << ": accept: " << std::strerror(errno);
@@ -115,8 +114,8 @@ void Server::Accept(int listen_fd, bool is_unix) {
         peer = std::string(host) + ":" + serv;
       }
     }
-    auto conn = Connection::Create(loop_, fd, Connection::Role::kServer, dispatcher_, token_,
-                                   peer, is_unix);
+    auto conn = Connection::Create(loop_, fd, Connection::Role::kServer, dispatcher_, token_, peer,
+                                   is_unix);
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stopped_) return;
