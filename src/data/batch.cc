@@ -93,6 +93,14 @@ Batch Batch::FromBuffer(Buffer buffer) {
   auto fail = [](const std::string& why) -> Batch {
     throw TypeError("not a valid lumen::data block: " + why);
   };
+  // Columns are read in place as int64/double arrays: they need aligned memory. Blocks in
+  // the object store are 64-byte aligned; bytes that arrive inside another value (a Buffer in
+  // a msgpack struct) may not be, and are copied.
+  if (reinterpret_cast<uintptr_t>(buffer.data()) % 8 != 0) {
+    Buffer aligned = Buffer::Allocate(buffer.size());
+    std::memcpy(aligned.mutable_data(), buffer.data(), buffer.size());
+    buffer = Buffer(aligned.data(), aligned.size(), aligned.owner());
+  }
   const int64_t size = static_cast<int64_t>(buffer.size());
   if (size < static_cast<int64_t>(sizeof(BlockHeader))) return fail("too short");
   const BlockHeader* h = Header(buffer);
