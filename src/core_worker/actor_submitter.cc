@@ -152,7 +152,7 @@ void ActorSubmitter::SendReadyLocked(Actor& a, std::vector<Completion>* done) {
     AppendTask(*call->task, &batch);
     a.in_flight[TaskID::FromBinary(call->task->spec.task_id())] = call;
   }
-  if (!batch.empty()) a.conn->SendRaw(rpc::kPushTasks, batch);
+  if (!batch.empty()) a.conn->SendPrefixed(rpc::kPushTasks, std::move(batch));
 }
 
 void ActorSubmitter::HandleUpdate(const proto::ActorStateUpdate& u) {
@@ -226,11 +226,11 @@ void ActorSubmitter::HandleUpdate(const proto::ActorStateUpdate& u) {
   Complete(done);
 }
 
-void ActorSubmitter::HandleResults(const proto::TaskResults& results) {
+void ActorSubmitter::HandleResults(proto::TaskResults& results) {
   std::vector<Completion> done;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& r : results.results()) {
+    for (auto& r : *results.mutable_results()) {
       TaskID tid = TaskID::FromBinary(r.task_id());
       auto it = actors_.find(tid.Actor());
       if (it == actors_.end()) continue;
@@ -239,7 +239,7 @@ void ActorSubmitter::HandleResults(const proto::TaskResults& results) {
       if (call == a.in_flight.end()) continue;
       Completion c;
       c.task = call->second->task;
-      c.result = r;
+      c.result.Swap(&r);
       a.in_flight.erase(call);
       done.push_back(std::move(c));
       MaybeKillLocked(a);
@@ -337,7 +337,7 @@ void ActorSubmitter::Complete(std::vector<Completion>& done) {
     if (c.failed) {
       cw_.StoreError(c.task->returns, c.error);
     } else {
-      cw_.StoreReturns(c.result);
+      cw_.StoreReturns(&c.result);
     }
     cw_.task_submitter().ReleaseSlot();
   }

@@ -47,7 +47,7 @@ class ActorSubmitter {
                   const proto::ErrorInfo* dep_error);
 
   void HandleUpdate(const proto::ActorStateUpdate& update);
-  void HandleResults(const proto::TaskResults& results);
+  void HandleResults(proto::TaskResults& results);
   void OnConnectionClosed(const rpc::ConnectionPtr& conn, const Status& reason);
   // The creation request could not be accepted (e.g. the name is taken).
   void FailActor(const ActorID& id, const std::string& cause);

@@ -110,16 +110,22 @@ void CoreWorker::RegisterHandlers() {
   dispatcher_.Register(rpc::kTaskResults, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
     proto::TaskResults results;
     if (!rpc::ParsePayload(f.payload, &results)) return;
-    proto::TaskResults normal, actor;
-    for (auto& r : *results.mutable_results()) {
-      if (IsActorTask(TaskID::FromBinary(r.task_id()))) {
-        actor.add_results()->Swap(&r);
-      } else {
-        normal.add_results()->Swap(&r);
+    // Every result of one message comes from one worker: a task worker or an actor.
+    int actor_results = 0;
+    for (const auto& r : results.results())
+      actor_results += IsActorTask(TaskID::FromBinary(r.task_id()));
+    if (actor_results == 0) {
+      task_submitter_->HandleResults(c, results);
+    } else if (actor_results == results.results_size()) {
+      actor_submitter_->HandleResults(results);
+    } else {
+      proto::TaskResults normal, actor;
+      for (auto& r : *results.mutable_results()) {
+        (IsActorTask(TaskID::FromBinary(r.task_id())) ? actor : normal).add_results()->Swap(&r);
       }
+      task_submitter_->HandleResults(c, normal);
+      actor_submitter_->HandleResults(actor);
     }
-    if (normal.results_size()) task_submitter_->HandleResults(c, normal);
-    if (actor.results_size()) actor_submitter_->HandleResults(actor);
   });
   dispatcher_.Register(rpc::kActorUpdate, [this](const rpc::ConnectionPtr&, rpc::Frame& f) {
     proto::ActorStateUpdate u;
@@ -397,8 +403,8 @@ void CoreWorker::StoreError(const std::vector<ObjectID>& ids, const proto::Error
   }
 }
 
-void CoreWorker::StoreReturns(const proto::TaskResult& result) {
-  for (const auto& ro : result.returns()) {
+void CoreWorker::StoreReturns(proto::TaskResult* result) {
+  for (auto& ro : *result->mutable_returns()) {
     ObjectID id = ObjectID::FromBinary(ro.object_id());
     auto obj = std::make_shared<StoredObject>();
     if (ro.in_plasma()) {
@@ -407,7 +413,7 @@ void CoreWorker::StoreReturns(const proto::TaskResult& result) {
       obj->size = ro.size();
     } else {
       obj->format = static_cast<internal::ValueFormat>(ro.value().format());
-      obj->data = ro.value().data();
+      obj->data = std::move(*ro.mutable_value()->mutable_data());
     }
     memory_store_.Put(id, obj);
     // The executing worker registered us as a borrower of refs inside the value.

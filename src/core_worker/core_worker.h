@@ -120,8 +120,8 @@ class CoreWorker {
 
   // Stores an error as the value of `ids`.
   void StoreError(const std::vector<ObjectID>& ids, const proto::ErrorInfo& error);
-  // Stores the returns of a finished task (owner side).
-  void StoreReturns(const proto::TaskResult& result);
+  // Stores the returns of a finished task (owner side); takes the inline values out of it.
+  void StoreReturns(proto::TaskResult* result);
   // Makes sure the owner of a borrowed object will answer with its value.
   void FetchFromOwner(const ObjectID& id);
   // Reads a ready value (fetching plasma objects from the local store).

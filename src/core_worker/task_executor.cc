@@ -207,7 +207,15 @@ proto::TaskResult TaskExecutor::RunTask(const std::shared_ptr<Work>& work) {
   }
 
   const std::string& name = spec.function_name();
-  const internal::RemoteFunction* fn = internal::FindRemoteByName(name);
+  // Consecutive tasks usually call the same function: skip the registry's lock and hash.
+  thread_local std::string last_name;
+  thread_local const internal::RemoteFunction* last_fn = nullptr;
+  const internal::RemoteFunction* fn =
+      last_fn && last_name == name ? last_fn : internal::FindRemoteByName(name);
+  if (fn) {
+    last_name = name;
+    last_fn = fn;
+  }
   if (!fn) {
     SetError(&result, spec, proto::FUNCTION_NOT_FOUND,
              "function '" + name + "' is not registered in the worker (pid " +

@@ -28,7 +28,10 @@ std::string PushHeader(uint64_t lease_id, const std::vector<int>& gpus,
   header.set_lease_id(lease_id);
   for (int g : gpus) header.add_gpu_ids(g);
   *header.mutable_caller() = caller;
-  return header.SerializeAsString();
+  // Room for the frame header in front: the batch is sent without another copy.
+  std::string out(rpc::kHeaderSize, '\0');
+  header.AppendToString(&out);
+  return out;
 }
 
 TaskSubmitter::TaskSubmitter(CoreWorker& cw)
@@ -119,10 +122,14 @@ void TaskSubmitter::RequeueFrontLocked(const std::shared_ptr<TaskEntry>& task,
   if (std::find(keys->begin(), keys->end(), task->key) == keys->end()) keys->push_back(task->key);
 }
 
-int TaskSubmitter::DepthFor(const TaskEntry& task) const {
+int TaskSubmitter::DepthFor(TaskEntry& task) {
   constexpr double kShortTaskUs = 2000;
-  auto it = avg_exec_us_.find(task.spec.function_name());
-  return it != avg_exec_us_.end() && it->second < kShortTaskUs ? max_in_flight_ : 1;
+  if (!task.avg_exec_us) {
+    auto it = avg_exec_us_.find(task.spec.function_name());
+    if (it == avg_exec_us_.end()) return 1;
+    task.avg_exec_us = &it->second;  // map nodes are stable
+  }
+  return *task.avg_exec_us != 0 && *task.avg_exec_us < kShortTaskUs ? max_in_flight_ : 1;
 }
 
 void TaskSubmitter::PumpLocked(const std::string& key) {
@@ -152,7 +159,9 @@ void TaskSubmitter::PumpLocked(const std::string& key) {
       AppendTask(*task, &batch);
       in_flight_[TaskID::FromBinary(task->spec.task_id())] = InFlight{task, best->lease_id};
     }
-    for (auto& [lease_id, batch] : batches) leases_[lease_id].conn->SendRaw(rpc::kPushTasks, batch);
+    for (auto& [lease_id, batch] : batches) {
+      leases_[lease_id].conn->SendPrefixed(rpc::kPushTasks, std::move(batch));
+    }
   }
   int64_t wanted = std::min<int64_t>(Config::Get().max_lease_requests_in_flight(),
                                      static_cast<int64_t>(ks.queue.size()));
@@ -289,13 +298,12 @@ void TaskSubmitter::FailQueuedLocked(const std::string& key, const std::string& 
   }
 }
 
-void TaskSubmitter::HandleResults(const rpc::ConnectionPtr& conn,
-                                  const proto::TaskResults& results) {
+void TaskSubmitter::HandleResults(const rpc::ConnectionPtr& conn, proto::TaskResults& results) {
   std::vector<Completion> done;
   {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<std::string> keys;
-    for (const auto& r : results.results()) {
+    for (auto& r : *results.mutable_results()) {
       auto it = in_flight_.find(TaskID::FromBinary(r.task_id()));
       if (it == in_flight_.end()) continue;
       std::shared_ptr<TaskEntry> task = std::move(it->second.task);
@@ -306,7 +314,8 @@ void TaskSubmitter::HandleResults(const rpc::ConnectionPtr& conn,
         auto pos = std::find(order.begin(), order.end(), TaskID::FromBinary(r.task_id()));
         if (pos != order.end()) order.erase(pos);
       }
-      double& avg = avg_exec_us_[task->spec.function_name()];
+      if (!task->avg_exec_us) task->avg_exec_us = &avg_exec_us_[task->spec.function_name()];
+      double& avg = *task->avg_exec_us;
       avg = avg == 0 ? static_cast<double>(r.exec_us()) : 0.8 * avg + 0.2 * r.exec_us();
       if (lw != leases_.end()) {
         --lw->second.in_flight;
@@ -327,7 +336,7 @@ void TaskSubmitter::HandleResults(const rpc::ConnectionPtr& conn,
       }
       Completion c;
       c.task = std::move(task);
-      c.result = r;
+      c.result.Swap(&r);
       done.push_back(std::move(c));
     }
     for (const auto& k : keys) DeferPumpLocked(k);
@@ -421,7 +430,7 @@ void TaskSubmitter::Complete(std::vector<Completion>& done) {
     if (c.failed_by_system) {
       cw_.StoreError(c.task->returns, c.error);
     } else {
-      cw_.StoreReturns(c.result);
+      cw_.StoreReturns(&c.result);
     }
     ReleaseSlot();
   }

@@ -32,6 +32,7 @@ struct TaskEntry {
   int retries_left = 0;
   ResourceSet resources;
   std::string key;
+  double* avg_exec_us = nullptr;  // the submitter's running average for this function
 };
 
 // Appends a task to a PushTasksRequest payload as one `tasks` entry (serialized once).
@@ -51,7 +52,7 @@ class TaskSubmitter {
 
   // Queues a task whose dependencies are resolved.
   void Submit(std::shared_ptr<TaskEntry> task);
-  void HandleResults(const rpc::ConnectionPtr& conn, const proto::TaskResults& results);
+  void HandleResults(const rpc::ConnectionPtr& conn, proto::TaskResults& results);
   void OnConnectionClosed(const rpc::ConnectionPtr& conn, const Status& reason);
   // The node daemon needs resources back: return every idle lease now.
   void ReleaseIdleLeases();
@@ -91,7 +92,7 @@ class TaskSubmitter {
   void PumpLocked(const std::string& key);
   // Puts a task back at the front of its queue; records its key in `keys` (to pump).
   void RequeueFrontLocked(const std::shared_ptr<TaskEntry>& task, std::vector<std::string>* keys);
-  int DepthFor(const TaskEntry& task) const;
+  int DepthFor(TaskEntry& task);
   void DrainIncoming();
   // Pumps `key` once the I/O thread has handled what is readable now (one batch, not one
   // push per finished task).

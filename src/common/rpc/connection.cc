@@ -229,6 +229,12 @@ void Connection::SendAsync(uint16_t type, const google::protobuf::MessageLite& m
   });
 }
 
+void Connection::SendPrefixed(uint16_t type, std::string frame) {
+  PutHeader(frame.data(), static_cast<uint32_t>(frame.size() - kHeaderSize), type,
+            FrameKind::kOneWay, 0, 0);
+  Enqueue(std::move(frame));
+}
+
 void Connection::SendRaw(uint16_t type, std::string_view payload) {
   Enqueue(BuildFrame(type, FrameKind::kOneWay, 0, 0, nullptr, payload));
 }

@@ -83,6 +83,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // succession leave in one write; the calling thread never makes the syscall.
   void SendAsync(uint16_t type, const google::protobuf::MessageLite& msg);
   void SendRaw(uint16_t type, std::string_view payload);
+  // Sends `frame`, whose first kHeaderSize bytes are reserved for the header (filled here):
+  // large payloads built by the caller are not copied again.
+  void SendPrefixed(uint16_t type, std::string frame);
   // Sends `fd` (duplicated; the caller keeps its copy) with the message. Unix sockets only.
   void SendWithFd(uint16_t type, FrameKind kind, uint64_t request_id,
                   const google::protobuf::MessageLite& msg, int fd);
