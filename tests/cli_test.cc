@@ -1,6 +1,7 @@
 // A cluster started with the `lumen` command: drivers join it with LUMEN_ADDRESS, `lumen
 // status` reports it, connections without the token are refused, `lumen stop` ends it.
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -124,6 +126,42 @@ TEST_F(CliTest, BadArgumentsGetClearErrors) {
   r = Shell(env_ + LUMEN_CLI + " status --address 127.0.0.1:1");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("cannot reach"), std::string::npos) << r.out;
+}
+
+// A node joins with `lumen start --address`; when the head goes away the node stops by itself
+// and says why, instead of lingering as an orphan.
+TEST_F(CliTest, JoinedNodeStopsWithItsHead) {
+  int port = FreePort();
+  std::string address = "127.0.0.1:" + std::to_string(port);
+  Result head = Shell(env_ + LUMEN_CLI + " start --head --num-cpus 1 --port " +
+                      std::to_string(port) + " --object-store-memory 67108864");
+  ASSERT_EQ(head.code, 0) << head.out;
+  Result node = Shell(env_ + LUMEN_CLI + " start --address " + address +
+                      " --num-cpus 1 --object-store-memory 67108864");
+  ASSERT_EQ(node.code, 0) << node.out;
+  size_t at = node.out.find("(pid ");
+  ASSERT_NE(at, std::string::npos) << node.out;
+  pid_t pid = std::atoi(node.out.c_str() + at + 5);
+  ASSERT_GT(pid, 0);
+  size_t s = node.out.find("session:");
+  ASSERT_NE(s, std::string::npos) << node.out;
+  std::string session = node.out.substr(s + 8, node.out.find('\n', s) - s - 8);
+  session.erase(0, session.find_first_not_of(' '));
+
+  Result status = Shell(env_ + LUMEN_CLI + " status");
+  EXPECT_NE(status.out.find("2 nodes alive"), std::string::npos) << status.out;
+
+  ASSERT_EQ(Shell(env_ + LUMEN_CLI + " stop").code, 0);
+  bool exited = false;
+  for (int i = 0; i < 1500 && !exited; ++i) {  // polls up to 30 s for the daemon to exit
+    exited = ::kill(pid, 0) != 0;
+    if (!exited) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (!exited) ::kill(pid, SIGKILL);
+  ASSERT_TRUE(exited) << "the joined node kept running without its head";
+  std::ifstream log(session + "/logs/lumen-daemon.log");
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("lost the control service at " + address), std::string::npos) << text;
 }
 
 }  // namespace

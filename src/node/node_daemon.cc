@@ -143,8 +143,18 @@ void NodeDaemon::Stop() {
 }
 
 Status NodeDaemon::ConnectGcs() {
-  LUMEN_ASSIGN_OR_RETURN(
-      gcs_, rpc::Connect(loop_, options_.gcs_address, &gcs_dispatcher_, options_.token));
+  // A node that joined a cluster cannot work without its control service: losing it (the head
+  // stopped or restarted) stops the node with the reason rather than leaving it orphaned.
+  // Runs on the loop thread; Stop() closes the connection with stopped_ already set.
+  auto on_close = [this](const rpc::ConnectionPtr&, const Status& why) {
+    if (options_.is_head || stopped_) return;
+    LUMEN_LOG(ERROR) << "lost the control service at " << options_.gcs_address << " (" << why
+                     << "); this node stops. Start it again with `lumen start --address "
+                     << options_.gcs_address << "` once the head is back.";
+    if (on_shutdown_) on_shutdown_();
+  };
+  LUMEN_ASSIGN_OR_RETURN(gcs_, rpc::Connect(loop_, options_.gcs_address, &gcs_dispatcher_,
+                                            options_.token, 5000, on_close));
   proto::RegisterNodeRequest req;
   proto::NodeInfo* info = req.mutable_node();
   info->set_node_id(node_id_.Binary());
