@@ -9,6 +9,7 @@ PACKAGES=(
   libmsgpack-cxx-dev                       # task argument / value serialisation
   libcli11-dev                             # the `lumen` command line
   nlohmann-json3-dev                       # lumen::data JSON lines
+  libhiredis-dev redis-server              # control service state in Redis (+ its tests)
   libgtest-dev libgmock-dev                # tests
   libbenchmark-dev                         # micro-benchmarks
   python3 python3-distributed python3-dask # Dask: the peer baseline in bench/

@@ -18,6 +18,7 @@
 #include "common/rpc/connection.h"
 #include "common/rpc/event_loop.h"
 #include "common/rpc/message_types.h"
+#include "redis_server.h"
 
 namespace {
 
@@ -162,6 +163,53 @@ TEST_F(CliTest, JoinedNodeStopsWithItsHead) {
   std::ifstream log(session + "/logs/lumen-daemon.log");
   std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
   EXPECT_NE(text.find("lost the control service at " + address), std::string::npos) << text;
+}
+
+// With --redis-address the head keeps the cluster's state in Redis: a head stopped and started
+// again on the same Redis reports the previous incarnation's node as dead and runs programs.
+TEST_F(CliTest, HeadRestartedOnRedisContinuesTheCluster) {
+  lumen::testing::RedisServer redis("/tmp/lumen-cli-redis-" + std::to_string(::getpid()));
+  std::string error;
+  ASSERT_TRUE(redis.Start(&error)) << error;
+  int port = FreePort();
+  std::string address = "127.0.0.1:" + std::to_string(port);
+  const std::string token = "0123456789abcdef0123456789abcdef";
+  const std::string start = env_ + LUMEN_CLI + " start --head --num-cpus 1 --port " +
+                            std::to_string(port) + " --redis-address " + redis.address() +
+                            " --token " + token;
+  Result first = Shell(start);
+  ASSERT_EQ(first.code, 0) << first.out;
+  ASSERT_EQ(Shell(env_ + LUMEN_CLI + " stop").code, 0);
+
+  Result second = Shell(start);
+  ASSERT_EQ(second.code, 0) << second.out;
+  Result status = Shell(env_ + LUMEN_CLI + " status");
+  ASSERT_EQ(status.code, 0) << status.out;
+  EXPECT_NE(status.out.find("1 node alive"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("DEAD: the control service restarted"), std::string::npos)
+      << status.out;
+  // The same token still admits drivers.
+  Result demo = Shell("LUMEN_SESSION_ROOT=/nonexistent LUMEN_TOKEN=" + token +
+                      " LUMEN_ADDRESS=" + address + " " + QUICKSTART);
+  EXPECT_EQ(demo.code, 0) << demo.out;
+  EXPECT_EQ(Shell(env_ + LUMEN_CLI + " stop").code, 0);
+
+  // Bad Redis settings fail the start with the reason.
+  Result unreachable =
+      Shell(env_ + LUMEN_CLI + " start --head --port " + std::to_string(FreePort()) +
+            " --redis-address unix:/nonexistent/redis.sock");
+  EXPECT_NE(unreachable.code, 0);
+  EXPECT_NE(unreachable.out.find("cannot reach Redis at unix:/nonexistent/redis.sock"),
+            std::string::npos)
+      << unreachable.out;
+  Result not_head = Shell(env_ + LUMEN_CLI + " start --address " + address + " --redis-address " +
+                          redis.address());
+  EXPECT_EQ(not_head.code, 2) << not_head.out;
+  Result short_token = Shell(env_ + LUMEN_CLI + " start --head --token abc");
+  EXPECT_EQ(short_token.code, 2) << short_token.out;
+  EXPECT_NE(short_token.out.find("at least 16"), std::string::npos) << short_token.out;
+  redis.Stop();
+  std::filesystem::remove_all("/tmp/lumen-cli-redis-" + std::to_string(::getpid()));
 }
 
 }  // namespace

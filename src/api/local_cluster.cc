@@ -22,8 +22,15 @@ StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(LocalClusterOptions 
     go.port = options.gcs_port;
     go.unix_path = JoinPath(JoinPath(options.session_dir, "sockets"), "gcs");
     go.node_death_timeout_ms = Config::Get().node_death_timeout_ms();
-    c->gcs_ = std::make_unique<gcs::GcsServer>(c->loop_.get(), go,
-                                               std::make_unique<gcs::InMemoryGcsStore>());
+    std::unique_ptr<gcs::GcsStore> store;
+    if (options.redis.address.empty()) {
+      store = std::make_unique<gcs::InMemoryGcsStore>();
+    } else {
+      auto redis = gcs::RedisGcsStore::Connect(options.redis);
+      if (!redis.ok()) return redis.status().WithContext("the control service's store");
+      store = std::move(*redis);
+    }
+    c->gcs_ = std::make_unique<gcs::GcsServer>(c->loop_.get(), go, std::move(store));
     LUMEN_RETURN_IF_ERROR(c->gcs_->Start());
     c->gcs_address_ = c->gcs_->address();
     c->gcs_local_address_ = c->gcs_->unix_address();

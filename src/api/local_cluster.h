@@ -11,6 +11,7 @@
 
 #include "common/rpc/event_loop.h"
 #include "common/status.h"
+#include "gcs/redis_gcs_store.h"
 
 namespace lumen {
 
@@ -31,6 +32,8 @@ struct LocalClusterOptions {
   int node_port = 0;
   // Empty: start a control service here (head). Else join the one at this address.
   std::string gcs_address;
+  // Head only: keep the control service's tables in Redis when `redis.address` is set.
+  gcs::RedisOptions redis;
 };
 
 class LocalCluster {

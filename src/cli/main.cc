@@ -47,6 +47,8 @@ struct StartFlags {
   std::string bind = "127.0.0.1";
   bool block = false;
   std::string token;
+  std::string redis_address;  // head: keep the control service's tables in this Redis
+  std::string redis_namespace = "lumen";
   std::string root = kDefaultRoot;
   std::string serve_session;  // internal: run the daemon in this session
 };
@@ -133,6 +135,9 @@ int Serve(const StartFlags& f) {
   o.bind_host = f.bind;
   o.gcs_port = f.head ? f.port : 0;
   o.gcs_address = f.head ? "" : f.address;
+  o.redis.address = f.redis_address;
+  o.redis.ns = f.redis_namespace;
+  o.redis.password = Env("LUMEN_REDIS_PASSWORD");
   auto cluster = LocalCluster::Start(o);
   if (!cluster.ok()) {
     std::cerr << "lumen: cannot start: " << cluster.status() << "\n";
@@ -187,8 +192,20 @@ int Start(StartFlags f) {
       }
     }
   }
+  if (!f.head && !f.redis_address.empty()) {
+    std::cerr << "lumen start: --redis-address belongs to the head (--head)\n";
+    return 2;
+  }
   std::string token;
-  if (!f.head) {
+  if (f.head) {
+    // A restarted head keeps its cluster's token when given it, so nodes and drivers that
+    // hold it can reconnect.
+    token = !f.token.empty() ? f.token : Env("LUMEN_TOKEN");
+    if (!token.empty() && token.size() < 16) {
+      std::cerr << "lumen start: the cluster token must be at least 16 characters\n";
+      return 2;
+    }
+  } else {
     token = ResolveToken(f.token, f.root);
     if (token.empty()) {
       std::cerr << "lumen start: joining needs the cluster token: --token or LUMEN_TOKEN\n";
@@ -200,7 +217,7 @@ int Start(StartFlags f) {
     std::cerr << "lumen start: " << session.status() << "\n";
     return 1;
   }
-  if (!f.head) {
+  if (!token.empty()) {
     WriteFileAtomic(JoinPath(session->dir, "token"), token + "\n", 0600).IgnoreError();
   }
   f.serve_session = session->dir;
@@ -224,6 +241,10 @@ int Start(StartFlags f) {
   if (f.head) argv.push_back("--head");
   if (!f.address.empty()) argv.insert(argv.end(), {"--address", f.address});
   if (!f.resources.empty()) argv.insert(argv.end(), {"--resources", f.resources});
+  if (!f.redis_address.empty()) {
+    argv.insert(argv.end(),
+                {"--redis-address", f.redis_address, "--redis-namespace", f.redis_namespace});
+  }
   SpawnOptions so;
   so.argv = argv;
   so.env = EnvironmentWith({});
@@ -400,7 +421,15 @@ int main(int argc, char** argv) {
                     "object store bytes (default: 30% of RAM)");
   start->add_option("--bind", f.bind, "address to listen on")->capture_default_str();
   start->add_flag("--block", f.block, "run in the foreground");
-  start->add_option("--token", f.token, "cluster token when joining");
+  start->add_option("--token", f.token,
+                    "cluster token: the one to join with, or the head's own (default: a new one)");
+  start->add_option("--redis-address", f.redis_address,
+                    "head: keep cluster state in Redis at HOST:PORT or unix:PATH so that a "
+                    "restarted head continues it (password: LUMEN_REDIS_PASSWORD)");
+  start
+      ->add_option("--redis-namespace", f.redis_namespace,
+                   "key prefix in Redis, one per cluster sharing a server")
+      ->capture_default_str();
   start->add_option("--_serve", f.serve_session)->group("");
   std::string status_address, status_token;
   auto* status = app.add_subcommand("status", "show nodes, resources, object store, workers");

@@ -56,6 +56,7 @@ void GcsServer::RegisterHandlers() {
 }
 
 Status GcsServer::Start() {
+  LUMEN_RETURN_IF_ERROR(Recover());
   server_ = std::make_unique<rpc::Server>(loop_, &dispatcher_, options_.token, "gcs");
   server_->set_on_close(
       [this](const rpc::ConnectionPtr& c, const Status&) { OnConnectionClosed(c); });
@@ -79,6 +80,72 @@ void GcsServer::Stop() {
   }
 }
 
+// ---- recovery ----------------------------------------------------------------------------
+
+// The tables may hold a previous incarnation's state (a persistent store and a restarted head).
+// Its drivers and their connections are gone, so its jobs are finished and its actors dead —
+// but job IDs continue after the highest one used (objects and actors are named by them), the
+// actor directory still explains what happened to each actor, and the KV store is untouched.
+Status GcsServer::Recover() {
+  const std::string why = "the control service restarted";
+  LUMEN_ASSIGN_OR_RETURN(auto jobs, store_->GetAll(kJobTable));
+  for (const auto& [key, value] : jobs) {
+    JobID job = JobID::FromBinary(key);
+    if (job.IsNil()) {
+      LUMEN_LOG(WARNING) << "ignoring a malformed job entry in the control service's store";
+      continue;
+    }
+    proto::RegisterJobRequest req;
+    req.ParseFromString(value);
+    jobs_[job] = JobState{req.driver(), /*alive=*/false};
+    next_job_ = std::max(next_job_, job.ToInt() + 1);
+  }
+  LUMEN_ASSIGN_OR_RETURN(auto nodes, store_->GetAll(kNodeTable));
+  for (const auto& [key, value] : nodes) {
+    NodeID id = NodeID::FromBinary(key);
+    proto::NodeInfo info;
+    if (id.IsNil() || !info.ParseFromString(value)) {
+      LUMEN_LOG(WARNING) << "ignoring a malformed node entry in the control service's store";
+      continue;
+    }
+    if (info.alive()) {
+      info.set_alive(false);
+      info.set_death_cause(why);
+      Persist(kNodeTable, key, info.SerializeAsString());
+    }
+    nodes_[id].info = std::move(info);
+  }
+  LUMEN_ASSIGN_OR_RETURN(auto actors, store_->GetAll(kActorTable));
+  for (const auto& [key, value] : actors) {
+    ActorID id = ActorID::FromBinary(key);
+    proto::ActorInfo info;
+    if (id.IsNil() || !info.ParseFromString(value)) {
+      LUMEN_LOG(WARNING) << "ignoring a malformed actor entry in the control service's store";
+      continue;
+    }
+    if (info.state() != proto::DEAD) {
+      const bool was_alive = info.state() == proto::ALIVE;
+      info.set_state(proto::DEAD);
+      info.set_death_cause(why + " while it was " + (was_alive ? "alive" : "being created"));
+      Persist(kActorTable, key, info.SerializeAsString());
+    }
+    actors_[id].info = std::move(info);
+  }
+  if (!jobs.empty() || !nodes.empty() || !actors.empty()) {
+    LUMEN_LOG(INFO) << "recovered " << jobs.size() << " jobs, " << nodes.size() << " nodes and "
+                    << actors.size() << " actors from the store; next job is " << next_job_;
+  }
+  return Status::OK();
+}
+
+void GcsServer::Persist(const char* table, const std::string& key, const std::string& value) {
+  Status st = store_->Put(table, key, value);
+  if (!st.ok()) {
+    LUMEN_LOG(WARNING) << "cannot persist " << table << " entry: " << st
+                       << " (a restart of the control service would lose it)";
+  }
+}
+
 // ---- nodes -------------------------------------------------------------------------------
 
 void GcsServer::HandleRegisterNode(const rpc::ConnectionPtr& c, rpc::Frame& f) {
@@ -98,7 +165,7 @@ void GcsServer::HandleRegisterNode(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   role->is_node = true;
   role->node = id;
   c->set_context(role);
-  store_->Put(kNodeTable, id.Binary(), n.info.SerializeAsString()).IgnoreError();
+  Persist(kNodeTable, id.Binary(), n.info.SerializeAsString());
   LUMEN_LOG(INFO) << "node " << id.Hex() << " registered at " << n.info.address().tcp_address()
                   << " with " << ResourceSet::FromProto(n.info.total().amounts()).ToString();
   c->Reply(f, proto::Empty());
@@ -195,7 +262,7 @@ void GcsServer::HandleRegisterJob(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   role->is_driver = true;
   role->job = job;
   c->set_context(role);
-  store_->Put(kJobTable, job.Binary(), req.SerializeAsString()).IgnoreError();
+  Persist(kJobTable, job.Binary(), req.SerializeAsString());
   proto::RegisterJobReply reply;
   reply.set_job_id(job.Binary());
   LUMEN_LOG(INFO) << "job " << job.ToInt() << " started (driver pid " << req.driver().pid() << ")";
@@ -250,7 +317,7 @@ proto::ActorStateUpdate GcsServer::ToUpdate(const proto::ActorInfo& info) {
 }
 
 void GcsServer::Publish(ActorState& a) {
-  store_->Put(kActorTable, a.info.actor_id(), a.info.SerializeAsString()).IgnoreError();
+  Persist(kActorTable, a.info.actor_id(), a.info.SerializeAsString());
   proto::ActorStateUpdate u = ToUpdate(a.info);
   std::vector<std::weak_ptr<rpc::Connection>> live;
   for (auto& w : a.subscribers) {

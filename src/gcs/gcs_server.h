@@ -2,6 +2,9 @@
 // placement, restarts, names), key-value store, cluster status. One per cluster; never on the
 // per-task path.
 //
+// With a persistent store (Redis) a restarted control service continues where the previous one
+// stopped: see Recover().
+//
 // Thread safety: all state is owned by `loop`; Start()/Stop() from any other thread.
 #pragma once
 
@@ -74,6 +77,10 @@ class GcsServer {
   };
 
   void RegisterHandlers();
+  // Loads the tables a previous incarnation left in the store (see the .cc for what survives).
+  Status Recover();
+  // Writes one table entry; a failing store is logged, never fatal to the request.
+  void Persist(const char* table, const std::string& key, const std::string& value);
   void OnConnectionClosed(const rpc::ConnectionPtr& conn);
 
   void HandleRegisterNode(const rpc::ConnectionPtr& c, rpc::Frame& f);

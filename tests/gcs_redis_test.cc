@@ -1,0 +1,220 @@
+// The control service's Redis store against a real redis-server: tables round-trip binary
+// values, bad addresses and passwords are clear errors, a restarted Redis is reconnected, and a
+// restarted control service continues from what the previous one stored.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include "common/rpc/connection.h"
+#include "common/rpc/event_loop.h"
+#include "common/rpc/message_types.h"
+#include "gcs.pb.h"
+#include "gcs/gcs_server.h"
+#include "gcs/redis_gcs_store.h"
+#include "lumen/ids.h"
+#include "redis_server.h"
+
+namespace lumen::gcs {
+namespace {
+
+std::string TestDir(const std::string& name) {
+  return "/tmp/lumen-redis-" + std::to_string(::getpid()) + "-" + name;
+}
+
+class RedisStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string error;
+    ASSERT_TRUE(redis_.Start(&error)) << error;
+  }
+  void TearDown() override {
+    redis_.Stop();
+    std::filesystem::remove_all(TestDir("store"));
+  }
+  std::unique_ptr<RedisGcsStore> Connect(const std::string& ns = "lumen") {
+    RedisOptions o;
+    o.address = redis_.address();
+    o.ns = ns;
+    auto s = RedisGcsStore::Connect(o);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+  lumen::testing::RedisServer redis_{TestDir("store")};
+};
+
+TEST_F(RedisStoreTest, TablesRoundTripBinaryValuesPerNamespace) {
+  auto store = Connect();
+  ASSERT_TRUE(store);
+  const std::string binary("a\0b\xff\n", 5);
+  ASSERT_TRUE(store->Put("t", "k1", binary).ok());
+  ASSERT_TRUE(store->Put("t", std::string("k\0 2", 4), "v2").ok());
+  ASSERT_TRUE(store->Put("other", "k1", "x").ok());
+  auto v = store->Get("t", "k1");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(*v, binary);
+  EXPECT_EQ(store->Get("t", "missing").status().code(), StatusCode::kNotFound);
+  auto all = store->GetAll("t");
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  ASSERT_TRUE(store->Delete("t", "k1").ok());
+  EXPECT_EQ(store->Get("t", "k1").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store->GetAll("t")->size(), 1u);
+  EXPECT_TRUE(store->GetAll("never-written")->empty());
+
+  // Another namespace on the same server sees none of it.
+  auto other = Connect("cluster2");
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->Get("other", "k1").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(RedisStoreTest, ReconnectsWhenRedisRestarts) {
+  auto store = Connect();
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(store->Put("t", "k", "before").ok());
+  redis_.Stop();
+  EXPECT_EQ(store->Put("t", "k", "down").code(), StatusCode::kUnavailable);
+  std::string error;
+  ASSERT_TRUE(redis_.Start(&error)) << error;
+  // A new server (no persistence): the store reconnects by itself and works again.
+  ASSERT_TRUE(store->Put("t", "k", "after").ok());
+  EXPECT_EQ(*store->Get("t", "k"), "after");
+}
+
+TEST(RedisStoreErrors, BadAddressesAndPasswordsAreClearErrors) {
+  RedisOptions o;
+  o.address = "unix:/nonexistent/redis.sock";
+  auto s = RedisGcsStore::Connect(o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(s.status().message().find("cannot reach Redis at unix:/nonexistent/redis.sock"),
+            std::string::npos)
+      << s.status();
+  for (const char* bad : {"localhost", "localhost:0", "localhost:http", ":6379"}) {
+    o.address = bad;
+    EXPECT_EQ(RedisGcsStore::Connect(o).status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+  o.address = "unix:/tmp/x";
+  o.ns = "a:b";
+  EXPECT_EQ(RedisGcsStore::Connect(o).status().code(), StatusCode::kInvalidArgument);
+
+  lumen::testing::RedisServer locked(TestDir("auth"), "s3cret-password");
+  std::string error;
+  ASSERT_TRUE(locked.Start(&error)) << error;
+  RedisOptions a;
+  a.address = locked.address();
+  auto none = RedisGcsStore::Connect(a);  // no password
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().message().find("NOAUTH"), std::string::npos) << none.status();
+  a.password = "wrong";
+  auto wrong = RedisGcsStore::Connect(a);
+  EXPECT_EQ(wrong.status().code(), StatusCode::kUnauthenticated) << wrong.status();
+  a.password = "s3cret-password";
+  EXPECT_TRUE(RedisGcsStore::Connect(a).ok());
+  locked.Stop();
+  std::filesystem::remove_all(TestDir("auth"));
+}
+
+// A control service on a Redis store, restarted: the KV store survives, job IDs continue,
+// the previous incarnation's nodes and actors are reported dead with the reason.
+class RestartTest : public RedisStoreTest {
+ protected:
+  std::unique_ptr<GcsServer> StartGcs() {
+    GcsOptions o;
+    o.token = "tok";
+    auto store = Connect();
+    auto server = std::make_unique<GcsServer>(&loop_, o, std::move(store));
+    Status st = server->Start();
+    EXPECT_TRUE(st.ok()) << st;
+    return server;
+  }
+  rpc::ConnectionPtr Client(GcsServer* server) {
+    auto c = rpc::Connect(&client_loop_, server->address(), &dispatcher_, "tok");
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? *c : nullptr;
+  }
+  void SetUp() override {
+    RedisStoreTest::SetUp();
+    loop_.Start();
+    client_loop_.Start();
+  }
+  void TearDown() override {
+    client_loop_.Stop();
+    loop_.Stop();
+    RedisStoreTest::TearDown();
+  }
+  rpc::EventLoop loop_{"gcs"};
+  rpc::EventLoop client_loop_{"client"};
+  rpc::Dispatcher dispatcher_;
+};
+
+TEST_F(RestartTest, RestartedControlServiceContinuesFromRedis) {
+  const NodeID node = NodeID::FromRandom();
+  const ActorID alive_actor = ActorID::FromRandom();
+  uint32_t last_job = 0;
+  {
+    auto gcs = StartGcs();
+    auto c = Client(gcs.get());
+    ASSERT_TRUE(c);
+    proto::KVRequest put;
+    put.set_ns("app");
+    put.set_key("model");
+    put.set_value(std::string("weights\0v1", 10));
+    ASSERT_TRUE(c->CallSync(rpc::kKVPut, put, nullptr, 5000).ok());
+    proto::RegisterNodeRequest reg;
+    reg.mutable_node()->set_node_id(node.Binary());
+    reg.mutable_node()->mutable_address()->set_tcp_address("127.0.0.1:1");
+    ASSERT_TRUE(c->CallSync(rpc::kRegisterNode, reg, nullptr, 5000).ok());
+    for (int i = 0; i < 2; ++i) {
+      proto::RegisterJobReply job;
+      ASSERT_TRUE(c->CallSync(rpc::kRegisterJob, proto::RegisterJobRequest(), &job, 5000).ok());
+      last_job = JobID::FromBinary(job.job_id()).ToInt();
+    }
+    c->Close(Status::OK());
+    gcs->Stop();
+  }
+  {
+    // An actor the previous incarnation had running (written as that incarnation would have).
+    proto::ActorInfo info;
+    info.set_actor_id(alive_actor.Binary());
+    info.set_name("svc");
+    info.set_state(proto::ALIVE);
+    ASSERT_TRUE(Connect()->Put("actors", alive_actor.Binary(), info.SerializeAsString()).ok());
+    // Garbage in the store is skipped, not fatal.
+    ASSERT_TRUE(Connect()->Put("actors", "short", "garbage").ok());
+  }
+
+  auto gcs = StartGcs();
+  auto c = Client(gcs.get());
+  ASSERT_TRUE(c);
+  proto::KVRequest get;
+  get.set_ns("app");
+  get.set_key("model");
+  proto::KVReply kv;
+  ASSERT_TRUE(c->CallSync(rpc::kKVGet, get, &kv, 5000).ok());
+  EXPECT_TRUE(kv.found());
+  EXPECT_EQ(kv.value(), std::string("weights\0v1", 10));
+
+  proto::RegisterJobReply job;
+  ASSERT_TRUE(c->CallSync(rpc::kRegisterJob, proto::RegisterJobRequest(), &job, 5000).ok());
+  EXPECT_EQ(JobID::FromBinary(job.job_id()).ToInt(), last_job + 1);
+
+  proto::NodeList nodes;
+  ASSERT_TRUE(c->CallSync(rpc::kGetAllNodes, proto::Empty(), &nodes, 5000).ok());
+  ASSERT_EQ(nodes.nodes_size(), 1);
+  EXPECT_FALSE(nodes.nodes(0).alive());
+  EXPECT_NE(nodes.nodes(0).death_cause().find("control service restarted"), std::string::npos);
+
+  proto::GetActorRequest req;
+  req.set_actor_id(alive_actor.Binary());
+  proto::GetActorReply actor;
+  ASSERT_TRUE(c->CallSync(rpc::kGetActor, req, &actor, 5000).ok());
+  ASSERT_TRUE(actor.found());
+  EXPECT_EQ(actor.info().state(), proto::DEAD);
+  EXPECT_NE(actor.info().death_cause().find("restarted while it was alive"), std::string::npos)
+      << actor.info().death_cause();
+  c->Close(Status::OK());
+  gcs->Stop();
+}
+
+}  // namespace
+}  // namespace lumen::gcs
