@@ -1,11 +1,13 @@
 // lumen::data: blocks, transforms, sources and sinks, exchanges, actor pools, errors,
 // exactly-once writes, streaming, memory budget. On an embedded cluster.
+#include <pty.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <numeric>
 #include <set>
 #include <sstream>
@@ -346,6 +348,63 @@ TEST_F(DataTest, BinaryFilesCopyExactlyOnce) {
   auto resumed = ds.WriteFiles(Path("out2"));
   EXPECT_EQ(resumed.files_written, 1);
   EXPECT_EQ(resumed.files_skipped, 49);
+}
+
+// Captures what the library writes to stderr while `body` runs, with stderr a terminal (a
+// pseudo-terminal read by a thread, so that a full buffer never blocks the writer).
+std::string StderrOnTerminal(const std::function<void()>& body) {
+  int master = -1, slave = -1;
+  if (::openpty(&master, &slave, nullptr, nullptr, nullptr) != 0) {
+    ADD_FAILURE() << "openpty failed";
+    return "";
+  }
+  std::string out;
+  std::thread reader([&] {
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(master, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  });
+  std::fflush(stderr);
+  int saved = ::dup(STDERR_FILENO);
+  ::dup2(slave, STDERR_FILENO);
+  body();
+  std::fflush(stderr);
+  ::dup2(saved, STDERR_FILENO);
+  ::close(saved);
+  ::close(slave);  // the reader sees EOF (EIO) once the written data is drained
+  reader.join();
+  ::close(master);
+  return out;
+}
+
+// On a terminal each operator gets a live bar with its blocks done of the known total (and
+// the files it lists), what it consumed and what it produced; the bars end full exactly when
+// the job ends. Stats() carries the same rows in and out.
+TEST_F(DataTest, ProgressBarsCountWhatWasConsumedAndEndFull) {
+  int64_t file_bytes = 0;
+  for (int i = 0; i < 30; ++i) {
+    std::string content(static_cast<size_t>(200 + i), 'x');
+    file_bytes += static_cast<int64_t>(content.size());
+    WriteFile("in/f" + std::to_string(i) + ".bin", content);
+  }
+  auto ds = ld::ReadBinaryFiles(Path("in"), {.max_files_per_block = 8})
+                .MapBatches(UpperBytes, {.batch_size = 4});
+  ld::WriteResult r;
+  std::string screen = StderrOnTerminal(
+      [&] { r = ds.WriteFiles(Path("out"), {.path_column = "path", .data_column = "bytes"}); });
+  ASSERT_EQ(r.files_written, 30);
+  ASSERT_NE(screen.find(", done"), std::string::npos) << screen;
+  std::string final_bars = screen.substr(screen.rfind("ReadBinaryFiles"));
+  EXPECT_NE(final_bars.find("[====================] 4/4 blocks (30 files, "), std::string::npos)
+      << screen;
+  EXPECT_NE(final_bars.find("in 30 rows"), std::string::npos) << screen;
+  EXPECT_NE(final_bars.find("out 4 rows"), std::string::npos) << screen;  // a summary per block
+  EXPECT_NE(final_bars.find(", done"), std::string::npos) << screen;
+  const ld::OperatorStats& write = ds.Stats().operators.back();
+  EXPECT_EQ(write.rows_in, 30);
+  EXPECT_GE(write.bytes_in, file_bytes);
+  EXPECT_EQ(write.rows_out, 4);
+  EXPECT_NE(ds.Stats().ToString().find("in 30 rows"), std::string::npos) << ds.Stats().ToString();
 }
 
 TEST_F(DataTest, TextCsvJsonSourcesAndSinks) {

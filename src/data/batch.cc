@@ -252,13 +252,15 @@ TensorColumn<uint8_t> Batch::TensorUInt8(std::string_view name) const {
 
 Batch::ExecStats Batch::exec_stats() const {
   const BlockHeader* h = Header(buffer_);
-  return ExecStats{h->wall_us, h->cpu_us};
+  return ExecStats{h->wall_us, h->cpu_us, h->rows_in, h->bytes_in};
 }
 
 void Batch::set_exec_stats(const ExecStats& s) {
   auto* h = const_cast<BlockHeader*>(Header(buffer_));
   h->wall_us = s.wall_us;
   h->cpu_us = s.cpu_us;
+  h->rows_in = s.rows_in;
+  h->bytes_in = s.bytes_in;
 }
 
 Batch Batch::Slice(int64_t offset, int64_t length) const {

@@ -18,7 +18,8 @@ struct BlockHeader {
   int64_t names_offset;
   int64_t wall_us;  // execution statistics of the task that made the block
   int64_t cpu_us;
-  int64_t reserved[2];
+  int64_t rows_in;  // what that task consumed: rows and bytes read or received
+  int64_t bytes_in;
 };
 static_assert(sizeof(BlockHeader) == 64);
 

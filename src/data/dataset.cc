@@ -316,9 +316,10 @@ std::string DatasetStats::ToString() const {
   char buf[512];
   for (const auto& o : operators) {
     std::snprintf(buf, sizeof(buf),
-                  "%s: %lld tasks, %lld rows, %s out, wall %.3f s, task wall %.3f s, task cpu "
-                  "%.3f s, peak held %s\n",
+                  "%s: %lld tasks, in %lld rows %s, out %lld rows %s, wall %.3f s, task wall "
+                  "%.3f s, task cpu %.3f s, peak held %s\n",
                   o.name.c_str(), static_cast<long long>(o.tasks),
+                  static_cast<long long>(o.rows_in), internal::HumanBytes(o.bytes_in).c_str(),
                   static_cast<long long>(o.rows_out), internal::HumanBytes(o.bytes_out).c_str(),
                   o.wall_s, o.task_wall_s, o.task_cpu_s,
                   internal::HumanBytes(o.peak_bytes_held).c_str());

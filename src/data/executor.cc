@@ -44,6 +44,8 @@ void PhysicalOp::Emit(RefBundle b) {
 void PhysicalOp::OnTaskDone(Executor& ex, uint64_t token, RefBundle out) {
   ++stats_.tasks;
   ++blocks_done;
+  stats_.rows_in += out.meta.exec.rows_in;
+  stats_.bytes_in += out.meta.exec.bytes_in;
   stats_.rows_out += out.meta.rows;
   stats_.bytes_out += out.meta.bytes;
   stats_.task_wall_s += static_cast<double>(out.meta.exec.wall_us) / 1e6;
@@ -75,6 +77,8 @@ std::string SourceOp::Describe() const {
 void SourceOp::Start(Executor& ex) {
   for (auto& b : existing_) {
     ++blocks_done;
+    stats_.rows_in += b.meta.rows;
+    stats_.bytes_in += b.meta.bytes;
     stats_.rows_out += b.meta.rows;
     stats_.bytes_out += b.meta.bytes;
     Emit(b);
@@ -270,6 +274,8 @@ std::string ActorPoolOp::ActorSummary() const {
 
 void LimitOp::AddInput(RefBundle b, size_t upstream) {
   if (done_) return;
+  stats_.rows_in += b.meta.rows;
+  stats_.bytes_in += b.meta.bytes;
   if (b.meta.rows > remaining_) {
     Batch sliced = Batch::FromBuffer(lumen::Get(b.ref)).Slice(0, remaining_);
     b.ref = lumen::Put(sliced.buffer());
@@ -297,6 +303,8 @@ void UnionOp::AddInput(RefBundle b, size_t upstream) {
   }
   b.meta.index += offset;
   ++blocks_done;
+  stats_.rows_in += b.meta.rows;
+  stats_.bytes_in += b.meta.bytes;
   stats_.rows_out += b.meta.rows;
   stats_.bytes_out += b.meta.bytes;
   Emit(std::move(b));

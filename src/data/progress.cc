@@ -42,12 +42,20 @@ std::string ProgressReporter::Line(const PhysicalOp* op, double elapsed_s, bool 
   std::string name = op->name();
   if (name.size() > 40) name = name.substr(0, 37) + "...";
   char buf[512];
-  double rate = elapsed_s > 0 ? static_cast<double>(op->stats().rows_out) / elapsed_s : 0;
+  const OperatorStats& s = op->stats();
+  // Throughput in rows consumed: a writer's output is one summary row per block.
+  double rate = elapsed_s > 0 ? static_cast<double>(s.rows_in) / elapsed_s : 0;
   std::string blocks =
-      total >= 0 ? std::to_string(done) + "/" + std::to_string(total) : std::to_string(done);
-  std::snprintf(buf, sizeof(buf), "%-40s %s%s blocks, %lld rows, %s, %.0f rows/s", name.c_str(),
-                bar.c_str(), blocks.c_str(), static_cast<long long>(op->stats().rows_out),
-                HumanBytes(op->stats().bytes_out).c_str(), rate);
+      (total >= 0 ? std::to_string(done) + "/" + std::to_string(total) : std::to_string(done)) +
+      " blocks";
+  if (const auto* src = dynamic_cast<const SourceOp*>(op); src && src->input_files > 0) {
+    blocks +=
+        " (" + std::to_string(src->input_files) + " files, " + HumanBytes(src->input_bytes) + ")";
+  }
+  std::snprintf(buf, sizeof(buf), "%-40s %s%s, in %lld rows %s, out %lld rows %s, %.0f rows/s",
+                name.c_str(), bar.c_str(), blocks.c_str(), static_cast<long long>(s.rows_in),
+                HumanBytes(s.bytes_in).c_str(), static_cast<long long>(s.rows_out),
+                HumanBytes(s.bytes_out).c_str(), rate);
   std::string line = buf;
   if (!final) {
     std::snprintf(buf, sizeof(buf), ", %d active, %zu queued", op->running(),

@@ -23,12 +23,18 @@ int64_t ThreadCpuUs() {
   return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
 }
 
-// Measures a task body and stamps its output block with the figures.
+// Measures a task body and stamps its output block with the figures and what it consumed.
 class TaskTimer {
  public:
   TaskTimer() : wall_(std::chrono::steady_clock::now()), cpu_(ThreadCpuUs()) {}
+  void Consumed(const Batch& in) {
+    rows_in_ += in.NumRows();
+    bytes_in_ += in.SizeBytes();
+  }
   Buffer Finish(Batch out) const {
     Batch::ExecStats s;
+    s.rows_in = rows_in_;
+    s.bytes_in = bytes_in_;
     s.wall_us = std::chrono::duration_cast<std::chrono::microseconds>(
                     std::chrono::steady_clock::now() - wall_)
                     .count();
@@ -40,6 +46,8 @@ class TaskTimer {
  private:
   std::chrono::steady_clock::time_point wall_;
   int64_t cpu_;
+  int64_t rows_in_ = 0;
+  int64_t bytes_in_ = 0;
 };
 
 bool HasGlob(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
@@ -120,12 +128,15 @@ std::vector<FileEntry> ListFiles(const std::string& pattern, const std::string& 
 Buffer ReadBlockTask(const ReadSpec& spec, const Chain& chain, int64_t block_index) {
   TaskTimer timer;
   Batch b = ReadFiles(spec);
+  timer.Consumed(b);
   return timer.Finish(ApplyChain(chain, block_index, std::move(b)));
 }
 
 Buffer RunChainTask(const Chain& chain, int64_t block_index, const Buffer& block) {
   TaskTimer timer;
-  return timer.Finish(ApplyChain(chain, block_index, Batch::FromBuffer(block)));
+  Batch in = Batch::FromBuffer(block);
+  timer.Consumed(in);
+  return timer.Finish(ApplyChain(chain, block_index, std::move(in)));
 }
 
 UdfActor* UdfActor::Create(const std::string& callable, const std::string& ctor_args) {
@@ -140,8 +151,9 @@ UdfActor* UdfActor::Create(const std::string& callable, const std::string& ctor_
 
 Buffer UdfActor::Process(const Chain& chain, int64_t block_index, const Buffer& block) {
   TaskTimer timer;
-  return timer.Finish(
-      ApplyChain(chain, block_index, Batch::FromBuffer(block), instance_.get(), info_));
+  Batch in = Batch::FromBuffer(block);
+  timer.Consumed(in);
+  return timer.Finish(ApplyChain(chain, block_index, std::move(in), instance_.get(), info_));
 }
 
 // ---- exchange ------------------------------------------------------------------------------
@@ -218,6 +230,7 @@ Buffer PartitionTask(const ExchangeSpec& spec, int64_t block_index, int64_t firs
                      int64_t total_rows, const Buffer& block) {
   TaskTimer timer;
   Batch b = Batch::FromBuffer(block);
+  timer.Consumed(b);
   const int64_t n = b.NumRows();
   const int64_t parts = std::max(1, spec.partitions);
   std::vector<int64_t> part(static_cast<size_t>(n), 0);
@@ -327,6 +340,7 @@ Buffer ReduceTask(const ExchangeSpec& spec, int64_t partition,
     auto hi = std::upper_bound(p.begin(), p.end(), partition);
     if (lo == hi) continue;
     parts.push_back(b.Slice(lo - p.begin(), hi - lo).DropColumns({"__partition"}));
+    timer.Consumed(parts.back());
   }
   Batch rows = Batch::Concat(parts);
   const int64_t n = rows.NumRows();

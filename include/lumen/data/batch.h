@@ -129,6 +129,8 @@ class Batch {
   struct ExecStats {
     int64_t wall_us = 0;
     int64_t cpu_us = 0;
+    int64_t rows_in = 0;   // rows the task consumed (read from files or received)
+    int64_t bytes_in = 0;  // and their bytes
   };
   ExecStats exec_stats() const;
   void set_exec_stats(const ExecStats& s);  // only for a batch this process just built

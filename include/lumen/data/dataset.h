@@ -108,7 +108,9 @@ struct IterOptions {
 struct OperatorStats {
   std::string name{};
   int64_t tasks = 0;
-  int64_t rows_out = 0;
+  int64_t rows_in = 0;  // consumed: read from files (sources) or received from upstream
+  int64_t bytes_in = 0;
+  int64_t rows_out = 0;  // produced (a writer produces one summary row per block written)
   int64_t bytes_out = 0;
   double wall_s = 0;       // first task start to last task end
   double task_wall_s = 0;  // summed over tasks
