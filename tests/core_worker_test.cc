@@ -1,6 +1,7 @@
 // Unit tests of the core worker's building blocks (no cluster).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 
@@ -42,6 +43,33 @@ TEST(MemoryStore, WaitReturnsAtTheTimeoutWithWhatIsReady) {
   // num_required = 1 is satisfied at once.
   ready = store.Wait({a, b}, 1, -1);
   EXPECT_TRUE(ready[0]);
+}
+
+// Waiting for all of many objects (more than one chunk of the store's waiting), arriving in
+// reverse order from another thread, with duplicates; then a timeout with some never arriving.
+TEST(MemoryStore, WaitForAllOfManyObjects) {
+  MemoryStore store;
+  std::vector<ObjectID> ids(5000);
+  for (auto& id : ids) id = ObjectID::FromRandom();
+  for (size_t i = 0; i < ids.size(); i += 7) store.Put(ids[i], Value("early"));
+  std::vector<ObjectID> wanted = ids;
+  wanted.push_back(ids[10]);  // twice
+  std::thread producer([&] {
+    for (size_t i = ids.size(); i-- > 0;) {
+      if (i % 7 != 0) store.Put(ids[i], Value("late"));
+    }
+  });
+  auto ready = store.Wait(wanted, wanted.size(), 10000);
+  producer.join();
+  EXPECT_EQ(std::count(ready.begin(), ready.end(), true), static_cast<long>(wanted.size()));
+
+  std::vector<ObjectID> partly = ids;
+  partly.insert(partly.begin() + 3000, ObjectID::FromRandom());  // never put
+  partly.push_back(ObjectID::FromRandom());                      // never put
+  ready = store.Wait(partly, partly.size(), 50);
+  EXPECT_EQ(std::count(ready.begin(), ready.end(), false), 2);
+  EXPECT_FALSE(ready[3000]);
+  EXPECT_FALSE(ready.back());
 }
 
 TEST(MemoryStore, OnReadyRunsNowOrWhenTheValueArrives) {

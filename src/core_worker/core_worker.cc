@@ -669,8 +669,10 @@ std::vector<internal::ValueView> CoreWorker::Get(const std::vector<ObjectID>& id
                                                  int64_t timeout_ms) {
   auto start = std::chrono::steady_clock::now();
   std::vector<bool> present = memory_store_.SpinWait(ids, ids.size(), 0);
+  size_t absent = 0;
   for (size_t i = 0; i < ids.size(); ++i) {
     if (present[i]) continue;
+    ++absent;
     const ObjectID& id = ids[i];
     if (!references_->Has(id)) {
       throw ObjectLostError("lumen::Get: object " + id.Hex() +
@@ -678,10 +680,14 @@ std::vector<internal::ValueView> CoreWorker::Get(const std::vector<ObjectID>& id
     }
     if (!references_->IsOwned(id)) FetchFromOwner(id);
   }
-  std::vector<bool> ready = memory_store_.SpinWait(
-      ids, ids.size(),
-      timeout_ms < 0 ? Config::Get().spin_wait_us()
-                     : std::min<int64_t>(Config::Get().spin_wait_us(), timeout_ms * 1000));
+  // Spin only for a few objects; a store lookup pass over many is not worth repeating.
+  std::vector<bool> ready =
+      absent == 0 || absent > MemoryStore::kMaxSpinMissing
+          ? std::move(present)
+          : memory_store_.SpinWait(ids, ids.size(),
+                                   timeout_ms < 0 ? Config::Get().spin_wait_us()
+                                                  : std::min<int64_t>(Config::Get().spin_wait_us(),
+                                                                      timeout_ms * 1000));
   size_t have = 0;
   for (bool r : ready) have += r;
   if (have < ids.size()) {

@@ -43,8 +43,51 @@ bool MemoryStore::Contains(const ObjectID& id) const {
   return objects_.count(id) > 0;
 }
 
+std::vector<bool> MemoryStore::WaitAll(const std::vector<ObjectID>& ids, int64_t timeout_ms) {
+  constexpr size_t kChunkMissing = 1024;  // objects waited for at once
+  constexpr size_t kChunkScan = 4096;     // objects looked up per hold of the lock
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  std::vector<bool> ready(ids.size(), false);
+  Waiter waiter;
+  size_t next = 0;
+  while (next < ids.size()) {
+    std::unique_lock<std::mutex> lock(mu_);
+    const size_t begin = next;
+    waiter.missing.clear();
+    while (next < ids.size() && next - begin < kChunkScan &&
+           waiter.missing.size() < kChunkMissing) {
+      if (objects_.count(ids[next])) {
+        ready[next] = true;
+      } else {
+        waiter.missing.insert(ids[next]);
+      }
+      ++next;
+    }
+    if (waiter.missing.empty()) continue;
+    waiter.remaining = waiter.missing.size();
+    waiters_.push_back(&waiter);
+    auto done = [&] { return waiter.remaining == 0; };
+    bool all = true;
+    if (timeout_ms < 0) {
+      waiter.cv.wait(lock, done);
+    } else {
+      all = waiter.cv.wait_until(lock, deadline, done);
+    }
+    waiters_.erase(std::find(waiters_.begin(), waiters_.end(), &waiter));
+    if (!all) {  // timed out: report what is there now
+      for (size_t i = begin; i < ids.size(); ++i) ready[i] = objects_.count(ids[i]) > 0;
+      return ready;
+    }
+    for (size_t i = begin; i < next; ++i) {
+      if (!ready[i]) ready[i] = !waiter.missing.count(ids[i]);
+    }
+  }
+  return ready;
+}
+
 std::vector<bool> MemoryStore::Wait(const std::vector<ObjectID>& ids, size_t num_required,
                                     int64_t timeout_ms) {
+  if (num_required >= ids.size()) return WaitAll(ids, timeout_ms);
   std::vector<bool> ready(ids.size(), false);
   std::unique_lock<std::mutex> lock(mu_);
   size_t have = 0;
@@ -75,7 +118,6 @@ std::vector<bool> MemoryStore::Wait(const std::vector<ObjectID>& ids, size_t num
 
 std::vector<bool> MemoryStore::SpinWait(const std::vector<ObjectID>& ids, size_t num_required,
                                         int64_t spin_us) {
-  constexpr size_t kMaxSpinMissing = 64;  // waiting for more is a throughput job: block
   std::vector<bool> ready(ids.size(), false);
   std::vector<size_t> missing;
   size_t have = 0;

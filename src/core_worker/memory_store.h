@@ -43,6 +43,8 @@ class MemoryStore {
   // Blocks until at least `num_required` of `ids` are present or `timeout_ms` passes
   // (< 0: forever). Returns which are present.
   std::vector<bool> Wait(const std::vector<ObjectID>& ids, size_t num_required, int64_t timeout_ms);
+  // Waiting for more than this many objects is a throughput job: SpinWait does not spin for it.
+  static constexpr size_t kMaxSpinMissing = 64;
   // Like Wait, but polls (yielding the CPU) for at most `spin_us` and never blocks.
   std::vector<bool> SpinWait(const std::vector<ObjectID>& ids, size_t num_required,
                              int64_t spin_us);
@@ -51,6 +53,10 @@ class MemoryStore {
   size_t Size() const;
 
  private:
+  // Wait for all of `ids`: waits for them a chunk at a time, so that a Get of many objects
+  // neither builds a set of all of them nor holds the lock for a scan of all of them.
+  std::vector<bool> WaitAll(const std::vector<ObjectID>& ids, int64_t timeout_ms);
+
   struct Waiter {
     std::condition_variable cv;
     std::unordered_set<ObjectID> missing;

@@ -38,18 +38,28 @@ TaskSubmitter::TaskSubmitter(CoreWorker& cw)
     : cw_(cw),
       max_in_flight_(
           static_cast<int>(std::max<int64_t>(1, Config::Get().max_tasks_in_flight_per_worker()))),
-      max_pending_(std::max<int64_t>(1, Config::Get().max_pending_tasks())) {}
+      max_pending_(std::max<int64_t>(1, Config::Get().max_pending_tasks())),
+      resume_at_(max_pending_ - std::max<int64_t>(1, max_pending_ / 8)) {}
 
 void TaskSubmitter::AcquireSlot() {
   std::unique_lock<std::mutex> lock(slot_mu_);
-  slot_cv_.wait(lock, [this] { return pending_ < max_pending_; });
+  if (pending_ >= max_pending_) {
+    ++slot_waiters_;
+    slot_cv_.wait(lock, [this] { return pending_ <= resume_at_; });
+    --slot_waiters_;
+  }
   ++pending_;
 }
 
 void TaskSubmitter::ReleaseSlot() {
-  std::lock_guard<std::mutex> lock(slot_mu_);
-  --pending_;
-  slot_cv_.notify_one();
+  bool wake;
+  {
+    std::lock_guard<std::mutex> lock(slot_mu_);
+    --pending_;
+    // Counts fall one at a time, so a waiter's threshold is crossed exactly here.
+    wake = slot_waiters_ > 0 && pending_ == resume_at_;
+  }
+  if (wake) slot_cv_.notify_all();
 }
 
 size_t TaskSubmitter::NumPending() const {

@@ -45,7 +45,10 @@ class TaskSubmitter {
  public:
   explicit TaskSubmitter(CoreWorker& cw);
 
-  // Blocks while the owner has too many unfinished tasks (submission backpressure).
+  // Blocks while the owner has too many unfinished tasks (submission backpressure). A blocked
+  // submitter resumes once the count has fallen by an eighth of the limit, so that a driver
+  // streaming far more tasks than the limit is woken once per batch of completions, not once
+  // per completion.
   void AcquireSlot();
   // Releases a slot taken by AcquireSlot (task finished or failed before submission).
   void ReleaseSlot();
@@ -132,7 +135,9 @@ class TaskSubmitter {
 
   std::mutex slot_mu_;
   std::condition_variable slot_cv_;
-  int64_t pending_ = 0;  // guarded by slot_mu_
+  int64_t pending_ = 0;      // guarded by slot_mu_
+  int slot_waiters_ = 0;     // guarded by slot_mu_
+  const int64_t resume_at_;  // a blocked submitter resumes at this many pending tasks
 };
 
 }  // namespace lumen::core
