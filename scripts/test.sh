@@ -25,7 +25,7 @@ if [ "$mode" = "all" ] || [ "$mode" = "--fast" ]; then
 fi
 if [ "$mode" = "all" ] || [ "$mode" = "--sanitize" ]; then
   echo "== tests under ASan + UBSan =="
-  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     run_suite build-asan -DLUMEN_SANITIZE=ON -DLUMEN_BUILD_BENCH=OFF
 fi
 echo "all tests passed"

@@ -400,11 +400,12 @@ TEST_F(DataTest, ProgressBarsCountWhatWasConsumedAndEndFull) {
   EXPECT_NE(final_bars.find("in 30 rows"), std::string::npos) << screen;
   EXPECT_NE(final_bars.find("out 4 rows"), std::string::npos) << screen;  // a summary per block
   EXPECT_NE(final_bars.find(", done"), std::string::npos) << screen;
-  const ld::OperatorStats& write = ds.Stats().operators.back();
+  const ld::DatasetStats stats = ds.Stats();
+  const ld::OperatorStats& write = stats.operators.back();
   EXPECT_EQ(write.rows_in, 30);
   EXPECT_GE(write.bytes_in, file_bytes);
   EXPECT_EQ(write.rows_out, 4);
-  EXPECT_NE(ds.Stats().ToString().find("in 30 rows"), std::string::npos) << ds.Stats().ToString();
+  EXPECT_NE(stats.ToString().find("in 30 rows"), std::string::npos) << stats.ToString();
 }
 
 TEST_F(DataTest, TextCsvJsonSourcesAndSinks) {
