@@ -165,6 +165,28 @@ TEST_F(CliTest, JoinedNodeStopsWithItsHead) {
   EXPECT_NE(text.find("lost the control service at " + address), std::string::npos) << text;
 }
 
+// Two nodes on this machine: a head, and a node that joins it offering a custom resource. An
+// actor needing that resource runs on the joined node; large objects move between the nodes'
+// stores both ways and are freed on both (the driver checks; see multinode_driver.cc).
+TEST_F(CliTest, ObjectsMoveBetweenNodes) {
+  int port = FreePort();
+  std::string address = "127.0.0.1:" + std::to_string(port);
+  const std::string token = "fedcba9876543210fedcba9876543210";
+  Result head = Shell(env_ + LUMEN_CLI + " start --head --num-cpus 1 --port " +
+                      std::to_string(port) + " --object-store-memory 268435456 --token " + token);
+  ASSERT_EQ(head.code, 0) << head.out;
+  Result node = Shell(env_ + LUMEN_CLI + " start --address " + address + " --token " + token +
+                      " --num-cpus 1 --resources side=1 --object-store-memory 268435456");
+  ASSERT_EQ(node.code, 0) << node.out;
+  Result run =
+      Shell(env_ + "LUMEN_ADDRESS=" + address + " LUMEN_TOKEN=" + token + " " + MULTINODE_DRIVER);
+  EXPECT_EQ(run.code, 0) << run.out;
+  EXPECT_NE(run.out.find("was read on the other node"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("was read here"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("no copy left on either node"), std::string::npos) << run.out;
+  EXPECT_EQ(Shell(env_ + LUMEN_CLI + " stop").code, 0);  // the joined node follows its head
+}
+
 // With --redis-address the head keeps the cluster's state in Redis: a head stopped and started
 // again on the same Redis reports the previous incarnation's node as dead and runs programs.
 TEST_F(CliTest, HeadRestartedOnRedisContinuesTheCluster) {

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <future>
 
 #include "common/config.h"
 #include "common/fs.h"
@@ -173,6 +174,10 @@ Status CoreWorker::Connect() {
     proto::RegisterJobRequest req;
     *req.mutable_driver() = address_;
     req.set_binary(options_.binary);
+    proto::StartJobRequest* start = req.mutable_start();
+    start->set_binary(options_.binary);
+    for (const auto& a : options_.argv) start->add_argv(a);
+    start->set_cwd(options_.cwd);
     proto::RegisterJobReply reply;
     LUMEN_RETURN_IF_ERROR(gcs_->CallSync(rpc::kRegisterJob, req, &reply, 10000)
                               .WithContext("registering the job with the control service at " +
@@ -322,11 +327,11 @@ void CoreWorker::NotifyBlocked(bool blocked) {
 // ---- objects ---------------------------------------------------------------------------------
 
 void CoreWorker::OnReleases(const std::vector<ReferenceCounter::Release>& releases) {
-  std::vector<ObjectID> plasma_frees;
+  std::vector<std::pair<ObjectID, NodeID>> plasma_frees;
   for (const auto& r : releases) {
     memory_store_.Delete(r.id);
     if (r.owned) {
-      if (r.in_plasma) plasma_frees.push_back(r.id);
+      if (r.in_plasma) plasma_frees.emplace_back(r.id, r.node);
     } else {
       proto::BorrowerRequest req;
       req.set_object_id(r.id.Binary());
@@ -345,7 +350,7 @@ void CoreWorker::OnReleases(const std::vector<ReferenceCounter::Release>& releas
       if (conn) conn->Send(rpc::kRemoveBorrower, req);
     }
   }
-  if (!plasma_frees.empty() && store_) store_->Free(plasma_frees);
+  if (!plasma_frees.empty()) FreePlasma(plasma_frees);
 }
 
 void CoreWorker::FillInlineValue(internal::SerializedValue& value, proto::InlineValue* out) {
@@ -640,6 +645,90 @@ void CoreWorker::HandOffRefs(const std::vector<ObjectID>& refs, const proto::Add
   }
 }
 
+void CoreWorker::WithNodeAddress(const NodeID& node,
+                                 std::function<void(bool, const proto::Address&)> done) {
+  {
+    std::lock_guard<std::mutex> lock(nodes_mu_);
+    auto it = node_addresses_.find(node);
+    if (it != node_addresses_.end()) {
+      proto::Address a = it->second;
+      done(true, a);
+      return;
+    }
+  }
+  if (!gcs_ || gcs_->closed()) {
+    done(false, proto::Address());
+    return;
+  }
+  gcs_->Call(
+      rpc::kGetAllNodes, proto::Empty(),
+      [this, node, done = std::move(done)](const Status& st, std::string_view payload) {
+        proto::NodeList nodes;
+        if (!st.ok() || !rpc::ParsePayload(payload, &nodes)) {
+          done(false, proto::Address());
+          return;
+        }
+        proto::Address found;
+        bool ok = false;
+        {
+          std::lock_guard<std::mutex> lock(nodes_mu_);
+          for (const auto& n : nodes.nodes()) {
+            if (!n.alive()) continue;
+            NodeID id = NodeID::FromBinary(n.node_id());
+            node_addresses_[id] = n.address();
+            if (id == node) {
+              found = n.address();
+              ok = true;
+            }
+          }
+        }
+        done(ok, found);
+      },
+      10000);
+}
+
+Status CoreWorker::PullToLocal(const ObjectID& id, const NodeID& node, int64_t timeout_ms) {
+  auto promise = std::make_shared<std::promise<std::pair<bool, proto::Address>>>();
+  auto future = promise->get_future();
+  WithNodeAddress(node, [promise](bool found, const proto::Address& a) {
+    promise->set_value({found, a});
+  });
+  auto [found, address] = future.get();
+  if (!found) {
+    return NotFoundError("object " + id.Hex() + " lives on node " + node.Hex() +
+                         ", which is not alive in the cluster");
+  }
+  proto::PullObjectRequest req;
+  req.set_object_id(id.Binary());
+  req.set_source_address(address.tcp_address());
+  if (auto owner = references_->OwnerOf(id)) {
+    *req.mutable_owner() = *owner;
+  } else {
+    *req.mutable_owner() = address_;
+  }
+  proto::Empty reply;
+  return WhileBlocked([&] { return daemon_->CallSync(rpc::kPullObject, req, &reply, timeout_ms); })
+      .WithContext("reading object " + id.Hex() + " from node " + node.Hex());
+}
+
+void CoreWorker::FreePlasma(const std::vector<std::pair<ObjectID, NodeID>>& objects) {
+  std::vector<ObjectID> local;
+  std::unordered_map<NodeID, proto::ObjectIdList> remote;
+  for (const auto& [id, node] : objects) {
+    local.push_back(id);  // the primary, or a copy pulled here
+    if (!node.IsNil() && node != node_id_) remote[node].add_object_ids(id.Binary());
+  }
+  if (!local.empty() && store_) store_->Free(local);
+  // The primary's node forwards the free to the nodes that pulled copies.
+  for (auto& [node, list] : remote) {
+    WithNodeAddress(node, [this, list = std::move(list)](bool found, const proto::Address& a) {
+      if (!found || shutting_down_) return;  // a dead node's store is gone with it
+      auto conn = ConnectTo(a);
+      if (conn.ok()) (*conn)->Send(rpc::kStoreFree, list);
+    });
+  }
+}
+
 StatusOr<internal::ValueView> CoreWorker::ReadValue(const ObjectID& id, const StoredObjectPtr& obj,
                                                     int64_t timeout_ms) {
   internal::ValueView v;
@@ -650,9 +739,8 @@ StatusOr<internal::ValueView> CoreWorker::ReadValue(const ObjectID& id, const St
     v.holder = obj;
     return v;
   }
-  if (obj->node != node_id_) {
-    return UnimplementedError("object " + id.Hex() + " lives on another node (node " +
-                              obj->node.Hex() + "); cross-node transfer is not available");
+  if (!obj->node.IsNil() && obj->node != node_id_) {
+    LUMEN_RETURN_IF_ERROR(PullToLocal(id, obj->node, timeout_ms));
   }
   LUMEN_ASSIGN_OR_RETURN(auto bufs, WhileBlocked([&] { return store_->Get({id}, timeout_ms); }));
   if (!bufs[0]) {

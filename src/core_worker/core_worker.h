@@ -113,6 +113,12 @@ class CoreWorker {
 
   // A connection to another core worker (cached; Unix socket on the same node).
   StatusOr<rpc::ConnectionPtr> ConnectTo(const proto::Address& address);
+  // The address of node `node`'s daemon: cached, else asked of the control service (`done`
+  // runs on the I/O thread then; `found` false when the node is unknown or dead).
+  void WithNodeAddress(const NodeID& node,
+                       std::function<void(bool found, const proto::Address&)> done);
+  // Frees owned plasma objects on every node that may hold them.
+  void FreePlasma(const std::vector<std::pair<ObjectID, NodeID>>& objects);
   std::string AddressKey(const proto::Address& address) const;
 
   TaskContext& CurrentContext();
@@ -124,7 +130,11 @@ class CoreWorker {
   void StoreReturns(proto::TaskResult* result);
   // Makes sure the owner of a borrowed object will answer with its value.
   void FetchFromOwner(const ObjectID& id);
-  // Reads a ready value (fetching plasma objects from the local store).
+  // Makes the plasma object `id`, whose primary copy is on `node`, readable from this node's
+  // store: the node daemon pulls a copy. Blocking; not on the I/O thread.
+  Status PullToLocal(const ObjectID& id, const NodeID& node, int64_t timeout_ms);
+  // Reads a ready value (fetching plasma objects from the local store, pulling them first when
+  // they live on another node).
   StatusOr<internal::ValueView> ReadValue(const ObjectID& id, const StoredObjectPtr& obj,
                                           int64_t timeout_ms);
   // Blocks the calling worker thread on `wait`, releasing the worker's CPU meanwhile.
@@ -176,6 +186,8 @@ class CoreWorker {
 
   std::mutex conn_mu_;
   std::unordered_map<std::string, rpc::ConnectionPtr> connections_;
+  std::mutex nodes_mu_;
+  std::unordered_map<NodeID, proto::Address> node_addresses_;  // node daemons, from the GCS
 
   std::mutex fetch_mu_;
   std::unordered_set<ObjectID> fetching_;  // owner queries in flight

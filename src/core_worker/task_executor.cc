@@ -128,6 +128,10 @@ Status TaskExecutor::ResolveArgs(const std::shared_ptr<Work>& work,
       v.holder = std::shared_ptr<const void>(work, v.data);
     } else if (arg.has_ref()) {
       ObjectID id = ObjectID::FromBinary(arg.ref().object_id());
+      NodeID holder = NodeID::FromBinary(arg.node_id());
+      if (!holder.IsNil() && holder != cw_.node_id()) {
+        LUMEN_RETURN_IF_ERROR(cw_.PullToLocal(id, holder, /*timeout_ms=*/60000));
+      }
       auto bufs = cw_.store().Get({id}, /*timeout_ms=*/60000);
       if (!bufs.ok()) return bufs.status();
       if (!(*bufs)[0]) {

@@ -97,7 +97,7 @@ Status GcsServer::Recover() {
     }
     proto::RegisterJobRequest req;
     req.ParseFromString(value);
-    jobs_[job] = JobState{req.driver(), /*alive=*/false};
+    jobs_[job] = JobState{req.driver(), /*alive=*/false, req.start()};
     next_job_ = std::max(next_job_, job.ToInt() + 1);
   }
   LUMEN_ASSIGN_OR_RETURN(auto nodes, store_->GetAll(kNodeTable));
@@ -201,6 +201,22 @@ void GcsServer::CheckHeartbeats() {
       loop_->RunAfter(std::chrono::milliseconds(1000), [this] { CheckHeartbeats(); });
 }
 
+void GcsServer::EnsureJobOnNode(const JobID& job, const NodeID& node,
+                                const rpc::ConnectionPtr& conn) {
+  auto j = jobs_.find(job);
+  auto n = nodes_.find(node);
+  if (j == jobs_.end() || n == nodes_.end() || j->second.start.binary().empty()) return;
+  if (NodeID::FromBinary(j->second.driver.node_id()) == node) return;
+  if (!n->second.jobs_started.insert(job).second) return;
+  // Sent on the connection the lease request follows: the node handles it first.
+  conn->Call(rpc::kStartJob, j->second.start, [job, node](const Status& st, std::string_view) {
+    if (!st.ok()) {
+      LUMEN_LOG(WARNING) << "starting job " << job.ToInt() << " on node " << node.Hex() << ": "
+                         << st;
+    }
+  });
+}
+
 void GcsServer::MarkNodeDead(const NodeID& id, const std::string& cause) {
   auto it = nodes_.find(id);
   if (it == nodes_.end() || !it->second.info.alive()) return;
@@ -257,7 +273,9 @@ void GcsServer::HandleRegisterJob(const rpc::ConnectionPtr& c, rpc::Frame& f) {
     return;
   }
   JobID job = JobID::FromInt(next_job_++);
-  jobs_[job] = JobState{req.driver(), true};
+  jobs_[job] = JobState{req.driver(), true, req.start()};
+  jobs_[job].start.set_job_id(job.Binary());
+  jobs_[job].start.set_prestart_workers(0);
   auto role = std::make_shared<ConnRole>();
   role->is_driver = true;
   role->job = job;
@@ -409,6 +427,7 @@ void GcsServer::ScheduleActor(const ActorID& id) {
     return;
   }
   a.node = chosen;
+  EnsureJobOnNode(JobID::FromBinary(a.creation.job_id()), chosen, conn);
   proto::LeaseRequest lease;
   lease.set_job_id(a.creation.job_id());
   *lease.mutable_resources() = a.creation.resources();

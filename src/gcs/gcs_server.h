@@ -53,7 +53,8 @@ class GcsServer {
  private:
   struct NodeState {
     proto::NodeInfo info;
-    rpc::ConnectionPtr conn;  // GCS -> node daemon
+    std::set<JobID> jobs_started;  // jobs this service started there (for their actors)
+    rpc::ConnectionPtr conn;       // GCS -> node daemon
     std::chrono::steady_clock::time_point last_heartbeat;
   };
   struct ActorState {
@@ -68,6 +69,7 @@ class GcsServer {
   struct JobState {
     proto::Address driver;
     bool alive = true;
+    proto::StartJobRequest start;  // how its workers start
   };
   struct ConnRole {  // what a server-side connection belongs to
     NodeID node;
@@ -100,6 +102,9 @@ class GcsServer {
 
   void FinishJob(const JobID& job, const std::string& why);
   void ScheduleActor(const ActorID& id);
+  // Before a node hosts an actor of `job` for the first time: tells it how the job's workers
+  // start (the driver's own node already knows).
+  void EnsureJobOnNode(const JobID& job, const NodeID& node, const rpc::ConnectionPtr& conn);
   void OnActorWorkerDied(const ActorID& id, const std::string& cause);
   void SetActorDead(ActorState& a, const std::string& cause);
   void Publish(ActorState& a);

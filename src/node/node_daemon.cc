@@ -57,6 +57,15 @@ void NodeDaemon::RegisterHandlers() {
   bind(rpc::kStoreGet, &NodeDaemon::HandleStoreGet);
   bind(rpc::kStoreRelease, &NodeDaemon::HandleStoreRelease);
   bind(rpc::kStoreFree, &NodeDaemon::HandleStoreFree);
+  auto bind_objects = [this](uint16_t type,
+                             void (ObjectManager::*fn)(const rpc::ConnectionPtr&, rpc::Frame&)) {
+    dispatcher_.Register(type, [this, fn](const rpc::ConnectionPtr& c, rpc::Frame& f) {
+      if (stopped_ || !objects_) return;
+      (objects_.get()->*fn)(c, f);
+    });
+  };
+  bind_objects(rpc::kPullObject, &ObjectManager::HandlePull);
+  bind_objects(rpc::kReadObjectChunk, &ObjectManager::HandleReadChunk);
   bind(rpc::kNodeStats, &NodeDaemon::HandleNodeStats);
   bind(rpc::kNodeShutdown, &NodeDaemon::HandleShutdown);
 }
@@ -96,6 +105,7 @@ Status NodeDaemon::Start() {
       unix_address_,
       server_->ListenUnix(JoinPath(JoinPath(options_.session_dir, "sockets"), "node-" + short_id)));
   LUMEN_ASSIGN_OR_RETURN(tcp_address_, server_->ListenTcp(options_.bind_host, options_.port));
+  objects_ = std::make_unique<ObjectManager>(loop_, store_.get(), options_.token, tcp_address_);
 
   WorkerPool::Env env;
   env.node_address = unix_address_;
@@ -123,6 +133,7 @@ void NodeDaemon::Stop() {
     stopped_ = true;
     if (pool_) pool_->KillAll();
     if (server_) server_->Stop();
+    if (objects_) objects_->Stop();
     if (gcs_) gcs_->Close(CancelledError("node stopping"));
     if (heartbeat_timer_) loop_->CancelTimer(heartbeat_timer_);
   };
@@ -251,6 +262,8 @@ void NodeDaemon::HandleJobFinished(const rpc::ConnectionPtr& c, rpc::Frame& f) {
 }
 
 void NodeDaemon::FinishJob(const JobID& job) {
+  // Objects live as long as their job: copies pulled by nodes that ran none of its workers too.
+  objects_->ForwardFree(store_->JobGone(job));
   if (!pool_->HasJob(job)) return;
   LUMEN_LOG(INFO) << "job " << job.ToInt() << " finished: stopping its workers";
   pool_->RemoveJob(job);
@@ -274,7 +287,7 @@ void NodeDaemon::OnClientClosed(const rpc::ConnectionPtr& c) {
   if (client) {
     store_->ClientGone(client->id);
     if (client->kind == proto::DRIVER || client->kind == proto::WORKER) {
-      store_->OwnerGone(client->worker_id);
+      objects_->ForwardFree(store_->OwnerGone(client->worker_id));  // and the copies elsewhere
     }
     if (client->kind == proto::DRIVER) FinishJob(client->job);
   }
@@ -677,6 +690,7 @@ void NodeDaemon::HandleStoreFree(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   std::vector<ObjectID> ids;
   for (const auto& b : req.object_ids()) ids.push_back(ObjectID::FromBinary(b));
   store_->Free(ids);
+  objects_->ForwardFree(ids);
 }
 
 // ---- status and health -------------------------------------------------------------------

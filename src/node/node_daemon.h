@@ -1,6 +1,7 @@
 // The node daemon: one per node. Registers the node with the control service and heartbeats;
 // grants worker leases against the node's resources (CPU, GPU instances, memory, custom);
-// runs the worker pool; serves the shared-memory object store to local processes.
+// runs the worker pool; serves the shared-memory object store to local processes and moves
+// objects between nodes (ObjectManager).
 // The daemon is not on the per-task path: owners push tasks straight to leased workers.
 //
 // Thread safety: all state is owned by `loop`; Start()/Stop() from another thread.
@@ -21,6 +22,7 @@
 #include "common/rpc/server.h"
 #include "lumen/ids.h"
 #include "node.pb.h"
+#include "node/object_manager.h"
 #include "node/worker_pool.h"
 #include "object_store/object_store.h"
 
@@ -121,6 +123,7 @@ class NodeDaemon {
   rpc::Dispatcher gcs_dispatcher_;
   std::unique_ptr<rpc::Server> server_;
   std::unique_ptr<object_store::ObjectStore> store_;
+  std::unique_ptr<ObjectManager> objects_;  // transfers between nodes
   std::unique_ptr<WorkerPool> pool_;
   rpc::ConnectionPtr gcs_;
   std::string unix_address_;

@@ -246,11 +246,16 @@ void ObjectStore::MaybeSpill() {
             [](const Entry* a, const Entry* b) { return a->last_use < b->last_use; });
   int64_t chosen = 0;
   bool dropped = false;
+  std::vector<ObjectID> evicted;
   IoJob job;
   job.is_spill = true;
   for (Entry* e : candidates) {
     if (chosen >= target) break;
     chosen += Allocator::Rounded(e->data_size);
+    if (e->secondary) {  // another node has the primary: drop this copy
+      evicted.push_back(e->id);
+      continue;
+    }
     if (e->spill_file >= 0) {  // already on disk: just drop the memory copy
       allocator_.Free(e->offset, e->data_size);
       e->offset = -1;
@@ -276,7 +281,18 @@ void ObjectStore::MaybeSpill() {
     }
     io_cv_.notify_one();
   }
+  for (const ObjectID& id : evicted) {
+    auto it = objects_.find(id);
+    allocator_.Free(it->second.offset, it->second.data_size);
+    objects_.erase(it);
+    dropped = true;
+  }
   if (dropped) ProcessPendingAllocs();
+}
+
+void ObjectStore::MarkSecondary(const ObjectID& id) {
+  auto it = objects_.find(id);
+  if (it != objects_.end()) it->second.secondary = true;
 }
 
 void ObjectStore::StartRestore(Entry& e) {
@@ -586,12 +602,22 @@ void ObjectStore::ClientGone(ClientId client) {
   ProcessPendingAllocs();
 }
 
-void ObjectStore::OwnerGone(const WorkerID& owner) {
+std::vector<ObjectID> ObjectStore::OwnerGone(const WorkerID& owner) {
   std::vector<ObjectID> owned;
   for (const auto& [id, e] : objects_) {
     if (e.owner == owner) owned.push_back(id);
   }
   Free(owned);
+  return owned;
+}
+
+std::vector<ObjectID> ObjectStore::JobGone(const JobID& job) {
+  std::vector<ObjectID> made;
+  for (const auto& [id, e] : objects_) {
+    if (id.Task().Job() == job) made.push_back(id);
+  }
+  Free(made);
+  return made;
 }
 
 bool ObjectStore::Contains(const ObjectID& id) const {

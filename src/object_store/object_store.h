@@ -93,10 +93,15 @@ class ObjectStore {
   void Release(ClientId client, const ObjectID& id);
   // The owner dropped its last reference: delete now, or once the last pin is released.
   void Free(const std::vector<ObjectID>& ids);
+  // `id` is a copy of an object whose primary lives on another node: under memory pressure it
+  // is dropped (it can be fetched again) instead of spilled.
+  void MarkSecondary(const ObjectID& id);
   // A client disconnected: drop its pins and unsealed creates.
   void ClientGone(ClientId client);
-  // An owner died: free every object it owned.
-  void OwnerGone(const WorkerID& owner);
+  // An owner died: free every object it owned. Returns their IDs.
+  std::vector<ObjectID> OwnerGone(const WorkerID& owner);
+  // A job ended: free every object it made (on any node, whoever owns it). Returns their IDs.
+  std::vector<ObjectID> JobGone(const JobID& job);
 
   bool Contains(const ObjectID& id) const;
   StoreStats Stats() const;
@@ -112,6 +117,7 @@ class ObjectStore {
     bool spilling = false;
     bool restoring = false;
     bool freed = false;
+    bool secondary = false;
     int pins = 0;
     ClientId creator = 0;
     WorkerID owner;

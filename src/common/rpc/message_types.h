@@ -26,6 +26,8 @@ enum MsgType : uint16_t {
   kReleaseIdleLeases = 114,  // Empty (daemon -> lease holder, one-way)
   kKillWorker = 115,         // KillWorkerRequest -> Empty
   kJobFinished = 116,        // JobFinishedRequest (one-way)
+  kPullObject = 117,         // PullObjectRequest -> Empty (once the object is local)
+  kReadObjectChunk = 118,    // ReadChunkRequest -> ObjectChunk (node -> node)
 
   // ---- control service (gcs.proto) -------------------------------------------------------
   kRegisterNode = 200,    // RegisterNodeRequest -> Empty
