@@ -19,13 +19,6 @@ int64_t PhysicalMemory() {
   long page = ::sysconf(_SC_PAGESIZE);
   return static_cast<int64_t>(pages) * page;
 }
-rpc::Frame ReplyHandle(const rpc::Frame& f) {
-  rpc::Frame copy;
-  copy.type = f.type;
-  copy.kind = f.kind;
-  copy.request_id = f.request_id;
-  return copy;
-}
 }  // namespace
 
 NodeDaemon::NodeDaemon(rpc::EventLoop* loop, NodeOptions options)
@@ -340,7 +333,7 @@ void NodeDaemon::HandleRequestLease(const rpc::ConnectionPtr& c, rpc::Frame& f) 
   p.req = std::move(req);
   p.need = std::move(need);
   p.requester = c;
-  p.reply_to = ReplyHandle(f);
+  p.reply_to = rpc::ReplyHandle(f);
   pending_.push_back(std::move(p));
   ProcessLeaseQueue();
 }
@@ -578,8 +571,8 @@ void NodeDaemon::HandleWorkerExitStatus(const rpc::ConnectionPtr& c, rpc::Frame&
     return;
   }
   // Still alive (or not yet reaped): answer when it exits, or after a grace period.
-  exit_waiters_[id].push_back({c, ReplyHandle(f)});
-  rpc::Frame handle = ReplyHandle(f);
+  exit_waiters_[id].push_back({c, rpc::ReplyHandle(f)});
+  rpc::Frame handle = rpc::ReplyHandle(f);
   std::weak_ptr<rpc::Connection> weak = c;
   loop_->RunAfter(std::chrono::milliseconds(Config::Get().worker_exit_status_wait_ms()),
                   [this, id, weak, handle] {
@@ -619,7 +612,7 @@ void NodeDaemon::HandleStoreCreate(const rpc::ConnectionPtr& c, rpc::Frame& f) {
     return;
   }
   auto client = ClientOf(c);
-  rpc::Frame handle = ReplyHandle(f);
+  rpc::Frame handle = rpc::ReplyHandle(f);
   std::weak_ptr<rpc::Connection> weak = c;
   store_->Create(client->id, ObjectID::FromBinary(req.object_id()), req.data_size(), req.format(),
                  WorkerID::FromBinary(req.owner().worker_id()),
@@ -657,7 +650,7 @@ void NodeDaemon::HandleStoreGet(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   }
   std::vector<ObjectID> ids;
   for (const auto& b : req.object_ids()) ids.push_back(ObjectID::FromBinary(b));
-  rpc::Frame handle = ReplyHandle(f);
+  rpc::Frame handle = rpc::ReplyHandle(f);
   std::weak_ptr<rpc::Connection> weak = c;
   store_->Get(ClientOf(c)->id, std::move(ids), req.timeout_ms(),
               [weak, handle](std::vector<object_store::GetEntry> entries) {

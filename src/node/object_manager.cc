@@ -9,14 +9,6 @@ namespace lumen::node {
 
 namespace {
 
-rpc::Frame ReplyHandle(const rpc::Frame& f) {
-  rpc::Frame copy;
-  copy.type = f.type;
-  copy.kind = f.kind;
-  copy.request_id = f.request_id;
-  return copy;
-}
-
 constexpr int64_t kPeerConnectTimeoutMs = 3000;
 constexpr int64_t kChunkTimeoutMs = 60000;
 constexpr int64_t kSourceGetTimeoutMs = 30000;
@@ -62,7 +54,7 @@ void ObjectManager::HandlePull(const rpc::ConnectionPtr& c, rpc::Frame& f) {
     return;
   }
   Pull& p = pulls_[id];
-  p.waiters.emplace_back(c, ReplyHandle(f));
+  p.waiters.emplace_back(c, rpc::ReplyHandle(f));
   if (existing != pulls_.end()) return;  // joins the pull in flight
   p.source_address = req.source_address();
   p.owner = WorkerID::FromBinary(req.owner().worker_id());
@@ -206,7 +198,7 @@ void ObjectManager::HandleReadChunk(const rpc::ConnectionPtr& c, rpc::Frame& f) 
     return;
   }
   if (!req.requester_address().empty()) copied_to_[id].insert(req.requester_address());
-  rpc::Frame handle = ReplyHandle(f);
+  rpc::Frame handle = rpc::ReplyHandle(f);
   std::weak_ptr<rpc::Connection> weak = c;
   store_->Get(
       kSelf, {id}, kSourceGetTimeoutMs,

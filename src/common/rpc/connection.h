@@ -46,6 +46,15 @@ struct Frame {
   int fd = -1;  // a received file descriptor; the handler owns it if it keeps it (else closed)
 };
 
+// What a deferred reply needs of its request (the payload view does not outlive the handler).
+inline Frame ReplyHandle(const Frame& request) {
+  Frame handle;
+  handle.type = request.type;
+  handle.kind = request.kind;
+  handle.request_id = request.request_id;
+  return handle;
+}
+
 class Connection;
 using ConnectionPtr = std::shared_ptr<Connection>;
 using Handler = std::function<void(const ConnectionPtr&, Frame&)>;
