@@ -129,14 +129,42 @@ TEST_F(NodeTest, AnUnknownWorkerCannotRegister) {
 }
 
 TEST_F(NodeTest, MalformedRequestsGetErrorsNotCrashes) {
-  for (uint16_t type : {rpc::kRequestLease, rpc::kStoreCreate, rpc::kStoreGet, rpc::kStartJob,
-                        rpc::kWorkerExitStatus, rpc::kKillWorker}) {
+  for (uint16_t type :
+       {rpc::kRequestLease, rpc::kStoreCreate, rpc::kStoreGet, rpc::kStartJob,
+        rpc::kWorkerExitStatus, rpc::kKillWorker, rpc::kPullObject, rpc::kReadObjectChunk}) {
     Status st = conn_->CallSync(type, proto::Hello(), nullptr, 5000);  // wrong message type
     (void)st;
     proto::NodeStats stats;
     ASSERT_TRUE(conn_->CallSync(rpc::kNodeStats, proto::Empty(), &stats, 5000).ok())
         << "daemon stopped answering after message " << type;
   }
+}
+
+// The object transfer service refuses what it cannot serve with the reason: chunks of objects
+// it does not hold, chunks larger than the protocol allows, pulls from nodes that do not exist.
+TEST_F(NodeTest, ObjectTransferRefusesBadRequests) {
+  proto::ReadChunkRequest read;
+  read.set_object_id(ObjectID::FromRandom().Binary());
+  read.set_length(1024);
+  Status st = conn_->CallSync(rpc::kReadObjectChunk, read, nullptr, 5000);
+  EXPECT_EQ(st.code(), StatusCode::kNotFound) << st;
+  read.set_length(int64_t{1} << 40);
+  st = conn_->CallSync(rpc::kReadObjectChunk, read, nullptr, 5000);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st;
+  read.set_length(1024);
+  read.set_offset(-1);
+  st = conn_->CallSync(rpc::kReadObjectChunk, read, nullptr, 5000);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st;
+
+  proto::PullObjectRequest pull;
+  pull.set_object_id(ObjectID::FromRandom().Binary());
+  pull.set_source_address("127.0.0.1:1");  // nothing listens there
+  st = conn_->CallSync(rpc::kPullObject, pull, nullptr, 10000);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("127.0.0.1:1"), std::string::npos) << st;
+  proto::NodeStats stats;
+  ASSERT_TRUE(conn_->CallSync(rpc::kNodeStats, proto::Empty(), &stats, 5000).ok());
+  EXPECT_EQ(stats.num_objects(), 0);
 }
 
 }  // namespace
