@@ -27,6 +27,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "lumen setup: installing ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # redis-server is here for the tests, which start their own on a Unix socket. Its system
+  # service, started by the package on systemd machines, would hold port 6379 — the default
+  # port of `lumen start --head` — so a service this script brought in is stopped again.
+  if [[ " ${missing[*]} " == *" redis-server "* ]] && command -v systemctl >/dev/null &&
+    systemctl is-active --quiet redis-server 2>/dev/null; then
+    echo "lumen setup: disabling the redis-server system service (port 6379 is Lumen's default)"
+    $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+  fi
 else
   echo "lumen setup: all packages present"
 fi
