@@ -14,29 +14,15 @@
 #include <thread>
 #include <vector>
 
+#include "bench_report.h"
 #include "lumen/lumen.h"
 
 namespace {
 
-double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-void Report(const std::string& name, double value, const std::string& unit) {
-  std::printf("%s %.6g %s\n", name.c_str(), value, unit.c_str());
-  std::fflush(stdout);
-}
-
-int64_t PeakRssBytes() {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::atoll(line.c_str() + 6) * 1024;
-  }
-  return 0;
-}
-
-void ResetPeakRss() { std::ofstream("/proc/self/clear_refs") << "5"; }
+using lumen::bench::Now;
+using lumen::bench::PeakRssBytes;
+using lumen::bench::Report;
+using lumen::bench::ResetPeakRss;
 
 int Noop(int x) { return x; }
 

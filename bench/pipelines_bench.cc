@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_report.h"
 #include "lumen/data/dataset.h"
 #include "lumen/lumen.h"
 
@@ -35,14 +36,9 @@ namespace {
 constexpr int kW1Files = 2880;
 constexpr int64_t kW1Bytes = 111368673;
 
-double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-void Report(const std::string& name, double value, const std::string& unit) {
-  std::printf("%s %.6g %s\n", name.c_str(), value, unit.c_str());
-  std::fflush(stdout);
-}
+using lumen::bench::Now;
+using lumen::bench::PeakRssBytes;
+using lumen::bench::Report;
 
 std::string Run(const std::string& cmd);
 
@@ -141,15 +137,6 @@ bool SameTree(const std::string& in, const std::string& out,
     }
   }
   return true;
-}
-
-int64_t PeakRss() {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::atoll(line.c_str() + 6) * 1024;
-  }
-  return 0;
 }
 
 std::string Run(const std::string& cmd) {
@@ -471,7 +458,7 @@ int main(int argc, char** argv) {
     o.object_store_memory = 1ll << 30;
     lumen::Init(argc, argv, o);
     std::ofstream("/proc/self/clear_refs") << "5";
-    int64_t rss_before = PeakRss();
+    int64_t rss_before = PeakRssBytes();
     ld::ExecutionOptions eo;
     eo.memory_budget_bytes = budget;
     eo.progress = false;
@@ -490,8 +477,8 @@ int main(int argc, char** argv) {
     Report("w3_peak_vs_budget", static_cast<double>(store.peak_used) / static_cast<double>(budget),
            "x");
     Report("w3_spilled_bytes", static_cast<double>(store.spilled_bytes), "bytes");
-    Report("w3_peak_rss_bytes", static_cast<double>(PeakRss()), "bytes");
-    Report("w3_rss_growth_bytes", static_cast<double>(PeakRss() - rss_before), "bytes");
+    Report("w3_peak_rss_bytes", static_cast<double>(PeakRssBytes()), "bytes");
+    Report("w3_rss_growth_bytes", static_cast<double>(PeakRssBytes() - rss_before), "bytes");
     Check("w3", in3, out, files3);
     PrintStats("w3_dataset", ds);
     lumen::Shutdown();
