@@ -83,8 +83,10 @@ Status RedisGcsStore::ConnectLocked() {
   }
   const std::string& addr = options_.address;
   const timeval tv = ToTimeval(options_.timeout_ms);
+  // Kept here until it has proven usable; any failure below frees it.
+  std::unique_ptr<redisContext, void (*)(redisContext*)> ctx(nullptr, redisFree);
   if (addr.rfind("unix:", 0) == 0) {
-    ctx_ = redisConnectUnixWithTimeout(addr.substr(5).c_str(), tv);
+    ctx.reset(redisConnectUnixWithTimeout(addr.substr(5).c_str(), tv));
   } else {
     size_t colon = addr.rfind(':');
     int port = 0;
@@ -101,37 +103,29 @@ Status RedisGcsStore::ConnectLocked() {
       return InvalidArgumentError("Redis address must be HOST:PORT or unix:PATH, got '" + addr +
                                   "'");
     }
-    ctx_ = redisConnectWithTimeout(addr.substr(0, colon).c_str(), port, tv);
+    ctx.reset(redisConnectWithTimeout(addr.substr(0, colon).c_str(), port, tv));
   }
-  if (ctx_ == nullptr) return ResourceExhaustedError("cannot allocate a Redis connection");
-  if (ctx_->err) {
-    Status st = UnavailableError("cannot reach Redis at " + addr + ": " + ctx_->errstr);
-    redisFree(ctx_);
-    ctx_ = nullptr;
-    return st;
-  }
-  redisSetTimeout(ctx_, tv);
+  if (!ctx) return ResourceExhaustedError("cannot allocate a Redis connection");
+  if (ctx->err) return UnavailableError("cannot reach Redis at " + addr + ": " + ctx->errstr);
+  redisSetTimeout(ctx.get(), tv);
+  // The server's error text, or the connection's when there was no reply.
+  auto why = [&ctx](const ReplyPtr& r) {
+    return r ? std::string(r->str, r->len) : std::string(ctx->errstr);
+  };
   if (!options_.password.empty()) {
     const char* argv[] = {"AUTH", options_.password.data()};
     const size_t lens[] = {4, options_.password.size()};
-    ReplyPtr r(static_cast<redisReply*>(redisCommandArgv(ctx_, 2, argv, lens)));
+    ReplyPtr r(static_cast<redisReply*>(redisCommandArgv(ctx.get(), 2, argv, lens)));
     if (!r || r->type == REDIS_REPLY_ERROR) {
-      Status st = UnauthenticatedError("Redis at " + addr + " refused the password: " +
-                                       (r ? std::string(r->str, r->len) : ctx_->errstr));
-      redisFree(ctx_);
-      ctx_ = nullptr;
-      return st;
+      return UnauthenticatedError("Redis at " + addr + " refused the password: " + why(r));
     }
   }
   // A PING proves the server speaks Redis and does not want a password we lack.
-  ReplyPtr r(static_cast<redisReply*>(redisCommand(ctx_, "PING")));
+  ReplyPtr r(static_cast<redisReply*>(redisCommand(ctx.get(), "PING")));
   if (!r || r->type == REDIS_REPLY_ERROR) {
-    Status st = UnavailableError("Redis at " + addr + " does not answer PING: " +
-                                 (r ? std::string(r->str, r->len) : ctx_->errstr));
-    redisFree(ctx_);
-    ctx_ = nullptr;
-    return st;
+    return UnavailableError("Redis at " + addr + " does not answer PING: " + why(r));
   }
+  ctx_ = ctx.release();
   return Status::OK();
 }
 
