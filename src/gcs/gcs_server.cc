@@ -15,6 +15,24 @@ constexpr char kJobTable[] = "jobs";
 
 std::string KvTable(const std::string& ns) { return "kv:" + ns; }
 
+// Calls fn(id, key, message) for each well-formed entry of `table`; a malformed one is logged
+// and skipped. Returns how many entries the table held.
+template <class Id, class Msg, class Fn>
+StatusOr<size_t> LoadTable(GcsStore& store, const std::string& table, Fn&& fn) {
+  LUMEN_ASSIGN_OR_RETURN(auto entries, store.GetAll(table));
+  for (const auto& [key, value] : entries) {
+    Id id = Id::FromBinary(key);
+    Msg msg;
+    if (id.IsNil() || !msg.ParseFromString(value)) {
+      LUMEN_LOG(WARNING) << "ignoring a malformed " << table
+                         << " entry in the control service's store";
+      continue;
+    }
+    fn(id, key, msg);
+  }
+  return entries.size();
+}
+
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -100,29 +118,15 @@ Status GcsServer::Recover() {
     jobs_[job] = JobState{req.driver(), /*alive=*/false, req.start()};
     next_job_ = std::max(next_job_, job.ToInt() + 1);
   }
-  LUMEN_ASSIGN_OR_RETURN(auto nodes, store_->GetAll(kNodeTable));
-  for (const auto& [key, value] : nodes) {
-    NodeID id = NodeID::FromBinary(key);
-    proto::NodeInfo info;
-    if (id.IsNil() || !info.ParseFromString(value)) {
-      LUMEN_LOG(WARNING) << "ignoring a malformed node entry in the control service's store";
-      continue;
-    }
+  auto load_node = [&](const NodeID& id, const std::string& key, proto::NodeInfo& info) {
     if (info.alive()) {
       info.set_alive(false);
       info.set_death_cause(why);
       Persist(kNodeTable, key, info.SerializeAsString());
     }
     nodes_[id].info = std::move(info);
-  }
-  LUMEN_ASSIGN_OR_RETURN(auto actors, store_->GetAll(kActorTable));
-  for (const auto& [key, value] : actors) {
-    ActorID id = ActorID::FromBinary(key);
-    proto::ActorInfo info;
-    if (id.IsNil() || !info.ParseFromString(value)) {
-      LUMEN_LOG(WARNING) << "ignoring a malformed actor entry in the control service's store";
-      continue;
-    }
+  };
+  auto load_actor = [&](const ActorID& id, const std::string& key, proto::ActorInfo& info) {
     if (info.state() != proto::DEAD) {
       const bool was_alive = info.state() == proto::ALIVE;
       info.set_state(proto::DEAD);
@@ -130,10 +134,14 @@ Status GcsServer::Recover() {
       Persist(kActorTable, key, info.SerializeAsString());
     }
     actors_[id].info = std::move(info);
-  }
-  if (!jobs.empty() || !nodes.empty() || !actors.empty()) {
-    LUMEN_LOG(INFO) << "recovered " << jobs.size() << " jobs, " << nodes.size() << " nodes and "
-                    << actors.size() << " actors from the store; next job is " << next_job_;
+  };
+  LUMEN_ASSIGN_OR_RETURN(size_t nodes,
+                         (LoadTable<NodeID, proto::NodeInfo>(*store_, kNodeTable, load_node)));
+  LUMEN_ASSIGN_OR_RETURN(size_t actors,
+                         (LoadTable<ActorID, proto::ActorInfo>(*store_, kActorTable, load_actor)));
+  if (!jobs.empty() || nodes > 0 || actors > 0) {
+    LUMEN_LOG(INFO) << "recovered " << jobs.size() << " jobs, " << nodes << " nodes and " << actors
+                    << " actors from the store; next job is " << next_job_;
   }
   return Status::OK();
 }
