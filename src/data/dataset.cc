@@ -422,34 +422,35 @@ Dataset Range(int64_t n, ReadOptions options) {
   return Dataset(node);
 }
 
-Dataset FromItems(const std::vector<Row>& rows, ReadOptions options) {
-  int64_t blocks = options.num_blocks > 0
-                       ? options.num_blocks
-                       : std::max<int64_t>(1, (static_cast<int64_t>(rows.size()) + 9999) / 10000);
+namespace {
+
+// Cuts `items` into `num_blocks` near-equal blocks (default: one per 10,000 items, at least
+// one) and turns each range into a batch with `make(first, last)`.
+template <class T, class Make>
+std::vector<Batch> SplitIntoBatches(const std::vector<T>& items, int64_t num_blocks, Make make) {
+  const int64_t n = static_cast<int64_t>(items.size());
+  const int64_t blocks = num_blocks > 0 ? num_blocks : std::max<int64_t>(1, (n + 9999) / 10000);
   std::vector<Batch> batches;
-  const int64_t n = static_cast<int64_t>(rows.size());
   for (int64_t b = 0; b < blocks; ++b) {
-    int64_t lo = n * b / blocks, hi = n * (b + 1) / blocks;
-    batches.push_back(
-        internal::RowsToBatch(std::vector<Row>(rows.begin() + lo, rows.begin() + hi)));
+    batches.push_back(make(items.begin() + n * b / blocks, items.begin() + n * (b + 1) / blocks));
   }
-  return BlocksNode("FromItems(" + std::to_string(n) + " rows)", batches);
+  return batches;
+}
+
+}  // namespace
+
+Dataset FromItems(const std::vector<Row>& rows, ReadOptions options) {
+  auto batches = SplitIntoBatches(rows, options.num_blocks, [](auto first, auto last) {
+    return internal::RowsToBatch(std::vector<Row>(first, last));
+  });
+  return BlocksNode("FromItems(" + std::to_string(rows.size()) + " rows)", batches);
 }
 
 Dataset FromItems(const std::vector<int64_t>& values, ReadOptions options) {
-  int64_t blocks = options.num_blocks > 0
-                       ? options.num_blocks
-                       : std::max<int64_t>(1, (static_cast<int64_t>(values.size()) + 9999) / 10000);
-  std::vector<Batch> batches;
-  const int64_t n = static_cast<int64_t>(values.size());
-  for (int64_t b = 0; b < blocks; ++b) {
-    int64_t lo = n * b / blocks, hi = n * (b + 1) / blocks;
-    batches.push_back(
-        BatchBuilder()
-            .AddInt64("item", std::vector<int64_t>(values.begin() + lo, values.begin() + hi))
-            .Build());
-  }
-  return BlocksNode("FromItems(" + std::to_string(n) + " items)", batches);
+  auto batches = SplitIntoBatches(values, options.num_blocks, [](auto first, auto last) {
+    return BatchBuilder().AddInt64("item", std::vector<int64_t>(first, last)).Build();
+  });
+  return BlocksNode("FromItems(" + std::to_string(values.size()) + " items)", batches);
 }
 
 Dataset FromBatches(const std::vector<Batch>& batches) {
