@@ -137,17 +137,14 @@ void ObjectManager::OnChunk(const ObjectID& id, const Status& st, std::string_vi
                      }
                      p.created = true;
                      p.offset = r.offset;
-                     std::memcpy(store_->base() + p.offset + data->offset(), data->data().data(),
-                                 data->data().size());
-                     p.received += static_cast<int64_t>(data->data().size());
-                     if (p.received >= p.total) {
-                       Finish(id, Status::OK());
-                     } else {
-                       RequestChunks(id);
-                     }
+                     Write(id, p, *data);
                    });
     return;
   }
+  Write(id, p, chunk);
+}
+
+void ObjectManager::Write(const ObjectID& id, Pull& p, const proto::ObjectChunk& chunk) {
   std::memcpy(store_->base() + p.offset + chunk.offset(), chunk.data().data(), chunk.data().size());
   p.received += static_cast<int64_t>(chunk.data().size());
   if (p.received >= p.total && p.in_flight == 0) {

@@ -61,6 +61,8 @@ class ObjectManager {
   StatusOr<rpc::ConnectionPtr> PeerConnection(const std::string& address);
   void RequestChunks(const ObjectID& id);
   void OnChunk(const ObjectID& id, const Status& st, std::string_view payload);
+  // Copies a received chunk into the local copy; finishes the pull or asks for more.
+  void Write(const ObjectID& id, Pull& p, const proto::ObjectChunk& chunk);
   void Finish(const ObjectID& id, const Status& st);
 
   rpc::EventLoop* const loop_;
