@@ -571,8 +571,8 @@ void NodeDaemon::HandleWorkerExitStatus(const rpc::ConnectionPtr& c, rpc::Frame&
     return;
   }
   // Still alive (or not yet reaped): answer when it exits, or after a grace period.
-  exit_waiters_[id].push_back({c, rpc::ReplyHandle(f)});
   rpc::Frame handle = rpc::ReplyHandle(f);
+  exit_waiters_[id].push_back({c, handle});
   std::weak_ptr<rpc::Connection> weak = c;
   loop_->RunAfter(std::chrono::milliseconds(Config::Get().worker_exit_status_wait_ms()),
                   [this, id, weak, handle] {
