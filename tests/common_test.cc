@@ -4,11 +4,14 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <fstream>
 #include <future>
 #include <thread>
 
 #include "common.pb.h"
+#include "common/logging.h"
 #include "common/resources.h"
 #include "common/rpc/connection.h"
 #include "common/rpc/event_loop.h"
@@ -74,25 +77,52 @@ TEST(Resources, FixedPointArithmetic) {
             ResourceSet::FromDoubles({{"CPU", 1}}).Key());
 }
 
+// Timers run in deadline order, posted work first, cancelled timers never. The loop is held
+// until every deadline has passed, so the order cannot depend on how fast this machine is.
 TEST(EventLoop, RunsPostedWorkAndTimersInOrder) {
   rpc::EventLoop loop("test");
   loop.Start();
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  loop.Post([released] { released.wait(); });  // the loop is busy until released
   std::promise<std::vector<int>> done;
   auto order = std::make_shared<std::vector<int>>();
-  loop.RunAfter(std::chrono::milliseconds(30), [&, order] {
+  const auto start = std::chrono::steady_clock::now();
+  loop.RunAfter(std::chrono::milliseconds(3), [&, order] {
     order->push_back(3);
     done.set_value(*order);
   });
-  loop.RunAfter(std::chrono::milliseconds(10), [order] { order->push_back(2); });
+  loop.RunAfter(std::chrono::milliseconds(2), [order] { order->push_back(2); });
   loop.Post([order] { order->push_back(1); });
   uint64_t cancelled =
-      loop.RunAfter(std::chrono::milliseconds(5), [order] { order->push_back(99); });
+      loop.RunAfter(std::chrono::milliseconds(1), [order] { order->push_back(99); });
   loop.CancelTimer(cancelled);
+  while (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(4)) {
+    std::this_thread::yield();  // every deadline passes while the loop is held
+  }
+  release.set_value();
   auto fut = done.get_future();
-  ASSERT_EQ(fut.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  ASSERT_EQ(fut.wait_for(std::chrono::seconds(30)), std::future_status::ready);
   EXPECT_EQ(fut.get(), (std::vector<int>{1, 2, 3}));
   loop.Stop();
   EXPECT_FALSE(loop.Post([] {}));
+}
+
+// Regression: an accept loop out of descriptors wrote the same line ~10 million times.
+TEST(Logging, RepeatedLinesFromOnePlaceAreWrittenOncePerWindow) {
+  const std::string path = ::testing::TempDir() + "/lumen-log-" + std::to_string(::getpid());
+  ::unlink(path.c_str());
+  InitLogging(path, LogLevel::kInfo, LogLevel::kFatal);
+  for (int i = 0; i < 1000; ++i) LUMEN_LOG_EVERY_WINDOW(WARNING) << "accept: flood " << i;
+  LUMEN_LOG(WARNING) << "a different line";
+  ShutdownLogging();
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_NE(lines[0].find("accept: flood 0"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find("a different line"), std::string::npos) << lines[1];
+  ::unlink(path.c_str());
 }
 
 constexpr uint16_t kEcho = 500;
@@ -177,6 +207,82 @@ TEST_F(RpcTest, GarbageBytesCloseTheConnectionAndTheServerSurvives) {
   ASSERT_TRUE(conn.ok());
   proto::Hello req, reply;
   EXPECT_TRUE((*conn)->CallSync(kEcho, req, &reply, 5000).ok());
+}
+
+int ConnectTcp(const std::string& address) {
+  auto colon = address.rfind(':');
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// 0: the server closed it; -1: still open after `wait_ms`.
+int WaitForClose(int fd, int wait_ms) {
+  timeval tv{wait_ms / 1000, (wait_ms % 1000) * 1000};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  char buf[256];
+  ssize_t n;
+  while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) {
+  }
+  return n == 0 || (n < 0 && errno == ECONNRESET) ? 0 : -1;
+}
+
+// Regression: a connection that never completed the Hello was never timed out, so ~20,000 of
+// them exhausted a daemon's file descriptors.
+TEST_F(RpcTest, AConnectionThatNeverSendsAHelloIsClosedAtTheHandshakeDeadline) {
+  rpc::Server strict(&loop_, &dispatcher_, "secret-token", "strict");
+  strict.set_handshake_limits(/*timeout_ms=*/300, /*max_handshaking=*/100);
+  auto addr = strict.ListenTcp("127.0.0.1", 0);
+  ASSERT_TRUE(addr.ok()) << addr.status();
+  int fd = ConnectTcp(*addr);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::send(fd, "\x10\x00", 2, MSG_NOSIGNAL), 2);  // the start of a header, no more
+  EXPECT_EQ(WaitForClose(fd, 30000), 0) << "the half-open connection was never closed";
+  ::close(fd);
+  // A client that authenticates is not affected by the deadline.
+  rpc::Dispatcher none;
+  auto conn = rpc::Connect(&loop_, *addr, &none, "secret-token");
+  ASSERT_TRUE(conn.ok());
+  proto::Hello req, reply;
+  EXPECT_TRUE((*conn)->CallSync(kEcho, req, &reply, 5000).ok());
+  (*conn)->Close(Status::OK());
+  strict.Stop();
+}
+
+// Regression: nothing bounded the connections still in the handshake.
+TEST_F(RpcTest, HalfOpenConnectionsBeyondTheCapDropTheOldestAndClientsStillGetIn) {
+  rpc::Server capped(&loop_, &dispatcher_, "secret-token", "capped");
+  capped.set_handshake_limits(/*timeout_ms=*/0, /*max_handshaking=*/16);  // no deadline
+  auto addr = capped.ListenTcp("127.0.0.1", 0);
+  ASSERT_TRUE(addr.ok()) << addr.status();
+  std::vector<int> fds;
+  for (int i = 0; i < 48; ++i) {
+    int fd = ConnectTcp(*addr);
+    ASSERT_GE(fd, 0);
+    ::send(fd, "\x10\x00", 2, MSG_NOSIGNAL);
+    fds.push_back(fd);
+  }
+  // Accepts are in connect order: once this client got its reply, all 48 were accepted.
+  rpc::Dispatcher none;
+  auto conn = rpc::Connect(&loop_, *addr, &none, "secret-token");
+  ASSERT_TRUE(conn.ok());
+  proto::Hello req, reply;
+  EXPECT_TRUE((*conn)->CallSync(kEcho, req, &reply, 5000).ok());
+  std::promise<size_t> in_handshake;
+  loop_.Post([&] { in_handshake.set_value(capped.num_handshaking()); });
+  EXPECT_LE(in_handshake.get_future().get(), 16u);
+  EXPECT_EQ(WaitForClose(fds.front(), 10000), 0) << "the oldest half-open connection stayed";
+  EXPECT_EQ(WaitForClose(fds.back(), 200), -1) << "the newest half-open connection was dropped";
+  for (int fd : fds) ::close(fd);
+  (*conn)->Close(Status::OK());
+  capped.Stop();
 }
 
 TEST_F(RpcTest, UnknownMessageTypeGetsAnErrorReply) {

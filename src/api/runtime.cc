@@ -130,6 +130,7 @@ StatusOr<ClusterTarget> FindLocalNode(const std::string& gcs_address, const std:
 void Init(const InitOptions& options) { Init(0, nullptr, options); }
 
 void Init(int argc, char** argv, const InitOptions& options) {
+  RaiseOpenFileLimit();  // inherited by the workers this process starts
   if (Env("LUMEN_ROLE") == "worker") RunWorker();
   std::lock_guard<std::mutex> lock(g_mu);
   if (g_worker) throw Error("lumen::Init: already initialized (call lumen::Shutdown() first)");

@@ -114,6 +114,7 @@ int Serve(const StartFlags& f) {
   std::string session_dir = f.serve_session;
   InitLogging(JoinPath(JoinPath(session_dir, "logs"), "lumen-daemon.log"), LogLevel::kInfo,
               LogLevel::kError);
+  LUMEN_LOG(INFO) << "open-file limit " << RaiseOpenFileLimit();
   auto token = ReadToken(session_dir);
   if (!token.ok()) {
     std::cerr << "lumen: " << token.status() << "\n";

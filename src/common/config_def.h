@@ -35,3 +35,15 @@ LUMEN_CONFIG(int64_t, actor_death_info_wait_ms, 5000,
              "How long a caller waits for the GCS to say why an actor's connection dropped")
 LUMEN_CONFIG(int64_t, borrower_ack_timeout_ms, 10000,
              "How long a task waits for an owner to acknowledge a borrowed reference")
+LUMEN_CONFIG(int64_t, handshake_timeout_ms, 5000,
+             "A connection whose peer has not sent a valid Hello by then is closed")
+LUMEN_CONFIG(int64_t, max_handshaking_connections, 512,
+             "Connections a server keeps while they have not authenticated; past it the oldest go")
+LUMEN_CONFIG(int64_t, accept_backoff_ms, 200,
+             "A listener out of file descriptors (EMFILE/ENFILE) pauses this long, not spinning")
+LUMEN_CONFIG(int64_t, log_repeat_window_ms, 5000,
+             "Rate-limited log lines from one place are written at most once per this window")
+LUMEN_CONFIG(int64_t, owner_status_poll_ms, 10000,
+             "An owner answers a borrower's status request with PENDING after this long")
+LUMEN_CONFIG(int64_t, owner_reply_timeout_ms, 30000,
+             "A status request its owner leaves unanswered this long fails with OwnerDiedError")

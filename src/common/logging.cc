@@ -11,7 +11,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <map>
 #include <mutex>
+#include <utility>
+
+#include "common/config.h"
 
 namespace lumen {
 namespace {
@@ -55,6 +59,14 @@ void WriteAll(int fd, const std::string& s) {
   }
 }
 
+// Rate-limited call sites: when each last wrote, and how many lines it dropped since.
+struct RepeatState {
+  std::chrono::steady_clock::time_point last_written{};
+  uint64_t dropped = 0;
+};
+std::mutex g_repeat_mu;
+std::map<std::pair<const char*, int>, RepeatState> g_repeat;  // keyed by __FILE__, __LINE__
+
 }  // namespace
 
 LogLevel ParseLogLevel(const std::string& text, LogLevel fallback) {
@@ -92,7 +104,20 @@ bool LogEnabled(LogLevel level) {
   return static_cast<int>(level) >= std::min(g_level.load(), g_stderr_level.load());
 }
 
-LogMessage::LogMessage(LogLevel level, const char* file, int line) : level_(level) {
+LogMessage::LogMessage(LogLevel level, const char* file, int line, Repeat repeat) : level_(level) {
+  if (repeat == Repeat::kOncePerWindow) {
+    const auto window = std::chrono::milliseconds(Config::Get().log_repeat_window_ms());
+    const auto steady = std::chrono::steady_clock::now();
+    std::lock_guard<std::mutex> lock(g_repeat_mu);
+    RepeatState& site = g_repeat[{file, line}];
+    if (site.last_written.time_since_epoch().count() != 0 && steady - site.last_written < window) {
+      ++site.dropped;
+      dropped_ = true;
+      return;
+    }
+    site.last_written = steady;
+    repeated_ = std::exchange(site.dropped, 0);
+  }
   auto now = std::chrono::system_clock::now();
   std::time_t t = std::chrono::system_clock::to_time_t(now);
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() %
@@ -113,6 +138,8 @@ LogMessage::LogMessage(LogLevel level, const char* file, int line) : level_(leve
 }
 
 LogMessage::~LogMessage() {
+  if (dropped_) return;
+  if (repeated_ > 0) stream_ << " (repeated " << repeated_ << " times)";
   stream_ << '\n';
   std::string line = stream_.str();
   int fd = g_fd.load();

@@ -3,8 +3,10 @@
 //
 //   LUMEN_LOG(INFO) << "started " << n << " workers";
 //   LUMEN_CHECK(ptr != nullptr) << "broken invariant";   // aborts with the message
+//   LUMEN_LOG_EVERY_WINDOW(WARNING) << "accept: " << err;  // at most once per window per site
 #pragma once
 
+#include <cstdint>
 #include <sstream>
 #include <string>
 
@@ -27,7 +29,11 @@ bool LogEnabled(LogLevel level);
 
 class LogMessage {
  public:
-  LogMessage(LogLevel level, const char* file, int line);
+  enum class Repeat { kAlways, kOncePerWindow };
+  // kOncePerWindow: a line from this file:line is written at most once per
+  // `log_repeat_window_ms` (config); the next one written ends with "(repeated N times)", N
+  // being the lines dropped since. A peer that floods a service cannot flood its log.
+  LogMessage(LogLevel level, const char* file, int line, Repeat repeat = Repeat::kAlways);
   ~LogMessage();
   LogMessage(const LogMessage&) = delete;
   LogMessage& operator=(const LogMessage&) = delete;
@@ -35,6 +41,8 @@ class LogMessage {
 
  private:
   LogLevel level_;
+  bool dropped_ = false;
+  uint64_t repeated_ = 0;
   std::ostringstream stream_;
 };
 
@@ -56,6 +64,13 @@ struct LogVoidify {
       ? (void)0                                 \
       : ::lumen::LogVoidify() &                 \
             ::lumen::LogMessage(LUMEN_LOG_LEVEL_##level, __FILE__, __LINE__).stream()
+
+#define LUMEN_LOG_EVERY_WINDOW(level)                                                            \
+  !::lumen::LogEnabled(LUMEN_LOG_LEVEL_##level)                                                  \
+      ? (void)0                                                                                  \
+      : ::lumen::LogVoidify() & ::lumen::LogMessage(LUMEN_LOG_LEVEL_##level, __FILE__, __LINE__, \
+                                                    ::lumen::LogMessage::Repeat::kOncePerWindow) \
+                                    .stream()
 
 #define LUMEN_CHECK(cond)                                                                  \
   (cond) ? (void)0                                                                         \

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -116,6 +117,17 @@ std::string DescribeExit(int wait_status) {
     return "killed by signal " + std::to_string(sig) + " (" + SignalName(sig) + ")";
   }
   return "ended with status " + std::to_string(wait_status);
+}
+
+int64_t RaiseOpenFileLimit() {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return -1;
+  if (lim.rlim_cur < lim.rlim_max) {
+    rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  return static_cast<int64_t>(lim.rlim_cur);
 }
 
 std::string SelfExecutable() {

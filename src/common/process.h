@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,10 @@ std::vector<std::string> EnvironmentWith(const std::vector<std::string>& overrid
 // "exited with code 3", "killed by signal 9 (SIGKILL)", ...
 std::string DescribeExit(int wait_status);
 std::string SignalName(int sig);
+
+// Raises this process's soft RLIMIT_NOFILE to its hard limit (services hold one descriptor
+// per connection, worker and mapped object). Returns the soft limit now in force.
+int64_t RaiseOpenFileLimit();
 
 // Path of the running executable (/proc/self/exe resolved).
 std::string SelfExecutable();

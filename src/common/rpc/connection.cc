@@ -17,6 +17,7 @@
 #include <future>
 
 #include "common.pb.h"
+#include "common/config.h"
 #include "common/logging.h"
 
 namespace lumen::rpc {
@@ -106,6 +107,23 @@ void Connection::Start() {
     self->watch_id_ = self->loop_->Watch(self->fd_, kEventsRead,
                                          [self](uint32_t events) { self->OnEvents(events); });
     self->started_ = true;
+    const int64_t handshake_ms = self->handshake_timeout_ms_ >= 0
+                                     ? self->handshake_timeout_ms_
+                                     : Config::Get().handshake_timeout_ms();
+    if (self->role_ == Role::kServer && handshake_ms > 0) {
+      std::weak_ptr<Connection> weak = self;
+      self->handshake_timer_ =
+          self->loop_->RunAfter(std::chrono::milliseconds(handshake_ms), [weak, handshake_ms] {
+            auto conn = weak.lock();
+            if (!conn || conn->closed_) return;
+            conn->handshake_timer_ = 0;
+            if (conn->authenticated_) return;
+            LUMEN_LOG_EVERY_WINDOW(WARNING) << "closed connection " << conn->peer_name_
+                                            << ": no valid Hello within " << handshake_ms << " ms";
+            conn->CloseInLoop(DeadlineExceededError("no valid Hello within " +
+                                                    std::to_string(handshake_ms) + " ms"));
+          });
+    }
     if (!self->out_.empty()) {
       if (!self->FlushLocked()) {
         self->loop_->Post([self] { self->CloseInLoop(UnavailableError("write failed")); });
@@ -329,7 +347,7 @@ Status Connection::CallSync(uint16_t type, const google::protobuf::MessageLite& 
 }
 
 Status Connection::close_reason() const {
-  std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(call_mu_));
+  std::lock_guard<std::mutex> lock(call_mu_);
   return close_reason_;
 }
 
@@ -356,6 +374,11 @@ void Connection::CloseInLoop(const Status& reason) {
   }
   for (int f : in_fds_) ::close(f);
   in_fds_.clear();
+  if (handshake_timer_) {
+    loop_->CancelTimer(handshake_timer_);
+    handshake_timer_ = 0;
+  }
+  auth_cb_ = nullptr;
   std::unordered_map<uint64_t, Pending> pending;
   {
     std::lock_guard<std::mutex> lock(call_mu_);
@@ -512,7 +535,7 @@ bool Connection::HandleFrame(Frame& frame) {
     if (frame.type != kMsgHello || !ParsePayload(frame.payload, &hello)) {
       std::string msg = "lumen: connection refused: the first message must carry the cluster token";
       Enqueue(BuildFrame(kMsgAuthError, FrameKind::kOneWay, 0, 0, nullptr, msg));
-      LUMEN_LOG(WARNING) << "refused connection " << peer_name_ << ": no hello";
+      LUMEN_LOG_EVERY_WINDOW(WARNING) << "refused connection " << peer_name_ << ": no hello";
       CloseInLoop(UnauthenticatedError(msg));
       return false;
     }
@@ -521,13 +544,21 @@ bool Connection::HandleFrame(Frame& frame) {
           "lumen: connection refused: cluster token missing or wrong (set LUMEN_TOKEN, or read it "
           "from the session directory's `token` file on the head node)";
       Enqueue(BuildFrame(kMsgAuthError, FrameKind::kOneWay, 0, 0, nullptr, msg));
-      LUMEN_LOG(WARNING) << "refused connection " << peer_name_ << ": wrong token";
+      LUMEN_LOG_EVERY_WINDOW(WARNING) << "refused connection " << peer_name_ << ": wrong token";
       CloseInLoop(UnauthenticatedError(msg));
       return false;
     }
     authenticated_ = true;
+    if (handshake_timer_) {
+      loop_->CancelTimer(handshake_timer_);
+      handshake_timer_ = 0;
+    }
     Enqueue(BuildFrame(kMsgHelloOk, FrameKind::kOneWay, 0, 0, nullptr, {}));
-    return true;
+    if (auth_cb_) {
+      auto cb = std::move(auth_cb_);
+      cb(shared_from_this());
+    }
+    return !closed_;
   }
   if (frame.type == kMsgAuthError && frame.kind == FrameKind::kOneWay) {
     CloseInLoop(UnauthenticatedError(std::string(frame.payload)));

@@ -117,6 +117,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Set before Start(); runs once on the loop thread when the connection closes.
   void set_close_callback(CloseCallback cb) { close_cb_ = std::move(cb); }
+  // Server role. Set before Start(); runs once on the loop thread when the peer's Hello carried
+  // the right token. A peer that has not authenticated within `handshake_timeout_ms` (config)
+  // is disconnected.
+  void set_authenticated_callback(std::function<void(const ConnectionPtr&)> cb) {
+    auth_cb_ = std::move(cb);
+  }
+  // Server role, before Start(): overrides `handshake_timeout_ms` (config); 0 disables it.
+  void set_handshake_timeout_ms(int64_t ms) { handshake_timeout_ms_ = ms; }
+  // Loop thread only.
+  bool authenticated() const { return authenticated_; }
 
   // Arbitrary per-connection state for the service (e.g. which client this is).
   void set_context(std::shared_ptr<void> ctx) {
@@ -168,8 +178,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   uint64_t watch_id_ = 0;  // loop thread
   CloseCallback close_cb_;
 
+  std::function<void(const ConnectionPtr&)> auth_cb_;
+  int64_t handshake_timeout_ms_ = -1;  // < 0: from the config
+
   // Loop thread only.
   bool authenticated_ = false;
+  uint64_t handshake_timer_ = 0;
   char* in_data_ = nullptr;  // [in_start_, in_end_) holds unparsed bytes
   size_t in_cap_ = 0;
   size_t in_start_ = 0;
@@ -181,7 +195,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool want_write_ = false;
   bool flush_posted_ = false;
 
-  std::mutex call_mu_;
+  mutable std::mutex call_mu_;
   struct Pending {
     ResponseCallback cb;
     uint64_t timer_id = 0;

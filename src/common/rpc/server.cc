@@ -9,16 +9,24 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <future>
 
+#include "common/config.h"
 #include "common/logging.h"
 
 namespace lumen::rpc {
 
 Server::Server(EventLoop* loop, const Dispatcher* dispatcher, std::string token, std::string name)
-    : loop_(loop), dispatcher_(dispatcher), token_(std::move(token)), name_(std::move(name)) {}
+    : loop_(loop),
+      dispatcher_(dispatcher),
+      token_(std::move(token)),
+      name_(std::move(name)),
+      handshake_timeout_ms_(Config::Get().handshake_timeout_ms()),
+      max_handshaking_(
+          static_cast<size_t>(std::max<int64_t>(1, Config::Get().max_handshaking_connections()))) {}
 
 Server::~Server() { Stop(); }
 
@@ -41,14 +49,11 @@ StatusOr<std::string> Server::ListenUnix(const std::string& path) {
     ::close(fd);
     return st;
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  listeners_.push_back({fd, 0, path});
-  size_t idx = listeners_.size() - 1;
-  loop_->Dispatch([this, fd, idx] {
-    uint64_t id = loop_->Watch(fd, EPOLLIN, [this, fd](uint32_t) { Accept(fd, true); });
+  {
     std::lock_guard<std::mutex> lock(mu_);
-    if (idx < listeners_.size()) listeners_[idx].watch_id = id;
-  });
+    listeners_.push_back({fd, 0, path});
+  }
+  loop_->Dispatch([this, fd] { Watch(fd, /*is_unix=*/true); });
   return "unix:" + path;
 }
 
@@ -81,15 +86,51 @@ StatusOr<std::string> Server::ListenTcp(const std::string& host, int port) {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
   int bound_port = ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
                                             : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-  std::lock_guard<std::mutex> lock(mu_);
-  listeners_.push_back({fd, 0, ""});
-  size_t idx = listeners_.size() - 1;
-  loop_->Dispatch([this, fd, idx] {
-    uint64_t id = loop_->Watch(fd, EPOLLIN, [this, fd](uint32_t) { Accept(fd, false); });
+  {
     std::lock_guard<std::mutex> lock(mu_);
-    if (idx < listeners_.size()) listeners_[idx].watch_id = id;
-  });
+    listeners_.push_back({fd, 0, ""});
+  }
+  loop_->Dispatch([this, fd] { Watch(fd, /*is_unix=*/false); });
   return host + ":" + std::to_string(bound_port);
+}
+
+void Server::Watch(int listen_fd, bool is_unix) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& l : listeners_) {
+    if (l.fd != listen_fd || l.watch_id != 0) continue;
+    l.watch_id = loop_->Watch(listen_fd, EPOLLIN,
+                              [this, listen_fd, is_unix](uint32_t) { Accept(listen_fd, is_unix); });
+  }
+}
+
+void Server::PauseListener(int listen_fd) {
+  // Descriptors held by peers that never authenticated are the first to give back.
+  DropHandshaking(num_handshaking_ / 2, "the server ran out of file descriptors");
+  const int64_t backoff_ms = Config::Get().accept_backoff_ms();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& l : listeners_) {
+    if (l.fd != listen_fd || l.resume_timer != 0) continue;
+    loop_->SetEvents(listen_fd, l.watch_id, 0);  // stays registered, reports nothing
+    l.resume_timer = loop_->RunAfter(std::chrono::milliseconds(backoff_ms), [this, listen_fd] {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& l : listeners_) {
+        if (l.fd != listen_fd) continue;
+        l.resume_timer = 0;
+        loop_->SetEvents(listen_fd, l.watch_id, EPOLLIN);
+      }
+    });
+  }
+}
+
+void Server::DropHandshaking(size_t keep, const char* why) {
+  while (num_handshaking_ > keep && !handshaking_.empty()) {
+    ConnectionPtr oldest = handshaking_.front().lock();
+    handshaking_.pop_front();
+    if (!oldest || oldest->closed() || oldest->authenticated()) continue;
+    LUMEN_LOG_EVERY_WINDOW(WARNING)
+        << name_ << ": dropped unauthenticated connection " << oldest->peer_name() << ": " << why;
+    oldest->Close(ResourceExhaustedError(std::string("dropped before authenticating: ") + why));
+  }
 }
 
 void Server::Accept(int listen_fd, bool is_unix) {
@@ -99,10 +140,18 @@ void Server::Accept(int listen_fd, bool is_unix) {
     int fd =
         ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        LUMEN_LOG(WARNING) << name_ << ": accept: " << std::strerror(errno);
+      const int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) return;
+      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        LUMEN_LOG_EVERY_WINDOW(WARNING)
+            << name_ << ": accept: " << std::strerror(err) << "; pausing the listener for "
+            << Config::Get().accept_backoff_ms() << " ms";
+        PauseListener(listen_fd);
+        return;
       }
-      return;
+      // ECONNABORTED and friends concern one peer only: the next accept may succeed.
+      LUMEN_LOG_EVERY_WINDOW(WARNING) << name_ << ": accept: " << std::strerror(err);
+      continue;
     }
     std::string peer = name_ + " peer";
     if (!is_unix) {
@@ -121,7 +170,20 @@ void Server::Accept(int listen_fd, bool is_unix) {
       if (stopped_) return;
       connections_.insert(conn);
     }
+    const size_t cap = max_handshaking_;
+    DropHandshaking(cap - 1, "too many connections are still in the handshake");
+    ++num_handshaking_;
+    handshaking_.push_back(conn);
+    if (handshaking_.size() > 2 * cap) {  // forget entries that authenticated or closed
+      std::erase_if(handshaking_, [](const std::weak_ptr<Connection>& w) {
+        auto c = w.lock();
+        return !c || c->closed() || c->authenticated();
+      });
+    }
+    conn->set_handshake_timeout_ms(handshake_timeout_ms_);
+    conn->set_authenticated_callback([this](const ConnectionPtr&) { --num_handshaking_; });
     conn->set_close_callback([this](const ConnectionPtr& c, const Status& reason) {
+      if (!c->authenticated()) --num_handshaking_;
       {
         std::lock_guard<std::mutex> lock(mu_);
         connections_.erase(c);
@@ -146,6 +208,7 @@ void Server::Stop() {
   auto close_all = [this, listeners, conns] {
     for (const auto& l : listeners) {
       if (l.watch_id) loop_->Unwatch(l.watch_id);
+      if (l.resume_timer) loop_->CancelTimer(l.resume_timer);
       ::close(l.fd);
       if (!l.unix_path.empty()) ::unlink(l.unix_path.c_str());
     }

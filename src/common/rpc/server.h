@@ -1,9 +1,15 @@
 // Accepts connections on Unix-domain and TCP listeners and serves them with one Dispatcher.
+// Unauthenticated peers cannot exhaust it: each connection must authenticate within
+// `handshake_timeout_ms`; at most `max_handshaking_connections` may be in the handshake at once
+// (the oldest is dropped for a new one); a listener out of descriptors (EMFILE/ENFILE) first
+// drops handshaking connections, then pauses for `accept_backoff_ms` instead of spinning.
 //
 // Thread safety: Listen*() before or after the loop starts (from any thread); Stop() from any
 // thread except the loop's. Connection callbacks run on the loop thread.
 #pragma once
 
+#include <algorithm>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -27,6 +33,14 @@ class Server {
   // Listens on TCP host:port (port 0 picks one). Returns "host:port" with the bound port.
   StatusOr<std::string> ListenTcp(const std::string& host, int port);
 
+  // Overrides the handshake deadline (0: none) and the cap on connections in the handshake,
+  // which default to `handshake_timeout_ms` and `max_handshaking_connections` (config). Call
+  // before listening.
+  void set_handshake_limits(int64_t timeout_ms, size_t max_handshaking) {
+    handshake_timeout_ms_ = timeout_ms;
+    max_handshaking_ = std::max<size_t>(1, max_handshaking);
+  }
+
   // Called on the loop thread for each accepted connection (before any frame is handled) and
   // when it closes.
   void set_on_accept(ConnectionCallback cb) { on_accept_ = std::move(cb); }
@@ -37,13 +51,24 @@ class Server {
   // Closes the listeners and every accepted connection.
   void Stop();
 
+  // Loop thread only: connections accepted and not yet authenticated.
+  size_t num_handshaking() const { return num_handshaking_; }
+
  private:
   void Accept(int listen_fd, bool is_unix);
+  void Watch(int listen_fd, bool is_unix);
+  // Out of descriptors: frees some held by unauthenticated peers, stops watching the listener
+  // and watches it again after the back-off.
+  void PauseListener(int listen_fd);
+  // Closes the oldest connections still in the handshake until at most `keep` remain.
+  void DropHandshaking(size_t keep, const char* why);
 
   EventLoop* const loop_;
   const Dispatcher* const dispatcher_;
   const std::string token_;
   const std::string name_;
+  int64_t handshake_timeout_ms_;
+  size_t max_handshaking_;
   ConnectionCallback on_accept_;
   std::function<void(const ConnectionPtr&, const Status&)> on_close_;
 
@@ -52,10 +77,15 @@ class Server {
     int fd;
     uint64_t watch_id;
     std::string unix_path;
+    uint64_t resume_timer = 0;  // set while paused
   };
   std::vector<Listener> listeners_;
   std::set<ConnectionPtr> connections_;
   bool stopped_ = false;
+
+  // Loop thread only.
+  std::deque<std::weak_ptr<Connection>> handshaking_;  // in accept order; may hold stale entries
+  size_t num_handshaking_ = 0;
 };
 
 }  // namespace lumen::rpc
