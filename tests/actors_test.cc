@@ -25,6 +25,16 @@ class Counter {
   void Append(int x) { history_.push_back(x); }
   int Pid() const { return static_cast<int>(::getpid()); }
   int Boom() { throw std::logic_error("boom"); }
+  // The first instance to run this marks `marker` and then blocks (until killed); an instance
+  // that finds the marker returns its value at once.
+  int BlockUnlessMarked(std::string marker) {
+    if (::access(marker.c_str(), F_OK) != 0) {
+      FILE* f = std::fopen(marker.c_str(), "w");
+      if (f) std::fclose(f);
+      std::this_thread::sleep_for(std::chrono::seconds(120));
+    }
+    return value_;
+  }
 
  private:
   explicit Counter(int v) : value_(v) {}
@@ -65,8 +75,9 @@ int UseCounter(lumen::ActorHandle<Counter> c, int times) {
 }
 
 LUMEN_REMOTE(Counter::Create, Counter::CreateFailing, &Counter::Incr, &Counter::Value,
-             &Counter::History, &Counter::Append, &Counter::Pid, &Counter::Boom, Barrier::Create,
-             &Barrier::Arrive, Other::Create, &Other::Ping, UseCounter);
+             &Counter::History, &Counter::Append, &Counter::Pid, &Counter::Boom,
+             &Counter::BlockUnlessMarked, Barrier::Create, &Barrier::Arrive, Other::Create,
+             &Other::Ping, UseCounter);
 
 using ActorTest = lumen::testing::EmbeddedCluster;
 
@@ -194,6 +205,75 @@ TEST_F(ActorTest, CrashedActorRestartsUpToMaxRestartsThenDies) {
     }
   }
   EXPECT_TRUE(died);
+}
+
+// Waits (bounded) until `path` exists: the observable sign that an actor call is running.
+bool WaitForFile(const std::string& path) {
+  for (int i = 0; i < 6000; ++i) {
+    if (::access(path.c_str(), F_OK) == 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+std::string FreshMarker(const char* name) {
+  std::string path = ::testing::TempDir() + "/" + name + "-" + std::to_string(::getpid());
+  ::unlink(path.c_str());
+  return path;
+}
+
+// Regression: max_task_retries did nothing; the running call and the calls queued behind it
+// failed although the actor restarted.
+TEST_F(ActorTest, MaxTaskRetriesResendsInterruptedCallsInOrderToTheRestartedActor) {
+  lumen::ActorOptions o;
+  o.max_restarts = 1;
+  o.max_task_retries = 1;
+  auto c = lumen::Actor(Counter::Create).Options(o).Remote(5);
+  int pid = lumen::Get(c.Task(&Counter::Pid).Remote());
+  std::string marker = FreshMarker("max-task-retries");
+  auto running = c.Task(&Counter::BlockUnlessMarked).Remote(marker);
+  std::vector<lumen::ObjectRef<int>> queued;
+  for (int i = 0; i < 5; ++i) queued.push_back(c.Task(&Counter::Incr).Remote(1));
+  ASSERT_TRUE(WaitForFile(marker));
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  // The new instance starts from the constructor's state and runs the calls in caller order.
+  EXPECT_EQ(lumen::Get(running, 60000), 5);
+  std::vector<int> values = lumen::Get(queued, 60000);
+  EXPECT_EQ(values, (std::vector<int>{6, 7, 8, 9, 10}));
+  EXPECT_NE(lumen::Get(c.Task(&Counter::Pid).Remote()), pid);
+  ::unlink(marker.c_str());
+}
+
+// Regression: calls that waited behind the interrupted one were reported as having died "while
+// running" it.
+TEST_F(ActorTest, CallsInterruptedByARestartSayWhetherTheyWereRunningOrQueued) {
+  lumen::ActorOptions o;
+  o.max_restarts = 1;  // max_task_retries = 0: interrupted calls fail
+  auto c = lumen::Actor(Counter::Create).Options(o).Remote(0);
+  int pid = lumen::Get(c.Task(&Counter::Pid).Remote());
+  std::string marker = FreshMarker("running-or-queued");
+  auto running = c.Task(&Counter::BlockUnlessMarked).Remote(marker);
+  auto queued = c.Task(&Counter::Incr).Remote(1);
+  ASSERT_TRUE(WaitForFile(marker));
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  try {
+    lumen::Get(running, 60000);
+    FAIL() << "the running call should fail";
+  } catch (const lumen::ActorDiedError& e) {
+    EXPECT_NE(std::string(e.what()).find("while running it"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("max_task_retries"), std::string::npos) << e.what();
+  }
+  try {
+    lumen::Get(queued, 60000);
+    FAIL() << "the queued call should fail";
+  } catch (const lumen::ActorDiedError& e) {
+    EXPECT_NE(std::string(e.what()).find("before it started (queued behind 1 earlier call)"),
+              std::string::npos)
+        << e.what();
+  }
+  // The restarted instance serves new calls.
+  EXPECT_EQ(lumen::Get(c.Task(&Counter::Incr).Remote(2), 60000), 2);
+  ::unlink(marker.c_str());
 }
 
 TEST_F(ActorTest, ManyActorsAndCallers) {

@@ -216,5 +216,30 @@ TEST_F(RestartTest, RestartedControlServiceContinuesFromRedis) {
   gcs->Stop();
 }
 
+// Regression: the KV Get and Del handlers reported a Redis failure as "not found", so a caller
+// could conclude that a key it had written was gone.
+TEST_F(RestartTest, KvReportsAStorageFailureNotNotFound) {
+  auto gcs = StartGcs();
+  auto c = Client(gcs.get());
+  ASSERT_TRUE(c);
+  proto::KVRequest put;
+  put.set_ns("app");
+  put.set_key("k");
+  put.set_value("v");
+  ASSERT_TRUE(c->CallSync(rpc::kKVPut, put, nullptr, 5000).ok());
+  redis_.Stop();
+  proto::KVRequest key;
+  key.set_ns("app");
+  key.set_key("k");
+  for (uint16_t type : {rpc::kKVGet, rpc::kKVDel, rpc::kKVPut, rpc::kKVKeys}) {
+    proto::KVReply reply;
+    Status st = c->CallSync(type, key, &reply, 5000);
+    EXPECT_FALSE(st.ok()) << "message type " << type << " answered found=" << reply.found();
+    EXPECT_NE(st.message().find("Redis"), std::string::npos) << st;
+  }
+  c->Close(Status::OK());
+  gcs->Stop();
+}
+
 }  // namespace
 }  // namespace lumen::gcs

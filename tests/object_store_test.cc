@@ -88,10 +88,8 @@ class ObjectStoreTest : public ::testing::Test {
     CreateResult r = Create(c, id, size);
     ASSERT_TRUE(r.status.ok()) << r.status;
     std::memset(store_->base() + r.offset, fill, static_cast<size_t>(size));
-    OnLoop([&] {
-      store_->Seal(c, id);
-      return 0;
-    });
+    Status sealed = OnLoop([&] { return store_->Seal(c, id); });
+    ASSERT_TRUE(sealed.ok()) << sealed;
   }
   std::vector<GetEntry> Get(ClientId c, std::vector<ObjectID> ids, int64_t timeout_ms) {
     std::promise<std::vector<GetEntry>> p;
@@ -119,6 +117,31 @@ class ObjectStoreTest : public ::testing::Test {
   std::string spill_dir_;
   std::unique_ptr<ObjectStore> store_;
 };
+
+// Regression: Seal and Abort ignored the client id, so any local client could abort (or seal
+// half-written) another client's object.
+TEST_F(ObjectStoreTest, OnlyTheCreatorCanSealOrAbortAnObject) {
+  ObjectID id = ObjectID::FromRandom();
+  ASSERT_TRUE(Create(/*c=*/1, id, 4096).status.ok());
+  Status foreign_abort = OnLoop([&] { return store_->Abort(/*client=*/2, id); });
+  EXPECT_EQ(foreign_abort.code(), StatusCode::kPermissionDenied) << foreign_abort;
+  Status foreign_seal = OnLoop([&] { return store_->Seal(/*client=*/2, id); });
+  EXPECT_EQ(foreign_seal.code(), StatusCode::kPermissionDenied) << foreign_seal;
+  auto unsealed = Get(2, {id}, /*timeout_ms=*/0);  // still being created: not readable
+  ASSERT_EQ(unsealed.size(), 1u);
+  EXPECT_FALSE(unsealed[0].found);
+  Status own_seal = OnLoop([&] { return store_->Seal(/*client=*/1, id); });
+  EXPECT_TRUE(own_seal.ok()) << own_seal;
+  EXPECT_TRUE(OnLoop([&] { return store_->Contains(id); }));  // not aborted by the stranger
+  Status twice = OnLoop([&] { return store_->Seal(/*client=*/1, id); });
+  EXPECT_EQ(twice.code(), StatusCode::kFailedPrecondition) << twice;
+  Status unknown = OnLoop([&] { return store_->Abort(/*client=*/1, ObjectID::FromRandom()); });
+  EXPECT_EQ(unknown.code(), StatusCode::kNotFound) << unknown;
+  auto got = Get(2, {id}, /*timeout_ms=*/1000);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_TRUE(got[0].found) << got[0].error;
+  Release(2, id);
+}
 
 TEST_F(ObjectStoreTest, GetWaitsForSealAndPinsUntilRelease) {
   ObjectID id = ObjectID::FromRandom();

@@ -3,9 +3,12 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <map>
 #include <numeric>
+#include <set>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 #include "cluster_fixture.h"
 
@@ -52,6 +55,7 @@ std::string Gpus() {
   const char* v = std::getenv("CUDA_VISIBLE_DEVICES");
   return v ? v : "<unset>";
 }
+std::pair<int, std::string> PidAndGpus() { return {static_cast<int>(::getpid()), Gpus()}; }
 int SumRefs(const std::vector<lumen::ObjectRef<int>>& refs) {
   int s = 0;
   for (int v : lumen::Get(refs)) s += v;
@@ -68,7 +72,7 @@ struct Point {
 Point Mirror(const Point& p) { return Point{p.y, p.x, p.name + "'"}; }
 
 LUMEN_REMOTE(Add, Sum, Concat, GetPid, Nothing, Throws, SumOfSquares, Fib, MakeBig, MakeBuffer,
-             BufferSum, Slow, Gpus, SumRefs, PutInside, Mirror);
+             BufferSum, Slow, Gpus, PidAndGpus, SumRefs, PutInside, Mirror);
 
 int NotRegistered(int x) { return x; }
 
@@ -257,6 +261,31 @@ TEST_F(GpuTest, GpuTasksSeeTheirOwnDevices) {
   lumen::TaskOptions three;
   three.num_gpus = 3;
   EXPECT_THROW(lumen::Get(lumen::Task(Gpus).Options(three).Remote(), 30000), lumen::Error);
+}
+
+// Regression: CUDA_VISIBLE_DEVICES was set per task with setenv inside a running,
+// multi-threaded worker, so one process changed its devices between tasks.
+TEST_F(GpuTest, AWorkerKeepsTheDevicesItWasStartedWithForItsLife) {
+  lumen::TaskOptions one, two, none;
+  one.num_gpus = 1;
+  two.num_gpus = 2;
+  std::vector<lumen::ObjectRef<std::pair<int, std::string>>> refs;
+  for (int round = 0; round < 10; ++round) {
+    refs.push_back(lumen::Task(PidAndGpus).Options(one).Remote());
+    refs.push_back(lumen::Task(PidAndGpus).Options(none).Remote());
+    refs.push_back(lumen::Task(PidAndGpus).Options(two).Remote());
+    refs.push_back(lumen::Task(PidAndGpus).Options(one).Remote());
+  }
+  std::map<int, std::set<std::string>> devices_by_pid;
+  for (const auto& [pid, gpus] : lumen::Get(refs, 60000)) devices_by_pid[pid].insert(gpus);
+  std::set<std::string> all;
+  for (const auto& [pid, seen] : devices_by_pid) {
+    EXPECT_EQ(seen.size(), 1u) << "worker pid " << pid << " saw " << seen.size()
+                               << " different CUDA_VISIBLE_DEVICES values";
+    all.insert(seen.begin(), seen.end());
+  }
+  EXPECT_TRUE(all.count("")) << "tasks without GPUs see none";
+  EXPECT_TRUE(all.count("0,1"));
 }
 
 }  // namespace

@@ -50,9 +50,12 @@ struct ActorOptions {
   double num_gpus = 0;
   int64_t memory = 0;
   std::map<std::string, double> resources{};
-  int max_restarts = 0;      // restarts of a dead actor process (-1: unlimited)
-  int max_task_retries = 0;  // re-sends of calls interrupted by a restart
-  int max_concurrency = 1;   // > 1: calls run concurrently on a thread pool in the actor
+  int max_restarts = 0;  // restarts of a dead actor process (-1: unlimited)
+  // Re-sends of each call interrupted by a restart (running or queued at the actor when it
+  // died) to the new instance, in the caller's order (-1: unlimited). Past it, or with 0, such
+  // a call fails with ActorDiedError saying whether it was running or queued.
+  int max_task_retries = 0;
+  int max_concurrency = 1;  // > 1: calls run concurrently on a thread pool in the actor
 };
 
 }  // namespace lumen

@@ -9,14 +9,15 @@
 namespace lumen::core {
 
 void ActorSubmitter::AddOwnedActor(const ActorID& id, const std::string& class_name,
-                                   int max_task_retries, std::vector<ObjectID> creation_refs,
-                                   bool named) {
-  std::lock_guard<std::mutex> lock(mu_);
+                                   int max_task_retries, int max_concurrency,
+                                   std::vector<ObjectID> creation_refs, bool named) {
+  MutexLock lock(mu_);
   Actor& a = actors_[id];
   a.id = id;
   a.class_name = class_name;
   a.state = proto::PENDING_CREATION;
   a.max_task_retries = max_task_retries;
+  a.max_concurrency = std::max(1, max_concurrency);
   a.owned = true;
   a.subscribed = true;  // the control service subscribes the creator
   a.named = named;
@@ -25,7 +26,7 @@ void ActorSubmitter::AddOwnedActor(const ActorID& id, const std::string& class_n
 
 void ActorSubmitter::EnsureKnown(const ActorID& id) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     Actor& a = actors_[id];
     if (a.subscribed) return;
     a.id = id;
@@ -49,8 +50,11 @@ void ActorSubmitter::Subscribe(const ActorID& id) {
       return;
     }
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      actors_[id].class_name = reply.info().class_name();
+      MutexLock lock(mu_);
+      Actor& a = actors_[id];
+      a.class_name = reply.info().class_name();
+      a.max_task_retries = reply.info().max_task_retries();
+      a.max_concurrency = std::max(1, reply.info().max_concurrency());
     }
     proto::ActorStateUpdate u;
     u.set_actor_id(reply.info().actor_id());
@@ -70,7 +74,7 @@ std::shared_ptr<ActorCall> ActorSubmitter::Enqueue(const ActorID& id,
   bool subscribe = false;
   auto call = std::make_shared<ActorCall>();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     Actor& a = actors_[id];
     if (!a.subscribed) {
       a.id = id;
@@ -89,7 +93,7 @@ void ActorSubmitter::OnResolved(const ActorID& id, const std::shared_ptr<ActorCa
                                 const proto::ErrorInfo* dep_error) {
   std::vector<Completion> done;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     call->resolved = true;
     if (dep_error) {
       call->dep_failed = true;
@@ -120,6 +124,23 @@ void ActorSubmitter::FailLocked(Actor& a, std::shared_ptr<ActorCall> call, const
   c.error.set_function_name(call->task->spec.function_name());
   c.error.set_message("call " + call->task->spec.function_name() + " failed: " + why);
   done->push_back(std::move(c));
+}
+
+std::vector<ActorSubmitter::Interrupted> ActorSubmitter::TakeInFlightLocked(Actor& a) {
+  std::vector<Interrupted> calls;
+  calls.reserve(a.in_flight.size());
+  for (auto& [tid, call] : a.in_flight) calls.push_back({call, ""});
+  a.in_flight.clear();
+  std::sort(calls.begin(), calls.end(), [](const Interrupted& x, const Interrupted& y) {
+    return x.call->task->spec.sequence_number() < y.call->task->spec.sequence_number();
+  });
+  const size_t running = static_cast<size_t>(a.max_concurrency);
+  for (size_t i = 0; i < calls.size(); ++i) {
+    calls[i].state = i < running ? "while running it"
+                                 : "before it started (queued behind " + std::to_string(i) +
+                                       " earlier call" + (i == 1 ? "" : "s") + ")";
+  }
+  return calls;
 }
 
 void ActorSubmitter::SendReadyLocked(Actor& a, std::vector<Completion>* done) {
@@ -158,7 +179,7 @@ void ActorSubmitter::SendReadyLocked(Actor& a, std::vector<Completion>* done) {
 void ActorSubmitter::HandleUpdate(const proto::ActorStateUpdate& u) {
   std::vector<Completion> done;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = actors_.find(ActorID::FromBinary(u.actor_id()));
     if (it == actors_.end()) return;
     Actor& a = it->second;
@@ -185,23 +206,26 @@ void ActorSubmitter::HandleUpdate(const proto::ActorStateUpdate& u) {
       case proto::RESTARTING: {
         a.state = proto::RESTARTING;
         a.conn.reset();
+        // Ray's semantics: every call the old instance had not answered, running or queued
+        // there, is re-sent to the new instance within max_task_retries, in caller order.
         std::vector<std::shared_ptr<ActorCall>> retry;
-        for (auto& [tid, call] : a.in_flight) {
-          if (a.max_task_retries != 0 && call->task->retries_left != 0) {
-            --call->task->retries_left;
+        for (auto& [call, state] : TakeInFlightLocked(a)) {
+          if (a.max_task_retries < 0 || call->resends < a.max_task_retries) {
+            ++call->resends;
+            call->task->spec.set_attempt(call->task->spec.attempt() + 1);
             call->task->wire.clear();
             retry.push_back(call);
           } else {
             FailLocked(a, call,
-                       "the actor died while running it (" + u.death_cause() +
-                           "); it is restarting, later calls will run on the new instance",
+                       "the actor died " + state + " (" + u.death_cause() +
+                           "); it is restarting, later calls will run on the new instance" +
+                           (a.max_task_retries > 0
+                                ? "; this call was already re-sent " +
+                                      std::to_string(call->resends) + " time(s) (max_task_retries)"
+                                : std::string("; set max_task_retries to re-send such calls")),
                        &done);
           }
         }
-        a.in_flight.clear();
-        std::sort(retry.begin(), retry.end(), [](const auto& x, const auto& y) {
-          return x->task->spec.sequence_number() < y->task->spec.sequence_number();
-        });
         for (auto r = retry.rbegin(); r != retry.rend(); ++r) a.queued.push_front(*r);
         break;
       }
@@ -213,8 +237,9 @@ void ActorSubmitter::HandleUpdate(const proto::ActorStateUpdate& u) {
           a.creation_error = u.creation_error();
         }
         a.conn.reset();
-        for (auto& [tid, call] : a.in_flight) FailLocked(a, call, DeathMessage(a), &done);
-        a.in_flight.clear();
+        for (auto& [call, state] : TakeInFlightLocked(a)) {
+          FailLocked(a, call, DeathMessage(a) + " (it died " + state + ")", &done);
+        }
         cw_.references().RemoveSubmittedRefs(a.creation_refs);
         a.creation_refs.clear();
         break;
@@ -229,7 +254,7 @@ void ActorSubmitter::HandleUpdate(const proto::ActorStateUpdate& u) {
 void ActorSubmitter::HandleResults(proto::TaskResults& results) {
   std::vector<Completion> done;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (auto& r : *results.mutable_results()) {
       TaskID tid = TaskID::FromBinary(r.task_id());
       auto it = actors_.find(tid.Actor());
@@ -249,7 +274,7 @@ void ActorSubmitter::HandleResults(proto::TaskResults& results) {
 }
 
 void ActorSubmitter::OnConnectionClosed(const rpc::ConnectionPtr& conn, const Status& reason) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (auto& [id, a] : actors_) {
     if (a.conn != conn) continue;
     a.conn.reset();
@@ -262,15 +287,15 @@ void ActorSubmitter::OnConnectionClosed(const rpc::ConnectionPtr& conn, const St
         std::chrono::milliseconds(Config::Get().actor_death_info_wait_ms()), [this, aid, why] {
           std::vector<Completion> done;
           {
-            std::lock_guard<std::mutex> lock(mu_);
+            MutexLock lock(mu_);
             auto it = actors_.find(aid);
             if (it == actors_.end()) return;
             Actor& a = it->second;
             a.lost_timer = 0;
-            for (auto& [tid, call] : a.in_flight) {
-              FailLocked(a, call, "lost the connection to the actor (" + why + ")", &done);
+            for (auto& [call, state] : TakeInFlightLocked(a)) {
+              FailLocked(a, call, "lost the connection to the actor " + state + " (" + why + ")",
+                         &done);
             }
-            a.in_flight.clear();
           }
           Complete(done);
         });
@@ -286,12 +311,12 @@ void ActorSubmitter::FailActor(const ActorID& id, const std::string& cause) {
 }
 
 void ActorSubmitter::AddHandleRef(const ActorID& id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   ++actors_[id].handles;
 }
 
 void ActorSubmitter::RemoveHandleRef(const ActorID& id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = actors_.find(id);
   if (it == actors_.end()) return;
   Actor& a = it->second;
@@ -303,18 +328,18 @@ void ActorSubmitter::RemoveHandleRef(const ActorID& id) {
 }
 
 void ActorSubmitter::MarkExported(const ActorID& id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   actors_[id].exported = true;
 }
 
 std::string ActorSubmitter::ClassName(const ActorID& id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = actors_.find(id);
   return it == actors_.end() ? "" : it->second.class_name;
 }
 
 NodeID ActorSubmitter::Node(const ActorID& id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = actors_.find(id);
   if (it == actors_.end() || it->second.state != proto::ALIVE) return NodeID::Nil();
   return NodeID::FromBinary(it->second.address.node_id());
@@ -344,7 +369,7 @@ void ActorSubmitter::Complete(std::vector<Completion>& done) {
 }
 
 void ActorSubmitter::Shutdown() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   shutdown_ = true;
 }
 

@@ -3,13 +3,13 @@
 // ObjectRef arguments. Follows the actor's life through the control service: queues calls
 // while it is being created or restarted, fails them with ActorDiedError once it is dead.
 //
-// Thread safety: thread-safe. Completion work runs outside the lock.
+// Thread safety: thread-safe; every actor's state is guarded by mu_. Completion work (storing
+// results, releasing refs) runs outside the lock.
 #pragma once
 
 #include <algorithm>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -17,6 +17,7 @@
 
 #include "common.pb.h"
 #include "common/rpc/connection.h"
+#include "common/thread_annotations.h"
 #include "core_worker.pb.h"
 #include "core_worker/task_submitter.h"
 #include "lumen/ids.h"
@@ -27,6 +28,7 @@ class CoreWorker;
 
 struct ActorCall {
   std::shared_ptr<TaskEntry> task;
+  int resends = 0;  // times re-sent to a restarted instance (bounded by max_task_retries)
   bool resolved = false;
   bool dep_failed = false;
   proto::ErrorInfo dep_error;
@@ -36,9 +38,11 @@ class ActorSubmitter {
  public:
   explicit ActorSubmitter(CoreWorker& cw) : cw_(cw) {}
 
-  // An actor created by this process; `creation_refs` stay held until it dies.
+  // An actor created by this process; `creation_refs` stay held until it dies. Calls
+  // interrupted by a restart (running or queued at the actor) are re-sent to the new instance
+  // up to `max_task_retries` times each (-1: without limit), in submission order.
   void AddOwnedActor(const ActorID& id, const std::string& class_name, int max_task_retries,
-                     std::vector<ObjectID> creation_refs, bool named);
+                     int max_concurrency, std::vector<ObjectID> creation_refs, bool named);
   // An actor known from a handle or a name: subscribe to its state.
   void EnsureKnown(const ActorID& id);
   // Queues a call in submission order; it is sent once resolved and the actor is alive.
@@ -75,6 +79,7 @@ class ActorSubmitter {
     proto::ErrorInfo creation_error;
     bool has_creation_error = false;
     int max_task_retries = 0;
+    int max_concurrency = 1;  // calls the actor runs at once: the rest of in_flight wait there
     uint64_t seq = 0;
     bool owned = false;
     bool subscribed = false;
@@ -92,18 +97,25 @@ class ActorSubmitter {
     bool failed = false;
   };
 
-  void SendReadyLocked(Actor& a, std::vector<Completion>* done);
+  void SendReadyLocked(Actor& a, std::vector<Completion>* done) LUMEN_REQUIRES(mu_);
   void FailLocked(Actor& a, std::shared_ptr<ActorCall> call, const std::string& why,
-                  std::vector<Completion>* done);
+                  std::vector<Completion>* done) LUMEN_REQUIRES(mu_);
+  // The calls sent to the actor and not answered, in submission order, each with what it was
+  // doing there: the first max_concurrency were running, the rest queued behind them.
+  struct Interrupted {
+    std::shared_ptr<ActorCall> call;
+    std::string state;  // "while running it" / "before it started (queued behind N calls)"
+  };
+  std::vector<Interrupted> TakeInFlightLocked(Actor& a) LUMEN_REQUIRES(mu_);
   std::string DeathMessage(const Actor& a) const;
-  void MaybeKillLocked(Actor& a);
+  void MaybeKillLocked(Actor& a) LUMEN_REQUIRES(mu_);
   void Complete(std::vector<Completion>& done);
   void Subscribe(const ActorID& id);
 
   CoreWorker& cw_;
-  std::mutex mu_;
-  std::unordered_map<ActorID, Actor> actors_;
-  bool shutdown_ = false;
+  Mutex mu_;
+  std::unordered_map<ActorID, Actor> actors_ LUMEN_GUARDED_BY(mu_);
+  bool shutdown_ LUMEN_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace lumen::core

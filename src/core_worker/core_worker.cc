@@ -203,7 +203,6 @@ Status CoreWorker::Connect() {
   if (store_fd < 0) return UnavailableError("the node daemon did not share its object store");
   node_id_ = NodeID::FromBinary(reg_reply.node_id());
   address_.set_node_id(node_id_.Binary());
-  node_has_gpus_ = reg_reply.total_resources().amounts().count("GPU") > 0;
   LUMEN_ASSIGN_OR_RETURN(
       store_, object_store::StoreClient::Map(daemon_, store_fd, reg_reply.store_capacity()));
   if (options_.is_driver) {
@@ -300,7 +299,7 @@ void CoreWorker::OnPeerClosed(const rpc::ConnectionPtr& conn, const Status& reas
   // A borrower that died no longer holds anything.
   std::vector<WorkerID> gone;
   {
-    std::lock_guard<std::mutex> lock(borrow_mu_);
+    MutexLock lock(borrow_mu_);
     std::string key = conn->peer_name();
     for (auto it = borrower_addresses_.begin(); it != borrower_addresses_.end();) {
       if (AddressKey(it->second) == key) {
@@ -441,57 +440,76 @@ void CoreWorker::FetchFromOwner(const ObjectID& id) {
   auto owner = references_->OwnerOf(id);
   if (!owner) return;
   {
-    std::lock_guard<std::mutex> lock(fetch_mu_);
+    MutexLock lock(fetch_mu_);
     if (!fetching_.insert(id).second) return;
   }
-  auto fail = [this, id](proto::ErrorType type, const std::string& msg) {
-    {
-      std::lock_guard<std::mutex> lock(fetch_mu_);
-      fetching_.erase(id);
-    }
+  AskOwner(id, *owner);
+}
+
+void CoreWorker::AskOwner(const ObjectID& id, const proto::Address& owner) {
+  auto done = [this, id] {
+    MutexLock lock(fetch_mu_);
+    fetching_.erase(id);
+  };
+  auto fail = [this, id, done](proto::ErrorType type, const std::string& msg) {
+    done();
     proto::ErrorInfo err;
     err.set_type(type);
     err.set_message(msg);
     StoreError({id}, err);
   };
-  auto conn = ConnectTo(*owner);
+  const std::string who =
+      "the owner of object " + id.Hex() + " (pid " + std::to_string(owner.pid()) + ")";
+  auto conn = ConnectTo(owner);
   if (!conn.ok()) {
-    fail(proto::OWNER_DIED, "the owner of object " + id.Hex() + " (pid " +
-                                std::to_string(owner->pid()) +
-                                ") is unreachable: " + conn.status().message());
+    fail(proto::OWNER_DIED, who + " is unreachable: " + conn.status().message());
     return;
   }
   proto::GetObjectStatusRequest req;
   req.set_object_id(id.Binary());
-  int pid = owner->pid();
-  (*conn)->Call(rpc::kGetObjectStatus, req,
-                [this, id, pid, fail](const Status& st, std::string_view payload) {
-                  proto::GetObjectStatusReply reply;
-                  if (!st.ok() || !rpc::ParsePayload(payload, &reply)) {
-                    fail(proto::OWNER_DIED, "the owner of object " + id.Hex() + " (pid " +
-                                                std::to_string(pid) + ") died: " + st.message());
-                    return;
-                  }
-                  if (reply.status() == proto::GetObjectStatusReply::FREED) {
-                    fail(proto::OBJECT_LOST,
-                         "object " + id.Hex() + " was already freed by its owner");
-                    return;
-                  }
-                  auto obj = std::make_shared<StoredObject>();
-                  if (reply.in_plasma()) {
-                    obj->in_plasma = true;
-                    obj->node = NodeID::FromBinary(reply.node_id());
-                    obj->size = reply.size();
-                  } else {
-                    obj->format = static_cast<internal::ValueFormat>(reply.value().format());
-                    obj->data = reply.value().data();
-                  }
-                  {
-                    std::lock_guard<std::mutex> lock(fetch_mu_);
-                    fetching_.erase(id);
-                  }
-                  if (references_->Has(id)) memory_store_.Put(id, obj);
-                });
+  // The owner answers when the object is ready, or PENDING after its poll window; silence for
+  // owner_reply_timeout_ms means it is dead or stuck, and no wait hangs on it.
+  const int64_t timeout_ms = Config::Get().owner_reply_timeout_ms();
+  (*conn)->Call(
+      rpc::kGetObjectStatus, req,
+      [this, id, owner, who, fail, done, timeout_ms](const Status& st, std::string_view payload) {
+        proto::GetObjectStatusReply reply;
+        if (st.code() == StatusCode::kDeadlineExceeded) {
+          fail(proto::OWNER_DIED, who + " did not answer within " + std::to_string(timeout_ms) +
+                                      " ms (stuck or overloaded)");
+          return;
+        }
+        if (!st.ok() || !rpc::ParsePayload(payload, &reply)) {
+          fail(proto::OWNER_DIED, who + " died: " + st.message());
+          return;
+        }
+        switch (reply.status()) {
+          case proto::GetObjectStatusReply::FREED:
+            fail(proto::OBJECT_LOST, "object " + id.Hex() + " was already freed by its owner");
+            return;
+          case proto::GetObjectStatusReply::PENDING:
+            if (references_->Has(id) && !shutting_down_) {
+              AskOwner(id, owner);
+            } else {
+              done();
+            }
+            return;
+          default:
+            break;
+        }
+        auto obj = std::make_shared<StoredObject>();
+        if (reply.in_plasma()) {
+          obj->in_plasma = true;
+          obj->node = NodeID::FromBinary(reply.node_id());
+          obj->size = reply.size();
+        } else {
+          obj->format = static_cast<internal::ValueFormat>(reply.value().format());
+          obj->data = reply.value().data();
+        }
+        done();
+        if (references_->Has(id)) memory_store_.Put(id, obj);
+      },
+      timeout_ms);
 }
 
 void CoreWorker::HandleGetObjectStatus(const rpc::ConnectionPtr& c, rpc::Frame& f) {
@@ -501,16 +519,22 @@ void CoreWorker::HandleGetObjectStatus(const rpc::ConnectionPtr& c, rpc::Frame& 
     return;
   }
   ObjectID id = ObjectID::FromBinary(req.object_id());
-  rpc::Frame handle;
-  handle.type = f.type;
-  handle.request_id = f.request_id;
-  std::weak_ptr<rpc::Connection> weak = c;
-  auto reply_with = [weak, handle](const StoredObjectPtr& obj) {
-    auto conn = weak.lock();
-    if (!conn) return;
+  if (!references_->IsOwned(id) && !memory_store_.Contains(id)) {
     proto::GetObjectStatusReply reply;
-    reply.set_status(proto::GetObjectStatusReply::READY);
-    if (obj->in_plasma) {
+    reply.set_status(proto::GetObjectStatusReply::FREED);
+    c->Reply(f, reply);
+    return;
+  }
+  rpc::Frame handle = rpc::ReplyHandle(f);
+  std::weak_ptr<rpc::Connection> weak = c;
+  auto replied = std::make_shared<std::atomic<bool>>(false);
+  auto reply_with = [weak, handle, replied](const StoredObjectPtr& obj) {
+    auto conn = weak.lock();
+    if (!conn || replied->exchange(true)) return;
+    proto::GetObjectStatusReply reply;
+    if (!obj) {
+      reply.set_status(proto::GetObjectStatusReply::PENDING);
+    } else if (obj->in_plasma) {
       reply.set_in_plasma(true);
       reply.set_node_id(obj->node.Binary());
       reply.set_size(obj->size);
@@ -520,12 +544,8 @@ void CoreWorker::HandleGetObjectStatus(const rpc::ConnectionPtr& c, rpc::Frame& 
     }
     conn->Reply(handle, reply);
   };
-  if (!references_->IsOwned(id) && !memory_store_.Contains(id)) {
-    proto::GetObjectStatusReply reply;
-    reply.set_status(proto::GetObjectStatusReply::FREED);
-    c->Reply(f, reply);
-    return;
-  }
+  io_.RunAfter(std::chrono::milliseconds(Config::Get().owner_status_poll_ms()),
+               [reply_with] { reply_with(nullptr); });
   memory_store_.OnReady(id, reply_with);
 }
 
@@ -540,7 +560,7 @@ void CoreWorker::HandleAddBorrower(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   if (borrower != worker_id_) {
     references_->AddBorrower(id, borrower);
     {
-      std::lock_guard<std::mutex> lock(borrow_mu_);
+      MutexLock lock(borrow_mu_);
       borrower_addresses_[borrower] = req.borrower();
     }
     // Watch the borrower: if it dies, it stops counting.
@@ -591,58 +611,113 @@ ObjectID CoreWorker::UnpackRef(std::string_view packed) {
   bool is_new = references_->AddBorrowed(id, info.owner());
   references_->AddLocalRef(id);
   if (is_new) {
-    // Register with the owner; tasks wait for the acknowledgement before finishing.
-    auto conn = ConnectTo(info.owner());
-    if (conn.ok()) {
-      {
-        std::lock_guard<std::mutex> lock(borrow_mu_);
-        ++borrow_pending_[id];
+    // Register with the owner. A task waits for the acknowledgement before it finishes and
+    // fails if it did not come; outside a task (a driver thread) a failure is logged.
+    TaskContext* task = tls_context;
+    if (task) task->borrow_registrations.push_back(id);
+    const int pid = info.owner().pid();
+    auto fail = [this, id, task](std::string why) {
+      MutexLock lock(borrow_mu_);
+      if (task) {
+        borrow_failed_[id] = std::move(why);
+      } else {
+        LUMEN_LOG(WARNING) << "borrowed object " << id.Hex() << ": " << why;
       }
-      proto::BorrowerRequest req;
-      req.set_object_id(id.Binary());
-      *req.mutable_borrower() = address_;
-      (*conn)->Call(rpc::kAddBorrower, req, [this, id](const Status& st, std::string_view) {
-        if (st.ok()) references_->MarkBorrowRegistered(id);
-        std::lock_guard<std::mutex> lock(borrow_mu_);
-        if (--borrow_pending_[id] <= 0) borrow_pending_.erase(id);
-        borrow_cv_.notify_all();
-      });
+    };
+    auto conn = ConnectTo(info.owner());
+    if (!conn.ok()) {
+      fail("its owner (pid " + std::to_string(pid) +
+           ") is unreachable: " + conn.status().message());
+      return id;
     }
+    {
+      MutexLock lock(borrow_mu_);
+      ++borrow_pending_[id];
+    }
+    proto::BorrowerRequest req;
+    req.set_object_id(id.Binary());
+    *req.mutable_borrower() = address_;
+    (*conn)->Call(
+        rpc::kAddBorrower, req,
+        [this, id, pid, fail](const Status& st, std::string_view) {
+          if (st.ok()) {
+            references_->MarkBorrowRegistered(id);
+          } else {
+            fail("its owner (pid " + std::to_string(pid) +
+                 ") did not register this worker as a borrower: " + st.message());
+          }
+          MutexLock lock(borrow_mu_);
+          if (--borrow_pending_[id] <= 0) borrow_pending_.erase(id);
+          borrow_cv_.NotifyAll();
+        },
+        Config::Get().borrower_ack_timeout_ms());
   }
   return id;
 }
 
-void CoreWorker::WaitForBorrowRegistrations() {
-  std::unique_lock<std::mutex> lock(borrow_mu_);
-  borrow_cv_.wait_for(lock, std::chrono::milliseconds(Config::Get().borrower_ack_timeout_ms()),
-                      [this] { return borrow_pending_.empty(); });
+Status CoreWorker::WaitForBorrowRegistrations() {
+  if (!tls_context) return Status::OK();
+  std::vector<ObjectID> ids;
+  ids.swap(tls_context->borrow_registrations);
+  if (ids.empty()) return Status::OK();
+  auto settled = [&]() LUMEN_REQUIRES(borrow_mu_) {
+    for (const auto& id : ids) {
+      if (borrow_pending_.count(id)) return false;
+    }
+    return true;
+  };
+  MutexLock lock(borrow_mu_);
+  // The calls themselves time out after borrower_ack_timeout_ms; this bound is a safety net.
+  const auto limit = std::chrono::milliseconds(Config::Get().borrower_ack_timeout_ms() + 1000);
+  Status st = Status::OK();
+  if (!borrow_cv_.WaitFor(borrow_mu_, limit, settled)) {
+    st = DeadlineExceededError("the owner of borrowed object " + ids.front().Hex() +
+                               " did not acknowledge the borrow within " +
+                               std::to_string(limit.count()) + " ms");
+  }
+  for (const auto& id : ids) {
+    auto failed = borrow_failed_.find(id);
+    if (failed == borrow_failed_.end()) continue;
+    if (st.ok()) st = UnavailableError("borrowed object " + id.Hex() + ": " + failed->second);
+    borrow_failed_.erase(failed);
+  }
+  return st;
 }
 
-void CoreWorker::HandOffRefs(const std::vector<ObjectID>& refs, const proto::Address& borrower) {
+Status CoreWorker::HandOffRefs(const std::vector<ObjectID>& refs, const proto::Address& borrower) {
   WorkerID who = WorkerID::FromBinary(borrower.worker_id());
-  if (who == worker_id_) return;
+  if (who == worker_id_) return Status::OK();
   for (const auto& id : refs) {
     if (references_->IsOwned(id)) {
       references_->AddBorrower(id, who);
       {
-        std::lock_guard<std::mutex> lock(borrow_mu_);
+        MutexLock lock(borrow_mu_);
         borrower_addresses_[who] = borrower;
       }
-      ConnectTo(borrower).status().IgnoreError();
+      ConnectTo(borrower).status().IgnoreError();  // only to watch its death
       continue;
     }
     auto owner = references_->OwnerOf(id);
     if (!owner || WorkerID::FromBinary(owner->worker_id()) == who) continue;
     auto conn = ConnectTo(*owner);
-    if (!conn.ok()) continue;
+    if (!conn.ok()) {
+      return UnavailableError("cannot hand object " + id.Hex() + " on: its owner (pid " +
+                              std::to_string(owner->pid()) +
+                              ") is unreachable: " + conn.status().message());
+    }
     proto::BorrowerRequest req;
     req.set_object_id(id.Binary());
     *req.mutable_borrower() = borrower;
     proto::Empty ack;
-    (*conn)
-        ->CallSync(rpc::kAddBorrower, req, &ack, Config::Get().borrower_ack_timeout_ms())
-        .IgnoreError();
+    Status st =
+        (*conn)->CallSync(rpc::kAddBorrower, req, &ack, Config::Get().borrower_ack_timeout_ms());
+    if (!st.ok()) {
+      return UnavailableError("cannot hand object " + id.Hex() + " on: its owner (pid " +
+                              std::to_string(owner->pid()) +
+                              ") did not register the receiver as a borrower: " + st.message());
+    }
   }
+  return Status::OK();
 }
 
 void CoreWorker::WithNodeAddress(const NodeID& node,
@@ -950,8 +1025,8 @@ ActorID CoreWorker::CreateActor(const internal::RemoteFunction& factory,
   std::vector<ObjectID> held, temporary;
   BuildArgs(*this, args, spec.get(), &held, &temporary);
   for (const auto& id : temporary) references_->RemoveLocalRef(id);
-  actor_submitter_->AddOwnedActor(actor_id, factory.class_name, options.max_task_retries, held,
-                                  !options.name.empty());
+  actor_submitter_->AddOwnedActor(actor_id, factory.class_name, options.max_task_retries,
+                                  options.max_concurrency, held, !options.name.empty());
   actor_submitter_->AddHandleRef(actor_id);
   resolver_->Resolve(spec, [this, spec, actor_id](const proto::ErrorInfo* dep_error) {
     if (dep_error) {

@@ -23,6 +23,7 @@
 #include "common/rpc/event_loop.h"
 #include "common/rpc/server.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 #include "core_worker/memory_store.h"
 #include "core_worker/reference_counter.h"
 #include "lumen/ids.h"
@@ -56,6 +57,8 @@ struct TaskContext {
   TaskID task_id;
   std::atomic<uint64_t> submit_counter{0};
   std::atomic<uint32_t> put_counter{0};
+  // Borrowed refs this task deserialized whose owner was asked to register it (task thread).
+  std::vector<ObjectID> borrow_registrations;
 };
 
 class CoreWorker {
@@ -101,7 +104,6 @@ class CoreWorker {
   const JobID& job_id() const { return job_id_; }
   const NodeID& node_id() const { return node_id_; }
   bool is_driver() const { return options_.is_driver; }
-  bool node_has_gpus() const { return node_has_gpus_; }
   const std::string& token() const { return options_.token; }
   MemoryStore& memory_store() { return memory_store_; }
   ReferenceCounter& references() { return *references_; }
@@ -141,10 +143,13 @@ class CoreWorker {
   template <class F>
   auto WhileBlocked(F&& wait) -> decltype(wait());
 
-  // Borrowed references this thread deserialized whose registration is still in flight.
-  void WaitForBorrowRegistrations();
+  // Waits until the owners of the borrowed refs the current task deserialized acknowledged it
+  // as a borrower (bounded by `borrower_ack_timeout_ms`). An error (owner unreachable, refused,
+  // or silent) means an owner may free an object this task still holds: the task must fail.
+  Status WaitForBorrowRegistrations();
   // Registers `borrower` with the owner of each ref before a value containing them leaves.
-  void HandOffRefs(const std::vector<ObjectID>& refs, const proto::Address& borrower);
+  // Fails when an owner could not be reached or did not acknowledge.
+  Status HandOffRefs(const std::vector<ObjectID>& refs, const proto::Address& borrower);
   // Serialises an inline value from a SerializedValue; registers nested refs as contained.
   void FillInlineValue(internal::SerializedValue& value, proto::InlineValue* out);
 
@@ -155,6 +160,8 @@ class CoreWorker {
   void OnPeerClosed(const rpc::ConnectionPtr& conn, const Status& reason);
   void OnReleases(const std::vector<ReferenceCounter::Release>& releases);
 
+  // One status request to the owner of borrowed `id`; asks again while the owner says PENDING.
+  void AskOwner(const ObjectID& id, const proto::Address& owner);
   void HandleGetObjectStatus(const rpc::ConnectionPtr& c, rpc::Frame& f);
   void HandleAddBorrower(const rpc::ConnectionPtr& c, rpc::Frame& f);
   void HandleRemoveBorrower(const rpc::ConnectionPtr& c, rpc::Frame& f);
@@ -166,7 +173,6 @@ class CoreWorker {
   JobID job_id_;
   NodeID node_id_;
   proto::Address address_;
-  bool node_has_gpus_ = false;
 
   rpc::EventLoop io_;
   rpc::Dispatcher dispatcher_;
@@ -189,14 +195,16 @@ class CoreWorker {
   std::mutex nodes_mu_;
   std::unordered_map<NodeID, proto::Address> node_addresses_;  // node daemons, from the GCS
 
-  std::mutex fetch_mu_;
-  std::unordered_set<ObjectID> fetching_;  // owner queries in flight
+  Mutex fetch_mu_;
+  std::unordered_set<ObjectID> fetching_ LUMEN_GUARDED_BY(fetch_mu_);  // owner queries in flight
 
-  std::mutex borrow_mu_;
-  std::condition_variable borrow_cv_;
-  std::unordered_map<ObjectID, int> borrow_pending_;  // AddBorrower sent, not acked
+  Mutex borrow_mu_;
+  CondVar borrow_cv_;
+  // AddBorrower sent, not acknowledged / registrations that failed.
+  std::unordered_map<ObjectID, int> borrow_pending_ LUMEN_GUARDED_BY(borrow_mu_);
+  std::unordered_map<ObjectID, std::string> borrow_failed_ LUMEN_GUARDED_BY(borrow_mu_);
   // Borrowers per object (owner side): address to reach them, to watch their death.
-  std::unordered_map<WorkerID, proto::Address> borrower_addresses_;
+  std::unordered_map<WorkerID, proto::Address> borrower_addresses_ LUMEN_GUARDED_BY(borrow_mu_);
 
   std::atomic<int> blocked_depth_{0};
 };

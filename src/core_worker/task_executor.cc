@@ -25,8 +25,6 @@ TaskExecutor::~TaskExecutor() {
 
 void TaskExecutor::HandlePush(const rpc::ConnectionPtr& from, proto::PushTasksRequest& request) {
   auto caller = std::make_shared<const proto::Address>(request.caller());
-  auto gpus =
-      std::make_shared<const std::vector<int>>(request.gpu_ids().begin(), request.gpu_ids().end());
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& spec : *request.mutable_tasks()) {
@@ -36,10 +34,6 @@ void TaskExecutor::HandlePush(const rpc::ConnectionPtr& from, proto::PushTasksRe
       work->caller = work->spec.has_caller()
                          ? std::make_shared<const proto::Address>(work->spec.caller())
                          : caller;
-      work->gpus = work->spec.gpu_ids_size() > 0
-                       ? std::make_shared<const std::vector<int>>(work->spec.gpu_ids().begin(),
-                                                                  work->spec.gpu_ids().end())
-                       : gpus;
       queue_.push_back(std::move(work));
     }
     queued_.store(queue_.size(), std::memory_order_release);
@@ -150,9 +144,26 @@ Status TaskExecutor::ResolveArgs(const std::shared_ptr<Work>& work,
   return Status::OK();
 }
 
+bool TaskExecutor::BorrowsRegistered(const proto::TaskSpec& spec, proto::TaskResult* result) {
+  Status st = cw_.WaitForBorrowRegistrations();
+  if (st.ok()) return true;
+  SetError(result, spec, proto::OWNER_DIED, "task " + spec.function_name() + ": " + st.message());
+  return false;
+}
+
 void TaskExecutor::StoreReturn(const Work& work, const ObjectID& id,
                                internal::SerializedValue value, proto::TaskResult* result) {
   const proto::TaskSpec& spec = work.spec;
+  // The caller must be a registered borrower of every ref inside the value before it leaves.
+  if (!value.nested_refs.empty()) {
+    Status handed = cw_.HandOffRefs(value.nested_refs, *work.caller);
+    if (!handed.ok()) {
+      SetError(result, spec, proto::OWNER_DIED,
+               "returning the value of " + spec.function_name() + ": " + handed.message());
+      cw_.references().RemoveSubmittedRefs(value.nested_refs);
+      return;
+    }
+  }
   proto::ReturnObject* ro = result->add_returns();
   ro->set_object_id(id.Binary());
   const int64_t size = static_cast<int64_t>(value.size());
@@ -179,7 +190,6 @@ void TaskExecutor::StoreReturn(const Work& work, const ObjectID& id,
     ro->set_size(size);
   }
   if (!value.nested_refs.empty()) {
-    cw_.HandOffRefs(value.nested_refs, *work.caller);
     for (const auto& ref : value.nested_refs) {
       proto::ObjectRefInfo* info = ro->add_nested_refs();
       info->set_object_id(ref.Binary());
@@ -203,12 +213,6 @@ proto::TaskResult TaskExecutor::RunTask(const std::shared_ptr<Work>& work) {
     CoreWorker& cw;
     ~ResetContext() { cw.SetThreadContext(nullptr); }
   } reset{cw_};
-
-  if (cw_.node_has_gpus()) {
-    std::string ids;
-    for (int g : *work->gpus) ids += (ids.empty() ? "" : ",") + std::to_string(g);
-    ::setenv("CUDA_VISIBLE_DEVICES", ids.c_str(), 1);
-  }
 
   const std::string& name = spec.function_name();
   // Consecutive tasks usually call the same function: skip the registry's lock and hash.
@@ -257,6 +261,7 @@ proto::TaskResult TaskExecutor::RunTask(const std::shared_ptr<Work>& work) {
           return result;
         }
         instance_ = fn->create(args);
+        if (!BorrowsRegistered(spec, &result)) return result;
         class_name_ = fn->class_name;
         actor_id_ = ActorID::FromBinary(spec.actor_creation().actor_id());
         is_actor_ = true;
@@ -275,7 +280,12 @@ proto::TaskResult TaskExecutor::RunTask(const std::shared_ptr<Work>& work) {
                    name + " is not a method of the actor's class " + class_name_);
           return result;
         }
-        StoreReturn(*work, return_id, fn->invoke(instance_.get(), args), &result);
+        internal::SerializedValue value = fn->invoke(instance_.get(), args);
+        if (!BorrowsRegistered(spec, &result)) {
+          cw_.references().RemoveSubmittedRefs(value.nested_refs);
+          return result;
+        }
+        StoreReturn(*work, return_id, std::move(value), &result);
         break;
       }
       default: {
@@ -287,7 +297,12 @@ proto::TaskResult TaskExecutor::RunTask(const std::shared_ptr<Work>& work) {
                                                name + ")"));
           return result;
         }
-        StoreReturn(*work, return_id, fn->invoke(nullptr, args), &result);
+        internal::SerializedValue value = fn->invoke(nullptr, args);
+        if (!BorrowsRegistered(spec, &result)) {
+          cw_.references().RemoveSubmittedRefs(value.nested_refs);
+          return result;
+        }
+        StoreReturn(*work, return_id, std::move(value), &result);
         break;
       }
     }
@@ -303,7 +318,7 @@ proto::TaskResult TaskExecutor::RunTask(const std::shared_ptr<Work>& work) {
     result.set_application_error(true);
   }
   args.clear();
-  cw_.WaitForBorrowRegistrations();
+  BorrowsRegistered(spec, &result);  // refs deserialized by a task that then threw
   return result;
 }
 

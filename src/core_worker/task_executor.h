@@ -40,7 +40,6 @@ class TaskExecutor {
     proto::TaskSpec spec;
     rpc::ConnectionPtr reply_to;
     std::shared_ptr<const proto::Address> caller;  // the spec's, or its batch's
-    std::shared_ptr<const std::vector<int>> gpus;
   };
 
   void ThreadMain();
@@ -53,6 +52,9 @@ class TaskExecutor {
   Status ResolveArgs(const std::shared_ptr<Work>& work, std::vector<internal::ValueView>* out);
   void StoreReturn(const Work& work, const ObjectID& id, internal::SerializedValue value,
                    proto::TaskResult* result);
+  // Waits for the owners of refs the task borrowed to acknowledge it; on failure the result
+  // becomes an OWNER_DIED error (an owner may free what the task holds) and false is returned.
+  bool BorrowsRegistered(const proto::TaskSpec& spec, proto::TaskResult* result);
   void StartPool(int threads);
 
   CoreWorker& cw_;

@@ -42,10 +42,10 @@ TaskSubmitter::TaskSubmitter(CoreWorker& cw)
       resume_at_(max_pending_ - std::max<int64_t>(1, max_pending_ / 8)) {}
 
 void TaskSubmitter::AcquireSlot() {
-  std::unique_lock<std::mutex> lock(slot_mu_);
+  MutexLock lock(slot_mu_);
   if (pending_ >= max_pending_) {
     ++slot_waiters_;
-    slot_cv_.wait(lock, [this] { return pending_ <= resume_at_; });
+    slot_cv_.Wait(slot_mu_, [this]() LUMEN_REQUIRES(slot_mu_) { return pending_ <= resume_at_; });
     --slot_waiters_;
   }
   ++pending_;
@@ -54,16 +54,16 @@ void TaskSubmitter::AcquireSlot() {
 void TaskSubmitter::ReleaseSlot() {
   bool wake;
   {
-    std::lock_guard<std::mutex> lock(slot_mu_);
+    MutexLock lock(slot_mu_);
     --pending_;
     // Counts fall one at a time, so a waiter's threshold is crossed exactly here.
     wake = slot_waiters_ > 0 && pending_ == resume_at_;
   }
-  if (wake) slot_cv_.notify_all();
+  if (wake) slot_cv_.NotifyAll();
 }
 
 size_t TaskSubmitter::NumPending() const {
-  std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(slot_mu_));
+  MutexLock lock(slot_mu_);
   return static_cast<size_t>(pending_);
 }
 
@@ -71,7 +71,7 @@ void TaskSubmitter::Submit(std::shared_ptr<TaskEntry> task) {
   // Pushes happen on the I/O thread: tasks submitted meanwhile leave in one batch.
   bool post = false;
   {
-    std::lock_guard<std::mutex> lock(incoming_mu_);
+    MutexLock lock(incoming_mu_);
     incoming_.push_back(std::move(task));
     if (!pump_scheduled_) post = pump_scheduled_ = true;
   }
@@ -81,13 +81,13 @@ void TaskSubmitter::Submit(std::shared_ptr<TaskEntry> task) {
 void TaskSubmitter::DrainIncoming() {
   std::vector<std::shared_ptr<TaskEntry>> batch;
   {
-    std::lock_guard<std::mutex> lock(incoming_mu_);
+    MutexLock lock(incoming_mu_);
     batch.swap(incoming_);
     pump_scheduled_ = false;
   }
   std::vector<Completion> failed;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     std::vector<std::string> keys;
     for (auto& task : batch) {
       if (shutdown_) {
@@ -118,7 +118,7 @@ void TaskSubmitter::DeferPumpLocked(const std::string& key) {
   if (deferred_posted_) return;
   deferred_posted_ = true;
   cw_.io()->Post([this] {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     deferred_posted_ = false;
     std::vector<std::string> keys;
     keys.swap(deferred_keys_);
@@ -207,18 +207,22 @@ void TaskSubmitter::OnLeaseReply(const std::string& key, const Status& st,
   bool parsed = st.ok() && rpc::ParsePayload(payload, &reply);
   std::vector<Completion> failed;
   rpc::ConnectionPtr conn;
+  Status connect_status = Status::OK();
   if (parsed && reply.granted()) {
     auto c = cw_.ConnectTo(reply.worker());
     if (c.ok()) {
       conn = *c;
-    } else if (!shutdown_) {
-      LUMEN_LOG(WARNING) << "cannot reach leased worker: " << c.status();
+    } else {
+      connect_status = c.status();
     }
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     KeyState& ks = keys_[key];
     --ks.lease_requests;
+    if (!connect_status.ok() && !shutdown_) {
+      LUMEN_LOG(WARNING) << "cannot reach leased worker: " << connect_status;
+    }
     if (shutdown_) {
       if (parsed && reply.granted()) {
         proto::ReturnLeaseRequest ret;
@@ -262,7 +266,7 @@ void TaskSubmitter::ScheduleIdleReturnLocked(LeasedWorker& lw) {
   uint64_t lease_id = lw.lease_id;
   lw.idle_timer = cw_.io()->RunAfter(
       std::chrono::milliseconds(Config::Get().lease_idle_timeout_ms()), [this, lease_id] {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         auto it = leases_.find(lease_id);
         if (it == leases_.end()) return;
         it->second.idle_timer = 0;
@@ -285,7 +289,7 @@ void TaskSubmitter::ReturnLeaseLocked(uint64_t lease_id, bool kill_worker) {
 }
 
 void TaskSubmitter::ReleaseIdleLeases() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::vector<uint64_t> idle;
   for (const auto& [id, lw] : leases_) {
     if (lw.in_flight == 0) idle.push_back(id);
@@ -311,7 +315,7 @@ void TaskSubmitter::FailQueuedLocked(const std::string& key, const std::string& 
 void TaskSubmitter::HandleResults(const rpc::ConnectionPtr& conn, proto::TaskResults& results) {
   std::vector<Completion> done;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     std::vector<std::string> keys;
     for (auto& r : *results.mutable_results()) {
       auto it = in_flight_.find(TaskID::FromBinary(r.task_id()));
@@ -357,7 +361,7 @@ void TaskSubmitter::HandleResults(const rpc::ConnectionPtr& conn, proto::TaskRes
 void TaskSubmitter::OnConnectionClosed(const rpc::ConnectionPtr& conn, const Status& reason) {
   std::vector<std::pair<WorkerID, std::vector<std::shared_ptr<TaskEntry>>>> failures;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     std::vector<uint64_t> dead;
     for (const auto& [id, lw] : leases_) {
       if (lw.conn == conn) dead.push_back(id);
@@ -397,7 +401,7 @@ void TaskSubmitter::HandleWorkerFailure(std::vector<std::shared_ptr<TaskEntry>> 
         std::vector<Completion> failed;
         std::vector<std::string> keys;
         {
-          std::lock_guard<std::mutex> lock(mu_);
+          MutexLock lock(mu_);
           for (size_t i = 0; i < shared->size(); ++i) {
             auto& task = (*shared)[i];
             if (i > 0 && !shutdown_) {  // never started: not its fault
@@ -447,7 +451,7 @@ void TaskSubmitter::Complete(std::vector<Completion>& done) {
 }
 
 void TaskSubmitter::Shutdown() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   shutdown_ = true;
   std::vector<uint64_t> all;
   for (const auto& [id, lw] : leases_) all.push_back(id);

@@ -9,7 +9,6 @@
 #include <condition_variable>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -17,6 +16,7 @@
 #include "common.pb.h"
 #include "common/resources.h"
 #include "common/rpc/connection.h"
+#include "common/thread_annotations.h"
 #include "core_worker.pb.h"
 #include "lumen/ids.h"
 
@@ -92,20 +92,21 @@ class TaskSubmitter {
     bool failed_by_system = false;
   };
 
-  void PumpLocked(const std::string& key);
+  void PumpLocked(const std::string& key) LUMEN_REQUIRES(mu_);
   // Puts a task back at the front of its queue; records its key in `keys` (to pump).
-  void RequeueFrontLocked(const std::shared_ptr<TaskEntry>& task, std::vector<std::string>* keys);
+  void RequeueFrontLocked(const std::shared_ptr<TaskEntry>& task, std::vector<std::string>* keys)
+      LUMEN_REQUIRES(mu_);
   int DepthFor(TaskEntry& task);
   void DrainIncoming();
   // Pumps `key` once the I/O thread has handled what is readable now (one batch, not one
   // push per finished task).
-  void DeferPumpLocked(const std::string& key);
-  void RequestLeaseLocked(const std::string& key);
+  void DeferPumpLocked(const std::string& key) LUMEN_REQUIRES(mu_);
+  void RequestLeaseLocked(const std::string& key) LUMEN_REQUIRES(mu_);
   void OnLeaseReply(const std::string& key, const Status& st, std::string_view payload);
-  void ReturnLeaseLocked(uint64_t lease_id, bool kill_worker);
-  void ScheduleIdleReturnLocked(LeasedWorker& lw);
+  void ReturnLeaseLocked(uint64_t lease_id, bool kill_worker) LUMEN_REQUIRES(mu_);
+  void ScheduleIdleReturnLocked(LeasedWorker& lw) LUMEN_REQUIRES(mu_);
   void FailQueuedLocked(const std::string& key, const std::string& message,
-                        std::vector<Completion>* out);
+                        std::vector<Completion>* out) LUMEN_REQUIRES(mu_);
   // `tasks[0]` was running when the worker died; the others had not started and are retried
   // without using up an attempt.
   void HandleWorkerFailure(std::vector<std::shared_ptr<TaskEntry>> tasks, WorkerID worker,
@@ -116,27 +117,27 @@ class TaskSubmitter {
   const int max_in_flight_;
   const int64_t max_pending_;
 
-  mutable std::mutex mu_;
-  std::unordered_map<std::string, KeyState> keys_;
-  std::unordered_map<uint64_t, LeasedWorker> leases_;
-  std::unordered_map<TaskID, InFlight> in_flight_;
+  mutable Mutex mu_;
+  std::unordered_map<std::string, KeyState> keys_ LUMEN_GUARDED_BY(mu_);
+  std::unordered_map<uint64_t, LeasedWorker> leases_ LUMEN_GUARDED_BY(mu_);
+  std::unordered_map<TaskID, InFlight> in_flight_ LUMEN_GUARDED_BY(mu_);
   // Moving average of execution time per function: only short tasks are pipelined, so that
   // a quick task never waits behind a long one while a CPU is free.
-  std::unordered_map<std::string, double> avg_exec_us_;
-  std::vector<std::string> deferred_keys_;
-  bool deferred_posted_ = false;
-  bool shutdown_ = false;
+  std::unordered_map<std::string, double> avg_exec_us_ LUMEN_GUARDED_BY(mu_);
+  std::vector<std::string> deferred_keys_ LUMEN_GUARDED_BY(mu_);
+  bool deferred_posted_ LUMEN_GUARDED_BY(mu_) = false;
+  bool shutdown_ LUMEN_GUARDED_BY(mu_) = false;
 
   // Submitted tasks waiting for the I/O thread (kept apart from mu_ so that submitting never
   // waits for a batch being sent).
-  std::mutex incoming_mu_;
-  std::vector<std::shared_ptr<TaskEntry>> incoming_;
-  bool pump_scheduled_ = false;  // guarded by incoming_mu_
+  Mutex incoming_mu_;
+  std::vector<std::shared_ptr<TaskEntry>> incoming_ LUMEN_GUARDED_BY(incoming_mu_);
+  bool pump_scheduled_ LUMEN_GUARDED_BY(incoming_mu_) = false;
 
-  std::mutex slot_mu_;
-  std::condition_variable slot_cv_;
-  int64_t pending_ = 0;      // guarded by slot_mu_
-  int slot_waiters_ = 0;     // guarded by slot_mu_
+  mutable Mutex slot_mu_;
+  CondVar slot_cv_;
+  int64_t pending_ LUMEN_GUARDED_BY(slot_mu_) = 0;
+  int slot_waiters_ LUMEN_GUARDED_BY(slot_mu_) = 0;
   const int64_t resume_at_;  // a blocked submitter resumes at this many pending tasks
 };
 

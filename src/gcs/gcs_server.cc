@@ -237,7 +237,9 @@ void GcsServer::MarkNodeDead(const NodeID& id, const std::string& cause) {
   for (const auto& [aid, a] : actors_) {
     if (a.node == id && a.info.state() != proto::DEAD) lost.push_back(aid);
   }
-  for (const auto& aid : lost) OnActorWorkerDied(aid, "its node died (" + cause + ")");
+  for (const auto& aid : lost) {
+    OnActorWorkerDied(aid, "was lost with its node " + id.Hex().substr(0, 12) + " (" + cause + ")");
+  }
 }
 
 rpc::ConnectionPtr GcsServer::NodeConnection(const NodeID& id) {
@@ -646,35 +648,37 @@ void GcsServer::HandleKV(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   }
   proto::KVReply reply;
   const std::string table = KvTable(req.ns());
+  // A storage failure (Redis down) is an error for the caller, never "not found".
+  auto lookup = [&](bool* found) -> StatusOr<std::string> {
+    auto v = store_->Get(table, req.key());
+    *found = v.ok();
+    if (!v.ok() && v.status().code() != StatusCode::kNotFound) return v.status();
+    return v.ok() ? std::move(*v) : std::string();
+  };
+  Status st = Status::OK();
+  bool found = false;
   switch (f.type) {
     case rpc::kKVPut: {
-      auto existing = store_->Get(table, req.key());
-      reply.set_found(existing.ok());
-      if (!existing.ok() || req.overwrite()) {
-        Status st = store_->Put(table, req.key(), req.value());
-        if (!st.ok()) {
-          c->ReplyError(f, st);
-          return;
-        }
-      }
+      auto existing = lookup(&found);
+      st = existing.status();
+      if (st.ok() && (!found || req.overwrite())) st = store_->Put(table, req.key(), req.value());
       break;
     }
     case rpc::kKVGet: {
-      auto v = store_->Get(table, req.key());
-      if (v.ok()) {
-        reply.set_found(true);
-        reply.set_value(*v);
-      }
+      auto v = lookup(&found);
+      st = v.status();
+      if (st.ok() && found) reply.set_value(std::move(*v));
       break;
     }
     case rpc::kKVDel: {
-      auto v = store_->Get(table, req.key());
-      reply.set_found(v.ok());
-      store_->Delete(table, req.key()).IgnoreError();
+      auto v = lookup(&found);
+      st = v.status();
+      if (st.ok() && found) st = store_->Delete(table, req.key());
       break;
     }
     case rpc::kKVKeys: {
       auto all = store_->GetAll(table);
+      st = all.status();
       if (all.ok()) {
         for (const auto& [k, v] : *all) {
           if (k.rfind(req.key(), 0) == 0) reply.add_keys(k);
@@ -683,6 +687,11 @@ void GcsServer::HandleKV(const rpc::ConnectionPtr& c, rpc::Frame& f) {
       break;
     }
   }
+  if (!st.ok()) {
+    c->ReplyError(f, st);
+    return;
+  }
+  reply.set_found(found);
   c->Reply(f, reply);
 }
 

@@ -106,6 +106,7 @@ Status NodeDaemon::Start() {
   env.token = options_.token;
   env.session_dir = options_.session_dir;
   env.node_id = node_id_;
+  env.has_gpus = !gpu_free_.empty();
   pool_ = std::make_unique<WorkerPool>(
       loop_, env, [this](const WorkerProc& w, const std::string& d) { OnWorkerDied(w, d); });
 
@@ -374,7 +375,7 @@ void NodeDaemon::ReleaseGpus(const std::vector<int>& gpus, int64_t amount) {
 void NodeDaemon::ProcessLeaseQueue() {
   if (stopped_) return;
   bool short_of_resources = false;
-  std::unordered_map<JobID, int> workers_wanted;
+  std::map<std::pair<JobID, std::string>, int> workers_wanted;  // by job and devices
   const int64_t cpus = std::max<int64_t>(1, total_.Get("CPU") / kResourceUnit);
   const int64_t max_workers = Config::Get().max_workers_per_cpu() * cpus;
   for (auto it = pending_.begin(); it != pending_.end();) {
@@ -389,14 +390,16 @@ void NodeDaemon::ProcessLeaseQueue() {
       ++it;
       continue;
     }
-    ReleaseGpus(gpus, it->need.Get("GPU"));  // only probing; GrantLease takes them
+    ReleaseGpus(gpus, it->need.Get("GPU"));  // only probing; GrantLease takes the same ones
+    std::string devices;
+    for (int g : gpus) devices += (devices.empty() ? "" : ",") + std::to_string(g);
     JobID job = JobID::FromBinary(it->req.job_id());
-    WorkerProc* w = pool_->PopIdle(job);
+    WorkerProc* w = pool_->PopIdle(job, devices);
     if (!w) {
-      int wanted = ++workers_wanted[job];
+      int wanted = ++workers_wanted[{job, devices}];
       bool may_start = it->req.for_actor() || pool_->NumNonActorWorkers() < max_workers;
-      if (pool_->NumStarting(job) < wanted && may_start) {
-        auto started = pool_->StartWorker(job);
+      if (pool_->NumStarting(job, devices) < wanted && may_start) {
+        auto started = pool_->StartWorker(job, devices);
         if (!started.ok()) {
           proto::LeaseReply reply;
           reply.set_error(started.status().message());
@@ -443,7 +446,7 @@ void NodeDaemon::EndLease(uint64_t lease_id, bool kill_worker) {
   ReleaseLeaseResources(lease);
   if (WorkerProc* w = pool_->Find(lease.worker)) {
     if (kill_worker) {
-      pool_->Kill(w->id, "its lease holder asked");
+      pool_->Kill(w->id, "its lease holder gave the lease back with the worker to be stopped");
     } else if (w->lease_id == lease_id) {
       pool_->MakeIdle(w);
     }
@@ -633,13 +636,15 @@ void NodeDaemon::HandleStoreCreate(const rpc::ConnectionPtr& c, rpc::Frame& f) {
 void NodeDaemon::HandleStoreSeal(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   proto::StoreSealRequest req;
   if (!rpc::ParsePayload(f.payload, &req)) return;
-  store_->Seal(ClientOf(c)->id, ObjectID::FromBinary(req.object_id()));
+  Status st = store_->Seal(ClientOf(c)->id, ObjectID::FromBinary(req.object_id()));
+  if (!st.ok()) LUMEN_LOG_EVERY_WINDOW(WARNING) << "store client " << c->peer_name() << ": " << st;
 }
 
 void NodeDaemon::HandleStoreAbort(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   proto::StoreSealRequest req;
   if (!rpc::ParsePayload(f.payload, &req)) return;
-  store_->Abort(ClientOf(c)->id, ObjectID::FromBinary(req.object_id()));
+  Status st = store_->Abort(ClientOf(c)->id, ObjectID::FromBinary(req.object_id()));
+  if (!st.ok()) LUMEN_LOG_EVERY_WINDOW(WARNING) << "store client " << c->peer_name() << ": " << st;
 }
 
 void NodeDaemon::HandleStoreGet(const rpc::ConnectionPtr& c, rpc::Frame& f) {

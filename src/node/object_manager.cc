@@ -160,12 +160,9 @@ void ObjectManager::Finish(const ObjectID& id, const Status& st) {
   Pull p = std::move(it->second);
   pulls_.erase(it);
   if (p.created) {
-    if (st.ok()) {
-      store_->Seal(kSelf, id);
-      store_->MarkSecondary(id);
-    } else {
-      store_->Abort(kSelf, id);
-    }
+    Status done = st.ok() ? store_->Seal(kSelf, id) : store_->Abort(kSelf, id);
+    if (done.ok() && st.ok()) store_->MarkSecondary(id);
+    if (!done.ok()) LUMEN_LOG(WARNING) << "pull of " << id.Hex() << ": " << done;
   }
   if (!st.ok()) LUMEN_LOG(WARNING) << st;
   for (auto& [weak, handle] : p.waiters) {

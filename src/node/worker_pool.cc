@@ -5,12 +5,33 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 
 #include "common/fs.h"
 #include "common/logging.h"
 #include "common/process.h"
 
 namespace lumen::node {
+namespace {
+
+// True when the kernel is already tearing `pid` down (PF_EXITING in /proc/<pid>/stat), e.g. a
+// worker SIGKILLed from outside whose sockets closed before it became a zombie.
+bool ProcessIsExiting(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(in, stat)) return true;  // gone
+  size_t close = stat.rfind(')');            // the command name may hold spaces
+  if (close == std::string::npos) return false;
+  std::istringstream fields(stat.substr(close + 2));
+  std::string state;
+  unsigned long ppid, pgrp, session, tty, tpgid, flags;
+  if (!(fields >> state >> ppid >> pgrp >> session >> tty >> tpgid >> flags)) return false;
+  constexpr unsigned long kPfExiting = 0x4;
+  return state == "Z" || state == "X" || (flags & kPfExiting) != 0;
+}
+
+}  // namespace
 
 WorkerPool::WorkerPool(rpc::EventLoop* loop, Env env, DeathCallback on_death)
     : loop_(loop), env_(std::move(env)), on_death_(std::move(on_death)) {}
@@ -34,7 +55,7 @@ void WorkerPool::RemoveJob(const JobID& job) {
   for (const auto& id : ids) Kill(id, "its job finished");
 }
 
-StatusOr<WorkerProc*> WorkerPool::StartWorker(const JobID& job) {
+StatusOr<WorkerProc*> WorkerPool::StartWorker(const JobID& job, const std::string& devices) {
   auto it = jobs_.find(job);
   if (it == jobs_.end()) {
     return FailedPreconditionError("job " + std::to_string(job.ToInt()) +
@@ -44,8 +65,12 @@ StatusOr<WorkerProc*> WorkerPool::StartWorker(const JobID& job) {
   auto w = std::make_unique<WorkerProc>();
   w->id = WorkerID::FromRandom();
   w->job = job;
+  w->devices = devices;
   w->since = std::chrono::steady_clock::now();
   std::vector<std::string> overrides = cfg.env;
+  // Set once at start, never per task: setenv in a running multi-threaded worker is undefined
+  // behaviour and would race with its actor threads.
+  if (env_.has_gpus) overrides.push_back("CUDA_VISIBLE_DEVICES=" + devices);
   overrides.push_back("LUMEN_ROLE=worker");
   overrides.push_back("LUMEN_NODE_ADDRESS=" + env_.node_address);
   overrides.push_back("LUMEN_GCS_ADDRESS=" + env_.gcs_address);
@@ -92,10 +117,11 @@ WorkerProc* WorkerPool::Register(const WorkerID& id, const rpc::ConnectionPtr& c
   return w;
 }
 
-WorkerProc* WorkerPool::PopIdle(const JobID& job) {
+WorkerProc* WorkerPool::PopIdle(const JobID& job, const std::string& devices) {
   WorkerProc* best = nullptr;
   for (auto& [id, w] : workers_) {
-    if (w->job == job && w->state == WorkerProc::State::kIdle && w->conn && !w->conn->closed()) {
+    if (w->job == job && w->devices == devices && w->state == WorkerProc::State::kIdle && w->conn &&
+        !w->conn->closed()) {
       if (!best || w->since > best->since) best = w.get();  // most recently used: warm caches
     }
   }
@@ -119,7 +145,8 @@ void WorkerPool::Kill(const WorkerID& id, const std::string& reason) {
   auto it = workers_.find(id);
   if (it == workers_.end() || it->second->state == WorkerProc::State::kDead) return;
   if (OnExit(id)) return;  // already dead on its own: keep its real cause
-  it->second->kill_reason = reason;
+  // Dying but not yet reaped: whatever killed it, it was not us.
+  if (!ProcessIsExiting(it->second->pid)) it->second->kill_reason = reason;
   ::kill(it->second->pid, SIGKILL);
 }
 
@@ -186,10 +213,10 @@ std::string WorkerPool::ExitDescription(const WorkerID& id) const {
   return it == exits_.end() ? "" : it->second;
 }
 
-int WorkerPool::NumStarting(const JobID& job) const {
+int WorkerPool::NumStarting(const JobID& job, const std::string& devices) const {
   int n = 0;
   for (const auto& [id, w] : workers_)
-    n += w->job == job && w->state == WorkerProc::State::kStarting;
+    n += w->job == job && w->devices == devices && w->state == WorkerProc::State::kStarting;
   return n;
 }
 

@@ -42,6 +42,9 @@ struct WorkerProc {
   uint64_t lease_id = 0;
   bool blocked = false;
   ActorID actor;
+  // CUDA_VISIBLE_DEVICES it was started with (on a node with GPUs): fixed for its life, so a
+  // worker only takes leases of the same GPU instances.
+  std::string devices;
   std::chrono::steady_clock::time_point since;  // start, or last became idle
   std::string kill_reason;                      // set when this daemon killed it
 };
@@ -55,6 +58,7 @@ class WorkerPool {
     std::string token;
     std::string session_dir;
     NodeID node_id;
+    bool has_gpus = false;  // workers get CUDA_VISIBLE_DEVICES (empty: no GPU) at start
   };
   using DeathCallback = std::function<void(const WorkerProc& w, const std::string& description)>;
 
@@ -66,11 +70,13 @@ class WorkerPool {
   // Kills every worker of the job and forgets it.
   void RemoveJob(const JobID& job);
 
-  StatusOr<WorkerProc*> StartWorker(const JobID& job);
+  // Starts a worker that sees GPU instances `devices` ("0,1"; "" for none) for its whole life.
+  StatusOr<WorkerProc*> StartWorker(const JobID& job, const std::string& devices = "");
   // Matches a registering process to the worker started for it.
   WorkerProc* Register(const WorkerID& id, const rpc::ConnectionPtr& conn,
                        const proto::Address& address);
-  WorkerProc* PopIdle(const JobID& job);
+  // The most recently used idle worker of `job` started with `devices`, or null.
+  WorkerProc* PopIdle(const JobID& job, const std::string& devices);
   void MakeIdle(WorkerProc* w);
   WorkerProc* Find(const WorkerID& id);
   void Kill(const WorkerID& id, const std::string& reason);
@@ -79,7 +85,7 @@ class WorkerPool {
   // Exit description of a worker that died recently ("killed by signal 9 (SIGKILL)"), or empty.
   std::string ExitDescription(const WorkerID& id) const;
 
-  int NumStarting(const JobID& job) const;
+  int NumStarting(const JobID& job, const std::string& devices) const;
   // Non-actor workers that are not blocked waiting for other tasks.
   int NumNonActorWorkers() const;
   std::vector<const WorkerProc*> All() const;

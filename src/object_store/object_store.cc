@@ -166,19 +166,37 @@ void ObjectStore::Create(ClientId client, const ObjectID& id, int64_t size, int3
       });
 }
 
-void ObjectStore::Seal(ClientId client, const ObjectID& id) {
+StatusOr<ObjectStore::EntryIt> ObjectStore::CreatingBy(ClientId client, const ObjectID& id,
+                                                       const char* action) {
   auto it = objects_.find(id);
-  if (it == objects_.end() || it->second.state != State::kCreating) return;
+  if (it == objects_.end()) {
+    return NotFoundError(std::string("cannot ") + action + " object " + id.Hex() +
+                         ": it is not in the store");
+  }
+  if (it->second.state != State::kCreating) {
+    return FailedPreconditionError(std::string("cannot ") + action + " object " + id.Hex() +
+                                   ": it is already sealed");
+  }
+  if (it->second.creator != client) {
+    return PermissionDeniedError(std::string("cannot ") + action + " object " + id.Hex() +
+                                 ": another client is creating it");
+  }
+  return it;
+}
+
+Status ObjectStore::Seal(ClientId client, const ObjectID& id) {
+  LUMEN_ASSIGN_OR_RETURN(auto it, CreatingBy(client, id, "seal"));
   it->second.state = State::kSealed;
   it->second.last_use = ++tick_;
   WakeGetters(id);
   if (it->second.freed) MaybeDelete(id);
+  return Status::OK();
 }
 
-void ObjectStore::Abort(ClientId client, const ObjectID& id) {
-  auto it = objects_.find(id);
-  if (it == objects_.end() || it->second.state != State::kCreating) return;
+Status ObjectStore::Abort(ClientId client, const ObjectID& id) {
+  LUMEN_ASSIGN_OR_RETURN(auto it, CreatingBy(client, id, "abort"));
   DeleteEntry(it);
+  return Status::OK();
 }
 
 void ObjectStore::AllocateOrWait(int64_t size, std::string what,

@@ -84,9 +84,11 @@ class ObjectStore {
   // whose reference count decides when the object is freed.
   void Create(ClientId client, const ObjectID& id, int64_t size, int32_t format,
               const WorkerID& owner, CreateCallback cb);
-  void Seal(ClientId client, const ObjectID& id);
-  // Drops an unsealed object (its creator failed).
-  void Abort(ClientId client, const ObjectID& id);
+  // Seals an object `client` created. Another client's object, an unknown one or one already
+  // sealed is refused (PermissionDenied / NotFound / FailedPrecondition) and left as it is.
+  Status Seal(ClientId client, const ObjectID& id);
+  // Drops an unsealed object its creator `client` gave up on; refused like Seal otherwise.
+  Status Abort(ClientId client, const ObjectID& id);
   // Waits until every object is sealed and resident (restoring spilled ones), or until
   // `timeout_ms` (< 0: forever). Found objects are pinned for `client`.
   void Get(ClientId client, std::vector<ObjectID> ids, int64_t timeout_ms, GetCallback cb);
@@ -126,6 +128,9 @@ class ObjectStore {
     uint64_t last_use = 0;
     std::string restore_error;
   };
+  using EntryIt = std::unordered_map<ObjectID, Entry>::iterator;
+  // The entry of `id` if `client` created it and it is not sealed yet.
+  StatusOr<EntryIt> CreatingBy(ClientId client, const ObjectID& id, const char* action);
   struct PendingAlloc {
     uint64_t seq;
     int64_t size;
