@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -115,6 +116,49 @@ TEST_F(CliTest, StartRunStatusStop) {
   EXPECT_NE(stop.out.find("stopped"), std::string::npos) << stop.out;
   Result after = Shell(env_ + LUMEN_CLI + " status --address " + address);
   EXPECT_NE(after.code, 0) << after.out;
+}
+
+// Regression: half-open unauthenticated connections exhausted the daemon's descriptors; the
+// accept loop then spun at 100 % logging "Too many open files" millions of times and `lumen
+// status` timed out. Here the daemon cannot raise its limit (hard limit 256).
+TEST_F(CliTest, ADaemonOutOfDescriptorsBacksOffAndStillAnswers) {
+  int port = FreePort();
+  Result start =
+      Shell("ulimit -n 256 && " + env_ + LUMEN_CLI + " start --head --num-cpus 1 --port " +
+            std::to_string(port) + " --object-store-memory 67108864");
+  ASSERT_EQ(start.code, 0) << start.out;
+  std::vector<int> fds;
+  for (int i = 0; i < 600; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<uint16_t>(port));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
+    ::send(fd, "\x10\x00", 2, MSG_NOSIGNAL);
+    fds.push_back(fd);
+  }
+  // Authenticated clients still get in while the flood is held.
+  Result status = Shell(env_ + LUMEN_CLI + " status");
+  EXPECT_EQ(status.code, 0) << status.out;
+  EXPECT_NE(status.out.find("1 node alive"), std::string::npos) << status.out;
+  for (int fd : fds) ::close(fd);
+  std::string log;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(root_)) {
+    if (e.path().filename() == "lumen-daemon.log") {
+      std::ifstream in(e.path());
+      log.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+  }
+  size_t emfile_lines = 0;
+  for (size_t at = log.find("Too many open files"); at != std::string::npos;
+       at = log.find("Too many open files", at + 1)) {
+    ++emfile_lines;
+  }
+  EXPECT_GE(emfile_lines, 1u) << "the flood never exhausted the daemon's descriptors";
+  EXPECT_LE(emfile_lines, 20u) << "repeated accept errors were not rate-limited";
+  Result stop = Shell(env_ + LUMEN_CLI + " stop");
+  EXPECT_EQ(stop.code, 0) << stop.out;
 }
 
 TEST_F(CliTest, BadArgumentsGetClearErrors) {
