@@ -153,12 +153,19 @@ void TaskSubmitter::PumpLocked(const std::string& key) {
       LeasedWorker* best = nullptr;
       for (uint64_t id : ks.leases) {
         LeasedWorker& lw = leases_[id];
-        if (lw.in_flight < depth && (!best || lw.in_flight < best->in_flight)) best = &lw;
+        // A short task may wait behind short ones only: never behind a task that may be long
+        // (or whose length is not known yet) while another worker could take it.
+        if (lw.in_flight < depth && lw.not_short_in_flight == 0 &&
+            (!best || lw.in_flight < best->in_flight)) {
+          best = &lw;
+        }
       }
       if (!best) break;
       std::shared_ptr<TaskEntry> task = std::move(ks.queue.front());
       ks.queue.pop_front();
       ++best->in_flight;
+      const bool short_task = depth > 1;
+      if (!short_task) ++best->not_short_in_flight;
       best->order.push_back(TaskID::FromBinary(task->spec.task_id()));
       if (best->idle_timer) {
         cw_.io()->CancelTimer(best->idle_timer);
@@ -167,7 +174,8 @@ void TaskSubmitter::PumpLocked(const std::string& key) {
       std::string& batch = batches[best->lease_id];
       if (batch.empty()) batch = PushHeader(best->lease_id, best->gpus, cw_.address());
       AppendTask(*task, &batch);
-      in_flight_[TaskID::FromBinary(task->spec.task_id())] = InFlight{task, best->lease_id};
+      in_flight_[TaskID::FromBinary(task->spec.task_id())] =
+          InFlight{task, best->lease_id, short_task};
     }
     for (auto& [lease_id, batch] : batches) {
       leases_[lease_id].conn->SendPrefixed(rpc::kPushTasks, std::move(batch));
@@ -322,6 +330,7 @@ void TaskSubmitter::HandleResults(const rpc::ConnectionPtr& conn, proto::TaskRes
       if (it == in_flight_.end()) continue;
       std::shared_ptr<TaskEntry> task = std::move(it->second.task);
       auto lw = leases_.find(it->second.lease_id);
+      const bool short_task = it->second.short_task;
       in_flight_.erase(it);
       if (lw != leases_.end()) {
         auto& order = lw->second.order;
@@ -333,6 +342,7 @@ void TaskSubmitter::HandleResults(const rpc::ConnectionPtr& conn, proto::TaskRes
       avg = avg == 0 ? static_cast<double>(r.exec_us()) : 0.8 * avg + 0.2 * r.exec_us();
       if (lw != leases_.end()) {
         --lw->second.in_flight;
+        if (!short_task) --lw->second.not_short_in_flight;
         if (std::find(keys.begin(), keys.end(), lw->second.key) == keys.end()) {
           keys.push_back(lw->second.key);
         }

@@ -71,7 +71,8 @@ class TaskSubmitter {
     rpc::ConnectionPtr conn;
     std::vector<int> gpus;
     int in_flight = 0;
-    std::deque<TaskID> order;  // pushed tasks, oldest first: the worker runs them in order
+    int not_short_in_flight = 0;  // in-flight tasks not known to be short: nothing queues behind
+    std::deque<TaskID> order;     // pushed tasks, oldest first: the worker runs them in order
     uint64_t idle_timer = 0;
     std::string key;
   };
@@ -84,6 +85,7 @@ class TaskSubmitter {
   struct InFlight {
     std::shared_ptr<TaskEntry> task;
     uint64_t lease_id;
+    bool short_task;  // known short when pushed (counted apart from not_short_in_flight)
   };
   struct Completion {
     std::shared_ptr<TaskEntry> task;
