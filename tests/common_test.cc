@@ -82,21 +82,26 @@ TEST(Resources, FixedPointArithmetic) {
 TEST(EventLoop, RunsPostedWorkAndTimersInOrder) {
   rpc::EventLoop loop("test");
   loop.Start();
+  auto order = std::make_shared<std::vector<int>>();
+  std::promise<std::vector<int>> done;
+  std::promise<std::chrono::steady_clock::time_point> armed;
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
-  loop.Post([released] { released.wait(); });  // the loop is busy until released
-  std::promise<std::vector<int>> done;
-  auto order = std::make_shared<std::vector<int>>();
-  const auto start = std::chrono::steady_clock::now();
-  loop.RunAfter(std::chrono::milliseconds(3), [&, order] {
-    order->push_back(3);
-    done.set_value(*order);
-  });
-  loop.RunAfter(std::chrono::milliseconds(2), [order] { order->push_back(2); });
   loop.Post([order] { order->push_back(1); });
-  uint64_t cancelled =
-      loop.RunAfter(std::chrono::milliseconds(1), [order] { order->push_back(99); });
-  loop.CancelTimer(cancelled);
+  // On the loop thread, so that nothing can fire between arming and cancelling.
+  loop.Post([&, order] {
+    loop.RunAfter(std::chrono::milliseconds(3), [&, order] {
+      order->push_back(3);
+      done.set_value(*order);
+    });
+    loop.RunAfter(std::chrono::milliseconds(2), [order] { order->push_back(2); });
+    uint64_t cancelled =
+        loop.RunAfter(std::chrono::milliseconds(1), [order] { order->push_back(99); });
+    loop.CancelTimer(cancelled);
+    armed.set_value(std::chrono::steady_clock::now());
+  });
+  loop.Post([released] { released.wait(); });  // the loop is busy until released
+  const auto start = armed.get_future().get();
   while (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(4)) {
     std::this_thread::yield();  // every deadline passes while the loop is held
   }

@@ -38,7 +38,7 @@ void TaskExecutor::HandlePush(const rpc::ConnectionPtr& from, proto::PushTasksRe
     }
     queued_.store(queue_.size(), std::memory_order_release);
   }
-  if (pool_.empty()) {
+  if (pool_threads_.load(std::memory_order_acquire) == 0) {
     cv_.notify_one();
   } else {
     cv_.notify_all();
@@ -62,6 +62,7 @@ void TaskExecutor::Stop() {
 
 void TaskExecutor::StartPool(int threads) {
   for (int i = 0; i < threads; ++i) pool_.emplace_back([this] { ThreadMain(); });
+  pool_threads_.store(static_cast<int>(pool_.size()), std::memory_order_release);
 }
 
 void TaskExecutor::ThreadMain() {

@@ -63,7 +63,8 @@ class TaskExecutor {
   std::deque<std::shared_ptr<Work>> queue_;
   std::atomic<size_t> queued_{0};  // mirrors queue_.size() for lock-free polling
   bool stop_ = false;
-  std::vector<std::thread> pool_;
+  std::vector<std::thread> pool_;     // the main executor thread starts and joins them
+  std::atomic<int> pool_threads_{0};  // pool_.size(), read by the I/O thread to pick a wake-up
 
   // Actor state (set by the creation task; read by calls).
   std::shared_ptr<void> instance_;

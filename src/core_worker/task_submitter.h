@@ -98,7 +98,7 @@ class TaskSubmitter {
   // Puts a task back at the front of its queue; records its key in `keys` (to pump).
   void RequeueFrontLocked(const std::shared_ptr<TaskEntry>& task, std::vector<std::string>* keys)
       LUMEN_REQUIRES(mu_);
-  int DepthFor(TaskEntry& task);
+  int DepthFor(TaskEntry& task) LUMEN_REQUIRES(mu_);
   void DrainIncoming();
   // Pumps `key` once the I/O thread has handled what is readable now (one batch, not one
   // push per finished task).

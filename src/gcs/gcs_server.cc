@@ -445,8 +445,7 @@ void GcsServer::ScheduleActor(const ActorID& id) {
   lease.set_actor_id(id.Binary());
   lease.set_max_concurrency(a.creation.actor_creation().max_concurrency());
   conn->Call(
-      rpc::kRequestLease, lease,
-      [this, id, attempt, chosen](const Status& st, std::string_view payload) {
+      rpc::kRequestLease, lease, [this, id, attempt](const Status& st, std::string_view payload) {
         auto it = actors_.find(id);
         if (it == actors_.end() || it->second.schedule_attempt != attempt ||
             it->second.info.state() == proto::DEAD) {
@@ -710,7 +709,7 @@ void GcsServer::HandleClusterStatus(const rpc::ConnectionPtr& c, rpc::Frame& f) 
 void GcsServer::HandleShutdown(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   c->Reply(f, proto::Empty());
   LUMEN_LOG(INFO) << "shutdown requested by " << c->peer_name();
-  if (on_shutdown_) on_shutdown_();
+  RunOnShutdown();
 }
 
 }  // namespace lumen::gcs

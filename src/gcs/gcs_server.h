@@ -20,6 +20,7 @@
 #include "common.pb.h"
 #include "common/rpc/connection.h"
 #include "common/rpc/server.h"
+#include "common/thread_annotations.h"
 #include "core_worker.pb.h"
 #include "gcs.pb.h"
 #include "gcs/gcs_store.h"
@@ -48,7 +49,11 @@ class GcsServer {
   const std::string& unix_address() const { return unix_address_; }
 
   // Called (on the loop thread) when a client asks the cluster to shut down.
-  void set_on_shutdown(std::function<void()> cb) { on_shutdown_ = std::move(cb); }
+  // Runs when a client asks the service to shut down. Thread-safe: may be set after start.
+  void set_on_shutdown(std::function<void()> cb) {
+    MutexLock lock(shutdown_mu_);
+    on_shutdown_ = std::move(cb);
+  }
 
  private:
   struct NodeState {
@@ -122,7 +127,16 @@ class GcsServer {
   std::unique_ptr<rpc::Server> server_;
   std::string tcp_address_;
   std::string unix_address_;
-  std::function<void()> on_shutdown_;
+  Mutex shutdown_mu_;
+  std::function<void()> on_shutdown_ LUMEN_GUARDED_BY(shutdown_mu_);
+  void RunOnShutdown() {
+    std::function<void()> cb;
+    {
+      MutexLock lock(shutdown_mu_);
+      cb = on_shutdown_;
+    }
+    if (cb) cb();
+  }
   uint64_t heartbeat_timer_ = 0;
   std::atomic<bool> stopping_{false};
 

@@ -20,6 +20,7 @@
 #include "common/resources.h"
 #include "common/rpc/connection.h"
 #include "common/rpc/server.h"
+#include "common/thread_annotations.h"
 #include "lumen/ids.h"
 #include "node.pb.h"
 #include "node/object_manager.h"
@@ -52,7 +53,11 @@ class NodeDaemon {
   const std::string& unix_address() const { return unix_address_; }
   const std::string& tcp_address() const { return tcp_address_; }
 
-  void set_on_shutdown(std::function<void()> cb) { on_shutdown_ = std::move(cb); }
+  // Runs when a client asks the service to shut down. Thread-safe: may be set after start.
+  void set_on_shutdown(std::function<void()> cb) {
+    MutexLock lock(shutdown_mu_);
+    on_shutdown_ = std::move(cb);
+  }
 
  private:
   struct Client {
@@ -128,7 +133,16 @@ class NodeDaemon {
   rpc::ConnectionPtr gcs_;
   std::string unix_address_;
   std::string tcp_address_;
-  std::function<void()> on_shutdown_;
+  Mutex shutdown_mu_;
+  std::function<void()> on_shutdown_ LUMEN_GUARDED_BY(shutdown_mu_);
+  void RunOnShutdown() {
+    std::function<void()> cb;
+    {
+      MutexLock lock(shutdown_mu_);
+      cb = on_shutdown_;
+    }
+    if (cb) cb();
+  }
 
   // Loop thread only.
   ResourceSet total_;

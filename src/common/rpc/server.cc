@@ -50,7 +50,7 @@ StatusOr<std::string> Server::ListenUnix(const std::string& path) {
     return st;
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     listeners_.push_back({fd, 0, path});
   }
   loop_->Dispatch([this, fd] { Watch(fd, /*is_unix=*/true); });
@@ -87,7 +87,7 @@ StatusOr<std::string> Server::ListenTcp(const std::string& host, int port) {
   int bound_port = ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
                                             : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     listeners_.push_back({fd, 0, ""});
   }
   loop_->Dispatch([this, fd] { Watch(fd, /*is_unix=*/false); });
@@ -95,7 +95,7 @@ StatusOr<std::string> Server::ListenTcp(const std::string& host, int port) {
 }
 
 void Server::Watch(int listen_fd, bool is_unix) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (auto& l : listeners_) {
     if (l.fd != listen_fd || l.watch_id != 0) continue;
     l.watch_id = loop_->Watch(listen_fd, EPOLLIN,
@@ -107,12 +107,12 @@ void Server::PauseListener(int listen_fd) {
   // Descriptors held by peers that never authenticated are the first to give back.
   DropHandshaking(num_handshaking_ / 2, "the server ran out of file descriptors");
   const int64_t backoff_ms = Config::Get().accept_backoff_ms();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (auto& l : listeners_) {
     if (l.fd != listen_fd || l.resume_timer != 0) continue;
     loop_->SetEvents(listen_fd, l.watch_id, 0);  // stays registered, reports nothing
     l.resume_timer = loop_->RunAfter(std::chrono::milliseconds(backoff_ms), [this, listen_fd] {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       for (auto& l : listeners_) {
         if (l.fd != listen_fd) continue;
         l.resume_timer = 0;
@@ -166,7 +166,7 @@ void Server::Accept(int listen_fd, bool is_unix) {
     auto conn = Connection::Create(loop_, fd, Connection::Role::kServer, dispatcher_, token_, peer,
                                    is_unix);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (stopped_) return;
       connections_.insert(conn);
     }
@@ -185,7 +185,7 @@ void Server::Accept(int listen_fd, bool is_unix) {
     conn->set_close_callback([this](const ConnectionPtr& c, const Status& reason) {
       if (!c->authenticated()) --num_handshaking_;
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         connections_.erase(c);
       }
       if (on_close_) on_close_(c, reason);
@@ -199,7 +199,7 @@ void Server::Stop() {
   std::vector<Listener> listeners;
   std::set<ConnectionPtr> conns;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (stopped_) return;
     stopped_ = true;
     listeners.swap(listeners_);

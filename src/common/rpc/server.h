@@ -12,12 +12,12 @@
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "common/rpc/connection.h"
+#include "common/thread_annotations.h"
 
 namespace lumen::rpc {
 
@@ -72,16 +72,16 @@ class Server {
   ConnectionCallback on_accept_;
   std::function<void(const ConnectionPtr&, const Status&)> on_close_;
 
-  std::mutex mu_;
+  Mutex mu_;
   struct Listener {
     int fd;
     uint64_t watch_id;
     std::string unix_path;
     uint64_t resume_timer = 0;  // set while paused
   };
-  std::vector<Listener> listeners_;
-  std::set<ConnectionPtr> connections_;
-  bool stopped_ = false;
+  std::vector<Listener> listeners_ LUMEN_GUARDED_BY(mu_);
+  std::set<ConnectionPtr> connections_ LUMEN_GUARDED_BY(mu_);
+  bool stopped_ LUMEN_GUARDED_BY(mu_) = false;
 
   // Loop thread only.
   std::deque<std::weak_ptr<Connection>> handshaking_;  // in accept order; may hold stale entries
