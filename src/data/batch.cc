@@ -112,16 +112,22 @@ Batch Batch::FromBuffer(Buffer buffer) {
   if (descs_end > size || h->names_offset < descs_end || h->names_offset > size) {
     return fail("column table out of bounds");
   }
+  // [offset, offset + length) lies inside the block (no sum can overflow: fields are untrusted).
+  auto inside = [size](int64_t offset, int64_t length) {
+    return offset >= 0 && length >= 0 && offset <= size && length <= size - offset;
+  };
   for (uint32_t i = 0; i < h->ncols; ++i) {
     const ColumnDesc* d = Desc(buffer, static_cast<int>(i));
     if (h->names_offset + d->name_offset + d->name_len > size) return fail("name out of bounds");
     auto type = static_cast<DataType>(d->type);
     if (d->type < 1 || d->type > 9) return fail("unknown column type");
-    if (d->data_offset < 0 || d->data_size < 0 || d->data_offset + d->data_size > size) {
-      return fail("column data out of bounds");
-    }
+    if (!inside(d->data_offset, d->data_size)) return fail("column data out of bounds");
+    // Every column's shape is copied by Slice/TakeRows/Concat, not only a tensor's.
+    if (d->ndim > internal::kMaxTensorDims) return fail("too many tensor dimensions");
     if (IsVariable(type)) {
-      if (d->offsets_offset < 0 || d->offsets_offset + (h->nrows + 1) * 8 > size) {
+      // Offsets are read in place as int64s.
+      if (h->nrows > size / 8 || d->offsets_offset % 8 != 0 ||
+          !inside(d->offsets_offset, (h->nrows + 1) * 8)) {
         return fail("offsets out of bounds");
       }
       const auto* off = reinterpret_cast<const int64_t*>(buffer.data() + d->offsets_offset);
@@ -132,12 +138,17 @@ Batch Batch::FromBuffer(Buffer buffer) {
       if (off[h->nrows] > d->data_size) return fail("values out of bounds");
     } else {
       int64_t per_row = static_cast<int64_t>(FixedWidth(type));
-      if (d->ndim > internal::kMaxTensorDims) return fail("too many tensor dimensions");
+      if (d->data_offset % per_row != 0) return fail("column data not aligned");
       for (int k = 0; k < d->ndim; ++k) {
         if (d->shape[k] <= 0) return fail("bad tensor shape");
-        per_row *= d->shape[k];
+        if (__builtin_mul_overflow(per_row, d->shape[k], &per_row)) {
+          return fail("tensor shape too large");
+        }
       }
-      if (d->data_size < per_row * h->nrows) return fail("column shorter than its rows");
+      int64_t need;
+      if (__builtin_mul_overflow(per_row, h->nrows, &need) || d->data_size < need) {
+        return fail("column shorter than its rows");
+      }
     }
   }
   return Batch(std::move(buffer));

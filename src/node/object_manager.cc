@@ -154,7 +154,7 @@ void ObjectManager::Write(const ObjectID& id, Pull& p, const proto::ObjectChunk&
   }
 }
 
-void ObjectManager::Finish(const ObjectID& id, const Status& st) {
+void ObjectManager::Finish(ObjectID id, Status st) {
   auto it = pulls_.find(id);
   if (it == pulls_.end()) return;
   Pull p = std::move(it->second);

@@ -63,7 +63,8 @@ class ObjectManager {
   void OnChunk(const ObjectID& id, const Status& st, std::string_view payload);
   // Copies a received chunk into the local copy; finishes the pull or asks for more.
   void Write(const ObjectID& id, Pull& p, const proto::ObjectChunk& chunk);
-  void Finish(const ObjectID& id, const Status& st);
+  // By value: callers pass the pull's own fields, which Finish erases before it is done.
+  void Finish(ObjectID id, Status st);
 
   rpc::EventLoop* const loop_;
   object_store::ObjectStore* const store_;

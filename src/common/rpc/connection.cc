@@ -586,7 +586,9 @@ bool Connection::HandleFrame(Frame& frame) {
       p.cb(Status::OK(), frame.payload);
     } else {
       auto code = static_cast<StatusCode>(frame.type);
-      if (frame.type > static_cast<uint16_t>(StatusCode::kUnauthenticated)) {
+      // An error response always fails the call: a peer sending code 0 (OK) must not turn
+      // into a success with an empty reply.
+      if (frame.type == 0 || frame.type > static_cast<uint16_t>(StatusCode::kUnauthenticated)) {
         code = StatusCode::kUnknown;
       }
       p.cb(Status(code, std::string(frame.payload)), {});
