@@ -1,14 +1,22 @@
 // lumen::data: blocks, transforms, sources and sinks, exchanges, actor pools, errors,
 // exactly-once writes, streaming, memory budget. On an embedded cluster.
+#include <fcntl.h>
 #include <pty.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -73,9 +81,34 @@ ld::Batch KillOnce(const ld::Batch& in) {
   }
   return in.DropColumns({"marker"});
 }
-ld::Batch SlowMark(const ld::Batch& in) {
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  return in;
+
+// Waits until `path` exists; false if it has not appeared within `timeout` (so that a test
+// whose expectation is broken fails instead of hanging).
+bool WaitForFile(const std::string& path,
+                 std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!std::filesystem::exists(path)) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+// The block holding id 99 waits until the file named in its `go` column exists (the consumer
+// makes it once it has a first batch). Column `released`: 1 if it appeared, 0 on timeout.
+ld::Batch WaitForGo(const ld::Batch& in) {
+  auto ids = in.Int64("id");
+  bool last = std::find(ids.begin(), ids.end(), 99) != ids.end();
+  bool released = !last || WaitForFile(std::string(in.String("go")[0]), std::chrono::seconds(30));
+  return ld::BatchBuilder(in.DropColumns({"go"}))
+      .AddInt64("released", std::vector<int64_t>(ids.size(), released ? 1 : 0))
+      .Build();
+}
+
+// Appends a line per call to the file named in the `log` column (counts executions).
+ld::Batch LogCall(const ld::Batch& in) {
+  if (in.NumRows() > 0) std::ofstream(std::string(in.String("log")[0]), std::ios::app) << "x\n";
+  return in.DropColumns({"log"});
 }
 
 class Scaler {
@@ -98,9 +131,76 @@ class Scaler {
   std::string tag_;
 };
 
-LUMEN_REMOTE(Double, AddOne, IsEven, Twice, Squares, CountRows, UpperBytes, FailOn7, SlowMark,
-             KillOnce);
+// An actor-pool model for failure tests. It records each block it finishes (its first id) in
+// `<dir>/calls.<pid>`, its constructions in `<dir>/ctor.<pid>`, adds a `pid` column, and from
+// id `gate_from` on waits for `<dir>/killed` — made once the test has killed a pool actor —
+// so that the job cannot end before the kill and the killed actor dies holding blocks.
+class GatedModel {
+ public:
+  GatedModel(std::string dir, int64_t gate_from) : dir_(std::move(dir)), gate_from_(gate_from) {
+    std::ofstream(dir_ + "/ctor." + std::to_string(::getpid()), std::ios::app) << "x\n";
+  }
+  ld::Batch operator()(const ld::Batch& in) {
+    auto ids = in.Int64("id");
+    if (!ids.empty() && ids[0] >= gate_from_) WaitForFile(dir_ + "/killed");
+    std::ofstream(dir_ + "/calls." + std::to_string(::getpid()), std::ios::app)
+        << (ids.empty() ? -1 : ids[0]) << "\n";
+    return ld::BatchBuilder(in)
+        .AddInt64("pid", std::vector<int64_t>(ids.size(), ::getpid()))
+        .Build();
+  }
+
+ private:
+  std::string dir_;
+  int64_t gate_from_;
+};
+
+class BrokenModel {
+ public:
+  BrokenModel() { throw std::runtime_error("model weights not found"); }
+  ld::Batch operator()(const ld::Batch& in) { return in; }
+};
+
+LUMEN_REMOTE(Double, AddOne, IsEven, Twice, Squares, CountRows, UpperBytes, FailOn7, KillOnce,
+             WaitForGo, LogCall);
 LUMEN_DATA_CALLABLE(Scaler, int64_t, std::string);
+LUMEN_DATA_CALLABLE(GatedModel, std::string, int64_t);
+LUMEN_DATA_CALLABLE(BrokenModel);
+
+int CountLines(const std::string& path) {
+  std::ifstream f(path);
+  return static_cast<int>(
+      std::count(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>(), '\n'));
+}
+
+// Once some GatedModel actor has finished `blocks` blocks (its `calls.<pid>` file in `dir`),
+// SIGKILLs its process — once — and makes `<dir>/killed`. Returns the pid killed, or 0 if no
+// actor got that far within a minute (the gate opens anyway, so that the job ends).
+pid_t KillOnePoolActor(const std::filesystem::path& dir, int blocks) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  pid_t victim = 0;
+  while (victim == 0 && std::chrono::steady_clock::now() < deadline) {
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+      std::string name = e.path().filename().string();
+      if (name.rfind("calls.", 0) != 0 || CountLines(e.path().string()) < blocks) continue;
+      victim = static_cast<pid_t>(std::stol(name.substr(6)));
+      break;
+    }
+    if (victim == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  if (victim != 0) ::kill(victim, SIGKILL);
+  std::ofstream(dir / "killed") << "killed";
+  return victim;
+}
+
+// The first operator whose name starts with `prefix`.
+std::optional<ld::OperatorStats> FindOperator(const ld::DatasetStats& stats,
+                                              const std::string& prefix) {
+  for (const auto& o : stats.operators) {
+    if (o.name.rfind(prefix, 0) == 0) return o;
+  }
+  return std::nullopt;
+}
 
 std::vector<int64_t> Ids(const std::vector<ld::Row>& rows, const std::string& col = "id") {
   std::vector<int64_t> v;
@@ -177,13 +277,30 @@ TEST(Batch, SliceConcatTakeSelect) {
 TEST(Batch, MalformedBytesAreRejected) {
   EXPECT_THROW(ld::Batch::FromBuffer(lumen::Buffer::FromString("not a block")), lumen::TypeError);
   ld::Batch b = ld::BatchBuilder().AddString("s", {"abc"}).Build();
-  std::string bytes(b.buffer().view());
-  bytes[bytes.size() / 2] ^= 0x7f;  // may or may not hit metadata; must never crash
-  try {
-    ld::Batch::FromBuffer(lumen::Buffer::FromString(bytes));
-  } catch (const lumen::TypeError&) {
+  const std::string good(b.buffer().view());
+  // Every single corrupted byte is either rejected as an invalid block, or (padding, stats,
+  // string contents) yields a block whose values all lie inside it.
+  int rejected = 0;
+  for (size_t i = 0; i < good.size(); ++i) {
+    std::string bytes = good;
+    bytes[i] ^= 0x7f;
+    try {
+      ld::Batch c = ld::Batch::FromBuffer(lumen::Buffer::FromString(bytes));
+      for (const auto& name : c.ColumnNames()) {
+        if (c.ColumnType(name) != ld::DataType::kString) continue;
+        for (int64_t r = 0; r < c.NumRows(); ++r) {
+          std::string_view v = c.String(name)[static_cast<size_t>(r)];
+          ASSERT_LE(v.size(), bytes.size()) << "byte " << i;
+        }
+      }
+    } catch (const lumen::TypeError& e) {
+      ++rejected;
+      EXPECT_EQ(std::string(e.what()).rfind("not a valid lumen::data block: ", 0), 0u)
+          << "byte " << i << ": " << e.what();
+    }
   }
-  bytes = std::string(b.buffer().view());
+  EXPECT_GT(rejected, 0);  // the header and column table are checked
+  std::string bytes = good;
   bytes.resize(bytes.size() - 1);
   EXPECT_THROW(ld::Batch::FromBuffer(lumen::Buffer::FromString(bytes)), lumen::TypeError);
 }
@@ -251,18 +368,26 @@ TEST_F(DataTest, ColumnsAddSelectDrop) {
 }
 
 TEST_F(DataTest, LimitTakesOnlyWhatIsNeeded) {
-  auto ds = ld::Range(100000, {.num_blocks = 50}).Map(AddOne).WithOptions(Quiet());
+  // A small budget keeps few read tasks in flight, so that a satisfied limit stops the reads.
+  const ld::ExecutionOptions small{.memory_budget_bytes = 64 << 10, .progress = false};
+  auto ds = ld::Range(100000, {.num_blocks = 50}).Map(AddOne).WithOptions(small);
+  ASSERT_EQ(ds.Count(), 100000);
+  const ld::DatasetStats all = ds.Stats();
+  ASSERT_EQ(all.operators.front().tasks, 50) << all.ToString();
   auto rows = ds.Take(5);
   EXPECT_EQ(rows.size(), 5u);
-  // The limit moved below the row-preserving Map: far fewer rows were transformed than exist.
-  auto explain = ds.Limit(5).Explain();
-  EXPECT_NE(explain.find("Limit(5)"), std::string::npos) << explain;
-  auto stats = ds.Stats();
-  int64_t mapped = 0;
-  for (const auto& o : stats.operators) {
-    if (o.name.find("Map(") != std::string::npos) mapped = std::max(mapped, o.rows_out);
-  }
-  EXPECT_LT(mapped, 100000);
+  const ld::DatasetStats limited = ds.Stats();
+  // The limit moved below the row-preserving Map: the Map transformed exactly the 5 rows
+  // kept, where without the pushdown it runs fused into the read on whole 2,000-row blocks.
+  const std::optional<ld::OperatorStats> map = FindOperator(limited, "Map(AddOne)");
+  ASSERT_TRUE(map.has_value()) << limited.ToString();
+  EXPECT_EQ(map->rows_in, 5) << limited.ToString();
+  EXPECT_EQ(map->rows_out, 5) << limited.ToString();
+  // And the limit stopped the source: fewer blocks were read than without it.
+  const std::optional<ld::OperatorStats> read = FindOperator(limited, "Range(100000)");
+  ASSERT_TRUE(read.has_value()) << limited.ToString();
+  EXPECT_LT(read->tasks, all.operators.front().tasks) << limited.ToString();
+  EXPECT_LT(read->rows_out, 100000) << limited.ToString();
 }
 
 TEST_F(DataTest, ReadMapFusesIntoOneOperator) {
@@ -351,30 +476,42 @@ TEST_F(DataTest, BinaryFilesCopyExactlyOnce) {
 }
 
 // Captures what the library writes to stderr while `body` runs, with stderr a terminal (a
-// pseudo-terminal read by a thread, so that a full buffer never blocks the writer).
+// pseudo-terminal read by a thread, so that a full buffer never blocks the writer). Worker
+// processes started meanwhile inherit the terminal and keep it open, so the end of the
+// capture is a marker written after `body`, not the end of file.
 std::string StderrOnTerminal(const std::function<void()>& body) {
   int master = -1, slave = -1;
   if (::openpty(&master, &slave, nullptr, nullptr, nullptr) != 0) {
     ADD_FAILURE() << "openpty failed";
     return "";
   }
+  const std::string marker = "<<end of captured stderr " + std::to_string(::getpid()) + ">>";
   std::string out;
   std::thread reader([&] {
     char buf[4096];
     ssize_t n;
-    while ((n = ::read(master, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+    while (out.find(marker) == std::string::npos && (n = ::read(master, buf, sizeof(buf))) > 0) {
+      out.append(buf, static_cast<size_t>(n));
+    }
   });
   std::fflush(stderr);
   int saved = ::dup(STDERR_FILENO);
   ::dup2(slave, STDERR_FILENO);
-  body();
+  std::exception_ptr failure;
+  try {
+    body();
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  std::fprintf(stderr, "%s\n", marker.c_str());
   std::fflush(stderr);
   ::dup2(saved, STDERR_FILENO);
   ::close(saved);
-  ::close(slave);  // the reader sees EOF (EIO) once the written data is drained
+  ::close(slave);
   reader.join();
   ::close(master);
-  return out;
+  if (failure) std::rethrow_exception(failure);
+  return out.substr(0, out.find(marker));
 }
 
 // On a terminal each operator gets a live bar with its blocks done of the known total (and
@@ -504,19 +641,27 @@ TEST_F(DataTest, CallableClassRunsInAnActorPoolConstructedOncePerActor) {
 }
 
 TEST_F(DataTest, IterBatchesStreamsBeforeTheEnd) {
-  auto ds = ld::Range(100, {.num_blocks = 10})
-                .MapBatches(SlowMark, {.concurrency = 1})
-                .WithOptions(Quiet());
-  auto it = ds.IterBatches({.batch_size = 10});
+  // The block holding id 99 is produced only after the consumer, holding its first batch,
+  // makes the `go` file: the first batch must arrive while that block is still unproduced.
+  const std::string go = Path("go");
+  std::vector<ld::Row> items;
+  for (int64_t i = 0; i < 100; ++i) items.push_back(ld::Row{{"id", i}, {"go", go}});
+  auto ds = ld::FromItems(items, {.num_blocks = 10}).MapBatches(WaitForGo).WithOptions(Quiet());
+  auto it = ds.IterBatches();
   auto first = it.Next();
   ASSERT_TRUE(first.has_value());
-  EXPECT_EQ(first->NumRows(), 10);
-  // When the first batch arrives most blocks are still unprocessed (one task at a time).
-  auto stats_so_far = ds.Stats();  // no finished execution yet
-  EXPECT_TRUE(stats_so_far.operators.empty());
-  int64_t total = first->NumRows();
-  for (const auto& b : it) total += b.NumRows();
-  EXPECT_EQ(total, 100);
+  auto first_ids = first->Int64("id");
+  EXPECT_EQ(std::find(first_ids.begin(), first_ids.end(), 99), first_ids.end());
+  std::ofstream(go) << "go";
+  std::vector<int64_t> ids(first_ids.begin(), first_ids.end());
+  int64_t released = 0;
+  for (int64_t r : first->Int64("released")) released += r;
+  for (const auto& b : it) {
+    for (int64_t v : b.Int64("id")) ids.push_back(v);
+    for (int64_t r : b.Int64("released")) released += r;
+  }
+  EXPECT_EQ(Sorted(ids), Iota(100));
+  EXPECT_EQ(released, 100);  // the last block saw `go`: it did not run before the first batch
 }
 
 TEST_F(DataTest, MemoryBudgetBoundsWhatIsHeld) {
@@ -532,14 +677,16 @@ TEST_F(DataTest, MemoryBudgetBoundsWhatIsHeld) {
 }
 
 TEST_F(DataTest, MaterializeKeepsBlocks) {
-  auto m = ld::Range(100).Map(AddOne).WithOptions(Quiet()).Materialize();
-  EXPECT_EQ(m.Count(), 100);
-  EXPECT_EQ(
-      Sorted(Ids(m.TakeAll())), Iota(101).empty() ? std::vector<int64_t>{} : [] {
-        std::vector<int64_t> v;
-        for (int64_t i = 1; i <= 100; ++i) v.push_back(i);
-        return v;
-      }());
+  const std::string log = Path("calls.log");
+  std::vector<ld::Row> items;
+  for (int64_t i = 0; i < 100; ++i) items.push_back(ld::Row{{"id", i}, {"log", log}});
+  auto m = ld::FromItems(items, {.num_blocks = 4}).MapBatches(LogCall).WithOptions(Quiet());
+  auto kept = m.Materialize();
+  EXPECT_EQ(CountLines(log), 4);  // one call per block
+  EXPECT_EQ(kept.Count(), 100);
+  EXPECT_EQ(Sorted(Ids(kept.TakeAll())), Iota(100));
+  EXPECT_EQ(kept.Map(AddOne).Count(), 100);
+  EXPECT_EQ(CountLines(log), 4);  // consumers start from the kept blocks: no re-run
 }
 
 TEST_F(DataTest, UnregisteredFunctionsAreRejectedAtPlanTime) {
@@ -590,4 +737,232 @@ TEST_F(DataTest, GlobsSelectFiles) {
   EXPECT_EQ(ld::ReadCsv(Path("g") + "/*.csv").WithOptions(Quiet()).Count(), 2);
   EXPECT_THROW(ld::ReadCsv(Path("g") + "/*.parquet").WithOptions(Quiet()).Count(), ld::DataError);
 }
+}  // namespace
+
+// ---- actor pools survive their actors' deaths ----------------------------------------------
+
+namespace {
+
+// Runs `body` (which may throw) while `side` runs on another thread; joins both.
+template <class Body, class Side>
+void WithSideThread(Body&& body, Side&& side) {
+  std::thread t(std::forward<Side>(side));
+  try {
+    body();
+  } catch (...) {
+    t.join();
+    throw;
+  }
+  t.join();
+}
+
+std::vector<int64_t> CsvIds(const std::string& dir) {
+  return Sorted(Ids(ld::ReadCsv(dir).WithOptions(Quiet()).TakeAll()));
+}
+
+int CountPrefixed(const fs::path& dir, const std::string& prefix) {
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    n += e.path().filename().string().rfind(prefix, 0) == 0;
+  }
+  return n;
+}
+
+TEST_F(DataTest, APoolActorKilledMidRunIsRestartedAndTheOutputIsExact) {
+  ld::WriteResult r;
+  pid_t victim = 0;
+  auto ds =
+      ld::Range(20000, {.num_blocks = 200})
+          .MapBatches<GatedModel>({.concurrency = 2, .num_cpus = 0}, dir_.string(), int64_t{1000});
+  std::string screen = StderrOnTerminal([&] {
+    WithSideThread([&] { r = ds.WriteCsv(Path("out")); },
+                   [&] { victim = KillOnePoolActor(dir_, /*blocks=*/3); });
+  });
+  ASSERT_NE(victim, 0) << "no pool actor finished 3 blocks";
+  EXPECT_EQ(r.files_written, 200);
+  EXPECT_EQ(CsvIds(Path("out")), Iota(20000));  // every row exactly once
+  const ld::DatasetStats stats = ds.Stats();
+  const std::optional<ld::OperatorStats> pool = FindOperator(stats, "MapBatches(GatedModel)");
+  ASSERT_TRUE(pool.has_value()) << stats.ToString();
+  EXPECT_EQ(pool->actor_restarts, 1) << stats.ToString();
+  EXPECT_GE(pool->blocks_retried, 1) << stats.ToString();  // it died holding a block
+  EXPECT_EQ(pool->rows_out, 20000) << stats.ToString();
+  EXPECT_NE(stats.ToString().find("1 actor restart,"), std::string::npos) << stats.ToString();
+  ASSERT_NE(screen.rfind("MapBatches(GatedModel)"), std::string::npos) << screen;
+  std::string final_bar = screen.substr(screen.rfind("MapBatches(GatedModel)"));
+  final_bar = final_bar.substr(0, final_bar.find('\n'));
+  EXPECT_NE(final_bar.find("200/200 blocks (1 actor restart, "), std::string::npos) << screen;
+}
+
+TEST_F(DataTest, APoolActorWhoseRestartsAreUsedUpIsReplacedByAFreshOne) {
+  // One actor and no restarts: without a replacement nothing could run the other blocks.
+  ld::WriteResult r;
+  pid_t victim = 0;
+  auto ds = ld::Range(4000, {.num_blocks = 40})
+                .MapBatches<GatedModel>({.concurrency = 1, .num_cpus = 0, .max_actor_restarts = 0},
+                                        dir_.string(), int64_t{1000})
+                .WithOptions(Quiet());
+  WithSideThread([&] { r = ds.WriteCsv(Path("out")); },
+                 [&] { victim = KillOnePoolActor(dir_, /*blocks=*/3); });
+  ASSERT_NE(victim, 0) << "the pool actor did not finish 3 blocks";
+  EXPECT_EQ(r.files_written, 40);
+  EXPECT_EQ(CsvIds(Path("out")), Iota(4000));
+  EXPECT_EQ(CountPrefixed(dir_, "ctor."), 2);  // the first actor and its replacement
+  const std::optional<ld::OperatorStats> pool = FindOperator(ds.Stats(), "MapBatches(GatedModel)");
+  ASSERT_TRUE(pool.has_value());
+  EXPECT_EQ(pool->actor_restarts, 1);
+}
+
+TEST_F(DataTest, APoolWhoseActorsCannotBeConstructedFailsWithTheConstructorsError) {
+  try {
+    ld::Range(100, {.num_blocks = 4})
+        .MapBatches<BrokenModel>({.concurrency = 2, .num_cpus = 0})
+        .WithOptions(Quiet())
+        .Count();
+    FAIL() << "the job succeeded without an actor";
+  } catch (const ld::DataError& e) {
+    std::string what = e.what();
+    EXPECT_NE(what.find("MapBatches(BrokenModel)"), std::string::npos) << what;
+    EXPECT_NE(what.find("model weights not found"), std::string::npos) << what;
+  }
+}
+
+// ---- inputs that are not regular files -------------------------------------------------------
+
+TEST_F(DataTest, ADanglingLinkInADirectoryFailsTheReadUnlessMissingFilesAreIgnored) {
+  WriteFile("in/ok.txt", "one\ntwo\n");
+  fs::create_symlink(Path("nowhere.txt"), Path("in/dangling.txt"));
+  try {
+    ld::ReadText(Path("in")).WithOptions(Quiet()).WriteJson(Path("out"));
+    FAIL() << "read a directory with a dangling link";
+  } catch (const ld::DataError& e) {
+    std::string what = e.what();
+    EXPECT_NE(what.find(Path("in/dangling.txt")), std::string::npos) << what;
+    EXPECT_NE(what.find("dangling symbolic link"), std::string::npos) << what;
+    EXPECT_NE(what.find("ignore_missing_files"), std::string::npos) << what;
+  }
+  EXPECT_FALSE(fs::exists(Path("out/part-000000.jsonl")));
+  // Ignored on request: skipped, listed in Stats(), shown in the progress line and on stderr.
+  auto ds = ld::ReadText(Path("in"), {.ignore_missing_files = true});
+  int64_t n = 0;
+  std::string screen = StderrOnTerminal([&] { n = ds.Count(); });
+  EXPECT_EQ(n, 2);
+  const std::optional<ld::OperatorStats> read = FindOperator(ds.Stats(), "ReadText");
+  ASSERT_TRUE(read.has_value());
+  ASSERT_EQ(read->ignored_files.size(), 1u);
+  EXPECT_EQ(read->ignored_files[0].rfind(Path("in/dangling.txt") + ": ", 0), 0u)
+      << read->ignored_files[0];
+  EXPECT_NE(screen.find("skips 1 input that cannot be read"), std::string::npos) << screen;
+  EXPECT_NE(screen.find("(1 files, 8 B, 1 skipped as missing)"), std::string::npos) << screen;
+  // Nothing left to read at all is still an error.
+  fs::remove(Path("in/ok.txt"));
+  EXPECT_THROW(
+      ld::ReadText(Path("in"), {.ignore_missing_files = true}).WithOptions(Quiet()).Count(),
+      ld::DataError);
+}
+
+TEST_F(DataTest, AnEmptyDirectoryOrAPathThatMatchesNothingIsAnErrorNamingIt) {
+  fs::create_directories(Path("empty"));
+  auto expect_error = [](const ld::Dataset& ds, const std::string& names) {
+    try {
+      ds.WithOptions(Quiet()).Count();
+      ADD_FAILURE() << "read " << names << " without an error";
+    } catch (const ld::DataError& e) {
+      EXPECT_NE(std::string(e.what()).find(names), std::string::npos) << e.what();
+    }
+  };
+  expect_error(ld::ReadText(Path("empty")), "directory '" + Path("empty") + "' contains no files");
+  expect_error(ld::ReadCsv(Path("empty") + "/*.csv"), "no files match '" + Path("empty/*.csv"));
+  expect_error(ld::ReadBinaryFiles(Path("missing")), "'" + Path("missing") + "' does not exist");
+  // Ignoring missing paths does not make an empty directory a dataset.
+  expect_error(ld::ReadText(Path("empty"), {.ignore_missing_files = true}), "contains no files");
+  // A missing path beside one that has files is skipped only on request.
+  WriteFile("in/a.txt", "x\n");
+  expect_error(ld::ReadText(std::vector<std::string>{Path("in"), Path("missing")}),
+               Path("missing"));
+  EXPECT_EQ(ld::ReadText(std::vector<std::string>{Path("in"), Path("missing")},
+                         {.ignore_missing_files = true})
+                .WithOptions(Quiet())
+                .Count(),
+            1);
+}
+
+TEST_F(DataTest, AGlobMatchingADirectoryReadsTheDirectory) {
+  WriteFile("g/a.csv", "x\n1\n");
+  WriteFile("g/dir.csv/inner.csv", "x\n2\n");
+  WriteFile("g/dir.csv/deeper/more.csv", "x\n3\n");
+  WriteFile("g/skip.txt", "x\n4\n");
+  auto rows = ld::ReadCsv(Path("g") + "/*.csv").WithOptions(Quiet()).TakeAll();
+  EXPECT_EQ(Sorted(Ids(rows, "x")), (std::vector<int64_t>{1, 2, 3}));
+  std::set<std::string> paths;
+  for (const auto& r : ld::ReadBinaryFiles(Path("g") + "/*.csv").WithOptions(Quiet()).TakeAll())
+    paths.insert(r.GetString("path"));
+  EXPECT_EQ(paths,
+            (std::set<std::string>{"a.csv", "dir.csv/deeper/more.csv", "dir.csv/inner.csv"}));
+}
+
+TEST_F(DataTest, AFifoSocketOrDeviceIsRefusedInsteadOfBlockingTheRead) {
+  const std::string fifo = Path("fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  // Counted on another thread: if the read blocked on the FIFO, a writer that opens and closes
+  // it ends the read, so that the failure is reported instead of hanging the suite.
+  auto count = [&](const ld::Dataset& ds) {
+    auto f = std::async(std::launch::async, [ds] { return ds.WithOptions(Quiet()).Count(); });
+    if (f.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+      ADD_FAILURE() << "the read blocked on the FIFO";
+      int fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+      if (fd >= 0) ::close(fd);
+    }
+    return f.get();
+  };
+  try {
+    count(ld::ReadBinaryFiles(fifo));
+    ADD_FAILURE() << "read a FIFO";
+  } catch (const ld::DataError& e) {
+    std::string what = e.what();
+    EXPECT_NE(what.find("'" + fifo + "' is a FIFO, not a regular file"), std::string::npos) << what;
+  }
+  // Inside a directory, and whether or not missing files are ignored.
+  WriteFile("in/ok.bin", "ok");
+  fs::rename(fifo, Path("in/fifo"));
+  try {
+    count(ld::ReadBinaryFiles(Path("in"), {.ignore_missing_files = true}));
+    ADD_FAILURE() << "read a directory holding a FIFO";
+  } catch (const ld::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find(Path("in/fifo") + "' is a FIFO"), std::string::npos)
+        << e.what();
+  }
+  // A socket and a device.
+  const std::string sock = Path("sock");
+  int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  ASSERT_GE(s, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  ASSERT_LT(sock.size(), sizeof(addr.sun_path));
+  std::strcpy(addr.sun_path, sock.c_str());
+  ASSERT_EQ(::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << std::strerror(errno);
+  EXPECT_THROW(
+      {
+        try {
+          count(ld::ReadText(sock));
+        } catch (const ld::DataError& e) {
+          EXPECT_NE(std::string(e.what()).find("is a socket"), std::string::npos) << e.what();
+          throw;
+        }
+      },
+      ld::DataError);
+  ::close(s);
+  EXPECT_THROW(
+      {
+        try {
+          count(ld::ReadBinaryFiles("/dev/null"));
+        } catch (const ld::DataError& e) {
+          EXPECT_NE(std::string(e.what()).find("is a character device"), std::string::npos)
+              << e.what();
+          throw;
+        }
+      },
+      ld::DataError);
+}
+
 }  // namespace

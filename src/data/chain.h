@@ -68,6 +68,13 @@ struct FileEntry {
   LUMEN_SERIALIZE(path, relative, size);
 };
 
+// What listing one input path found.
+struct Listing {
+  std::vector<FileEntry> files;
+  std::vector<std::string> ignored;  // "path: why", skipped under ignore_missing_files
+  LUMEN_SERIALIZE(files, ignored);
+};
+
 // Applies `chain` to `block` (in this process). `instance` is the callable object of an actor
 // pool step. Throws what user code throws; DataError for bad use.
 Batch ApplyChain(const Chain& chain, int64_t block_index, Batch block, void* instance = nullptr,

@@ -324,7 +324,12 @@ std::string DatasetStats::ToString() const {
                   o.wall_s, o.task_wall_s, o.task_cpu_s,
                   internal::HumanBytes(o.peak_bytes_held).c_str());
     out += buf;
+    if (o.actor_restarts > 0 || o.blocks_retried > 0) {
+      out += "  " + internal::Plural(o.actor_restarts, "actor restart") + ", " +
+             internal::Plural(o.blocks_retried, "block") + " re-run\n";
+    }
     for (const auto& e : o.errored_blocks) out += "  skipped " + e + "\n";
+    for (const auto& f : o.ignored_files) out += "  ignored " + f + "\n";
   }
   std::snprintf(buf, sizeof(buf), "total: %.3f s, peak memory %s\n", wall_s,
                 internal::HumanBytes(peak_memory_bytes).c_str());

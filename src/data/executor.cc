@@ -178,34 +178,63 @@ std::string ActorPoolOp::Describe() const {
 }
 
 void ActorPoolOp::Start(Executor& ex) {
-  lumen::ActorOptions ao;
-  ao.num_cpus = options_.num_cpus;
-  ao.num_gpus = options_.num_gpus;
-  ao.memory = options_.memory;
-  ao.max_concurrency = std::max(1, options_.max_concurrency);
-  ao.max_restarts = 3;
-  ao.max_task_retries = 3;
-  int n = std::max(1, options_.concurrency);
-  for (int i = 0; i < n; ++i) {
-    actors_.push_back(lumen::Actor(UdfActor::Create).Options(ao).Remote(callable_, ctor_args_));
+  actor_options_.num_cpus = options_.num_cpus;
+  actor_options_.num_gpus = options_.num_gpus;
+  actor_options_.memory = options_.memory;
+  actor_options_.max_concurrency = std::max(1, options_.max_concurrency);
+  actor_options_.max_restarts = options_.max_actor_restarts;
+  actor_options_.max_task_retries = 0;  // the pool re-runs interrupted blocks itself
+  actors_.resize(static_cast<size_t>(std::max(1, options_.concurrency)));
+  for (auto& a : actors_) CreateActor(a);
+}
+
+void ActorPoolOp::CreateActor(PoolActor& a) {
+  a.handle = lumen::Actor(UdfActor::Create).Options(actor_options_).Remote(callable_, ctor_args_);
+  a.state = ActorState::kLive;
+  a.node = NodeID::Nil();
+  a.deaths = 0;
+  a.finished_a_block = false;
+}
+
+bool ActorPoolOp::IsUp(const PoolActor& a) const {
+  if (a.state == ActorState::kLive) return true;
+  return a.state == ActorState::kRestarting &&
+         !lumen::internal::ActorLocation(a.handle.ID()).IsNil();
+}
+
+void ActorPoolOp::RefreshActors() {
+  for (auto& a : actors_) {
+    if (a.state == ActorState::kRestarting && IsUp(a)) a.state = ActorState::kLive;
+    if (a.state == ActorState::kLive && a.node.IsNil()) {
+      a.node = lumen::internal::ActorLocation(a.handle.ID());
+    }
   }
-  in_flight_.assign(actors_.size(), 0);
-  actor_nodes_.assign(actors_.size(), NodeID::Nil());
+}
+
+bool ActorPoolOp::AllDropped() const {
+  return std::all_of(actors_.begin(), actors_.end(),
+                     [](const PoolActor& a) { return a.state == ActorState::kDropped; });
 }
 
 int ActorPoolOp::BestActor(const NodeID& block_node) const {
+  // Blocks go to live actors; only when none is live do they queue at restarting ones (the
+  // core holds the calls until the restart, or fails them at once if the actor is gone).
+  bool any_up =
+      std::any_of(actors_.begin(), actors_.end(), [this](const PoolActor& a) { return IsUp(a); });
   int best = -1;
   for (size_t i = 0; i < actors_.size(); ++i) {
-    if (in_flight_[i] >= max_in_flight_) continue;
+    const PoolActor& a = actors_[i];
+    if (a.state == ActorState::kDropped || a.in_flight >= max_in_flight_) continue;
+    if (any_up && !IsUp(a)) continue;
     if (best < 0) {
       best = static_cast<int>(i);
       continue;
     }
-    const size_t b = static_cast<size_t>(best);
-    bool local_i = !block_node.IsNil() && actor_nodes_[i] == block_node;
-    bool local_b = !block_node.IsNil() && actor_nodes_[b] == block_node;
+    const PoolActor& b = actors_[static_cast<size_t>(best)];
+    bool local_a = !block_node.IsNil() && a.node == block_node;
+    bool local_b = !block_node.IsNil() && b.node == block_node;
     // Least loaded first; among equals, the one on the block's node.
-    if (in_flight_[i] < in_flight_[b] || (in_flight_[i] == in_flight_[b] && local_i && !local_b)) {
+    if (a.in_flight < b.in_flight || (a.in_flight == b.in_flight && local_a && !local_b)) {
       best = static_cast<int>(i);
     }
   }
@@ -214,39 +243,92 @@ int ActorPoolOp::BestActor(const NodeID& block_node) const {
 
 bool ActorPoolOp::WantsToLaunch() const {
   if (stopped_ || inputs_.empty()) return false;
-  return BestActor(inputs_.front().meta.node) >= 0;
+  return AllDropped() || BestActor(inputs_.front().meta.node) >= 0;
 }
 
 void ActorPoolOp::LaunchOne(Executor& ex) {
   RefBundle in = std::move(inputs_.front());
   inputs_.pop_front();
-  for (size_t i = 0; i < actors_.size(); ++i) {
-    if (actor_nodes_[i].IsNil()) actor_nodes_[i] = lumen::internal::ActorLocation(actors_[i].ID());
+  if (AllDropped()) {
+    ++blocks_done;
+    ex.RecordError(this, in.meta.index,
+                   "no actor of the pool can run it: all " + std::to_string(actors_.size()) +
+                       " actors died for good (last: " + last_death_ + ")");
+    return;
   }
-  int a = BestActor(in.meta.node);
-  auto ref = actors_[static_cast<size_t>(a)]
-                 .Task(&UdfActor::Process)
-                 .Remote(chain_, in.meta.index, in.ref);
-  ++in_flight_[static_cast<size_t>(a)];
+  RefreshActors();
+  const int best = BestActor(in.meta.node);
+  if (best < 0) {  // an actor came back since WantsToLaunch and the live ones are full
+    inputs_.push_front(std::move(in));
+    return;
+  }
+  const size_t i = static_cast<size_t>(best);
+  PoolActor& a = actors_[i];
+  auto ref = a.handle.Task(&UdfActor::Process).Remote(chain_, in.meta.index, in.ref);
+  ++a.in_flight;
   uint64_t token = 0;
   ex.Submit(this, ref, in.meta.index, stats_.tasks > 0 ? EstimateOutputBytes() : in.meta.bytes,
             &token, in.meta.bytes);
-  token_actor_[token] = a;
-}
-
-void ActorPoolOp::CallEnded(uint64_t token) {
-  auto it = token_actor_.find(token);
-  if (it == token_actor_.end()) return;
-  --in_flight_[static_cast<size_t>(it->second)];
-  token_actor_.erase(it);
+  calls_.emplace(token, Call{i, a.generation, std::move(in)});
 }
 
 void ActorPoolOp::OnTaskDone(Executor& ex, uint64_t token, RefBundle out) {
-  CallEnded(token);
+  if (auto it = calls_.find(token); it != calls_.end()) {
+    PoolActor& a = actors_[it->second.actor];
+    --a.in_flight;
+    if (it->second.generation == a.generation) a.finished_a_block = true;
+    calls_.erase(it);
+  }
   PhysicalOp::OnTaskDone(ex, token, std::move(out));
 }
 
-void ActorPoolOp::OnTaskFailed(Executor& ex, uint64_t token) { CallEnded(token); }
+FailureAction ActorPoolOp::OnTaskFailed(Executor& ex, uint64_t token, const lumen::Error& error) {
+  auto it = calls_.find(token);
+  if (it == calls_.end()) return FailureAction::kRecord;
+  Call call = std::move(it->second);
+  calls_.erase(it);
+  PoolActor& a = actors_[call.actor];
+  --a.in_flight;
+  // An exception thrown by the callable fails the block: running it again would throw again.
+  if (dynamic_cast<const lumen::ActorDiedError*>(&error) == nullptr) return FailureAction::kRecord;
+  if (call.generation == a.generation) OnActorDied(a, error.what());
+  if (stopped_) return FailureAction::kHandled;  // a satisfied limit: the block is not needed
+  const int64_t index = call.input.meta.index;
+  int& retries = retries_[index];
+  if (retries >= options_.max_block_retries) {
+    ++blocks_done;
+    ex.RecordError(this, index,
+                   std::string(error.what()) + " (the block was re-run " + std::to_string(retries) +
+                       " times after actor deaths: MapBatchesOptions::max_block_retries)");
+    return FailureAction::kHandled;
+  }
+  ++retries;
+  ++stats_.blocks_retried;
+  inputs_.push_front(std::move(call.input));
+  return FailureAction::kHandled;
+}
+
+void ActorPoolOp::OnActorDied(PoolActor& a, const std::string& why) {
+  ++a.generation;
+  ++a.deaths;
+  a.node = NodeID::Nil();
+  last_death_ = why;
+  if (options_.max_actor_restarts < 0 || a.deaths <= options_.max_actor_restarts) {
+    a.state = ActorState::kRestarting;
+    ++stats_.actor_restarts;
+    return;
+  }
+  // Dead for good. A fresh actor helps unless this one never worked (its constructor throws,
+  // or it dies on every block): then the others carry on without it.
+  if (a.finished_a_block && replacements_ < static_cast<int>(actors_.size())) {
+    lumen::Kill(a.handle);  // frees its resources if it is not quite dead yet
+    CreateActor(a);
+    ++replacements_;
+    ++stats_.actor_restarts;
+    return;
+  }
+  a.state = ActorState::kDropped;
+}
 
 int64_t ActorPoolOp::TotalBlocks() const {
   return upstreams.empty() ? -1 : upstreams[0]->TotalBlocks();
@@ -264,8 +346,11 @@ std::map<std::string, double> ActorPoolOp::Reserved() const {
 std::string ActorPoolOp::ActorSummary() const {
   std::string s;
   for (size_t i = 0; i < actors_.size(); ++i) {
+    const PoolActor& a = actors_[i];
     s += (i ? ", " : "") + std::string("actor ") + std::to_string(i) + ": " +
-         std::to_string(in_flight_[i]) + " in flight";
+         std::to_string(a.in_flight) + " in flight";
+    if (a.state == ActorState::kRestarting) s += ", restarting";
+    if (a.state == ActorState::kDropped) s += ", dead";
   }
   return s;
 }
@@ -458,9 +543,10 @@ void ExchangeOp::OnTaskDone(Executor& ex, uint64_t token, RefBundle out) {
   if (outstanding_ == 0 && !WantsToLaunch() && phase_ != Phase::kDone) Advance(ex);
 }
 
-void ExchangeOp::OnTaskFailed(Executor& ex, uint64_t token) {
+FailureAction ExchangeOp::OnTaskFailed(Executor& ex, uint64_t token, const lumen::Error& error) {
   --outstanding_;
   if (outstanding_ == 0 && !WantsToLaunch() && phase_ != Phase::kDone) Advance(ex);
+  return FailureAction::kRecord;
 }
 
 bool ExchangeOp::Finished() const { return phase_ == Phase::kDone && running_ == 0; }
@@ -479,6 +565,7 @@ Executor::Executor(std::vector<std::unique_ptr<PhysicalOp>> ops, ExecutionOption
   progress_ = std::make_unique<ProgressReporter>(raw, options_.progress);
   start_ = last_progress_ = Clock::now();
   CheckResources();
+  if (options_.progress) ReportIgnoredFiles();
   for (auto& op : ops_) op->Start(*this);
 }
 
@@ -554,9 +641,10 @@ void Executor::ProcessEvents() {
       out.ref = p.ref;
     } catch (const lumen::Error& e) {
       p.op->last_end = Clock::now();
-      ++p.op->blocks_done;
-      p.op->OnTaskFailed(*this, token);
-      RecordError(p.op, p.index, e.what());
+      if (p.op->OnTaskFailed(*this, token, e) == FailureAction::kRecord) {
+        ++p.op->blocks_done;
+        RecordError(p.op, p.index, e.what());
+      }
       continue;
     }
     p.op->OnTaskDone(*this, token, std::move(out));
@@ -636,6 +724,21 @@ std::optional<RefBundle> Executor::TakeOutput() {
     return b;
   }
   return std::nullopt;
+}
+
+void Executor::ReportIgnoredFiles() const {
+  constexpr size_t kShown = 5;
+  for (const auto& op : ops_) {
+    const auto& ignored = op->stats().ignored_files;
+    if (ignored.empty()) continue;
+    std::string msg = "lumen::data: " + op->name() + " skips " +
+                      Plural(static_cast<int64_t>(ignored.size()), "input") +
+                      " that cannot be read (ReadOptions::ignore_missing_files):";
+    for (size_t i = 0; i < std::min(ignored.size(), kShown); ++i) msg += "\n  " + ignored[i];
+    if (ignored.size() > kShown)
+      msg += "\n  ... and " + std::to_string(ignored.size() - kShown) + " more";
+    std::fprintf(stderr, "%s\n", msg.c_str());
+  }
 }
 
 void Executor::CheckResources() const {

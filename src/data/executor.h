@@ -46,6 +46,12 @@ struct RefBundle {
 
 class Executor;
 
+// What an operator did with one of its tasks that failed.
+enum class FailureAction {
+  kRecord,   // nothing: the executor records the block as failed (or aborts the job)
+  kHandled,  // the operator re-queued the block, or recorded the failure itself
+};
+
 class PhysicalOp {
  public:
   explicit PhysicalOp(std::string name) : name_(std::move(name)) {}
@@ -66,8 +72,10 @@ class PhysicalOp {
   virtual int64_t EstimateOutputBytes() const;
   // A task started by this op finished; `out` is its block (metadata read).
   virtual void OnTaskDone(Executor& ex, uint64_t token, RefBundle out);
-  // A task failed (the executor records the error, or aborts the job).
-  virtual void OnTaskFailed(Executor& ex, uint64_t token) {}
+  // A task failed with `error` (the typed error its result holds).
+  virtual FailureAction OnTaskFailed(Executor& ex, uint64_t token, const lumen::Error& error) {
+    return FailureAction::kRecord;
+  }
   // Stop launching (a downstream limit is satisfied).
   virtual void Stop() {
     stopped_ = true;
@@ -162,6 +170,14 @@ class MapOp : public PhysicalOp {
 
 // A pool of actors hosting a callable class; per-actor queues, least-loaded first, preferring
 // actors on the node that holds the block.
+//
+// Surviving actor deaths: the pool, not the core, re-runs calls interrupted by a death
+// (actors are created with max_task_retries = 0), so that the block goes to a live actor at
+// once instead of waiting for the dead one's restart. A death is noticed when a call fails
+// with ActorDiedError; every call carries the generation of its actor slot, and only a
+// failure of the current generation is a new death (the other calls in flight die with it).
+// The core restarts the actor up to max_actor_restarts times; then the pool replaces it or,
+// if it never finished a block (a constructor that throws), drops it. Driver thread only.
 class ActorPoolOp : public PhysicalOp {
  public:
   ActorPoolOp(std::string name, std::string callable, std::string ctor_args, Chain chain,
@@ -171,25 +187,53 @@ class ActorPoolOp : public PhysicalOp {
   bool WantsToLaunch() const override;
   void LaunchOne(Executor& ex) override;
   void OnTaskDone(Executor& ex, uint64_t token, RefBundle out) override;
-  void OnTaskFailed(Executor& ex, uint64_t token) override;
+  FailureAction OnTaskFailed(Executor& ex, uint64_t token, const lumen::Error& error) override;
   int64_t TotalBlocks() const override;
-  // Actors and their queue depths, for stall reports.
+  // Actors, their state and queue depths, for stall reports.
   std::string ActorSummary() const;
   std::map<std::string, double> Reserved() const override;
 
  private:
+  enum class ActorState {
+    kLive,        // created (maybe still starting): gets blocks
+    kRestarting,  // died; the core restarts it. Gets blocks only when no actor is live
+    kDropped,     // dead for good and not replaced
+  };
+  struct PoolActor {
+    lumen::ActorHandle<UdfActor> handle;
+    ActorState state = ActorState::kLive;
+    NodeID node;  // where it runs; nil until known
+    int in_flight = 0;
+    uint64_t generation = 0;  // bumped at every death of the slot's actor; never reset
+    int deaths = 0;           // of the current actor, as the pool saw them
+    bool finished_a_block = false;
+  };
+  struct Call {
+    size_t actor;
+    uint64_t generation;
+    RefBundle input;  // re-queued if the actor dies
+  };
+
+  void CreateActor(PoolActor& a);
+  // The actor of `a` died (first failure of its generation): restart, replace or drop it.
+  void OnActorDied(PoolActor& a, const std::string& why);
+  // A restarting actor that is up again becomes live.
+  bool IsUp(const PoolActor& a) const;
+  void RefreshActors();
   int BestActor(const NodeID& block_node) const;
-  void CallEnded(uint64_t token);
+  bool AllDropped() const;
 
   std::string callable_;
   std::string ctor_args_;
   Chain chain_;
   MapBatchesOptions options_;
+  lumen::ActorOptions actor_options_;
   int max_in_flight_ = 2;
-  std::vector<lumen::ActorHandle<UdfActor>> actors_;
-  std::vector<int> in_flight_;
-  std::vector<NodeID> actor_nodes_;
-  std::unordered_map<uint64_t, int> token_actor_;
+  std::vector<PoolActor> actors_;
+  std::unordered_map<uint64_t, Call> calls_;  // by executor token
+  std::unordered_map<int64_t, int> retries_;  // block index -> re-runs so far
+  int replacements_ = 0;
+  std::string last_death_;
 };
 
 // Passes the first `limit` rows.
@@ -223,7 +267,7 @@ class ExchangeOp : public PhysicalOp {
   bool WantsToLaunch() const override;
   void LaunchOne(Executor& ex) override;
   void OnTaskDone(Executor& ex, uint64_t token, RefBundle out) override;
-  void OnTaskFailed(Executor& ex, uint64_t token) override;
+  FailureAction OnTaskFailed(Executor& ex, uint64_t token, const lumen::Error& error) override;
   bool Finished() const override;
   int64_t TotalBlocks() const override { return spec_.partitions; }
   std::map<std::string, double> PerTask() const override { return {{"CPU", 1}}; }
@@ -286,6 +330,8 @@ class Executor {
   void CheckStall();
   // Fails early when actor pools reserve what task operators need to run at all.
   void CheckResources() const;
+  // Tells on stderr which inputs the sources skip under ReadOptions::ignore_missing_files.
+  void ReportIgnoredFiles() const;
   std::optional<RefBundle> TakeOutput();
 
   std::vector<std::unique_ptr<PhysicalOp>> ops_;

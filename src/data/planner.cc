@@ -52,7 +52,8 @@ int CombineConcurrency(int a, int b) {
   return std::min(a, b);
 }
 
-std::vector<ReadSpec> ListAndGroup(const LogicalNode& n, int64_t* total_bytes, int64_t* files) {
+std::vector<ReadSpec> ListAndGroup(const LogicalNode& n, int64_t* total_bytes, int64_t* files,
+                                   std::vector<std::string>* ignored) {
   std::vector<ReadSpec> specs;
   if (n.format == "range") {
     int64_t blocks = n.read.num_blocks > 0
@@ -70,18 +71,27 @@ std::vector<ReadSpec> ListAndGroup(const LogicalNode& n, int64_t* total_bytes, i
     return specs;
   }
   // List every path in parallel tasks.
-  std::vector<lumen::ObjectRef<std::vector<FileEntry>>> listings;
-  for (const auto& p : n.paths) listings.push_back(lumen::Task(ListFiles).Remote(p, n.source));
+  std::vector<lumen::ObjectRef<Listing>> listings;
+  for (const auto& p : n.paths) {
+    listings.push_back(lumen::Task(ListFiles).Remote(p, n.source, n.read.ignore_missing_files));
+  }
   std::vector<FileEntry> all;
   for (auto& l : listings) {
-    std::vector<FileEntry> part;
+    Listing part;
     try {
       part = lumen::Get(l);
     } catch (const lumen::TaskError& e) {
       throw DataError(e.remote_message());
     }
-    all.insert(all.end(), std::make_move_iterator(part.begin()),
-               std::make_move_iterator(part.end()));
+    all.insert(all.end(), std::make_move_iterator(part.files.begin()),
+               std::make_move_iterator(part.files.end()));
+    ignored->insert(ignored->end(), std::make_move_iterator(part.ignored.begin()),
+                    std::make_move_iterator(part.ignored.end()));
+  }
+  if (all.empty()) {  // only possible when everything was skipped as missing
+    throw DataError(n.label + ": no files to read: all " + std::to_string(ignored->size()) +
+                    " entries are missing or unreadable (first: " +
+                    (ignored->empty() ? std::string("none") : ignored->front()) + ")");
   }
   ReadSpec cur;
   int64_t cur_bytes = 0;
@@ -127,13 +137,15 @@ struct Builder {
         return Build(n->inputs[0]);
       case NodeKind::kRead: {
         int64_t bytes = 0, files = 0;
-        auto specs = ListAndGroup(*n, &bytes, &files);
+        std::vector<std::string> ignored;
+        auto specs = ListAndGroup(*n, &bytes, &files, &ignored);
         Chain chain;
         chain.op_name = n->label;
         auto op =
             std::make_unique<SourceOp>(n->label, std::move(specs), chain, lumen::TaskOptions(), 0);
         op->input_bytes = bytes;
         op->input_files = files;
+        op->stats().ignored_files = std::move(ignored);
         return Add(std::move(op), {});
       }
       case NodeKind::kBlocks:

@@ -23,6 +23,10 @@ std::string HumanBytes(int64_t bytes) {
   return buf;
 }
 
+std::string Plural(int64_t n, const std::string& what) {
+  return std::to_string(n) + " " + what + (n == 1 ? "" : "s");
+}
+
 ProgressReporter::ProgressReporter(std::vector<PhysicalOp*> ops, bool enabled)
     : ops_(std::move(ops)),
       enabled_(enabled),
@@ -39,18 +43,30 @@ std::string ProgressReporter::Line(const PhysicalOp* op, double elapsed_s, bool 
     bar = "[" + std::string(static_cast<size_t>(filled), '=') +
           std::string(static_cast<size_t>(width - filled), ' ') + "] ";
   }
+  const OperatorStats& s = op->stats();
   std::string name = op->name();
   if (name.size() > 40) name = name.substr(0, 37) + "...";
   char buf[512];
-  const OperatorStats& s = op->stats();
   // Throughput in rows consumed: a writer's output is one summary row per block.
   double rate = elapsed_s > 0 ? static_cast<double>(s.rows_in) / elapsed_s : 0;
   std::string blocks =
       (total >= 0 ? std::to_string(done) + "/" + std::to_string(total) : std::to_string(done)) +
       " blocks";
+  std::vector<std::string> notes;
   if (const auto* src = dynamic_cast<const SourceOp*>(op); src && src->input_files > 0) {
-    blocks +=
-        " (" + std::to_string(src->input_files) + " files, " + HumanBytes(src->input_bytes) + ")";
+    notes.push_back(std::to_string(src->input_files) + " files, " + HumanBytes(src->input_bytes));
+  }
+  if (!s.ignored_files.empty()) {
+    notes.push_back(std::to_string(s.ignored_files.size()) + " skipped as missing");
+  }
+  if (s.actor_restarts > 0) {
+    notes.push_back(Plural(s.actor_restarts, "actor restart") + ", " +
+                    Plural(s.blocks_retried, "block") + " re-run");
+  }
+  if (!notes.empty()) {
+    blocks += " (";
+    for (size_t i = 0; i < notes.size(); ++i) blocks += (i ? ", " : "") + notes[i];
+    blocks += ")";
   }
   std::snprintf(buf, sizeof(buf), "%-40s %s%s, in %lld rows %s, out %lld rows %s, %.0f rows/s",
                 name.c_str(), bar.c_str(), blocks.c_str(), static_cast<long long>(s.rows_in),

@@ -31,5 +31,7 @@ class ProgressReporter {
 };
 
 std::string HumanBytes(int64_t bytes);
+// "1 actor restart", "2 actor restarts".
+std::string Plural(int64_t n, const std::string& what);
 
 }  // namespace lumen::data::internal

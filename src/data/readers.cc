@@ -17,15 +17,34 @@ namespace lumen::data::internal {
 
 namespace {
 
-// Appends the whole file to `out`.
-void ReadWholeFile(const std::string& path, std::string* out, const char* source) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+// Opens a regular file for reading; `st` receives its status. Listing refused everything
+// else already; this is the second line of defence against a path replaced since: O_NONBLOCK
+// keeps open() of a FIFO from waiting for a writer, and fstat() refuses what is not a regular
+// file before anything is read (O_NONBLOCK does nothing to regular files).
+int OpenRegularFile(const std::string& path, const char* source, struct stat* st) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     throw DataError(std::string(source) + ": cannot open " + path + ": " + std::strerror(errno));
   }
+  if (::fstat(fd, st) != 0) {
+    int err = errno;
+    ::close(fd);
+    throw DataError(std::string(source) + ": cannot examine " + path + ": " + std::strerror(err));
+  }
+  if (!S_ISREG(st->st_mode)) {
+    ::close(fd);
+    throw DataError(std::string(source) + ": '" + path +
+                    "' is not a regular file (it changed since it was listed): only regular "
+                    "files can be read");
+  }
+  return fd;
+}
+
+// Appends the whole file to `out`.
+void ReadWholeFile(const std::string& path, std::string* out, const char* source) {
   struct stat st;
-  if (::fstat(fd, &st) == 0 && st.st_size > 0)
-    out->reserve(out->size() + static_cast<size_t>(st.st_size));
+  int fd = OpenRegularFile(path, source, &st);
+  if (st.st_size > 0) out->reserve(out->size() + static_cast<size_t>(st.st_size));
   char buf[1 << 16];
   while (true) {
     size_t before = out->size();
@@ -58,15 +77,13 @@ Batch ReadBinary(const ReadSpec& spec) {
     for (int fd : fds) ::close(fd);
   };
   for (const auto& f : spec.files) {
-    int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
     struct stat st;
-    if (fd < 0 || ::fstat(fd, &st) != 0) {
-      int err = errno;
-      if (fd >= 0) ::close(fd);
+    try {
+      fds.push_back(OpenRegularFile(f, "ReadBinaryFiles", &st));
+    } catch (...) {
       close_all();
-      throw DataError("ReadBinaryFiles: cannot open " + f + ": " + std::strerror(err));
+      throw;
     }
-    fds.push_back(fd);
     sizes.push_back(st.st_size);
   }
   std::string failure;

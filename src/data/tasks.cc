@@ -3,14 +3,18 @@
 #include <glob.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <mutex>
 #include <numeric>
 #include <random>
+#include <set>
 #include <unordered_map>
 
 namespace lumen::data::internal {
@@ -50,15 +54,6 @@ class TaskTimer {
   int64_t bytes_in_ = 0;
 };
 
-bool HasGlob(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
-
-void AddFile(const std::filesystem::path& p, const std::string& rel, std::vector<FileEntry>* out) {
-  struct stat st;
-  int64_t size = ::stat(p.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0;
-  std::string abs = p.is_absolute() ? p.string() : std::filesystem::absolute(p).string();
-  out->push_back({std::filesystem::path(abs).lexically_normal().string(), rel, size});
-}
-
 std::mutex g_callables_mu;
 std::unordered_map<std::string, CallableInfo>& Callables() {
   static auto* m = new std::unordered_map<std::string, CallableInfo>();
@@ -78,51 +73,157 @@ const CallableInfo* FindCallable(const std::string& type_name) {
   return it == Callables().end() ? nullptr : &it->second;
 }
 
-std::vector<FileEntry> ListFiles(const std::string& pattern, const std::string& source) {
-  std::vector<FileEntry> out;
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (HasGlob(pattern)) {
-    glob_t g{};
-    int rc = ::glob(pattern.c_str(), 0, nullptr, &g);
-    if (rc == 0) {
-      for (size_t i = 0; i < g.gl_pathc; ++i) {
-        fs::path p(g.gl_pathv[i]);
-        if (fs::is_regular_file(p, ec)) AddFile(p, p.filename().string(), &out);
-      }
-    }
-    ::globfree(&g);
-    if (out.empty()) throw DataError(source + ": no files match '" + pattern + "'");
-  } else {
-    fs::path root(pattern);
-    if (!fs::exists(root, ec)) {
-      throw DataError(source + ": path '" + pattern + "' does not exist");
-    }
-    if (fs::is_directory(root, ec)) {
-      fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied, ec);
-      if (ec) throw DataError(source + ": cannot list '" + pattern + "': " + ec.message());
-      for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
-        if (ec) throw DataError(source + ": cannot list '" + pattern + "': " + ec.message());
-        const auto& p = it->path();
-        std::string name = p.filename().string();
-        if (it->is_directory(ec) && name == ".lumen-staging") {
-          it.disable_recursion_pending();
-          continue;
-        }
-        if (!it->is_regular_file(ec)) continue;
-        // The iterator's paths start with the root given: the rest is the relative path.
-        std::string full = p.string();
-        std::string rel = full.substr(std::min(full.size(), root.string().size()));
-        while (!rel.empty() && rel.front() == '/') rel.erase(0, 1);
-        AddFile(p, rel, &out);
+namespace {
+
+bool HasGlob(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
+
+// "a FIFO", "a socket", ...: what a path that is not a regular file or directory is.
+std::string KindOf(mode_t mode) {
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "not a regular file";
+}
+
+// Glob reports directories it cannot read through a plain function pointer: collected here.
+thread_local std::vector<std::string>* g_glob_errors = nullptr;
+int OnGlobError(const char* path, int err) {
+  if (g_glob_errors) g_glob_errors->push_back(std::string(path) + ": " + std::strerror(err));
+  return 0;  // go on: the caller decides whether an unreadable directory fails the read
+}
+
+// Lists one input path. Everything is classified with stat/lstat before anything is opened:
+// a FIFO, socket or device is refused here (opening one for reading can block forever).
+class Lister {
+ public:
+  Lister(std::string source, bool ignore_missing)
+      : source_(std::move(source)), ignore_missing_(ignore_missing) {}
+
+  Listing List(const std::string& pattern) {
+    if (HasGlob(pattern)) {
+      ListGlob(pattern);
+      if (out_.files.empty() && out_.ignored.empty()) {
+        Missing(pattern, "matches no files", "no files match '" + pattern + "'");
       }
     } else {
-      AddFile(root, root.filename().string(), &out);
+      Add(pattern, std::filesystem::path(pattern).filename().string(), /*named=*/true);
+    }
+    std::sort(out_.files.begin(), out_.files.end(),
+              [](const FileEntry& a, const FileEntry& b) { return a.relative < b.relative; });
+    return std::move(out_);
+  }
+
+ private:
+  void ListGlob(const std::string& pattern) {
+    std::vector<std::string> errors;
+    g_glob_errors = &errors;
+    glob_t g{};
+    int rc = ::glob(pattern.c_str(), 0, OnGlobError, &g);
+    g_glob_errors = nullptr;
+    std::vector<std::string> matches(g.gl_pathv, g.gl_pathv + (rc == 0 ? g.gl_pathc : 0));
+    ::globfree(&g);
+    for (const auto& e : errors) Missing(e, "cannot be read while expanding '" + pattern + "'");
+    if (rc != 0 && rc != GLOB_NOMATCH) {
+      throw DataError(source_ + ": cannot expand '" + pattern + "' (glob error " +
+                      std::to_string(rc) + ")");
+    }
+    for (const auto& m : matches) {
+      Add(m, std::filesystem::path(m).filename().string(), /*named=*/false);
     }
   }
-  std::sort(out.begin(), out.end(),
-            [](const FileEntry& a, const FileEntry& b) { return a.relative < b.relative; });
-  return out;
+
+  // `path` named by the user (`named`) or matched by a glob; `rel` is its relative name.
+  void Add(const std::string& path, const std::string& rel, bool named) {
+    struct stat st;
+    if (!Stat(path, &st)) return;
+    if (S_ISDIR(st.st_mode)) {
+      size_t before = out_.files.size() + out_.ignored.size();
+      Walk(path, named ? "" : rel + "/", st);  // a matched directory keeps its name
+      if (named && out_.files.size() + out_.ignored.size() == before) {
+        throw DataError(source_ + ": directory '" + path + "' contains no files");
+      }
+      return;
+    }
+    AddFile(path, rel, st);
+  }
+
+  // Recursively, following symbolic links; a directory seen before (a link cycle) is skipped.
+  void Walk(const std::string& dir, const std::string& prefix, const struct stat& st) {
+    if (!visited_.insert({st.st_dev, st.st_ino}).second) return;
+    std::error_code ec;
+    std::filesystem::directory_iterator it(dir, ec);
+    if (ec) return Missing(dir, "cannot be listed: " + ec.message());
+    std::vector<std::string> names;
+    for (; it != std::filesystem::directory_iterator(); it.increment(ec)) {
+      names.push_back(it->path().filename().string());
+    }
+    if (ec) return Missing(dir, "cannot be listed: " + ec.message());
+    for (const auto& name : names) {
+      std::string path = (std::filesystem::path(dir) / name).string();
+      struct stat cst;
+      if (!Stat(path, &cst)) continue;
+      if (S_ISDIR(cst.st_mode)) {
+        if (name != ".lumen-staging") Walk(path, prefix + name + "/", cst);  // a writer's
+        continue;
+      }
+      AddFile(path, prefix + name, cst);
+    }
+  }
+
+  void AddFile(const std::string& path, const std::string& rel, const struct stat& st) {
+    if (!S_ISREG(st.st_mode)) {
+      throw DataError(source_ + ": '" + path + "' is " + KindOf(st.st_mode) +
+                      ", not a regular file: only regular files can be read");
+    }
+    if (::access(path.c_str(), R_OK) != 0) {
+      return Missing(path, std::string("cannot be read: ") + std::strerror(errno));
+    }
+    std::filesystem::path p(path);
+    std::string abs = p.is_absolute() ? p.string() : std::filesystem::absolute(p).string();
+    out_.files.push_back({std::filesystem::path(abs).lexically_normal().string(), rel,
+                          static_cast<int64_t>(st.st_size)});
+  }
+
+  // stat() following links; false (after Missing) for what cannot be examined.
+  bool Stat(const std::string& path, struct stat* st) {
+    if (::stat(path.c_str(), st) == 0) return true;
+    int err = errno;
+    struct stat lst;
+    if (::lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
+      std::error_code ec;
+      auto target = std::filesystem::read_symlink(path, ec);
+      Missing(path, "is a dangling symbolic link (to '" + target.string() +
+                        "': " + std::strerror(err) + ")");
+    } else if (err == ENOENT || err == ENOTDIR) {
+      Missing(path, "does not exist", "path '" + path + "' does not exist");
+    } else {
+      Missing(path, std::string("cannot be examined: ") + std::strerror(err));
+    }
+    return false;
+  }
+
+  // A path that cannot be read: skipped under ignore_missing_files, an error otherwise.
+  void Missing(const std::string& path, const std::string& why, std::string message = "") {
+    if (ignore_missing_) {
+      out_.ignored.push_back(path + ": " + why);
+      return;
+    }
+    if (message.empty()) message = "'" + path + "' " + why;
+    throw DataError(source_ + ": " + message +
+                    " (set ReadOptions::ignore_missing_files to skip what is missing)");
+  }
+
+  std::string source_;
+  bool ignore_missing_;
+  Listing out_;
+  std::set<std::pair<dev_t, ino_t>> visited_;
+};
+
+}  // namespace
+
+Listing ListFiles(const std::string& pattern, const std::string& source, bool ignore_missing) {
+  return Lister(source, ignore_missing).List(pattern);
 }
 
 Buffer ReadBlockTask(const ReadSpec& spec, const Chain& chain, int64_t block_index) {

@@ -9,8 +9,11 @@
 
 namespace lumen::data::internal {
 
-// Lists the files under `pattern` (file, directory — recursively — or glob), sorted.
-std::vector<FileEntry> ListFiles(const std::string& pattern, const std::string& source);
+// Lists the regular files under `pattern` (a file, a directory — recursively — or a glob),
+// sorted by relative path. Throws DataError naming the path for what ReadBinaryFiles & co.
+// refuse (see dataset.h); with `ignore_missing`, missing and unreadable entries are returned
+// in Listing::ignored instead.
+Listing ListFiles(const std::string& pattern, const std::string& source, bool ignore_missing);
 Buffer ReadBlockTask(const ReadSpec& spec, const Chain& chain, int64_t block_index);
 Buffer RunChainTask(const Chain& chain, int64_t block_index, const Buffer& block);
 

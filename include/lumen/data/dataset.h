@@ -66,6 +66,17 @@ struct MapBatchesOptions {
   // (0: 2 × max_concurrency).
   int max_concurrency = 1;
   int max_tasks_in_flight_per_actor = 0;
+  // Actor pools, when an actor's process dies (killed, crashed, out of memory): its calls in
+  // flight fail, the pool re-queues their blocks for the live actors and the actor is
+  // restarted, up to this many times (-1: without limit). An actor whose restarts are used up
+  // is replaced by a fresh one (at most `concurrency` replacements per pool) or, if it never
+  // finished a block, dropped; the pool carries on with the actors it has left and the job
+  // fails only when none is left. Restarts show in the progress line and in Stats().
+  int max_actor_restarts = 3;
+  // Actor pools: times one block is re-run after the actor running it died, before the block
+  // fails (and counts against ExecutionOptions::max_errored_blocks; 0: at once). An exception
+  // thrown by the callable is never re-run.
+  int max_block_retries = 3;
 };
 
 struct ReadOptions {
@@ -77,6 +88,12 @@ struct ReadOptions {
   char delimiter = ',';  // ReadCsv
   // Range / FromItems: number of blocks (0: one per 10,000 rows).
   int num_blocks = 0;
+  // File sources. A path that does not exist or matches nothing, a dangling symbolic link and
+  // an entry that cannot be read (permission denied) fail the job naming the path, unless
+  // this is true: then they are skipped, listed in Stats() (OperatorStats::ignored_files),
+  // counted in the progress line and reported once on stderr. Either way a job with nothing
+  // at all to read fails. Files that vanish after listing still fail the read.
+  bool ignore_missing_files = false;
 };
 
 struct WriteOptions {
@@ -117,6 +134,12 @@ struct OperatorStats {
   double task_cpu_s = 0;   // summed over tasks
   int64_t peak_bytes_held = 0;
   std::vector<std::string> errored_blocks{};  // skipped under max_errored_blocks
+  // Actor pools: actors that died and were restarted or replaced, and blocks re-run because
+  // the actor running them died.
+  int64_t actor_restarts = 0;
+  int64_t blocks_retried = 0;
+  // File sources: entries skipped under ReadOptions::ignore_missing_files ("path: why").
+  std::vector<std::string> ignored_files{};
 };
 
 struct DatasetStats {
@@ -246,8 +269,14 @@ class BatchIterator {
 };
 
 // ---- sources ---------------------------------------------------------------------------
-// Paths may be files, directories (read recursively) or globs ("data/*.csv"). Listing and
-// reading run in tasks, not in the driver. A missing path fails the job naming it.
+// Paths may be files, directories (read recursively, following symbolic links) or globs
+// ("data/*.csv"; a directory that a glob matches is read recursively too). Listing and
+// reading run in tasks, not in the driver. Errors (DataError, naming the path):
+//  - a path that does not exist, a glob that matches nothing, a dangling symbolic link or an
+//    entry that cannot be read: unless ReadOptions::ignore_missing_files;
+//  - a directory given by the user that holds no files, and a job with no file to read;
+//  - anything that is not a regular file (FIFO, socket, device): refused before it is opened
+//    for reading, whatever the options, so that no read can block forever.
 
 // Columns: path (string, relative to the directory given, or the file name), bytes (binary).
 Dataset ReadBinaryFiles(const std::vector<std::string>& paths, ReadOptions options = {});
