@@ -14,7 +14,9 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
+#include <utility>
 
 #if defined(__clang__)
 #define LUMEN_THREAD_ANNOTATION(x) __attribute__((x))
@@ -95,6 +97,28 @@ class CondVar {
 
  private:
   std::condition_variable cv_;
+};
+
+// A callback set from one thread and run from another (a service's "shut me down" hook,
+// set after its loop started). Run() calls the callback outside the lock.
+class CallbackSlot {
+ public:
+  void Set(std::function<void()> cb) {
+    MutexLock lock(mu_);
+    cb_ = std::move(cb);
+  }
+  void Run() {
+    std::function<void()> cb;
+    {
+      MutexLock lock(mu_);
+      cb = cb_;
+    }
+    if (cb) cb();
+  }
+
+ private:
+  Mutex mu_;
+  std::function<void()> cb_ LUMEN_GUARDED_BY(mu_);
 };
 
 }  // namespace lumen

@@ -709,7 +709,7 @@ void GcsServer::HandleClusterStatus(const rpc::ConnectionPtr& c, rpc::Frame& f) 
 void GcsServer::HandleShutdown(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   c->Reply(f, proto::Empty());
   LUMEN_LOG(INFO) << "shutdown requested by " << c->peer_name();
-  RunOnShutdown();
+  on_shutdown_.Run();
 }
 
 }  // namespace lumen::gcs

@@ -48,12 +48,9 @@ class GcsServer {
   const std::string& address() const { return tcp_address_; }
   const std::string& unix_address() const { return unix_address_; }
 
-  // Called (on the loop thread) when a client asks the cluster to shut down.
-  // Runs when a client asks the service to shut down. Thread-safe: may be set after start.
-  void set_on_shutdown(std::function<void()> cb) {
-    MutexLock lock(shutdown_mu_);
-    on_shutdown_ = std::move(cb);
-  }
+  // Called (on the loop thread) when a client asks the cluster to shut down. Thread-safe: may
+  // be set after start.
+  void set_on_shutdown(std::function<void()> cb) { on_shutdown_.Set(std::move(cb)); }
 
  private:
   struct NodeState {
@@ -127,16 +124,7 @@ class GcsServer {
   std::unique_ptr<rpc::Server> server_;
   std::string tcp_address_;
   std::string unix_address_;
-  Mutex shutdown_mu_;
-  std::function<void()> on_shutdown_ LUMEN_GUARDED_BY(shutdown_mu_);
-  void RunOnShutdown() {
-    std::function<void()> cb;
-    {
-      MutexLock lock(shutdown_mu_);
-      cb = on_shutdown_;
-    }
-    if (cb) cb();
-  }
+  CallbackSlot on_shutdown_;
   uint64_t heartbeat_timer_ = 0;
   std::atomic<bool> stopping_{false};
 

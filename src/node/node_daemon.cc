@@ -156,7 +156,7 @@ Status NodeDaemon::ConnectGcs() {
     LUMEN_LOG(ERROR) << "lost the control service at " << options_.gcs_address << " (" << why
                      << "); this node stops. Start it again with `lumen start --address "
                      << options_.gcs_address << "` once the head is back.";
-    RunOnShutdown();
+    on_shutdown_.Run();
   };
   LUMEN_ASSIGN_OR_RETURN(gcs_, rpc::Connect(loop_, options_.gcs_address, &gcs_dispatcher_,
                                             options_.token, 5000, on_close));
@@ -727,7 +727,7 @@ void NodeDaemon::HandleNodeStats(const rpc::ConnectionPtr& c, rpc::Frame& f) {
 
 void NodeDaemon::HandleShutdown(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   c->Reply(f, proto::Empty());
-  RunOnShutdown();
+  on_shutdown_.Run();
 }
 
 void NodeDaemon::Heartbeat() {

@@ -54,10 +54,7 @@ class NodeDaemon {
   const std::string& tcp_address() const { return tcp_address_; }
 
   // Runs when a client asks the service to shut down. Thread-safe: may be set after start.
-  void set_on_shutdown(std::function<void()> cb) {
-    MutexLock lock(shutdown_mu_);
-    on_shutdown_ = std::move(cb);
-  }
+  void set_on_shutdown(std::function<void()> cb) { on_shutdown_.Set(std::move(cb)); }
 
  private:
   struct Client {
@@ -133,16 +130,7 @@ class NodeDaemon {
   rpc::ConnectionPtr gcs_;
   std::string unix_address_;
   std::string tcp_address_;
-  Mutex shutdown_mu_;
-  std::function<void()> on_shutdown_ LUMEN_GUARDED_BY(shutdown_mu_);
-  void RunOnShutdown() {
-    std::function<void()> cb;
-    {
-      MutexLock lock(shutdown_mu_);
-      cb = on_shutdown_;
-    }
-    if (cb) cb();
-  }
+  CallbackSlot on_shutdown_;
 
   // Loop thread only.
   ResourceSet total_;
