@@ -4,13 +4,13 @@ namespace lumen::gcs {
 
 Status InMemoryGcsStore::Put(const std::string& table, const std::string& key,
                              const std::string& value) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   tables_[table][key] = value;
   return Status::OK();
 }
 
 StatusOr<std::string> InMemoryGcsStore::Get(const std::string& table, const std::string& key) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto t = tables_.find(table);
   if (t == tables_.end()) return NotFoundError(key);
   auto it = t->second.find(key);
@@ -19,7 +19,7 @@ StatusOr<std::string> InMemoryGcsStore::Get(const std::string& table, const std:
 }
 
 Status InMemoryGcsStore::Delete(const std::string& table, const std::string& key) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto t = tables_.find(table);
   if (t != tables_.end()) t->second.erase(key);
   return Status::OK();
@@ -27,7 +27,7 @@ Status InMemoryGcsStore::Delete(const std::string& table, const std::string& key
 
 StatusOr<std::vector<std::pair<std::string, std::string>>> InMemoryGcsStore::GetAll(
     const std::string& table) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::vector<std::pair<std::string, std::string>> out;
   auto t = tables_.find(table);
   if (t == tables_.end()) return out;

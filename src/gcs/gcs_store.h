@@ -3,13 +3,13 @@
 #pragma once
 
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 namespace lumen::gcs {
 
@@ -34,8 +34,8 @@ class InMemoryGcsStore : public GcsStore {
       const std::string& table) override;
 
  private:
-  std::mutex mu_;
-  std::map<std::string, std::map<std::string, std::string>> tables_;
+  Mutex mu_;
+  std::map<std::string, std::map<std::string, std::string>> tables_ LUMEN_GUARDED_BY(mu_);
 };
 
 }  // namespace lumen::gcs

@@ -103,7 +103,7 @@ StatusOr<std::vector<std::shared_ptr<PlasmaBuffer>>> StoreClient::Get(
   proto::StoreGetRequest req;
   std::vector<size_t> asked;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (size_t i = 0; i < ids.size(); ++i) {
       auto it = cache_.find(ids[i]);
       if (it != cache_.end()) {
@@ -121,7 +121,7 @@ StatusOr<std::vector<std::shared_ptr<PlasmaBuffer>>> StoreClient::Get(
   if (reply.entries_size() != static_cast<int>(asked.size())) {
     return InternalError("store answered a different number of objects");
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Status first_error;
   for (size_t k = 0; k < asked.size(); ++k) {
     const auto& e = reply.entries(static_cast<int>(k));

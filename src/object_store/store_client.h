@@ -16,6 +16,7 @@
 
 #include "common/rpc/connection.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 #include "lumen/ids.h"
 
 namespace lumen::proto {
@@ -83,8 +84,8 @@ class StoreClient {
   const rpc::ConnectionPtr daemon_;
   const std::shared_ptr<Mapping> mapping_;
   const int64_t capacity_;
-  std::mutex mu_;
-  std::unordered_map<ObjectID, std::weak_ptr<PlasmaBuffer>> cache_;
+  Mutex mu_;
+  std::unordered_map<ObjectID, std::weak_ptr<PlasmaBuffer>> cache_ LUMEN_GUARDED_BY(mu_);
 };
 
 }  // namespace lumen::object_store
