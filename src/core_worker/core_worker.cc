@@ -544,9 +544,10 @@ void CoreWorker::HandleGetObjectStatus(const rpc::ConnectionPtr& c, rpc::Frame& 
     }
     conn->Reply(handle, reply);
   };
+  memory_store_.OnReady(id, reply_with);  // answers at once when the value is here
+  if (replied->load()) return;
   io_.RunAfter(std::chrono::milliseconds(Config::Get().owner_status_poll_ms()),
                [reply_with] { reply_with(nullptr); });
-  memory_store_.OnReady(id, reply_with);
 }
 
 void CoreWorker::HandleAddBorrower(const rpc::ConnectionPtr& c, rpc::Frame& f) {
