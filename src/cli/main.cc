@@ -11,12 +11,10 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <map>
-#include <mutex>
 #include <thread>
 
 #include "api/local_cluster.h"
@@ -27,6 +25,7 @@
 #include "common/rpc/connection.h"
 #include "common/rpc/message_types.h"
 #include "common/session.h"
+#include "common/thread_annotations.h"
 #include "gcs.pb.h"
 #include "lumen/ids.h"
 #include "node.pb.h"
@@ -99,14 +98,14 @@ std::string ResolveAddress(const std::string& flag, const std::string& root) {
   return s;
 }
 
-std::mutex g_stop_mu;
-std::condition_variable g_stop_cv;
-bool g_stop = false;
+Mutex g_stop_mu;
+CondVar g_stop_cv;
+bool g_stop LUMEN_GUARDED_BY(g_stop_mu) = false;
 
 void RequestStop() {
-  std::lock_guard<std::mutex> lock(g_stop_mu);
+  MutexLock lock(g_stop_mu);
   g_stop = true;
-  g_stop_cv.notify_all();
+  g_stop_cv.NotifyAll();
 }
 
 // Runs the services in this process until `lumen stop` or a signal.
@@ -162,8 +161,8 @@ int Serve(const StartFlags& f) {
   });
   sig.detach();
   {
-    std::unique_lock<std::mutex> lock(g_stop_mu);
-    g_stop_cv.wait(lock, [] { return g_stop; });
+    MutexLock lock(g_stop_mu);
+    g_stop_cv.Wait(g_stop_mu, []() LUMEN_REQUIRES(g_stop_mu) { return g_stop; });
   }
   (*cluster)->Stop();
   ::unlink(JoinPath(session_dir, "pid").c_str());

@@ -12,10 +12,10 @@
 #include <cstdlib>
 #include <ctime>
 #include <map>
-#include <mutex>
 #include <utility>
 
 #include "common/config.h"
+#include "common/thread_annotations.h"
 
 namespace lumen {
 namespace {
@@ -23,7 +23,7 @@ namespace {
 std::atomic<int> g_level{static_cast<int>(LogLevel::kWarning)};
 std::atomic<int> g_stderr_level{static_cast<int>(LogLevel::kWarning)};
 std::atomic<int> g_fd{-1};
-std::mutex g_init_mu;
+Mutex g_init_mu;  // serialises InitLogging and ShutdownLogging
 
 const char* LevelLetter(LogLevel level) {
   switch (level) {
@@ -64,8 +64,9 @@ struct RepeatState {
   std::chrono::steady_clock::time_point last_written{};
   uint64_t dropped = 0;
 };
-std::mutex g_repeat_mu;
-std::map<std::pair<const char*, int>, RepeatState> g_repeat;  // keyed by __FILE__, __LINE__
+Mutex g_repeat_mu;
+// Keyed by __FILE__, __LINE__.
+std::map<std::pair<const char*, int>, RepeatState> g_repeat LUMEN_GUARDED_BY(g_repeat_mu);
 
 }  // namespace
 
@@ -81,7 +82,7 @@ LogLevel ParseLogLevel(const std::string& text, LogLevel fallback) {
 }
 
 void InitLogging(const std::string& log_file, LogLevel level, LogLevel stderr_level) {
-  std::lock_guard<std::mutex> lock(g_init_mu);
+  MutexLock lock(g_init_mu);
   g_level = static_cast<int>(level);
   g_stderr_level = static_cast<int>(stderr_level);
   int old = g_fd.exchange(-1);
@@ -93,7 +94,7 @@ void InitLogging(const std::string& log_file, LogLevel level, LogLevel stderr_le
 }
 
 void ShutdownLogging() {
-  std::lock_guard<std::mutex> lock(g_init_mu);
+  MutexLock lock(g_init_mu);
   int old = g_fd.exchange(-1);
   if (old >= 0) ::close(old);
 }
@@ -108,7 +109,7 @@ LogMessage::LogMessage(LogLevel level, const char* file, int line, Repeat repeat
   if (repeat == Repeat::kOncePerWindow) {
     const auto window = std::chrono::milliseconds(Config::Get().log_repeat_window_ms());
     const auto steady = std::chrono::steady_clock::now();
-    std::lock_guard<std::mutex> lock(g_repeat_mu);
+    MutexLock lock(g_repeat_mu);
     RepeatState& site = g_repeat[{file, line}];
     if (site.last_written.time_since_epoch().count() != 0 && steady - site.last_written < window) {
       ++site.dropped;

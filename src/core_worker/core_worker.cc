@@ -233,7 +233,7 @@ void CoreWorker::Shutdown() {
   if (server_) server_->Stop();
   std::unordered_map<std::string, rpc::ConnectionPtr> conns;
   {
-    std::lock_guard<std::mutex> lock(conn_mu_);
+    MutexLock lock(conn_mu_);
     conns.swap(connections_);
   }
   for (auto& [k, c] : conns) c->Close(CancelledError("shutting down"));
@@ -255,7 +255,7 @@ std::string CoreWorker::AddressKey(const proto::Address& a) const {
 StatusOr<rpc::ConnectionPtr> CoreWorker::ConnectTo(const proto::Address& address) {
   std::string key = AddressKey(address);
   {
-    std::lock_guard<std::mutex> lock(conn_mu_);
+    MutexLock lock(conn_mu_);
     auto it = connections_.find(key);
     if (it != connections_.end() && !it->second->closed()) return it->second;
   }
@@ -264,7 +264,7 @@ StatusOr<rpc::ConnectionPtr> CoreWorker::ConnectTo(const proto::Address& address
       rpc::ConnectionPtr conn,
       rpc::Connect(&io_, key, &dispatcher_, options_.token, 5000,
                    [this](const rpc::ConnectionPtr& c, const Status& r) { OnPeerClosed(c, r); }));
-  std::lock_guard<std::mutex> lock(conn_mu_);
+  MutexLock lock(conn_mu_);
   auto [it, inserted] = connections_.emplace(key, conn);
   if (!inserted) {
     if (!it->second->closed()) {
@@ -286,7 +286,7 @@ void CoreWorker::OnPeerClosed(const rpc::ConnectionPtr& conn, const Status& reas
     LUMEN_LOG(ERROR) << "lost the node daemon: " << reason;
   }
   {
-    std::lock_guard<std::mutex> lock(conn_mu_);
+    MutexLock lock(conn_mu_);
     for (auto it = connections_.begin(); it != connections_.end(); ++it) {
       if (it->second == conn) {
         connections_.erase(it);
@@ -338,7 +338,7 @@ void CoreWorker::OnReleases(const std::vector<ReferenceCounter::Release>& releas
       std::string key = AddressKey(r.owner);
       rpc::ConnectionPtr conn;
       {
-        std::lock_guard<std::mutex> lock(conn_mu_);
+        MutexLock lock(conn_mu_);
         auto it = connections_.find(key);
         if (it != connections_.end()) conn = it->second;
       }
@@ -724,7 +724,7 @@ Status CoreWorker::HandOffRefs(const std::vector<ObjectID>& refs, const proto::A
 void CoreWorker::WithNodeAddress(const NodeID& node,
                                  std::function<void(bool, const proto::Address&)> done) {
   {
-    std::lock_guard<std::mutex> lock(nodes_mu_);
+    MutexLock lock(nodes_mu_);
     auto it = node_addresses_.find(node);
     if (it != node_addresses_.end()) {
       proto::Address a = it->second;
@@ -747,7 +747,7 @@ void CoreWorker::WithNodeAddress(const NodeID& node,
         proto::Address found;
         bool ok = false;
         {
-          std::lock_guard<std::mutex> lock(nodes_mu_);
+          MutexLock lock(nodes_mu_);
           for (const auto& n : nodes.nodes()) {
             if (!n.alive()) continue;
             NodeID id = NodeID::FromBinary(n.node_id());

@@ -9,10 +9,8 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -190,10 +188,11 @@ class CoreWorker {
   TaskContext driver_context_;
   std::atomic<bool> shutting_down_{false};
 
-  std::mutex conn_mu_;
-  std::unordered_map<std::string, rpc::ConnectionPtr> connections_;
-  std::mutex nodes_mu_;
-  std::unordered_map<NodeID, proto::Address> node_addresses_;  // node daemons, from the GCS
+  Mutex conn_mu_;
+  std::unordered_map<std::string, rpc::ConnectionPtr> connections_ LUMEN_GUARDED_BY(conn_mu_);
+  Mutex nodes_mu_;
+  // Node daemons, from the GCS.
+  std::unordered_map<NodeID, proto::Address> node_addresses_ LUMEN_GUARDED_BY(nodes_mu_);
 
   Mutex fetch_mu_;
   std::unordered_set<ObjectID> fetching_ LUMEN_GUARDED_BY(fetch_mu_);  // owner queries in flight

@@ -6,10 +6,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 
+#include "common/thread_annotations.h"
 #include "lumen/internal/runtime.h"
 #include "lumen/serialization.h"
 
@@ -17,9 +17,9 @@ namespace lumen::internal {
 namespace {
 
 struct Registry {
-  std::mutex mu;
-  std::unordered_map<std::string, std::unique_ptr<RemoteFunction>> by_key;
-  std::unordered_map<std::string, RemoteFunction*> by_name;
+  Mutex mu;
+  std::unordered_map<std::string, std::unique_ptr<RemoteFunction>> by_key LUMEN_GUARDED_BY(mu);
+  std::unordered_map<std::string, RemoteFunction*> by_name LUMEN_GUARDED_BY(mu);
 };
 
 Registry& GetRegistry() {
@@ -31,7 +31,7 @@ Registry& GetRegistry() {
 
 void RegisterRemote(std::string key, RemoteFunction fn) {
   Registry& r = GetRegistry();
-  std::lock_guard<std::mutex> lock(r.mu);
+  MutexLock lock(r.mu);
   if (r.by_key.count(key)) return;  // the same function registered twice: harmless
   auto named = r.by_name.find(fn.name);
   if (named != r.by_name.end()) {
@@ -49,14 +49,14 @@ void RegisterRemote(std::string key, RemoteFunction fn) {
 
 const RemoteFunction* FindRemoteByKey(const std::string& key) {
   Registry& r = GetRegistry();
-  std::lock_guard<std::mutex> lock(r.mu);
+  MutexLock lock(r.mu);
   auto it = r.by_key.find(key);
   return it == r.by_key.end() ? nullptr : it->second.get();
 }
 
 const RemoteFunction* FindRemoteByName(const std::string& name) {
   Registry& r = GetRegistry();
-  std::lock_guard<std::mutex> lock(r.mu);
+  MutexLock lock(r.mu);
   auto it = r.by_name.find(name);
   return it == r.by_name.end() ? nullptr : it->second;
 }

@@ -10,14 +10,14 @@ namespace lumen::core {
 void MemoryStore::Put(const ObjectID& id, StoredObjectPtr object) {
   std::vector<ReadyCallback> cbs;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto [it, inserted] = objects_.try_emplace(id, object);
     if (!inserted) it->second = object;
     version_.fetch_add(1, std::memory_order_release);
     if (inserted) {
       for (Waiter* waiter : waiters_) {
         if (waiter->missing.erase(id) && waiter->remaining > 0 && --waiter->remaining == 0) {
-          waiter->cv.notify_one();
+          waiter->cv.NotifyOne();
         }
       }
     }
@@ -33,13 +33,13 @@ void MemoryStore::Put(const ObjectID& id, StoredObjectPtr object) {
 }
 
 StoredObjectPtr MemoryStore::Get(const ObjectID& id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = objects_.find(id);
   return it == objects_.end() ? nullptr : it->second;
 }
 
 bool MemoryStore::Contains(const ObjectID& id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return objects_.count(id) > 0;
 }
 
@@ -51,7 +51,7 @@ std::vector<bool> MemoryStore::WaitAll(const std::vector<ObjectID>& ids, int64_t
   Waiter waiter;
   size_t next = 0;
   while (next < ids.size()) {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     const size_t begin = next;
     waiter.missing.clear();
     while (next < ids.size() && next - begin < kChunkScan &&
@@ -69,9 +69,9 @@ std::vector<bool> MemoryStore::WaitAll(const std::vector<ObjectID>& ids, int64_t
     auto done = [&] { return waiter.remaining == 0; };
     bool all = true;
     if (timeout_ms < 0) {
-      waiter.cv.wait(lock, done);
+      waiter.cv.Wait(mu_, done);
     } else {
-      all = waiter.cv.wait_until(lock, deadline, done);
+      all = waiter.cv.WaitUntil(mu_, deadline, done);
     }
     waiters_.erase(std::find(waiters_.begin(), waiters_.end(), &waiter));
     if (!all) {  // timed out: report what is there now
@@ -87,7 +87,7 @@ std::vector<bool> MemoryStore::Wait(const std::vector<ObjectID>& ids, size_t num
                                     int64_t timeout_ms) {
   if (num_required >= ids.size()) return WaitAll(ids, timeout_ms);
   std::vector<bool> ready(ids.size(), false);
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   size_t have = 0;
   for (size_t i = 0; i < ids.size(); ++i) {
     ready[i] = objects_.count(ids[i]) > 0;
@@ -103,9 +103,9 @@ std::vector<bool> MemoryStore::Wait(const std::vector<ObjectID>& ids, size_t num
   waiters_.push_back(&waiter);
   auto done = [&] { return waiter.remaining == 0; };
   if (timeout_ms < 0) {
-    waiter.cv.wait(lock, done);
+    waiter.cv.Wait(mu_, done);
   } else {
-    waiter.cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), done);
+    waiter.cv.WaitFor(mu_, std::chrono::milliseconds(timeout_ms), done);
   }
   waiters_.erase(std::find(waiters_.begin(), waiters_.end(), &waiter));
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -120,7 +120,7 @@ std::vector<bool> MemoryStore::SpinWait(const std::vector<ObjectID>& ids, size_t
   std::vector<size_t> missing;
   size_t have = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (size_t i = 0; i < ids.size(); ++i) {
       ready[i] = objects_.count(ids[i]) > 0;
       if (ready[i]) {
@@ -136,7 +136,7 @@ std::vector<bool> MemoryStore::SpinWait(const std::vector<ObjectID>& ids, size_t
     uint64_t v = version_.load(std::memory_order_acquire);
     if (v == seen) return false;
     seen = v;
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (auto it = missing.begin(); it != missing.end();) {
       if (objects_.count(ids[*it])) {
         ready[*it] = true;
@@ -155,7 +155,7 @@ std::vector<bool> MemoryStore::SpinWait(const std::vector<ObjectID>& ids, size_t
 void MemoryStore::OnReady(const ObjectID& id, ReadyCallback cb) {
   StoredObjectPtr obj;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = objects_.find(id);
     if (it == objects_.end()) {
       callbacks_[id].push_back(std::move(cb));
@@ -167,12 +167,12 @@ void MemoryStore::OnReady(const ObjectID& id, ReadyCallback cb) {
 }
 
 void MemoryStore::Delete(const ObjectID& id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   objects_.erase(id);
 }
 
 size_t MemoryStore::Size() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return objects_.size();
 }
 

@@ -7,15 +7,14 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "lumen/ids.h"
 #include "lumen/internal/runtime.h"
 
@@ -57,17 +56,20 @@ class MemoryStore {
   // neither builds a set of all of them nor holds the lock for a scan of all of them.
   std::vector<bool> WaitAll(const std::vector<ObjectID>& ids, int64_t timeout_ms);
 
+  // A blocked Wait call's state, on its stack. `missing` and `remaining` are touched only with
+  // mu_ held (the analysis cannot check it: a nested struct cannot name its owner's mutex).
   struct Waiter {
-    std::condition_variable cv;
+    CondVar cv;
     std::unordered_set<ObjectID> missing;
     size_t remaining = 0;  // how many more must arrive
   };
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::atomic<uint64_t> version_{0};  // bumped by every Put
-  std::unordered_map<ObjectID, StoredObjectPtr> objects_;
-  std::vector<Waiter*> waiters_;  // blocked Wait calls (few: one per blocked thread)
-  std::unordered_map<ObjectID, std::vector<ReadyCallback>> callbacks_;
+  std::unordered_map<ObjectID, StoredObjectPtr> objects_ LUMEN_GUARDED_BY(mu_);
+  // Blocked Wait calls (few: one per blocked thread).
+  std::vector<Waiter*> waiters_ LUMEN_GUARDED_BY(mu_);
+  std::unordered_map<ObjectID, std::vector<ReadyCallback>> callbacks_ LUMEN_GUARDED_BY(mu_);
 };
 
 }  // namespace lumen::core

@@ -9,7 +9,7 @@ void ReferenceCounter::Flush(std::vector<Release>& out) {
 }
 
 void ReferenceCounter::AddOwned(const ObjectID& id, int local_refs, bool pending) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Ref& r = refs_[id];
   r.owned = true;
   r.pending = pending;
@@ -17,7 +17,7 @@ void ReferenceCounter::AddOwned(const ObjectID& id, int local_refs, bool pending
 }
 
 bool ReferenceCounter::AddBorrowed(const ObjectID& id, const proto::Address& owner) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto [it, inserted] = refs_.try_emplace(id);
   if (inserted) {
     it->second.owned = false;
@@ -27,13 +27,13 @@ bool ReferenceCounter::AddBorrowed(const ObjectID& id, const proto::Address& own
 }
 
 void ReferenceCounter::MarkBorrowRegistered(const ObjectID& id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = refs_.find(id);
   if (it != refs_.end()) it->second.borrow_registered = true;
 }
 
 void ReferenceCounter::AddLocalRef(const ObjectID& id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = refs_.find(id);
   if (it != refs_.end()) ++it->second.local;
 }
@@ -41,7 +41,7 @@ void ReferenceCounter::AddLocalRef(const ObjectID& id) {
 void ReferenceCounter::RemoveLocalRef(const ObjectID& id) {
   std::vector<Release> out;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = refs_.find(id);
     if (it == refs_.end()) return;
     if (it->second.local > 0) --it->second.local;
@@ -51,7 +51,7 @@ void ReferenceCounter::RemoveLocalRef(const ObjectID& id) {
 }
 
 void ReferenceCounter::AddSubmittedRefs(const std::vector<ObjectID>& ids) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (const auto& id : ids) {
     auto it = refs_.find(id);
     if (it != refs_.end()) ++it->second.submitted;
@@ -61,7 +61,7 @@ void ReferenceCounter::AddSubmittedRefs(const std::vector<ObjectID>& ids) {
 void ReferenceCounter::RemoveSubmittedRefs(const std::vector<ObjectID>& ids) {
   std::vector<Release> out;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& id : ids) {
       auto it = refs_.find(id);
       if (it == refs_.end()) continue;
@@ -74,7 +74,7 @@ void ReferenceCounter::RemoveSubmittedRefs(const std::vector<ObjectID>& ids) {
 
 void ReferenceCounter::AddContained(const ObjectID& outer, const std::vector<ObjectID>& inner) {
   if (inner.empty()) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto o = refs_.find(outer);
   if (o == refs_.end()) return;
   for (const auto& id : inner) {
@@ -88,7 +88,7 @@ void ReferenceCounter::AddContained(const ObjectID& outer, const std::vector<Obj
 void ReferenceCounter::SetReady(const ObjectID& id, bool in_plasma, const NodeID& node) {
   std::vector<Release> out;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = refs_.find(id);
     if (it == refs_.end()) return;
     it->second.pending = false;
@@ -100,7 +100,7 @@ void ReferenceCounter::SetReady(const ObjectID& id, bool in_plasma, const NodeID
 }
 
 void ReferenceCounter::AddBorrower(const ObjectID& id, const WorkerID& borrower) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = refs_.find(id);
   if (it != refs_.end()) it->second.More().borrowers.insert(borrower);
 }
@@ -108,7 +108,7 @@ void ReferenceCounter::AddBorrower(const ObjectID& id, const WorkerID& borrower)
 void ReferenceCounter::RemoveBorrower(const ObjectID& id, const WorkerID& borrower) {
   std::vector<Release> out;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = refs_.find(id);
     if (it == refs_.end()) return;
     if (it->second.extra) it->second.extra->borrowers.erase(borrower);
@@ -120,7 +120,7 @@ void ReferenceCounter::RemoveBorrower(const ObjectID& id, const WorkerID& borrow
 void ReferenceCounter::RemoveBorrowerEverywhere(const WorkerID& borrower) {
   std::vector<Release> out;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     std::vector<ObjectID> touched;
     for (auto& [id, r] : refs_) {
       if (r.extra && r.extra->borrowers.erase(borrower)) touched.push_back(id);
@@ -161,25 +161,25 @@ void ReferenceCounter::MaybeRelease(const ObjectID& id, std::vector<Release>* ou
 }
 
 bool ReferenceCounter::Has(const ObjectID& id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return refs_.count(id) > 0;
 }
 
 bool ReferenceCounter::IsOwned(const ObjectID& id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = refs_.find(id);
   return it != refs_.end() && it->second.owned;
 }
 
 std::optional<proto::Address> ReferenceCounter::OwnerOf(const ObjectID& id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = refs_.find(id);
   if (it == refs_.end() || it->second.owned) return std::nullopt;
   return it->second.extra ? it->second.extra->owner : proto::Address();
 }
 
 size_t ReferenceCounter::NumObjects() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return refs_.size();
 }
 

@@ -15,7 +15,6 @@
 
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -23,6 +22,7 @@
 #include <vector>
 
 #include "common.pb.h"
+#include "common/thread_annotations.h"
 #include "lumen/ids.h"
 
 namespace lumen::core {
@@ -92,13 +92,14 @@ class ReferenceCounter {
     bool HasBorrowers() const { return extra && !extra->borrowers.empty(); }
   };
 
-  // Removes `it` if nothing references it, appending release actions. Requires mu_.
-  void MaybeRelease(const ObjectID& id, std::vector<Release>* out);
-  void Flush(std::vector<Release>& out);
+  // Removes `it` if nothing references it, appending release actions.
+  void MaybeRelease(const ObjectID& id, std::vector<Release>* out) LUMEN_REQUIRES(mu_);
+  // Runs the release callback (never under mu_).
+  void Flush(std::vector<Release>& out) LUMEN_EXCLUDES(mu_);
 
   const ReleaseCallback on_release_;
-  mutable std::mutex mu_;
-  std::unordered_map<ObjectID, Ref> refs_;
+  mutable Mutex mu_;
+  std::unordered_map<ObjectID, Ref> refs_ LUMEN_GUARDED_BY(mu_);
 };
 
 }  // namespace lumen::core

@@ -26,7 +26,7 @@ TaskExecutor::~TaskExecutor() {
 void TaskExecutor::HandlePush(const rpc::ConnectionPtr& from, proto::PushTasksRequest& request) {
   auto caller = std::make_shared<const proto::Address>(request.caller());
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (auto& spec : *request.mutable_tasks()) {
       auto work = std::make_shared<Work>();
       work->spec.Swap(&spec);
@@ -39,9 +39,9 @@ void TaskExecutor::HandlePush(const rpc::ConnectionPtr& from, proto::PushTasksRe
     queued_.store(queue_.size(), std::memory_order_release);
   }
   if (pool_threads_.load(std::memory_order_acquire) == 0) {
-    cv_.notify_one();
+    cv_.NotifyOne();
   } else {
-    cv_.notify_all();
+    cv_.NotifyAll();
   }
 }
 
@@ -54,10 +54,10 @@ void TaskExecutor::Run() {
 
 void TaskExecutor::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 void TaskExecutor::StartPool(int threads) {
@@ -71,8 +71,8 @@ void TaskExecutor::ThreadMain() {
     std::shared_ptr<Work> work;
     SpinUntil([this] { return queued_.load(std::memory_order_acquire) > 0; }, spin_us);
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+      MutexLock lock(mu_);
+      cv_.Wait(mu_, [this]() LUMEN_REQUIRES(mu_) { return stop_ || !queue_.empty(); });
       if (stop_) return;
       work = std::move(queue_.front());
       queue_.pop_front();

@@ -7,16 +7,15 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "common.pb.h"
 #include "common/rpc/connection.h"
+#include "common/thread_annotations.h"
 #include "core_worker.pb.h"
 #include "lumen/ids.h"
 #include "lumen/internal/runtime.h"
@@ -58,11 +57,11 @@ class TaskExecutor {
   void StartPool(int threads);
 
   CoreWorker& cw_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::shared_ptr<Work>> queue_;
+  Mutex mu_;
+  CondVar cv_;
+  std::deque<std::shared_ptr<Work>> queue_ LUMEN_GUARDED_BY(mu_);
   std::atomic<size_t> queued_{0};  // mirrors queue_.size() for lock-free polling
-  bool stop_ = false;
+  bool stop_ LUMEN_GUARDED_BY(mu_) = false;
   std::vector<std::thread> pool_;     // the main executor thread starts and joins them
   std::atomic<int> pool_threads_{0};  // pool_.size(), read by the I/O thread to pick a wake-up
 

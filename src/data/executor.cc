@@ -4,14 +4,15 @@
 #include <cstdio>
 #include <numeric>
 
+#include "common/thread_annotations.h"
 #include "data/progress.h"
 
 namespace lumen::data::internal {
 
 struct EventQueue {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<uint64_t> done;
+  Mutex mu;
+  CondVar cv;
+  std::deque<uint64_t> done LUMEN_GUARDED_BY(mu);
 };
 
 namespace {
@@ -571,7 +572,7 @@ Executor::Executor(std::vector<std::unique_ptr<PhysicalOp>> ops, ExecutionOption
 
 Executor::~Executor() {
   // Late callbacks find the queue but nobody to wake: harmless.
-  std::lock_guard<std::mutex> lock(events_->mu);
+  MutexLock lock(events_->mu);
   events_->done.clear();
 }
 
@@ -589,9 +590,9 @@ void Executor::Submit(PhysicalOp* op, const lumen::ObjectRef<Buffer>& ref, int64
   lumen::internal::OnObjectReady(ref.ID(), [weak, token] {
     auto q = weak.lock();
     if (!q) return;
-    std::lock_guard<std::mutex> lock(q->mu);
+    MutexLock lock(q->mu);
     q->done.push_back(token);
-    q->cv.notify_one();
+    q->cv.NotifyOne();
   });
 }
 
@@ -625,7 +626,7 @@ void Executor::RecordError(PhysicalOp* op, int64_t index, const std::string& mes
 void Executor::ProcessEvents() {
   std::deque<uint64_t> done;
   {
-    std::lock_guard<std::mutex> lock(events_->mu);
+    MutexLock lock(events_->mu);
     done.swap(events_->done);
   }
   for (uint64_t token : done) {
@@ -822,9 +823,9 @@ std::optional<RefBundle> Executor::Next() {
       return std::nullopt;
     }
     {
-      std::unique_lock<std::mutex> lock(events_->mu);
-      events_->cv.wait_for(lock, std::chrono::milliseconds(200),
-                           [this] { return !events_->done.empty(); });
+      MutexLock lock(events_->mu);
+      events_->cv.WaitFor(events_->mu, std::chrono::milliseconds(200),
+                          [this]() LUMEN_REQUIRES(events_->mu) { return !events_->done.empty(); });
     }
     progress_->Tick(BudgetUsed(), budget_);
     CheckStall();

@@ -11,11 +11,12 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
-#include <mutex>
 #include <numeric>
 #include <random>
 #include <set>
 #include <unordered_map>
+
+#include "common/thread_annotations.h"
 
 namespace lumen::data::internal {
 
@@ -54,8 +55,8 @@ class TaskTimer {
   int64_t bytes_in_ = 0;
 };
 
-std::mutex g_callables_mu;
-std::unordered_map<std::string, CallableInfo>& Callables() {
+Mutex g_callables_mu;
+std::unordered_map<std::string, CallableInfo>& Callables() LUMEN_REQUIRES(g_callables_mu) {
   static auto* m = new std::unordered_map<std::string, CallableInfo>();
   return *m;
 }
@@ -63,12 +64,12 @@ std::unordered_map<std::string, CallableInfo>& Callables() {
 }  // namespace
 
 void RegisterCallable(const std::string& type_name, CallableInfo info) {
-  std::lock_guard<std::mutex> lock(g_callables_mu);
+  MutexLock lock(g_callables_mu);
   Callables()[type_name] = std::move(info);
 }
 
 const CallableInfo* FindCallable(const std::string& type_name) {
-  std::lock_guard<std::mutex> lock(g_callables_mu);
+  MutexLock lock(g_callables_mu);
   auto it = Callables().find(type_name);
   return it == Callables().end() ? nullptr : &it->second;
 }

@@ -70,7 +70,7 @@ StatusOr<std::unique_ptr<RedisGcsStore>> RedisGcsStore::Connect(RedisOptions opt
                                 options.ns + "'");
   }
   std::unique_ptr<RedisGcsStore> store(new RedisGcsStore(std::move(options)));
-  std::lock_guard<std::mutex> lock(store->mu_);
+  MutexLock lock(store->mu_);
   SigpipeGuard no_sigpipe;
   LUMEN_RETURN_IF_ERROR(store->ConnectLocked());
   return store;
@@ -136,7 +136,7 @@ StatusOr<RedisGcsStore::Reply> RedisGcsStore::Command(const std::vector<std::str
     argv.push_back(a.data());
     lens.push_back(a.size());
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   SigpipeGuard no_sigpipe;
   for (int attempt = 0;; ++attempt) {
     if (ctx_ == nullptr || ctx_->err) {

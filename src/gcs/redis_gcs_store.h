@@ -7,11 +7,11 @@
 #pragma once
 
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "gcs/gcs_store.h"
 
 struct redisContext;
@@ -49,13 +49,13 @@ class RedisGcsStore : public GcsStore {
   };
 
   // Runs one command given as binary-safe arguments; reconnects once on a broken connection.
-  StatusOr<Reply> Command(const std::vector<std::string>& args);
-  Status ConnectLocked();
+  StatusOr<Reply> Command(const std::vector<std::string>& args) LUMEN_EXCLUDES(mu_);
+  Status ConnectLocked() LUMEN_REQUIRES(mu_);
   std::string HashName(const std::string& table) const { return options_.ns + ":" + table; }
 
   const RedisOptions options_;
-  std::mutex mu_;
-  redisContext* ctx_ = nullptr;
+  Mutex mu_;
+  redisContext* ctx_ LUMEN_GUARDED_BY(mu_) = nullptr;
 };
 
 }  // namespace lumen::gcs

@@ -92,10 +92,10 @@ ObjectStore::ObjectStore(rpc::EventLoop* loop, StoreOptions options, int fd, uin
 
 ObjectStore::~ObjectStore() {
   {
-    std::lock_guard<std::mutex> lock(io_mu_);
+    MutexLock lock(io_mu_);
     io_stop_ = true;
   }
-  io_cv_.notify_all();
+  io_cv_.NotifyAll();
   io_thread_.join();
   for (auto& f : spill_files_) {
     if (f.live > 0 || PathExists(f.path)) ::unlink(f.path.c_str());
@@ -294,10 +294,10 @@ void ObjectStore::MaybeSpill() {
     spill_files_.push_back({job.path, 0});
     LUMEN_LOG(INFO) << "spilling " << job.objects.size() << " objects to " << job.path;
     {
-      std::lock_guard<std::mutex> lock(io_mu_);
+      MutexLock lock(io_mu_);
       io_jobs_.push_back(std::move(job));
     }
-    io_cv_.notify_one();
+    io_cv_.NotifyOne();
   }
   for (const ObjectID& id : evicted) {
     auto it = objects_.find(id);
@@ -343,10 +343,10 @@ void ObjectStore::StartRestore(Entry& e) {
     job.file_offset = e.spill_offset;
     job.objects.push_back({id, {off, e.data_size}});
     {
-      std::lock_guard<std::mutex> lock(io_mu_);
+      MutexLock lock(io_mu_);
       io_jobs_.push_back(std::move(job));
     }
-    io_cv_.notify_one();
+    io_cv_.NotifyOne();
   });
 }
 
@@ -354,8 +354,9 @@ void ObjectStore::IoThreadMain() {
   while (true) {
     IoJob job;
     {
-      std::unique_lock<std::mutex> lock(io_mu_);
-      io_cv_.wait(lock, [this] { return io_stop_ || !io_jobs_.empty(); });
+      MutexLock lock(io_mu_);
+      io_cv_.Wait(io_mu_,
+                  [this]() LUMEN_REQUIRES(io_mu_) { return io_stop_ || !io_jobs_.empty(); });
       if (io_stop_) return;
       job = std::move(io_jobs_.front());
       io_jobs_.pop_front();

@@ -12,13 +12,11 @@
 // it too. Spill and restore I/O run on an internal thread.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <list>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -27,6 +25,7 @@
 
 #include "common/rpc/event_loop.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 #include "lumen/ids.h"
 #include "object_store/allocator.h"
 
@@ -204,10 +203,10 @@ class ObjectStore {
   std::vector<SpillFile> spill_files_;
 
   // Spill/restore I/O thread.
-  std::mutex io_mu_;
-  std::condition_variable io_cv_;
-  std::deque<IoJob> io_jobs_;
-  bool io_stop_ = false;
+  Mutex io_mu_;
+  CondVar io_cv_;
+  std::deque<IoJob> io_jobs_ LUMEN_GUARDED_BY(io_mu_);
+  bool io_stop_ LUMEN_GUARDED_BY(io_mu_) = false;
   std::thread io_thread_;
 };
 

@@ -103,7 +103,7 @@ void Connection::Start() {
   auto self = shared_from_this();
   loop_->Dispatch([self] {
     if (self->closed_) return;
-    std::lock_guard<std::mutex> lock(self->write_mu_);
+    MutexLock lock(self->write_mu_);
     self->watch_id_ = self->loop_->Watch(self->fd_, kEventsRead,
                                          [self](uint32_t events) { self->OnEvents(events); });
     self->started_ = true;
@@ -138,7 +138,7 @@ void Connection::Start() {
 }
 
 void Connection::Enqueue(std::string data, int fd) {
-  std::lock_guard<std::mutex> lock(write_mu_);
+  MutexLock lock(write_mu_);
   if (closed_) {
     if (fd >= 0) ::close(fd);
     return;
@@ -226,14 +226,14 @@ void Connection::Send(uint16_t type, const google::protobuf::MessageLite& msg) {
 
 void Connection::SendAsync(uint16_t type, const google::protobuf::MessageLite& msg) {
   std::string frame = BuildFrame(type, FrameKind::kOneWay, 0, 0, &msg);
-  std::lock_guard<std::mutex> lock(write_mu_);
+  MutexLock lock(write_mu_);
   if (closed_) return;
   out_.push_back({std::move(frame), 0, -1});
   if (!started_ || want_write_ || flush_posted_) return;  // a flush is already coming
   flush_posted_ = true;
   auto self = shared_from_this();
   loop_->Post([self] {
-    std::lock_guard<std::mutex> lock(self->write_mu_);
+    MutexLock lock(self->write_mu_);
     self->flush_posted_ = false;
     if (self->closed_ || self->want_write_) return;
     if (!self->FlushLocked()) {
@@ -286,7 +286,7 @@ void Connection::CallImpl(uint16_t type, const google::protobuf::MessageLite& re
                           std::function<void(int)> fd_sink) {
   uint64_t id;
   {
-    std::lock_guard<std::mutex> lock(call_mu_);
+    MutexLock lock(call_mu_);
     if (closed_) {
       Status reason = close_reason_;
       loop_->Post([cb = std::move(cb), reason] { cb(reason, {}); });
@@ -303,7 +303,7 @@ void Connection::CallImpl(uint16_t type, const google::protobuf::MessageLite& re
         if (!self) return;
         ResponseCallback cb;
         {
-          std::lock_guard<std::mutex> lock(self->call_mu_);
+          MutexLock lock(self->call_mu_);
           auto it = self->pending_.find(id);
           if (it == self->pending_.end()) return;
           cb = std::move(it->second.cb);
@@ -347,7 +347,7 @@ Status Connection::CallSync(uint16_t type, const google::protobuf::MessageLite& 
 }
 
 Status Connection::close_reason() const {
-  std::lock_guard<std::mutex> lock(call_mu_);
+  MutexLock lock(call_mu_);
   return close_reason_;
 }
 
@@ -358,10 +358,10 @@ void Connection::Close(const Status& reason) {
 
 void Connection::CloseInLoop(const Status& reason) {
   {
-    std::lock_guard<std::mutex> lock(write_mu_);
+    MutexLock lock(write_mu_);
     if (closed_) return;
     {
-      std::lock_guard<std::mutex> clock(call_mu_);
+      MutexLock clock(call_mu_);
       close_reason_ = reason;
       closed_ = true;
     }
@@ -381,7 +381,7 @@ void Connection::CloseInLoop(const Status& reason) {
   auth_cb_ = nullptr;
   std::unordered_map<uint64_t, Pending> pending;
   {
-    std::lock_guard<std::mutex> lock(call_mu_);
+    MutexLock lock(call_mu_);
     pending.swap(pending_);
   }
   Status failure =
@@ -399,7 +399,7 @@ void Connection::CloseInLoop(const Status& reason) {
 void Connection::OnEvents(uint32_t events) {
   if (closed_) return;
   if (events & EPOLLOUT) {
-    std::lock_guard<std::mutex> lock(write_mu_);
+    MutexLock lock(write_mu_);
     if (!FlushLocked()) {
       auto self = shared_from_this();
       loop_->Post([self] { self->CloseInLoop(UnavailableError("write to peer failed")); });
@@ -571,7 +571,7 @@ bool Connection::HandleFrame(Frame& frame) {
   if (frame.kind == FrameKind::kResponse || frame.kind == FrameKind::kErrorResponse) {
     Pending p;
     {
-      std::lock_guard<std::mutex> lock(call_mu_);
+      MutexLock lock(call_mu_);
       auto it = pending_.find(frame.request_id);
       if (it == pending_.end()) return true;  // timed out already
       p = std::move(it->second);

@@ -17,13 +17,13 @@
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 
 #include "common/rpc/event_loop.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 namespace lumen::rpc {
 
@@ -130,12 +130,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Arbitrary per-connection state for the service (e.g. which client this is).
   void set_context(std::shared_ptr<void> ctx) {
-    std::lock_guard<std::mutex> lock(ctx_mu_);
+    MutexLock lock(ctx_mu_);
     context_ = std::move(ctx);
   }
   template <class T>
   std::shared_ptr<T> context() const {
-    std::lock_guard<std::mutex> lock(ctx_mu_);
+    MutexLock lock(ctx_mu_);
     return std::static_pointer_cast<T>(context_);
   }
 
@@ -154,7 +154,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   };
 
   void Enqueue(std::string data, int fd = -1);
-  bool FlushLocked();  // returns false on a fatal write error
+  bool FlushLocked() LUMEN_REQUIRES(write_mu_);  // returns false on a fatal write error
   void OnEvents(uint32_t events);
   void OnReadable();
   void ReserveRead(size_t free_bytes);
@@ -175,7 +175,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   std::atomic<bool> closed_{false};
   std::atomic<bool> started_{false};
-  uint64_t watch_id_ = 0;  // loop thread
   CloseCallback close_cb_;
 
   std::function<void(const ConnectionPtr&)> auth_cb_;
@@ -190,12 +189,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   size_t in_end_ = 0;
   std::deque<int> in_fds_;
 
-  std::mutex write_mu_;
-  std::deque<OutEntry> out_;
-  bool want_write_ = false;
-  bool flush_posted_ = false;
+  Mutex write_mu_;
+  // Set on the loop thread; read by any thread that enqueues (to ask for EPOLLOUT).
+  uint64_t watch_id_ LUMEN_GUARDED_BY(write_mu_) = 0;
+  std::deque<OutEntry> out_ LUMEN_GUARDED_BY(write_mu_);
+  bool want_write_ LUMEN_GUARDED_BY(write_mu_) = false;
+  bool flush_posted_ LUMEN_GUARDED_BY(write_mu_) = false;
 
-  mutable std::mutex call_mu_;
+  mutable Mutex call_mu_;
   struct Pending {
     ResponseCallback cb;
     uint64_t timer_id = 0;
@@ -203,12 +204,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   };
   void CallImpl(uint16_t type, const google::protobuf::MessageLite& req, ResponseCallback cb,
                 int64_t timeout_ms, std::function<void(int)> fd_sink);
-  std::unordered_map<uint64_t, Pending> pending_;
-  uint64_t next_request_id_ = 1;
-  Status close_reason_;
+  std::unordered_map<uint64_t, Pending> pending_ LUMEN_GUARDED_BY(call_mu_);
+  uint64_t next_request_id_ LUMEN_GUARDED_BY(call_mu_) = 1;
+  Status close_reason_ LUMEN_GUARDED_BY(call_mu_);
 
-  mutable std::mutex ctx_mu_;
-  std::shared_ptr<void> context_;
+  mutable Mutex ctx_mu_;
+  std::shared_ptr<void> context_ LUMEN_GUARDED_BY(ctx_mu_);
 };
 
 // Connects to "unix:/path" or "host:port" and starts the connection. Blocks up to

@@ -55,7 +55,7 @@ void EventLoop::Stop() {
   std::vector<std::function<void()>> posted;
   std::map<TimerKey, std::function<void()>> timers;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     posted.swap(posted_);
     timers.swap(timers_);
   }
@@ -71,7 +71,7 @@ void EventLoop::Wake() {
 bool EventLoop::Post(std::function<void()> fn) {
   bool need_wake = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) return false;
     posted_.push_back(std::move(fn));
     if (!wake_pending_) {
@@ -96,7 +96,7 @@ uint64_t EventLoop::RunAfter(std::chrono::milliseconds delay, std::function<void
   uint64_t id;
   bool earliest;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) return 0;
     id = next_timer_id_++;
     timers_.emplace(TimerKey{when, id}, std::move(fn));
@@ -109,7 +109,7 @@ uint64_t EventLoop::RunAfter(std::chrono::milliseconds delay, std::function<void
 
 void EventLoop::CancelTimer(uint64_t timer_id) {
   std::function<void()> dropped;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = timer_index_.find(timer_id);
   if (it == timer_index_.end()) return;
   auto t = timers_.find(TimerKey{it->second, timer_id});
@@ -142,7 +142,7 @@ void EventLoop::SetEvents(int fd, uint64_t watch_id, uint32_t events) {
 }
 
 int EventLoop::NextTimeoutMs() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (!posted_.empty()) return 0;
   if (timers_.empty()) return -1;
   auto now = std::chrono::steady_clock::now();
@@ -157,7 +157,7 @@ void EventLoop::RunTimers() {
   while (true) {
     std::function<void()> fn;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (timers_.empty() || timers_.begin()->first.when > now) return;
       auto it = timers_.begin();
       fn = std::move(it->second);
@@ -171,7 +171,7 @@ void EventLoop::RunTimers() {
 void EventLoop::RunPosted() {
   std::vector<std::function<void()>> batch;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     batch.swap(posted_);
     wake_pending_ = false;
   }

@@ -13,11 +13,12 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
+
+#include "common/thread_annotations.h"
 
 namespace lumen::rpc {
 
@@ -72,9 +73,9 @@ class EventLoop {
   std::unordered_map<uint64_t, std::shared_ptr<FdCallback>> watchers_;
   uint64_t next_watch_id_ = 1;
 
-  std::mutex mu_;  // guards posted_, timers_, next_timer_id_, wake_pending_
-  std::vector<std::function<void()>> posted_;
-  bool wake_pending_ = false;
+  Mutex mu_;
+  std::vector<std::function<void()>> posted_ LUMEN_GUARDED_BY(mu_);
+  bool wake_pending_ LUMEN_GUARDED_BY(mu_) = false;
   struct TimerKey {
     std::chrono::steady_clock::time_point when;
     uint64_t id;
@@ -82,9 +83,10 @@ class EventLoop {
       return when < o.when || (when == o.when && id < o.id);
     }
   };
-  std::map<TimerKey, std::function<void()>> timers_;
-  std::unordered_map<uint64_t, std::chrono::steady_clock::time_point> timer_index_;
-  uint64_t next_timer_id_ = 1;
+  std::map<TimerKey, std::function<void()>> timers_ LUMEN_GUARDED_BY(mu_);
+  std::unordered_map<uint64_t, std::chrono::steady_clock::time_point> timer_index_
+      LUMEN_GUARDED_BY(mu_);
+  uint64_t next_timer_id_ LUMEN_GUARDED_BY(mu_) = 1;
 };
 
 }  // namespace lumen::rpc
