@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <thread>
 
 #include "api/local_cluster.h"
@@ -19,6 +18,7 @@
 #include "common/rpc/connection.h"
 #include "common/rpc/message_types.h"
 #include "common/session.h"
+#include "common/thread_annotations.h"
 #include "core_worker/core_worker.h"
 #include "gcs.pb.h"
 #include "lumen/lumen.h"
@@ -27,12 +27,26 @@
 namespace lumen {
 namespace {
 
-std::mutex g_mu;
-std::unique_ptr<core::CoreWorker> g_worker;    // guarded by g_mu
-std::atomic<core::CoreWorker*> g_cw{nullptr};  // fast path for the API
-std::unique_ptr<LocalCluster> g_cluster;       // embedded mode
-std::string g_session_dir;
-std::string g_session_root;
+// Held by Init and Shutdown for their whole run.
+Mutex g_mu;
+std::unique_ptr<core::CoreWorker> g_worker LUMEN_GUARDED_BY(g_mu);
+std::atomic<core::CoreWorker*> g_cw{nullptr};                    // fast path for the API
+std::unique_ptr<LocalCluster> g_cluster LUMEN_GUARDED_BY(g_mu);  // embedded mode
+std::string g_session_root LUMEN_GUARDED_BY(g_mu);
+// Its own mutex, taken inside g_mu when Init sets it: SessionDir() may run on a thread that
+// Shutdown (holding g_mu) waits for.
+Mutex g_session_dir_mu;
+std::string g_session_dir LUMEN_GUARDED_BY(g_session_dir_mu);
+
+void SetSessionDir(std::string dir) LUMEN_EXCLUDES(g_session_dir_mu) {
+  MutexLock lock(g_session_dir_mu);
+  g_session_dir = std::move(dir);
+}
+
+std::string GetSessionDir() LUMEN_EXCLUDES(g_session_dir_mu) {
+  MutexLock lock(g_session_dir_mu);
+  return g_session_dir;
+}
 
 core::CoreWorker& CW() {
   core::CoreWorker* cw = g_cw.load(std::memory_order_acquire);
@@ -77,12 +91,14 @@ std::string ArgValue(int argc, char** argv, const std::string& flag) {
     std::fflush(nullptr);
     ::_exit(1);
   }
+  core::CoreWorker* worker;
   {
-    std::lock_guard<std::mutex> lock(g_mu);
+    MutexLock lock(g_mu);
     g_worker = std::move(*cw);
-    g_cw = g_worker.get();
+    worker = g_worker.get();
+    g_cw = worker;
   }
-  g_worker->RunTaskLoop();
+  worker->RunTaskLoop();
   std::fflush(nullptr);
   ::_exit(0);
 }
@@ -132,7 +148,7 @@ void Init(const InitOptions& options) { Init(0, nullptr, options); }
 void Init(int argc, char** argv, const InitOptions& options) {
   RaiseOpenFileLimit();  // inherited by the workers this process starts
   if (Env("LUMEN_ROLE") == "worker") RunWorker();
-  std::lock_guard<std::mutex> lock(g_mu);
+  MutexLock lock(g_mu);
   if (g_worker) throw Error("lumen::Init: already initialized (call lumen::Shutdown() first)");
 
   std::string address = options.address;
@@ -160,7 +176,7 @@ void Init(int argc, char** argv, const InitOptions& options) {
   if (address.empty()) {
     auto session = CreateSession(g_session_root, /*make_latest=*/false);
     if (!session.ok()) throw Error("lumen::Init: " + session.status().ToString());
-    g_session_dir = session->dir;
+    SetSessionDir(session->dir);
     InitLogging(
         JoinPath(JoinPath(session->dir, "logs"), "driver-" + std::to_string(::getpid()) + ".log"),
         std::min(level, LogLevel::kInfo), level);
@@ -200,7 +216,7 @@ void Init(int argc, char** argv, const InitOptions& options) {
     }
     auto target = FindLocalNode(address, token);
     if (!target.ok()) throw Error("lumen::Init: " + target.status().ToString());
-    g_session_dir = target->session_dir;
+    SetSessionDir(target->session_dir);
     InitLogging(JoinPath(JoinPath(target->session_dir, "logs"),
                          "driver-" + std::to_string(::getpid()) + ".log"),
                 std::min(level, LogLevel::kInfo), level);
@@ -223,7 +239,7 @@ void Init(int argc, char** argv, const InitOptions& options) {
 }
 
 void Shutdown() {
-  std::lock_guard<std::mutex> lock(g_mu);
+  MutexLock lock(g_mu);
   if (!g_worker) return;
   g_cw.store(nullptr, std::memory_order_release);
   g_worker->Shutdown();
@@ -231,7 +247,7 @@ void Shutdown() {
   if (g_cluster) {
     g_cluster->Stop();
     g_cluster.reset();
-    CleanupSession(g_session_dir, g_session_root, /*keep=*/20);
+    CleanupSession(GetSessionDir(), g_session_root, /*keep=*/20);
   }
   ShutdownLogging();
 }
@@ -242,7 +258,7 @@ TaskID CurrentTaskID() { return CW().CurrentContext().task_id; }
 
 std::string SessionDir() {
   CW();  // throws when not initialized
-  return g_session_dir;
+  return GetSessionDir();
 }
 
 ObjectStoreStats GetObjectStoreStats() {
