@@ -20,37 +20,13 @@
 #include "common/rpc/event_loop.h"
 #include "common/rpc/message_types.h"
 #include "redis_server.h"
+#include "shell.h"
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out;
-};
-
-Result Shell(const std::string& cmd) {
-  Result r{0, ""};
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
-  socklen_t len = sizeof(sa);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-  int port = ntohs(sa.sin_port);
-  ::close(fd);
-  return port;
-}
+using Result = lumen::testing::ShellResult;
+using lumen::testing::FreePort;
+using lumen::testing::Shell;
 
 class CliTest : public ::testing::Test {
  protected:
@@ -94,6 +70,7 @@ TEST_F(CliTest, StartRunStatusStop) {
   EXPECT_NE(status.out.find("dongle 0/3"), std::string::npos) << status.out;
   EXPECT_NE(status.out.find("object store:"), std::string::npos) << status.out;
   EXPECT_NE(status.out.find("256.0 MiB"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("Demand: none"), std::string::npos) << status.out;
 
   // Without the token: refused with a message that says why.
   lumen::rpc::EventLoop loop("cli-test");
@@ -114,8 +91,9 @@ TEST_F(CliTest, StartRunStatusStop) {
   Result stop = Shell(env_ + LUMEN_CLI + " stop");
   EXPECT_EQ(stop.code, 0) << stop.out;
   EXPECT_NE(stop.out.find("stopped"), std::string::npos) << stop.out;
-  Result after = Shell(env_ + LUMEN_CLI + " status --address " + address);
+  Result after = Shell(env_ + LUMEN_CLI + " status");
   EXPECT_NE(after.code, 0) << after.out;
+  EXPECT_NE(after.out.find("no cluster is running"), std::string::npos) << after.out;
 }
 
 // Regression: half-open unauthenticated connections exhausted the daemon's descriptors; the
@@ -168,9 +146,12 @@ TEST_F(CliTest, BadArgumentsGetClearErrors) {
   r = Shell(env_ + LUMEN_CLI + " start --head --resources bogus");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("name=amount"), std::string::npos) << r.out;
+  r = Shell(env_ + LUMEN_CLI + " start --head --labels zone");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("key=value"), std::string::npos) << r.out;
   r = Shell(env_ + LUMEN_CLI + " status --address 127.0.0.1:1");
   EXPECT_NE(r.code, 0);
-  EXPECT_NE(r.out.find("cannot reach"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("no cluster is running at 127.0.0.1:1"), std::string::npos) << r.out;
 }
 
 // A node joins with `lumen start --address`; when the head goes away the node stops by itself

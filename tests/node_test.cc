@@ -67,12 +67,15 @@ TEST_F(NodeTest, LeasesThatCanNeverBeGrantedAreRefusedWithTheReason) {
   EXPECT_FALSE(r.granted());
   EXPECT_NE(r.error().find("infeasible"), std::string::npos) << r.error();
   EXPECT_NE(r.error().find("CPU: 3"), std::string::npos) << r.error();
+  EXPECT_TRUE(r.infeasible());
   r = Lease({{"GPU", 15000}}, job);
   EXPECT_NE(r.error().find("whole numbers"), std::string::npos) << r.error();
   r = Lease({{"CPU", -10000}}, job);
   EXPECT_NE(r.error().find("negative"), std::string::npos) << r.error();
-  r = Lease({{"CPU", 10000}}, job);  // feasible, but no such job here
-  EXPECT_NE(r.error().find("not running on this node"), std::string::npos) << r.error();
+  r = Lease({{"CPU", 10000}}, job);  // feasible, but the control service knows no such job
+  EXPECT_NE(r.error().find("job 42 is not running in this cluster"), std::string::npos)
+      << r.error();
+  EXPECT_FALSE(r.infeasible());
 }
 
 TEST_F(NodeTest, StoreServiceCreatesSealsAndServesObjects) {

@@ -20,6 +20,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "lumen/actor.h"
 #include "lumen/buffer.h"
@@ -61,12 +62,48 @@ struct ObjectStoreStats {
 };
 ObjectStoreStats GetObjectStoreStats();
 
-// Resources of the cluster: totals and what is free now ("CPU", "GPU", "memory", ...).
-struct ClusterResources {
+// A node of the cluster as the control service knows it (Ray's `ray.nodes()`).
+struct NodeInfo {
+  std::string node_id;  // hex
+  std::string address;  // the node daemon's host:port
+  bool alive = false;
+  bool is_head = false;
+  std::map<std::string, std::string> labels;
+  std::map<std::string, double> resources_total;      // "CPU", "GPU", "memory", custom
+  std::map<std::string, double> resources_available;  // as of the node's latest report
+};
+// Every node that is or was part of the cluster, alive or not. Throws lumen::Error when the
+// control service cannot be reached.
+std::vector<NodeInfo> Nodes();
+// Totals over the alive nodes (Ray's `ray.cluster_resources()`).
+std::map<std::string, double> ClusterResources();
+// What is free now over the alive nodes (Ray's `ray.available_resources()`).
+std::map<std::string, double> AvailableResources();
+
+// Both of the above and the number of alive nodes, in one call.
+struct ClusterResourceSummary {
   std::map<std::string, double> total;
   std::map<std::string, double> available;
   int num_nodes = 0;
 };
-ClusterResources GetClusterResources();
+ClusterResourceSummary GetClusterResources();
+
+// Who and where the calling code runs: the driver, or a task or actor in a worker.
+class RuntimeContext {
+ public:
+  const std::string& node_id() const { return node_id_; }      // hex
+  const std::string& worker_id() const { return worker_id_; }  // hex
+  const std::string& job_id() const { return job_id_; }        // hex
+  // The running task's id; in the driver, its root task.
+  const std::string& task_id() const { return task_id_; }
+  // The actor this code runs in; empty outside actors.
+  const std::string& actor_id() const { return actor_id_; }
+
+ private:
+  friend RuntimeContext GetRuntimeContext();
+  std::string node_id_, worker_id_, job_id_, task_id_, actor_id_;
+};
+// Throws lumen::Error before Init().
+RuntimeContext GetRuntimeContext();
 
 }  // namespace lumen

@@ -7,8 +7,26 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <variant>
 
 namespace lumen {
+
+// Where a task or actor runs (Ray's scheduling strategies).
+// The default: pack on the submitter's node while it is below half used, then spread to the
+// least-loaded node that can run it; prefer the node that holds most of the arguments' bytes.
+struct DefaultScheduling {};
+// Round-robin over the nodes that can run it.
+struct SpreadScheduling {};
+// On one node (its hex id, from lumen::Nodes() or GetRuntimeContext().node_id()). Hard: fails
+// with lumen::Error when that node is dead or unknown; soft: any node then.
+struct NodeAffinityScheduling {
+  std::string node_id{};
+  bool soft = false;
+};
+using SchedulingStrategy =
+    std::variant<DefaultScheduling, SpreadScheduling, NodeAffinityScheduling>;
+// Only nodes whose labels (`lumen start --labels zone=b,...`) include every key=value.
+using LabelSelector = std::map<std::string, std::string>;
 
 struct InitOptions {
   // Control service address ("host:port") of a cluster started with `lumen start`. Empty: the
@@ -40,6 +58,8 @@ struct TaskOptions {
   int max_retries = 3;                        // re-runs after the executing worker dies
   bool retry_exceptions = false;              // also re-run when user code throws
   std::string name{};                         // shown in errors and logs
+  SchedulingStrategy scheduling{};
+  LabelSelector label_selector{};
 };
 
 // Options of an actor. By default an actor needs no CPU while it lives (like Ray), so any
@@ -56,6 +76,8 @@ struct ActorOptions {
   // a call fails with ActorDiedError saying whether it was running or queued.
   int max_task_retries = 0;
   int max_concurrency = 1;  // > 1: calls run concurrently on a thread pool in the actor
+  SchedulingStrategy scheduling{};
+  LabelSelector label_selector{};
 };
 
 }  // namespace lumen

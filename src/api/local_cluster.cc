@@ -45,6 +45,7 @@ StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(LocalClusterOptions 
   no.bind_host = options.bind_host;
   no.port = options.node_port;
   no.resources = options.resources;
+  no.labels = options.labels;
   no.object_store_memory = options.object_store_memory;
   no.is_head = options.gcs_address.empty();
   c->node_ = std::make_unique<node::NodeDaemon>(c->loop_.get(), no);

@@ -25,8 +25,9 @@ class NodeDaemon;
 struct LocalClusterOptions {
   std::string session_dir;
   std::string token;
-  std::map<std::string, double> resources;  // CPU, GPU, custom
-  int64_t object_store_memory = 0;          // 0: default fraction of RAM
+  std::map<std::string, double> resources;    // CPU, GPU, custom
+  std::map<std::string, std::string> labels;  // the node's, for label selectors
+  int64_t object_store_memory = 0;            // 0: default fraction of RAM
   std::string bind_host = "127.0.0.1";
   int gcs_port = 0;
   int node_port = 0;

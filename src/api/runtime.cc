@@ -277,19 +277,68 @@ ObjectStoreStats GetObjectStoreStats() {
   return out;
 }
 
-ClusterResources GetClusterResources() {
+namespace {
+
+proto::ClusterStatus QueryClusterStatus(const char* what) {
   proto::ClusterStatus status;
   Status st = CW().gcs()->CallSync(rpc::kClusterStatus, proto::Empty(), &status, 10000);
-  if (!st.ok()) throw Error("lumen::GetClusterResources: " + st.ToString());
-  ClusterResources out;
+  if (!st.ok()) throw Error(std::string("lumen::") + what + ": " + st.ToString());
+  return status;
+}
+
+std::map<std::string, double> ToDoubles(const google::protobuf::Map<std::string, int64_t>& m) {
+  std::map<std::string, double> out;
+  for (const auto& [k, v] : m) out[k] = FromFixed(v);
+  return out;
+}
+
+}  // namespace
+
+std::vector<NodeInfo> Nodes() {
+  std::vector<NodeInfo> out;
+  const proto::ClusterStatus status = QueryClusterStatus("Nodes");
   for (const auto& n : status.nodes()) {
-    if (!n.alive()) continue;
-    ++out.num_nodes;
-    for (const auto& [k, v] : n.total().amounts()) out.total[k] += FromFixed(v);
-    auto avail = n.has_stats() ? n.stats().available().amounts() : n.total().amounts();
-    for (const auto& [k, v] : avail) out.available[k] += FromFixed(v);
+    NodeInfo info;
+    info.node_id = NodeID::FromBinary(n.node_id()).Hex();
+    info.address = n.address().tcp_address();
+    info.alive = n.alive();
+    info.is_head = n.is_head();
+    info.labels.insert(n.labels().begin(), n.labels().end());
+    info.resources_total = ToDoubles(n.total().amounts());
+    info.resources_available =
+        n.alive() ? ToDoubles(n.has_stats() ? n.stats().available().amounts() : n.total().amounts())
+                  : std::map<std::string, double>{};
+    out.push_back(std::move(info));
   }
   return out;
+}
+
+ClusterResourceSummary GetClusterResources() {
+  ClusterResourceSummary out;
+  for (const auto& n : Nodes()) {
+    if (!n.alive) continue;
+    ++out.num_nodes;
+    for (const auto& [k, v] : n.resources_total) out.total[k] += v;
+    for (const auto& [k, v] : n.resources_available) out.available[k] += v;
+  }
+  return out;
+}
+
+std::map<std::string, double> ClusterResources() { return GetClusterResources().total; }
+
+std::map<std::string, double> AvailableResources() { return GetClusterResources().available; }
+
+RuntimeContext GetRuntimeContext() {
+  core::CoreWorker& cw = CW();
+  RuntimeContext ctx;
+  ctx.node_id_ = cw.node_id().Hex();
+  ctx.worker_id_ = cw.worker_id().Hex();
+  ctx.job_id_ = cw.job_id().Hex();
+  TaskID task = cw.CurrentContext().task_id;
+  ctx.task_id_ = task.Hex();
+  ActorID actor = task.Actor();
+  if (!actor.IsNil() && actor != ActorID::NilFromJob(cw.job_id())) ctx.actor_id_ = actor.Hex();
+  return ctx;
 }
 
 namespace internal {

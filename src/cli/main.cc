@@ -29,6 +29,7 @@
 #include "gcs.pb.h"
 #include "lumen/ids.h"
 #include "node.pb.h"
+#include "scheduling/policy.h"
 
 namespace lumen::cli {
 namespace {
@@ -42,6 +43,7 @@ struct StartFlags {
   double num_cpus = -1;
   double num_gpus = 0;
   std::string resources;
+  std::string labels;
   int64_t object_store_memory = 0;
   std::string bind = "127.0.0.1";
   bool block = false;
@@ -77,6 +79,25 @@ StatusOr<std::map<std::string, double>> ParseResources(const std::string& text) 
       return InvalidArgumentError("--resources: '" + item + "' has no valid amount");
     }
     out[item.substr(0, eq)] = v;
+  }
+  return out;
+}
+
+// "zone=b,disk=ssd" -> {{"zone","b"},{"disk","ssd"}}
+StatusOr<std::map<std::string, std::string>> ParseLabels(const std::string& text) {
+  std::map<std::string, std::string> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t comma = text.find(',', pos);
+    std::string item =
+        text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    pos = comma == std::string::npos ? text.size() : comma + 1;
+    if (item.empty()) continue;
+    size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == item.size()) {
+      return InvalidArgumentError("--labels wants key=value[,key=value], got '" + item + "'");
+    }
+    out[item.substr(0, eq)] = item.substr(eq + 1);
   }
   return out;
 }
@@ -124,10 +145,16 @@ int Serve(const StartFlags& f) {
     std::cerr << "lumen: " << resources.status().message() << "\n";
     return 1;
   }
+  auto labels = ParseLabels(f.labels);
+  if (!labels.ok()) {
+    std::cerr << "lumen: " << labels.status().message() << "\n";
+    return 1;
+  }
   LocalClusterOptions o;
   o.session_dir = session_dir;
   o.token = *token;
   o.resources = *resources;
+  o.labels = *labels;
   o.resources["CPU"] =
       f.num_cpus >= 0 ? f.num_cpus : std::max(1u, std::thread::hardware_concurrency());
   if (f.num_gpus > 0) o.resources["GPU"] = f.num_gpus;
@@ -179,6 +206,10 @@ int Start(StartFlags f) {
   auto resources = ParseResources(f.resources);
   if (!resources.ok()) {
     std::cerr << "lumen start: " << resources.status().message() << "\n";
+    return 2;
+  }
+  if (auto labels = ParseLabels(f.labels); !labels.ok()) {
+    std::cerr << "lumen start: " << labels.status().message() << "\n";
     return 2;
   }
   if (f.head) {
@@ -241,6 +272,7 @@ int Start(StartFlags f) {
   if (f.head) argv.push_back("--head");
   if (!f.address.empty()) argv.insert(argv.end(), {"--address", f.address});
   if (!f.resources.empty()) argv.insert(argv.end(), {"--resources", f.resources});
+  if (!f.labels.empty()) argv.insert(argv.end(), {"--labels", f.labels});
   if (!f.redis_address.empty()) {
     argv.insert(argv.end(),
                 {"--redis-address", f.redis_address, "--redis-namespace", f.redis_namespace});
@@ -312,8 +344,8 @@ int ShowStatus(const std::string& address_flag, const std::string& token_flag,
   rpc::Dispatcher none;
   auto conn = rpc::Connect(&loop, address, &none, token);
   if (!conn.ok()) {
-    std::cerr << "lumen status: cannot reach " << address << ": " << conn.status().message()
-              << "\n";
+    std::cerr << "lumen status: no cluster is running at " << address << " ("
+              << conn.status().message() << ")\n";
     return 1;
   }
   proto::ClusterStatus status;
@@ -324,6 +356,7 @@ int ShowStatus(const std::string& address_flag, const std::string& token_flag,
   }
   int alive = 0;
   for (const auto& n : status.nodes()) alive += n.alive();
+  std::map<std::pair<std::string, bool>, int> demand;  // (shape, infeasible) -> requests
   std::cout << "Cluster at " << address << ": " << alive << " node" << (alive == 1 ? "" : "s")
             << " alive, " << status.num_jobs_running() << " job"
             << (status.num_jobs_running() == 1 ? "" : "s") << " running, "
@@ -342,6 +375,10 @@ int ShowStatus(const std::string& address_flag, const std::string& token_flag,
     std::cout << "\nNode " << NodeID::FromBinary(n.node_id()).Hex().substr(0, 12)
               << (n.is_head() ? " (head)" : "") << "  " << n.address().tcp_address() << "  "
               << (n.alive() ? "ALIVE" : "DEAD: " + n.death_cause()) << "\n";
+    if (!n.labels().empty()) {
+      std::map<std::string, std::string> labels(n.labels().begin(), n.labels().end());
+      std::cout << "  labels: " << scheduling::LabelsToString(labels) << "\n";
+    }
     ResourceSet total = ResourceSet::FromProto(n.total().amounts());
     ResourceSet avail = ResourceSet::FromProto(s.available().amounts());
     std::cout << "  resources (used/total):";
@@ -361,6 +398,20 @@ int ShowStatus(const std::string& address_flag, const std::string& token_flag,
     std::cout << "  workers: " << s.num_workers() << " (" << s.num_idle_workers() << " idle, "
               << s.num_leased_workers() << " leased, " << s.num_actor_workers()
               << " actors), pending leases: " << s.pending_leases() << "\n";
+    for (const auto& d : s.demand()) {
+      std::string shape = ResourceSet::FromProto(d.shape().amounts()).ToString();
+      demand[{shape, d.infeasible()}] += d.count();
+    }
+  }
+  // Work that waits: resource shapes no node can grant now, and those no node can ever hold.
+  std::cout << "\nDemand:";
+  if (demand.empty()) std::cout << " none (every request has been granted)";
+  std::cout << "\n";
+  for (const auto& [key, count] : demand) {
+    std::cout << "  " << key.first << " x " << count
+              << (key.second ? "  INFEASIBLE: no alive node can hold it (waiting for one to join)"
+                             : "  pending: waiting for resources")
+              << "\n";
   }
   (*conn)->Close(lumen::Status::OK());
   return 0;
@@ -417,6 +468,7 @@ int main(int argc, char** argv) {
   start->add_option("--num-cpus", f.num_cpus, "CPUs to offer (default: all)");
   start->add_option("--num-gpus", f.num_gpus, "GPUs to offer");
   start->add_option("--resources", f.resources, "custom resources: name=amount[,name=amount]");
+  start->add_option("--labels", f.labels, "node labels for label selectors: key=value[,key=value]");
   start->add_option("--object-store-memory", f.object_store_memory,
                     "object store bytes (default: 30% of RAM)");
   start->add_option("--bind", f.bind, "address to listen on")->capture_default_str();

@@ -47,3 +47,11 @@ LUMEN_CONFIG(int64_t, owner_status_poll_ms, 10000,
              "An owner answers a borrower's status request with PENDING after this long")
 LUMEN_CONFIG(int64_t, owner_reply_timeout_ms, 30000,
              "A status request its owner leaves unanswered this long fails with OwnerDiedError")
+LUMEN_CONFIG(int64_t, resource_report_period_ms, 100,
+             "Shortest interval between a node's resource reports (and the GCS's view broadcasts)")
+LUMEN_CONFIG(double, scheduler_spread_threshold, 0.5,
+             "Hybrid scheduling packs on the local node below this utilisation, then spreads")
+LUMEN_CONFIG(int64_t, max_spillbacks, 4,
+             "Times a lease request may be redirected to another node before it queues")
+LUMEN_CONFIG(int64_t, infeasible_wait_s, 0,
+             "How long a request no alive node can hold waits for a node that can (0: fail now)")

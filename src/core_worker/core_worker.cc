@@ -947,6 +947,31 @@ void BuildArgs(CoreWorker& cw, std::vector<internal::TaskArgument>& args, proto:
 
 }  // namespace
 
+namespace {
+
+// The wire form of a scheduling strategy; throws on a malformed node id.
+proto::SchedulingStrategy StrategyOf(const SchedulingStrategy& strategy,
+                                     const LabelSelector& labels) {
+  proto::SchedulingStrategy out;
+  if (std::holds_alternative<SpreadScheduling>(strategy)) {
+    out.set_kind(proto::SchedulingStrategy::SPREAD);
+  } else if (const auto* a = std::get_if<NodeAffinityScheduling>(&strategy)) {
+    NodeID node = NodeID::FromHex(a->node_id);
+    if (node.IsNil() || a->node_id.size() != 2 * NodeID::kSize) {
+      throw Error("NodeAffinityScheduling: '" + a->node_id +
+                  "' is not a node id (32 hex digits, from lumen::Nodes() or "
+                  "GetRuntimeContext().node_id())");
+    }
+    out.set_kind(proto::SchedulingStrategy::NODE_AFFINITY);
+    out.set_node_id(node.Binary());
+    out.set_soft(a->soft);
+  }
+  for (const auto& [k, v] : labels) (*out.mutable_label_selector())[k] = v;
+  return out;
+}
+
+}  // namespace
+
 std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
                                              uint64_t signature_hash,
                                              std::vector<internal::TaskArgument> args,
@@ -967,7 +992,9 @@ std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
   spec.set_name(options.name);
   entry->resources =
       ResourcesOf(options.num_cpus, options.num_gpus, options.memory, options.resources);
-  entry->key = entry->resources.Key();
+  entry->strategy = StrategyOf(options.scheduling, options.label_selector);
+  // Tasks share leases only with tasks of the same shape and placement.
+  entry->key = entry->resources.Key() + "|" + entry->strategy.SerializeAsString();
   entry->retries_left = std::max(options.max_retries, 0);
   std::vector<ObjectID> temporary;
   BuildArgs(*this, args, &spec, &entry->held_refs, &temporary);
@@ -1016,6 +1043,7 @@ ActorID CoreWorker::CreateActor(const internal::RemoteFunction& factory,
   *spec->mutable_caller() = address_;
   ResourcesOf(options.num_cpus, options.num_gpus, options.memory, options.resources)
       .ToProto(spec->mutable_resources());
+  *spec->mutable_strategy() = StrategyOf(options.scheduling, options.label_selector);
   auto* ac = spec->mutable_actor_creation();
   ac->set_actor_id(actor_id.Binary());
   ac->set_name(options.name);

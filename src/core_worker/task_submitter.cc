@@ -104,6 +104,7 @@ void TaskSubmitter::DrainIncoming() {
         keys.push_back(task->key);
       }
       ks.resources = task->resources;
+      ks.strategy = task->strategy;
       ks.queue.push_back(std::move(task));
     }
     for (const auto& k : keys) PumpLocked(k);
@@ -197,20 +198,29 @@ void TaskSubmitter::PumpLocked(const std::string& key) {
 }
 
 void TaskSubmitter::RequestLeaseLocked(const std::string& key) {
+  ++keys_[key].lease_requests;
+  SendLeaseRequestLocked(key, cw_.daemon(), /*spillback_count=*/0);
+}
+
+void TaskSubmitter::SendLeaseRequestLocked(const std::string& key, const rpc::ConnectionPtr& daemon,
+                                           int spillback_count) {
   KeyState& ks = keys_[key];
-  ++ks.lease_requests;
   proto::LeaseRequest req;
   req.set_job_id(cw_.job_id().Binary());
   ks.resources.ToProto(req.mutable_resources());
   *req.mutable_owner() = cw_.address();
   req.set_backlog(static_cast<int32_t>(ks.queue.size()));
-  cw_.daemon()->Call(
-      rpc::kRequestLease, req,
-      [this, key](const Status& st, std::string_view payload) { OnLeaseReply(key, st, payload); });
+  *req.mutable_strategy() = ks.strategy;
+  req.set_spillback_count(spillback_count);
+  if (!ks.queue.empty()) req.set_function_name(ks.queue.front()->spec.function_name());
+  daemon->Call(rpc::kRequestLease, req,
+               [this, key, daemon, spillback_count](const Status& st, std::string_view payload) {
+                 OnLeaseReply(key, daemon, spillback_count, st, payload);
+               });
 }
 
-void TaskSubmitter::OnLeaseReply(const std::string& key, const Status& st,
-                                 std::string_view payload) {
+void TaskSubmitter::OnLeaseReply(const std::string& key, const rpc::ConnectionPtr& daemon,
+                                 int spillback_count, const Status& st, std::string_view payload) {
   proto::LeaseReply reply;
   bool parsed = st.ok() && rpc::ParsePayload(payload, &reply);
   std::vector<Completion> failed;
@@ -224,9 +234,25 @@ void TaskSubmitter::OnLeaseReply(const std::string& key, const Status& st,
       connect_status = c.status();
     }
   }
+  // Spilled back: the request goes on to the node that can run it.
+  rpc::ConnectionPtr next_daemon;
+  if (parsed && !reply.granted() && reply.has_spillback()) {
+    auto c = cw_.ConnectTo(reply.spillback());
+    if (c.ok()) {
+      next_daemon = *c;
+    } else {
+      connect_status =
+          c.status().WithContext("reaching the node daemon at " + reply.spillback().tcp_address() +
+                                 " the task was spilled back to");
+    }
+  }
   {
     MutexLock lock(mu_);
     KeyState& ks = keys_[key];
+    if (next_daemon && !shutdown_) {
+      SendLeaseRequestLocked(key, next_daemon, spillback_count + 1);  // still one request
+      return;
+    }
     --ks.lease_requests;
     if (!connect_status.ok() && !shutdown_) {
       LUMEN_LOG(WARNING) << "cannot reach leased worker: " << connect_status;
@@ -235,23 +261,33 @@ void TaskSubmitter::OnLeaseReply(const std::string& key, const Status& st,
       if (parsed && reply.granted()) {
         proto::ReturnLeaseRequest ret;
         ret.set_lease_id(reply.lease_id());
-        cw_.daemon()->Send(rpc::kReturnLease, ret);
+        daemon->Send(rpc::kReturnLease, ret);
       }
       return;
     }
-    if (!parsed) {
+    const bool remote_daemon = daemon != cw_.daemon();
+    if (!parsed && !remote_daemon) {
       FailQueuedLocked(key, "the node daemon did not grant a worker: " + st.ToString(), &failed);
+    } else if (!parsed || reply.has_spillback()) {
+      // The node it was spilled back to is unreachable or went away before answering: ask
+      // the local daemon again shortly (its view drops that node once the control service
+      // declares it dead).
+      cw_.io()->RunAfter(std::chrono::milliseconds(100), [this, key] {
+        MutexLock lock(mu_);
+        if (!shutdown_) PumpLocked(key);
+      });
     } else if (!reply.granted()) {
       FailQueuedLocked(key, "cannot schedule the task: " + reply.error(), &failed);
     } else if (!conn) {
       proto::ReturnLeaseRequest ret;
       ret.set_lease_id(reply.lease_id());
       ret.set_disconnect_worker(true);
-      cw_.daemon()->Send(rpc::kReturnLease, ret);
+      daemon->Send(rpc::kReturnLease, ret);
       PumpLocked(key);  // asks for another lease
     } else {
       LeasedWorker lw;
       lw.lease_id = reply.lease_id();
+      lw.daemon = daemon;
       lw.address = reply.worker();
       lw.worker = WorkerID::FromBinary(reply.worker().worker_id());
       lw.conn = conn;
@@ -289,11 +325,12 @@ void TaskSubmitter::ReturnLeaseLocked(uint64_t lease_id, bool kill_worker) {
   if (it->second.idle_timer) cw_.io()->CancelTimer(it->second.idle_timer);
   auto& list = keys_[it->second.key].leases;
   list.erase(std::remove(list.begin(), list.end(), lease_id), list.end());
+  rpc::ConnectionPtr daemon = it->second.daemon ? it->second.daemon : cw_.daemon();
   leases_.erase(it);
   proto::ReturnLeaseRequest ret;
   ret.set_lease_id(lease_id);
   ret.set_disconnect_worker(kill_worker);
-  cw_.daemon()->Send(rpc::kReturnLease, ret);
+  daemon->Send(rpc::kReturnLease, ret);
 }
 
 void TaskSubmitter::ReleaseIdleLeases() {

@@ -19,6 +19,7 @@
 #include "common/thread_annotations.h"
 #include "core_worker.pb.h"
 #include "lumen/ids.h"
+#include "node.pb.h"
 
 namespace lumen::core {
 
@@ -31,7 +32,8 @@ struct TaskEntry {
   std::vector<ObjectID> held_refs;  // submitted-task references released at completion
   int retries_left = 0;
   ResourceSet resources;
-  std::string key;
+  proto::SchedulingStrategy strategy;
+  std::string key;                // resources and strategy: tasks of one key share leases
   double* avg_exec_us = nullptr;  // the submitter's running average for this function
 };
 
@@ -66,6 +68,7 @@ class TaskSubmitter {
  private:
   struct LeasedWorker {
     uint64_t lease_id = 0;
+    rpc::ConnectionPtr daemon;  // the node daemon that granted it (gets it back)
     proto::Address address;
     WorkerID worker;
     rpc::ConnectionPtr conn;
@@ -78,6 +81,7 @@ class TaskSubmitter {
   };
   struct KeyState {
     ResourceSet resources;
+    proto::SchedulingStrategy strategy;
     std::deque<std::shared_ptr<TaskEntry>> queue;
     std::vector<uint64_t> leases;
     int lease_requests = 0;
@@ -103,8 +107,13 @@ class TaskSubmitter {
   // Pumps `key` once the I/O thread has handled what is readable now (one batch, not one
   // push per finished task).
   void DeferPumpLocked(const std::string& key) LUMEN_REQUIRES(mu_);
+  // Asks `daemon` (the local node daemon unless a node spilled the request back to another)
+  // for a lease for `key`'s shape.
   void RequestLeaseLocked(const std::string& key) LUMEN_REQUIRES(mu_);
-  void OnLeaseReply(const std::string& key, const Status& st, std::string_view payload);
+  void SendLeaseRequestLocked(const std::string& key, const rpc::ConnectionPtr& daemon,
+                              int spillback_count) LUMEN_REQUIRES(mu_);
+  void OnLeaseReply(const std::string& key, const rpc::ConnectionPtr& daemon, int spillback_count,
+                    const Status& st, std::string_view payload);
   void ReturnLeaseLocked(uint64_t lease_id, bool kill_worker) LUMEN_REQUIRES(mu_);
   void ScheduleIdleReturnLocked(LeasedWorker& lw) LUMEN_REQUIRES(mu_);
   void FailQueuedLocked(const std::string& key, const std::string& message,

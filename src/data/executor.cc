@@ -743,7 +743,7 @@ void Executor::ReportIgnoredFiles() const {
 }
 
 void Executor::CheckResources() const {
-  lumen::ClusterResources cluster = lumen::GetClusterResources();
+  lumen::ClusterResourceSummary cluster = lumen::GetClusterResources();
   std::map<std::string, double> reserved;
   std::string pools;
   for (const auto& op : ops_) {

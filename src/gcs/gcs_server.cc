@@ -1,10 +1,12 @@
 #include "gcs/gcs_server.h"
 
+#include "common/config.h"
 #include "common/logging.h"
 #include "common/resources.h"
 #include "common/rpc/message_types.h"
 #include "core_worker.pb.h"
 #include "node.pb.h"
+#include "scheduling/wire.h"
 
 namespace lumen::gcs {
 
@@ -67,6 +69,8 @@ void GcsServer::RegisterHandlers() {
   bind(rpc::kKVDel, &GcsServer::HandleKV);
   bind(rpc::kKVKeys, &GcsServer::HandleKV);
   bind(rpc::kClusterStatus, &GcsServer::HandleClusterStatus);
+  bind(rpc::kGetClusterView, &GcsServer::HandleGetClusterView);
+  bind(rpc::kGetJob, &GcsServer::HandleGetJob);
   bind(rpc::kGcsShutdown, &GcsServer::HandleShutdown);
   client_dispatcher_.Register(
       rpc::kTaskResults,
@@ -169,6 +173,7 @@ void GcsServer::HandleRegisterNode(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   n.info.set_start_time_ms(NowMs());
   n.last_heartbeat = std::chrono::steady_clock::now();
   n.conn.reset();
+  n.registration = c;
   auto role = std::make_shared<ConnRole>();
   role->is_node = true;
   role->node = id;
@@ -177,6 +182,7 @@ void GcsServer::HandleRegisterNode(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   LUMEN_LOG(INFO) << "node " << id.Hex() << " registered at " << n.info.address().tcp_address()
                   << " with " << ResourceSet::FromProto(n.info.total().amounts()).ToString();
   c->Reply(f, proto::Empty());
+  BroadcastView();  // membership: at once, so that the next request can use the new node
 }
 
 void GcsServer::HandleHeartbeat(const rpc::ConnectionPtr& c, rpc::Frame& f) {
@@ -185,7 +191,63 @@ void GcsServer::HandleHeartbeat(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   auto it = nodes_.find(NodeID::FromBinary(req.stats().node_id()));
   if (it == nodes_.end() || !it->second.info.alive()) return;
   it->second.last_heartbeat = std::chrono::steady_clock::now();
+  const bool changed = !it->second.info.has_stats() ||
+                       !(ResourceSet::FromProto(it->second.info.stats().available().amounts()) ==
+                         ResourceSet::FromProto(req.stats().available().amounts()));
   *it->second.info.mutable_stats() = req.stats();
+  if (changed) BroadcastViewSoon();
+}
+
+proto::ClusterView GcsServer::View() const {
+  proto::ClusterView view;
+  for (const auto& [id, n] : nodes_) {
+    proto::NodeResources* r = view.add_nodes();
+    r->set_node_id(id.Binary());
+    r->set_address(n.info.address().tcp_address());
+    *r->mutable_total() = n.info.total();
+    *r->mutable_available() = n.info.has_stats() ? n.info.stats().available() : n.info.total();
+    *r->mutable_labels() = n.info.labels();
+    r->set_alive(n.info.alive());
+  }
+  return view;
+}
+
+void GcsServer::BroadcastViewSoon() {
+  if (view_broadcast_pending_ || stopping_) return;
+  view_broadcast_pending_ = true;
+  loop_->RunAfter(std::chrono::milliseconds(Config::Get().resource_report_period_ms()), [this] {
+    view_broadcast_pending_ = false;
+    BroadcastView();
+  });
+}
+
+void GcsServer::BroadcastView() {
+  if (stopping_) return;
+  std::string payload = View().SerializeAsString();
+  for (auto& [id, n] : nodes_) {
+    if (!n.info.alive()) continue;
+    if (auto c = n.registration.lock()) c->SendRaw(rpc::kClusterView, payload);
+  }
+}
+
+void GcsServer::HandleGetClusterView(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  c->Reply(f, View());
+}
+
+void GcsServer::HandleGetJob(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::GetJobRequest req;
+  if (!rpc::ParsePayload(f.payload, &req)) {
+    c->ReplyError(f, InvalidArgumentError("malformed GetJobRequest"));
+    return;
+  }
+  proto::GetJobReply reply;
+  auto it = jobs_.find(JobID::FromBinary(req.job_id()));
+  if (it != jobs_.end()) {
+    reply.set_found(true);
+    reply.set_alive(it->second.alive);
+    *reply.mutable_start() = it->second.start;
+  }
+  c->Reply(f, reply);
 }
 
 void GcsServer::HandleGetAllNodes(const rpc::ConnectionPtr& c, rpc::Frame& f) {
@@ -233,6 +295,7 @@ void GcsServer::MarkNodeDead(const NodeID& id, const std::string& cause) {
   it->second.info.set_death_cause(cause);
   if (it->second.conn) it->second.conn->Close(UnavailableError("node dead"));
   it->second.conn.reset();
+  BroadcastView();
   std::vector<ActorID> lost;
   for (const auto& [aid, a] : actors_) {
     if (a.node == id && a.info.state() != proto::DEAD) lost.push_back(aid);
@@ -406,31 +469,12 @@ void GcsServer::ScheduleActor(const ActorID& id) {
   if (it == actors_.end()) return;
   ActorState& a = it->second;
   uint64_t attempt = ++a.schedule_attempt;
-  ResourceSet need = ResourceSet::FromProto(a.creation.resources());
-  NodeID owner_node = NodeID::FromBinary(a.creation.caller().node_id());
-  // Pick a feasible node: the owner's when it fits, else the one with most CPU available.
-  NodeID chosen = NodeID::Nil();
-  int64_t best = -1;
-  for (const auto& [nid, n] : nodes_) {
-    if (!n.info.alive()) continue;
-    ResourceSet total = ResourceSet::FromProto(n.info.total().amounts());
-    if (!need.IsSubsetOf(total)) continue;
-    if (nid == owner_node) {
-      chosen = nid;
-      break;
-    }
-    int64_t avail = n.info.has_stats()
-                        ? ResourceSet::FromProto(n.info.stats().available().amounts()).Get("CPU")
-                        : total.Get("CPU");
-    if (avail > best) {
-      best = avail;
-      chosen = nid;
-    }
-  }
-  if (chosen.IsNil()) {
-    SetActorDead(a, "no node in the cluster can hold its resources " + need.ToString());
+  scheduling::Decision d = PlaceActor(a);
+  if (d.kind == scheduling::Decision::kInfeasible) {
+    SetActorDead(a, "cannot place the actor: " + d.error);
     return;
   }
+  NodeID chosen = d.node;
   auto conn = NodeConnection(chosen);
   if (!conn) {
     loop_->RunAfter(std::chrono::milliseconds(500), [this, id] { ScheduleActor(id); });
@@ -486,6 +530,14 @@ void GcsServer::ScheduleActor(const ActorID& id) {
         creating_[TaskID::FromBinary(spec->task_id())] = id;
         a.worker_conn->Send(rpc::kPushTasks, push);
       });
+}
+
+scheduling::Decision GcsServer::PlaceActor(const ActorState& a) {
+  // The owner's node first, as for its tasks.
+  scheduling::Request req = scheduling::RequestFromProto(
+      a.creation.strategy(), ResourceSet::FromProto(a.creation.resources()),
+      NodeID::FromBinary(a.creation.caller().node_id()));
+  return actor_policy_.Schedule(req, scheduling::ViewFromProto(View()));
 }
 
 void GcsServer::HandleCreationResult(const rpc::ConnectionPtr& c, rpc::Frame& f) {

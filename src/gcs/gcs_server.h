@@ -25,6 +25,7 @@
 #include "gcs.pb.h"
 #include "gcs/gcs_store.h"
 #include "lumen/ids.h"
+#include "scheduling/policy.h"
 
 namespace lumen::gcs {
 
@@ -57,6 +58,7 @@ class GcsServer {
     proto::NodeInfo info;
     std::set<JobID> jobs_started;  // jobs this service started there (for their actors)
     rpc::ConnectionPtr conn;       // GCS -> node daemon
+    std::weak_ptr<rpc::Connection> registration;  // node daemon -> GCS: cluster views go here
     std::chrono::steady_clock::time_point last_heartbeat;
   };
   struct ActorState {
@@ -90,6 +92,8 @@ class GcsServer {
   void HandleRegisterNode(const rpc::ConnectionPtr& c, rpc::Frame& f);
   void HandleHeartbeat(const rpc::ConnectionPtr& c, rpc::Frame& f);
   void HandleGetAllNodes(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleGetClusterView(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleGetJob(const rpc::ConnectionPtr& c, rpc::Frame& f);
   void HandleRegisterJob(const rpc::ConnectionPtr& c, rpc::Frame& f);
   void HandleJobFinished(const rpc::ConnectionPtr& c, rpc::Frame& f);
   void HandleCreateActor(const rpc::ConnectionPtr& c, rpc::Frame& f);
@@ -104,6 +108,8 @@ class GcsServer {
 
   void FinishJob(const JobID& job, const std::string& why);
   void ScheduleActor(const ActorID& id);
+  // The node for an actor: its strategy and labels over the latest reports of every node.
+  scheduling::Decision PlaceActor(const ActorState& a);
   // Before a node hosts an actor of `job` for the first time: tells it how the job's workers
   // start (the driver's own node already knows).
   void EnsureJobOnNode(const JobID& job, const NodeID& node, const rpc::ConnectionPtr& conn);
@@ -113,6 +119,11 @@ class GcsServer {
   void KillActorWorker(ActorState& a, const std::string& reason);
   void MarkNodeDead(const NodeID& id, const std::string& cause);
   void CheckHeartbeats();
+  // What node daemons schedule against: every node's address, labels and resources.
+  proto::ClusterView View() const;
+  // Sends the view to every alive node soon (coalesced: at most once per report period).
+  void BroadcastViewSoon();
+  void BroadcastView();
   rpc::ConnectionPtr NodeConnection(const NodeID& id);
   static proto::ActorStateUpdate ToUpdate(const proto::ActorInfo& info);
 
@@ -127,6 +138,8 @@ class GcsServer {
   CallbackSlot on_shutdown_;
   uint64_t heartbeat_timer_ = 0;
   std::atomic<bool> stopping_{false};
+  bool view_broadcast_pending_ = false;        // loop thread
+  scheduling::ClusterScheduler actor_policy_;  // loop thread
 
   // Loop thread only.
   std::map<NodeID, NodeState> nodes_;

@@ -10,6 +10,7 @@
 #include "common/logging.h"
 #include "common/rpc/message_types.h"
 #include "gcs.pb.h"
+#include "scheduling/wire.h"
 
 namespace lumen::node {
 
@@ -22,7 +23,11 @@ int64_t PhysicalMemory() {
 }  // namespace
 
 NodeDaemon::NodeDaemon(rpc::EventLoop* loop, NodeOptions options)
-    : loop_(loop), options_(std::move(options)), node_id_(NodeID::FromRandom()) {
+    : loop_(loop),
+      options_(std::move(options)),
+      node_id_(NodeID::FromRandom()),
+      next_lease_id_(NodeID::FromRandom().Hash() << 16 | 1),
+      policy_(Config::Get().scheduler_spread_threshold()) {
   RegisterHandlers();
 }
 
@@ -61,6 +66,9 @@ void NodeDaemon::RegisterHandlers() {
   bind_objects(rpc::kReadObjectChunk, &ObjectManager::HandleReadChunk);
   bind(rpc::kNodeStats, &NodeDaemon::HandleNodeStats);
   bind(rpc::kNodeShutdown, &NodeDaemon::HandleShutdown);
+  gcs_dispatcher_.Register(rpc::kClusterView, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
+    if (!stopped_) OnClusterView(c, f);
+  });
 }
 
 Status NodeDaemon::Start() {
@@ -130,6 +138,7 @@ void NodeDaemon::Stop() {
     if (objects_) objects_->Stop();
     if (gcs_) gcs_->Close(CancelledError("node stopping"));
     if (heartbeat_timer_) loop_->CancelTimer(heartbeat_timer_);
+    if (report_timer_) loop_->CancelTimer(report_timer_);
   };
   if (loop_->InLoopThread()) {
     cleanup();
@@ -172,9 +181,17 @@ Status NodeDaemon::ConnectGcs() {
   char host[256] = {0};
   ::gethostname(host, sizeof(host) - 1);
   info->set_hostname(host);
+  for (const auto& [k, v] : options_.labels) (*info->mutable_labels())[k] = v;
   proto::Empty reply;
   Status st = gcs_->CallSync(rpc::kRegisterNode, req, &reply, 10000);
-  return st.WithContext("registering with the control service at " + options_.gcs_address);
+  LUMEN_RETURN_IF_ERROR(
+      st.WithContext("registering with the control service at " + options_.gcs_address));
+  // The nodes that joined before this one: spillback works from the first request.
+  proto::ClusterView view;
+  if (gcs_->CallSync(rpc::kGetClusterView, proto::Empty(), &view, 10000).ok()) {
+    loop_->Post([this, view = std::move(view)] { SetClusterView(view); });
+  }
+  return Status::OK();
 }
 
 std::shared_ptr<NodeDaemon::Client> NodeDaemon::ClientOf(const rpc::ConnectionPtr& c) {
@@ -230,6 +247,22 @@ void NodeDaemon::HandleStartJob(const rpc::ConnectionPtr& c, rpc::Frame& f) {
     c->ReplyError(f, InvalidArgumentError("malformed StartJob"));
     return;
   }
+  StartJobLocally(req);
+  JobID job = JobID::FromBinary(req.job_id());
+  int cpus = static_cast<int>(total_.Get("CPU") / kResourceUnit);
+  int prestart = std::min(req.prestart_workers(), cpus);
+  for (int i = 0; i < prestart; ++i) {
+    auto w = pool_->StartWorker(job);
+    if (!w.ok()) {
+      c->ReplyError(f, w.status());
+      return;
+    }
+  }
+  c->Reply(f, proto::Empty());
+  ProcessLeaseQueue();
+}
+
+void NodeDaemon::StartJobLocally(const proto::StartJobRequest& req) {
   JobConfig cfg;
   cfg.job = JobID::FromBinary(req.job_id());
   cfg.binary = req.binary();
@@ -237,16 +270,6 @@ void NodeDaemon::HandleStartJob(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   cfg.cwd = req.cwd();
   cfg.env.assign(req.env().begin(), req.env().end());
   pool_->AddJob(cfg);
-  int cpus = static_cast<int>(total_.Get("CPU") / kResourceUnit);
-  int prestart = std::min(req.prestart_workers(), cpus);
-  for (int i = 0; i < prestart; ++i) {
-    auto w = pool_->StartWorker(cfg.job);
-    if (!w.ok()) {
-      c->ReplyError(f, w.status());
-      return;
-    }
-  }
-  c->Reply(f, proto::Empty());
 }
 
 void NodeDaemon::HandleJobFinished(const rpc::ConnectionPtr& c, rpc::Frame& f) {
@@ -317,26 +340,170 @@ void NodeDaemon::HandleRequestLease(const rpc::ConnectionPtr& c, rpc::Frame& f) 
     c->Reply(f, reply);
     return;
   }
-  if (!need.IsSubsetOf(total_)) {
-    reply.set_error("infeasible: requires " + need.ToString() + " but this node has " +
-                    total_.ToString());
-    c->Reply(f, reply);
+  auto p = std::make_shared<PendingLease>();
+  p->seq = next_pending_seq_++;
+  p->req = std::move(req);
+  p->need = std::move(need);
+  p->requester = c;
+  p->reply_to = rpc::ReplyHandle(f);
+  ScheduleLease(std::move(p), /*view_is_fresh=*/false);
+}
+
+// ---- scheduling across nodes -------------------------------------------------------------
+
+void NodeDaemon::OnClusterView(const rpc::ConnectionPtr&, rpc::Frame& f) {
+  proto::ClusterView view;
+  if (!rpc::ParsePayload(f.payload, &view)) return;
+  SetClusterView(view);
+}
+
+void NodeDaemon::SetClusterView(const proto::ClusterView& view) {
+  view_ = scheduling::ViewFromProto(view);
+  ProcessLeaseQueue();  // waiting requests may fit elsewhere now
+}
+
+const scheduling::ClusterView& NodeDaemon::View() {
+  auto self = std::find_if(view_.begin(), view_.end(),
+                           [&](const scheduling::NodeView& n) { return n.id == node_id_; });
+  if (self == view_.end()) {
+    view_.emplace_back();
+    self = std::prev(view_.end());
+    self->id = node_id_;
+  }
+  self->total = total_;
+  self->available = available_;
+  self->labels = options_.labels;
+  self->address = tcp_address_;
+  self->alive = true;
+  return view_;
+}
+
+scheduling::Decision NodeDaemon::Decide(const PendingLease& p) {
+  scheduling::Request r =
+      scheduling::RequestFromProto(p.req.strategy(), p.need, /*local_node=*/node_id_);
+  const bool fits_here = p.need.IsSubsetOf(total_) &&
+                         scheduling::LabelsMatch(options_.labels, r.label_selector) &&
+                         (r.strategy != scheduling::Strategy::kNodeAffinity ||
+                          r.affinity_node == node_id_ || r.affinity_soft);
+  // Sent here by another node (or placed here by the control service): stay when this node
+  // can hold it, so that requests never bounce between nodes with stale views of each other.
+  if (fits_here && (p.req.spillback_count() > 0 || p.req.for_actor())) {
+    scheduling::Decision d;
+    d.kind =
+        p.need.IsSubsetOf(available_) ? scheduling::Decision::kRun : scheduling::Decision::kQueue;
+    d.node = node_id_;
+    return d;
+  }
+  return policy_.Schedule(r, View());
+}
+
+void NodeDaemon::ScheduleLease(std::shared_ptr<PendingLease> p, bool view_is_fresh) {
+  auto requester = p->requester.lock();
+  if (!requester || requester->closed() || stopped_) return;
+  scheduling::Decision d = Decide(*p);
+  if (d.kind == scheduling::Decision::kInfeasible) {
+    if (!view_is_fresh && gcs_ && !gcs_->closed()) {
+      // The broadcast view may not have the node that joined a moment ago: ask once more.
+      gcs_->Call(rpc::kGetClusterView, proto::Empty(),
+                 [this, p](const Status& st, std::string_view payload) {
+                   proto::ClusterView view;
+                   if (st.ok() && rpc::ParsePayload(payload, &view)) SetClusterView(view);
+                   ScheduleLease(p, /*view_is_fresh=*/true);
+                 });
+      return;
+    }
+    const int64_t wait_s = Config::Get().infeasible_wait_s();
+    if (wait_s > 0 && !p->req.for_actor()) {
+      p->infeasible = true;
+      p->infeasible_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s);
+      pending_.push_back(std::move(*p));
+      ReportResourcesSoon();
+      return;
+    }
+    RefuseLease(*p, d.error, /*infeasible=*/true);
     return;
   }
-  JobID job = JobID::FromBinary(req.job_id());
-  if (!pool_->HasJob(job)) {
-    reply.set_error("job " + std::to_string(job.ToInt()) + " is not running on this node");
-    c->Reply(f, reply);
+  if (d.node != node_id_ && p->req.spillback_count() < Config::Get().max_spillbacks() &&
+      !p->req.for_actor()) {
+    SpillBack(*p, d.node);
     return;
   }
-  PendingLease p;
-  p.seq = next_pending_seq_++;
-  p.req = std::move(req);
-  p.need = std::move(need);
-  p.requester = c;
-  p.reply_to = rpc::ReplyHandle(f);
-  pending_.push_back(std::move(p));
+  if (!p->need.IsSubsetOf(total_)) {
+    RefuseLease(
+        *p,
+        "infeasible: requires " + p->need.ToString() + " but this node has " + total_.ToString(),
+        /*infeasible=*/true);
+    return;
+  }
+  pending_.push_back(std::move(*p));
   ProcessLeaseQueue();
+}
+
+void NodeDaemon::SpillBack(PendingLease& p, const NodeID& node) {
+  auto requester = p.requester.lock();
+  if (!requester) return;
+  proto::LeaseReply reply;
+  for (auto& n : view_) {
+    if (n.id != node) continue;
+    reply.mutable_spillback()->set_node_id(node.Binary());
+    reply.mutable_spillback()->set_tcp_address(n.address);
+    // Until the next view arrives, count the request as running there: the next requests
+    // spread over the other nodes instead of all following this one.
+    n.available.Subtract(p.need);
+  }
+  requester->Reply(p.reply_to, reply);
+}
+
+void NodeDaemon::RefuseLease(PendingLease& p, const std::string& error, bool infeasible) {
+  auto requester = p.requester.lock();
+  if (!requester) return;
+  proto::LeaseReply reply;
+  reply.set_error(error);
+  reply.set_infeasible(infeasible);
+  requester->Reply(p.reply_to, reply);
+}
+
+void NodeDaemon::FetchJob(const JobID& job) {
+  if (!gcs_ || gcs_->closed() || !job_fetches_.insert(job).second) return;
+  proto::GetJobRequest req;
+  req.set_job_id(job.Binary());
+  gcs_->Call(rpc::kGetJob, req, [this, job](const Status& st, std::string_view payload) {
+    job_fetches_.erase(job);
+    if (stopped_) return;
+    proto::GetJobReply reply;
+    std::string why;
+    if (!st.ok() || !rpc::ParsePayload(payload, &reply)) {
+      why = "cannot learn how job " + std::to_string(job.ToInt()) +
+            " starts from the control service: " + st.ToString();
+    } else if (!reply.found() || !reply.alive() || reply.start().binary().empty()) {
+      why = "job " + std::to_string(job.ToInt()) + " is not running in this cluster";
+    }
+    if (why.empty()) {
+      if (!pool_->HasJob(job)) StartJobLocally(reply.start());
+    } else {
+      for (auto it = pending_.begin(); it != pending_.end();) {
+        if (JobID::FromBinary(it->req.job_id()) != job) {
+          ++it;
+          continue;
+        }
+        RefuseLease(*it, why, /*infeasible=*/false);
+        it = pending_.erase(it);
+      }
+    }
+    ProcessLeaseQueue();
+  });
+}
+
+void NodeDaemon::ReportResourcesSoon() {
+  if (report_timer_ || stopped_) return;
+  report_timer_ =
+      loop_->RunAfter(std::chrono::milliseconds(Config::Get().resource_report_period_ms()), [this] {
+        report_timer_ = 0;
+        if (stopped_ || !gcs_ || gcs_->closed()) return;
+        proto::HeartbeatRequest req;
+        *req.mutable_stats() = Stats();
+        gcs_->Send(rpc::kHeartbeat, req);
+      });
 }
 
 bool NodeDaemon::AcquireGpus(int64_t amount, std::vector<int>* out) {
@@ -378,14 +545,52 @@ void NodeDaemon::ProcessLeaseQueue() {
   std::map<std::pair<JobID, std::string>, int> workers_wanted;  // by job and devices
   const int64_t cpus = std::max<int64_t>(1, total_.Get("CPU") / kResourceUnit);
   const int64_t max_workers = Config::Get().max_workers_per_cpu() * cpus;
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::shared_ptr<PendingLease>> reschedule;
   for (auto it = pending_.begin(); it != pending_.end();) {
     auto requester = it->requester.lock();
     if (!requester || requester->closed()) {
       it = pending_.erase(it);
       continue;
     }
+    if (it->infeasible) {
+      scheduling::Decision d = Decide(*it);
+      if (d.kind != scheduling::Decision::kInfeasible) {
+        // A node that can hold it joined: schedule it like a new request.
+        auto p = std::make_shared<PendingLease>(std::move(*it));
+        p->infeasible = false;
+        it = pending_.erase(it);
+        reschedule.push_back(std::move(p));
+        continue;
+      }
+      if (now >= it->infeasible_deadline) {
+        RefuseLease(*it,
+                    d.error + " (waited " + std::to_string(Config::Get().infeasible_wait_s()) +
+                        " s, LUMEN_INFEASIBLE_WAIT_S, for a node that can hold it)",
+                    /*infeasible=*/true);
+        it = pending_.erase(it);
+        continue;
+      }
+      ++it;
+      continue;
+    }
+    JobID job = JobID::FromBinary(it->req.job_id());
+    if (!pool_->HasJob(job)) {
+      FetchJob(job);  // a job this node has not run yet: learn how its workers start
+      ++it;
+      continue;
+    }
     std::vector<int> gpus;
     if (!it->need.IsSubsetOf(available_) || !AcquireGpus(it->need.Get("GPU"), &gpus)) {
+      // Busy here: another node may be able to run it now.
+      if (it->req.spillback_count() == 0 && !it->req.for_actor()) {
+        scheduling::Decision d = Decide(*it);
+        if (d.kind == scheduling::Decision::kRun && d.node != node_id_) {
+          SpillBack(*it, d.node);
+          it = pending_.erase(it);
+          continue;
+        }
+      }
       short_of_resources = true;
       ++it;
       continue;
@@ -393,7 +598,6 @@ void NodeDaemon::ProcessLeaseQueue() {
     ReleaseGpus(gpus, it->need.Get("GPU"));  // only probing; GrantLease takes the same ones
     std::string devices;
     for (int g : gpus) devices += (devices.empty() ? "" : ",") + std::to_string(g);
-    JobID job = JobID::FromBinary(it->req.job_id());
     WorkerProc* w = pool_->PopIdle(job, devices);
     if (!w) {
       int wanted = ++workers_wanted[{job, devices}];
@@ -415,6 +619,8 @@ void NodeDaemon::ProcessLeaseQueue() {
     it = pending_.erase(it);
   }
   if (short_of_resources) AskIdleLeasesBack();
+  // A node that can hold these joined: schedule them like new requests.
+  for (auto& p : reschedule) ScheduleLease(std::move(p), /*view_is_fresh=*/true);
 }
 
 void NodeDaemon::GrantLease(PendingLease& p, WorkerProc* w) {
@@ -436,6 +642,7 @@ void NodeDaemon::GrantLease(PendingLease& p, WorkerProc* w) {
   for (int g : lease.gpus) reply.add_gpu_ids(g);
   leases_.emplace(lease.id, std::move(lease));
   if (auto r = p.requester.lock()) r->Reply(p.reply_to, reply);
+  ReportResourcesSoon();
 }
 
 void NodeDaemon::EndLease(uint64_t lease_id, bool kill_worker) {
@@ -460,6 +667,7 @@ void NodeDaemon::ReleaseLeaseResources(const Lease& lease) {
   if (lease.released_cpu) give_back.Set("CPU", give_back.Get("CPU") - lease.released_cpu);
   available_.Add(give_back);
   ReleaseGpus(lease.gpus, lease.resources.Get("GPU"));
+  ReportResourcesSoon();
 }
 
 void NodeDaemon::AskIdleLeasesBack() {
@@ -717,6 +925,16 @@ proto::NodeStats NodeDaemon::Stats() const {
     if (w->state == WorkerProc::State::kActor) s.set_num_actor_workers(s.num_actor_workers() + 1);
   }
   s.set_pending_leases(static_cast<int32_t>(pending_.size()));
+  std::map<std::pair<std::string, bool>, proto::ResourceDemand> demand;
+  for (const PendingLease& p : pending_) {
+    proto::ResourceDemand& d = demand[{p.need.Key(), p.infeasible}];
+    if (d.count() == 0) {
+      p.need.ToProto(d.mutable_shape()->mutable_amounts());
+      d.set_infeasible(p.infeasible);
+    }
+    d.set_count(d.count() + 1);
+  }
+  for (auto& [key, d] : demand) *s.add_demand() = std::move(d);
   s.set_address(tcp_address_);
   return s;
 }
@@ -749,6 +967,7 @@ void NodeDaemon::Heartbeat() {
       pool_->Kill(w->id, "did not register in time");
     }
   }
+  if (!pending_.empty()) ProcessLeaseQueue();  // deadlines of requests waiting for a node
   heartbeat_timer_ = loop_->RunAfter(std::chrono::milliseconds(Config::Get().heartbeat_period_ms()),
                                      [this] { Heartbeat(); });
 }

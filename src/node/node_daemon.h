@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -21,11 +22,13 @@
 #include "common/rpc/connection.h"
 #include "common/rpc/server.h"
 #include "common/thread_annotations.h"
+#include "gcs.pb.h"
 #include "lumen/ids.h"
 #include "node.pb.h"
 #include "node/object_manager.h"
 #include "node/worker_pool.h"
 #include "object_store/object_store.h"
+#include "scheduling/policy.h"
 
 namespace lumen::node {
 
@@ -38,6 +41,7 @@ struct NodeOptions {
   std::map<std::string, double> resources;  // must contain CPU; GPU optional
   int64_t object_store_memory = 0;
   bool is_head = false;
+  std::map<std::string, std::string> labels;  // matched by label selectors
 };
 
 class NodeDaemon {
@@ -80,6 +84,9 @@ class NodeDaemon {
     std::weak_ptr<rpc::Connection> requester;
     rpc::Frame reply_to;  // type + request id
     bool worker_started = false;
+    // No alive node can hold it; waits (LUMEN_INFEASIBLE_WAIT_S) for one to join until then.
+    bool infeasible = false;
+    std::chrono::steady_clock::time_point infeasible_deadline{};
   };
 
   void RegisterHandlers();
@@ -103,6 +110,22 @@ class NodeDaemon {
   void HandleNodeStats(const rpc::ConnectionPtr& c, rpc::Frame& f);
   void HandleShutdown(const rpc::ConnectionPtr& c, rpc::Frame& f);
 
+  // Where a lease request goes: granted here, spilled back to another node, or refused.
+  // `view_is_fresh`: the cluster view was just fetched, so "infeasible" is final.
+  void ScheduleLease(std::shared_ptr<PendingLease> p, bool view_is_fresh);
+  scheduling::Decision Decide(const PendingLease& p);
+  // Replies to the requester: ask `node` instead.
+  void SpillBack(PendingLease& p, const NodeID& node);
+  void RefuseLease(PendingLease& p, const std::string& error, bool infeasible);
+  void OnClusterView(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void SetClusterView(const proto::ClusterView& view);
+  // view_ with this node's entry brought up to date.
+  const scheduling::ClusterView& View();
+  // Asks the control service how `job`'s workers start (a job first seen in a lease request).
+  void FetchJob(const JobID& job);
+  void StartJobLocally(const proto::StartJobRequest& req);
+  // Sends the node's resources to the control service soon (at most once per report period).
+  void ReportResourcesSoon();
   void ProcessLeaseQueue();
   void GrantLease(PendingLease& p, WorkerProc* w);
   void EndLease(uint64_t lease_id, bool kill_worker);
@@ -137,7 +160,8 @@ class NodeDaemon {
   ResourceSet available_;
   std::vector<int64_t> gpu_free_;  // per GPU instance, fixed point
   uint64_t next_client_id_ = 1;
-  uint64_t next_lease_id_ = 1;
+  // Owners hold leases of several nodes in one table: ids start at a random point per node.
+  uint64_t next_lease_id_;
   uint64_t next_pending_seq_ = 1;
   std::unordered_map<uint64_t, Lease> leases_;
   std::deque<PendingLease> pending_;
@@ -145,6 +169,10 @@ class NodeDaemon {
       exit_waiters_;
   std::chrono::steady_clock::time_point last_release_ask_{};
   uint64_t heartbeat_timer_ = 0;
+  uint64_t report_timer_ = 0;
+  scheduling::ClusterScheduler policy_;
+  scheduling::ClusterView view_;  // from the control service; this node's entry kept live
+  std::set<JobID> job_fetches_;   // GetJob in flight
   bool stopped_ = false;
 };
 

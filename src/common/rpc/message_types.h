@@ -47,6 +47,9 @@ enum MsgType : uint16_t {
   kClusterStatus = 214,   // Empty -> ClusterStatus
   kGcsShutdown = 215,     // Empty -> Empty
   kActorUpdate = 216,     // ActorStateUpdate (GCS -> subscriber, one-way)
+  kClusterView = 217,     // ClusterView (GCS -> node daemon, one-way, when resources change)
+  kGetClusterView = 218,  // Empty -> ClusterView
+  kGetJob = 219,          // GetJobRequest -> GetJobReply
 
   // ---- core worker (core_worker.proto) -------------------------------------------------
   kPushTasks = 300,        // PushTasksRequest (owner -> worker, one-way)

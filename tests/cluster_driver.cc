@@ -1,0 +1,274 @@
+// The driver of the cluster suite (cluster_test.cc): a user program run against a cluster of
+// three node daemons started with the `lumen` CLI —
+//   head:   1 CPU, labels zone=a
+//   node b: 1 CPU, resources side=1, labels zone=b
+//   node c: 1 CPU, labels zone=c
+// `cluster_driver CHECK` runs one check, prints what it saw and exits non-zero with the reason
+// on any mismatch.
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "lumen/lumen.h"
+
+namespace {
+
+std::string WhereAmI() { return lumen::GetRuntimeContext().node_id(); }
+
+size_t CountEntries(const std::string& dir) {
+  size_t n = 0;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d)) n += e->d_name[0] != '.';
+    ::closedir(d);
+  }
+  return n;
+}
+
+// Checks in under `dir` and spins (holding its CPU: no blocking call) until `n` tasks have:
+// it returns only if `n` of these run at the same time. Returns where it ran.
+std::string Rendezvous(std::string dir, int n) {
+  std::string me =
+      dir + "/" + std::to_string(::getpid()) + "-" + lumen::GetRuntimeContext().task_id();
+  ::close(::open(me.c_str(), O_CREAT | O_WRONLY, 0644));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (CountEntries(dir) < static_cast<size_t>(n)) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw std::runtime_error("only " + std::to_string(CountEntries(dir)) + " of " +
+                               std::to_string(n) + " tasks ran at once");
+    }
+  }
+  return WhereAmI();
+}
+
+class Probe {
+ public:
+  static Probe* Create() { return new Probe(); }
+  std::string Node() { return WhereAmI(); }
+  std::string ActorId() { return lumen::GetRuntimeContext().actor_id(); }
+  std::string JobId() { return lumen::GetRuntimeContext().job_id(); }
+};
+
+}  // namespace
+
+LUMEN_REMOTE(WhereAmI, Rendezvous);
+LUMEN_REMOTE(Probe::Create, &Probe::Node, &Probe::ActorId, &Probe::JobId);
+
+namespace {
+
+struct Failure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+void Expect(bool ok, const std::string& what) {
+  if (!ok) throw Failure(what);
+}
+
+std::string Short(const std::string& id) { return id.substr(0, 8); }
+
+// zone label -> node id, from lumen::Nodes().
+std::map<std::string, std::string> NodesByZone() {
+  std::map<std::string, std::string> out;
+  for (const auto& n : lumen::Nodes()) {
+    if (n.alive && n.labels.count("zone")) out[n.labels.at("zone")] = n.node_id;
+  }
+  Expect(out.size() == 3,
+         "expected three alive nodes with zone labels, saw " + std::to_string(out.size()));
+  return out;
+}
+
+std::string MakeDir(const std::string& name) {
+  std::string dir =
+      std::string(std::getenv("RENDEZVOUS_DIR") ? std::getenv("RENDEZVOUS_DIR") : "/tmp") + "/" +
+      name + "-" + std::to_string(::getpid());
+  std::string cmd = "mkdir -p '" + dir + "'";
+  Expect(std::system(cmd.c_str()) == 0, "cannot create " + dir);
+  return dir;
+}
+
+// Get must throw lumen::Error whose message contains every one of `parts`.
+template <class Ref>
+void ExpectError(Ref ref, const std::vector<std::string>& parts, const std::string& what) {
+  try {
+    lumen::Get(ref);
+  } catch (const lumen::Error& e) {
+    std::string msg = e.what();
+    for (const auto& p : parts) {
+      Expect(msg.find(p) != std::string::npos, what + ": the error lacks \"" + p + "\": " + msg);
+    }
+    std::printf("%s: %s\n", what.c_str(), msg.c_str());
+    return;
+  }
+  throw Failure(what + ": Get returned a value");
+}
+
+void CheckNodes() {
+  auto zones = NodesByZone();
+  auto nodes = lumen::Nodes();
+  int heads = 0;
+  for (const auto& n : nodes) {
+    if (!n.alive) continue;
+    heads += n.is_head;
+    Expect(!n.address.empty(), "node " + Short(n.node_id) + " has no address");
+    Expect(n.resources_total.at("CPU") == 1, "node " + Short(n.node_id) + " should have 1 CPU");
+  }
+  Expect(heads == 1, "expected one head");
+  auto total = lumen::ClusterResources();
+  Expect(total["CPU"] == 3, "ClusterResources()[CPU] = " + std::to_string(total["CPU"]));
+  Expect(total["side"] == 1, "ClusterResources()[side] = " + std::to_string(total["side"]));
+  Expect(lumen::AvailableResources().count("CPU") == 1, "AvailableResources() has no CPU");
+  std::printf("3 nodes alive, zones a/b/c, %g CPUs in the cluster\n", total["CPU"]);
+
+  lumen::RuntimeContext ctx = lumen::GetRuntimeContext();
+  Expect(ctx.node_id() == zones["a"], "the driver runs on the head (zone a)");
+  Expect(ctx.job_id().size() > 0 && ctx.worker_id().size() > 0 && ctx.task_id().size() > 0,
+         "the driver's context has empty ids");
+  Expect(ctx.actor_id().empty(), "the driver is no actor");
+  auto probe = lumen::Actor(Probe::Create).Remote();
+  std::string actor_id = lumen::Get(probe.Task(&Probe::ActorId).Remote());
+  Expect(!actor_id.empty(), "an actor's context has no actor id");
+  Expect(lumen::Get(probe.Task(&Probe::JobId).Remote()) == ctx.job_id(),
+         "the actor runs in another job");
+  std::printf("driver on node %s (job %s), actor %s\n", Short(ctx.node_id()).c_str(),
+              ctx.job_id().c_str(), Short(actor_id).c_str());
+}
+
+void CheckCustomResource() {
+  auto zones = NodesByZone();
+  lumen::TaskOptions o;
+  o.resources = {{"side", 1}};
+  std::string where = lumen::Get(lumen::Task(WhereAmI).Options(o).Remote());
+  Expect(where == zones["b"], "a task needing side=1 ran on " + Short(where) + ", not node b");
+  std::printf("a task needing side=1 ran on node b, the only node offering it\n");
+}
+
+void CheckSpillback() {
+  // Three one-CPU tasks that can only finish together, from a driver on a one-CPU head: the
+  // head runs one and spills the others back to the idle nodes.
+  std::string dir = MakeDir("spill");
+  std::vector<lumen::ObjectRef<std::string>> refs;
+  for (int i = 0; i < 3; ++i) refs.push_back(lumen::Task(Rendezvous).Remote(dir, 3));
+  std::set<std::string> nodes;
+  for (auto& r : refs) nodes.insert(lumen::Get(r));
+  Expect(nodes.size() == 3, "3 concurrent tasks ran on " + std::to_string(nodes.size()) + " nodes");
+  std::printf("3 one-CPU tasks ran at once on 3 nodes\n");
+}
+
+void CheckSpread() {
+  // Zero-CPU tasks fit anywhere; the default keeps them on the driver's node, SPREAD sends
+  // them round-robin over the nodes.
+  std::string dir = MakeDir("spread");
+  std::vector<lumen::ObjectRef<std::string>> refs;
+  for (int i = 0; i < 3; ++i) {
+    refs.push_back(lumen::Task(Rendezvous)
+                       .Options({.num_cpus = 0, .scheduling = lumen::SpreadScheduling{}})
+                       .Remote(dir, 3));
+  }
+  std::set<std::string> nodes;
+  for (auto& r : refs) nodes.insert(lumen::Get(r));
+  Expect(nodes.size() == 3, "SPREAD put 3 tasks on " + std::to_string(nodes.size()) + " nodes");
+  std::string here = lumen::Get(lumen::Task(WhereAmI).Options({.num_cpus = 0}).Remote());
+  Expect(here == lumen::GetRuntimeContext().node_id(),
+         "a zero-CPU task with the default strategy left the idle driver's node");
+  std::printf("SPREAD placed 3 tasks on 3 nodes; the default kept one local\n");
+}
+
+void CheckAffinity() {
+  auto zones = NodesByZone();
+  for (int i = 0; i < 3; ++i) {
+    std::string where = lumen::Get(
+        lumen::Task(WhereAmI)
+            .Options({.scheduling = lumen::NodeAffinityScheduling{.node_id = zones["c"]}})
+            .Remote());
+    Expect(where == zones["c"], "hard affinity to node c ran on " + Short(where));
+  }
+  const std::string nowhere(32, 'e');
+  ExpectError(lumen::Task(WhereAmI)
+                  .Options({.scheduling = lumen::NodeAffinityScheduling{.node_id = nowhere}})
+                  .Remote(),
+              {nowhere, "dead or not part of the cluster"}, "hard affinity to an unknown node");
+  std::string where = lumen::Get(
+      lumen::Task(WhereAmI)
+          .Options({.scheduling = lumen::NodeAffinityScheduling{.node_id = nowhere, .soft = true}})
+          .Remote());
+  Expect(!where.empty(), "soft affinity to an unknown node did not run");
+  // Actors too.
+  auto probe = lumen::Actor(Probe::Create)
+                   .Options({.scheduling = lumen::NodeAffinityScheduling{.node_id = zones["b"]}})
+                   .Remote();
+  Expect(lumen::Get(probe.Task(&Probe::Node).Remote()) == zones["b"],
+         "an actor with affinity to node b lives elsewhere");
+  std::printf("hard affinity ran on node c, failed for an unknown node, soft ran anywhere\n");
+}
+
+void CheckLabels() {
+  auto zones = NodesByZone();
+  std::string where =
+      lumen::Get(lumen::Task(WhereAmI).Options({.label_selector = {{"zone", "b"}}}).Remote());
+  Expect(where == zones["b"], "label zone=b ran on " + Short(where));
+  ExpectError(lumen::Task(WhereAmI).Options({.label_selector = {{"zone", "z"}}}).Remote(),
+              {"zone=z"}, "a label no node has");
+  auto probe = lumen::Actor(Probe::Create).Options({.label_selector = {{"zone", "c"}}}).Remote();
+  Expect(lumen::Get(probe.Task(&Probe::Node).Remote()) == zones["c"],
+         "an actor selecting zone=c lives elsewhere");
+  std::printf("label selectors kept a task on zone b and an actor on zone c\n");
+}
+
+void CheckInfeasible() {
+  ExpectError(lumen::Task(WhereAmI).Options({.num_cpus = 64}).Remote(),
+              {"{CPU: 64}", "largest node", "CPU: 1"}, "a task asking 64 CPUs");
+  auto probe = lumen::Actor(Probe::Create).Options({.resources = {{"nowhere", 1}}}).Remote();
+  ExpectError(probe.Task(&Probe::Node).Remote(), {"nowhere: 1"}, "an actor asking for nowhere=1");
+}
+
+// Run with a head started with LUMEN_INFEASIBLE_WAIT_S: the task waits (shown in `lumen
+// status`) until a node offering side=1 joins, then runs there.
+void CheckWaitForANode() {
+  lumen::TaskOptions o;
+  o.resources = {{"side", 1}};
+  std::string where = lumen::Get(lumen::Task(WhereAmI).Options(o).Remote());
+  for (const auto& n : lumen::Nodes()) {
+    if (n.node_id == where) {
+      Expect(n.resources_total.count("side") == 1, "ran on a node without side");
+      std::printf("the waiting task ran on the node that joined\n");
+      return;
+    }
+  }
+  throw Failure("ran on an unknown node " + where);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  lumen::Init(argc, argv);
+  const std::map<std::string, std::function<void()>> checks = {
+      {"nodes", CheckNodes},           {"custom_resource", CheckCustomResource},
+      {"spillback", CheckSpillback},   {"spread", CheckSpread},
+      {"affinity", CheckAffinity},     {"labels", CheckLabels},
+      {"infeasible", CheckInfeasible}, {"wait_for_a_node", CheckWaitForANode}};
+  int code = 0;
+  std::string which = argc > 1 ? argv[1] : "";
+  auto it = checks.find(which);
+  if (it == checks.end()) {
+    std::fprintf(stderr, "cluster_driver: unknown check '%s'\n", which.c_str());
+    code = 2;
+  } else {
+    try {
+      it->second();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "cluster_driver %s: %s\n", which.c_str(), e.what());
+      code = 1;
+    }
+  }
+  lumen::Shutdown();
+  return code;
+}

@@ -1,0 +1,140 @@
+// A real cluster of three node daemons started with the `lumen` CLI (distinct ports, session
+// directories, resources and labels), and a user program (cluster_driver.cc) run against it
+// for each behaviour: scheduling across nodes, strategies, labels, infeasible requests, the
+// cluster API. The cluster is started once for the suite.
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "shell.h"
+
+namespace {
+
+using lumen::testing::FreePort;
+using lumen::testing::Shell;
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = new std::string(::testing::TempDir() + "/lumen-cluster-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(*root_);
+    std::filesystem::create_directories(*root_ + "/rendezvous");
+    env_ = new std::string("LUMEN_SESSION_ROOT=" + *root_ + " ");
+    address_ = new std::string("127.0.0.1:" + std::to_string(FreePort()));
+    const std::string common =
+        " --token " + std::string(kToken) + " --num-cpus 1 --object-store-memory 134217728";
+    auto head = Shell(*env_ + LUMEN_CLI + " start --head --port " +
+                      address_->substr(address_->find(':') + 1) + " --labels zone=a" + common);
+    ASSERT_EQ(head.code, 0) << head.out;
+    auto b = Shell(*env_ + LUMEN_CLI + " start --address " + *address_ +
+                   " --resources side=1 --labels zone=b" + common);
+    ASSERT_EQ(b.code, 0) << b.out;
+    auto c =
+        Shell(*env_ + LUMEN_CLI + " start --address " + *address_ + " --labels zone=c" + common);
+    ASSERT_EQ(c.code, 0) << c.out;
+  }
+  static void TearDownTestSuite() {
+    Shell(*env_ + LUMEN_CLI + " stop");
+    std::filesystem::remove_all(*root_);
+  }
+
+  // Runs one check of cluster_driver against the cluster.
+  static lumen::testing::ShellResult Driver(const std::string& check) {
+    return Shell(*env_ + "RENDEZVOUS_DIR=" + *root_ + "/rendezvous LUMEN_ADDRESS=" + *address_ +
+                 " LUMEN_TOKEN=" + kToken + " " + CLUSTER_DRIVER + " " + check);
+  }
+
+  static constexpr const char* kToken = "0123456789abcdef0123456789abcdef";
+  static inline std::string* root_ = nullptr;
+  static inline std::string* env_ = nullptr;
+  static inline std::string* address_ = nullptr;
+};
+
+TEST_F(ClusterTest, NodesAndTheRuntimeContextDescribeTheCluster) {
+  auto r = Driver("nodes");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("3 nodes alive"), std::string::npos) << r.out;
+}
+
+TEST_F(ClusterTest, ATaskNeedingAResourceOfAnotherNodeRunsThere) {
+  auto r = Driver("custom_resource");
+  EXPECT_EQ(r.code, 0) << r.out;
+}
+
+TEST_F(ClusterTest, ABusyNodeSpillsTasksBackToIdleNodes) {
+  auto r = Driver("spillback");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("ran at once on 3 nodes"), std::string::npos) << r.out;
+}
+
+TEST_F(ClusterTest, SpreadSchedulingUsesEveryNode) {
+  auto r = Driver("spread");
+  EXPECT_EQ(r.code, 0) << r.out;
+}
+
+TEST_F(ClusterTest, NodeAffinityIsHardOrSoft) {
+  auto r = Driver("affinity");
+  EXPECT_EQ(r.code, 0) << r.out;
+}
+
+TEST_F(ClusterTest, LabelSelectorsChooseTheNodes) {
+  auto r = Driver("labels");
+  EXPECT_EQ(r.code, 0) << r.out;
+}
+
+TEST_F(ClusterTest, InfeasibleRequestsFailWithTheLargestNode) {
+  auto r = Driver("infeasible");
+  EXPECT_EQ(r.code, 0) << r.out;
+}
+
+TEST_F(ClusterTest, StatusListsEveryNodeWithItsLabels) {
+  auto r = Shell(*env_ + LUMEN_CLI + " status");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("3 nodes alive"), std::string::npos) << r.out;
+  for (const char* zone : {"zone=a", "zone=b", "zone=c"}) {
+    EXPECT_NE(r.out.find(zone), std::string::npos) << r.out;
+  }
+}
+
+// With LUMEN_INFEASIBLE_WAIT_S a request no node can hold waits, shows as infeasible demand in
+// `lumen status`, and runs once a node that can hold it joins.
+TEST(ClusterJoinTest, AnInfeasibleTaskWaitsForANodeThatCanHoldIt) {
+  const std::string root = ::testing::TempDir() + "/lumen-join-" + std::to_string(::getpid());
+  std::filesystem::remove_all(root);
+  const std::string env = "LUMEN_SESSION_ROOT=" + root + " ";
+  const std::string address = "127.0.0.1:" + std::to_string(FreePort());
+  const std::string token = " --token 00112233445566778899aabbccddeeff";
+  auto head = Shell(env + "LUMEN_INFEASIBLE_WAIT_S=120 " + LUMEN_CLI + " start --head --port " +
+                    address.substr(address.find(':') + 1) + " --num-cpus 1" + token);
+  ASSERT_EQ(head.code, 0) << head.out;
+  lumen::testing::ShellResult run;
+  std::thread driver([&] {
+    run =
+        Shell(env + "LUMEN_ADDRESS=" + address + " LUMEN_TOKEN=00112233445566778899aabbccddeeff " +
+              CLUSTER_DRIVER + " wait_for_a_node");
+  });
+  // Polls `lumen status` (up to 60 s) until the request shows as infeasible demand.
+  lumen::testing::ShellResult status;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    status = Shell(env + LUMEN_CLI + " status");
+    if (status.out.find("INFEASIBLE") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(status.out.find("{CPU: 1, side: 1} x 1  INFEASIBLE"), std::string::npos) << status.out;
+  auto node = Shell(env + LUMEN_CLI + " start --address " + address +
+                    " --num-cpus 1 --resources side=1" + token);
+  EXPECT_EQ(node.code, 0) << node.out;
+  driver.join();
+  EXPECT_EQ(run.code, 0) << run.out;
+  EXPECT_NE(run.out.find("ran on the node that joined"), std::string::npos) << run.out;
+  Shell(env + LUMEN_CLI + " stop");
+  std::filesystem::remove_all(root);
+}
+
+}  // namespace

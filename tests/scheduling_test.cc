@@ -1,0 +1,152 @@
+// The scheduling policies over fake node views: no processes.
+#include "scheduling/policy.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+
+namespace lumen::scheduling {
+namespace {
+
+NodeID Id(int i) {
+  std::string hex(32, '0');
+  hex[31] = static_cast<char>('0' + i);
+  return NodeID::FromHex(hex);
+}
+
+NodeView Node(int i, std::map<std::string, double> total, std::map<std::string, double> used = {},
+              std::map<std::string, std::string> labels = {}) {
+  NodeView n;
+  n.id = Id(i);
+  n.total = ResourceSet::FromDoubles(total);
+  n.available = n.total;
+  n.available.Subtract(ResourceSet::FromDoubles(used));
+  n.labels = std::move(labels);
+  return n;
+}
+
+ResourceSet Cpu(double n) { return ResourceSet::FromDoubles({{"CPU", n}}); }
+
+TEST(SchedulingPolicy, HybridPacksOnTheLocalNodeBelowTheThreshold) {
+  ClusterView view = {Node(1, {{"CPU", 4}}, {{"CPU", 1}}), Node(2, {{"CPU", 4}})};
+  ClusterScheduler policy;
+  Decision d = policy.Schedule({.resources = Cpu(1), .local_node = Id(1)}, view);
+  EXPECT_EQ(d.kind, Decision::kRun);
+  EXPECT_EQ(d.node, Id(1)) << "25% used is below the 50% threshold: stay local";
+}
+
+TEST(SchedulingPolicy, HybridSpreadsToTheLeastLoadedNodeAboveTheThreshold) {
+  ClusterView view = {Node(1, {{"CPU", 4}}, {{"CPU", 3}}), Node(2, {{"CPU", 4}}, {{"CPU", 2}}),
+                      Node(3, {{"CPU", 4}}, {{"CPU", 3}})};
+  ClusterScheduler policy;
+  Decision d = policy.Schedule({.resources = Cpu(1), .local_node = Id(1)}, view);
+  EXPECT_EQ(d.kind, Decision::kRun);
+  EXPECT_EQ(d.node, Id(2));
+}
+
+TEST(SchedulingPolicy, HybridQueuesLocallyWhenEveryNodeIsBusy) {
+  ClusterView view = {Node(1, {{"CPU", 2}}, {{"CPU", 2}}), Node(2, {{"CPU", 2}}, {{"CPU", 2}})};
+  ClusterScheduler policy;
+  Decision d = policy.Schedule({.resources = Cpu(1), .local_node = Id(1)}, view);
+  EXPECT_EQ(d.kind, Decision::kQueue);
+  EXPECT_EQ(d.node, Id(1));
+}
+
+TEST(SchedulingPolicy, ARequestTheLocalNodeCannotHoldGoesWhereItFits) {
+  ClusterView view = {Node(1, {{"CPU", 1}}), Node(2, {{"CPU", 1}, {"side", 1}}, {{"CPU", 1}})};
+  ClusterScheduler policy;
+  Decision d = policy.Schedule(
+      {.resources = ResourceSet::FromDoubles({{"CPU", 1}, {"side", 1}}), .local_node = Id(1)},
+      view);
+  EXPECT_EQ(d.kind, Decision::kQueue) << "node 2 can hold it but is busy";
+  EXPECT_EQ(d.node, Id(2));
+}
+
+TEST(SchedulingPolicy, InfeasibleNamesTheRequestAndTheLargestNode) {
+  ClusterView view = {Node(1, {{"CPU", 2}}), Node(2, {{"CPU", 8}, {"GPU", 1}})};
+  ClusterScheduler policy;
+  Decision d = policy.Schedule({.resources = Cpu(16), .local_node = Id(1)}, view);
+  EXPECT_EQ(d.kind, Decision::kInfeasible);
+  EXPECT_NE(d.error.find("{CPU: 16}"), std::string::npos) << d.error;
+  EXPECT_NE(d.error.find("{CPU: 8, GPU: 1}"), std::string::npos) << d.error;
+}
+
+TEST(SchedulingPolicy, DeadNodesAreNeverChosen) {
+  ClusterView view = {Node(1, {{"CPU", 1}}, {{"CPU", 1}}), Node(2, {{"CPU", 4}})};
+  view[1].alive = false;
+  ClusterScheduler policy;
+  Decision d = policy.Schedule({.resources = Cpu(1), .local_node = Id(1)}, view);
+  EXPECT_EQ(d.kind, Decision::kQueue);
+  EXPECT_EQ(d.node, Id(1));
+  d = policy.Schedule({.resources = Cpu(2), .local_node = Id(1)}, view);
+  EXPECT_EQ(d.kind, Decision::kInfeasible) << "only the dead node could hold 2 CPUs";
+}
+
+TEST(SchedulingPolicy, SpreadGoesRoundRobinOverNodesThatCanRunIt) {
+  ClusterView view = {Node(1, {{"CPU", 4}}), Node(2, {{"CPU", 4}}), Node(3, {{"CPU", 4}}),
+                      Node(4, {{"CPU", 4}}, {{"CPU", 4}})};
+  ClusterScheduler policy;
+  std::vector<NodeID> order;
+  for (int i = 0; i < 6; ++i) {
+    Decision d = policy.Schedule(
+        {.resources = Cpu(1), .local_node = Id(1), .strategy = Strategy::kSpread}, view);
+    ASSERT_EQ(d.kind, Decision::kRun);
+    order.push_back(d.node);
+  }
+  EXPECT_EQ(order, (std::vector<NodeID>{Id(1), Id(2), Id(3), Id(1), Id(2), Id(3)}))
+      << "node 4 is full: skipped while others can run it now";
+}
+
+TEST(SchedulingPolicy, HardAffinityRunsOnlyOnThatNodeAndFailsWhenItIsGone) {
+  ClusterView view = {Node(1, {{"CPU", 4}}), Node(2, {{"CPU", 4}}, {{"CPU", 4}})};
+  ClusterScheduler policy;
+  Request r{.resources = Cpu(1),
+            .local_node = Id(1),
+            .strategy = Strategy::kNodeAffinity,
+            .affinity_node = Id(2)};
+  Decision d = policy.Schedule(r, view);
+  EXPECT_EQ(d.kind, Decision::kQueue) << "busy, but hard affinity waits for it";
+  EXPECT_EQ(d.node, Id(2));
+  view[1].alive = false;
+  d = policy.Schedule(r, view);
+  EXPECT_EQ(d.kind, Decision::kInfeasible);
+  EXPECT_NE(d.error.find(Id(2).Hex()), std::string::npos) << d.error;
+  EXPECT_NE(d.error.find("dead"), std::string::npos) << d.error;
+}
+
+TEST(SchedulingPolicy, SoftAffinityFallsBackToAnyNode) {
+  ClusterView view = {Node(1, {{"CPU", 4}})};
+  ClusterScheduler policy;
+  Decision d = policy.Schedule({.resources = Cpu(1),
+                                .local_node = Id(1),
+                                .strategy = Strategy::kNodeAffinity,
+                                .affinity_node = Id(7),
+                                .affinity_soft = true},
+                               view);
+  EXPECT_EQ(d.kind, Decision::kRun);
+  EXPECT_EQ(d.node, Id(1));
+}
+
+TEST(SchedulingPolicy, LabelSelectorsKeepWorkOnMatchingNodes) {
+  ClusterView view = {Node(1, {{"CPU", 4}}, {}, {{"zone", "a"}}),
+                      Node(2, {{"CPU", 4}}, {{"CPU", 3}}, {{"zone", "b"}, {"disk", "ssd"}})};
+  ClusterScheduler policy;
+  Decision d = policy.Schedule(
+      {.resources = Cpu(1), .local_node = Id(1), .label_selector = {{"zone", "b"}}}, view);
+  EXPECT_EQ(d.kind, Decision::kRun);
+  EXPECT_EQ(d.node, Id(2)) << "the idle local node is in zone a";
+  d = policy.Schedule({.resources = Cpu(1), .local_node = Id(1), .label_selector = {{"zone", "c"}}},
+                      view);
+  EXPECT_EQ(d.kind, Decision::kInfeasible);
+  EXPECT_NE(d.error.find("zone=c"), std::string::npos) << d.error;
+}
+
+TEST(SchedulingPolicy, UtilisationIsThatOfTheBusiestRequestedResource) {
+  NodeView n = Node(1, {{"CPU", 4}, {"GPU", 2}}, {{"CPU", 1}, {"GPU", 2}});
+  EXPECT_DOUBLE_EQ(Utilisation(n, Cpu(1)), 0.25) << "GPUs do not count for a CPU task";
+  EXPECT_DOUBLE_EQ(Utilisation(n, ResourceSet::FromDoubles({{"GPU", 1}})), 1.0);
+}
+
+}  // namespace
+}  // namespace lumen::scheduling
