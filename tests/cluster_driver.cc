@@ -50,18 +50,22 @@ std::string Rendezvous(std::string dir, int n) {
   return WhereAmI();
 }
 
+// Where a task that reads `b` ran.
+std::string WhereIsItRead(const lumen::Buffer& b) { return b.size() > 0 ? WhereAmI() : ""; }
+
 class Probe {
  public:
   static Probe* Create() { return new Probe(); }
   std::string Node() { return WhereAmI(); }
+  lumen::Buffer Make(int64_t n) { return lumen::Buffer::FromVector(std::vector<uint8_t>(n, 7)); }
   std::string ActorId() { return lumen::GetRuntimeContext().actor_id(); }
   std::string JobId() { return lumen::GetRuntimeContext().job_id(); }
 };
 
 }  // namespace
 
-LUMEN_REMOTE(WhereAmI, Rendezvous);
-LUMEN_REMOTE(Probe::Create, &Probe::Node, &Probe::ActorId, &Probe::JobId);
+LUMEN_REMOTE(WhereAmI, Rendezvous, WhereIsItRead);
+LUMEN_REMOTE(Probe::Create, &Probe::Node, &Probe::Make, &Probe::ActorId, &Probe::JobId);
 
 namespace {
 
@@ -223,6 +227,26 @@ void CheckLabels() {
   std::printf("label selectors kept a task on zone b and an actor on zone c\n");
 }
 
+void CheckLocality() {
+  // An 8 MiB object made on node c: a task reading it is leased from node c, which holds it,
+  // although the driver's node is idle.
+  auto zones = NodesByZone();
+  auto maker = lumen::Actor(Probe::Create)
+                   .Options({.scheduling = lumen::NodeAffinityScheduling{.node_id = zones["c"]}})
+                   .Remote();
+  auto big = maker.Task(&Probe::Make).Remote(int64_t{8 << 20});
+  lumen::Wait(std::vector<lumen::ObjectRef<lumen::Buffer>>{big}, 1, 60000);
+  for (int i = 0; i < 3; ++i) {
+    std::string where = lumen::Get(lumen::Task(WhereIsItRead).Remote(big));
+    Expect(where == zones["c"], "a task reading 8 MiB held by node c ran on " + Short(where));
+  }
+  // A small argument does not move the task.
+  auto small = maker.Task(&Probe::Make).Remote(int64_t{1000});
+  std::string where = lumen::Get(lumen::Task(WhereIsItRead).Remote(small));
+  Expect(where == zones["a"], "a task with a 1000-byte argument left the driver's node");
+  std::printf("tasks reading an 8 MiB object ran on the node that holds it\n");
+}
+
 void CheckInfeasible() {
   ExpectError(lumen::Task(WhereAmI).Options({.num_cpus = 64}).Remote(),
               {"{CPU: 64}", "largest node", "CPU: 1"}, "a task asking 64 CPUs");
@@ -251,10 +275,15 @@ void CheckWaitForANode() {
 int main(int argc, char** argv) {
   lumen::Init(argc, argv);
   const std::map<std::string, std::function<void()>> checks = {
-      {"nodes", CheckNodes},           {"custom_resource", CheckCustomResource},
-      {"spillback", CheckSpillback},   {"spread", CheckSpread},
-      {"affinity", CheckAffinity},     {"labels", CheckLabels},
-      {"infeasible", CheckInfeasible}, {"wait_for_a_node", CheckWaitForANode}};
+      {"nodes", CheckNodes},
+      {"custom_resource", CheckCustomResource},
+      {"spillback", CheckSpillback},
+      {"spread", CheckSpread},
+      {"affinity", CheckAffinity},
+      {"labels", CheckLabels},
+      {"infeasible", CheckInfeasible},
+      {"locality", CheckLocality},
+      {"wait_for_a_node", CheckWaitForANode}};
   int code = 0;
   std::string which = argc > 1 ? argv[1] : "";
   auto it = checks.find(which);

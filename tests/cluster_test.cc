@@ -87,6 +87,11 @@ TEST_F(ClusterTest, LabelSelectorsChooseTheNodes) {
   EXPECT_EQ(r.code, 0) << r.out;
 }
 
+TEST_F(ClusterTest, TasksAreLeasedFromTheNodeHoldingTheirArguments) {
+  auto r = Driver("locality");
+  EXPECT_EQ(r.code, 0) << r.out;
+}
+
 TEST_F(ClusterTest, InfeasibleRequestsFailWithTheLargestNode) {
   auto r = Driver("infeasible");
   EXPECT_EQ(r.code, 0) << r.out;

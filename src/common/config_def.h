@@ -55,3 +55,5 @@ LUMEN_CONFIG(int64_t, max_spillbacks, 4,
              "Times a lease request may be redirected to another node before it queues")
 LUMEN_CONFIG(int64_t, infeasible_wait_s, 0,
              "How long a request no alive node can hold waits for a node that can (0: fail now)")
+LUMEN_CONFIG(int64_t, locality_min_bytes, 1 << 20,
+             "Arguments this large on another node make the owner lease from that node")

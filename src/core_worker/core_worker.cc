@@ -1012,6 +1012,11 @@ std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
       task_submitter_->ReleaseSlot();
       return;
     }
+    // Locality-aware leasing (default strategy only: the others name their nodes).
+    if (entry->strategy.kind() == proto::SchedulingStrategy::HYBRID) {
+      entry->lease_node = LocalityNode(entry->spec, node_id_, Config::Get().locality_min_bytes());
+      if (!entry->lease_node.IsNil()) entry->key += "@" + entry->lease_node.Hex();
+    }
     task_submitter_->Submit(entry);
   });
   return {ret};

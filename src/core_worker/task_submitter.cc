@@ -105,6 +105,7 @@ void TaskSubmitter::DrainIncoming() {
       }
       ks.resources = task->resources;
       ks.strategy = task->strategy;
+      ks.lease_node = task->lease_node;
       ks.queue.push_back(std::move(task));
     }
     for (const auto& k : keys) PumpLocked(k);
@@ -197,9 +198,50 @@ void TaskSubmitter::PumpLocked(const std::string& key) {
   }
 }
 
+NodeID LocalityNode(const proto::TaskSpec& spec, const NodeID& local, int64_t min_bytes) {
+  std::unordered_map<NodeID, int64_t> bytes;
+  for (const auto& arg : spec.args()) {
+    if (arg.has_ref() && !arg.node_id().empty())
+      bytes[NodeID::FromBinary(arg.node_id())] += arg.size();
+  }
+  NodeID best;
+  int64_t most = 0;
+  for (const auto& [node, n] : bytes) {
+    if (n > most) {
+      best = node;
+      most = n;
+    }
+  }
+  if (best == local || most < min_bytes) return NodeID::Nil();
+  return best;
+}
+
 void TaskSubmitter::RequestLeaseLocked(const std::string& key) {
-  ++keys_[key].lease_requests;
-  SendLeaseRequestLocked(key, cw_.daemon(), /*spillback_count=*/0);
+  KeyState& ks = keys_[key];
+  ++ks.lease_requests;
+  if (ks.lease_node.IsNil()) {
+    SendLeaseRequestLocked(key, cw_.daemon(), /*spillback_count=*/0);
+    return;
+  }
+  // The node that holds the arguments decides (it packs the task there while it has room, or
+  // spills it back). Its address may need a question to the control service: off this lock.
+  NodeID node = ks.lease_node;
+  cw_.io()->Post([this, key, node] {
+    cw_.WithNodeAddress(node, [this, key](bool found, const proto::Address& address) {
+      rpc::ConnectionPtr daemon;
+      if (found) {
+        auto c = cw_.ConnectTo(address);
+        if (c.ok()) daemon = *c;
+      }
+      MutexLock lock(mu_);
+      if (shutdown_) {
+        --keys_[key].lease_requests;
+        return;
+      }
+      // A node that is gone or unreachable: the local node decides instead.
+      SendLeaseRequestLocked(key, daemon ? daemon : cw_.daemon(), /*spillback_count=*/0);
+    });
+  });
 }
 
 void TaskSubmitter::SendLeaseRequestLocked(const std::string& key, const rpc::ConnectionPtr& daemon,

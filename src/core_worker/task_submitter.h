@@ -33,9 +33,16 @@ struct TaskEntry {
   int retries_left = 0;
   ResourceSet resources;
   proto::SchedulingStrategy strategy;
-  std::string key;                // resources and strategy: tasks of one key share leases
+  // Locality-aware leasing: the node holding most of the arguments' bytes, when another than
+  // this process's (nil: lease from the local node).
+  NodeID lease_node;
+  std::string key;  // resources, strategy and lease node: tasks of one key share leases
   double* avg_exec_us = nullptr;  // the submitter's running average for this function
 };
+
+// Where `spec`'s arguments in shared memory live: the node with most of their bytes, when it is
+// not `local` and holds at least `min_bytes` (else nil).
+NodeID LocalityNode(const proto::TaskSpec& spec, const NodeID& local, int64_t min_bytes);
 
 // Appends a task to a PushTasksRequest payload as one `tasks` entry (serialized once).
 void AppendTask(TaskEntry& task, std::string* payload);
@@ -82,6 +89,7 @@ class TaskSubmitter {
   struct KeyState {
     ResourceSet resources;
     proto::SchedulingStrategy strategy;
+    NodeID lease_node;
     std::deque<std::shared_ptr<TaskEntry>> queue;
     std::vector<uint64_t> leases;
     int lease_requests = 0;
