@@ -146,12 +146,60 @@ TEST_F(CliTest, BadArgumentsGetClearErrors) {
   r = Shell(env_ + LUMEN_CLI + " start --head --resources bogus");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("name=amount"), std::string::npos) << r.out;
+  r = Shell(env_ + LUMEN_CLI + " start --head --object-store-memory 2X");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("such as 512M or 2G"), std::string::npos) << r.out;
+  r = Shell(env_ + LUMEN_CLI + " start --head --min-worker-port 20000");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("go together"), std::string::npos) << r.out;
+  r = Shell(env_ + LUMEN_CLI + " start --head --node-ip 0.0.0.0");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("--bind 0.0.0.0"), std::string::npos) << r.out;
+  r = Shell(env_ + LUMEN_CLI + " start --head --token-file /nonexistent/token");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("/nonexistent/token"), std::string::npos) << r.out;
   r = Shell(env_ + LUMEN_CLI + " start --head --labels zone");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("key=value"), std::string::npos) << r.out;
   r = Shell(env_ + LUMEN_CLI + " status --address 127.0.0.1:1");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("no cluster is running at 127.0.0.1:1"), std::string::npos) << r.out;
+}
+
+// Ports pinned for firewalls and sizes with units: the node daemon listens on
+// --node-manager-port, workers in [--min-worker-port, --max-worker-port]; the token comes from a
+// file.
+TEST_F(CliTest, PinnedPortsSizesWithUnitsAndATokenFile) {
+  const int port = FreePort(), node_port = FreePort(), first = FreePort();
+  const std::string token_file = root_ + "-token";
+  { std::ofstream(token_file) << "abcdefabcdefabcdefabcdef\n"; }
+  Result start =
+      Shell(env_ + LUMEN_CLI + " start --head --port " + std::to_string(port) +
+            " --num-cpus 1 --object-store-memory 0.25G --node-manager-port " +
+            std::to_string(node_port) + " --min-worker-port " + std::to_string(first) +
+            " --max-worker-port " + std::to_string(first + 9) + " --token-file " + token_file);
+  ASSERT_EQ(start.code, 0) << start.out;
+  std::string address = "127.0.0.1:" + std::to_string(port);
+  Result demo = Shell(env_ + "LUMEN_ADDRESS=" + address + " LUMEN_TOKEN=abcdefabcdefabcdefabcdef " +
+                      QUICKSTART);
+  ASSERT_EQ(demo.code, 0) << demo.out;
+  Result status = Shell(env_ + LUMEN_CLI + " status");
+  EXPECT_NE(status.out.find("127.0.0.1:" + std::to_string(node_port)), std::string::npos)
+      << status.out;
+  EXPECT_NE(status.out.find("256.0 MiB"), std::string::npos) << status.out;
+  // The workers the demo started are idle now, still listening inside the range.
+  int listening = 0;
+  for (int p = first; p <= first + 9; ++p) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<uint16_t>(p));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    listening += ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0;
+    ::close(fd);
+  }
+  EXPECT_GE(listening, 1) << "no worker listens in " << first << "-" << first + 9;
+  std::filesystem::remove(token_file);
 }
 
 // A node joins with `lumen start --address`; when the head goes away the node stops by itself

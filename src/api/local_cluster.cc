@@ -19,6 +19,7 @@ StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(LocalClusterOptions 
     gcs::GcsOptions go;
     go.token = options.token;
     go.bind_host = options.bind_host;
+    go.advertise_host = options.node_ip;
     go.port = options.gcs_port;
     go.unix_path = JoinPath(JoinPath(options.session_dir, "sockets"), "gcs");
     go.node_death_timeout_ms = Config::Get().node_death_timeout_ms();
@@ -43,6 +44,9 @@ StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(LocalClusterOptions 
   no.token = options.token;
   no.gcs_address = c->gcs_local_address_;
   no.bind_host = options.bind_host;
+  no.node_ip = options.node_ip;
+  no.min_worker_port = options.min_worker_port;
+  no.max_worker_port = options.max_worker_port;
   no.port = options.node_port;
   no.resources = options.resources;
   no.labels = options.labels;

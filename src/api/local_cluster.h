@@ -29,8 +29,11 @@ struct LocalClusterOptions {
   std::map<std::string, std::string> labels;  // the node's, for label selectors
   int64_t object_store_memory = 0;            // 0: default fraction of RAM
   std::string bind_host = "127.0.0.1";
+  std::string node_ip;  // advertised by every process of the node; empty: bind_host
   int gcs_port = 0;
   int node_port = 0;
+  int min_worker_port = 0;  // 0: any
+  int max_worker_port = 0;
   // Empty: start a control service here (head). Else join the one at this address.
   std::string gcs_address;
   // Head only: keep the control service's tables in Redis when `redis.address` is set.

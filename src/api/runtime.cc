@@ -79,6 +79,9 @@ std::string ArgValue(int argc, char** argv, const std::string& flag) {
   o.gcs_address = Env("LUMEN_GCS_ADDRESS");
   o.token = Env("LUMEN_TOKEN");
   o.session_dir = Env("LUMEN_SESSION_DIR");
+  if (!Env("LUMEN_NODE_IP").empty()) o.node_ip = Env("LUMEN_NODE_IP");
+  o.min_port = std::atoi(Env("LUMEN_MIN_WORKER_PORT").c_str());
+  o.max_port = std::atoi(Env("LUMEN_MAX_WORKER_PORT").c_str());
   o.worker_id = WorkerID::FromHex(Env("LUMEN_WORKER_ID"));
   o.job_id =
       JobID::FromInt(static_cast<uint32_t>(std::strtoul(Env("LUMEN_JOB_ID").c_str(), nullptr, 10)));
@@ -107,6 +110,9 @@ struct ClusterTarget {
   std::string gcs_address;
   std::string node_address;
   std::string session_dir;
+  std::string node_ip;  // the node's advertised address: the driver listens there too
+  int min_port = 0;
+  int max_port = 0;
 };
 
 // Finds the node daemon on this machine of the cluster at `gcs_address`.
@@ -127,6 +133,10 @@ StatusOr<ClusterTarget> FindLocalNode(const std::string& gcs_address, const std:
     if (path.empty() || !PathExists(path)) continue;
     if (t.node_address.empty() || n.is_head()) {
       t.node_address = "unix:" + path;
+      const std::string& tcp = n.address().tcp_address();
+      t.node_ip = tcp.substr(0, tcp.rfind(':'));
+      t.min_port = n.min_worker_port();
+      t.max_port = n.max_worker_port();
       // <session>/sockets/node-x
       std::string sockets = path.substr(0, path.rfind('/'));
       t.session_dir = sockets.substr(0, sockets.rfind('/'));
@@ -222,6 +232,9 @@ void Init(int argc, char** argv, const InitOptions& options) {
                 std::min(level, LogLevel::kInfo), level);
     o.gcs_address = target->gcs_address;
     o.node_address = target->node_address;
+    if (!target->node_ip.empty()) o.node_ip = target->node_ip;
+    o.min_port = target->min_port;
+    o.max_port = target->max_port;
     o.token = token;
     o.session_dir = target->session_dir;
     o.prestart_workers = 0;

@@ -5,14 +5,20 @@
 //   lumen start --address HOST:PORT [...]     join a cluster as another node
 //   lumen status [--address HOST:PORT]
 //   lumen stop
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <map>
 #include <thread>
@@ -44,8 +50,13 @@ struct StartFlags {
   double num_gpus = 0;
   std::string resources;
   std::string labels;
-  int64_t object_store_memory = 0;
-  std::string bind = "127.0.0.1";
+  std::string object_store_memory;  // bytes, or with a unit: 512M, 2G, 1.5GiB
+  std::string bind;                 // empty: the node's address
+  std::string node_ip;              // empty: loopback, or the address that routes to the head
+  int node_manager_port = 0;        // 0: any free port
+  int min_worker_port = 0;
+  int max_worker_port = 0;
+  std::string token_file;
   bool block = false;
   std::string token;
   std::string redis_address;  // head: keep the control service's tables in this Redis
@@ -82,6 +93,56 @@ StatusOr<std::map<std::string, double>> ParseResources(const std::string& text) 
   }
   return out;
 }
+
+// "2G" -> 2 << 30. Units K, M, G, T (powers of 1024; "KB", "KiB", "GB" read the same), or
+// none for bytes.
+StatusOr<int64_t> ParseBytes(const std::string& text, const std::string& flag) {
+  if (text.empty()) return int64_t{0};
+  char* end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  std::string unit = end ? std::string(end) : "";
+  for (auto& ch : unit) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  if (unit.size() > 1 && unit.back() == 'B') unit.pop_back();
+  if (unit.size() > 1 && unit.back() == 'I') unit.pop_back();
+  static const std::map<std::string, double> kUnits = {
+      {"", 1}, {"K", 1024.0}, {"M", 1048576.0}, {"G", 1073741824.0}, {"T", 1099511627776.0}};
+  auto it = kUnits.find(unit);
+  if (end == text.c_str() || it == kUnits.end() || v < 0) {
+    return InvalidArgumentError(flag + " wants bytes or a size such as 512M or 2G, got '" + text +
+                                "'");
+  }
+  return static_cast<int64_t>(v * it->second);
+}
+
+// The local address that routes to `address` (host:port): what a joining node advertises.
+StatusOr<std::string> AddressRoutingTo(const std::string& address) {
+  size_t colon = address.rfind(':');
+  if (colon == std::string::npos) return InvalidArgumentError("'" + address + "' is not HOST:PORT");
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* res = nullptr;
+  std::string host = address.substr(0, colon);
+  if (::getaddrinfo(host.c_str(), address.substr(colon + 1).c_str(), &hints, &res) != 0 || !res) {
+    return InvalidArgumentError("cannot resolve " + host);
+  }
+  // Connecting a UDP socket sends nothing; it only picks the route and so the source address.
+  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  int rc = fd < 0 ? -1 : ::connect(fd, res->ai_addr, res->ai_addrlen);
+  ::freeaddrinfo(res);
+  sockaddr_in local{};
+  socklen_t len = sizeof(local);
+  if (rc != 0 || ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) {
+    if (fd >= 0) ::close(fd);
+    return UnavailableError("no route to " + address + ": " + std::strerror(errno));
+  }
+  ::close(fd);
+  char buf[INET_ADDRSTRLEN];
+  ::inet_ntop(AF_INET, &local.sin_addr, buf, sizeof(buf));
+  return std::string(buf);
+}
+
+bool IsWildcard(const std::string& host) { return host == "0.0.0.0" || host == "::"; }
 
 // "zone=b,disk=ssd" -> {{"zone","b"},{"disk","ssd"}}
 StatusOr<std::map<std::string, std::string>> ParseLabels(const std::string& text) {
@@ -158,9 +219,18 @@ int Serve(const StartFlags& f) {
   o.resources["CPU"] =
       f.num_cpus >= 0 ? f.num_cpus : std::max(1u, std::thread::hardware_concurrency());
   if (f.num_gpus > 0) o.resources["GPU"] = f.num_gpus;
-  o.object_store_memory = f.object_store_memory;
-  o.bind_host = f.bind;
+  auto store_bytes = ParseBytes(f.object_store_memory, "--object-store-memory");
+  if (!store_bytes.ok()) {
+    std::cerr << "lumen: " << store_bytes.status().message() << "\n";
+    return 1;
+  }
+  o.object_store_memory = *store_bytes;
+  o.node_ip = f.node_ip;
+  o.bind_host = f.bind.empty() ? f.node_ip : f.bind;
   o.gcs_port = f.head ? f.port : 0;
+  o.node_port = f.node_manager_port;
+  o.min_worker_port = f.min_worker_port;
+  o.max_worker_port = f.max_worker_port;
   o.gcs_address = f.head ? "" : f.address;
   o.redis.address = f.redis_address;
   o.redis.ns = f.redis_namespace;
@@ -210,6 +280,50 @@ int Start(StartFlags f) {
   }
   if (auto labels = ParseLabels(f.labels); !labels.ok()) {
     std::cerr << "lumen start: " << labels.status().message() << "\n";
+    return 2;
+  }
+  if (auto bytes = ParseBytes(f.object_store_memory, "--object-store-memory"); !bytes.ok()) {
+    std::cerr << "lumen start: " << bytes.status().message() << "\n";
+    return 2;
+  }
+  if ((f.min_worker_port > 0) != (f.max_worker_port > 0) || f.min_worker_port > f.max_worker_port ||
+      f.max_worker_port > 65535 || f.min_worker_port < 0) {
+    std::cerr << "lumen start: --min-worker-port and --max-worker-port go together, as a range "
+                 "of ports (1-65535, min <= max)\n";
+    return 2;
+  }
+  if (!f.token_file.empty()) {
+    if (!f.token.empty()) {
+      std::cerr << "lumen start: give the token with --token or --token-file, not both\n";
+      return 2;
+    }
+    auto text = ReadFile(f.token_file);
+    if (!text.ok()) {
+      std::cerr << "lumen start: --token-file: " << text.status().message() << "\n";
+      return 2;
+    }
+    f.token = *text;
+    while (!f.token.empty() && std::isspace(static_cast<unsigned char>(f.token.back()))) {
+      f.token.pop_back();
+    }
+  }
+  // Every process of the node listens on and advertises the node's address: given, or
+  // loopback for a head on loopback, or the address that routes to the head.
+  if (f.node_ip.empty()) {
+    if (f.head) {
+      f.node_ip = f.bind.empty() || IsWildcard(f.bind) ? "127.0.0.1" : f.bind;
+    } else {
+      auto ip = AddressRoutingTo(f.address);
+      if (!ip.ok()) {
+        std::cerr << "lumen start: --address " << f.address << ": " << ip.status().message()
+                  << "\n";
+        return 2;
+      }
+      f.node_ip = *ip;
+    }
+  } else if (IsWildcard(f.node_ip)) {
+    std::cerr << "lumen start: --node-ip must be an address other nodes can reach, not "
+              << f.node_ip << " (use --bind " << f.node_ip << " to listen everywhere)\n";
     return 2;
   }
   if (f.head) {
@@ -265,10 +379,18 @@ int Start(StartFlags f) {
                                    std::to_string(f.num_cpus),
                                    "--num-gpus",
                                    std::to_string(f.num_gpus),
-                                   "--object-store-memory",
-                                   std::to_string(f.object_store_memory),
-                                   "--bind",
-                                   f.bind};
+                                   "--node-ip",
+                                   f.node_ip,
+                                   "--node-manager-port",
+                                   std::to_string(f.node_manager_port),
+                                   "--min-worker-port",
+                                   std::to_string(f.min_worker_port),
+                                   "--max-worker-port",
+                                   std::to_string(f.max_worker_port)};
+  if (!f.bind.empty()) argv.insert(argv.end(), {"--bind", f.bind});
+  if (!f.object_store_memory.empty()) {
+    argv.insert(argv.end(), {"--object-store-memory", f.object_store_memory});
+  }
   if (f.head) argv.push_back("--head");
   if (!f.address.empty()) argv.insert(argv.end(), {"--address", f.address});
   if (!f.resources.empty()) argv.insert(argv.end(), {"--resources", f.resources});
@@ -470,8 +592,18 @@ int main(int argc, char** argv) {
   start->add_option("--resources", f.resources, "custom resources: name=amount[,name=amount]");
   start->add_option("--labels", f.labels, "node labels for label selectors: key=value[,key=value]");
   start->add_option("--object-store-memory", f.object_store_memory,
-                    "object store bytes (default: 30% of RAM)");
-  start->add_option("--bind", f.bind, "address to listen on")->capture_default_str();
+                    "object store size: bytes or 512M, 2G, ... (default: 30% of RAM)");
+  start->add_option("--node-ip", f.node_ip,
+                    "this node's address, listened on and advertised by all its processes "
+                    "(default: 127.0.0.1 for a head, else the address that routes to the head)");
+  start->add_option("--bind", f.bind,
+                    "address the services listen on (default: the node's address; 0.0.0.0: all)");
+  start->add_option("--node-manager-port", f.node_manager_port,
+                    "the node daemon's TCP port (default: any free one)");
+  start->add_option("--min-worker-port", f.min_worker_port,
+                    "lowest TCP port of workers and drivers on this node (with --max-worker-port)");
+  start->add_option("--max-worker-port", f.max_worker_port, "highest TCP port of workers");
+  start->add_option("--token-file", f.token_file, "read the cluster token from this file");
   start->add_flag("--block", f.block, "run in the foreground");
   start->add_option("--token", f.token,
                     "cluster token: the one to join with, or the head's own (default: a new one)");

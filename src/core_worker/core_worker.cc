@@ -149,6 +149,21 @@ void CoreWorker::RegisterHandlers() {
   });
 }
 
+StatusOr<std::string> CoreWorker::ListenInRange() {
+  if (options_.min_port <= 0) return server_->ListenTcp(options_.node_ip, 0);
+  // Pinned ports (firewalls): the first free one of the node's worker range.
+  Status last = Status::OK();
+  for (int port = options_.min_port; port <= options_.max_port; ++port) {
+    auto addr = server_->ListenTcp(options_.node_ip, port);
+    if (addr.ok()) return addr;
+    last = addr.status();
+  }
+  return UnavailableError("no free port in the node's worker range " +
+                          std::to_string(options_.min_port) + "-" +
+                          std::to_string(options_.max_port) + " (--min-worker-port/" +
+                          "--max-worker-port) on " + options_.node_ip + ": " + last.message());
+}
+
 Status CoreWorker::Connect() {
   io_.Start();
   auto on_close = [this](const rpc::ConnectionPtr& c, const Status& reason) {
@@ -162,7 +177,7 @@ Status CoreWorker::Connect() {
   LUMEN_ASSIGN_OR_RETURN(
       std::string unix_addr,
       server_->ListenUnix(JoinPath(sockets, "w-" + worker_id_.Hex().substr(0, 12))));
-  LUMEN_ASSIGN_OR_RETURN(std::string tcp_addr, server_->ListenTcp("127.0.0.1", 0));
+  LUMEN_ASSIGN_OR_RETURN(std::string tcp_addr, ListenInRange());
   address_.set_worker_id(worker_id_.Binary());
   address_.set_unix_path(unix_addr.substr(5));
   address_.set_tcp_address(tcp_addr);

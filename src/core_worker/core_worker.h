@@ -42,6 +42,9 @@ struct CoreWorkerOptions {
   std::string gcs_address;
   std::string token;
   std::string session_dir;
+  std::string node_ip = "127.0.0.1";  // listen on and advertise it (the node's address)
+  int min_port = 0;                   // listen in [min_port, max_port]; 0: any free port
+  int max_port = 0;
   WorkerID worker_id;  // workers: from the environment
   JobID job_id;        // workers: from the environment
   std::string binary;  // driver: executable workers run
@@ -154,6 +157,8 @@ class CoreWorker {
  private:
   explicit CoreWorker(CoreWorkerOptions options);
   Status Connect();
+  // Listens on the node's address, in its worker port range when it has one.
+  StatusOr<std::string> ListenInRange();
   void RegisterHandlers();
   void OnPeerClosed(const rpc::ConnectionPtr& conn, const Status& reason);
   void OnReleases(const std::vector<ReferenceCounter::Release>& releases);

@@ -32,8 +32,9 @@ namespace lumen::gcs {
 struct GcsOptions {
   std::string token;
   std::string bind_host = "127.0.0.1";
-  int port = 0;           // 0: any free port
-  std::string unix_path;  // also listen here when set
+  std::string advertise_host;  // what address() reports; empty: bind_host (never a wildcard)
+  int port = 0;                // 0: any free port
+  std::string unix_path;       // also listen here when set
   int64_t node_death_timeout_ms = 10000;
 };
 

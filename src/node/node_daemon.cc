@@ -105,7 +105,9 @@ Status NodeDaemon::Start() {
   LUMEN_ASSIGN_OR_RETURN(
       unix_address_,
       server_->ListenUnix(JoinPath(JoinPath(options_.session_dir, "sockets"), "node-" + short_id)));
-  LUMEN_ASSIGN_OR_RETURN(tcp_address_, server_->ListenTcp(options_.bind_host, options_.port));
+  LUMEN_ASSIGN_OR_RETURN(std::string bound, server_->ListenTcp(options_.bind_host, options_.port));
+  // Peers are told the node's address, never a wildcard such as 0.0.0.0.
+  tcp_address_ = AdvertisedHost() + bound.substr(bound.rfind(':'));
   objects_ = std::make_unique<ObjectManager>(loop_, store_.get(), options_.token, tcp_address_);
 
   WorkerPool::Env env;
@@ -114,6 +116,9 @@ Status NodeDaemon::Start() {
   env.token = options_.token;
   env.session_dir = options_.session_dir;
   env.node_id = node_id_;
+  env.node_ip = AdvertisedHost();
+  env.min_worker_port = options_.min_worker_port;
+  env.max_worker_port = options_.max_worker_port;
   env.has_gpus = !gpu_free_.empty();
   pool_ = std::make_unique<WorkerPool>(
       loop_, env, [this](const WorkerProc& w, const std::string& d) { OnWorkerDied(w, d); });
@@ -182,6 +187,8 @@ Status NodeDaemon::ConnectGcs() {
   ::gethostname(host, sizeof(host) - 1);
   info->set_hostname(host);
   for (const auto& [k, v] : options_.labels) (*info->mutable_labels())[k] = v;
+  info->set_min_worker_port(options_.min_worker_port);
+  info->set_max_worker_port(options_.max_worker_port);
   proto::Empty reply;
   Status st = gcs_->CallSync(rpc::kRegisterNode, req, &reply, 10000);
   LUMEN_RETURN_IF_ERROR(
@@ -192,6 +199,14 @@ Status NodeDaemon::ConnectGcs() {
     loop_->Post([this, view = std::move(view)] { SetClusterView(view); });
   }
   return Status::OK();
+}
+
+std::string NodeDaemon::AdvertisedHost() const {
+  if (!options_.node_ip.empty()) return options_.node_ip;
+  if (options_.bind_host.empty() || options_.bind_host == "0.0.0.0" || options_.bind_host == "::") {
+    return "127.0.0.1";
+  }
+  return options_.bind_host;
 }
 
 std::shared_ptr<NodeDaemon::Client> NodeDaemon::ClientOf(const rpc::ConnectionPtr& c) {

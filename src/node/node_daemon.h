@@ -37,7 +37,12 @@ struct NodeOptions {
   std::string token;
   std::string gcs_address;
   std::string bind_host = "127.0.0.1";
+  // The address this node's processes advertise (and workers listen on); empty: bind_host, or
+  // 127.0.0.1 when that is a wildcard.
+  std::string node_ip;
   int port = 0;
+  int min_worker_port = 0;  // workers listen in [min, max]; 0: any free port
+  int max_worker_port = 0;
   std::map<std::string, double> resources;  // must contain CPU; GPU optional
   int64_t object_store_memory = 0;
   bool is_head = false;
@@ -138,6 +143,7 @@ class NodeDaemon {
   void FinishJob(const JobID& job);
 
   Status ConnectGcs();
+  std::string AdvertisedHost() const;
   void Heartbeat();
   proto::NodeStats Stats() const;
 

@@ -77,6 +77,9 @@ StatusOr<WorkerProc*> WorkerPool::StartWorker(const JobID& job, const std::strin
   overrides.push_back("LUMEN_TOKEN=" + env_.token);
   overrides.push_back("LUMEN_SESSION_DIR=" + env_.session_dir);
   overrides.push_back("LUMEN_NODE_ID=" + env_.node_id.Hex());
+  overrides.push_back("LUMEN_NODE_IP=" + env_.node_ip);
+  overrides.push_back("LUMEN_MIN_WORKER_PORT=" + std::to_string(env_.min_worker_port));
+  overrides.push_back("LUMEN_MAX_WORKER_PORT=" + std::to_string(env_.max_worker_port));
   overrides.push_back("LUMEN_WORKER_ID=" + w->id.Hex());
   overrides.push_back("LUMEN_JOB_ID=" + std::to_string(job.ToInt()));
   overrides.push_back("LUMEN_PARENT_PID=" + std::to_string(::getpid()));

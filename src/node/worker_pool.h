@@ -58,6 +58,9 @@ class WorkerPool {
     std::string token;
     std::string session_dir;
     NodeID node_id;
+    std::string node_ip;  // workers listen on and advertise it
+    int min_worker_port = 0;
+    int max_worker_port = 0;
     bool has_gpus = false;  // workers get CUDA_VISIBLE_DEVICES (empty: no GPU) at start
   };
   using DeathCallback = std::function<void(const WorkerProc& w, const std::string& description)>;
