@@ -240,6 +240,8 @@ void NodeDaemon::HandleRegisterClient(const rpc::ConnectionPtr& c, rpc::Frame& f
       c->ReplyError(f, FailedPreconditionError("unknown worker " + client->worker_id.Hex()));
       return;
     }
+    LUMEN_LOG(INFO) << "worker " << client->worker_id.Hex() << " pid " << req.pid()
+                    << " registered, listening on " << address.tcp_address();
   }
   proto::RegisterClientReply reply;
   reply.set_node_id(node_id_.Binary());
