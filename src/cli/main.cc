@@ -22,6 +22,7 @@
 #include <iostream>
 #include <map>
 #include <thread>
+#include <vector>
 
 #include "api/local_cluster.h"
 #include "common/fs.h"
@@ -70,15 +71,23 @@ std::string Env(const char* n) {
   return v ? v : "";
 }
 
-StatusOr<std::map<std::string, double>> ParseResources(const std::string& text) {
-  std::map<std::string, double> out;
+// "a=1,,b=2" -> {"a=1", "b=2"}: the non-empty comma-separated items of a flag's value.
+std::vector<std::string> SplitList(const std::string& text) {
+  std::vector<std::string> items;
   size_t pos = 0;
   while (pos < text.size()) {
     size_t comma = text.find(',', pos);
     std::string item =
         text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     pos = comma == std::string::npos ? text.size() : comma + 1;
-    if (item.empty()) continue;
+    if (!item.empty()) items.push_back(std::move(item));
+  }
+  return items;
+}
+
+StatusOr<std::map<std::string, double>> ParseResources(const std::string& text) {
+  std::map<std::string, double> out;
+  for (const std::string& item : SplitList(text)) {
     size_t eq = item.find('=');
     if (eq == std::string::npos || eq == 0) {
       return InvalidArgumentError("--resources wants name=amount[,name=amount], got '" + item +
@@ -147,13 +156,7 @@ bool IsWildcard(const std::string& host) { return host == "0.0.0.0" || host == "
 // "zone=b,disk=ssd" -> {{"zone","b"},{"disk","ssd"}}
 StatusOr<std::map<std::string, std::string>> ParseLabels(const std::string& text) {
   std::map<std::string, std::string> out;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t comma = text.find(',', pos);
-    std::string item =
-        text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    pos = comma == std::string::npos ? text.size() : comma + 1;
-    if (item.empty()) continue;
+  for (const std::string& item : SplitList(text)) {
     size_t eq = item.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == item.size()) {
       return InvalidArgumentError("--labels wants key=value[,key=value], got '" + item + "'");
