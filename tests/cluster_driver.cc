@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <set>
@@ -53,6 +54,32 @@ std::string Rendezvous(std::string dir, int n) {
 // Where a task that reads `b` ran.
 std::string WhereIsItRead(const lumen::Buffer& b) { return b.size() > 0 ? WhereAmI() : ""; }
 
+// Bytes whose every 8-byte word says where it belongs, and a digest that notices any word out
+// of place: a chunk copied to the wrong offset, or twice, changes it.
+lumen::Buffer Pattern(int64_t n) {
+  std::vector<uint8_t> v(static_cast<size_t>(n));
+  for (size_t i = 0; i + 8 <= v.size(); i += 8) {
+    uint64_t w = i * 0x9E3779B97F4A7C15ull;
+    std::memcpy(v.data() + i, &w, 8);
+  }
+  return lumen::Buffer::FromVector(std::move(v));
+}
+uint64_t Digest(const lumen::Buffer& b) {
+  uint64_t d = 0;
+  for (size_t i = 0; i + 8 <= b.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, b.data() + i, 8);
+    d += w * (i | 1);
+  }
+  return d ^ b.size();
+}
+// Waits until `n` such tasks run, then reads the object behind `ref` (so the readers pull it
+// at the same time) and returns its digest.
+uint64_t DigestTogether(std::string dir, int n, std::vector<lumen::ObjectRef<lumen::Buffer>> ref) {
+  Rendezvous(std::move(dir), n);
+  return Digest(lumen::Get(ref[0]));
+}
+
 class Probe {
  public:
   static Probe* Create() { return new Probe(); }
@@ -64,7 +91,7 @@ class Probe {
 
 }  // namespace
 
-LUMEN_REMOTE(WhereAmI, Rendezvous, WhereIsItRead);
+LUMEN_REMOTE(WhereAmI, Rendezvous, WhereIsItRead, Pattern, Digest, DigestTogether);
 LUMEN_REMOTE(Probe::Create, &Probe::Node, &Probe::Make, &Probe::ActorId, &Probe::JobId);
 
 namespace {
@@ -247,6 +274,25 @@ void CheckLocality() {
   std::printf("tasks reading an 8 MiB object ran on the node that holds it\n");
 }
 
+void CheckBroadcast() {
+  // 1 GiB made on node c, read at the same moment on nodes a and b: each gets every byte in
+  // place (cluster_test then checks in `lumen status` that node c sent it about once).
+  auto zones = NodesByZone();
+  auto on = [&](const char* zone) {
+    return lumen::TaskOptions{.num_cpus = 0,
+                              .scheduling = lumen::NodeAffinityScheduling{.node_id = zones[zone]}};
+  };
+  auto big = lumen::Task(Pattern).Options(on("c")).Remote(int64_t{1} << 30);
+  const uint64_t expected = lumen::Get(lumen::Task(Digest).Options(on("c")).Remote(big));
+  std::string dir = MakeDir("broadcast");
+  std::vector<lumen::ObjectRef<lumen::Buffer>> nested{big};
+  auto on_a = lumen::Task(DigestTogether).Options(on("a")).Remote(dir, 2, nested);
+  auto on_b = lumen::Task(DigestTogether).Options(on("b")).Remote(dir, 2, nested);
+  Expect(lumen::Get(on_a) == expected, "node a read 1 GiB made on node c with a wrong digest");
+  Expect(lumen::Get(on_b) == expected, "node b read 1 GiB made on node c with a wrong digest");
+  std::printf("1 GiB made on node c arrived intact on nodes a and b\n");
+}
+
 void CheckInfeasible() {
   ExpectError(lumen::Task(WhereAmI).Options({.num_cpus = 64}).Remote(),
               {"{CPU: 64}", "largest node", "CPU: 1"}, "a task asking 64 CPUs");
@@ -275,15 +321,11 @@ void CheckWaitForANode() {
 int main(int argc, char** argv) {
   lumen::Init(argc, argv);
   const std::map<std::string, std::function<void()>> checks = {
-      {"nodes", CheckNodes},
-      {"custom_resource", CheckCustomResource},
-      {"spillback", CheckSpillback},
-      {"spread", CheckSpread},
-      {"affinity", CheckAffinity},
-      {"labels", CheckLabels},
-      {"infeasible", CheckInfeasible},
-      {"locality", CheckLocality},
-      {"wait_for_a_node", CheckWaitForANode}};
+      {"nodes", CheckNodes},           {"custom_resource", CheckCustomResource},
+      {"spillback", CheckSpillback},   {"spread", CheckSpread},
+      {"affinity", CheckAffinity},     {"labels", CheckLabels},
+      {"infeasible", CheckInfeasible}, {"locality", CheckLocality},
+      {"broadcast", CheckBroadcast},   {"wait_for_a_node", CheckWaitForANode}};
   int code = 0;
   std::string which = argc > 1 ? argv[1] : "";
   auto it = checks.find(which);

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <thread>
@@ -27,7 +29,7 @@ class ClusterTest : public ::testing::Test {
     env_ = new std::string("LUMEN_SESSION_ROOT=" + *root_ + " ");
     address_ = new std::string("127.0.0.1:" + std::to_string(FreePort()));
     const std::string common =
-        " --token " + std::string(kToken) + " --num-cpus 1 --object-store-memory 134217728";
+        " --token " + std::string(kToken) + " --num-cpus 1 --object-store-memory 1536M";
     auto head = Shell(*env_ + LUMEN_CLI + " start --head --port " +
                       address_->substr(address_->find(':') + 1) + " --labels zone=a" + common);
     ASSERT_EQ(head.code, 0) << head.out;
@@ -90,6 +92,39 @@ TEST_F(ClusterTest, LabelSelectorsChooseTheNodes) {
 TEST_F(ClusterTest, TasksAreLeasedFromTheNodeHoldingTheirArguments) {
   auto r = Driver("locality");
   EXPECT_EQ(r.code, 0) << r.out;
+}
+
+// The object-transfer figures of one node in `lumen status`: bytes sent (in MiB) and pulls
+// redirected, from the block of the node labelled `zone`.
+std::pair<double, int> Transfers(const std::string& status, const std::string& zone) {
+  size_t at = status.find("labels: zone=" + zone);
+  if (at == std::string::npos) return {-1, -1};
+  at = status.find("transfers: ", at);
+  if (at == std::string::npos) return {-1, -1};
+  const char* p = status.c_str() + at + std::strlen("transfers: ");
+  char* end = nullptr;
+  double sent = std::strtod(p, &end);
+  if (std::strncmp(end, " GiB", 4) == 0) sent *= 1024;
+  if (std::strncmp(end, " B", 2) == 0) sent /= 1 << 20;
+  size_t redirected_at = status.find(" received, ", at);
+  int redirected = std::atoi(status.c_str() + redirected_at + std::strlen(" received, "));
+  return {sent, redirected};
+}
+
+TEST_F(ClusterTest, AGibibyteObjectReachesTwoNodesAndItsSourceSendsItOnce) {
+  auto r = Driver("broadcast");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto status = Shell(*env_ + LUMEN_CLI + " status");
+  ASSERT_EQ(status.code, 0) << status.out;
+  auto [c_sent, c_redirected] = Transfers(status.out, "c");
+  auto [a_sent, a_redirected] = Transfers(status.out, "a");
+  auto [b_sent, b_redirected] = Transfers(status.out, "b");
+  // Node c sent the GiB once; the node that asked second was sent on to the first, which
+  // forwarded it as it arrived.
+  EXPECT_GE(c_sent, 1024) << status.out;
+  EXPECT_LT(c_sent, 1024 + 512) << status.out;
+  EXPECT_EQ(a_redirected + b_redirected, 1) << status.out;
+  EXPECT_GE(a_sent + b_sent, 1024) << status.out;
 }
 
 TEST_F(ClusterTest, InfeasibleRequestsFailWithTheLargestNode) {

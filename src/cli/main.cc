@@ -520,6 +520,9 @@ int ShowStatus(const std::string& address_flag, const std::string& token_flag,
               << Human(s.store_capacity()) << " (" << s.num_objects() << " objects, "
               << Human(s.store_pinned()) << " pinned, " << Human(s.spilled_bytes())
               << " spilled)\n";
+    std::cout << "  transfers: " << Human(s.transfer_bytes_sent()) << " sent, "
+              << Human(s.transfer_bytes_received()) << " received, " << s.pulls_redirected()
+              << " pulls redirected\n";
     std::cout << "  workers: " << s.num_workers() << " (" << s.num_idle_workers() << " idle, "
               << s.num_leased_workers() << " leased, " << s.num_actor_workers()
               << " actors), pending leases: " << s.pending_leases() << "\n";

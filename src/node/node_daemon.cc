@@ -64,6 +64,7 @@ void NodeDaemon::RegisterHandlers() {
   };
   bind_objects(rpc::kPullObject, &ObjectManager::HandlePull);
   bind_objects(rpc::kReadObjectChunk, &ObjectManager::HandleReadChunk);
+  bind_objects(rpc::kReadObjectDone, &ObjectManager::HandleReadDone);
   bind(rpc::kNodeStats, &NodeDaemon::HandleNodeStats);
   bind(rpc::kNodeShutdown, &NodeDaemon::HandleShutdown);
   gcs_dispatcher_.Register(rpc::kClusterView, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
@@ -317,6 +318,7 @@ void NodeDaemon::FinishJob(const JobID& job) {
 
 void NodeDaemon::OnClientClosed(const rpc::ConnectionPtr& c) {
   if (stopped_) return;
+  if (objects_) objects_->PeerClosed(c);
   auto client = c->context<Client>();
   if (client) {
     store_->ClientGone(client->id);
@@ -927,6 +929,9 @@ proto::NodeStats NodeDaemon::Stats() const {
   s.set_store_capacity(st.capacity);
   s.set_store_used(st.used);
   s.set_store_peak_used(st.peak_used);
+  s.set_transfer_bytes_sent(objects_ ? objects_->stats().bytes_sent : 0);
+  s.set_transfer_bytes_received(objects_ ? objects_->stats().bytes_received : 0);
+  s.set_pulls_redirected(objects_ ? objects_->stats().pulls_redirected : 0);
   s.set_store_pinned(st.pinned);
   s.set_num_objects(st.num_objects);
   s.set_spilled_bytes(st.spilled_bytes);

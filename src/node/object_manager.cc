@@ -1,6 +1,8 @@
 #include "node/object_manager.h"
 
+#include <algorithm>
 #include <cstring>
+#include <iterator>
 
 #include "common/logging.h"
 #include "common/rpc/message_types.h"
@@ -57,6 +59,7 @@ void ObjectManager::HandlePull(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   p.waiters.emplace_back(c, rpc::ReplyHandle(f));
   if (existing != pulls_.end()) return;  // joins the pull in flight
   p.source_address = req.source_address();
+  p.origin_address = p.source_address;
   p.owner = WorkerID::FromBinary(req.owner().worker_id());
   auto conn = PeerConnection(p.source_address);
   if (!conn.ok()) {
@@ -72,23 +75,112 @@ void ObjectManager::RequestChunks(const ObjectID& id) {
   auto it = pulls_.find(id);
   if (it == pulls_.end()) return;
   Pull& p = it->second;
-  // The first chunk tells the size; the rest go out a few at a time once the copy exists.
+  // The first chunk tells the size; the rest go out a few at a time once the copy exists, and
+  // arrive straight into it.
   const bool first = p.total < 0;
   while (!p.failed && p.in_flight < (first ? 1 : kChunksInFlight) &&
          (first ? p.next_offset == 0 : p.next_offset < p.total)) {
+    const int64_t offset = p.next_offset;
+    const int64_t length = first ? kChunkBytes : std::min(kChunkBytes, p.total - offset);
     proto::ReadChunkRequest req;
     req.set_object_id(id.Binary());
-    req.set_offset(p.next_offset);
-    req.set_length(first ? kChunkBytes : std::min(kChunkBytes, p.total - p.next_offset));
+    req.set_offset(offset);
+    req.set_length(length);
     req.set_requester_address(self_address_);
-    p.next_offset += req.length();
+    p.next_offset += length;
     ++p.in_flight;
-    p.source->Call(
-        rpc::kReadObjectChunk, req,
-        [this, id](const Status& st, std::string_view payload) { OnChunk(id, st, payload); },
+    if (first) {
+      req.set_allow_redirect(!p.redirected && !p.fell_back);
+      p.source->Call(
+          rpc::kReadObjectChunk, req,
+          [this, id](const Status& st, std::string_view payload) { OnChunk(id, st, payload); },
+          kChunkTimeoutMs);
+      break;
+    }
+    req.set_zero_copy(true);
+    char* dest = reinterpret_cast<char*>(store_->base() + p.offset + offset);
+    p.source->CallInto(
+        rpc::kReadObjectChunk, req, dest, static_cast<size_t>(length),
+        [this, id, offset, length](const Status& st, std::string_view head, size_t raw) {
+          OnRawChunk(id, offset, length, st, head, raw);
+        },
         kChunkTimeoutMs);
-    if (first) break;
   }
+}
+
+void ObjectManager::Fail(const ObjectID& id, Pull& p, Status st) {
+  if (!p.failed) {
+    p.failed = true;
+    p.error = st.WithContext("pulling object " + id.Hex() + " from " + p.source_address);
+  }
+  if (p.in_flight == 0) AfterFailure(id, p);
+}
+
+void ObjectManager::AfterFailure(const ObjectID& id, Pull& p) {
+  if (!p.redirected || p.fell_back) {
+    Finish(id, p.error);
+    return;
+  }
+  // The node it was sent to failed: the origin sends what is still missing.
+  LUMEN_LOG(WARNING) << p.error << "; reading the rest from " << p.origin_address;
+  if (!p.source->closed()) {
+    proto::ObjectIdList done;
+    done.add_object_ids(id.Binary());
+    p.source->Send(rpc::kReadObjectDone, done);
+  }
+  p.fell_back = true;
+  p.failed = false;
+  p.error = Status::OK();
+  p.source_address = p.origin_address;
+  auto conn = PeerConnection(p.origin_address);
+  if (!conn.ok()) {
+    Finish(id, conn.status().WithContext("pulling object " + id.Hex() + " from the node at " +
+                                         p.origin_address));
+    return;
+  }
+  p.source = *conn;
+  p.ahead.clear();
+  if (p.created) {
+    p.next_offset = p.contiguous;
+  } else {
+    p.total = -1;
+    p.next_offset = 0;
+  }
+  RequestChunks(id);
+}
+
+void ObjectManager::Redirect(const ObjectID& id, Pull& p, const std::string& address) {
+  p.redirected = true;
+  ++stats_.pulls_redirected;
+  p.next_offset = 0;
+  auto conn = PeerConnection(address);
+  if (!conn.ok()) {  // read it from the origin after all
+    LUMEN_LOG(WARNING) << "cannot reach " << address << " (serving object " << id.Hex()
+                       << "): " << conn.status() << "; reading it from " << p.origin_address;
+    p.fell_back = true;
+  } else {
+    p.source = *conn;
+    p.source_address = address;
+  }
+  RequestChunks(id);
+}
+
+void ObjectManager::Progress(const ObjectID& id, Pull& p) {
+  if (p.contiguous >= p.total && p.in_flight == 0) {
+    Finish(id, Status::OK());
+  } else {
+    RequestChunks(id);
+  }
+}
+
+void ObjectManager::MarkReceived(const ObjectID& id, Pull& p, int64_t offset, int64_t length) {
+  (void)id;
+  p.ahead[offset] = length;
+  while (!p.ahead.empty() && p.ahead.begin()->first <= p.contiguous) {
+    p.contiguous = std::max(p.contiguous, p.ahead.begin()->first + p.ahead.begin()->second);
+    p.ahead.erase(p.ahead.begin());
+  }
+  if (!p.reads.empty()) ServeDeferred(p);
 }
 
 void ObjectManager::OnChunk(const ObjectID& id, const Status& st, std::string_view payload) {
@@ -97,7 +189,7 @@ void ObjectManager::OnChunk(const ObjectID& id, const Status& st, std::string_vi
   Pull& p = it->second;
   --p.in_flight;
   if (p.failed) {
-    if (p.in_flight == 0) Finish(id, p.error);
+    if (p.in_flight == 0) AfterFailure(id, p);
     return;
   }
   proto::ObjectChunk chunk;
@@ -105,53 +197,96 @@ void ObjectManager::OnChunk(const ObjectID& id, const Status& st, std::string_vi
   if (bad.ok() && !rpc::ParsePayload(payload, &chunk)) {
     bad = DataLossError("malformed chunk of object " + id.Hex());
   }
+  if (bad.ok() && !chunk.redirect_address().empty()) {
+    if (!p.redirected && !p.fell_back && chunk.redirect_address() != self_address_) {
+      Redirect(id, p, chunk.redirect_address());
+      return;
+    }
+    bad = DataLossError("unexpected redirect of object " + id.Hex() + " to " +
+                        chunk.redirect_address());
+  }
   if (bad.ok() &&
-      (chunk.total_size() < 0 || chunk.offset() < 0 ||
-       chunk.offset() + static_cast<int64_t>(chunk.data().size()) > chunk.total_size() ||
-       (p.total >= 0 && chunk.total_size() != p.total))) {
+      (chunk.total_size() < 0 || chunk.offset() != 0 ||
+       static_cast<int64_t>(chunk.data().size()) > std::min(chunk.total_size(), kChunkBytes))) {
+    bad = DataLossError("inconsistent first chunk of object " + id.Hex());
+  }
+  if (!bad.ok()) {
+    Fail(id, p, bad);
+    return;
+  }
+  if (p.created) {  // the origin again, after a failed redirect: the copy exists
+    if (chunk.total_size() != p.total) {
+      Fail(id, p, DataLossError("object " + id.Hex() + " changed size"));
+      return;
+    }
+    std::memcpy(store_->base() + p.offset, chunk.data().data(), chunk.data().size());
+    p.next_offset = std::max(p.next_offset, static_cast<int64_t>(chunk.data().size()));
+    stats_.bytes_received += static_cast<int64_t>(chunk.data().size());
+    MarkReceived(id, p, 0, static_cast<int64_t>(chunk.data().size()));
+    Progress(id, p);
+    return;
+  }
+  // The first chunk: create the local copy, then write it.
+  p.total = chunk.total_size();
+  p.format = chunk.format();
+  auto data = std::make_shared<proto::ObjectChunk>(std::move(chunk));
+  store_->Create(
+      kSelf, id, p.total, p.format, p.owner, [this, id, data](const object_store::CreateResult& r) {
+        auto it = pulls_.find(id);
+        if (it == pulls_.end()) return;
+        Pull& p = it->second;
+        if (!r.status.ok()) {
+          Finish(id, r.status.WithContext("making room for object " + id.Hex() + " pulled from " +
+                                          p.source_address));
+          return;
+        }
+        if (r.already_exists) {  // created here meanwhile: that copy stands
+          Finish(id, Status::OK());
+          return;
+        }
+        p.created = true;
+        p.offset = r.offset;
+        const auto n = static_cast<int64_t>(data->data().size());
+        std::memcpy(store_->base() + p.offset, data->data().data(), static_cast<size_t>(n));
+        p.next_offset = n;  // the rest starts after what the first chunk carried
+        stats_.bytes_received += n;
+        MarkReceived(id, p, 0, n);
+        Progress(id, p);
+      });
+}
+
+void ObjectManager::OnRawChunk(const ObjectID& id, int64_t offset, int64_t length, const Status& st,
+                               std::string_view head, size_t raw) {
+  auto it = pulls_.find(id);
+  if (it == pulls_.end()) return;
+  Pull& p = it->second;
+  --p.in_flight;
+  if (p.failed) {
+    if (p.in_flight == 0) AfterFailure(id, p);
+    return;
+  }
+  proto::ObjectChunk chunk;
+  Status bad = st;
+  if (bad.ok() && !rpc::ParsePayload(head, &chunk)) {
+    bad = DataLossError("malformed chunk of object " + id.Hex());
+  }
+  // A source may answer without zero copy (the bytes in `data`); either way exactly the
+  // range asked for must arrive.
+  if (bad.ok() && (chunk.total_size() != p.total || chunk.offset() != offset ||
+                   static_cast<int64_t>(raw + chunk.data().size()) != length ||
+                   (raw > 0 && !chunk.data().empty()))) {
     bad = DataLossError("inconsistent chunk of object " + id.Hex() + " from " + p.source_address);
   }
   if (!bad.ok()) {
-    p.failed = true;
-    p.error = bad.WithContext("pulling object " + id.Hex() + " from " + p.source_address);
-    if (p.in_flight == 0) Finish(id, p.error);
+    Fail(id, p, bad);
     return;
   }
-  if (p.total < 0) {  // first chunk: create the local copy, then write it
-    p.total = chunk.total_size();
-    p.format = chunk.format();
-    auto data = std::make_shared<proto::ObjectChunk>(std::move(chunk));
-    store_->Create(kSelf, id, p.total, p.format, p.owner,
-                   [this, id, data](const object_store::CreateResult& r) {
-                     auto it = pulls_.find(id);
-                     if (it == pulls_.end()) return;
-                     Pull& p = it->second;
-                     if (!r.status.ok()) {
-                       Finish(id, r.status.WithContext("making room for object " + id.Hex() +
-                                                       " pulled from " + p.source_address));
-                       return;
-                     }
-                     if (r.already_exists) {  // created here meanwhile: that copy stands
-                       Finish(id, Status::OK());
-                       return;
-                     }
-                     p.created = true;
-                     p.offset = r.offset;
-                     Write(id, p, *data);
-                   });
-    return;
+  if (!chunk.data().empty()) {
+    std::memcpy(store_->base() + p.offset + offset, chunk.data().data(), chunk.data().size());
   }
-  Write(id, p, chunk);
-}
-
-void ObjectManager::Write(const ObjectID& id, Pull& p, const proto::ObjectChunk& chunk) {
-  std::memcpy(store_->base() + p.offset + chunk.offset(), chunk.data().data(), chunk.data().size());
-  p.received += static_cast<int64_t>(chunk.data().size());
-  if (p.received >= p.total && p.in_flight == 0) {
-    Finish(id, Status::OK());
-  } else {
-    RequestChunks(id);
-  }
+  stats_.bytes_received += length;
+  MarkReceived(id, p, offset, length);
+  Progress(id, p);
 }
 
 void ObjectManager::Finish(ObjectID id, Status st) {
@@ -159,12 +294,41 @@ void ObjectManager::Finish(ObjectID id, Status st) {
   if (it == pulls_.end()) return;
   Pull p = std::move(it->second);
   pulls_.erase(it);
+  if (p.source && !p.source->closed()) {  // the source may unpin it now
+    proto::ObjectIdList done;
+    done.add_object_ids(id.Binary());
+    p.source->Send(rpc::kReadObjectDone, done);
+  }
+  bool sealed = false;
   if (p.created) {
     Status done = st.ok() ? store_->Seal(kSelf, id) : store_->Abort(kSelf, id);
-    if (done.ok() && st.ok()) store_->MarkSecondary(id);
+    sealed = done.ok() && st.ok();
+    if (sealed) store_->MarkSecondary(id);
     if (!done.ok()) LUMEN_LOG(WARNING) << "pull of " << id.Hex() << ": " << done;
   }
   if (!st.ok()) LUMEN_LOG(WARNING) << st;
+  // Peers that read the copy while it arrived keep it pinned, as if they had read it sealed.
+  for (const rpc::Connection* conn : p.partial_readers) {
+    auto r = readers_.find(conn);
+    if (!sealed || r == readers_.end()) continue;
+    const object_store::ClientId client = r->second.client;
+    store_->Get(client, {id}, 0, [this, conn, client, id](std::vector<object_store::GetEntry> e) {
+      if (!e[0].found) return;
+      auto r = readers_.find(conn);
+      if (r != readers_.end() && r->second.client == client) {
+        ++r->second.pins[id];
+      } else {
+        store_->Release(client, id);
+      }
+    });
+  }
+  for (DeferredRead& read : p.reads) {  // what was not in when the pull ended
+    auto conn = read.conn.lock();
+    if (!conn) continue;
+    conn->ReplyError(
+        read.handle,
+        st.ok() ? InvalidArgumentError("chunk offset past the end of " + id.Hex()) : st);
+  }
   for (auto& [weak, handle] : p.waiters) {
     auto conn = weak.lock();
     if (!conn) continue;
@@ -178,6 +342,57 @@ void ObjectManager::Finish(ObjectID id, Status st) {
 
 // ---- serving -----------------------------------------------------------------------------
 
+ObjectManager::Reader& ObjectManager::ReaderFor(const rpc::ConnectionPtr& c) {
+  Reader& reader = readers_[c.get()];
+  if (reader.client == 0) reader.client = next_peer_client_++;
+  return reader;
+}
+
+void ObjectManager::SendChunk(const rpc::ConnectionPtr& c, const rpc::Frame& handle,
+                              const proto::ReadChunkRequest& req, int64_t base_offset, int64_t size,
+                              int32_t format) {
+  const int64_t n = std::min(req.length(), size - req.offset());
+  stats_.bytes_sent += n;
+  proto::ObjectChunk chunk;
+  chunk.set_total_size(size);
+  chunk.set_format(format);
+  chunk.set_offset(req.offset());
+  if (req.zero_copy()) {
+    c->ReplyWithFileRange(handle, chunk, store_->fd(), base_offset + req.offset(),
+                          static_cast<size_t>(n));
+    return;
+  }
+  chunk.set_data(reinterpret_cast<const char*>(store_->base() + base_offset + req.offset()),
+                 static_cast<size_t>(n));
+  c->Reply(handle, chunk);
+}
+
+void ObjectManager::ServePartial(const rpc::ConnectionPtr& c, const rpc::Frame& handle,
+                                 const proto::ReadChunkRequest& req, Pull& p) {
+  if (p.created && (req.offset() > p.total || (req.offset() == p.total && p.total > 0))) {
+    c->ReplyError(handle, InvalidArgumentError("chunk offset past the end of an object"));
+    return;
+  }
+  if (p.created && std::min(req.offset() + req.length(), p.total) <= p.contiguous) {
+    if (req.zero_copy()) {  // pinned for the reader when the copy is sealed
+      ReaderFor(c);
+      p.partial_readers.insert(c.get());
+    }
+    SendChunk(c, handle, req, p.offset, p.total, p.format);
+    return;
+  }
+  p.reads.push_back({c, handle, req});
+}
+
+void ObjectManager::ServeDeferred(Pull& p) {
+  std::vector<DeferredRead> reads;
+  reads.swap(p.reads);
+  for (DeferredRead& read : reads) {
+    auto conn = read.conn.lock();
+    if (conn && !conn->closed()) ServePartial(conn, read.handle, read.req, p);
+  }
+}
+
 void ObjectManager::HandleReadChunk(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   proto::ReadChunkRequest req;
   if (!rpc::ParsePayload(f.payload, &req) || req.object_id().size() != ObjectID::kSize ||
@@ -186,14 +401,48 @@ void ObjectManager::HandleReadChunk(const rpc::ConnectionPtr& c, rpc::Frame& f) 
     return;
   }
   const ObjectID id = ObjectID::FromBinary(req.object_id());
+  if (!req.requester_address().empty()) copied_to_[id].insert(req.requester_address());
+  rpc::Frame handle = rpc::ReplyHandle(f);
+  auto pull = pulls_.find(id);
+  if (pull != pulls_.end()) {  // arriving here: served as its bytes come in
+    ServePartial(c, handle, req, pull->second);
+    return;
+  }
   if (!store_->Contains(id)) {
     c->ReplyError(f, NotFoundError("object " + id.Hex() + " is not in the store of node " +
                                    self_address_ + " (freed, or never created here)"));
     return;
   }
-  if (!req.requester_address().empty()) copied_to_[id].insert(req.requester_address());
-  rpc::Frame handle = rpc::ReplyHandle(f);
   std::weak_ptr<rpc::Connection> weak = c;
+  if (req.zero_copy()) {
+    // Pinned for this peer until it is done with the object: sendfile leaves the pages to
+    // the kernel, which may read them after the reply has been handed over.
+    const object_store::ClientId client = ReaderFor(c).client;
+    store_->Get(client, {id}, kSourceGetTimeoutMs,
+                [this, weak, handle, id, req, client](std::vector<object_store::GetEntry> entries) {
+                  const object_store::GetEntry& e = entries[0];
+                  auto conn = weak.lock();
+                  auto r = conn ? readers_.find(conn.get()) : readers_.end();
+                  if (r == readers_.end() || r->second.client != client) {  // peer gone
+                    if (e.found) store_->Release(client, id);
+                    return;
+                  }
+                  if (!e.found) {
+                    conn->ReplyError(handle, NotFoundError("object " + id.Hex() +
+                                                           " is not readable here: " + e.error));
+                    return;
+                  }
+                  if (req.offset() >= e.data_size) {
+                    store_->Release(client, id);
+                    conn->ReplyError(
+                        handle, InvalidArgumentError("chunk offset past the end of " + id.Hex()));
+                    return;
+                  }
+                  ++r->second.pins[id];
+                  SendChunk(conn, handle, req, e.offset, e.data_size, e.format);
+                });
+    return;
+  }
   store_->Get(
       kSelf, {id}, kSourceGetTimeoutMs,
       [this, weak, handle, id, req](std::vector<object_store::GetEntry> entries) {
@@ -207,20 +456,56 @@ void ObjectManager::HandleReadChunk(const rpc::ConnectionPtr& c, rpc::Frame& f) 
           return;
         }
         if (conn && req.offset() <= e.data_size) {
-          proto::ObjectChunk chunk;
-          chunk.set_total_size(e.data_size);
-          chunk.set_format(e.format);
-          chunk.set_offset(req.offset());
-          int64_t n = std::min(req.length(), e.data_size - req.offset());
-          chunk.set_data(reinterpret_cast<const char*>(store_->base() + e.offset + req.offset()),
-                         static_cast<size_t>(n));
-          conn->Reply(handle, chunk);
+          if (req.offset() == 0 && e.data_size > kChunkBytes && !req.requester_address().empty()) {
+            auto reading = reading_.find(id);
+            if (req.allow_redirect() && reading != reading_.end() &&
+                reading->second.conn != conn.get() &&
+                reading->second.address != req.requester_address()) {
+              proto::ObjectChunk redirect;  // that node sends it on
+              redirect.set_redirect_address(reading->second.address);
+              conn->Reply(handle, redirect);
+              store_->Release(kSelf, id);
+              return;
+            }
+            reading_[id] = {conn.get(), req.requester_address()};
+          }
+          SendChunk(conn, handle, req, e.offset, e.data_size, e.format);
         } else if (conn) {
           conn->ReplyError(handle,
                            InvalidArgumentError("chunk offset past the end of " + id.Hex()));
         }
         store_->Release(kSelf, id);
       });
+}
+
+void ObjectManager::HandleReadDone(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::ObjectIdList list;
+  if (!rpc::ParsePayload(f.payload, &list)) return;
+  auto r = readers_.find(c.get());
+  for (const auto& bin : list.object_ids()) {
+    if (bin.size() != ObjectID::kSize) continue;
+    const ObjectID id = ObjectID::FromBinary(bin);
+    auto reading = reading_.find(id);
+    if (reading != reading_.end() && reading->second.conn == c.get()) reading_.erase(reading);
+    auto pull = pulls_.find(id);
+    if (pull != pulls_.end()) pull->second.partial_readers.erase(c.get());
+    if (r == readers_.end()) continue;
+    auto pin = r->second.pins.find(id);
+    if (pin == r->second.pins.end()) continue;
+    for (int i = 0; i < pin->second; ++i) store_->Release(r->second.client, id);
+    r->second.pins.erase(pin);
+  }
+}
+
+void ObjectManager::PeerClosed(const rpc::ConnectionPtr& c) {
+  for (auto it = reading_.begin(); it != reading_.end();) {
+    it = it->second.conn == c.get() ? reading_.erase(it) : std::next(it);
+  }
+  for (auto& [id, pull] : pulls_) pull.partial_readers.erase(c.get());
+  auto r = readers_.find(c.get());
+  if (r == readers_.end()) return;
+  store_->ClientGone(r->second.client);
+  readers_.erase(r);
 }
 
 void ObjectManager::ForwardFree(const std::vector<ObjectID>& ids) {

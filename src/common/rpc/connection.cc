@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -138,12 +139,19 @@ void Connection::Start() {
 }
 
 void Connection::Enqueue(std::string data, int fd) {
+  OutEntry e;
+  e.data = std::move(data);
+  e.fd = fd;
+  Enqueue(std::move(e));
+}
+
+void Connection::Enqueue(OutEntry entry) {
   MutexLock lock(write_mu_);
   if (closed_) {
-    if (fd >= 0) ::close(fd);
+    if (entry.fd >= 0) ::close(entry.fd);
     return;
   }
-  out_.push_back({std::move(data), 0, fd});
+  out_.push_back(std::move(entry));
   if (!started_) return;  // Start() flushes
   if (out_.size() == 1 && !want_write_) {
     if (!FlushLocked()) {
@@ -189,33 +197,60 @@ bool Connection::FlushLocked() {
     }
     iovec iov[64];
     int cnt = 0;
+    bool file_next = false;  // the last bytes gathered precede a file range
     for (auto it = out_.begin(); it != out_.end() && cnt < 64; ++it) {
       if (it->fd >= 0 && it->offset == 0 && cnt > 0) break;  // fd entries go alone
-      iov[cnt].iov_base = it->data.data() + it->offset;
-      iov[cnt].iov_len = it->data.size() - it->offset;
-      ++cnt;
-    }
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = static_cast<size_t>(cnt);
-    ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;
-      return false;
-    }
-    size_t left = static_cast<size_t>(n);
-    while (left > 0 && !out_.empty()) {
-      OutEntry& e = out_.front();
-      size_t rem = e.data.size() - e.offset;
-      if (left >= rem) {
-        left -= rem;
-        out_.pop_front();
-      } else {
-        e.offset += left;
-        left = 0;
+      if (it->offset < it->data.size()) {
+        iov[cnt].iov_base = it->data.data() + it->offset;
+        iov[cnt].iov_len = it->data.size() - it->offset;
+        ++cnt;
+      }
+      if (it->file_left > 0) {  // its file bytes go with sendfile, after these
+        file_next = true;
+        break;
       }
     }
-    if (!out_.empty() && out_.front().offset > 0) return true;  // socket buffer full
+    if (cnt > 0) {
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = static_cast<size_t>(cnt);
+      ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT | (file_next ? MSG_MORE : 0));
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;
+        return false;
+      }
+      size_t left = static_cast<size_t>(n);
+      while (left > 0 && !out_.empty()) {
+        OutEntry& e = out_.front();
+        size_t rem = e.data.size() - e.offset;
+        if (left >= rem) {
+          left -= rem;
+          e.offset = e.data.size();
+          if (e.file_left > 0) break;
+          out_.pop_front();
+        } else {
+          e.offset += left;
+          left = 0;
+        }
+      }
+      if (!out_.empty() && out_.front().offset < out_.front().data.size()) {
+        return true;  // socket buffer full
+      }
+    }
+    if (!out_.empty() && out_.front().file_left > 0 &&
+        out_.front().offset == out_.front().data.size()) {
+      OutEntry& e = out_.front();
+      off_t off = static_cast<off_t>(e.file_offset);
+      ssize_t n = ::sendfile(fd_, e.file_fd, &off, e.file_left);
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;
+        return false;
+      }
+      if (n == 0) return false;  // the file is shorter than the range
+      e.file_offset += n;
+      e.file_left -= static_cast<size_t>(n);
+      if (e.file_left == 0) out_.pop_front();
+    }
   }
   return true;
 }
@@ -276,42 +311,81 @@ void Connection::ReplyError(const Frame& request, const Status& status) {
                      request.request_id, nullptr, status.message()));
 }
 
-void Connection::Call(uint16_t type, const google::protobuf::MessageLite& req, ResponseCallback cb,
-                      int64_t timeout_ms) {
-  CallImpl(type, req, std::move(cb), timeout_ms, nullptr);
+void Connection::ReplyWithFileRange(const Frame& request, const google::protobuf::MessageLite& head,
+                                    int fd, int64_t offset, size_t length) {
+  const size_t head_len = head.ByteSizeLong();
+  const size_t len = 4 + head_len + length;
+  LUMEN_CHECK(len <= kMaxPayload) << "file range of " << length << " bytes is too large a reply";
+  OutEntry e;
+  e.data.resize(kHeaderSize + 4 + head_len);
+  PutHeader(e.data.data(), static_cast<uint32_t>(len), request.type, FrameKind::kResponse,
+            kFlagRawTail, request.request_id);
+  const uint32_t h32 = static_cast<uint32_t>(head_len);
+  std::memcpy(e.data.data() + kHeaderSize, &h32, 4);
+  head.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(e.data.data() + kHeaderSize + 4));
+  e.file_fd = fd;
+  e.file_offset = offset;
+  e.file_left = length;
+  Enqueue(std::move(e));
 }
 
-void Connection::CallImpl(uint16_t type, const google::protobuf::MessageLite& req,
-                          ResponseCallback cb, int64_t timeout_ms,
-                          std::function<void(int)> fd_sink) {
+void Connection::Call(uint16_t type, const google::protobuf::MessageLite& req, ResponseCallback cb,
+                      int64_t timeout_ms) {
+  Pending p;
+  p.cb = std::move(cb);
+  CallImpl(type, req, std::move(p), timeout_ms);
+}
+
+void Connection::CallInto(uint16_t type, const google::protobuf::MessageLite& req, char* dest,
+                          size_t capacity, RawResponseCallback cb, int64_t timeout_ms) {
+  Pending p;
+  p.raw_cb = std::move(cb);
+  p.raw_dest = dest;
+  p.raw_capacity = capacity;
+  CallImpl(type, req, std::move(p), timeout_ms);
+}
+
+void Connection::Complete(Pending& p, const Status& st, std::string_view payload, size_t raw) {
+  if (p.raw_cb) {
+    p.raw_cb(st, payload, raw);
+  } else {
+    p.cb(st, payload);
+  }
+}
+
+void Connection::CallImpl(uint16_t type, const google::protobuf::MessageLite& req, Pending p,
+                          int64_t timeout_ms) {
   uint64_t id;
   {
     MutexLock lock(call_mu_);
     if (closed_) {
       Status reason = close_reason_;
-      loop_->Post([cb = std::move(cb), reason] { cb(reason, {}); });
+      auto shared = std::make_shared<Pending>(std::move(p));
+      loop_->Post([shared, reason] { Complete(*shared, reason, {}, 0); });
       return;
     }
     id = next_request_id_++;
-    Pending p;
-    p.cb = std::move(cb);
-    p.fd_sink = std::move(fd_sink);
     if (timeout_ms >= 0) {
       std::weak_ptr<Connection> weak = shared_from_this();
       p.timer_id = loop_->RunAfter(std::chrono::milliseconds(timeout_ms), [weak, id, type] {
         auto self = weak.lock();
         if (!self) return;
-        ResponseCallback cb;
+        Status late = DeadlineExceededError("request " + std::to_string(type) + " to " +
+                                            self->peer_name_ + " timed out");
+        if (self->raw_.active && self->raw_.request_id == id) {
+          // Its bytes are arriving into the caller's buffer: stop reading before failing it.
+          self->CloseInLoop(late);
+          return;
+        }
+        Pending timed_out;
         {
           MutexLock lock(self->call_mu_);
           auto it = self->pending_.find(id);
           if (it == self->pending_.end()) return;
-          cb = std::move(it->second.cb);
+          timed_out = std::move(it->second);
           self->pending_.erase(it);
         }
-        cb(DeadlineExceededError("request " + std::to_string(type) + " to " + self->peer_name_ +
-                                 " timed out"),
-           {});
+        Complete(timed_out, late, {}, 0);
       });
     }
     pending_.emplace(id, std::move(p));
@@ -325,18 +399,16 @@ Status Connection::CallSync(uint16_t type, const google::protobuf::MessageLite& 
   auto promise = std::make_shared<std::promise<Status>>();
   auto future = promise->get_future();
   auto received_fd = std::make_shared<int>(-1);
-  std::function<void(int)> sink;
-  if (fd) sink = [received_fd](int f) { *received_fd = f; };
-  CallImpl(
-      type, req,
-      [promise, reply](const Status& st, std::string_view payload) {
-        if (st.ok() && reply && !ParsePayload(payload, reply)) {
-          promise->set_value(InternalError("malformed reply"));
-          return;
-        }
-        promise->set_value(st);
-      },
-      timeout_ms, std::move(sink));
+  Pending p;
+  if (fd) p.fd_sink = [received_fd](int f) { *received_fd = f; };
+  p.cb = [promise, reply](const Status& st, std::string_view payload) {
+    if (st.ok() && reply && !ParsePayload(payload, reply)) {
+      promise->set_value(InternalError("malformed reply"));
+      return;
+    }
+    promise->set_value(st);
+  };
+  CallImpl(type, req, std::move(p), timeout_ms);
   Status st = future.get();
   if (fd) {
     *fd = *received_fd;
@@ -386,9 +458,10 @@ void Connection::CloseInLoop(const Status& reason) {
   }
   Status failure =
       reason.ok() ? UnavailableError("connection to " + peer_name_ + " closed") : reason;
+  raw_ = RawReceive();
   for (auto& [id, p] : pending) {
     if (p.timer_id) loop_->CancelTimer(p.timer_id);
-    p.cb(failure, {});
+    Complete(p, failure, {}, 0);
   }
   if (close_cb_) {
     auto cb = std::move(close_cb_);
@@ -432,6 +505,24 @@ void Connection::ReserveRead(size_t free_bytes) {
 void Connection::OnReadable() {
   constexpr size_t kReadChunk = 256 * 1024;
   for (int round = 0; round < 32 && !closed_; ++round) {
+    if (raw_.active) {  // a raw reply's bytes go straight to the caller's buffer
+      const size_t want = raw_.total - raw_.got;
+      ssize_t n = ::recv(fd_, raw_.dest + raw_.got, want, MSG_DONTWAIT);
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+        if (errno == EINTR) continue;
+        CloseInLoop(
+            UnavailableError("connection to " + peer_name_ + " lost: " + std::strerror(errno)));
+        return;
+      }
+      if (n == 0) {
+        CloseInLoop(UnavailableError("connection to " + peer_name_ + " closed by peer"));
+        return;
+      }
+      raw_.got += static_cast<size_t>(n);
+      if (raw_.got == raw_.total) FinishRawReceive();
+      continue;
+    }
     size_t want = kReadChunk;
     // When a large frame is partially read, make room for the rest of it at once.
     if (in_end_ - in_start_ >= kHeaderSize) {
@@ -510,6 +601,22 @@ bool Connection::ProcessFrames() {
       CloseInLoop(InvalidArgumentError("malformed frame from " + peer_name_));
       return false;
     }
+    if ((frame.flags & kFlagRawTail) && kind == static_cast<uint8_t>(FrameKind::kResponse) &&
+        authenticated_ && len >= 4) {
+      if (avail < kHeaderSize + 4) return true;
+      uint32_t head_len;
+      std::memcpy(&head_len, h + kHeaderSize, 4);
+      if (head_len > len - 4) {
+        CloseInLoop(InvalidArgumentError("malformed raw reply from " + peer_name_));
+        return false;
+      }
+      if (avail < kHeaderSize + 4 + head_len) return true;
+      if (StartRawReceive(frame.request_id, len, head_len)) {
+        if (closed_) return false;
+        if (raw_.active) return true;  // the rest of its bytes come from the socket
+        continue;
+      }
+    }
     if (avail < kHeaderSize + len) return true;
     frame.kind = static_cast<FrameKind>(kind);
     frame.payload = std::string_view(h + kHeaderSize, len);
@@ -527,6 +634,53 @@ bool Connection::ProcessFrames() {
     in_start_ += kHeaderSize + len;
   }
   return false;
+}
+
+bool Connection::StartRawReceive(uint64_t request_id, uint32_t len, uint32_t head_len) {
+  const size_t raw_len = len - 4 - head_len;
+  char* dest = nullptr;
+  size_t capacity = 0;
+  {
+    MutexLock lock(call_mu_);
+    auto it = pending_.find(request_id);
+    if (it == pending_.end() || !it->second.raw_cb) return false;  // read whole, then dropped
+    dest = it->second.raw_dest;
+    capacity = it->second.raw_capacity;
+  }
+  if (raw_len > capacity) {
+    CloseInLoop(InvalidArgumentError("raw reply of " + std::to_string(raw_len) + " bytes from " +
+                                     peer_name_ + " exceeds the " + std::to_string(capacity) +
+                                     " asked for"));
+    return true;
+  }
+  raw_.dest = dest;
+  const char* h = in_data_ + in_start_;
+  raw_.active = true;
+  raw_.request_id = request_id;
+  raw_.total = raw_len;
+  raw_.head.assign(h + kHeaderSize + 4, head_len);
+  in_start_ += kHeaderSize + 4 + head_len;
+  // Bytes already read with the header are copied; the rest are read into place.
+  raw_.got = std::min(raw_len, in_end_ - in_start_);
+  if (raw_.got > 0) std::memcpy(raw_.dest, in_data_ + in_start_, raw_.got);
+  in_start_ += raw_.got;
+  if (raw_.got == raw_.total) FinishRawReceive();
+  return true;
+}
+
+void Connection::FinishRawReceive() {
+  RawReceive done = std::move(raw_);
+  raw_ = RawReceive();
+  Pending p;
+  {
+    MutexLock lock(call_mu_);
+    auto it = pending_.find(done.request_id);
+    if (it == pending_.end()) return;
+    p = std::move(it->second);
+    pending_.erase(it);
+  }
+  if (p.timer_id) loop_->CancelTimer(p.timer_id);
+  Complete(p, Status::OK(), done.head, done.total);
 }
 
 bool Connection::HandleFrame(Frame& frame) {
@@ -583,7 +737,7 @@ bool Connection::HandleFrame(Frame& frame) {
       frame.fd = -1;
     }
     if (frame.kind == FrameKind::kResponse) {
-      p.cb(Status::OK(), frame.payload);
+      Complete(p, Status::OK(), frame.payload, 0);
     } else {
       auto code = static_cast<StatusCode>(frame.type);
       // An error response always fails the call: a peer sending code 0 (OK) must not turn
@@ -591,7 +745,7 @@ bool Connection::HandleFrame(Frame& frame) {
       if (frame.type == 0 || frame.type > static_cast<uint16_t>(StatusCode::kUnauthenticated)) {
         code = StatusCode::kUnknown;
       }
-      p.cb(Status(code, std::string(frame.payload)), {});
+      Complete(p, Status(code, std::string(frame.payload)), {}, 0);
     }
     return !closed_;
   }

@@ -30,6 +30,9 @@ namespace lumen::rpc {
 enum class FrameKind : uint8_t { kOneWay = 0, kRequest = 1, kResponse = 2, kErrorResponse = 3 };
 
 constexpr uint8_t kFlagHasFd = 1;
+// The payload is [u32 head size][head][raw bytes]: a reply sent with ReplyWithFileRange. A
+// caller that used CallInto receives the raw bytes straight into its buffer.
+constexpr uint8_t kFlagRawTail = 2;
 constexpr size_t kHeaderSize = 16;
 constexpr uint32_t kMaxPayload = 512u << 20;  // after authentication
 constexpr uint32_t kMaxUnauthenticatedPayload = 64u << 10;
@@ -100,11 +103,28 @@ class Connection : public std::enable_shared_from_this<Connection> {
                   const google::protobuf::MessageLite& msg, int fd);
   void Reply(const Frame& request, const google::protobuf::MessageLite& msg);
   void ReplyError(const Frame& request, const Status& status);
+  // Replies with `head` followed by `length` bytes of file `fd` from `offset`, sent with
+  // sendfile(2) from the file's pages: the bytes are not copied through this process, and the
+  // kernel may still read those pages after this returns, so the caller keeps the range
+  // unchanged until the peer says it has the bytes. `fd` must stay open until the connection
+  // has written them or closed (the loop thread owns this: call it there). TCP only.
+  void ReplyWithFileRange(const Frame& request, const google::protobuf::MessageLite& head, int fd,
+                          int64_t offset, size_t length);
 
   // Asynchronous request; `cb` runs on the loop thread with the reply payload or an error.
   // timeout_ms < 0: no timeout.
   void Call(uint16_t type, const google::protobuf::MessageLite& req, ResponseCallback cb,
             int64_t timeout_ms = -1);
+  // Like Call, for a request answered with ReplyWithFileRange: the reply's raw bytes are read
+  // from the socket straight into `dest` (never through the connection's buffer), and `cb`
+  // gets the head and how many raw bytes were written there. A reply longer than `capacity`
+  // closes the connection (a peer's bad message); an ordinary reply reaches `cb` as with Call
+  // (raw count 0). `dest` must stay writable until `cb` has run. A timeout that fires while the
+  // bytes are arriving closes the connection, so nothing is written to `dest` after `cb`.
+  using RawResponseCallback =
+      std::function<void(const Status&, std::string_view head, size_t raw_bytes)>;
+  void CallInto(uint16_t type, const google::protobuf::MessageLite& req, char* dest,
+                size_t capacity, RawResponseCallback cb, int64_t timeout_ms = -1);
   // Blocking request. Must not be called from the loop thread. With `fd`, a descriptor sent
   // with the reply is stored there (-1 if none; the caller owns it).
   Status CallSync(uint16_t type, const google::protobuf::MessageLite& req,
@@ -150,15 +170,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
   struct OutEntry {
     std::string data;
     size_t offset = 0;
-    int fd = -1;
+    int fd = -1;  // a descriptor to pass with the first bytes (Unix sockets)
+    // After `data`: bytes of this file, written with sendfile (file_fd < 0: none).
+    int file_fd = -1;
+    int64_t file_offset = 0;
+    size_t file_left = 0;
   };
 
   void Enqueue(std::string data, int fd = -1);
+  void Enqueue(OutEntry entry);
   bool FlushLocked() LUMEN_REQUIRES(write_mu_);  // returns false on a fatal write error
   void OnEvents(uint32_t events);
   void OnReadable();
   void ReserveRead(size_t free_bytes);
   bool ProcessFrames();  // false: connection closed
+  // A kFlagRawTail response whose head is buffered: starts receiving its raw bytes into the
+  // caller's buffer. Returns false if the frame is not for a CallInto request (read it whole).
+  bool StartRawReceive(uint64_t request_id, uint32_t len, uint32_t head_len);
+  // The raw bytes of the current raw response have all arrived: runs its callback.
+  void FinishRawReceive();
   bool HandleFrame(Frame& frame);
   void CloseInLoop(const Status& reason);
   static std::string BuildFrame(uint16_t type, FrameKind kind, uint8_t flags, uint64_t request_id,
@@ -201,9 +231,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
     ResponseCallback cb;
     uint64_t timer_id = 0;
     std::function<void(int)> fd_sink;  // takes a descriptor sent with the reply
+    RawResponseCallback raw_cb;        // CallInto: set instead of cb
+    char* raw_dest = nullptr;
+    size_t raw_capacity = 0;
   };
-  void CallImpl(uint16_t type, const google::protobuf::MessageLite& req, ResponseCallback cb,
-                int64_t timeout_ms, std::function<void(int)> fd_sink);
+  // Loop thread only: the raw response being received (active while its bytes arrive).
+  struct RawReceive {
+    bool active = false;
+    uint64_t request_id = 0;
+    char* dest = nullptr;
+    size_t total = 0;
+    size_t got = 0;
+    std::string head;
+  };
+  RawReceive raw_;
+  void CallImpl(uint16_t type, const google::protobuf::MessageLite& req, Pending p,
+                int64_t timeout_ms);
+  // Runs a finished call's callback (either kind).
+  static void Complete(Pending& p, const Status& st, std::string_view payload, size_t raw);
   std::unordered_map<uint64_t, Pending> pending_ LUMEN_GUARDED_BY(call_mu_);
   uint64_t next_request_id_ LUMEN_GUARDED_BY(call_mu_) = 1;
   Status close_reason_ LUMEN_GUARDED_BY(call_mu_);

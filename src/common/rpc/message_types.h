@@ -28,6 +28,7 @@ enum MsgType : uint16_t {
   kJobFinished = 116,        // JobFinishedRequest (one-way)
   kPullObject = 117,         // PullObjectRequest -> Empty (once the object is local)
   kReadObjectChunk = 118,    // ReadChunkRequest -> ObjectChunk (node -> node)
+  kReadObjectDone = 119,     // ObjectIdList (node -> node, one-way): done reading these
 
   // ---- control service (gcs.proto) -------------------------------------------------------
   kRegisterNode = 200,    // RegisterNodeRequest -> Empty
