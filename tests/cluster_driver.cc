@@ -54,6 +54,13 @@ std::string Rendezvous(std::string dir, int n) {
 // Where a task that reads `b` ran.
 std::string WhereIsItRead(const lumen::Buffer& b) { return b.size() > 0 ? WhereAmI() : ""; }
 
+// Prints `text` to stdout and to stderr (as a user's task would), returns its pid.
+int Say(std::string text) {
+  std::printf("%s on stdout\n", text.c_str());
+  std::fprintf(stderr, "%s on stderr\n", text.c_str());
+  return static_cast<int>(::getpid());
+}
+
 // Bytes whose every 8-byte word says where it belongs, and a digest that notices any word out
 // of place: a chunk copied to the wrong offset, or twice, changes it.
 lumen::Buffer Pattern(int64_t n) {
@@ -86,13 +93,18 @@ class Probe {
   std::string Node() { return WhereAmI(); }
   lumen::Buffer Make(int64_t n) { return lumen::Buffer::FromVector(std::vector<uint8_t>(n, 7)); }
   std::string ActorId() { return lumen::GetRuntimeContext().actor_id(); }
+  int Say(std::string text) {
+    std::printf("%s\n", text.c_str());
+    return static_cast<int>(::getpid());
+  }
   std::string JobId() { return lumen::GetRuntimeContext().job_id(); }
 };
 
 }  // namespace
 
-LUMEN_REMOTE(WhereAmI, Rendezvous, WhereIsItRead, Pattern, Digest, DigestTogether);
-LUMEN_REMOTE(Probe::Create, &Probe::Node, &Probe::Make, &Probe::ActorId, &Probe::JobId);
+LUMEN_REMOTE(WhereAmI, Rendezvous, WhereIsItRead, Say, Pattern, Digest, DigestTogether);
+LUMEN_REMOTE(Probe::Create, &Probe::Node, &Probe::Make, &Probe::ActorId, &Probe::JobId,
+             &Probe::Say);
 
 namespace {
 
@@ -293,6 +305,20 @@ void CheckBroadcast() {
   std::printf("1 GiB made on node c arrived intact on nodes a and b\n");
 }
 
+void CheckOutput() {
+  // A task on node b and an actor on node c print; cluster_test looks for the lines, with
+  // where they came from, in what this driver printed. The pids and nodes go to stdout here.
+  auto zones = NodesByZone();
+  int task_pid = lumen::Get(lumen::Task(Say)
+                                .Options({.label_selector = {{"zone", "b"}}})
+                                .Remote(std::string("hello from a task")));
+  auto probe = lumen::Actor(Probe::Create).Options({.label_selector = {{"zone", "c"}}}).Remote();
+  int actor_pid = lumen::Get(probe.Task(&Probe::Say).Remote(std::string("hello from an actor")));
+  std::printf("task pid=%d node=%s\nactor pid=%d node=%s\n", task_pid, Short(zones["b"]).c_str(),
+              actor_pid, Short(zones["c"]).c_str());
+  std::fflush(stdout);
+}
+
 void CheckInfeasible() {
   ExpectError(lumen::Task(WhereAmI).Options({.num_cpus = 64}).Remote(),
               {"{CPU: 64}", "largest node", "CPU: 1"}, "a task asking 64 CPUs");
@@ -321,11 +347,17 @@ void CheckWaitForANode() {
 int main(int argc, char** argv) {
   lumen::Init(argc, argv);
   const std::map<std::string, std::function<void()>> checks = {
-      {"nodes", CheckNodes},           {"custom_resource", CheckCustomResource},
-      {"spillback", CheckSpillback},   {"spread", CheckSpread},
-      {"affinity", CheckAffinity},     {"labels", CheckLabels},
-      {"infeasible", CheckInfeasible}, {"locality", CheckLocality},
-      {"broadcast", CheckBroadcast},   {"wait_for_a_node", CheckWaitForANode}};
+      {"nodes", CheckNodes},
+      {"custom_resource", CheckCustomResource},
+      {"spillback", CheckSpillback},
+      {"spread", CheckSpread},
+      {"affinity", CheckAffinity},
+      {"labels", CheckLabels},
+      {"infeasible", CheckInfeasible},
+      {"locality", CheckLocality},
+      {"broadcast", CheckBroadcast},
+      {"output", CheckOutput},
+      {"wait_for_a_node", CheckWaitForANode}};
   int code = 0;
   std::string which = argc > 1 ? argv[1] : "";
   auto it = checks.find(which);

@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 
@@ -125,6 +127,43 @@ TEST_F(ClusterTest, AGibibyteObjectReachesTwoNodesAndItsSourceSendsItOnce) {
   EXPECT_LT(c_sent, 1024 + 512) << status.out;
   EXPECT_EQ(a_redirected + b_redirected, 1) << status.out;
   EXPECT_GE(a_sent + b_sent, 1024) << status.out;
+}
+
+// The value after `key` ("pid=" ...) on the line of `out` that starts with `line_start`.
+std::string Field(const std::string& out, const std::string& line_start, const std::string& key) {
+  size_t at = out.find(line_start);
+  if (at == std::string::npos) return "";
+  at = out.find(key, at) + key.size();
+  return out.substr(at, out.find_first_of(" \n", at) - at);
+}
+
+TEST_F(ClusterTest, WhatWorkersPrintReachesTheDriverWithWhereItCameFrom) {
+  auto r = Driver("output");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string task = "(Say pid=" + Field(r.out, "task pid=", "pid=") +
+                           " node=" + Field(r.out, "task pid=", "node=") + ") hello from a task";
+  EXPECT_NE(r.out.find(task + " on stdout\n"), std::string::npos) << task << "\n" << r.out;
+  EXPECT_NE(r.out.find(task + " on stderr\n"), std::string::npos) << task << "\n" << r.out;
+  const std::string actor = "(Probe pid=" + Field(r.out, "actor pid=", "pid=") +
+                            " node=" + Field(r.out, "actor pid=", "node=") +
+                            ") hello from an actor";
+  EXPECT_NE(r.out.find(actor + "\n"), std::string::npos) << actor << "\n" << r.out;
+  EXPECT_EQ(r.out.find("lumen-task"), std::string::npos) << "a marker line leaked:\n" << r.out;
+
+  // Turned off, the driver prints none of it; the workers' files still hold it.
+  auto quiet = Shell(*env_ + "LUMEN_LOG_TO_DRIVER=0 RENDEZVOUS_DIR=" + *root_ +
+                     "/rendezvous LUMEN_ADDRESS=" + *address_ + " LUMEN_TOKEN=" + kToken + " " +
+                     CLUSTER_DRIVER + " output");
+  ASSERT_EQ(quiet.code, 0) << quiet.out;
+  EXPECT_EQ(quiet.out.find("hello from"), std::string::npos) << quiet.out;
+  int files_with_it = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(*root_)) {
+    if (e.path().extension() != ".out") continue;
+    std::ifstream in(e.path());
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    files_with_it += text.find("hello from a task on stdout") != std::string::npos;
+  }
+  EXPECT_GE(files_with_it, 2) << "the workers' .out files in the session directories";
 }
 
 TEST_F(ClusterTest, InfeasibleRequestsFailWithTheLargestNode) {

@@ -169,6 +169,7 @@ void Init(int argc, char** argv, const InitOptions& options) {
 
   core::CoreWorkerOptions o;
   o.is_driver = true;
+  o.log_to_driver = Env("LUMEN_LOG_TO_DRIVER") != "0";
   o.binary = SelfExecutable();
   if (argv) {
     for (int i = 0; i < argc; ++i) o.argv.push_back(argv[i]);

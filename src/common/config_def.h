@@ -49,6 +49,8 @@ LUMEN_CONFIG(int64_t, owner_reply_timeout_ms, 30000,
              "A status request its owner leaves unanswered this long fails with OwnerDiedError")
 LUMEN_CONFIG(int64_t, resource_report_period_ms, 100,
              "Shortest interval between a node's resource reports (and the GCS's view broadcasts)")
+LUMEN_CONFIG(int64_t, log_monitor_period_ms, 100,
+             "How often a node daemon forwards what its workers printed to their drivers")
 LUMEN_CONFIG(double, scheduler_spread_threshold, 0.5,
              "Hybrid scheduling packs on the local node below this utilisation, then spreads")
 LUMEN_CONFIG(int64_t, max_spillbacks, 4,

@@ -12,6 +12,11 @@
 
 namespace lumen {
 
+// A worker writes this, then the name of the function or actor class, as a line on stdout and
+// stderr when it starts a task of another name; the node's log monitor (src/node/log_monitor.h)
+// prefixes the output that follows with it and does not forward the marker.
+inline constexpr const char* kTaskOutputMarker = "\x1flumen-task:";
+
 enum class LogLevel : int { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3, kFatal = 4 };
 
 // Parses "debug", "info", "warning"/"warn", "error" (case-insensitive); `fallback` otherwise.

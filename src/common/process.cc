@@ -43,7 +43,12 @@ StatusOr<ChildProcess> SpawnProcess(const SpawnOptions& options) {
   if (!options.log_path.empty()) {
     posix_spawn_file_actions_addopen(&actions, 1, options.log_path.c_str(),
                                      O_WRONLY | O_CREAT | O_APPEND, 0600);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    if (options.err_path.empty()) {
+      posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    } else {
+      posix_spawn_file_actions_addopen(&actions, 2, options.err_path.c_str(),
+                                       O_WRONLY | O_CREAT | O_APPEND, 0600);
+    }
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   }
   if (!options.cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, options.cwd.c_str());

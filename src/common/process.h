@@ -16,6 +16,7 @@ struct SpawnOptions {
   std::vector<std::string> env;   // complete environment, KEY=VALUE
   std::string cwd;                // empty: inherit
   std::string log_path;           // stdout and stderr appended here; empty: inherit
+  std::string err_path;           // with log_path: stderr appended here instead
   bool new_session = false;       // setsid(): detach from the terminal (daemons)
 };
 

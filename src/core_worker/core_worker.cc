@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <future>
 
@@ -94,6 +96,27 @@ CoreWorker::CoreWorker(CoreWorkerOptions options) : options_(std::move(options))
   RegisterHandlers();
 }
 
+namespace {
+
+// Writes lines workers printed to this process's `fd` (stdout or stderr) in one write.
+void PrintWorkerLines(const google::protobuf::RepeatedPtrField<std::string>& lines, int fd) {
+  if (lines.empty()) return;
+  std::string text;
+  for (const auto& line : lines) {
+    text += line;
+    text += '\n';
+  }
+  if (fd == 1) std::fflush(stdout);  // after what the driver itself printed before
+  for (size_t off = 0; off < text.size();) {
+    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    off += static_cast<size_t>(n);
+  }
+}
+
+}  // namespace
+
 CoreWorker::~CoreWorker() {
   Shutdown();
   io_.Stop();
@@ -147,6 +170,12 @@ void CoreWorker::RegisterHandlers() {
   dispatcher_.Register(rpc::kWorkerExit, [this](const rpc::ConnectionPtr&, rpc::Frame&) {
     if (executor_) executor_->Stop();
   });
+  dispatcher_.Register(rpc::kWorkerLogs, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
+    proto::WorkerLogs logs;
+    if (!options_.is_driver || c != gcs_ || !rpc::ParsePayload(f.payload, &logs)) return;
+    PrintWorkerLines(logs.stdout_lines(), 1);
+    PrintWorkerLines(logs.stderr_lines(), 2);
+  });
 }
 
 StatusOr<std::string> CoreWorker::ListenInRange() {
@@ -189,6 +218,7 @@ Status CoreWorker::Connect() {
     proto::RegisterJobRequest req;
     *req.mutable_driver() = address_;
     req.set_binary(options_.binary);
+    req.set_log_to_driver(options_.log_to_driver);
     proto::StartJobRequest* start = req.mutable_start();
     start->set_binary(options_.binary);
     for (const auto& a : options_.argv) start->add_argv(a);
@@ -239,6 +269,13 @@ void CoreWorker::Shutdown() {
   task_submitter_->Shutdown();
   actor_submitter_->Shutdown();
   if (executor_) executor_->Stop();
+  if (options_.is_driver && options_.log_to_driver && gcs_ && !gcs_->closed()) {
+    // What the workers printed before the job ends reaches this driver first.
+    proto::FlushWorkerLogsRequest req;
+    req.set_job_id(job_id_.Binary());
+    proto::Empty empty;
+    gcs_->CallSync(rpc::kFlushWorkerLogs, req, &empty, 3000).IgnoreError();
+  }
   if (options_.is_driver && gcs_ && !gcs_->closed()) {
     proto::JobFinishedRequest req;
     req.set_job_id(job_id_.Binary());

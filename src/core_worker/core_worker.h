@@ -38,6 +38,8 @@ class DependencyResolver;
 
 struct CoreWorkerOptions {
   bool is_driver = true;
+  // Driver: print what the job's workers print, prefixed with where (LUMEN_LOG_TO_DRIVER).
+  bool log_to_driver = true;
   std::string node_address;  // unix:<path> of the local node daemon
   std::string gcs_address;
   std::string token;

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <typeinfo>
@@ -15,6 +16,54 @@
 #include "lumen/serialization.h"
 
 namespace lumen::core {
+
+namespace {
+
+// The name worker output is shown under on the driver: the function, or the actor's class.
+std::string OutputName(const proto::TaskSpec& spec) {
+  std::string name = spec.function_name();
+  if (!name.empty() && name[0] == '&') name.erase(0, 1);
+  if (spec.type() == proto::ACTOR_CREATION_TASK && !spec.actor_creation().class_name().empty()) {
+    return spec.actor_creation().class_name();
+  }
+  if (spec.type() != proto::NORMAL_TASK) {
+    size_t colons = name.rfind("::");
+    if (colons != std::string::npos) name.resize(colons);
+  }
+  return name;
+}
+
+Mutex g_output_mu;
+std::string g_output_name LUMEN_GUARDED_BY(g_output_mu);
+
+// Tells the node's log monitor (src/node/log_monitor.h) whose output follows: when a task of
+// another name starts, what earlier tasks printed is flushed and a marker line goes to both
+// streams.
+void MarkOutput(const proto::TaskSpec& spec) {
+  std::string name = OutputName(spec);
+  MutexLock lock(g_output_mu);
+  if (name == g_output_name) return;
+  g_output_name = name;
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const std::string marker = std::string(kTaskOutputMarker) + name + "\n";
+  for (int fd : {1, 2}) {
+    if (::write(fd, marker.data(), marker.size()) < 0) {
+      // Nowhere to write (closed stream): output is not forwarded either.
+    }
+  }
+}
+
+// What a task printed is in the files before its result leaves, so that a driver that got the
+// result and flushes the logs sees it.
+struct FlushOutputAtEnd {
+  ~FlushOutputAtEnd() {
+    std::fflush(stdout);
+    std::fflush(stderr);
+  }
+};
+
+}  // namespace
 
 TaskExecutor::~TaskExecutor() {
   Stop();
@@ -215,6 +264,8 @@ proto::TaskResult TaskExecutor::RunTask(const std::shared_ptr<Work>& work) {
     ~ResetContext() { cw.SetThreadContext(nullptr); }
   } reset{cw_};
 
+  MarkOutput(spec);
+  FlushOutputAtEnd flush_output;
   const std::string& name = spec.function_name();
   // Consecutive tasks usually call the same function: skip the registry's lock and hash.
   thread_local std::string last_name;

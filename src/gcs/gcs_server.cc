@@ -71,6 +71,8 @@ void GcsServer::RegisterHandlers() {
   bind(rpc::kClusterStatus, &GcsServer::HandleClusterStatus);
   bind(rpc::kGetClusterView, &GcsServer::HandleGetClusterView);
   bind(rpc::kGetJob, &GcsServer::HandleGetJob);
+  bind(rpc::kWorkerLogs, &GcsServer::HandleWorkerLogs);
+  bind(rpc::kFlushWorkerLogs, &GcsServer::HandleFlushWorkerLogs);
   bind(rpc::kGcsShutdown, &GcsServer::HandleShutdown);
   client_dispatcher_.Register(
       rpc::kTaskResults,
@@ -123,7 +125,7 @@ Status GcsServer::Recover() {
     }
     proto::RegisterJobRequest req;
     req.ParseFromString(value);
-    jobs_[job] = JobState{req.driver(), /*alive=*/false, req.start()};
+    jobs_[job] = JobState{req.driver(), /*alive=*/false, req.start(), {}, false};
     next_job_ = std::max(next_job_, job.ToInt() + 1);
   }
   auto load_node = [&](const NodeID& id, const std::string& key, proto::NodeInfo& info) {
@@ -350,7 +352,7 @@ void GcsServer::HandleRegisterJob(const rpc::ConnectionPtr& c, rpc::Frame& f) {
     return;
   }
   JobID job = JobID::FromInt(next_job_++);
-  jobs_[job] = JobState{req.driver(), true, req.start()};
+  jobs_[job] = JobState{req.driver(), true, req.start(), c, req.log_to_driver()};
   jobs_[job].start.set_job_id(job.Binary());
   jobs_[job].start.set_prestart_workers(0);
   auto role = std::make_shared<ConnRole>();
@@ -362,6 +364,51 @@ void GcsServer::HandleRegisterJob(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   reply.set_job_id(job.Binary());
   LUMEN_LOG(INFO) << "job " << job.ToInt() << " started (driver pid " << req.driver().pid() << ")";
   c->Reply(f, reply);
+}
+
+void GcsServer::HandleWorkerLogs(const rpc::ConnectionPtr&, rpc::Frame& f) {
+  proto::WorkerLogs logs;
+  if (!rpc::ParsePayload(f.payload, &logs) || logs.job_id().size() != JobID::kSize) return;
+  auto it = jobs_.find(JobID::FromBinary(logs.job_id()));
+  if (it == jobs_.end() || !it->second.alive || !it->second.log_to_driver) return;
+  if (auto driver = it->second.driver_conn.lock()) driver->SendRaw(rpc::kWorkerLogs, f.payload);
+}
+
+void GcsServer::HandleFlushWorkerLogs(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::FlushWorkerLogsRequest req;
+  if (!rpc::ParsePayload(f.payload, &req) || req.job_id().size() != JobID::kSize) {
+    c->ReplyError(f, InvalidArgumentError("malformed FlushWorkerLogs"));
+    return;
+  }
+  // Each node answers with what it read; that goes to the driver before the reply does.
+  struct Flush {
+    std::weak_ptr<rpc::Connection> driver;
+    rpc::Frame handle;
+    int waiting = 0;
+  };
+  auto flush = std::make_shared<Flush>();
+  flush->driver = c;
+  flush->handle = rpc::ReplyHandle(f);
+  std::vector<rpc::ConnectionPtr> nodes;
+  for (const auto& [id, n] : nodes_) {
+    if (!n.info.alive()) continue;
+    if (auto conn = NodeConnection(id)) nodes.push_back(conn);
+  }
+  flush->waiting = static_cast<int>(nodes.size());
+  if (nodes.empty()) {
+    c->Reply(f, proto::Empty());
+    return;
+  }
+  for (const auto& conn : nodes) {
+    conn->Call(
+        rpc::kFlushWorkerLogs, req,
+        [flush](const Status& st, std::string_view payload) {
+          auto driver = flush->driver.lock();
+          if (driver && st.ok() && !payload.empty()) driver->SendRaw(rpc::kWorkerLogs, payload);
+          if (--flush->waiting == 0 && driver) driver->Reply(flush->handle, proto::Empty());
+        },
+        2000);
+  }
 }
 
 void GcsServer::HandleJobFinished(const rpc::ConnectionPtr& c, rpc::Frame& f) {

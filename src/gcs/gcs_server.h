@@ -74,7 +74,9 @@ class GcsServer {
   struct JobState {
     proto::Address driver;
     bool alive = true;
-    proto::StartJobRequest start;  // how its workers start
+    proto::StartJobRequest start;                // how its workers start
+    std::weak_ptr<rpc::Connection> driver_conn;  // where its workers' output goes
+    bool log_to_driver = false;
   };
   struct ConnRole {  // what a server-side connection belongs to
     NodeID node;
@@ -106,6 +108,10 @@ class GcsServer {
   void HandleClusterStatus(const rpc::ConnectionPtr& c, rpc::Frame& f);
   void HandleShutdown(const rpc::ConnectionPtr& c, rpc::Frame& f);
   void HandleCreationResult(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  // Worker output from a node daemon: forwarded to the job's driver.
+  void HandleWorkerLogs(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  // From a driver: every node sends what the job's workers printed so far, then the reply.
+  void HandleFlushWorkerLogs(const rpc::ConnectionPtr& c, rpc::Frame& f);
 
   void FinishJob(const JobID& job, const std::string& why);
   void ScheduleActor(const ActorID& id);

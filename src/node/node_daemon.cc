@@ -66,6 +66,7 @@ void NodeDaemon::RegisterHandlers() {
   bind_objects(rpc::kReadObjectChunk, &ObjectManager::HandleReadChunk);
   bind_objects(rpc::kReadObjectDone, &ObjectManager::HandleReadDone);
   bind(rpc::kNodeStats, &NodeDaemon::HandleNodeStats);
+  bind(rpc::kFlushWorkerLogs, &NodeDaemon::HandleFlushWorkerLogs);
   bind(rpc::kNodeShutdown, &NodeDaemon::HandleShutdown);
   gcs_dispatcher_.Register(rpc::kClusterView, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
     if (!stopped_) OnClusterView(c, f);
@@ -124,8 +125,16 @@ Status NodeDaemon::Start() {
   pool_ = std::make_unique<WorkerPool>(
       loop_, env, [this](const WorkerProc& w, const std::string& d) { OnWorkerDied(w, d); });
 
+  logs_ = std::make_unique<LogMonitor>(short_id, [this](const JobID& job, proto::WorkerLogs l) {
+    if (!gcs_ || gcs_->closed()) return;
+    l.set_job_id(job.Binary());
+    gcs_->Send(rpc::kWorkerLogs, l);
+  });
+
   LUMEN_RETURN_IF_ERROR(ConnectGcs());
   loop_->Post([this] {
+    log_timer_ = loop_->RunAfter(std::chrono::milliseconds(Config::Get().log_monitor_period_ms()),
+                                 [this] { ForwardWorkerLogs(); });
     heartbeat_timer_ = loop_->RunAfter(
         std::chrono::milliseconds(Config::Get().heartbeat_period_ms()), [this] { Heartbeat(); });
   });
@@ -144,6 +153,7 @@ void NodeDaemon::Stop() {
     if (objects_) objects_->Stop();
     if (gcs_) gcs_->Close(CancelledError("node stopping"));
     if (heartbeat_timer_) loop_->CancelTimer(heartbeat_timer_);
+    if (log_timer_) loop_->CancelTimer(log_timer_);
     if (report_timer_) loop_->CancelTimer(report_timer_);
   };
   if (loop_->InLoopThread()) {
@@ -731,8 +741,41 @@ void NodeDaemon::HandleNotifyBlocked(const rpc::ConnectionPtr& c, rpc::Frame& f)
   }
 }
 
+void NodeDaemon::ForwardWorkerLogs() {
+  log_timer_ = 0;
+  if (stopped_) return;
+  for (const WorkerProc* w : pool_->All()) {
+    if (w->state != WorkerProc::State::kDead && !logs_->Has(w->id)) {
+      logs_->Add(w->id, w->job, w->pid, w->out_path, w->err_path);
+    }
+  }
+  logs_->Poll();
+  log_timer_ = loop_->RunAfter(std::chrono::milliseconds(Config::Get().log_monitor_period_ms()),
+                               [this] { ForwardWorkerLogs(); });
+}
+
+void NodeDaemon::HandleFlushWorkerLogs(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::FlushWorkerLogsRequest req;
+  if (!rpc::ParsePayload(f.payload, &req) || req.job_id().size() != JobID::kSize) {
+    c->ReplyError(f, InvalidArgumentError("malformed FlushWorkerLogs"));
+    return;
+  }
+  const JobID job = JobID::FromBinary(req.job_id());
+  for (const WorkerProc* w : pool_->All()) {
+    if (w->job == job && w->state != WorkerProc::State::kDead && !logs_->Has(w->id)) {
+      logs_->Add(w->id, w->job, w->pid, w->out_path, w->err_path);
+    }
+  }
+  proto::WorkerLogs logs = logs_->Flush(job);  // in the reply: it reaches the driver first
+  logs.set_job_id(job.Binary());
+  c->Reply(f, logs);
+}
+
 void NodeDaemon::OnWorkerDied(const WorkerProc& w, const std::string& description) {
   if (stopped_) return;
+  // What it printed last (a crash message, say) still reaches its driver.
+  logs_->Add(w.id, w.job, w.pid, w.out_path, w.err_path);
+  logs_->Exited(w.id);
   if (w.lease_id) {
     auto it = leases_.find(w.lease_id);
     if (it != leases_.end()) {

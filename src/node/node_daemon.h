@@ -25,6 +25,7 @@
 #include "gcs.pb.h"
 #include "lumen/ids.h"
 #include "node.pb.h"
+#include "node/log_monitor.h"
 #include "node/object_manager.h"
 #include "node/worker_pool.h"
 #include "object_store/object_store.h"
@@ -145,6 +146,9 @@ class NodeDaemon {
   Status ConnectGcs();
   std::string AdvertisedHost() const;
   void Heartbeat();
+  // Follows new workers' output and forwards what they printed (every log_monitor_period_ms).
+  void ForwardWorkerLogs();
+  void HandleFlushWorkerLogs(const rpc::ConnectionPtr& c, rpc::Frame& f);
   proto::NodeStats Stats() const;
 
   rpc::EventLoop* const loop_;
@@ -155,6 +159,7 @@ class NodeDaemon {
   std::unique_ptr<rpc::Server> server_;
   std::unique_ptr<object_store::ObjectStore> store_;
   std::unique_ptr<ObjectManager> objects_;  // transfers between nodes
+  std::unique_ptr<LogMonitor> logs_;        // worker output, to the drivers
   std::unique_ptr<WorkerPool> pool_;
   rpc::ConnectionPtr gcs_;
   std::string unix_address_;
@@ -175,6 +180,7 @@ class NodeDaemon {
       exit_waiters_;
   std::chrono::steady_clock::time_point last_release_ask_{};
   uint64_t heartbeat_timer_ = 0;
+  uint64_t log_timer_ = 0;
   uint64_t report_timer_ = 0;
   scheduling::ClusterScheduler policy_;
   scheduling::ClusterView view_;  // from the control service; this node's entry kept live

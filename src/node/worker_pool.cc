@@ -89,9 +89,13 @@ StatusOr<WorkerProc*> WorkerPool::StartWorker(const JobID& job, const std::strin
   opts.argv[0] = cfg.binary;
   opts.env = EnvironmentWith(overrides);
   opts.cwd = cfg.cwd;
-  opts.log_path =
+  const std::string stem =
       JoinPath(JoinPath(env_.session_dir, "logs"),
-               "worker-" + std::to_string(job.ToInt()) + "-" + w->id.Hex().substr(0, 8) + ".log");
+               "worker-" + std::to_string(job.ToInt()) + "-" + w->id.Hex().substr(0, 8));
+  w->out_path = stem + ".out";
+  w->err_path = stem + ".err";
+  opts.log_path = w->out_path;
+  opts.err_path = w->err_path;
   LUMEN_ASSIGN_OR_RETURN(ChildProcess child, SpawnProcess(opts));
   w->pid = child.pid;
   WorkerID id = w->id;

@@ -47,6 +47,7 @@ struct WorkerProc {
   std::string devices;
   std::chrono::steady_clock::time_point since;  // start, or last became idle
   std::string kill_reason;                      // set when this daemon killed it
+  std::string out_path, err_path;               // its stdout and stderr, in the session's logs
 };
 
 class WorkerPool {

@@ -31,26 +31,28 @@ enum MsgType : uint16_t {
   kReadObjectDone = 119,     // ObjectIdList (node -> node, one-way): done reading these
 
   // ---- control service (gcs.proto) -------------------------------------------------------
-  kRegisterNode = 200,    // RegisterNodeRequest -> Empty
-  kHeartbeat = 201,       // HeartbeatRequest (one-way)
-  kGetAllNodes = 202,     // Empty -> NodeList
-  kRegisterJob = 203,     // RegisterJobRequest -> RegisterJobReply
-  kGcsJobFinished = 204,  // JobFinishedRequest -> Empty
-  kCreateActor = 205,     // CreateActorRequest -> CreateActorReply
-  kGetActor = 206,        // GetActorRequest -> GetActorReply
-  kSubscribeActor = 207,  // SubscribeActorRequest -> GetActorReply; then kActorUpdate
-  kKillActor = 208,       // KillActorRequest -> Empty
-  kWorkerDied = 209,      // WorkerDiedRequest (one-way)
-  kKVPut = 210,           // KVRequest -> KVReply
-  kKVGet = 211,           // KVRequest -> KVReply
-  kKVDel = 212,           // KVRequest -> KVReply
-  kKVKeys = 213,          // KVRequest -> KVReply
-  kClusterStatus = 214,   // Empty -> ClusterStatus
-  kGcsShutdown = 215,     // Empty -> Empty
-  kActorUpdate = 216,     // ActorStateUpdate (GCS -> subscriber, one-way)
-  kClusterView = 217,     // ClusterView (GCS -> node daemon, one-way, when resources change)
-  kGetClusterView = 218,  // Empty -> ClusterView
-  kGetJob = 219,          // GetJobRequest -> GetJobReply
+  kRegisterNode = 200,     // RegisterNodeRequest -> Empty
+  kHeartbeat = 201,        // HeartbeatRequest (one-way)
+  kGetAllNodes = 202,      // Empty -> NodeList
+  kRegisterJob = 203,      // RegisterJobRequest -> RegisterJobReply
+  kGcsJobFinished = 204,   // JobFinishedRequest -> Empty
+  kCreateActor = 205,      // CreateActorRequest -> CreateActorReply
+  kGetActor = 206,         // GetActorRequest -> GetActorReply
+  kSubscribeActor = 207,   // SubscribeActorRequest -> GetActorReply; then kActorUpdate
+  kKillActor = 208,        // KillActorRequest -> Empty
+  kWorkerDied = 209,       // WorkerDiedRequest (one-way)
+  kKVPut = 210,            // KVRequest -> KVReply
+  kKVGet = 211,            // KVRequest -> KVReply
+  kKVDel = 212,            // KVRequest -> KVReply
+  kKVKeys = 213,           // KVRequest -> KVReply
+  kClusterStatus = 214,    // Empty -> ClusterStatus
+  kGcsShutdown = 215,      // Empty -> Empty
+  kActorUpdate = 216,      // ActorStateUpdate (GCS -> subscriber, one-way)
+  kClusterView = 217,      // ClusterView (GCS -> node daemon, one-way, when resources change)
+  kGetClusterView = 218,   // Empty -> ClusterView
+  kGetJob = 219,           // GetJobRequest -> GetJobReply
+  kWorkerLogs = 220,       // WorkerLogs (node -> GCS -> driver, one-way)
+  kFlushWorkerLogs = 221,  // FlushWorkerLogsRequest -> Empty (driver -> GCS -> every node)
 
   // ---- core worker (core_worker.proto) -------------------------------------------------
   kPushTasks = 300,        // PushTasksRequest (owner -> worker, one-way)
