@@ -31,6 +31,7 @@
 #include "common/resources.h"
 #include "common/rpc/connection.h"
 #include "common/rpc/message_types.h"
+#include "common/rpc/server.h"
 #include "common/session.h"
 #include "common/thread_annotations.h"
 #include "gcs.pb.h"
@@ -150,8 +151,6 @@ StatusOr<std::string> AddressRoutingTo(const std::string& address) {
   ::inet_ntop(AF_INET, &local.sin_addr, buf, sizeof(buf));
   return std::string(buf);
 }
-
-bool IsWildcard(const std::string& host) { return host == "0.0.0.0" || host == "::"; }
 
 // "zone=b,disk=ssd" -> {{"zone","b"},{"disk","ssd"}}
 StatusOr<std::map<std::string, std::string>> ParseLabels(const std::string& text) {
@@ -314,7 +313,7 @@ int Start(StartFlags f) {
   // loopback for a head on loopback, or the address that routes to the head.
   if (f.node_ip.empty()) {
     if (f.head) {
-      f.node_ip = f.bind.empty() || IsWildcard(f.bind) ? "127.0.0.1" : f.bind;
+      f.node_ip = rpc::AdvertisableHost(f.bind);
     } else {
       auto ip = AddressRoutingTo(f.address);
       if (!ip.ok()) {
@@ -324,7 +323,7 @@ int Start(StartFlags f) {
       }
       f.node_ip = *ip;
     }
-  } else if (IsWildcard(f.node_ip)) {
+  } else if (rpc::IsWildcardHost(f.node_ip)) {
     std::cerr << "lumen start: --node-ip must be an address other nodes can reach, not "
               << f.node_ip << " (use --bind " << f.node_ip << " to listen everywhere)\n";
     return 2;

@@ -85,9 +85,8 @@ Status GcsServer::Start() {
   server_->set_on_close(
       [this](const rpc::ConnectionPtr& c, const Status&) { OnConnectionClosed(c); });
   LUMEN_ASSIGN_OR_RETURN(std::string bound, server_->ListenTcp(options_.bind_host, options_.port));
-  std::string host =
-      !options_.advertise_host.empty() ? options_.advertise_host : options_.bind_host;
-  if (host.empty() || host == "0.0.0.0" || host == "::") host = "127.0.0.1";
+  std::string host = rpc::AdvertisableHost(
+      !options_.advertise_host.empty() ? options_.advertise_host : options_.bind_host);
   tcp_address_ = host + bound.substr(bound.rfind(':'));
   if (!options_.unix_path.empty()) {
     LUMEN_ASSIGN_OR_RETURN(unix_address_, server_->ListenUnix(options_.unix_path));

@@ -213,11 +213,7 @@ Status NodeDaemon::ConnectGcs() {
 }
 
 std::string NodeDaemon::AdvertisedHost() const {
-  if (!options_.node_ip.empty()) return options_.node_ip;
-  if (options_.bind_host.empty() || options_.bind_host == "0.0.0.0" || options_.bind_host == "::") {
-    return "127.0.0.1";
-  }
-  return options_.bind_host;
+  return !options_.node_ip.empty() ? options_.node_ip : rpc::AdvertisableHost(options_.bind_host);
 }
 
 std::shared_ptr<NodeDaemon::Client> NodeDaemon::ClientOf(const rpc::ConnectionPtr& c) {

@@ -236,4 +236,10 @@ void Server::Stop() {
   for (const auto& c : conns) c->Close(CancelledError(name_ + " stopped"));
 }
 
+bool IsWildcardHost(const std::string& host) { return host == "0.0.0.0" || host == "::"; }
+
+std::string AdvertisableHost(const std::string& bind_host) {
+  return bind_host.empty() || IsWildcardHost(bind_host) ? "127.0.0.1" : bind_host;
+}
+
 }  // namespace lumen::rpc

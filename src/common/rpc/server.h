@@ -88,4 +88,10 @@ class Server {
   size_t num_handshaking_ = 0;
 };
 
+// Whether `host` means every interface (0.0.0.0, ::): an address to bind, never to advertise.
+bool IsWildcardHost(const std::string& host);
+// The host peers are told for a service bound to `bind_host`: itself, or loopback when it is
+// empty or a wildcard (a node's real address must then be given explicitly).
+std::string AdvertisableHost(const std::string& bind_host);
+
 }  // namespace lumen::rpc
