@@ -319,6 +319,24 @@ void CheckOutput() {
   std::fflush(stdout);
 }
 
+void CheckActorBurst() {
+  // Three one-CPU actors created at once on three one-CPU nodes: the control service counts
+  // each it placed before the nodes report, so they land on three nodes and all come up.
+  std::vector<lumen::ActorHandle<Probe>> probes;
+  for (int i = 0; i < 3; ++i) {
+    probes.push_back(lumen::Actor(Probe::Create).Options({.num_cpus = 1}).Remote());
+  }
+  std::vector<lumen::ObjectRef<std::string>> nodes;
+  for (auto& p : probes) nodes.push_back(p.Task(&Probe::Node).Remote());
+  auto [ready, waiting] = lumen::Wait(nodes, 3, 60000);
+  Expect(ready.size() == 3, std::to_string(waiting.size()) + " of 3 actors never came up");
+  std::set<std::string> where;
+  for (auto& n : nodes) where.insert(lumen::Get(n));
+  Expect(where.size() == 3,
+         "3 one-CPU actors made at once share " + std::to_string(where.size()) + " nodes");
+  std::printf("3 actors made at once run on 3 nodes\n");
+}
+
 void CheckInfeasible() {
   ExpectError(lumen::Task(WhereAmI).Options({.num_cpus = 64}).Remote(),
               {"{CPU: 64}", "largest node", "CPU: 1"}, "a task asking 64 CPUs");
@@ -357,6 +375,7 @@ int main(int argc, char** argv) {
       {"locality", CheckLocality},
       {"broadcast", CheckBroadcast},
       {"output", CheckOutput},
+      {"actor_burst", CheckActorBurst},
       {"wait_for_a_node", CheckWaitForANode}};
   int code = 0;
   std::string which = argc > 1 ? argv[1] : "";

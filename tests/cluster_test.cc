@@ -166,6 +166,11 @@ TEST_F(ClusterTest, WhatWorkersPrintReachesTheDriverWithWhereItCameFrom) {
   EXPECT_GE(files_with_it, 2) << "the workers' .out files in the session directories";
 }
 
+TEST_F(ClusterTest, ActorsCreatedAtOnceSpreadOverTheNodesThatHaveRoom) {
+  auto r = Driver("actor_burst");
+  EXPECT_EQ(r.code, 0) << r.out;
+}
+
 TEST_F(ClusterTest, InfeasibleRequestsFailWithTheLargestNode) {
   auto r = Driver("infeasible");
   EXPECT_EQ(r.code, 0) << r.out;

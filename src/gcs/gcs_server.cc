@@ -200,6 +200,9 @@ void GcsServer::HandleHeartbeat(const rpc::ConnectionPtr& c, rpc::Frame& f) {
                        !(ResourceSet::FromProto(it->second.info.stats().available().amounts()) ==
                          ResourceSet::FromProto(req.stats().available().amounts()));
   *it->second.info.mutable_stats() = req.stats();
+  for (auto p = placing_.begin(); p != placing_.end();) {  // this report shows them
+    p = p->second.granted && p->second.node == it->first ? placing_.erase(p) : std::next(p);
+  }
   if (changed) BroadcastViewSoon();
 }
 
@@ -296,6 +299,9 @@ void GcsServer::MarkNodeDead(const NodeID& id, const std::string& cause) {
   auto it = nodes_.find(id);
   if (it == nodes_.end() || !it->second.info.alive()) return;
   LUMEN_LOG(WARNING) << "node " << id.Hex() << " is dead: " << cause;
+  for (auto p = placing_.begin(); p != placing_.end();) {
+    p = p->second.node == id ? placing_.erase(p) : std::next(p);
+  }
   it->second.info.set_alive(false);
   it->second.info.set_death_cause(cause);
   if (it->second.conn) it->second.conn->Close(UnavailableError("node dead"));
@@ -519,6 +525,7 @@ void GcsServer::ScheduleActor(const ActorID& id) {
   if (it == actors_.end()) return;
   ActorState& a = it->second;
   uint64_t attempt = ++a.schedule_attempt;
+  placing_.erase(id);  // an earlier attempt's
   scheduling::Decision d = PlaceActor(a);
   if (d.kind == scheduling::Decision::kInfeasible) {
     SetActorDead(a, "cannot place the actor: " + d.error);
@@ -531,6 +538,7 @@ void GcsServer::ScheduleActor(const ActorID& id) {
     return;
   }
   a.node = chosen;
+  placing_[id] = {chosen, ResourceSet::FromProto(a.creation.resources()), false};
   EnsureJobOnNode(JobID::FromBinary(a.creation.job_id()), chosen, conn);
   proto::LeaseRequest lease;
   lease.set_job_id(a.creation.job_id());
@@ -547,6 +555,11 @@ void GcsServer::ScheduleActor(const ActorID& id) {
         }
         ActorState& a = it->second;
         proto::LeaseReply reply;
+        if (!st.ok() || !rpc::ParsePayload(payload, &reply) || !reply.granted()) {
+          placing_.erase(id);
+        } else if (auto p = placing_.find(id); p != placing_.end()) {
+          p->second.granted = true;
+        }
         if (!st.ok() || !rpc::ParsePayload(payload, &reply)) {
           LUMEN_LOG(WARNING) << "actor " << id.Hex() << " lease failed: " << st << "; retrying";
           loop_->RunAfter(std::chrono::milliseconds(500), [this, id] { ScheduleActor(id); });
@@ -587,7 +600,13 @@ scheduling::Decision GcsServer::PlaceActor(const ActorState& a) {
   scheduling::Request req = scheduling::RequestFromProto(
       a.creation.strategy(), ResourceSet::FromProto(a.creation.resources()),
       NodeID::FromBinary(a.creation.caller().node_id()));
-  return actor_policy_.Schedule(req, scheduling::ViewFromProto(View()));
+  scheduling::ClusterView view = scheduling::ViewFromProto(View());
+  for (const auto& [actor, placing] : placing_) {
+    for (auto& n : view) {
+      if (n.id == placing.node) n.available.Subtract(placing.resources);
+    }
+  }
+  return actor_policy_.Schedule(req, view);
 }
 
 void GcsServer::HandleCreationResult(const rpc::ConnectionPtr& c, rpc::Frame& f) {
@@ -622,6 +641,7 @@ void GcsServer::HandleCreationResult(const rpc::ConnectionPtr& c, rpc::Frame& f)
 
 void GcsServer::SetActorDead(ActorState& a, const std::string& cause) {
   if (a.info.state() == proto::DEAD) return;
+  placing_.erase(ActorID::FromBinary(a.info.actor_id()));
   a.info.set_state(proto::DEAD);
   a.info.set_death_cause(cause);
   if (!a.info.name().empty()) {

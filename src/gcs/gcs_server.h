@@ -117,6 +117,16 @@ class GcsServer {
   void ScheduleActor(const ActorID& id);
   // The node for an actor: its strategy and labels over the latest reports of every node.
   scheduling::Decision PlaceActor(const ActorState& a);
+  // Actors placed on a node whose reports do not show them yet: subtracted from that node's
+  // available resources when placing more, so that a burst of actors does not all pick the
+  // node that looked emptiest. Dropped on the node's first report after the lease was granted,
+  // or when the attempt failed.
+  struct Placing {
+    NodeID node;
+    ResourceSet resources;
+    bool granted = false;
+  };
+  std::map<ActorID, Placing> placing_;
   // Before a node hosts an actor of `job` for the first time: tells it how the job's workers
   // start (the driver's own node already knows).
   void EnsureJobOnNode(const JobID& job, const NodeID& node, const rpc::ConnectionPtr& conn);
