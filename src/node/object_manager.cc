@@ -183,20 +183,32 @@ void ObjectManager::MarkReceived(const ObjectID& id, Pull& p, int64_t offset, in
   if (!p.reads.empty()) ServeDeferred(p);
 }
 
-void ObjectManager::OnChunk(const ObjectID& id, const Status& st, std::string_view payload) {
+ObjectManager::Pull* ObjectManager::ChunkBack(const ObjectID& id) {
   auto it = pulls_.find(id);
-  if (it == pulls_.end()) return;
+  if (it == pulls_.end()) return nullptr;
   Pull& p = it->second;
   --p.in_flight;
   if (p.failed) {
     if (p.in_flight == 0) AfterFailure(id, p);
-    return;
+    return nullptr;
   }
+  return &p;
+}
+
+Status ObjectManager::ParseChunk(const ObjectID& id, const Status& st, std::string_view payload,
+                                 proto::ObjectChunk* chunk) {
+  if (st.ok() && !rpc::ParsePayload(payload, chunk)) {
+    return DataLossError("malformed chunk of object " + id.Hex());
+  }
+  return st;
+}
+
+void ObjectManager::OnChunk(const ObjectID& id, const Status& st, std::string_view payload) {
+  Pull* pull = ChunkBack(id);
+  if (!pull) return;
+  Pull& p = *pull;
   proto::ObjectChunk chunk;
-  Status bad = st;
-  if (bad.ok() && !rpc::ParsePayload(payload, &chunk)) {
-    bad = DataLossError("malformed chunk of object " + id.Hex());
-  }
+  Status bad = ParseChunk(id, st, payload, &chunk);
   if (bad.ok() && !chunk.redirect_address().empty()) {
     if (!p.redirected && !p.fell_back && chunk.redirect_address() != self_address_) {
       Redirect(id, p, chunk.redirect_address());
@@ -257,19 +269,11 @@ void ObjectManager::OnChunk(const ObjectID& id, const Status& st, std::string_vi
 
 void ObjectManager::OnRawChunk(const ObjectID& id, int64_t offset, int64_t length, const Status& st,
                                std::string_view head, size_t raw) {
-  auto it = pulls_.find(id);
-  if (it == pulls_.end()) return;
-  Pull& p = it->second;
-  --p.in_flight;
-  if (p.failed) {
-    if (p.in_flight == 0) AfterFailure(id, p);
-    return;
-  }
+  Pull* pull = ChunkBack(id);
+  if (!pull) return;
+  Pull& p = *pull;
   proto::ObjectChunk chunk;
-  Status bad = st;
-  if (bad.ok() && !rpc::ParsePayload(head, &chunk)) {
-    bad = DataLossError("malformed chunk of object " + id.Hex());
-  }
+  Status bad = ParseChunk(id, st, head, &chunk);
   // A source may answer without zero copy (the bytes in `data`); either way exactly the
   // range asked for must arrive.
   if (bad.ok() && (chunk.total_size() != p.total || chunk.offset() != offset ||

@@ -108,6 +108,11 @@ class ObjectManager {
 
   StatusOr<rpc::ConnectionPtr> PeerConnection(const std::string& address);
   void RequestChunks(const ObjectID& id);
+  // A chunk request came back: the pull to continue, or null (gone, or failed: then it is
+  // finished or sent back to the origin once nothing is in flight).
+  Pull* ChunkBack(const ObjectID& id);
+  static Status ParseChunk(const ObjectID& id, const Status& st, std::string_view payload,
+                           proto::ObjectChunk* chunk);
   void OnChunk(const ObjectID& id, const Status& st, std::string_view payload);
   // Pulls from `address` (a redirect), or on from the origin if it cannot be reached.
   void Redirect(const ObjectID& id, Pull& p, const std::string& address);

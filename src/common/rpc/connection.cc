@@ -502,23 +502,25 @@ void Connection::ReserveRead(size_t free_bytes) {
   in_cap_ = cap;
 }
 
+Connection::RecvResult Connection::OnRecv(ssize_t n) {
+  if (n > 0) return RecvResult::kData;
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return RecvResult::kDrained;
+  if (n < 0 && errno == EINTR) return RecvResult::kAgain;
+  CloseInLoop(
+      n < 0 ? UnavailableError("connection to " + peer_name_ + " lost: " + std::strerror(errno))
+            : UnavailableError("connection to " + peer_name_ + " closed by peer"));
+  return RecvResult::kClosed;
+}
+
 void Connection::OnReadable() {
   constexpr size_t kReadChunk = 256 * 1024;
   for (int round = 0; round < 32 && !closed_; ++round) {
     if (raw_.active) {  // a raw reply's bytes go straight to the caller's buffer
       const size_t want = raw_.total - raw_.got;
       ssize_t n = ::recv(fd_, raw_.dest + raw_.got, want, MSG_DONTWAIT);
-      if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-        if (errno == EINTR) continue;
-        CloseInLoop(
-            UnavailableError("connection to " + peer_name_ + " lost: " + std::strerror(errno)));
-        return;
-      }
-      if (n == 0) {
-        CloseInLoop(UnavailableError("connection to " + peer_name_ + " closed by peer"));
-        return;
-      }
+      RecvResult r = OnRecv(n);
+      if (r == RecvResult::kAgain) continue;
+      if (r != RecvResult::kData) return;
       raw_.got += static_cast<size_t>(n);
       if (raw_.got == raw_.total) FinishRawReceive();
       continue;
@@ -558,17 +560,9 @@ void Connection::OnReadable() {
     } else {
       n = ::recv(fd_, in_data_ + in_end_, want, MSG_DONTWAIT);
     }
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      if (errno == EINTR) continue;
-      CloseInLoop(
-          UnavailableError("connection to " + peer_name_ + " lost: " + std::strerror(errno)));
-      return;
-    }
-    if (n == 0) {
-      CloseInLoop(UnavailableError("connection to " + peer_name_ + " closed by peer"));
-      return;
-    }
+    RecvResult r = OnRecv(n);
+    if (r == RecvResult::kAgain) continue;
+    if (r != RecvResult::kData) return;
     in_end_ += static_cast<size_t>(n);
     if (!ProcessFrames()) return;
     if (in_start_ == in_end_ && in_cap_ > (8u << 20)) {  // drop a buffer grown by a large frame

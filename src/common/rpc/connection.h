@@ -12,6 +12,8 @@
 
 #include <google/protobuf/message_lite.h>
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -182,6 +184,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool FlushLocked() LUMEN_REQUIRES(write_mu_);  // returns false on a fatal write error
   void OnEvents(uint32_t events);
   void OnReadable();
+  // What a recv() result means: bytes, try again (EINTR), nothing more for now, or the peer is
+  // gone (the connection is closed here).
+  enum class RecvResult { kData, kAgain, kDrained, kClosed };
+  RecvResult OnRecv(ssize_t n);
   void ReserveRead(size_t free_bytes);
   bool ProcessFrames();  // false: connection closed
   // A kFlagRawTail response whose head is buffered: starts receiving its raw bytes into the
