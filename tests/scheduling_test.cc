@@ -1,4 +1,5 @@
 // The scheduling policies over fake node views: no processes.
+#include "scheduling/bundles.h"
 #include "scheduling/policy.h"
 
 #include <gtest/gtest.h>
@@ -146,6 +147,76 @@ TEST(SchedulingPolicy, UtilisationIsThatOfTheBusiestRequestedResource) {
   NodeView n = Node(1, {{"CPU", 4}, {"GPU", 2}}, {{"CPU", 1}, {"GPU", 2}});
   EXPECT_DOUBLE_EQ(Utilisation(n, Cpu(1)), 0.25) << "GPUs do not count for a CPU task";
   EXPECT_DOUBLE_EQ(Utilisation(n, ResourceSet::FromDoubles({{"GPU", 1}})), 1.0);
+}
+
+// ---- placement group bundles -------------------------------------------------------------
+
+std::set<NodeID> Distinct(const BundlePlan& p) { return {p.nodes.begin(), p.nodes.end()}; }
+
+TEST(Bundles, StrictPackPutsEveryBundleOnOneNodeOrWaits) {
+  ClusterView view = {Node(1, {{"CPU", 2}}), Node(2, {{"CPU", 4}}, {{"CPU", 1}})};
+  BundlePlan p = PlaceBundles({Cpu(1), Cpu(2)}, BundleStrategy::kStrictPack, view);
+  ASSERT_EQ(p.kind, BundlePlan::kPlaced) << p.error;
+  EXPECT_EQ(p.nodes, (std::vector<NodeID>{Id(2), Id(2)}));  // only node 2 has 3 CPUs free
+  // Node 2 busy: it fits its total, so the group waits rather than failing.
+  view[1].available = Cpu(0);
+  EXPECT_EQ(PlaceBundles({Cpu(1), Cpu(2)}, BundleStrategy::kStrictPack, view).kind,
+            BundlePlan::kWait);
+  // More than any node has: infeasible, with the reason.
+  p = PlaceBundles({Cpu(3), Cpu(3)}, BundleStrategy::kStrictPack, view);
+  EXPECT_EQ(p.kind, BundlePlan::kInfeasible);
+  EXPECT_NE(p.error.find("STRICT_PACK"), std::string::npos) << p.error;
+  EXPECT_NE(p.error.find("largest node: {CPU: 4}"), std::string::npos) << p.error;
+}
+
+TEST(Bundles, PackUsesOneNodeWhenItCanAndFewNodesWhenItCannot) {
+  ClusterView view = {Node(1, {{"CPU", 2}}), Node(2, {{"CPU", 2}}), Node(3, {{"CPU", 2}})};
+  BundlePlan p = PlaceBundles({Cpu(1), Cpu(1)}, BundleStrategy::kPack, view);
+  ASSERT_EQ(p.kind, BundlePlan::kPlaced);
+  EXPECT_EQ(Distinct(p).size(), 1u);
+  p = PlaceBundles({Cpu(1), Cpu(1), Cpu(1), Cpu(1)}, BundleStrategy::kPack, view);
+  ASSERT_EQ(p.kind, BundlePlan::kPlaced);
+  EXPECT_EQ(Distinct(p).size(), 2u) << "four 1-CPU bundles on 2-CPU nodes need two of them";
+}
+
+TEST(Bundles, StrictSpreadNeedsANodePerBundle) {
+  ClusterView view = {Node(1, {{"CPU", 4}}), Node(2, {{"CPU", 4}})};
+  BundlePlan p = PlaceBundles({Cpu(1), Cpu(1)}, BundleStrategy::kStrictSpread, view);
+  ASSERT_EQ(p.kind, BundlePlan::kPlaced);
+  EXPECT_EQ(Distinct(p).size(), 2u);
+  p = PlaceBundles({Cpu(1), Cpu(1), Cpu(1)}, BundleStrategy::kStrictSpread, view);
+  EXPECT_EQ(p.kind, BundlePlan::kInfeasible);
+  EXPECT_NE(p.error.find("needs a node per bundle"), std::string::npos) << p.error;
+  // A dead node does not count.
+  view.push_back(Node(3, {{"CPU", 4}}));
+  view.back().alive = false;
+  EXPECT_EQ(PlaceBundles({Cpu(1), Cpu(1), Cpu(1)}, BundleStrategy::kStrictSpread, view).kind,
+            BundlePlan::kInfeasible);
+}
+
+TEST(Bundles, StrictSpreadPlacesTheLargestBundleWhereOnlyItFits) {
+  // In order, the CPU bundle would take the emptier GPU node and leave the GPU bundle nowhere.
+  ClusterView view = {Node(1, {{"CPU", 8}, {"GPU", 1}}), Node(2, {{"CPU", 4}})};
+  ResourceSet gpu = ResourceSet::FromDoubles({{"CPU", 1}, {"GPU", 1}});
+  BundlePlan p = PlaceBundles({Cpu(1), gpu}, BundleStrategy::kStrictSpread, view);
+  ASSERT_EQ(p.kind, BundlePlan::kPlaced) << p.error;
+  EXPECT_EQ(p.nodes, (std::vector<NodeID>{Id(2), Id(1)}));
+}
+
+TEST(Bundles, SpreadUsesDistinctNodesThenDoublesUp) {
+  ClusterView view = {Node(1, {{"CPU", 2}}), Node(2, {{"CPU", 2}})};
+  BundlePlan p = PlaceBundles({Cpu(1), Cpu(1)}, BundleStrategy::kSpread, view);
+  ASSERT_EQ(p.kind, BundlePlan::kPlaced);
+  EXPECT_EQ(Distinct(p).size(), 2u);
+  p = PlaceBundles({Cpu(1), Cpu(1), Cpu(1)}, BundleStrategy::kSpread, view);
+  ASSERT_EQ(p.kind, BundlePlan::kPlaced) << "SPREAD doubles up where STRICT_SPREAD cannot";
+  EXPECT_EQ(Distinct(p).size(), 2u);
+}
+
+TEST(Bundles, AGroupWithoutBundlesIsRefused) {
+  BundlePlan p = PlaceBundles({}, BundleStrategy::kPack, {Node(1, {{"CPU", 1}})});
+  EXPECT_EQ(p.kind, BundlePlan::kInfeasible);
+  EXPECT_NE(p.error.find("at least one bundle"), std::string::npos);
 }
 
 }  // namespace
