@@ -82,7 +82,8 @@ constexpr uint16_t kTypes[] = {rpc::kRegisterClient,  rpc::kStartJob,       rpc:
                                rpc::kClusterStatus,   rpc::kGcsShutdown,    rpc::kActorUpdate,
                                rpc::kPushTasks,       rpc::kTaskResults,    rpc::kGetObjectStatus,
                                rpc::kAddBorrower,     rpc::kRemoveBorrower, rpc::kWorkerExit,
-                               rpc::kMsgHello};
+                               rpc::kMsgHello,        rpc::kReadObjectDone, rpc::kGetClusterView,
+                               rpc::kGetJob,          rpc::kWorkerLogs,     rpc::kFlushWorkerLogs};
 constexpr size_t kNumTypes = sizeof(kTypes) / sizeof(kTypes[0]);
 
 enum Service : uint8_t { kGcs = 0, kNode = 1, kDriver = 2 };
