@@ -6,14 +6,17 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "api/local_cluster.h"
 #include "common.pb.h"
+#include "common/logging.h"
 #include "common/rpc/connection.h"
 #include "common/rpc/message_types.h"
 #include "common/session.h"
 #include "lumen/ids.h"
 #include "node.pb.h"
+#include "node/log_monitor.h"
 
 namespace lumen {
 namespace {
@@ -172,6 +175,85 @@ TEST_F(NodeTest, ObjectTransferRefusesBadRequests) {
   proto::NodeStats stats;
   ASSERT_TRUE(conn_->CallSync(rpc::kNodeStats, proto::Empty(), &stats, 5000).ok());
   EXPECT_EQ(stats.num_objects(), 0);
+}
+
+// ---- the log monitor (no processes: files a "worker" wrote) --------------------------------
+
+class LogMonitorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = ::testing::TempDir() + "/log-monitor-" + std::to_string(::getpid());
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void Append(const std::string& name, const std::string& text) {
+    std::ofstream(dir_ + "/" + name, std::ios::app) << text;
+  }
+  std::string dir_;
+  std::vector<proto::WorkerLogs> sent_;
+  node::LogMonitor monitor_{
+      "abcd1234", [this](const JobID&, proto::WorkerLogs l) { sent_.push_back(std::move(l)); }};
+};
+
+TEST_F(LogMonitorTest, LinesArePrefixedWithTheTaskThatPrintedThemAndMarkersAreDropped) {
+  const WorkerID w = WorkerID::FromRandom();
+  Append("w.out", "before any task\n" + std::string(kTaskOutputMarker) + "Square\nfirst\nsec");
+  Append("w.err", std::string(kTaskOutputMarker) + "Square\noops\n");
+  monitor_.Add(w, JobID::FromInt(1), 42, dir_ + "/w.out", dir_ + "/w.err");
+  monitor_.Poll();
+  ASSERT_EQ(sent_.size(), 1u);
+  ASSERT_EQ(sent_[0].stdout_lines_size(), 2);
+  EXPECT_EQ(sent_[0].stdout_lines(0), "(worker pid=42 node=abcd1234) before any task");
+  EXPECT_EQ(sent_[0].stdout_lines(1), "(Square pid=42 node=abcd1234) first");
+  ASSERT_EQ(sent_[0].stderr_lines_size(), 1);
+  EXPECT_EQ(sent_[0].stderr_lines(0), "(Square pid=42 node=abcd1234) oops");
+  // The rest of a line comes later; a new marker switches the name.
+  Append("w.out", "ond\n" + std::string(kTaskOutputMarker) + "Probe\nfrom the actor\n");
+  monitor_.Poll();
+  ASSERT_EQ(sent_.size(), 2u);
+  ASSERT_EQ(sent_[1].stdout_lines_size(), 2);
+  EXPECT_EQ(sent_[1].stdout_lines(0), "(Square pid=42 node=abcd1234) second");
+  EXPECT_EQ(sent_[1].stdout_lines(1), "(Probe pid=42 node=abcd1234) from the actor");
+  // An unterminated last line is sent when the worker exits.
+  Append("w.out", "last words");
+  monitor_.Exited(w);
+  ASSERT_EQ(sent_.size(), 3u);
+  ASSERT_EQ(sent_[2].stdout_lines_size(), 1);
+  EXPECT_EQ(sent_[2].stdout_lines(0), "(Probe pid=42 node=abcd1234) last words");
+  EXPECT_FALSE(monitor_.Has(w));
+}
+
+TEST_F(LogMonitorTest, AFloodIsReadABoundedAmountAtATime) {
+  const WorkerID w = WorkerID::FromRandom();
+  const std::string line(999, 'x');
+  std::string text;
+  for (int i = 0; i < 3000; ++i) text += line + "\n";  // 3 MB
+  Append("w.out", text);
+  Append("w.err", "");
+  monitor_.Add(w, JobID::FromInt(1), 7, dir_ + "/w.out", dir_ + "/w.err");
+  size_t bytes = 0;
+  int polls = 0;
+  while (bytes < text.size() && polls < 10) {
+    sent_.clear();
+    monitor_.Poll();
+    ++polls;
+    size_t got = 0;
+    for (const auto& l : sent_) {
+      for (const auto& s : l.stdout_lines()) got += s.size() - s.find(") ") - 2 + 1;
+    }
+    // At most one look's bytes, plus the unfinished line the previous look kept.
+    EXPECT_LE(got, node::LogMonitor::kMaxReadPerFile + node::LogMonitor::kMaxLine)
+        << "poll " << polls;
+    bytes += got;
+  }
+  EXPECT_EQ(bytes, text.size());
+  EXPECT_GE(polls, 3) << "3 MB in fewer than three 1 MiB looks";
+  // A line without an end is cut, not kept whole.
+  sent_.clear();
+  Append("w.out", std::string(node::LogMonitor::kMaxLine * 2 + 5, 'y'));
+  monitor_.Poll();
+  ASSERT_EQ(sent_.size(), 1u);
+  EXPECT_EQ(sent_[0].stdout_lines_size(), 2);
 }
 
 }  // namespace

@@ -46,10 +46,9 @@ void LogMonitor::Exited(const WorkerID& id) {
   if (it == workers_.end()) return;
   Followed& w = it->second;
   proto::WorkerLogs logs;
-  while (Read(w, w.out, false, kMaxReadPerFile, true, &logs)) {
-  }
-  while (Read(w, w.err, true, kMaxReadPerFile, true, &logs)) {
-  }
+  size_t budget = kMaxFinalBytes;
+  ReadUpTo(w, w.out, false, true, &budget, &logs);
+  ReadUpTo(w, w.err, true, true, &budget, &logs);
   if (logs.stdout_lines_size() + logs.stderr_lines_size() > 0) sink_(w.job, std::move(logs));
   Close(w);
   workers_.erase(it);
@@ -69,19 +68,27 @@ void LogMonitor::Poll() {
 
 proto::WorkerLogs LogMonitor::Flush(const JobID& job) {
   proto::WorkerLogs logs;
+  size_t budget = kMaxFinalBytes;
   for (auto& [id, w] : workers_) {
     if (w.job != job) continue;
-    while (Read(w, w.out, false, kMaxReadPerFile, false, &logs)) {
-    }
-    while (Read(w, w.err, true, kMaxReadPerFile, false, &logs)) {
-    }
+    ReadUpTo(w, w.out, false, false, &budget, &logs);
+    ReadUpTo(w, w.err, true, false, &budget, &logs);
   }
   return logs;
 }
 
-bool LogMonitor::Read(Followed& w, Stream& s, bool is_err, size_t limit, bool final,
-                      proto::WorkerLogs* logs) {
-  if (s.fd < 0) return false;
+void LogMonitor::ReadUpTo(Followed& w, Stream& s, bool is_err, bool final, size_t* budget,
+                          proto::WorkerLogs* logs) {
+  while (*budget > 0) {
+    const size_t n = Read(w, s, is_err, std::min(kMaxReadPerFile, *budget), final, logs);
+    if (n == 0) return;
+    *budget -= std::min(n, *budget);
+  }
+}
+
+size_t LogMonitor::Read(Followed& w, Stream& s, bool is_err, size_t limit, bool final,
+                        proto::WorkerLogs* logs) {
+  if (s.fd < 0) return 0;
   struct stat st {};
   const int64_t size = ::fstat(s.fd, &st) == 0 ? static_cast<int64_t>(st.st_size) : 0;
   if (size < s.offset) s.offset = size;  // truncated: follow from its new end
@@ -97,7 +104,7 @@ bool LogMonitor::Read(Followed& w, Stream& s, bool is_err, size_t limit, bool fi
       s.partial.clear();
       Line(w, last, is_err, logs);
     }
-    return false;
+    return 0;
   }
   s.offset += n;
   buf.resize(static_cast<size_t>(n));
@@ -118,7 +125,7 @@ bool LogMonitor::Read(Followed& w, Stream& s, bool is_err, size_t limit, bool fi
     Line(w, std::string_view(s.partial).substr(0, kMaxLine), is_err, logs);
     s.partial.erase(0, kMaxLine);
   }
-  return true;
+  return static_cast<size_t>(n);
 }
 
 void LogMonitor::Line(Followed& w, std::string_view line, bool is_err, proto::WorkerLogs* logs) {

@@ -8,8 +8,9 @@
 // another name, and the marker itself is not forwarded.
 //
 // Memory stays bounded whatever a worker prints: at most kMaxReadPerFile bytes are read per
-// file per Poll (the rest waits in the file), and a line longer than kMaxLine is cut into
-// pieces.
+// file per Poll (the rest waits in the file), kMaxFinalBytes when a worker exits or a driver
+// flushes (what is beyond stays in the files only), and a line longer than kMaxLine is cut
+// into pieces.
 //
 // Thread safety: not thread-safe; the node daemon calls it on its loop thread.
 #pragma once
@@ -31,6 +32,9 @@ class LogMonitor {
  public:
   static constexpr size_t kMaxReadPerFile = 1 << 20;
   static constexpr size_t kMaxLine = 64 << 10;
+  // At most this much is read at once when a worker exits or a job's driver flushes (the rest
+  // stays in the files).
+  static constexpr size_t kMaxFinalBytes = 16 << 20;
 
   using Sink = std::function<void(const JobID& job, proto::WorkerLogs logs)>;
   // `node`: the short node id shown in prefixes.
@@ -61,8 +65,12 @@ class LogMonitor {
     std::string name;  // of the task running, from the last marker
     Stream out, err;
   };
-  // Reads up to `limit` new bytes of `s` into `logs`; returns whether it read any.
-  bool Read(Followed& w, Stream& s, bool is_err, size_t limit, bool final, proto::WorkerLogs* logs);
+  // Reads up to `limit` new bytes of `s` into `logs`; returns how many it read.
+  size_t Read(Followed& w, Stream& s, bool is_err, size_t limit, bool final,
+              proto::WorkerLogs* logs);
+  // Reads `s` until it has no more or `*budget` bytes were read (counted down).
+  void ReadUpTo(Followed& w, Stream& s, bool is_err, bool final, size_t* budget,
+                proto::WorkerLogs* logs);
   void Line(Followed& w, std::string_view line, bool is_err, proto::WorkerLogs* logs);
   void Close(Followed& w);
 
