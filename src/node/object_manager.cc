@@ -123,11 +123,7 @@ void ObjectManager::AfterFailure(const ObjectID& id, Pull& p) {
   }
   // The node it was sent to failed: the origin sends what is still missing.
   LUMEN_LOG(WARNING) << p.error << "; reading the rest from " << p.origin_address;
-  if (!p.source->closed()) {
-    proto::ObjectIdList done;
-    done.add_object_ids(id.Binary());
-    p.source->Send(rpc::kReadObjectDone, done);
-  }
+  SendDone(id, p);
   p.fell_back = true;
   p.failed = false;
   p.error = Status::OK();
@@ -147,6 +143,13 @@ void ObjectManager::AfterFailure(const ObjectID& id, Pull& p) {
     p.next_offset = 0;
   }
   RequestChunks(id);
+}
+
+void ObjectManager::SendDone(const ObjectID& id, const Pull& p) {
+  if (!p.source || p.source->closed()) return;
+  proto::ObjectIdList done;
+  done.add_object_ids(id.Binary());
+  p.source->Send(rpc::kReadObjectDone, done);
 }
 
 void ObjectManager::Redirect(const ObjectID& id, Pull& p, const std::string& address) {
@@ -173,8 +176,7 @@ void ObjectManager::Progress(const ObjectID& id, Pull& p) {
   }
 }
 
-void ObjectManager::MarkReceived(const ObjectID& id, Pull& p, int64_t offset, int64_t length) {
-  (void)id;
+void ObjectManager::MarkReceived(Pull& p, int64_t offset, int64_t length) {
   p.ahead[offset] = length;
   while (!p.ahead.empty() && p.ahead.begin()->first <= p.contiguous) {
     p.contiguous = std::max(p.contiguous, p.ahead.begin()->first + p.ahead.begin()->second);
@@ -226,18 +228,6 @@ void ObjectManager::OnChunk(const ObjectID& id, const Status& st, std::string_vi
     Fail(id, p, bad);
     return;
   }
-  if (p.created) {  // the origin again, after a failed redirect: the copy exists
-    if (chunk.total_size() != p.total) {
-      Fail(id, p, DataLossError("object " + id.Hex() + " changed size"));
-      return;
-    }
-    std::memcpy(store_->base() + p.offset, chunk.data().data(), chunk.data().size());
-    p.next_offset = std::max(p.next_offset, static_cast<int64_t>(chunk.data().size()));
-    stats_.bytes_received += static_cast<int64_t>(chunk.data().size());
-    MarkReceived(id, p, 0, static_cast<int64_t>(chunk.data().size()));
-    Progress(id, p);
-    return;
-  }
   // The first chunk: create the local copy, then write it.
   p.total = chunk.total_size();
   p.format = chunk.format();
@@ -262,7 +252,7 @@ void ObjectManager::OnChunk(const ObjectID& id, const Status& st, std::string_vi
         std::memcpy(store_->base() + p.offset, data->data().data(), static_cast<size_t>(n));
         p.next_offset = n;  // the rest starts after what the first chunk carried
         stats_.bytes_received += n;
-        MarkReceived(id, p, 0, n);
+        MarkReceived(p, 0, n);
         Progress(id, p);
       });
 }
@@ -289,7 +279,7 @@ void ObjectManager::OnRawChunk(const ObjectID& id, int64_t offset, int64_t lengt
     std::memcpy(store_->base() + p.offset + offset, chunk.data().data(), chunk.data().size());
   }
   stats_.bytes_received += length;
-  MarkReceived(id, p, offset, length);
+  MarkReceived(p, offset, length);
   Progress(id, p);
 }
 
@@ -298,11 +288,7 @@ void ObjectManager::Finish(ObjectID id, Status st) {
   if (it == pulls_.end()) return;
   Pull p = std::move(it->second);
   pulls_.erase(it);
-  if (p.source && !p.source->closed()) {  // the source may unpin it now
-    proto::ObjectIdList done;
-    done.add_object_ids(id.Binary());
-    p.source->Send(rpc::kReadObjectDone, done);
-  }
+  SendDone(id, p);
   bool sealed = false;
   if (p.created) {
     Status done = st.ok() ? store_->Seal(kSelf, id) : store_->Abort(kSelf, id);

@@ -119,11 +119,13 @@ class ObjectManager {
   // A zero-copy chunk [offset, offset + length) was (or failed to be) received into the copy.
   void OnRawChunk(const ObjectID& id, int64_t offset, int64_t length, const Status& st,
                   std::string_view head, size_t raw);
-  void MarkReceived(const ObjectID& id, Pull& p, int64_t offset, int64_t length);
+  void MarkReceived(Pull& p, int64_t offset, int64_t length);
   // Marks the pull failed; once no chunk is in flight, goes back to the origin (if it was
   // redirected) or finishes it.
   void Fail(const ObjectID& id, Pull& p, Status st);
   void AfterFailure(const ObjectID& id, Pull& p);
+  // Tells the pull's source it may unpin the object (kReadObjectDone).
+  void SendDone(const ObjectID& id, const Pull& p);
   // Finishes the pull once every byte is in, else asks for more.
   void Progress(const ObjectID& id, Pull& p);
   // By value: callers pass the pull's own fields, which Finish erases before it is done.
