@@ -130,6 +130,8 @@ Status NodeDaemon::Start() {
     l.set_job_id(job.Binary());
     gcs_->Send(rpc::kWorkerLogs, l);
   });
+  pool_->set_on_start(
+      [this](const WorkerProc& w) { logs_->Add(w.id, w.job, w.pid, w.out_path, w.err_path); });
 
   LUMEN_RETURN_IF_ERROR(ConnectGcs());
   loop_->Post([this] {
@@ -740,11 +742,6 @@ void NodeDaemon::HandleNotifyBlocked(const rpc::ConnectionPtr& c, rpc::Frame& f)
 void NodeDaemon::ForwardWorkerLogs() {
   log_timer_ = 0;
   if (stopped_) return;
-  for (const WorkerProc* w : pool_->All()) {
-    if (w->state != WorkerProc::State::kDead && !logs_->Has(w->id)) {
-      logs_->Add(w->id, w->job, w->pid, w->out_path, w->err_path);
-    }
-  }
   logs_->Poll();
   log_timer_ = loop_->RunAfter(std::chrono::milliseconds(Config::Get().log_monitor_period_ms()),
                                [this] { ForwardWorkerLogs(); });
@@ -757,11 +754,6 @@ void NodeDaemon::HandleFlushWorkerLogs(const rpc::ConnectionPtr& c, rpc::Frame& 
     return;
   }
   const JobID job = JobID::FromBinary(req.job_id());
-  for (const WorkerProc* w : pool_->All()) {
-    if (w->job == job && w->state != WorkerProc::State::kDead && !logs_->Has(w->id)) {
-      logs_->Add(w->id, w->job, w->pid, w->out_path, w->err_path);
-    }
-  }
   proto::WorkerLogs logs = logs_->Flush(job);  // in the reply: it reaches the driver first
   logs.set_job_id(job.Binary());
   c->Reply(f, logs);
@@ -769,9 +761,7 @@ void NodeDaemon::HandleFlushWorkerLogs(const rpc::ConnectionPtr& c, rpc::Frame& 
 
 void NodeDaemon::OnWorkerDied(const WorkerProc& w, const std::string& description) {
   if (stopped_) return;
-  // What it printed last (a crash message, say) still reaches its driver.
-  logs_->Add(w.id, w.job, w.pid, w.out_path, w.err_path);
-  logs_->Exited(w.id);
+  logs_->Exited(w.id);  // what it printed last (a crash message, say) still reaches its driver
   if (w.lease_id) {
     auto it = leases_.find(w.lease_id);
     if (it != leases_.end()) {

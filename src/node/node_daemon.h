@@ -146,7 +146,7 @@ class NodeDaemon {
   Status ConnectGcs();
   std::string AdvertisedHost() const;
   void Heartbeat();
-  // Follows new workers' output and forwards what they printed (every log_monitor_period_ms).
+  // Forwards what the workers printed since the last look (every log_monitor_period_ms).
   void ForwardWorkerLogs();
   void HandleFlushWorkerLogs(const rpc::ConnectionPtr& c, rpc::Frame& f);
   proto::NodeStats Stats() const;

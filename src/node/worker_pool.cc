@@ -109,6 +109,7 @@ StatusOr<WorkerProc*> WorkerPool::StartWorker(const JobID& job, const std::strin
                   << job.ToInt();
   WorkerProc* raw = w.get();
   workers_[id] = std::move(w);
+  if (on_start_) on_start_(*raw);
   return raw;
 }
 

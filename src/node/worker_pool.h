@@ -68,6 +68,8 @@ class WorkerPool {
 
   WorkerPool(rpc::EventLoop* loop, Env env, DeathCallback on_death);
   ~WorkerPool();
+  // Called (on the loop thread) for each worker process just started.
+  void set_on_start(std::function<void(const WorkerProc& w)> cb) { on_start_ = std::move(cb); }
 
   void AddJob(JobConfig config);
   bool HasJob(const JobID& job) const { return jobs_.count(job) > 0; }
@@ -104,6 +106,7 @@ class WorkerPool {
   rpc::EventLoop* const loop_;
   const Env env_;
   DeathCallback on_death_;
+  std::function<void(const WorkerProc& w)> on_start_;
   std::unordered_map<JobID, JobConfig> jobs_;
   std::unordered_map<WorkerID, std::unique_ptr<WorkerProc>> workers_;
   std::unordered_map<WorkerID, std::pair<int, uint64_t>> pidfds_;  // id -> (pidfd, watch)
