@@ -344,6 +344,88 @@ void CheckInfeasible() {
   ExpectError(probe.Task(&Probe::Node).Remote(), {"nowhere: 1"}, "an actor asking for nowhere=1");
 }
 
+// Where a task in each bundle of `group` runs (each asking `cpus`).
+std::vector<std::string> BundleNodes(const lumen::PlacementGroup& group, double cpus) {
+  std::vector<lumen::ObjectRef<std::string>> refs;
+  for (int i = 0; i < group.bundle_count(); ++i) {
+    refs.push_back(lumen::Task(WhereAmI)
+                       .Options({.num_cpus = cpus, .placement_group = group, .bundle_index = i})
+                       .Remote());
+  }
+  std::vector<std::string> out;
+  for (auto& r : refs) out.push_back(lumen::Get(r));
+  return out;
+}
+
+size_t Distinct(const std::vector<std::string>& v) {
+  return std::set<std::string>(v.begin(), v.end()).size();
+}
+
+void CheckPlacementGroups() {
+  using S = lumen::PlacementStrategy;
+  auto zones = NodesByZone();
+  // STRICT_SPREAD: a CPU on each of the three one-CPU nodes, all of the cluster's CPUs.
+  auto strict_spread =
+      lumen::CreatePlacementGroup({.bundles = {{{"CPU", 1}}, {{"CPU", 1}}, {{"CPU", 1}}},
+                                   .strategy = S::kStrictSpread,
+                                   .name = "strict-spread"});
+  Expect(strict_spread.Wait(60000), "STRICT_SPREAD of three one-CPU bundles was not placed");
+  Expect(Distinct(BundleNodes(strict_spread, 1)) == 3, "STRICT_SPREAD bundles share a node");
+  Expect(lumen::AvailableResources()["CPU"] == 0, "STRICT_SPREAD left CPUs unreserved");
+  // Tasks for any bundle that must run at the same time: the group's bundles on the other
+  // nodes take them (spillback inside the group).
+  std::string dir = MakeDir("pg-any");
+  std::vector<lumen::ObjectRef<std::string>> together;
+  for (int i = 0; i < 3; ++i) {
+    together.push_back(
+        lumen::Task(Rendezvous).Options({.placement_group = strict_spread}).Remote(dir, 3));
+  }
+  std::vector<std::string> where;
+  for (auto& r : together) where.push_back(lumen::Get(r));
+  Expect(Distinct(where) == 3,
+         "3 any-bundle tasks ran together on " + std::to_string(Distinct(where)) + " nodes");
+  auto four = lumen::CreatePlacementGroup(
+      {.bundles = {{{"CPU", 0.1}}, {{"CPU", 0.1}}, {{"CPU", 0.1}}, {{"CPU", 0.1}}},
+       .strategy = S::kStrictSpread});
+  try {
+    four.Wait(60000);
+    throw Failure("STRICT_SPREAD of four bundles on three nodes did not fail");
+  } catch (const lumen::Error& e) {
+    Expect(std::string(e.what()).find("needs a node per bundle") != std::string::npos,
+           std::string("STRICT_SPREAD of four: ") + e.what());
+  }
+  lumen::RemovePlacementGroup(strict_spread);
+  Expect(lumen::AvailableResources()["CPU"] == 3, "removing the group did not free its CPUs");
+  // STRICT_PACK and PACK (it fits): one node; SPREAD: three.
+  auto strict_pack = lumen::CreatePlacementGroup(
+      {.bundles = {{{"CPU", 0.5}}, {{"CPU", 0.5}}}, .strategy = S::kStrictPack});
+  Expect(strict_pack.Wait(60000), "STRICT_PACK was not placed");
+  Expect(Distinct(BundleNodes(strict_pack, 0.5)) == 1, "STRICT_PACK bundles on several nodes");
+  lumen::RemovePlacementGroup(strict_pack);
+  auto pack = lumen::CreatePlacementGroup(
+      {.bundles = {{{"CPU", 0.25}}, {{"CPU", 0.25}}}, .strategy = S::kPack});
+  Expect(pack.Wait(60000), "PACK was not placed");
+  Expect(Distinct(BundleNodes(pack, 0.25)) == 1, "PACK split bundles that fit on one node");
+  lumen::RemovePlacementGroup(pack);
+  auto spread = lumen::CreatePlacementGroup(
+      {.bundles = {{{"CPU", 0.5}}, {{"CPU", 0.5}}, {{"CPU", 0.5}}}, .strategy = S::kSpread});
+  Expect(spread.Wait(60000), "SPREAD was not placed");
+  Expect(Distinct(BundleNodes(spread, 0.5)) == 3, "SPREAD doubled up with nodes to spare");
+  lumen::RemovePlacementGroup(spread);
+  // A bundle asking for what only node b has is reserved there; an actor inside lives there.
+  auto side = lumen::CreatePlacementGroup({.bundles = {{{"side", 1}}}});
+  Expect(side.Wait(60000), "a bundle asking for side=1 was not placed");
+  auto probe = lumen::Actor(Probe::Create)
+                   .Options({.resources = {{"side", 1}}, .placement_group = side})
+                   .Remote();
+  Expect(lumen::Get(probe.Task(&Probe::Node).Remote()) == zones["b"],
+         "an actor in the side=1 bundle lives off node b");
+  lumen::RemovePlacementGroup(side);
+  std::printf(
+      "placement groups: STRICT_SPREAD on 3 nodes, STRICT_PACK and PACK on 1, SPREAD on "
+      "3; removal freed the CPUs\n");
+}
+
 // Run with a head started with LUMEN_INFEASIBLE_WAIT_S: the task waits (shown in `lumen
 // status`) until a node offering side=1 joins, then runs there.
 void CheckWaitForANode() {
@@ -376,6 +458,7 @@ int main(int argc, char** argv) {
       {"broadcast", CheckBroadcast},
       {"output", CheckOutput},
       {"actor_burst", CheckActorBurst},
+      {"placement_groups", CheckPlacementGroups},
       {"wait_for_a_node", CheckWaitForANode}};
   int code = 0;
   std::string which = argc > 1 ? argv[1] : "";

@@ -171,6 +171,12 @@ TEST_F(ClusterTest, ActorsCreatedAtOnceSpreadOverTheNodesThatHaveRoom) {
   EXPECT_EQ(r.code, 0) << r.out;
 }
 
+TEST_F(ClusterTest, PlacementGroupsOfEveryStrategyReserveBundlesAcrossTheNodes) {
+  auto r = Driver("placement_groups");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("SPREAD on 3; removal freed the CPUs"), std::string::npos) << r.out;
+}
+
 TEST_F(ClusterTest, InfeasibleRequestsFailWithTheLargestNode) {
   auto r = Driver("infeasible");
   EXPECT_EQ(r.code, 0) << r.out;

@@ -16,6 +16,7 @@
 #include "common/session.h"
 #include "lumen/ids.h"
 #include "node.pb.h"
+#include "node/bundle_table.h"
 #include "node/log_monitor.h"
 
 namespace lumen {
@@ -258,3 +259,53 @@ TEST_F(LogMonitorTest, AFloodIsReadABoundedAmountAtATime) {
 
 }  // namespace
 }  // namespace lumen
+
+namespace lumen::node {
+namespace {
+
+TEST(BundleTable, PreparesAllOrNothingCommitsAndReturns) {
+  BundleTable table;
+  const PlacementGroupID g = PlacementGroupID::FromRandom();
+  ResourceSet total = ResourceSet::FromDoubles({{"CPU", 2}, {"GPU", 1}});
+  ResourceSet available = total;
+  const ResourceSet cpu = ResourceSet::FromDoubles({{"CPU", 1}});
+  std::string error;
+  // Three one-CPU bundles do not fit two CPUs: nothing is taken.
+  EXPECT_FALSE(table.Prepare(g, {{0, cpu}, {1, cpu}, {2, cpu}}, &available, &error));
+  EXPECT_NE(error.find("{CPU: 3}"), std::string::npos) << error;
+  EXPECT_TRUE(available == total);
+  EXPECT_FALSE(table.Has(g));
+  ASSERT_TRUE(table.Prepare(g, {{0, cpu}, {1, cpu}}, &available, &error)) << error;
+  EXPECT_EQ(available.Get("CPU"), 0);
+  // A repeated request (a lost reply) takes nothing more.
+  ASSERT_TRUE(table.Prepare(g, {{0, cpu}, {1, cpu}}, &available, &error)) << error;
+  EXPECT_TRUE(table.Committed(g).empty());
+  table.Commit(g, &total, &available);
+  EXPECT_EQ(table.Committed(g), (std::vector<int>{0, 1}));
+  EXPECT_EQ(available.Get("CPU_group_" + g.Hex()), ToFixed(2));
+  EXPECT_EQ(total.Get("CPU_group_1_" + g.Hex()), ToFixed(1));
+  EXPECT_EQ(total.Get("CPU"), ToFixed(2));
+  table.Commit(g, &total, &available);  // again: unchanged
+  EXPECT_EQ(available.Get("CPU_group_" + g.Hex()), ToFixed(2));
+  table.Return(g, &total, &available);
+  EXPECT_TRUE(total == ResourceSet::FromDoubles({{"CPU", 2}, {"GPU", 1}}));
+  EXPECT_TRUE(available == total);
+  EXPECT_FALSE(table.Has(g));
+  table.Return(g, &total, &available);  // unknown now: nothing happens
+  EXPECT_TRUE(available == total);
+}
+
+TEST(BundleTable, ReturningPreparedBundlesGivesTheirResourcesBack) {
+  BundleTable table;
+  const PlacementGroupID g = PlacementGroupID::FromRandom();
+  ResourceSet total = ResourceSet::FromDoubles({{"CPU", 4}});
+  ResourceSet available = total;
+  std::string error;
+  ASSERT_TRUE(table.Prepare(g, {{3, ResourceSet::FromDoubles({{"CPU", 3}})}}, &available, &error));
+  EXPECT_EQ(available.Get("CPU"), ToFixed(1));
+  table.Return(g, &total, &available);
+  EXPECT_TRUE(available == total);
+}
+
+}  // namespace
+}  // namespace lumen::node

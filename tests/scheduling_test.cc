@@ -221,3 +221,51 @@ TEST(Bundles, AGroupWithoutBundlesIsRefused) {
 
 }  // namespace
 }  // namespace lumen::scheduling
+
+namespace lumen::scheduling {
+namespace {
+
+TEST(BundleResources, ACommittedBundleIsTheGroupsResourcesByIndexAndInAll) {
+  const PlacementGroupID g = PlacementGroupID::FromRandom();
+  ResourceSet added =
+      CommittedBundleResources(ResourceSet::FromDoubles({{"CPU", 2}, {"GPU", 1}}), g, 1);
+  EXPECT_EQ(added.Get("CPU_group_1_" + g.Hex()), ToFixed(2));
+  EXPECT_EQ(added.Get("CPU_group_" + g.Hex()), ToFixed(2));
+  EXPECT_EQ(added.Get("GPU_group_1_" + g.Hex()), ToFixed(1));
+  EXPECT_EQ(added.Get("bundle_group_1_" + g.Hex()), ToFixed(1000));
+  EXPECT_EQ(added.Get("CPU"), 0);
+  for (const auto& [name, amount] : added.amounts()) EXPECT_EQ(GroupOfResource(name), g) << name;
+  EXPECT_TRUE(GroupOfResource("CPU").IsNil());
+  EXPECT_TRUE(GroupOfResource("my_group_thing").IsNil());
+}
+
+TEST(BundleResources, ARequestInsideABundleFitsOnlyThatBundle) {
+  const PlacementGroupID g = PlacementGroupID::FromRandom();
+  const ResourceSet one_cpu = ResourceSet::FromDoubles({{"CPU", 1}});
+  ResourceSet node = CommittedBundleResources(one_cpu, g, 0);
+  node.Add(CommittedBundleResources(one_cpu, g, 1));
+  EXPECT_TRUE(GroupRequest(one_cpu, g, 0).IsSubsetOf(node));
+  EXPECT_FALSE(GroupRequest(ResourceSet::FromDoubles({{"CPU", 2}}), g, 0).IsSubsetOf(node));
+  EXPECT_FALSE(GroupRequest(one_cpu, g, 2).IsSubsetOf(node));  // no bundle 2 here
+  EXPECT_FALSE(GroupRequest(one_cpu, PlacementGroupID::FromRandom(), 0).IsSubsetOf(node));
+  // Any bundle: the unindexed names, then the granting node picks one.
+  ResourceSet any = GroupRequest(one_cpu, g, -1);
+  EXPECT_EQ(any.Get("CPU_group_0_" + g.Hex()), 0);
+  EXPECT_TRUE(any.IsSubsetOf(node));
+  EXPECT_TRUE(ForBundle(any, g, 1) == GroupRequest(one_cpu, g, 1));
+  // Nothing asked: the marker still keeps it inside the group.
+  EXPECT_FALSE(GroupRequest(ResourceSet(), g, 0).Empty());
+  EXPECT_TRUE(GroupRequest(ResourceSet(), g, 0).IsSubsetOf(node));
+}
+
+TEST(BundleResources, GpusAndCpusAreCountedInsideGroupsToo) {
+  const PlacementGroupID g = PlacementGroupID::FromRandom();
+  EXPECT_EQ(GpusOf(GroupRequest(ResourceSet::FromDoubles({{"GPU", 2}}), g, 3)), ToFixed(2));
+  EXPECT_EQ(GpusOf(ResourceSet::FromDoubles({{"GPU", 0.5}})), ToFixed(0.5));
+  EXPECT_TRUE(IsCpuResource("CPU"));
+  EXPECT_TRUE(IsCpuResource("CPU_group_0_" + g.Hex()));
+  EXPECT_FALSE(IsCpuResource("GPU_group_" + g.Hex()));
+}
+
+}  // namespace
+}  // namespace lumen::scheduling

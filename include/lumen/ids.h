@@ -75,6 +75,7 @@ class BaseID {
 
 class NodeID : public BaseID<NodeID, 16> {};
 class WorkerID : public BaseID<WorkerID, 16> {};
+class PlacementGroupID : public BaseID<PlacementGroupID, 16> {};  // random
 
 class JobID : public BaseID<JobID, 4> {
  public:
@@ -135,6 +136,10 @@ struct hash<lumen::ActorID> {
 template <>
 struct hash<lumen::TaskID> {
   size_t operator()(const lumen::TaskID& id) const { return id.Hash(); }
+};
+template <>
+struct hash<lumen::PlacementGroupID> {
+  size_t operator()(const lumen::PlacementGroupID& id) const { return id.Hash(); }
 };
 template <>
 struct hash<lumen::ObjectID> {

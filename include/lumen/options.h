@@ -9,6 +9,8 @@
 #include <string>
 #include <variant>
 
+#include "lumen/placement_group.h"
+
 namespace lumen {
 
 // Where a task or actor runs (Ray's scheduling strategies).
@@ -60,6 +62,10 @@ struct TaskOptions {
   std::string name{};                         // shown in errors and logs
   SchedulingStrategy scheduling{};
   LabelSelector label_selector{};
+  // Inside a placement group: only bundle `bundle_index`'s resources (-1: any bundle with
+  // room); waits while the group is pending. The scheduling strategy then does not apply.
+  PlacementGroup placement_group{};
+  int bundle_index = -1;
 };
 
 // Options of an actor. By default an actor needs no CPU while it lives (like Ray), so any
@@ -78,6 +84,8 @@ struct ActorOptions {
   int max_concurrency = 1;  // > 1: calls run concurrently on a thread pool in the actor
   SchedulingStrategy scheduling{};
   LabelSelector label_selector{};
+  PlacementGroup placement_group{};  // as for tasks
+  int bundle_index = -1;
 };
 
 }  // namespace lumen

@@ -4,7 +4,9 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -318,7 +320,9 @@ std::vector<NodeInfo> Nodes() {
     info.alive = n.alive();
     info.is_head = n.is_head();
     info.labels.insert(n.labels().begin(), n.labels().end());
-    info.resources_total = ToDoubles(n.total().amounts());
+    // The latest report: it has the placement-group resources the node gained since it joined.
+    info.resources_total =
+        ToDoubles(n.has_stats() ? n.stats().total().amounts() : n.total().amounts());
     info.resources_available =
         n.alive() ? ToDoubles(n.has_stats() ? n.stats().available().amounts() : n.total().amounts())
                   : std::map<std::string, double>{};
@@ -341,6 +345,124 @@ ClusterResourceSummary GetClusterResources() {
 std::map<std::string, double> ClusterResources() { return GetClusterResources().total; }
 
 std::map<std::string, double> AvailableResources() { return GetClusterResources().available; }
+
+// ---- placement groups ----------------------------------------------------------------------
+
+namespace {
+
+PlacementStrategy StrategyFromWire(int32_t s) {
+  return static_cast<PlacementStrategy>(s);  // the same order as scheduling::BundleStrategy
+}
+
+// One WaitPlacementGroup round trip; the control service answers at once when timeout_ms is 0.
+proto::WaitPlacementGroupReply AskGroup(const proto::WaitPlacementGroupRequest& req,
+                                        const char* what) {
+  proto::WaitPlacementGroupReply reply;
+  Status st = CW().gcs()->CallSync(rpc::kWaitPlacementGroup, req, &reply, req.timeout_ms() + 10000);
+  if (!st.ok()) {
+    throw Error(std::string(what) + ": cannot reach the control service: " + st.ToString());
+  }
+  return reply;
+}
+
+}  // namespace
+
+PlacementGroup CreatePlacementGroup(const PlacementGroupOptions& options) {
+  core::CoreWorker& cw = CW();
+  if (options.bundles.empty()) {
+    throw Error("lumen::CreatePlacementGroup: a placement group needs at least one bundle");
+  }
+  PlacementGroup pg;
+  const PlacementGroupID id = PlacementGroupID::FromRandom();
+  proto::CreatePlacementGroupRequest req;
+  proto::PlacementGroupInfo* info = req.mutable_group();
+  info->set_id(id.Binary());
+  info->set_name(options.name);
+  info->set_strategy(static_cast<int32_t>(options.strategy));
+  info->set_job_id(cw.job_id().Binary());
+  for (size_t i = 0; i < options.bundles.size(); ++i) {
+    for (const auto& [name, amount] : options.bundles[i]) {
+      if (!(amount >= 0) || name.empty()) {
+        throw Error("lumen::CreatePlacementGroup: bundle " + std::to_string(i) +
+                    " has a bad resource '" + name + "': " + std::to_string(amount));
+      }
+    }
+    proto::Bundle* b = info->add_bundles();
+    b->set_index(static_cast<int32_t>(i));
+    ResourceSet::FromDoubles(options.bundles[i]).ToProto(b->mutable_resources()->mutable_amounts());
+  }
+  proto::CreatePlacementGroupReply reply;
+  Status st = cw.gcs()->CallSync(rpc::kCreatePlacementGroup, req, &reply, 10000);
+  if (!st.ok()) {
+    throw Error("lumen::CreatePlacementGroup: cannot reach the control service: " + st.ToString());
+  }
+  if (!reply.ok()) throw Error("lumen::CreatePlacementGroup: " + reply.error());
+  pg.id_ = id.Hex();
+  pg.name_ = options.name;
+  pg.strategy_ = options.strategy;
+  pg.bundles_ = options.bundles;
+  return pg;
+}
+
+PlacementGroup GetPlacementGroup(const std::string& name) {
+  proto::WaitPlacementGroupRequest req;
+  req.set_name(name);
+  proto::WaitPlacementGroupReply reply = AskGroup(req, "lumen::GetPlacementGroup");
+  if (!reply.found() || name.empty()) {
+    throw Error("lumen::GetPlacementGroup: no placement group named '" + name + "'");
+  }
+  PlacementGroup pg;
+  pg.id_ = PlacementGroupID::FromBinary(reply.group().id()).Hex();
+  pg.name_ = reply.group().name();
+  pg.strategy_ = StrategyFromWire(reply.group().strategy());
+  for (const auto& b : reply.group().bundles()) {
+    pg.bundles_.push_back(ToDoubles(b.resources().amounts()));
+  }
+  return pg;
+}
+
+bool PlacementGroup::Wait(int64_t timeout_ms) const {
+  const std::string what = "lumen::PlacementGroup::Wait";
+  if (!valid()) throw Error(what + ": the handle names no placement group");
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(std::max<int64_t>(0, timeout_ms));
+  proto::WaitPlacementGroupRequest req;
+  req.set_id(PlacementGroupID::FromHex(id_).Binary());
+  while (true) {
+    const int64_t left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             deadline - std::chrono::steady_clock::now())
+                             .count();
+    req.set_timeout_ms(std::clamp<int64_t>(left, 0, 60000));  // long waits in slices
+    proto::WaitPlacementGroupReply reply = AskGroup(req, what.c_str());
+    if (!reply.found()) {
+      throw Error(what + ": placement group " + id_ + " was removed (or never existed)");
+    }
+    switch (reply.group().state()) {
+      case proto::PG_CREATED:
+        return true;
+      case proto::PG_FAILED:
+        throw Error(what + ": placement group " + id_ +
+                    " cannot be placed: " + reply.group().error());
+      case proto::PG_REMOVED:
+        throw Error(what + ": placement group " + id_ + " was " + reply.group().error());
+      default:
+        break;
+    }
+    if (left <= 0) return false;
+  }
+}
+
+void RemovePlacementGroup(const PlacementGroup& group) {
+  if (!group.valid())
+    throw Error("lumen::RemovePlacementGroup: the handle names no placement group");
+  proto::RemovePlacementGroupRequest req;
+  req.set_id(PlacementGroupID::FromHex(group.id()).Binary());
+  proto::Empty reply;
+  Status st = CW().gcs()->CallSync(rpc::kRemovePlacementGroup, req, &reply, 10000);
+  if (!st.ok()) {
+    throw Error("lumen::RemovePlacementGroup: cannot reach the control service: " + st.ToString());
+  }
+}
 
 RuntimeContext GetRuntimeContext() {
   core::CoreWorker& cw = CW();

@@ -37,6 +37,7 @@
 #include "gcs.pb.h"
 #include "lumen/ids.h"
 #include "node.pb.h"
+#include "scheduling/bundles.h"
 #include "scheduling/policy.h"
 
 namespace lumen::cli {
@@ -503,10 +504,14 @@ int ShowStatus(const std::string& address_flag, const std::string& token_flag,
       std::map<std::string, std::string> labels(n.labels().begin(), n.labels().end());
       std::cout << "  labels: " << scheduling::LabelsToString(labels) << "\n";
     }
-    ResourceSet total = ResourceSet::FromProto(n.total().amounts());
+    ResourceSet total =
+        ResourceSet::FromProto(s.has_total() ? s.total().amounts() : n.total().amounts());
     ResourceSet avail = ResourceSet::FromProto(s.available().amounts());
     std::cout << "  resources (used/total):";
     for (const auto& [name, amount] : total.amounts()) {
+      // A placement group's resources are listed with the group; here its bundles count as
+      // used resources of the node.
+      if (!scheduling::GroupOfResource(name).IsNil()) continue;
       double used = FromFixed(amount - avail.Get(name));
       if (name == "memory" || name == "object_store_memory") {
         std::cout << "  " << name << " " << Human(static_cast<int64_t>(used)) << "/"
@@ -539,6 +544,34 @@ int ShowStatus(const std::string& address_flag, const std::string& token_flag,
               << (key.second ? "  INFEASIBLE: no alive node can hold it (waiting for one to join)"
                              : "  pending: waiting for resources")
               << "\n";
+  }
+  if (status.placement_groups_size() > 0) {
+    std::cout << "\nPlacement groups:\n";
+    for (const auto& g : status.placement_groups()) {
+      std::cout << "  " << PlacementGroupID::FromBinary(g.id()).Hex().substr(0, 12)
+                << (g.name().empty() ? "" : " '" + g.name() + "'") << "  "
+                << scheduling::BundleStrategyName(
+                       static_cast<scheduling::BundleStrategy>(g.strategy()))
+                << "  ";
+      switch (g.state()) {
+        case proto::PG_CREATED:
+          std::cout << "CREATED";
+          break;
+        case proto::PG_FAILED:
+          std::cout << "INFEASIBLE: " << g.error();
+          break;
+        default:
+          std::cout << "PENDING: waiting for resources";
+      }
+      std::cout << "\n    bundles:";
+      for (const auto& b : g.bundles()) {
+        std::cout << " " << ResourceSet::FromProto(b.resources().amounts()).ToString();
+        if (!b.node_id().empty()) {
+          std::cout << "@" << NodeID::FromBinary(b.node_id()).Hex().substr(0, 8);
+        }
+      }
+      std::cout << "\n";
+    }
   }
   (*conn)->Close(lumen::Status::OK());
   return 0;

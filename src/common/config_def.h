@@ -59,3 +59,8 @@ LUMEN_CONFIG(int64_t, infeasible_wait_s, 0,
              "How long a request no alive node can hold waits for a node that can (0: fail now)")
 LUMEN_CONFIG(int64_t, locality_min_bytes, 1 << 20,
              "Arguments this large on another node make the owner lease from that node")
+LUMEN_CONFIG(int64_t, placement_group_rpc_timeout_ms, 10000,
+             "How long the control service waits for a node daemon to prepare, commit or return "
+             "a placement group's bundles before it gives up on that attempt")
+LUMEN_CONFIG(int64_t, placement_group_retry_ms, 200,
+             "Pause before a placement group whose reservation failed on a node tries again")

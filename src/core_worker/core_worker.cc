@@ -21,6 +21,7 @@
 #include "lumen/errors.h"
 #include "lumen/serialization.h"
 #include "node.pb.h"
+#include "scheduling/bundles.h"
 
 namespace lumen::core {
 
@@ -1022,6 +1023,48 @@ proto::SchedulingStrategy StrategyOf(const SchedulingStrategy& strategy,
   return out;
 }
 
+// Inside a placement group: the group's resources instead of the node's (scheduling/
+// bundles.h) and the group in the strategy. Throws when the index or the request does not fit
+// the group, so the mistake shows at the call rather than as a task that never starts.
+void InPlacementGroup(const PlacementGroup& group, int bundle_index, const char* what,
+                      ResourceSet* resources, proto::SchedulingStrategy* strategy) {
+  if (!group.valid()) {
+    if (bundle_index != -1) {
+      throw Error(std::string(what) + ": bundle_index " + std::to_string(bundle_index) +
+                  " given without a placement_group");
+    }
+    return;
+  }
+  const PlacementGroupID id = PlacementGroupID::FromHex(group.id());
+  if (id.IsNil())
+    throw Error(std::string(what) + ": '" + group.id() + "' is not a placement group id");
+  if (bundle_index < -1 || bundle_index >= group.bundle_count()) {
+    throw Error(std::string(what) + ": bundle_index " + std::to_string(bundle_index) +
+                " is out of range for placement group " + group.id() + " with " +
+                std::to_string(group.bundle_count()) + " bundles (-1: any bundle)");
+  }
+  bool fits = false;
+  for (int i = 0; i < group.bundle_count() && !fits; ++i) {
+    if (bundle_index >= 0 && i != bundle_index) continue;
+    fits = resources->IsSubsetOf(ResourceSet::FromDoubles(group.bundles()[static_cast<size_t>(i)]));
+  }
+  if (!fits) {
+    std::string bundles;
+    for (const auto& b : group.bundles()) {
+      bundles += (bundles.empty() ? "" : ", ") + ResourceSet::FromDoubles(b).ToString();
+    }
+    throw Error(std::string(what) + ": it requires " + resources->ToString() + ", more than " +
+                (bundle_index >= 0 ? "bundle " + std::to_string(bundle_index) : "any bundle") +
+                " of placement group " + group.id() + " holds (bundles: " + bundles +
+                "); ask for what the bundle has (num_cpus defaults to 1)");
+  }
+  *resources = scheduling::GroupRequest(*resources, id, bundle_index);
+  strategy->set_kind(proto::SchedulingStrategy::HYBRID);
+  strategy->clear_node_id();
+  strategy->set_placement_group_id(id.Binary());
+  strategy->set_bundle_index(bundle_index);
+}
+
 }  // namespace
 
 std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
@@ -1045,6 +1088,8 @@ std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
   entry->resources =
       ResourcesOf(options.num_cpus, options.num_gpus, options.memory, options.resources);
   entry->strategy = StrategyOf(options.scheduling, options.label_selector);
+  InPlacementGroup(options.placement_group, options.bundle_index, "lumen::Task", &entry->resources,
+                   &entry->strategy);
   // Tasks share leases only with tasks of the same shape and placement.
   entry->key = entry->resources.Key() + "|" + entry->strategy.SerializeAsString();
   entry->retries_left = std::max(options.max_retries, 0);
@@ -1065,7 +1110,8 @@ std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
       return;
     }
     // Locality-aware leasing (default strategy only: the others name their nodes).
-    if (entry->strategy.kind() == proto::SchedulingStrategy::HYBRID) {
+    if (entry->strategy.kind() == proto::SchedulingStrategy::HYBRID &&
+        entry->strategy.placement_group_id().empty()) {
       entry->lease_node = LocalityNode(entry->spec, node_id_, Config::Get().locality_min_bytes());
       if (!entry->lease_node.IsNil()) entry->key += "@" + entry->lease_node.Hex();
     }
@@ -1098,9 +1144,12 @@ ActorID CoreWorker::CreateActor(const internal::RemoteFunction& factory,
   spec->set_signature_hash(factory.signature_hash);
   spec->set_num_returns(1);
   *spec->mutable_caller() = address_;
-  ResourcesOf(options.num_cpus, options.num_gpus, options.memory, options.resources)
-      .ToProto(spec->mutable_resources());
+  ResourceSet resources =
+      ResourcesOf(options.num_cpus, options.num_gpus, options.memory, options.resources);
   *spec->mutable_strategy() = StrategyOf(options.scheduling, options.label_selector);
+  InPlacementGroup(options.placement_group, options.bundle_index, "lumen::Actor", &resources,
+                   spec->mutable_strategy());
+  resources.ToProto(spec->mutable_resources());
   auto* ac = spec->mutable_actor_creation();
   ac->set_actor_id(actor_id.Binary());
   ac->set_name(options.name);

@@ -1,5 +1,7 @@
 #include "gcs/gcs_server.h"
 
+#include <future>
+
 #include "common/config.h"
 #include "common/logging.h"
 #include "common/resources.h"
@@ -44,6 +46,15 @@ int64_t NowMs() {
 
 GcsServer::GcsServer(rpc::EventLoop* loop, GcsOptions options, std::unique_ptr<GcsStore> store)
     : loop_(loop), options_(std::move(options)), store_(std::move(store)) {
+  PlacementGroups::Hooks hooks;
+  hooks.view = [this] { return scheduling::ViewFromProto(View()); };
+  hooks.node = [this](const NodeID& id) { return NodeConnection(id); };
+  hooks.on_node_stats = [this](const proto::NodeStats& stats) { UpdateNodeStats(stats); };
+  hooks.on_change = [this] { OnPlacementGroupsChanged(); };
+  hooks.on_removed = [this](const PlacementGroupID& id, const std::string& why) {
+    OnPlacementGroupRemoved(id, why);
+  };
+  groups_ = std::make_unique<PlacementGroups>(loop_, std::move(hooks));
   RegisterHandlers();
 }
 
@@ -74,6 +85,15 @@ void GcsServer::RegisterHandlers() {
   bind(rpc::kWorkerLogs, &GcsServer::HandleWorkerLogs);
   bind(rpc::kFlushWorkerLogs, &GcsServer::HandleFlushWorkerLogs);
   bind(rpc::kGcsShutdown, &GcsServer::HandleShutdown);
+  auto bind_groups = [this](uint16_t type,
+                            void (PlacementGroups::*fn)(const rpc::ConnectionPtr&, rpc::Frame&)) {
+    dispatcher_.Register(type, [this, fn](const rpc::ConnectionPtr& c, rpc::Frame& f) {
+      (groups_.get()->*fn)(c, f);
+    });
+  };
+  bind_groups(rpc::kCreatePlacementGroup, &PlacementGroups::HandleCreate);
+  bind_groups(rpc::kWaitPlacementGroup, &PlacementGroups::HandleWait);
+  bind_groups(rpc::kRemovePlacementGroup, &PlacementGroups::HandleRemove);
   client_dispatcher_.Register(
       rpc::kTaskResults,
       [this](const rpc::ConnectionPtr& c, rpc::Frame& f) { HandleCreationResult(c, f); });
@@ -102,6 +122,22 @@ Status GcsServer::Start() {
 void GcsServer::Stop() {
   stopping_ = true;
   if (server_) {
+    // Placement-group waiters get their answer; that runs on the loop, which owns the group
+    // table (or here when the loop has stopped: nothing else runs then).
+    if (loop_->InLoopThread()) {
+      groups_->Stop();
+    } else {
+      auto done = std::make_shared<std::promise<void>>();
+      auto fut = done->get_future();
+      if (loop_->Post([this, done] {
+            groups_->Stop();
+            done->set_value();
+          })) {
+        fut.wait();
+      } else {
+        groups_->Stop();
+      }
+    }
     server_->Stop();
     server_.reset();
   }
@@ -188,6 +224,7 @@ void GcsServer::HandleRegisterNode(const rpc::ConnectionPtr& c, rpc::Frame& f) {
                   << " with " << ResourceSet::FromProto(n.info.total().amounts()).ToString();
   c->Reply(f, proto::Empty());
   BroadcastView();  // membership: at once, so that the next request can use the new node
+  groups_->OnResourcesChanged();
 }
 
 void GcsServer::HandleHeartbeat(const rpc::ConnectionPtr& c, rpc::Frame& f) {
@@ -196,14 +233,27 @@ void GcsServer::HandleHeartbeat(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   auto it = nodes_.find(NodeID::FromBinary(req.stats().node_id()));
   if (it == nodes_.end() || !it->second.info.alive()) return;
   it->second.last_heartbeat = std::chrono::steady_clock::now();
-  const bool changed = !it->second.info.has_stats() ||
-                       !(ResourceSet::FromProto(it->second.info.stats().available().amounts()) ==
-                         ResourceSet::FromProto(req.stats().available().amounts()));
-  *it->second.info.mutable_stats() = req.stats();
+  UpdateNodeStats(req.stats());
+}
+
+void GcsServer::UpdateNodeStats(const proto::NodeStats& stats) {
+  auto it = nodes_.find(NodeID::FromBinary(stats.node_id()));
+  if (it == nodes_.end() || !it->second.info.alive()) return;
+  const proto::NodeStats* old = it->second.info.has_stats() ? &it->second.info.stats() : nullptr;
+  if (old && stats.report_seq() < old->report_seq()) return;  // overtaken by a newer report
+  const bool changed = !old ||
+                       !(ResourceSet::FromProto(old->available().amounts()) ==
+                         ResourceSet::FromProto(stats.available().amounts())) ||
+                       !(ResourceSet::FromProto(old->total().amounts()) ==
+                         ResourceSet::FromProto(stats.total().amounts()));
+  *it->second.info.mutable_stats() = stats;
   for (auto p = placing_.begin(); p != placing_.end();) {  // this report shows them
     p = p->second.granted && p->second.node == it->first ? placing_.erase(p) : std::next(p);
   }
-  if (changed) BroadcastViewSoon();
+  if (changed) {
+    BroadcastViewSoon();
+    groups_->OnResourcesChanged();
+  }
 }
 
 proto::ClusterView GcsServer::View() const {
@@ -212,11 +262,13 @@ proto::ClusterView GcsServer::View() const {
     proto::NodeResources* r = view.add_nodes();
     r->set_node_id(id.Binary());
     r->set_address(n.info.address().tcp_address());
-    *r->mutable_total() = n.info.total();
+    // Reports carry the placement-group resources a node gained after it registered.
+    *r->mutable_total() = n.info.has_stats() ? n.info.stats().total() : n.info.total();
     *r->mutable_available() = n.info.has_stats() ? n.info.stats().available() : n.info.total();
     *r->mutable_labels() = n.info.labels();
     r->set_alive(n.info.alive());
   }
+  groups_->AddTo(view.mutable_placement_groups());
   return view;
 }
 
@@ -314,6 +366,7 @@ void GcsServer::MarkNodeDead(const NodeID& id, const std::string& cause) {
   for (const auto& aid : lost) {
     OnActorWorkerDied(aid, "was lost with its node " + id.Hex().substr(0, 12) + " (" + cause + ")");
   }
+  groups_->OnNodeDead(id);
 }
 
 rpc::ConnectionPtr GcsServer::NodeConnection(const NodeID& id) {
@@ -442,6 +495,7 @@ void GcsServer::FinishJob(const JobID& job, const std::string& why) {
     nit = (a == actors_.end() || a->second.info.state() == proto::DEAD) ? names_.erase(nit)
                                                                         : std::next(nit);
   }
+  groups_->OnJobFinished(job);
   proto::JobFinishedRequest note;
   note.set_job_id(job.Binary());
   for (auto& [nid, n] : nodes_) {
@@ -526,6 +580,23 @@ void GcsServer::ScheduleActor(const ActorID& id) {
   ActorState& a = it->second;
   uint64_t attempt = ++a.schedule_attempt;
   placing_.erase(id);  // an earlier attempt's
+  waiting_for_group_.erase(id);
+  if (const std::string& group = a.creation.strategy().placement_group_id(); !group.empty()) {
+    const proto::PlacementGroupInfo* g = groups_->Find(PlacementGroupID::FromBinary(group));
+    const std::string name = "placement group " + PlacementGroupID::FromBinary(group).Hex();
+    if (!g) {
+      SetActorDead(a, "its " + name + " was removed (or never existed)");
+      return;
+    }
+    if (g->state() == proto::PG_FAILED) {
+      SetActorDead(a, "its " + name + " cannot be placed: " + g->error());
+      return;
+    }
+    if (g->state() == proto::PG_PENDING) {
+      waiting_for_group_.insert(id);  // OnPlacementGroupsChanged tries again
+      return;
+    }
+  }
   scheduling::Decision d = PlaceActor(a);
   if (d.kind == scheduling::Decision::kInfeasible) {
     SetActorDead(a, "cannot place the actor: " + d.error);
@@ -601,6 +672,7 @@ scheduling::Decision GcsServer::PlaceActor(const ActorState& a) {
       a.creation.strategy(), ResourceSet::FromProto(a.creation.resources()),
       NodeID::FromBinary(a.creation.caller().node_id()));
   scheduling::ClusterView view = scheduling::ViewFromProto(View());
+  groups_->SubtractInFlight(&view);
   for (const auto& [actor, placing] : placing_) {
     for (auto& n : view) {
       if (n.id == placing.node) n.available.Subtract(placing.resources);
@@ -636,6 +708,34 @@ void GcsServer::HandleCreationResult(const rpc::ConnectionPtr& c, rpc::Frame& f)
     LUMEN_LOG(INFO) << "actor " << id.Hex() << " (" << a.info.class_name() << ") alive at pid "
                     << a.info.address().pid();
     Publish(a);
+  }
+}
+
+void GcsServer::OnPlacementGroupRemoved(const PlacementGroupID& id, const std::string& why) {
+  for (auto& [aid, a] : actors_) {
+    if (a.info.state() == proto::DEAD ||
+        a.creation.strategy().placement_group_id() != id.Binary()) {
+      continue;
+    }
+    SetActorDead(a, "its placement group " + id.Hex() + " was " + why);
+    // The node stops the workers of the group's bundles itself; an actor still being placed
+    // may not have reached it yet.
+    KillActorWorker(a, "its placement group was removed");
+  }
+}
+
+void GcsServer::OnPlacementGroupsChanged() {
+  BroadcastViewSoon();
+  std::vector<ActorID> waiting(waiting_for_group_.begin(), waiting_for_group_.end());
+  for (const auto& id : waiting) {
+    auto it = actors_.find(id);
+    if (it == actors_.end() || it->second.info.state() == proto::DEAD) {
+      waiting_for_group_.erase(id);
+      continue;
+    }
+    const auto* g = groups_->Find(
+        PlacementGroupID::FromBinary(it->second.creation.strategy().placement_group_id()));
+    if (!g || g->state() != proto::PG_PENDING) ScheduleActor(id);
   }
 }
 
@@ -825,6 +925,7 @@ void GcsServer::HandleClusterStatus(const rpc::ConnectionPtr& c, rpc::Frame& f) 
   for (const auto& [id, j] : jobs_) {
     if (j.alive) status.set_num_jobs_running(status.num_jobs_running() + 1);
   }
+  groups_->AddTo(status.mutable_placement_groups());
   c->Reply(f, status);
 }
 

@@ -24,6 +24,7 @@
 #include "core_worker.pb.h"
 #include "gcs.pb.h"
 #include "gcs/gcs_store.h"
+#include "gcs/placement_groups.h"
 #include "lumen/ids.h"
 #include "scheduling/policy.h"
 
@@ -114,6 +115,12 @@ class GcsServer {
   void HandleFlushWorkerLogs(const rpc::ConnectionPtr& c, rpc::Frame& f);
 
   void FinishJob(const JobID& job, const std::string& why);
+  // A node's resources as it just reported them (heartbeat, or a bundle commit's reply).
+  void UpdateNodeStats(const proto::NodeStats& stats);
+  // Placement-group hooks: actors inside a removed group die; actors waiting for a group
+  // that changed state are scheduled again.
+  void OnPlacementGroupRemoved(const PlacementGroupID& id, const std::string& why);
+  void OnPlacementGroupsChanged();
   void ScheduleActor(const ActorID& id);
   // The node for an actor: its strategy and labels over the latest reports of every node.
   scheduling::Decision PlaceActor(const ActorState& a);
@@ -165,6 +172,8 @@ class GcsServer {
   std::unordered_map<ActorID, ActorState> actors_;
   std::map<std::string, ActorID> names_;
   std::unordered_map<TaskID, ActorID> creating_;  // creation task -> actor
+  std::set<ActorID> waiting_for_group_;           // actors of a pending placement group
+  std::unique_ptr<PlacementGroups> groups_;
 };
 
 }  // namespace lumen::gcs

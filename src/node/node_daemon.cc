@@ -10,6 +10,7 @@
 #include "common/logging.h"
 #include "common/rpc/message_types.h"
 #include "gcs.pb.h"
+#include "scheduling/bundles.h"
 #include "scheduling/wire.h"
 
 namespace lumen::node {
@@ -67,6 +68,9 @@ void NodeDaemon::RegisterHandlers() {
   bind_objects(rpc::kReadObjectDone, &ObjectManager::HandleReadDone);
   bind(rpc::kNodeStats, &NodeDaemon::HandleNodeStats);
   bind(rpc::kFlushWorkerLogs, &NodeDaemon::HandleFlushWorkerLogs);
+  bind(rpc::kPrepareBundles, &NodeDaemon::HandlePrepareBundles);
+  bind(rpc::kCommitBundles, &NodeDaemon::HandleCommitBundles);
+  bind(rpc::kReturnBundles, &NodeDaemon::HandleReturnBundles);
   bind(rpc::kNodeShutdown, &NodeDaemon::HandleShutdown);
   gcs_dispatcher_.Register(rpc::kClusterView, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
     if (!stopped_) OnClusterView(c, f);
@@ -361,7 +365,7 @@ void NodeDaemon::HandleRequestLease(const rpc::ConnectionPtr& c, rpc::Frame& f) 
       return;
     }
   }
-  int64_t gpu = need.Get("GPU");
+  int64_t gpu = scheduling::GpusOf(need);
   if (gpu > kResourceUnit && gpu % kResourceUnit != 0) {
     reply.set_error("GPU requests above 1 must be whole numbers, got " + need.ToString());
     c->Reply(f, reply);
@@ -386,6 +390,12 @@ void NodeDaemon::OnClusterView(const rpc::ConnectionPtr&, rpc::Frame& f) {
 
 void NodeDaemon::SetClusterView(const proto::ClusterView& view) {
   view_ = scheduling::ViewFromProto(view);
+  groups_.clear();
+  for (const auto& g : view.placement_groups()) {
+    if (g.id().size() == PlacementGroupID::kSize) {
+      groups_[PlacementGroupID::FromBinary(g.id())] = g;
+    }
+  }
   ProcessLeaseQueue();  // waiting requests may fit elsewhere now
 }
 
@@ -405,7 +415,7 @@ const scheduling::ClusterView& NodeDaemon::View() {
   return view_;
 }
 
-scheduling::Decision NodeDaemon::Decide(const PendingLease& p) {
+scheduling::Decision NodeDaemon::Decide(const PendingLease& p, bool stay_if_it_fits) {
   scheduling::Request r =
       scheduling::RequestFromProto(p.req.strategy(), p.need, /*local_node=*/node_id_);
   const bool fits_here = p.need.IsSubsetOf(total_) &&
@@ -414,7 +424,7 @@ scheduling::Decision NodeDaemon::Decide(const PendingLease& p) {
                           r.affinity_node == node_id_ || r.affinity_soft);
   // Sent here by another node (or placed here by the control service): stay when this node
   // can hold it, so that requests never bounce between nodes with stale views of each other.
-  if (fits_here && (p.req.spillback_count() > 0 || p.req.for_actor())) {
+  if (fits_here && stay_if_it_fits && (p.req.spillback_count() > 0 || p.req.for_actor())) {
     scheduling::Decision d;
     d.kind =
         p.need.IsSubsetOf(available_) ? scheduling::Decision::kRun : scheduling::Decision::kQueue;
@@ -437,6 +447,18 @@ void NodeDaemon::ScheduleLease(std::shared_ptr<PendingLease> p, bool view_is_fre
                    if (st.ok() && rpc::ParsePayload(payload, &view)) SetClusterView(view);
                    ScheduleLease(p, /*view_is_fresh=*/true);
                  });
+      return;
+    }
+    if (!p->req.strategy().placement_group_id().empty()) {
+      std::string why = GroupRefusal(*p, d.error);
+      if (why.empty()) {
+        p->infeasible = true;
+        p->waiting_for_group = true;
+        pending_.push_back(std::move(*p));
+        ReportResourcesSoon();
+      } else {
+        RefuseLease(*p, why, /*infeasible=*/true);
+      }
       return;
     }
     const int64_t wait_s = Config::Get().infeasible_wait_s();
@@ -488,6 +510,135 @@ void NodeDaemon::RefuseLease(PendingLease& p, const std::string& error, bool inf
   reply.set_error(error);
   reply.set_infeasible(infeasible);
   requester->Reply(p.reply_to, reply);
+}
+
+bool NodeDaemon::FitsNow(const PendingLease& p, ResourceSet* need) const {
+  const auto& strategy = p.req.strategy();
+  if (strategy.placement_group_id().size() != PlacementGroupID::kSize ||
+      strategy.bundle_index() >= 0) {
+    *need = p.need;
+    return p.need.IsSubsetOf(available_);
+  }
+  const PlacementGroupID group = PlacementGroupID::FromBinary(strategy.placement_group_id());
+  for (int index : bundles_.Committed(group)) {
+    ResourceSet candidate = scheduling::ForBundle(p.need, group, index);
+    if (candidate.IsSubsetOf(available_)) {
+      *need = std::move(candidate);
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string NodeDaemon::GroupRefusal(const PendingLease& p,
+                                     const std::string& infeasible_error) const {
+  const auto& strategy = p.req.strategy();
+  const PlacementGroupID group = PlacementGroupID::FromBinary(strategy.placement_group_id());
+  const std::string name = "placement group " + group.Hex();
+  auto it = groups_.find(group);
+  if (it == groups_.end() || it->second.state() == proto::PG_REMOVED) {
+    return name + " was removed (or never existed)";
+  }
+  const proto::PlacementGroupInfo& g = it->second;
+  switch (g.state()) {
+    case proto::PG_PENDING:
+      return "";
+    case proto::PG_FAILED:
+      return name + " cannot be placed: " + g.error();
+    default:
+      break;
+  }
+  std::string where = strategy.bundle_index() >= 0
+                          ? "bundle " + std::to_string(strategy.bundle_index()) + " of " + name
+                          : "no bundle of " + name;
+  for (const auto& b : g.bundles()) {
+    if (b.index() == strategy.bundle_index()) {
+      where += " (" + ResourceSet::FromProto(b.resources().amounts()).ToString() + ")";
+    }
+  }
+  return "infeasible: " + where + (strategy.bundle_index() >= 0 ? " cannot" : " can") +
+         " hold the request (" + infeasible_error + ")";
+}
+
+void NodeDaemon::HandlePrepareBundles(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::PrepareBundlesRequest req;
+  if (!rpc::ParsePayload(f.payload, &req) ||
+      req.placement_group_id().size() != PlacementGroupID::kSize) {
+    c->ReplyError(f, InvalidArgumentError("malformed PrepareBundles"));
+    return;
+  }
+  std::vector<std::pair<int, ResourceSet>> bundles;
+  for (const auto& b : req.bundles()) {
+    ResourceSet r = ResourceSet::FromProto(b.resources().amounts());
+    for (const auto& [name, amount] : r.amounts()) {
+      if (amount < 0 || !scheduling::GroupOfResource(name).IsNil()) {
+        c->ReplyError(f, InvalidArgumentError("bad bundle resources " + r.ToString()));
+        return;
+      }
+    }
+    bundles.emplace_back(b.index(), std::move(r));
+  }
+  proto::PrepareBundlesReply reply;
+  std::string error;
+  const auto group = PlacementGroupID::FromBinary(req.placement_group_id());
+  reply.set_ok(bundles_.Prepare(group, bundles, &available_, &error));
+  reply.set_error(error);
+  if (reply.ok()) ReportResourcesSoon();
+  c->Reply(f, reply);
+}
+
+void NodeDaemon::HandleCommitBundles(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::PlacementGroupRequest req;
+  if (!rpc::ParsePayload(f.payload, &req) ||
+      req.placement_group_id().size() != PlacementGroupID::kSize) {
+    c->ReplyError(f, InvalidArgumentError("malformed CommitBundles"));
+    return;
+  }
+  bundles_.Commit(PlacementGroupID::FromBinary(req.placement_group_id()), &total_, &available_);
+  c->Reply(f, Stats());  // the control service's view has the bundles before anyone uses them
+  ReportResourcesSoon();
+  ProcessLeaseQueue();
+}
+
+void NodeDaemon::HandleReturnBundles(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::PlacementGroupRequest req;
+  if (!rpc::ParsePayload(f.payload, &req) ||
+      req.placement_group_id().size() != PlacementGroupID::kSize) {
+    c->ReplyError(f, InvalidArgumentError("malformed ReturnBundles"));
+    return;
+  }
+  const auto group = PlacementGroupID::FromBinary(req.placement_group_id());
+  std::vector<uint64_t> inside;
+  for (const auto& [id, lease] : leases_) {
+    if (lease.group == group) inside.push_back(id);
+  }
+  for (uint64_t id : inside) {
+    auto it = leases_.find(id);
+    if (it == leases_.end()) continue;
+    WorkerID worker = it->second.worker;
+    ReleaseLeaseResources(it->second);
+    leases_.erase(it);
+    if (pool_->Find(worker)) {
+      pool_->Kill(worker, "its placement group " + group.Hex() + " was removed");
+    }
+  }
+  bundles_.Return(group, &total_, &available_);
+  // Requests queued for the group's bundles here are decided again (the group may be
+  // retried elsewhere, or be gone).
+  std::vector<std::shared_ptr<PendingLease>> again;
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (it->req.strategy().placement_group_id() == req.placement_group_id() &&
+        !it->waiting_for_group) {
+      again.push_back(std::make_shared<PendingLease>(std::move(*it)));
+      it = pending_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  c->Reply(f, Stats());
+  ReportResourcesSoon();
+  for (auto& p : again) ScheduleLease(std::move(p), /*view_is_fresh=*/false);
+  ProcessLeaseQueue();
 }
 
 void NodeDaemon::FetchJob(const JobID& job) {
@@ -582,15 +733,17 @@ void NodeDaemon::ProcessLeaseQueue() {
     }
     if (it->infeasible) {
       scheduling::Decision d = Decide(*it);
-      if (d.kind != scheduling::Decision::kInfeasible) {
+      if (d.kind != scheduling::Decision::kInfeasible ||
+          (it->waiting_for_group && !GroupRefusal(*it, d.error).empty())) {
         // A node that can hold it joined: schedule it like a new request.
         auto p = std::make_shared<PendingLease>(std::move(*it));
         p->infeasible = false;
+        p->waiting_for_group = false;
         it = pending_.erase(it);
         reschedule.push_back(std::move(p));
         continue;
       }
-      if (now >= it->infeasible_deadline) {
+      if (!it->waiting_for_group && now >= it->infeasible_deadline) {
         RefuseLease(*it,
                     d.error + " (waited " + std::to_string(Config::Get().infeasible_wait_s()) +
                         " s, LUMEN_INFEASIBLE_WAIT_S, for a node that can hold it)",
@@ -608,10 +761,12 @@ void NodeDaemon::ProcessLeaseQueue() {
       continue;
     }
     std::vector<int> gpus;
-    if (!it->need.IsSubsetOf(available_) || !AcquireGpus(it->need.Get("GPU"), &gpus)) {
-      // Busy here: another node may be able to run it now.
-      if (it->req.spillback_count() == 0 && !it->req.for_actor()) {
-        scheduling::Decision d = Decide(*it);
+    ResourceSet need;
+    if (!FitsNow(*it, &need) || !AcquireGpus(scheduling::GpusOf(need), &gpus)) {
+      // Busy here: another node may be able to run it now. Also when another node sent it
+      // here (its view of this node was stale), up to max_spillbacks hops.
+      if (it->req.spillback_count() < Config::Get().max_spillbacks() && !it->req.for_actor()) {
+        scheduling::Decision d = Decide(*it, /*stay_if_it_fits=*/false);
         if (d.kind == scheduling::Decision::kRun && d.node != node_id_) {
           SpillBack(*it, d.node);
           it = pending_.erase(it);
@@ -622,7 +777,7 @@ void NodeDaemon::ProcessLeaseQueue() {
       ++it;
       continue;
     }
-    ReleaseGpus(gpus, it->need.Get("GPU"));  // only probing; GrantLease takes the same ones
+    ReleaseGpus(gpus, scheduling::GpusOf(need));  // only probing; GrantLease takes the same ones
     std::string devices;
     for (int g : gpus) devices += (devices.empty() ? "" : ",") + std::to_string(g);
     WorkerProc* w = pool_->PopIdle(job, devices);
@@ -642,6 +797,7 @@ void NodeDaemon::ProcessLeaseQueue() {
       ++it;
       continue;
     }
+    it->need = std::move(need);  // for "any bundle": the bundle it got
     GrantLease(*it, w);
     it = pending_.erase(it);
   }
@@ -655,9 +811,12 @@ void NodeDaemon::GrantLease(PendingLease& p, WorkerProc* w) {
   lease.id = next_lease_id_++;
   lease.worker = w->id;
   lease.resources = p.need;
-  AcquireGpus(p.need.Get("GPU"), &lease.gpus);
+  AcquireGpus(scheduling::GpusOf(p.need), &lease.gpus);
   lease.holder = p.requester;
   lease.for_actor = p.req.for_actor();
+  if (p.req.strategy().placement_group_id().size() == PlacementGroupID::kSize) {
+    lease.group = PlacementGroupID::FromBinary(p.req.strategy().placement_group_id());
+  }
   available_.Subtract(p.need);
   w->state = lease.for_actor ? WorkerProc::State::kActor : WorkerProc::State::kLeased;
   w->lease_id = lease.id;
@@ -691,9 +850,9 @@ void NodeDaemon::EndLease(uint64_t lease_id, bool kill_worker) {
 void NodeDaemon::ReleaseLeaseResources(const Lease& lease) {
   ResourceSet give_back = lease.resources;
   // CPU handed back while the worker was blocked is already available.
-  if (lease.released_cpu) give_back.Set("CPU", give_back.Get("CPU") - lease.released_cpu);
+  give_back.Subtract(lease.released);
   available_.Add(give_back);
-  ReleaseGpus(lease.gpus, lease.resources.Get("GPU"));
+  ReleaseGpus(lease.gpus, scheduling::GpusOf(lease.resources));
   ReportResourcesSoon();
 }
 
@@ -729,13 +888,18 @@ void NodeDaemon::HandleNotifyBlocked(const rpc::ConnectionPtr& c, rpc::Frame& f)
   Lease& lease = it->second;
   if (req.blocked() && !w->blocked) {
     w->blocked = true;
-    lease.released_cpu = lease.resources.Get("CPU");
-    available_.Set("CPU", available_.Get("CPU") + lease.released_cpu);
+    // CPU inside a placement group too: a task waiting for its children in the same bundle
+    // must not starve them.
+    lease.released = ResourceSet();
+    for (const auto& [name, amount] : lease.resources.amounts()) {
+      if (scheduling::IsCpuResource(name)) lease.released.Set(name, amount);
+    }
+    available_.Add(lease.released);
     ProcessLeaseQueue();
   } else if (!req.blocked() && w->blocked) {
     w->blocked = false;
-    available_.Set("CPU", available_.Get("CPU") - lease.released_cpu);
-    lease.released_cpu = 0;
+    available_.Subtract(lease.released);
+    lease.released = ResourceSet();
   }
 }
 
@@ -949,9 +1113,10 @@ void NodeDaemon::HandleStoreFree(const rpc::ConnectionPtr& c, rpc::Frame& f) {
 
 // ---- status and health -------------------------------------------------------------------
 
-proto::NodeStats NodeDaemon::Stats() const {
+proto::NodeStats NodeDaemon::Stats() {
   proto::NodeStats s;
   s.set_node_id(node_id_.Binary());
+  s.set_report_seq(next_report_seq_++);
   total_.ToProto(s.mutable_total()->mutable_amounts());
   available_.ToProto(s.mutable_available()->mutable_amounts());
   auto st = store_->Stats();

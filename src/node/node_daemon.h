@@ -25,6 +25,7 @@
 #include "gcs.pb.h"
 #include "lumen/ids.h"
 #include "node.pb.h"
+#include "node/bundle_table.h"
 #include "node/log_monitor.h"
 #include "node/object_manager.h"
 #include "node/worker_pool.h"
@@ -81,7 +82,8 @@ class NodeDaemon {
     std::vector<int> gpus;
     std::weak_ptr<rpc::Connection> holder;
     bool for_actor = false;
-    int64_t released_cpu = 0;  // CPU handed back while the worker is blocked
+    ResourceSet released;    // CPU handed back while the worker is blocked
+    PlacementGroupID group;  // Nil: not in a placement group
   };
   struct PendingLease {
     uint64_t seq;
@@ -93,6 +95,9 @@ class NodeDaemon {
     // No alive node can hold it; waits (LUMEN_INFEASIBLE_WAIT_S) for one to join until then.
     bool infeasible = false;
     std::chrono::steady_clock::time_point infeasible_deadline{};
+    // Inside a placement group that is not placed yet: waits (no deadline) until it is
+    // created, fails or is removed.
+    bool waiting_for_group = false;
   };
 
   void RegisterHandlers();
@@ -115,11 +120,23 @@ class NodeDaemon {
   void HandleStoreFree(const rpc::ConnectionPtr& c, rpc::Frame& f);
   void HandleNodeStats(const rpc::ConnectionPtr& c, rpc::Frame& f);
   void HandleShutdown(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  // Placement-group bundles (the control service's two phases; bundle_table.h).
+  void HandlePrepareBundles(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleCommitBundles(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  void HandleReturnBundles(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  // The resources `p` takes if granted now: its own, or for "any bundle" of a group those of
+  // the first bundle here with room; false when nothing fits now.
+  bool FitsNow(const PendingLease& p, ResourceSet* need) const;
+  // A request of a placement group that no node can hold now: "" to wait (the group is
+  // pending) or why it fails.
+  std::string GroupRefusal(const PendingLease& p, const std::string& infeasible_error) const;
 
   // Where a lease request goes: granted here, spilled back to another node, or refused.
   // `view_is_fresh`: the cluster view was just fetched, so "infeasible" is final.
   void ScheduleLease(std::shared_ptr<PendingLease> p, bool view_is_fresh);
-  scheduling::Decision Decide(const PendingLease& p);
+  // `stay_if_it_fits`: a request another node sent here (or an actor the control service
+  // placed here) stays when this node can ever hold it.
+  scheduling::Decision Decide(const PendingLease& p, bool stay_if_it_fits = true);
   // Replies to the requester: ask `node` instead.
   void SpillBack(PendingLease& p, const NodeID& node);
   void RefuseLease(PendingLease& p, const std::string& error, bool infeasible);
@@ -149,7 +166,8 @@ class NodeDaemon {
   // Forwards what the workers printed since the last look (every log_monitor_period_ms).
   void ForwardWorkerLogs();
   void HandleFlushWorkerLogs(const rpc::ConnectionPtr& c, rpc::Frame& f);
-  proto::NodeStats Stats() const;
+  // Each call is a new report (report_seq increases).
+  proto::NodeStats Stats();
 
   rpc::EventLoop* const loop_;
   const NodeOptions options_;
@@ -174,6 +192,7 @@ class NodeDaemon {
   // Owners hold leases of several nodes in one table: ids start at a random point per node.
   uint64_t next_lease_id_;
   uint64_t next_pending_seq_ = 1;
+  uint64_t next_report_seq_ = 1;
   std::unordered_map<uint64_t, Lease> leases_;
   std::deque<PendingLease> pending_;
   std::unordered_map<WorkerID, std::vector<std::pair<rpc::ConnectionPtr, rpc::Frame>>>
@@ -184,7 +203,10 @@ class NodeDaemon {
   uint64_t report_timer_ = 0;
   scheduling::ClusterScheduler policy_;
   scheduling::ClusterView view_;  // from the control service; this node's entry kept live
-  std::set<JobID> job_fetches_;   // GetJob in flight
+  // Placement groups not removed, from the same view.
+  std::map<PlacementGroupID, proto::PlacementGroupInfo> groups_;
+  BundleTable bundles_;          // the bundles reserved on this node
+  std::set<JobID> job_fetches_;  // GetJob in flight
   bool stopped_ = false;
 };
 

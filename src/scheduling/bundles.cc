@@ -140,4 +140,83 @@ BundlePlan PlaceBundles(const std::vector<ResourceSet>& bundles, BundleStrategy 
   return plan;
 }
 
+namespace {
+
+constexpr const char* kGroupInfix = "_group_";
+constexpr const char* kMarker = "bundle";
+constexpr double kMarkerTotal = 1000;
+constexpr double kMarkerRequest = 0.001;
+
+std::string Wildcard(const std::string& resource, const PlacementGroupID& group) {
+  return resource + kGroupInfix + group.Hex();
+}
+std::string Indexed(const std::string& resource, const PlacementGroupID& group, int index) {
+  return resource + kGroupInfix + std::to_string(index) + "_" + group.Hex();
+}
+
+}  // namespace
+
+ResourceSet CommittedBundleResources(const ResourceSet& bundle, const PlacementGroupID& group,
+                                     int index) {
+  ResourceSet out;
+  for (const auto& [name, amount] : bundle.amounts()) {
+    out.Set(Wildcard(name, group), amount);
+    out.Set(Indexed(name, group, index), amount);
+  }
+  out.Set(Wildcard(kMarker, group), ToFixed(kMarkerTotal));
+  out.Set(Indexed(kMarker, group, index), ToFixed(kMarkerTotal));
+  return out;
+}
+
+ResourceSet GroupRequest(const ResourceSet& need, const PlacementGroupID& group, int index) {
+  ResourceSet out;
+  for (const auto& [name, amount] : need.amounts()) {
+    out.Set(Wildcard(name, group), amount);
+    if (index >= 0) out.Set(Indexed(name, group, index), amount);
+  }
+  out.Set(Wildcard(kMarker, group), ToFixed(kMarkerRequest));
+  if (index >= 0) out.Set(Indexed(kMarker, group, index), ToFixed(kMarkerRequest));
+  return out;
+}
+
+ResourceSet ForBundle(const ResourceSet& any_bundle_request, const PlacementGroupID& group,
+                      int index) {
+  ResourceSet out = any_bundle_request;
+  const std::string suffix = kGroupInfix + group.Hex();
+  for (const auto& [name, amount] : any_bundle_request.amounts()) {
+    if (name.size() <= suffix.size() ||
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+      continue;
+    }
+    out.Set(Indexed(name.substr(0, name.size() - suffix.size()), group, index), amount);
+  }
+  return out;
+}
+
+PlacementGroupID GroupOfResource(const std::string& name) {
+  const size_t hex = 2 * PlacementGroupID::kSize;
+  if (name.size() <= hex + 1 || name[name.size() - hex - 1] != '_' ||
+      name.find(kGroupInfix) == std::string::npos) {
+    return PlacementGroupID::Nil();
+  }
+  return PlacementGroupID::FromHex(std::string_view(name).substr(name.size() - hex));
+}
+
+int64_t GpusOf(const ResourceSet& need) {
+  int64_t gpus = need.Get("GPU");
+  const std::string prefix = std::string("GPU") + kGroupInfix;
+  for (const auto& [name, amount] : need.amounts()) {
+    // The unindexed name only: GPU_group_<hex>, not GPU_group_<i>_<hex>.
+    if (name.size() == prefix.size() + 2 * PlacementGroupID::kSize &&
+        name.compare(0, prefix.size(), prefix) == 0) {
+      gpus += amount;
+    }
+  }
+  return gpus;
+}
+
+bool IsCpuResource(const std::string& name) {
+  return name == "CPU" || name.rfind(std::string("CPU") + kGroupInfix, 0) == 0;
+}
+
 }  // namespace lumen::scheduling

@@ -40,4 +40,29 @@ struct BundlePlan {
 BundlePlan PlaceBundles(const std::vector<ResourceSet>& bundles, BundleStrategy strategy,
                         const ClusterView& view);
 
+// ---- a group's resources (Ray's naming) ---------------------------------------------------
+// A node that commits bundle i of group G holding {CPU: 1} has, instead of that CPU,
+//   CPU_group_i_G: 1, CPU_group_G: 1, bundle_group_i_G: 1000, bundle_group_G: 1000
+// (G in hex; the unindexed names sum the node's bundles of G). A task of bundle i asking
+// {CPU: 1} asks {CPU_group_i_G: 1, CPU_group_G: 1, bundle_group_i_G: 0.001, bundle_group_G:
+// 0.001}; of any bundle (index -1) only the unindexed names, and the node that grants it picks
+// one of its bundles (ForBundle). The marker bundle_group_* lets a task that asks for nothing
+// be placed in a bundle too. Scheduling and accounting then need nothing else: the names are
+// ordinary resources in every node's view.
+
+// What committing `bundle` as bundle `index` of `group` adds to its node.
+ResourceSet CommittedBundleResources(const ResourceSet& bundle, const PlacementGroupID& group,
+                                     int index);
+// A task's or actor's `need` inside bundle `index` (-1: any bundle) of `group`.
+ResourceSet GroupRequest(const ResourceSet& need, const PlacementGroupID& group, int index);
+// A request for any bundle of `group` (GroupRequest with -1) made one for bundle `index`.
+ResourceSet ForBundle(const ResourceSet& any_bundle_request, const PlacementGroupID& group,
+                      int index);
+// The group that `name` belongs to, or Nil for an ordinary resource.
+PlacementGroupID GroupOfResource(const std::string& name);
+// The GPUs a request takes from its node's devices: GPU, or inside a group its GPU_group_G.
+int64_t GpusOf(const ResourceSet& need);
+// Whether `name` is CPU, inside a group or not (a worker blocked in Get hands these back).
+bool IsCpuResource(const std::string& name);
+
 }  // namespace lumen::scheduling
