@@ -287,8 +287,7 @@ void PlacementGroups::Commit(Group& g) {
   req.set_placement_group_id(id.Binary());
   for (const auto& [node, indexes] : g.in_flight) {
     auto conn = hooks_.node(node);
-    auto done = [this, id, attempt, remaining, failed, node = node](const Status& st,
-                                                                    std::string_view payload) {
+    auto done = [this, id, attempt, remaining, failed](const Status& st, std::string_view payload) {
       proto::NodeStats stats;
       if (st.ok() && rpc::ParsePayload(payload, &stats)) {
         if (hooks_.on_node_stats) hooks_.on_node_stats(stats);
