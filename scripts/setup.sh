@@ -10,6 +10,7 @@ PACKAGES=(
   libcli11-dev                             # the `lumen` command line
   nlohmann-json3-dev                       # lumen::data JSON lines
   libhiredis-dev redis-server              # control service state in Redis (+ its tests)
+  libssl-dev                               # SHA-256 of programs stored by content
   libgtest-dev libgmock-dev                # tests
   libbenchmark-dev                         # micro-benchmarks
   python3 python3-distributed python3-dask # Dask: the peer baseline in bench/

@@ -51,6 +51,19 @@ std::string Rendezvous(std::string dir, int n) {
   return WhereAmI();
 }
 
+// The program this process runs (a submitted job's workers run the uploaded one).
+std::string MyBinary() {
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?";
+}
+// Prints a line (reaching the driver's output) and says which program runs it.
+std::string SayAndTellBinary(std::string text) {
+  std::printf("%s\n", text.c_str());
+  std::fflush(stdout);
+  return MyBinary();
+}
+
 // Where a task that reads `b` ran.
 std::string WhereIsItRead(const lumen::Buffer& b) { return b.size() > 0 ? WhereAmI() : ""; }
 
@@ -102,7 +115,8 @@ class Probe {
 
 }  // namespace
 
-LUMEN_REMOTE(WhereAmI, Rendezvous, WhereIsItRead, Say, Pattern, Digest, DigestTogether);
+LUMEN_REMOTE(WhereAmI, Rendezvous, WhereIsItRead, Say, Pattern, Digest, DigestTogether,
+             SayAndTellBinary);
 LUMEN_REMOTE(Probe::Create, &Probe::Node, &Probe::Make, &Probe::ActorId, &Probe::JobId,
              &Probe::Say);
 
@@ -426,6 +440,27 @@ void CheckPlacementGroups() {
       "3; removal freed the CPUs\n");
 }
 
+// Run as a submitted job (`lumen job submit`): a task on nodes b and c each prints a line and
+// reports which program its worker runs; the driver prints them and its own.
+void CheckJob() {
+  std::printf("driver binary: %s\n", MyBinary().c_str());
+  for (const char* zone : {"b", "c"}) {
+    std::string binary = lumen::Get(lumen::Task(SayAndTellBinary)
+                                        .Options({.label_selector = {{"zone", zone}}})
+                                        .Remote(std::string("hello from a job's task on ") + zone));
+    std::printf("worker binary on %s: %s\n", zone, binary.c_str());
+  }
+  const char* id = std::getenv("LUMEN_SUBMISSION_ID");
+  std::printf("job %s done\n", id ? id : "?");
+}
+
+// Runs until stopped (`lumen job stop`).
+void CheckRunForever() {
+  std::printf("running until stopped\n");
+  std::fflush(stdout);
+  while (true) ::pause();
+}
+
 // Run with a head started with LUMEN_INFEASIBLE_WAIT_S: the task waits (shown in `lumen
 // status`) until a node offering side=1 joins, then runs there.
 void CheckWaitForANode() {
@@ -459,9 +494,16 @@ int main(int argc, char** argv) {
       {"output", CheckOutput},
       {"actor_burst", CheckActorBurst},
       {"placement_groups", CheckPlacementGroups},
+      {"job", CheckJob},
+      {"run_forever", CheckRunForever},
       {"wait_for_a_node", CheckWaitForANode}};
   int code = 0;
   std::string which = argc > 1 ? argv[1] : "";
+  if (which == "exit_3") {  // a job whose driver fails with its own exit code
+    std::printf("exiting with 3\n");
+    lumen::Shutdown();
+    return 3;
+  }
   auto it = checks.find(which);
   if (it == checks.end()) {
     std::fprintf(stderr, "cluster_driver: unknown check '%s'\n", which.c_str());

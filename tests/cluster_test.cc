@@ -177,6 +177,59 @@ TEST_F(ClusterTest, PlacementGroupsOfEveryStrategyReserveBundlesAcrossTheNodes) 
   EXPECT_NE(r.out.find("SPREAD on 3; removal freed the CPUs"), std::string::npos) << r.out;
 }
 
+// The program is submitted from a copy only this test has: the head runs what was uploaded,
+// and the workers on the other nodes run it too, each from its own session's copy.
+TEST_F(ClusterTest, JobsAreSubmittedFollowedListedAndStopped) {
+  const std::string program = *root_ + "/my-job";
+  std::filesystem::copy_file(CLUSTER_DRIVER, program,
+                             std::filesystem::copy_options::overwrite_existing);
+  const std::string job = *env_ + LUMEN_CLI + " job ";
+  const std::string at = " --address " + *address_ + " --token " + kToken;
+  auto r = Shell(job + "submit --submission-id hello-1" + at + " -- " + program + " job");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("hello from a job's task on b"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("hello from a job's task on c"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("SUCCEEDED"), std::string::npos) << r.out;
+  for (const char* line : {"driver binary: ", "worker binary on b: ", "worker binary on c: "}) {
+    size_t at_line = r.out.find(line);
+    ASSERT_NE(at_line, std::string::npos) << line << "\n" << r.out;
+    std::string path = r.out.substr(at_line + std::strlen(line));
+    path = path.substr(0, path.find('\n'));
+    EXPECT_NE(path.find("/binaries/"), std::string::npos) << line << path;
+    EXPECT_NE(path, program);
+  }
+  // The driver's exit code is the command's.
+  r = Shell(job + "submit" + at + " -- " + program + " exit_3");
+  EXPECT_EQ(r.code, 3) << r.out;
+  EXPECT_NE(r.out.find("exiting with 3"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("FAILED"), std::string::npos) << r.out;
+  // --no-wait prints the id; list, status, stop, logs find the job by it.
+  r = Shell(job + "submit --no-wait --submission-id forever-1" + at + " -- " + program +
+            " run_forever");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("forever-1"), std::string::npos) << r.out;
+  r = Shell(job + "list" + at);
+  EXPECT_NE(r.out.find("forever-1: RUNNING"), std::string::npos) << r.out;
+  r = Shell(job + "stop forever-1" + at);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("forever-1: STOPPED"), std::string::npos) << r.out;
+  r = Shell(job + "status forever-1" + at);
+  EXPECT_NE(r.out.find("STOPPED"), std::string::npos) << r.out;
+  r = Shell(job + "submit --no-wait --submission-id forever-1" + at + " -- " + program + " job");
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("submitted already"), std::string::npos) << r.out;
+  r = Shell(job + "status no-such-job" + at);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("no job no-such-job"), std::string::npos) << r.out;
+  r = Shell(job + "submit" + at + " -- " + *root_ + "/not-there");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("cannot read the program"), std::string::npos) << r.out;
+  // The first job's output stays readable.
+  r = Shell(job + "logs hello-1" + at);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("driver binary: "), std::string::npos) << r.out;
+}
+
 TEST_F(ClusterTest, InfeasibleRequestsFailWithTheLargestNode) {
   auto r = Driver("infeasible");
   EXPECT_EQ(r.code, 0) << r.out;

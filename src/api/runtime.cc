@@ -173,6 +173,7 @@ void Init(int argc, char** argv, const InitOptions& options) {
   o.is_driver = true;
   o.log_to_driver = Env("LUMEN_LOG_TO_DRIVER") != "0";
   o.binary = SelfExecutable();
+  o.binary_hash = Env("LUMEN_JOB_BINARY_HASH");
   if (argv) {
     for (int i = 0; i < argc; ++i) o.argv.push_back(argv[i]);
   } else {

@@ -25,6 +25,8 @@
 #include <vector>
 
 #include "api/local_cluster.h"
+#include "cli/cli_common.h"
+#include "cli/job_commands.h"
 #include "common/fs.h"
 #include "common/logging.h"
 #include "common/process.h"
@@ -67,11 +69,6 @@ struct StartFlags {
   std::string root = kDefaultRoot;
   std::string serve_session;  // internal: run the daemon in this session
 };
-
-std::string Env(const char* n) {
-  const char* v = std::getenv(n);
-  return v ? v : "";
-}
 
 // "a=1,,b=2" -> {"a=1", "b=2"}: the non-empty comma-separated items of a flag's value.
 std::vector<std::string> SplitList(const std::string& text) {
@@ -164,23 +161,6 @@ StatusOr<std::map<std::string, std::string>> ParseLabels(const std::string& text
     out[item.substr(0, eq)] = item.substr(eq + 1);
   }
   return out;
-}
-
-std::string ResolveToken(const std::string& flag, const std::string& root) {
-  if (!flag.empty()) return flag;
-  if (!Env("LUMEN_TOKEN").empty()) return Env("LUMEN_TOKEN");
-  auto t = ReadToken(LatestSessionDir(root));
-  return t.ok() ? *t : "";
-}
-
-std::string ResolveAddress(const std::string& flag, const std::string& root) {
-  if (!flag.empty()) return flag;
-  if (!Env("LUMEN_ADDRESS").empty()) return Env("LUMEN_ADDRESS");
-  auto a = ReadFile(JoinPath(LatestSessionDir(root), "address"));
-  if (!a.ok()) return "";
-  std::string s = *a;
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
 }
 
 Mutex g_stop_mu;
@@ -658,6 +638,7 @@ int main(int argc, char** argv) {
   status->add_option("--address", status_address, "control service HOST:PORT");
   status->add_option("--token", status_token, "cluster token");
   auto* stop = app.add_subcommand("stop", "stop the cluster started on this machine");
+  JobCommands jobs(app);
   CLI11_PARSE(app, argc, argv);
   if (!Env("LUMEN_SESSION_ROOT").empty()) f.root = Env("LUMEN_SESSION_ROOT");
   if (start->parsed()) {
@@ -667,5 +648,6 @@ int main(int argc, char** argv) {
   std::string root = Env("LUMEN_SESSION_ROOT").empty() ? kDefaultRoot : Env("LUMEN_SESSION_ROOT");
   if (status->parsed()) return ShowStatus(status_address, status_token, root);
   if (stop->parsed()) return Stop(root);
+  if (jobs.parsed()) return jobs.Run(root);
   return 0;
 }

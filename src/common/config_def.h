@@ -64,3 +64,5 @@ LUMEN_CONFIG(int64_t, placement_group_rpc_timeout_ms, 10000,
              "a placement group's bundles before it gives up on that attempt")
 LUMEN_CONFIG(int64_t, placement_group_retry_ms, 200,
              "Pause before a placement group whose reservation failed on a node tries again")
+LUMEN_CONFIG(int64_t, job_stop_grace_ms, 3000,
+             "How long `lumen job stop` lets a driver exit after SIGTERM before SIGKILL")

@@ -222,6 +222,7 @@ Status CoreWorker::Connect() {
     req.set_log_to_driver(options_.log_to_driver);
     proto::StartJobRequest* start = req.mutable_start();
     start->set_binary(options_.binary);
+    start->set_binary_hash(options_.binary_hash);
     for (const auto& a : options_.argv) start->add_argv(a);
     start->set_cwd(options_.cwd);
     proto::RegisterJobReply reply;
@@ -255,6 +256,7 @@ Status CoreWorker::Connect() {
     proto::StartJobRequest job;
     job.set_job_id(job_id_.Binary());
     job.set_binary(options_.binary);
+    job.set_binary_hash(options_.binary_hash);
     for (const auto& a : options_.argv) job.add_argv(a);
     job.set_cwd(options_.cwd);
     job.set_prestart_workers(options_.prestart_workers);

@@ -50,6 +50,9 @@ struct CoreWorkerOptions {
   WorkerID worker_id;  // workers: from the environment
   JobID job_id;        // workers: from the environment
   std::string binary;  // driver: executable workers run
+  // Driver of a submitted job: the program's content hash; every node runs that exact binary
+  // (node/driver_runner.h sets LUMEN_JOB_BINARY_HASH).
+  std::string binary_hash;
   std::vector<std::string> argv;
   std::string cwd;
   int prestart_workers = 0;

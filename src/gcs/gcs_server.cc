@@ -55,6 +55,16 @@ GcsServer::GcsServer(rpc::EventLoop* loop, GcsOptions options, std::unique_ptr<G
     OnPlacementGroupRemoved(id, why);
   };
   groups_ = std::make_unique<PlacementGroups>(loop_, std::move(hooks));
+  JobSubmissions::Hooks job_hooks;
+  job_hooks.head = [this] {
+    for (const auto& [id, n] : nodes_) {
+      if (n.info.alive() && n.info.is_head()) return id;
+    }
+    return NodeID::Nil();
+  };
+  job_hooks.node = [this](const NodeID& id) { return NodeConnection(id); };
+  job_hooks.address = [this] { return tcp_address_; };
+  submissions_ = std::make_unique<JobSubmissions>(std::move(job_hooks));
   RegisterHandlers();
 }
 
@@ -94,6 +104,18 @@ void GcsServer::RegisterHandlers() {
   bind_groups(rpc::kCreatePlacementGroup, &PlacementGroups::HandleCreate);
   bind_groups(rpc::kWaitPlacementGroup, &PlacementGroups::HandleWait);
   bind_groups(rpc::kRemovePlacementGroup, &PlacementGroups::HandleRemove);
+  auto bind_jobs = [this](uint16_t type,
+                          void (JobSubmissions::*fn)(const rpc::ConnectionPtr&, rpc::Frame&)) {
+    dispatcher_.Register(type, [this, fn](const rpc::ConnectionPtr& c, rpc::Frame& f) {
+      (submissions_.get()->*fn)(c, f);
+    });
+  };
+  bind_jobs(rpc::kSubmitJob, &JobSubmissions::HandleSubmit);
+  bind_jobs(rpc::kListSubmittedJobs, &JobSubmissions::HandleList);
+  bind_jobs(rpc::kGetSubmittedJob, &JobSubmissions::HandleGet);
+  bind_jobs(rpc::kJobLogs, &JobSubmissions::HandleLogs);
+  bind_jobs(rpc::kStopSubmittedJob, &JobSubmissions::HandleStop);
+  bind_jobs(rpc::kDriverExited, &JobSubmissions::HandleDriverExited);
   client_dispatcher_.Register(
       rpc::kTaskResults,
       [this](const rpc::ConnectionPtr& c, rpc::Frame& f) { HandleCreationResult(c, f); });
@@ -367,6 +389,7 @@ void GcsServer::MarkNodeDead(const NodeID& id, const std::string& cause) {
     OnActorWorkerDied(aid, "was lost with its node " + id.Hex().substr(0, 12) + " (" + cause + ")");
   }
   groups_->OnNodeDead(id);
+  submissions_->OnNodeDead(id);
 }
 
 rpc::ConnectionPtr GcsServer::NodeConnection(const NodeID& id) {

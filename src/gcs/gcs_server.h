@@ -24,6 +24,7 @@
 #include "core_worker.pb.h"
 #include "gcs.pb.h"
 #include "gcs/gcs_store.h"
+#include "gcs/job_submissions.h"
 #include "gcs/placement_groups.h"
 #include "lumen/ids.h"
 #include "scheduling/policy.h"
@@ -174,6 +175,7 @@ class GcsServer {
   std::unordered_map<TaskID, ActorID> creating_;  // creation task -> actor
   std::set<ActorID> waiting_for_group_;           // actors of a pending placement group
   std::unique_ptr<PlacementGroups> groups_;
+  std::unique_ptr<JobSubmissions> submissions_;  // `lumen job submit`
 };
 
 }  // namespace lumen::gcs

@@ -114,7 +114,9 @@ void PlacementGroups::HandleWait(const rpc::ConnectionPtr& c, rpc::Frame& f) {
     return;
   }
   const uint64_t key = next_waiter_++;
-  w.timer = loop_->RunAfter(std::chrono::milliseconds(req.timeout_ms()), [this, id, key] {
+  // Clients wait in slices (a hostile huge timeout must not overflow the clock either).
+  const int64_t timeout_ms = std::min<int64_t>(req.timeout_ms(), 3600 * 1000);
+  w.timer = loop_->RunAfter(std::chrono::milliseconds(timeout_ms), [this, id, key] {
     auto it = groups_.find(id);
     if (it == groups_.end()) return;
     auto w = it->second.waiters.find(key);

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <future>
 
+#include "common/binary_store.h"
 #include "common/config.h"
 #include "common/fs.h"
 #include "common/logging.h"
@@ -63,6 +64,16 @@ void NodeDaemon::RegisterHandlers() {
       (objects_.get()->*fn)(c, f);
     });
   };
+  auto bind_drivers = [this](uint16_t type,
+                             void (DriverRunner::*fn)(const rpc::ConnectionPtr&, rpc::Frame&)) {
+    dispatcher_.Register(type, [this, fn](const rpc::ConnectionPtr& c, rpc::Frame& f) {
+      if (stopped_ || !drivers_) return;
+      (drivers_.get()->*fn)(c, f);
+    });
+  };
+  bind_drivers(rpc::kStartDriver, &DriverRunner::HandleStart);
+  bind_drivers(rpc::kReadDriverLog, &DriverRunner::HandleReadLog);
+  bind_drivers(rpc::kStopDriver, &DriverRunner::HandleStop);
   bind_objects(rpc::kPullObject, &ObjectManager::HandlePull);
   bind_objects(rpc::kReadObjectChunk, &ObjectManager::HandleReadChunk);
   bind_objects(rpc::kReadObjectDone, &ObjectManager::HandleReadDone);
@@ -136,6 +147,8 @@ Status NodeDaemon::Start() {
   });
   pool_->set_on_start(
       [this](const WorkerProc& w) { logs_->Add(w.id, w.job, w.pid, w.out_path, w.err_path); });
+  drivers_ = std::make_unique<DriverRunner>(loop_, options_.session_dir, options_.token,
+                                            [this] { return gcs_; });
 
   LUMEN_RETURN_IF_ERROR(ConnectGcs());
   loop_->Post([this] {
@@ -155,6 +168,7 @@ void NodeDaemon::Stop() {
     if (stopped_) return;
     stopped_ = true;
     if (pool_) pool_->KillAll();
+    if (drivers_) drivers_->StopAll();
     if (server_) server_->Stop();
     if (objects_) objects_->Stop();
     if (gcs_) gcs_->Close(CancelledError("node stopping"));
@@ -280,7 +294,8 @@ void NodeDaemon::HandleStartJob(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   StartJobLocally(req);
   JobID job = JobID::FromBinary(req.job_id());
   int cpus = static_cast<int>(total_.Get("CPU") / kResourceUnit);
-  int prestart = std::min(req.prestart_workers(), cpus);
+  // (A job whose program is still being fetched starts its workers when they are asked for.)
+  int prestart = pool_->HasJob(job) ? std::min(req.prestart_workers(), cpus) : 0;
   for (int i = 0; i < prestart; ++i) {
     auto w = pool_->StartWorker(job);
     if (!w.ok()) {
@@ -293,13 +308,47 @@ void NodeDaemon::HandleStartJob(const rpc::ConnectionPtr& c, rpc::Frame& f) {
 }
 
 void NodeDaemon::StartJobLocally(const proto::StartJobRequest& req) {
+  const JobID job = JobID::FromBinary(req.job_id());
+  if (pool_->HasJob(job)) return;
   JobConfig cfg;
-  cfg.job = JobID::FromBinary(req.job_id());
+  cfg.job = job;
   cfg.binary = req.binary();
   cfg.argv.assign(req.argv().begin(), req.argv().end());
   cfg.cwd = req.cwd();
   cfg.env.assign(req.env().begin(), req.env().end());
-  pool_->AddJob(cfg);
+  if (req.binary_hash().empty()) {
+    pool_->AddJob(cfg);
+    return;
+  }
+  // A submitted job: its workers run the program stored by content, which this node may
+  // have to fetch first; its lease requests wait meanwhile.
+  if (!job_fetches_.insert(job).second) return;
+  binaries::Materialize(gcs_, req.binary_hash(), JoinPath(options_.session_dir, "binaries"),
+                        [this, cfg, job](StatusOr<std::string> binary) mutable {
+                          job_fetches_.erase(job);
+                          if (stopped_) return;
+                          if (!binary.ok()) {
+                            const std::string why =
+                                "job " + std::to_string(job.ToInt()) +
+                                ": cannot start its workers: " + binary.status().message();
+                            LUMEN_LOG(ERROR) << why;
+                            for (auto it = pending_.begin(); it != pending_.end();) {
+                              if (JobID::FromBinary(it->req.job_id()) != job) {
+                                ++it;
+                                continue;
+                              }
+                              RefuseLease(*it, why, /*infeasible=*/false);
+                              it = pending_.erase(it);
+                            }
+                            return;
+                          }
+                          cfg.binary = *binary;
+                          // The cwd of a driver on another machine may not exist here.
+                          if (!cfg.cwd.empty() && ::access(cfg.cwd.c_str(), X_OK) != 0)
+                            cfg.cwd.clear();
+                          if (!pool_->HasJob(job)) pool_->AddJob(cfg);
+                          ProcessLeaseQueue();
+                        });
 }
 
 void NodeDaemon::HandleJobFinished(const rpc::ConnectionPtr& c, rpc::Frame& f) {

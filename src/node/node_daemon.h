@@ -26,6 +26,7 @@
 #include "lumen/ids.h"
 #include "node.pb.h"
 #include "node/bundle_table.h"
+#include "node/driver_runner.h"
 #include "node/log_monitor.h"
 #include "node/object_manager.h"
 #include "node/worker_pool.h"
@@ -179,6 +180,7 @@ class NodeDaemon {
   std::unique_ptr<ObjectManager> objects_;  // transfers between nodes
   std::unique_ptr<LogMonitor> logs_;        // worker output, to the drivers
   std::unique_ptr<WorkerPool> pool_;
+  std::unique_ptr<DriverRunner> drivers_;  // of submitted jobs (head)
   rpc::ConnectionPtr gcs_;
   std::string unix_address_;
   std::string tcp_address_;
@@ -206,7 +208,7 @@ class NodeDaemon {
   // Placement groups not removed, from the same view.
   std::map<PlacementGroupID, proto::PlacementGroupInfo> groups_;
   BundleTable bundles_;          // the bundles reserved on this node
-  std::set<JobID> job_fetches_;  // GetJob in flight
+  std::set<JobID> job_fetches_;  // GetJob, or the fetch of the job's program, in flight
   bool stopped_ = false;
 };
 

@@ -121,7 +121,16 @@ constexpr uint16_t kTypes[] = {rpc::kRegisterClient,
                                rpc::kReturnBundles,
                                rpc::kCreatePlacementGroup,
                                rpc::kWaitPlacementGroup,
-                               rpc::kRemovePlacementGroup};
+                               rpc::kRemovePlacementGroup,
+                               rpc::kStartDriver,
+                               rpc::kReadDriverLog,
+                               rpc::kStopDriver,
+                               rpc::kSubmitJob,
+                               rpc::kListSubmittedJobs,
+                               rpc::kGetSubmittedJob,
+                               rpc::kJobLogs,
+                               rpc::kStopSubmittedJob,
+                               rpc::kDriverExited};
 constexpr size_t kNumTypes = sizeof(kTypes) / sizeof(kTypes[0]);
 
 enum Service : uint8_t { kGcs = 0, kNode = 1, kDriver = 2 };

@@ -32,6 +32,9 @@ enum MsgType : uint16_t {
   kPrepareBundles = 120,     // PrepareBundlesRequest -> PrepareBundlesReply (GCS -> node)
   kCommitBundles = 121,      // PlacementGroupRequest -> NodeStats (GCS -> node)
   kReturnBundles = 122,      // PlacementGroupRequest -> NodeStats (GCS -> node)
+  kStartDriver = 123,        // StartDriverRequest -> StartDriverReply (GCS -> node)
+  kReadDriverLog = 124,      // JobLogsRequest -> JobLogsReply (GCS -> node)
+  kStopDriver = 125,         // SubmittedJobRequest -> Empty (GCS -> node)
 
   // ---- control service (gcs.proto) -------------------------------------------------------
   kRegisterNode = 200,          // RegisterNodeRequest -> Empty
@@ -59,6 +62,12 @@ enum MsgType : uint16_t {
   kCreatePlacementGroup = 222,  // CreatePlacementGroupRequest -> CreatePlacementGroupReply
   kWaitPlacementGroup = 223,    // WaitPlacementGroupRequest -> WaitPlacementGroupReply
   kRemovePlacementGroup = 224,  // RemovePlacementGroupRequest -> Empty
+  kSubmitJob = 225,             // SubmitJobRequest -> SubmitJobReply
+  kListSubmittedJobs = 226,     // Empty -> SubmittedJobList
+  kGetSubmittedJob = 227,       // SubmittedJobRequest -> SubmittedJobReply
+  kJobLogs = 228,               // JobLogsRequest -> JobLogsReply
+  kStopSubmittedJob = 229,      // SubmittedJobRequest -> SubmittedJobReply
+  kDriverExited = 230,          // DriverExited (node -> GCS, one-way)
 
   // ---- core worker (core_worker.proto) -------------------------------------------------
   kPushTasks = 300,        // PushTasksRequest (owner -> worker, one-way)
