@@ -230,6 +230,12 @@ TEST_F(ClusterTest, JobsAreSubmittedFollowedListedAndStopped) {
   EXPECT_NE(r.out.find("driver binary: "), std::string::npos) << r.out;
 }
 
+TEST_F(ClusterTest, DataPipelinesSpreadOverTheNodesAndKeepBlocksWhereTheyAre) {
+  auto r = Driver("data_locality");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("files exact"), std::string::npos) << r.out;
+}
+
 TEST_F(ClusterTest, InfeasibleRequestsFailWithTheLargestNode) {
   auto r = Driver("infeasible");
   EXPECT_EQ(r.code, 0) << r.out;

@@ -160,6 +160,9 @@ void Init(const InitOptions& options) { Init(0, nullptr, options); }
 void Init(int argc, char** argv, const InitOptions& options) {
   RaiseOpenFileLimit();  // inherited by the workers this process starts
   if (Env("LUMEN_ROLE") == "worker") RunWorker();
+  // A submitted job's driver writes to a log file that `lumen job logs --follow` streams:
+  // line by line, as on a terminal, rather than in 4 KiB blocks.
+  if (!Env("LUMEN_SUBMISSION_ID").empty()) std::setvbuf(stdout, nullptr, _IOLBF, 0);
   MutexLock lock(g_mu);
   if (g_worker) throw Error("lumen::Init: already initialized (call lumen::Shutdown() first)");
 

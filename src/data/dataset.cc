@@ -324,6 +324,9 @@ std::string DatasetStats::ToString() const {
                   o.wall_s, o.task_wall_s, o.task_cpu_s,
                   internal::HumanBytes(o.peak_bytes_held).c_str());
     out += buf;
+    if (o.bytes_moved > 0) {
+      out += "  " + internal::HumanBytes(o.bytes_moved) + " of input read from other nodes\n";
+    }
     if (o.actor_restarts > 0 || o.blocks_retried > 0) {
       out += "  " + internal::Plural(o.actor_restarts, "actor restart") + ", " +
              internal::Plural(o.blocks_retried, "block") + " re-run\n";

@@ -63,7 +63,11 @@ SourceOp::SourceOp(std::string name, std::vector<ReadSpec> reads, Chain chain,
       reads_(std::move(reads)),
       chain_(std::move(chain)),
       options_(std::move(options)),
-      concurrency_(concurrency) {}
+      concurrency_(concurrency) {
+  // Reads use the whole cluster, as Ray Data's do: round-robin over the nodes (the paths must
+  // be readable on each, as on shared storage), so that the blocks start out spread.
+  options_.scheduling = lumen::SpreadScheduling{};
+}
 
 SourceOp::SourceOp(std::string name, std::vector<RefBundle> existing)
     : PhysicalOp(std::move(name)), existing_(std::move(existing)) {}
@@ -151,7 +155,7 @@ void MapOp::LaunchOne(Executor& ex) {
   int64_t est = EstimateOutputBytes();
   auto ref = lumen::Task(RunChainTask).Options(options_).Remote(chain_, in.meta.index, in.ref);
   ex.Submit(this, ref, in.meta.index, stats_.tasks > 0 ? est : in.meta.bytes, nullptr,
-            in.meta.bytes);
+            in.meta.bytes, in.meta.node);
 }
 
 std::map<std::string, double> MapOp::PerTask() const { return ResourcesOf(options_); }
@@ -185,6 +189,7 @@ void ActorPoolOp::Start(Executor& ex) {
   actor_options_.max_concurrency = std::max(1, options_.max_concurrency);
   actor_options_.max_restarts = options_.max_actor_restarts;
   actor_options_.max_task_retries = 0;  // the pool re-runs interrupted blocks itself
+  actor_options_.scheduling = lumen::SpreadScheduling{};  // one pool over the cluster's nodes
   actors_.resize(static_cast<size_t>(std::max(1, options_.concurrency)));
   for (auto& a : actors_) CreateActor(a);
 }
@@ -217,40 +222,65 @@ bool ActorPoolOp::AllDropped() const {
                      [](const PoolActor& a) { return a.state == ActorState::kDropped; });
 }
 
-int ActorPoolOp::BestActor(const NodeID& block_node) const {
+std::pair<size_t, int> ActorPoolOp::Pick() const {
   // Blocks go to live actors; only when none is live do they queue at restarting ones (the
   // core holds the calls until the restart, or fails them at once if the actor is gone).
   bool any_up =
       std::any_of(actors_.begin(), actors_.end(), [this](const PoolActor& a) { return IsUp(a); });
-  int best = -1;
+  std::vector<int> room;  // actors that can take a block now
   for (size_t i = 0; i < actors_.size(); ++i) {
     const PoolActor& a = actors_[i];
     if (a.state == ActorState::kDropped || a.in_flight >= max_in_flight_) continue;
     if (any_up && !IsUp(a)) continue;
-    if (best < 0) {
-      best = static_cast<int>(i);
-      continue;
-    }
-    const PoolActor& b = actors_[static_cast<size_t>(best)];
-    bool local_a = !block_node.IsNil() && a.node == block_node;
-    bool local_b = !block_node.IsNil() && b.node == block_node;
-    // Least loaded first; among equals, the one on the block's node.
-    if (a.in_flight < b.in_flight || (a.in_flight == b.in_flight && local_a && !local_b)) {
-      best = static_cast<int>(i);
-    }
+    room.push_back(static_cast<int>(i));
   }
-  return best;
+  if (room.empty() || inputs_.empty()) return {0, -1};
+  if (!options_.locality_aware) {
+    return {0, room[std::uniform_int_distribution<size_t>(0, room.size() - 1)(rng_)]};
+  }
+  auto least_loaded = [&](auto&& eligible) {
+    int best = -1;
+    for (int i : room) {
+      const PoolActor& a = actors_[static_cast<size_t>(i)];
+      if (eligible(a) && (best < 0 || a.in_flight < actors_[static_cast<size_t>(best)].in_flight)) {
+        best = i;
+      }
+    }
+    return best;
+  };
+  const size_t window = std::min(inputs_.size(), kLocalityWindow);
+  // A queued block whose node has an actor with room goes to it (per-actor queues + locality).
+  for (size_t k = 0; k < window; ++k) {
+    const NodeID& node = inputs_[k].meta.node;
+    if (node.IsNil()) continue;
+    int best = least_loaded([&](const PoolActor& a) { return a.node == node; });
+    if (best >= 0) return {k, best};
+  }
+  // An idle actor takes the oldest block from wherever it is: no actor waits while work does.
+  int idle = least_loaded([](const PoolActor& a) { return a.in_flight == 0; });
+  if (idle >= 0) return {0, idle};
+  // A block that no actor of the pool is near goes to any actor with room; the others wait
+  // for their node's actor.
+  for (size_t k = 0; k < window; ++k) {
+    const NodeID& node = inputs_[k].meta.node;
+    bool near =
+        !node.IsNil() && std::any_of(actors_.begin(), actors_.end(), [&](const PoolActor& a) {
+          return a.state != ActorState::kDropped && a.node == node;
+        });
+    if (!near) return {k, least_loaded([](const PoolActor&) { return true; })};
+  }
+  return {0, -1};
 }
 
 bool ActorPoolOp::WantsToLaunch() const {
   if (stopped_ || inputs_.empty()) return false;
-  return AllDropped() || BestActor(inputs_.front().meta.node) >= 0;
+  return AllDropped() || Pick().second >= 0;
 }
 
 void ActorPoolOp::LaunchOne(Executor& ex) {
-  RefBundle in = std::move(inputs_.front());
-  inputs_.pop_front();
   if (AllDropped()) {
+    RefBundle in = std::move(inputs_.front());
+    inputs_.pop_front();
     ++blocks_done;
     ex.RecordError(this, in.meta.index,
                    "no actor of the pool can run it: all " + std::to_string(actors_.size()) +
@@ -258,18 +288,17 @@ void ActorPoolOp::LaunchOne(Executor& ex) {
     return;
   }
   RefreshActors();
-  const int best = BestActor(in.meta.node);
-  if (best < 0) {  // an actor came back since WantsToLaunch and the live ones are full
-    inputs_.push_front(std::move(in));
-    return;
-  }
+  const auto [k, best] = Pick();
+  if (best < 0) return;  // an actor came back since WantsToLaunch and the live ones are full
+  RefBundle in = std::move(inputs_[k]);
+  inputs_.erase(inputs_.begin() + static_cast<std::ptrdiff_t>(k));
   const size_t i = static_cast<size_t>(best);
   PoolActor& a = actors_[i];
   auto ref = a.handle.Task(&UdfActor::Process).Remote(chain_, in.meta.index, in.ref);
   ++a.in_flight;
   uint64_t token = 0;
   ex.Submit(this, ref, in.meta.index, stats_.tasks > 0 ? EstimateOutputBytes() : in.meta.bytes,
-            &token, in.meta.bytes);
+            &token, in.meta.bytes, in.meta.node);
   calls_.emplace(token, Call{i, a.generation, std::move(in)});
 }
 
@@ -577,7 +606,8 @@ Executor::~Executor() {
 }
 
 void Executor::Submit(PhysicalOp* op, const lumen::ObjectRef<Buffer>& ref, int64_t index,
-                      int64_t est_bytes, uint64_t* token_out, int64_t input_bytes) {
+                      int64_t est_bytes, uint64_t* token_out, int64_t input_bytes,
+                      const NodeID& input_node) {
   uint64_t token = NewToken();
   if (token_out) *token_out = token;
   if (!op->started) {
@@ -585,7 +615,7 @@ void Executor::Submit(PhysicalOp* op, const lumen::ObjectRef<Buffer>& ref, int64
     op->first_start = Clock::now();
   }
   ++op->running_;
-  pending_[token] = Pending{op, ref, index, est_bytes, input_bytes, Clock::now()};
+  pending_[token] = Pending{op, ref, index, est_bytes, input_bytes, Clock::now(), input_node};
   std::weak_ptr<EventQueue> weak = events_;
   lumen::internal::OnObjectReady(ref.ID(), [weak, token] {
     auto q = weak.lock();
@@ -647,6 +677,9 @@ void Executor::ProcessEvents() {
         RecordError(p.op, p.index, e.what());
       }
       continue;
+    }
+    if (!p.input_node.IsNil() && !out.meta.node.IsNil() && p.input_node != out.meta.node) {
+      p.op->stats().bytes_moved += p.input_bytes;  // the result was made on another node
     }
     p.op->OnTaskDone(*this, token, std::move(out));
   }

@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -168,8 +169,9 @@ class MapOp : public PhysicalOp {
   int concurrency_;
 };
 
-// A pool of actors hosting a callable class; per-actor queues, least-loaded first, preferring
-// actors on the node that holds the block.
+// A pool of actors hosting a callable class, spread over the cluster's nodes; per-actor
+// queues, a block going to an actor on the node that holds it (MapBatchesOptions::
+// locality_aware), least-loaded first.
 //
 // Surviving actor deaths: the pool, not the core, re-runs calls interrupted by a death
 // (actors are created with max_task_retries = 0), so that the block goes to a live actor at
@@ -220,7 +222,12 @@ class ActorPoolOp : public PhysicalOp {
   // A restarting actor that is up again becomes live.
   bool IsUp(const PoolActor& a) const;
   void RefreshActors();
-  int BestActor(const NodeID& block_node) const;
+  // Which queued block goes to which actor now: {its index in inputs_, the actor}; actor -1:
+  // none now. With locality, a block waits for an actor on its node unless another actor is
+  // idle; only the first kLocalityWindow queued blocks are considered.
+  std::pair<size_t, int> Pick() const;
+  static constexpr size_t kLocalityWindow = 64;
+  mutable std::mt19937_64 rng_{std::random_device{}()};  // routing without locality
   bool AllDropped() const;
 
   std::string callable_;
@@ -304,8 +311,11 @@ class Executor {
   // For operators.
   // Registers a task of `op` producing block `index`. `input_bytes`: the block it reads,
   // which stays in the object store until the task ends.
+  // `input_node`: where the task's input block lies; a result made elsewhere counts the
+  // input's bytes as moved (OperatorStats::bytes_moved).
   void Submit(PhysicalOp* op, const lumen::ObjectRef<Buffer>& ref, int64_t index, int64_t est_bytes,
-              uint64_t* token = nullptr, int64_t input_bytes = 0);
+              uint64_t* token = nullptr, int64_t input_bytes = 0,
+              const NodeID& input_node = NodeID::Nil());
   uint64_t NewToken() { return next_token_++; }
   // Reads a finished block's metadata (maps it briefly). Throws the task's error.
   static BlockMeta ReadMeta(const lumen::ObjectRef<Buffer>& ref, int64_t index);
@@ -320,6 +330,7 @@ class Executor {
     int64_t est_bytes;
     int64_t input_bytes;
     std::chrono::steady_clock::time_point started;
+    NodeID input_node;  // where the input block lay (Nil: unknown or several)
   };
 
   void ProcessEvents();

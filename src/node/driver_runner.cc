@@ -131,17 +131,23 @@ void DriverRunner::OnExit(const std::string& id) {
   auto it = drivers_.find(id);
   if (it == drivers_.end() || it->second.exited) return;
   Driver& d = it->second;
+  // Looked at without reaping it: until it is reaped its process group id cannot be reused,
+  // so what is left of the group (it was started in a session of its own) can be killed.
+  siginfo_t info{};
+  if (::waitid(P_PID, static_cast<id_t>(d.pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+      info.si_pid == 0) {
+    return;  // still running
+  }
+  ::kill(-d.pid, SIGKILL);
   int status = 0;
   pid_t r = ::waitpid(d.pid, &status, WNOHANG);
-  if (r == 0) return;  // still running
+  if (r == 0) return;  // (cannot happen: it has exited)
   d.exited = true;
   if (d.watch) loop_->Unwatch(d.watch);
   if (d.kill_timer) loop_->CancelTimer(d.kill_timer);
   if (d.pidfd >= 0) ::close(d.pidfd);
   d.watch = d.kill_timer = 0;
   d.pidfd = -1;
-  // What was left of its process group (it was started in a session of its own).
-  ::kill(-d.pid, SIGKILL);
   proto::DriverExited exited;
   exited.set_submission_id(id);
   exited.set_stopped(d.stop_requested);

@@ -398,7 +398,10 @@ void ObjectManager::HandleReadChunk(const rpc::ConnectionPtr& c, rpc::Frame& f) 
     ServePartial(c, handle, req, pull->second);
     return;
   }
-  if (!store_->Contains(id)) {
+  // An object still being written here is served once sealed: its creator's seal and the
+  // task result that sent this reader here travel on different connections, so the read may
+  // come first.
+  if (!store_->Known(id)) {
     c->ReplyError(f, NotFoundError("object " + id.Hex() + " is not in the store of node " +
                                    self_address_ + " (freed, or never created here)"));
     return;

@@ -104,7 +104,9 @@ class ObjectStore {
   // A job ended: free every object it made (on any node, whoever owns it). Returns their IDs.
   std::vector<ObjectID> JobGone(const JobID& job);
 
-  bool Contains(const ObjectID& id) const;
+  bool Contains(const ObjectID& id) const;  // sealed
+  // Being created or sealed: a Get of it will find it once its creator seals it.
+  bool Known(const ObjectID& id) const { return objects_.count(id) > 0; }
   StoreStats Stats() const;
 
  private:

@@ -77,6 +77,11 @@ struct MapBatchesOptions {
   // fails (and counts against ExecutionOptions::max_errored_blocks; 0: at once). An exception
   // thrown by the callable is never re-run.
   int max_block_retries = 3;
+  // Actor pools (spread over the cluster's nodes): a block goes to the least-loaded actor on
+  // the node that holds it while one there has room in its queue, else to the least-loaded
+  // actor anywhere — so blocks seldom cross the network. false: to an actor with room chosen
+  // at random (the baseline of the locality benchmark).
+  bool locality_aware = true;
 };
 
 struct ReadOptions {
@@ -138,6 +143,9 @@ struct OperatorStats {
   // the actor running them died.
   int64_t actor_restarts = 0;
   int64_t blocks_retried = 0;
+  // Input bytes of its tasks that lay on another node than the one that ran the task (pulled
+  // across the network), as the blocks' locations showed.
+  int64_t bytes_moved = 0;
   // File sources: entries skipped under ReadOptions::ignore_missing_files ("path: why").
   std::vector<std::string> ignored_files{};
 };
