@@ -27,8 +27,8 @@
 #include "lumen/errors.h"
 #include "lumen/ids.h"
 #include "lumen/object_ref.h"
-#include "lumen/placement_group.h"
 #include "lumen/options.h"
+#include "lumen/placement_group.h"
 #include "lumen/remote.h"
 #include "lumen/serialization.h"
 

@@ -332,14 +332,7 @@ void NodeDaemon::StartJobLocally(const proto::StartJobRequest& req) {
                                 "job " + std::to_string(job.ToInt()) +
                                 ": cannot start its workers: " + binary.status().message();
                             LUMEN_LOG(ERROR) << why;
-                            for (auto it = pending_.begin(); it != pending_.end();) {
-                              if (JobID::FromBinary(it->req.job_id()) != job) {
-                                ++it;
-                                continue;
-                              }
-                              RefuseLease(*it, why, /*infeasible=*/false);
-                              it = pending_.erase(it);
-                            }
+                            RefuseJobLeases(job, why);
                             return;
                           }
                           cfg.binary = *binary;
@@ -690,6 +683,17 @@ void NodeDaemon::HandleReturnBundles(const rpc::ConnectionPtr& c, rpc::Frame& f)
   ProcessLeaseQueue();
 }
 
+void NodeDaemon::RefuseJobLeases(const JobID& job, const std::string& why) {
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (JobID::FromBinary(it->req.job_id()) != job) {
+      ++it;
+      continue;
+    }
+    RefuseLease(*it, why, /*infeasible=*/false);
+    it = pending_.erase(it);
+  }
+}
+
 void NodeDaemon::FetchJob(const JobID& job) {
   if (!gcs_ || gcs_->closed() || !job_fetches_.insert(job).second) return;
   proto::GetJobRequest req;
@@ -708,14 +712,7 @@ void NodeDaemon::FetchJob(const JobID& job) {
     if (why.empty()) {
       if (!pool_->HasJob(job)) StartJobLocally(reply.start());
     } else {
-      for (auto it = pending_.begin(); it != pending_.end();) {
-        if (JobID::FromBinary(it->req.job_id()) != job) {
-          ++it;
-          continue;
-        }
-        RefuseLease(*it, why, /*infeasible=*/false);
-        it = pending_.erase(it);
-      }
+      RefuseJobLeases(job, why);
     }
     ProcessLeaseQueue();
   });

@@ -141,6 +141,8 @@ class NodeDaemon {
   // Replies to the requester: ask `node` instead.
   void SpillBack(PendingLease& p, const NodeID& node);
   void RefuseLease(PendingLease& p, const std::string& error, bool infeasible);
+  // Refuses (and drops) every waiting request of `job` with `why`.
+  void RefuseJobLeases(const JobID& job, const std::string& why);
   void OnClusterView(const rpc::ConnectionPtr& c, rpc::Frame& f);
   void SetClusterView(const proto::ClusterView& view);
   // view_ with this node's entry brought up to date.
