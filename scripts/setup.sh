@@ -15,6 +15,7 @@ PACKAGES=(
   libbenchmark-dev                         # micro-benchmarks
   python3 python3-distributed python3-dask # Dask: the peer baseline in bench/
   procps psmisc                            # ps/pkill used by fault tests
+  iproute2 util-linux                      # ip netns + unshare: the three-host test
   clang-14 libclang-rt-14-dev llvm-14      # TSan + -Wthread-safety build, libFuzzer targets
 )
 
