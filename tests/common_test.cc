@@ -10,6 +10,7 @@
 #include <fstream>
 #include <future>
 #include <thread>
+#include <vector>
 
 #include "common.pb.h"
 #include "common/logging.h"
@@ -171,6 +172,74 @@ TEST_F(RpcTest, CallWithTheTokenGetsAReply) {
   req.set_peer(std::string(5 << 20, 'x'));
   ASSERT_TRUE((*conn)->CallSync(kEcho, req, &reply, 5000).ok());
   EXPECT_EQ(reply.peer().size(), 5u << 20);
+}
+
+TEST_F(RpcTest, ABackgroundConnectCarriesCallsQueuedWhileItConnects) {
+  rpc::Dispatcher none;
+  auto conn = rpc::ConnectInBackground(&loop_, address_, &none, "secret-token");
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  proto::Hello req, reply;
+  req.set_peer("queued before the connect finished");
+  ASSERT_TRUE((*conn)->CallSync(kEcho, req, &reply, 5000).ok());
+  EXPECT_EQ(reply.peer(), req.peer());
+}
+
+// A listener whose accept queue is full drops further SYNs: a connect to it stays in
+// progress. The background connect returns at once and fails after its timeout, failing the
+// call queued on it with the reason.
+TEST_F(RpcTest, ABackgroundConnectThatNeverCompletesFailsItsCallsAfterTheTimeout) {
+  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
+  ASSERT_EQ(::listen(listener, 0), 0);
+  socklen_t len = sizeof(sa);
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&sa), &len);
+  const std::string address = "127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
+  // Fill the accept queue (never accepted).
+  std::vector<int> fillers;
+  for (int i = 0; i < 2; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+    fillers.push_back(fd);
+  }
+  rpc::Dispatcher none;
+  std::promise<Status> closed;
+  auto conn = rpc::ConnectInBackground(
+      &loop_, address, &none, "secret-token", /*timeout_ms=*/300,
+      [&closed](const rpc::ConnectionPtr&, const Status& why) { closed.set_value(why); });
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  proto::Hello req, reply;
+  Status st = (*conn)->CallSync(kEcho, req, &reply, 60000);
+  EXPECT_EQ(st.code(), StatusCode::kDeadlineExceeded) << st;
+  EXPECT_NE(st.message().find("connect to " + address + " timed out after 300 ms"),
+            std::string::npos)
+      << st;
+  EXPECT_EQ(closed.get_future().get().code(), StatusCode::kDeadlineExceeded);
+  for (int fd : fillers) ::close(fd);
+  ::close(listener);
+}
+
+TEST_F(RpcTest, ABackgroundConnectToAClosedPortFailsWithTheRefusal) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
+  socklen_t len = sizeof(sa);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  ::close(fd);  // bound, never listened: nothing accepts there
+  rpc::Dispatcher none;
+  auto conn = rpc::ConnectInBackground(&loop_, "127.0.0.1:" + std::to_string(ntohs(sa.sin_port)),
+                                       &none, "secret-token");
+  Status st = conn.status();
+  if (conn.ok()) {  // the refusal arrives on the loop
+    proto::Hello req, reply;
+    st = (*conn)->CallSync(kEcho, req, &reply, 60000);
+  }
+  EXPECT_EQ(st.code(), StatusCode::kUnavailable) << st;
+  EXPECT_NE(st.message().find("refused"), std::string::npos) << st;
 }
 
 TEST_F(RpcTest, WrongTokenIsRefusedWithAClearMessage) {

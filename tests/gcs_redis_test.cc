@@ -5,6 +5,8 @@
 
 #include <unistd.h>
 
+#include <future>
+
 #include "common/rpc/connection.h"
 #include "common/rpc/event_loop.h"
 #include "common/rpc/message_types.h"
@@ -237,6 +239,33 @@ TEST_F(RestartTest, KvReportsAStorageFailureNotNotFound) {
     EXPECT_FALSE(st.ok()) << "message type " << type << " answered found=" << reply.found();
     EXPECT_NE(st.message().find("Redis"), std::string::npos) << st;
   }
+  c->Close(Status::OK());
+  gcs->Stop();
+}
+
+// A Redis that stops answering holds up only the calls that need it: the KV request queued
+// behind it waits, while the control service's loop goes on answering everything else.
+TEST_F(RestartTest, AStalledRedisDoesNotStallTheControlService) {
+  auto gcs = StartGcs();
+  auto c = Client(gcs.get());
+  ASSERT_TRUE(c);
+  redis_.Pause();
+  proto::KVRequest put;
+  put.set_ns("app");
+  put.set_key("k");
+  put.set_value("v");
+  std::promise<Status> kv_done;
+  c->Call(rpc::kKVPut, put,
+          [&kv_done](const Status& st, std::string_view) { kv_done.set_value(st); });
+  // Sent after the KV request on the same connection; answered first.
+  proto::NodeList nodes;
+  Status st = c->CallSync(rpc::kGetAllNodes, proto::Empty(), &nodes, 60000);
+  auto kv = kv_done.get_future();
+  EXPECT_TRUE(st.ok()) << st;
+  EXPECT_EQ(kv.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
+      << "the KV request was answered before a request sent after it";
+  redis_.Resume();
+  EXPECT_TRUE(kv.get().ok());
   c->Close(Status::OK());
   gcs->Stop();
 }

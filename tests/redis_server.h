@@ -70,8 +70,13 @@ class RedisServer {
     return false;
   }
 
+  // Freezes the server (SIGSTOP): it accepts nothing and answers nothing until Resume().
+  void Pause() { ::kill(pid_, SIGSTOP); }
+  void Resume() { ::kill(pid_, SIGCONT); }
+
   void Stop() {
     if (pid_ <= 0) return;
+    ::kill(pid_, SIGCONT);
     ::kill(pid_, SIGTERM);
     int status;
     ::waitpid(pid_, &status, 0);

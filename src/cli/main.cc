@@ -123,6 +123,27 @@ StatusOr<int64_t> ParseBytes(const std::string& text, const std::string& flag) {
 }
 
 // The local address that routes to `address` (host:port): what a joining node advertises.
+// `host` as a numeric address (itself when it is one; a name's first IPv4 address).
+StatusOr<std::string> NumericAddress(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_flags = AI_NUMERICHOST;
+  addrinfo* res = nullptr;
+  if (::getaddrinfo(host.c_str(), nullptr, &hints, &res) == 0) {
+    ::freeaddrinfo(res);
+    return host;
+  }
+  hints.ai_family = AF_INET;
+  hints.ai_flags = 0;
+  int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &res);
+  if (rc != 0 || !res)
+    return InvalidArgumentError(std::string("cannot resolve: ") + ::gai_strerror(rc));
+  char buf[INET_ADDRSTRLEN];
+  ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr, buf, sizeof(buf));
+  ::freeaddrinfo(res);
+  return std::string(buf);
+}
+
 StatusOr<std::string> AddressRoutingTo(const std::string& address) {
   size_t colon = address.rfind(':');
   if (colon == std::string::npos) return InvalidArgumentError("'" + address + "' is not HOST:PORT");
@@ -308,6 +329,15 @@ int Start(StartFlags f) {
     std::cerr << "lumen start: --node-ip must be an address other nodes can reach, not "
               << f.node_ip << " (use --bind " << f.node_ip << " to listen everywhere)\n";
     return 2;
+  } else {
+    // Peers connect to the advertised address from their event loops, which never look a
+    // name up: a host name given here is advertised as its address.
+    auto ip = NumericAddress(f.node_ip);
+    if (!ip.ok()) {
+      std::cerr << "lumen start: --node-ip " << f.node_ip << ": " << ip.status().message() << "\n";
+      return 2;
+    }
+    f.node_ip = *ip;
   }
   if (f.head) {
     std::string latest = LatestSessionDir(f.root);

@@ -35,6 +35,8 @@ LUMEN_CONFIG(int64_t, actor_death_info_wait_ms, 5000,
              "How long a caller waits for the GCS to say why an actor's connection dropped")
 LUMEN_CONFIG(int64_t, borrower_ack_timeout_ms, 10000,
              "How long a task waits for an owner to acknowledge a borrowed reference")
+LUMEN_CONFIG(int64_t, connect_timeout_ms, 5000,
+             "A TCP connect to a peer that has not completed after this long fails")
 LUMEN_CONFIG(int64_t, handshake_timeout_ms, 5000,
              "A connection whose peer has not sent a valid Hello by then is closed")
 LUMEN_CONFIG(int64_t, max_handshaking_connections, 512,

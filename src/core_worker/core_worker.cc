@@ -317,8 +317,9 @@ StatusOr<rpc::ConnectionPtr> CoreWorker::ConnectTo(const proto::Address& address
   if (shutting_down_) return UnavailableError("shutting down");
   LUMEN_ASSIGN_OR_RETURN(
       rpc::ConnectionPtr conn,
-      rpc::Connect(&io_, key, &dispatcher_, options_.token, 5000,
-                   [this](const rpc::ConnectionPtr& c, const Status& r) { OnPeerClosed(c, r); }));
+      rpc::ConnectInBackground(
+          &io_, key, &dispatcher_, options_.token, /*timeout_ms=*/-1,
+          [this](const rpc::ConnectionPtr& c, const Status& r) { OnPeerClosed(c, r); }));
   MutexLock lock(conn_mu_);
   auto [it, inserted] = connections_.emplace(key, conn);
   if (!inserted) {

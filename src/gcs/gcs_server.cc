@@ -45,7 +45,10 @@ int64_t NowMs() {
 }  // namespace
 
 GcsServer::GcsServer(rpc::EventLoop* loop, GcsOptions options, std::unique_ptr<GcsStore> store)
-    : loop_(loop), options_(std::move(options)), store_(std::move(store)) {
+    : loop_(loop),
+      options_(std::move(options)),
+      store_(std::move(store)),
+      store_queue_(std::make_unique<StoreQueue>(store_.get())) {
   PlacementGroups::Hooks hooks;
   hooks.view = [this] { return scheduling::ViewFromProto(View()); };
   hooks.node = [this](const NodeID& id) { return NodeConnection(id); };
@@ -214,11 +217,13 @@ Status GcsServer::Recover() {
 }
 
 void GcsServer::Persist(const char* table, const std::string& key, const std::string& value) {
-  Status st = store_->Put(table, key, value);
-  if (!st.ok()) {
-    LUMEN_LOG(WARNING) << "cannot persist " << table << " entry: " << st
-                       << " (a restart of the control service would lose it)";
-  }
+  store_queue_->Run([table, key, value](GcsStore& store) {
+    Status st = store.Put(table, key, value);
+    if (!st.ok()) {
+      LUMEN_LOG(WARNING) << "cannot persist " << table << " entry: " << st
+                         << " (a restart of the control service would lose it)";
+    }
+  });
 }
 
 // ---- nodes -------------------------------------------------------------------------------
@@ -399,10 +404,10 @@ rpc::ConnectionPtr GcsServer::NodeConnection(const NodeID& id) {
   if (n.conn && !n.conn->closed()) return n.conn;
   const proto::Address& a = n.info.address();
   std::string addr = !a.unix_path().empty() ? "unix:" + a.unix_path() : a.tcp_address();
-  auto conn = rpc::Connect(loop_, addr, &client_dispatcher_, options_.token);
+  auto conn = rpc::ConnectInBackground(loop_, addr, &client_dispatcher_, options_.token);
   if (!conn.ok()) {
     // A unix path from another host does not exist here: fall back to TCP.
-    conn = rpc::Connect(loop_, a.tcp_address(), &client_dispatcher_, options_.token);
+    conn = rpc::ConnectInBackground(loop_, a.tcp_address(), &client_dispatcher_, options_.token);
   }
   if (!conn.ok()) {
     LUMEN_LOG(WARNING) << "cannot reach node " << id.Hex() << ": " << conn.status();
@@ -666,9 +671,26 @@ void GcsServer::ScheduleActor(const ActorID& id) {
         a.worker = WorkerID::FromBinary(reply.worker().worker_id());
         const auto& w = reply.worker();
         std::string addr = !w.unix_path().empty() ? "unix:" + w.unix_path() : w.tcp_address();
-        auto conn = rpc::Connect(loop_, addr, &client_dispatcher_, options_.token);
+        // The connect goes on in the background; a worker it cannot reach before the
+        // constructor returns is killed, and its death report reschedules the actor.
+        auto on_close = [this, id, worker = a.worker](const rpc::ConnectionPtr& c,
+                                                      const Status& reason) {
+          if (reason.ok() || stopping_) return;
+          auto it = actors_.find(id);
+          if (it == actors_.end()) return;
+          ActorState& a = it->second;
+          if (a.worker_conn != c || a.worker != worker || a.info.state() == proto::ALIVE ||
+              a.info.state() == proto::DEAD) {
+            return;
+          }
+          LUMEN_LOG(WARNING) << "cannot reach the worker of actor " << id.Hex() << ": " << reason;
+          KillActorWorker(a, "unreachable: " + reason.message());
+        };
+        auto conn = rpc::ConnectInBackground(loop_, addr, &client_dispatcher_, options_.token,
+                                             /*timeout_ms=*/-1, on_close);
         if (!conn.ok() && !w.tcp_address().empty()) {
-          conn = rpc::Connect(loop_, w.tcp_address(), &client_dispatcher_, options_.token);
+          conn = rpc::ConnectInBackground(loop_, w.tcp_address(), &client_dispatcher_,
+                                          options_.token, /*timeout_ms=*/-1, on_close);
         }
         if (!conn.ok()) {
           LUMEN_LOG(WARNING) << "cannot reach actor worker: " << conn.status();
@@ -890,53 +912,57 @@ void GcsServer::HandleKV(const rpc::ConnectionPtr& c, rpc::Frame& f) {
     c->ReplyError(f, InvalidArgumentError("malformed KV request"));
     return;
   }
-  proto::KVReply reply;
-  const std::string table = KvTable(req.ns());
-  // A storage failure (Redis down) is an error for the caller, never "not found".
-  auto lookup = [&](bool* found) -> StatusOr<std::string> {
-    auto v = store_->Get(table, req.key());
-    *found = v.ok();
-    if (!v.ok() && v.status().code() != StatusCode::kNotFound) return v.status();
-    return v.ok() ? std::move(*v) : std::string();
-  };
-  Status st = Status::OK();
-  bool found = false;
-  switch (f.type) {
-    case rpc::kKVPut: {
-      auto existing = lookup(&found);
-      st = existing.status();
-      if (st.ok() && (!found || req.overwrite())) st = store_->Put(table, req.key(), req.value());
-      break;
-    }
-    case rpc::kKVGet: {
-      auto v = lookup(&found);
-      st = v.status();
-      if (st.ok() && found) reply.set_value(std::move(*v));
-      break;
-    }
-    case rpc::kKVDel: {
-      auto v = lookup(&found);
-      st = v.status();
-      if (st.ok() && found) st = store_->Delete(table, req.key());
-      break;
-    }
-    case rpc::kKVKeys: {
-      auto all = store_->GetAll(table);
-      st = all.status();
-      if (all.ok()) {
-        for (const auto& [k, v] : *all) {
-          if (k.rfind(req.key(), 0) == 0) reply.add_keys(k);
-        }
+  // On the store's queue, in order with the writes the loop made before; answered from there.
+  std::string table = KvTable(req.ns());
+  store_queue_->Run([c, handle = rpc::ReplyHandle(f), type = f.type, req = std::move(req),
+                     table = std::move(table)](GcsStore& store) {
+    proto::KVReply reply;
+    // A storage failure (Redis down) is an error for the caller, never "not found".
+    auto lookup = [&](bool* found) -> StatusOr<std::string> {
+      auto v = store.Get(table, req.key());
+      *found = v.ok();
+      if (!v.ok() && v.status().code() != StatusCode::kNotFound) return v.status();
+      return v.ok() ? std::move(*v) : std::string();
+    };
+    Status st = Status::OK();
+    bool found = false;
+    switch (type) {
+      case rpc::kKVPut: {
+        auto existing = lookup(&found);
+        st = existing.status();
+        if (st.ok() && (!found || req.overwrite())) st = store.Put(table, req.key(), req.value());
+        break;
       }
-      break;
+      case rpc::kKVGet: {
+        auto v = lookup(&found);
+        st = v.status();
+        if (st.ok() && found) reply.set_value(std::move(*v));
+        break;
+      }
+      case rpc::kKVDel: {
+        auto v = lookup(&found);
+        st = v.status();
+        if (st.ok() && found) st = store.Delete(table, req.key());
+        break;
+      }
+      case rpc::kKVKeys: {
+        auto all = store.GetAll(table);
+        st = all.status();
+        if (all.ok()) {
+          for (const auto& [k, v] : *all) {
+            if (k.rfind(req.key(), 0) == 0) reply.add_keys(k);
+          }
+        }
+        break;
+      }
     }
-  }
-  if (!st.ok()) {
-    c->ReplyError(f, st);
-    return;
-  }
-  reply.set_found(found);
-  c->Reply(f, reply);
+    if (!st.ok()) {
+      c->ReplyError(handle, st);
+      return;
+    }
+    reply.set_found(found);
+    c->Reply(handle, reply);
+  });
 }
 
 void GcsServer::HandleClusterStatus(const rpc::ConnectionPtr& c, rpc::Frame& f) {

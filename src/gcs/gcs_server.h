@@ -26,6 +26,7 @@
 #include "gcs/gcs_store.h"
 #include "gcs/job_submissions.h"
 #include "gcs/placement_groups.h"
+#include "gcs/store_queue.h"
 #include "lumen/ids.h"
 #include "scheduling/policy.h"
 
@@ -155,6 +156,8 @@ class GcsServer {
   rpc::EventLoop* const loop_;
   const GcsOptions options_;
   std::unique_ptr<GcsStore> store_;
+  // Every storage call after recovery goes through here, off the loop when the store may block.
+  std::unique_ptr<StoreQueue> store_queue_;
   rpc::Dispatcher dispatcher_;         // requests from clients
   rpc::Dispatcher client_dispatcher_;  // replies on GCS-initiated connections
   std::unique_ptr<rpc::Server> server_;

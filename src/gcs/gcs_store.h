@@ -23,6 +23,9 @@ class GcsStore {
   virtual Status Delete(const std::string& table, const std::string& key) = 0;
   virtual StatusOr<std::vector<std::pair<std::string, std::string>>> GetAll(
       const std::string& table) = 0;
+  // True when a call may wait on something outside the process (a server): the control
+  // service then makes its calls off its event loop (StoreQueue).
+  virtual bool MayBlock() const { return false; }
 };
 
 class InMemoryGcsStore : public GcsStore {

@@ -38,6 +38,7 @@ class RedisGcsStore : public GcsStore {
   Status Delete(const std::string& table, const std::string& key) override;
   StatusOr<std::vector<std::pair<std::string, std::string>>> GetAll(
       const std::string& table) override;
+  bool MayBlock() const override { return true; }
 
  private:
   explicit RedisGcsStore(RedisOptions options);

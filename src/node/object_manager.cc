@@ -11,7 +11,6 @@ namespace lumen::node {
 
 namespace {
 
-constexpr int64_t kPeerConnectTimeoutMs = 3000;
 constexpr int64_t kChunkTimeoutMs = 60000;
 constexpr int64_t kSourceGetTimeoutMs = 30000;
 
@@ -34,8 +33,8 @@ void ObjectManager::Stop() {
 StatusOr<rpc::ConnectionPtr> ObjectManager::PeerConnection(const std::string& address) {
   auto it = peers_.find(address);
   if (it != peers_.end() && !it->second->closed()) return it->second;
-  LUMEN_ASSIGN_OR_RETURN(
-      auto conn, rpc::Connect(loop_, address, &peer_dispatcher_, token_, kPeerConnectTimeoutMs));
+  LUMEN_ASSIGN_OR_RETURN(auto conn,
+                         rpc::ConnectInBackground(loop_, address, &peer_dispatcher_, token_));
   peers_[address] = conn;
   return conn;
 }

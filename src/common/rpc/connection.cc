@@ -105,9 +105,26 @@ void Connection::Start() {
   loop_->Dispatch([self] {
     if (self->closed_) return;
     MutexLock lock(self->write_mu_);
-    self->watch_id_ = self->loop_->Watch(self->fd_, kEventsRead,
-                                         [self](uint32_t events) { self->OnEvents(events); });
+    // A connect in progress: EPOLLOUT says it finished; nothing is written before.
+    self->watch_id_ =
+        self->loop_->Watch(self->fd_, self->connecting_ ? kEventsReadWrite : kEventsRead,
+                           [self](uint32_t events) { self->OnEvents(events); });
     self->started_ = true;
+    if (self->connecting_) {
+      self->want_write_ = true;
+      const int64_t connect_ms = self->connect_timeout_ms_;
+      std::weak_ptr<Connection> weak = self;
+      self->connect_timer_ =
+          self->loop_->RunAfter(std::chrono::milliseconds(connect_ms), [weak, connect_ms] {
+            auto conn = weak.lock();
+            if (!conn || conn->closed_ || !conn->connecting_) return;
+            conn->connect_timer_ = 0;
+            conn->CloseInLoop(DeadlineExceededError("connect to " + conn->peer_name_ +
+                                                    " timed out after " +
+                                                    std::to_string(connect_ms) + " ms"));
+          });
+      return;
+    }
     const int64_t handshake_ms = self->handshake_timeout_ms_ >= 0
                                      ? self->handshake_timeout_ms_
                                      : Config::Get().handshake_timeout_ms();
@@ -450,6 +467,10 @@ void Connection::CloseInLoop(const Status& reason) {
     loop_->CancelTimer(handshake_timer_);
     handshake_timer_ = 0;
   }
+  if (connect_timer_) {
+    loop_->CancelTimer(connect_timer_);
+    connect_timer_ = 0;
+  }
   auth_cb_ = nullptr;
   std::unordered_map<uint64_t, Pending> pending;
   {
@@ -471,6 +492,23 @@ void Connection::CloseInLoop(const Status& reason) {
 
 void Connection::OnEvents(uint32_t events) {
   if (closed_) return;
+  if (connecting_) {
+    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err == 0 && !(events & EPOLLOUT)) err = ECONNREFUSED;
+    if (err != 0) {
+      CloseInLoop(UnavailableError("connect to " + peer_name_ + ": " + std::strerror(err)));
+      return;
+    }
+    connecting_ = false;
+    if (connect_timer_) {
+      loop_->CancelTimer(connect_timer_);
+      connect_timer_ = 0;
+    }
+    events |= EPOLLOUT;  // write what was queued meanwhile, the Hello first
+  }
   if (events & EPOLLOUT) {
     MutexLock lock(write_mu_);
     if (!FlushLocked()) {
@@ -777,14 +815,17 @@ Status WaitConnected(int fd, int64_t timeout_ms, const std::string& address) {
   return Status::OK();
 }
 
-}  // namespace
-
-StatusOr<ConnectionPtr> Connect(EventLoop* loop, const std::string& address,
-                                const Dispatcher* dispatcher, const std::string& token,
-                                int64_t timeout_ms, Connection::CloseCallback on_close) {
+// A connected (or, with `background`, connecting) non-blocking socket to `address`.
+struct Socket {
   int fd = -1;
-  bool is_unix = address.rfind("unix:", 0) == 0;
-  if (is_unix) {
+  bool is_unix = false;
+  bool in_progress = false;  // the TCP connect goes on (background only)
+};
+
+StatusOr<Socket> OpenSocket(const std::string& address, int64_t timeout_ms, bool background) {
+  Socket s;
+  s.is_unix = address.rfind("unix:", 0) == 0;
+  if (s.is_unix) {
     std::string path = address.substr(5);
     sockaddr_un sa{};
     sa.sun_family = AF_UNIX;
@@ -792,62 +833,96 @@ StatusOr<ConnectionPtr> Connect(EventLoop* loop, const std::string& address,
       return InvalidArgumentError("socket path too long: " + path);
     }
     std::memcpy(sa.sun_path, path.data(), path.size());
-    fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return UnavailableError(std::string("socket: ") + std::strerror(errno));
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
-      if (errno != EAGAIN && errno != EINPROGRESS) {
-        Status st = UnavailableError("connect to " + address + ": " + std::strerror(errno));
-        ::close(fd);
-        return st;
-      }
-      Status st = WaitConnected(fd, timeout_ms, address);
+    s.fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s.fd < 0) return UnavailableError(std::string("socket: ") + std::strerror(errno));
+    // A Unix connect completes or fails at once, unless the listener's backlog is full.
+    if (::connect(s.fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
+      Status st = errno == EAGAIN || errno == EINPROGRESS
+                      ? WaitConnected(s.fd, background ? 0 : timeout_ms, address)
+                      : UnavailableError("connect to " + address + ": " + std::strerror(errno));
       if (!st.ok()) {
-        ::close(fd);
+        ::close(s.fd);
         return st;
       }
     }
-  } else {
-    auto colon = address.rfind(':');
-    if (colon == std::string::npos) {
-      return InvalidArgumentError("bad address '" + address + "' (want host:port or unix:/path)");
-    }
-    std::string host = address.substr(0, colon);
-    std::string port = address.substr(colon + 1);
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* res = nullptr;
-    int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
-    if (rc != 0) {
-      return UnavailableError("cannot resolve " + address + ": " + ::gai_strerror(rc));
-    }
-    Status last = UnavailableError("no address for " + address);
-    for (addrinfo* ai = res; ai; ai = ai->ai_next) {
-      fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-      if (fd < 0) continue;
-      if (::connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-        last = Status::OK();
-        break;
-      }
-      if (errno == EINPROGRESS) {
-        last = WaitConnected(fd, timeout_ms, address);
-        if (last.ok()) break;
-      } else {
-        last = UnavailableError("connect to " + address + ": " + std::strerror(errno));
-      }
-      ::close(fd);
-      fd = -1;
-    }
-    ::freeaddrinfo(res);
-    if (fd < 0) return last;
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return s;
   }
-  auto conn =
-      Connection::Create(loop, fd, Connection::Role::kClient, dispatcher, token, address, is_unix);
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos) {
+    return InvalidArgumentError("bad address '" + address + "' (want host:port or unix:/path)");
+  }
+  std::string host = address.substr(0, colon);
+  std::string port = address.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
+  if (rc == EAI_NONAME) {  // a name, not an address: look it up
+    hints.ai_flags = 0;
+    rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
+  }
+  if (rc != 0) return UnavailableError("cannot resolve " + address + ": " + ::gai_strerror(rc));
+  Status last = UnavailableError("no address for " + address);
+  for (addrinfo* ai = res; ai; ai = ai->ai_next) {
+    s.fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s.fd < 0) continue;
+    if (::connect(s.fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+      last = Status::OK();
+      break;
+    }
+    if (errno == EINPROGRESS && background) {
+      s.in_progress = true;
+      last = Status::OK();
+      break;
+    }
+    last = errno == EINPROGRESS
+               ? WaitConnected(s.fd, timeout_ms, address)
+               : UnavailableError("connect to " + address + ": " + std::strerror(errno));
+    if (last.ok()) break;
+    ::close(s.fd);
+    s.fd = -1;
+  }
+  ::freeaddrinfo(res);
+  if (s.fd < 0) return last;
+  int one = 1;
+  ::setsockopt(s.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  return s;
+}
+
+StatusOr<ConnectionPtr> ConnectWith(EventLoop* loop, const std::string& address,
+                                    const Dispatcher* dispatcher, const std::string& token,
+                                    int64_t timeout_ms, Connection::CloseCallback on_close,
+                                    bool background) {
+  if (timeout_ms < 0) timeout_ms = Config::Get().connect_timeout_ms();
+  LUMEN_ASSIGN_OR_RETURN(Socket s, OpenSocket(address, timeout_ms, background));
+  auto conn = Connection::Create(loop, s.fd, Connection::Role::kClient, dispatcher, token, address,
+                                 s.is_unix);
+  if (s.in_progress) conn->set_connecting(timeout_ms);
   if (on_close) conn->set_close_callback(std::move(on_close));
   conn->Start();
   return conn;
+}
+
+}  // namespace
+
+StatusOr<ConnectionPtr> Connect(EventLoop* loop, const std::string& address,
+                                const Dispatcher* dispatcher, const std::string& token,
+                                int64_t timeout_ms, Connection::CloseCallback on_close) {
+  return ConnectWith(loop, address, dispatcher, token, timeout_ms, std::move(on_close),
+                     /*background=*/false);
+}
+
+StatusOr<ConnectionPtr> ConnectInBackground(EventLoop* loop, const std::string& address,
+                                            const Dispatcher* dispatcher, const std::string& token,
+                                            int64_t timeout_ms,
+                                            Connection::CloseCallback on_close) {
+  return ConnectWith(loop, address, dispatcher, token, timeout_ms, std::move(on_close),
+                     /*background=*/true);
 }
 
 }  // namespace lumen::rpc

@@ -137,6 +137,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Why the connection closed (meaningful once closed()).
   Status close_reason() const;
 
+  // Client role, before Start(): the socket's TCP connect is still in progress. Nothing is
+  // written until it completes; if it fails, or has not completed after `timeout_ms`, the
+  // connection closes with that reason (pending calls fail with it).
+  void set_connecting(int64_t timeout_ms) {
+    connecting_ = true;
+    connect_timeout_ms_ = timeout_ms;
+  }
   // Set before Start(); runs once on the loop thread when the connection closes.
   void set_close_callback(CloseCallback cb) { close_cb_ = std::move(cb); }
   // Server role. Set before Start(); runs once on the loop thread when the peer's Hello carried
@@ -216,9 +223,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::function<void(const ConnectionPtr&)> auth_cb_;
   int64_t handshake_timeout_ms_ = -1;  // < 0: from the config
 
-  // Loop thread only.
+  // Loop thread only (set_connecting() runs before the loop sees the connection).
   bool authenticated_ = false;
   uint64_t handshake_timer_ = 0;
+  bool connecting_ = false;
+  int64_t connect_timeout_ms_ = 0;
+  uint64_t connect_timer_ = 0;
   char* in_data_ = nullptr;  // [in_start_, in_end_) holds unparsed bytes
   size_t in_cap_ = 0;
   size_t in_start_ = 0;
@@ -264,11 +274,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
 };
 
 // Connects to "unix:/path" or "host:port" and starts the connection. Blocks up to
-// `timeout_ms` for the TCP/Unix connect (not for authentication, which is pipelined).
+// `timeout_ms` (< 0: `connect_timeout_ms` of the config) for the TCP/Unix connect (not for
+// authentication, which is pipelined). For callers that may wait: the CLI, a program's Init,
+// a process's first connections to its node and the control service.
 StatusOr<ConnectionPtr> Connect(EventLoop* loop, const std::string& address,
                                 const Dispatcher* dispatcher, const std::string& token,
-                                int64_t timeout_ms = 5000,
+                                int64_t timeout_ms = -1,
                                 Connection::CloseCallback on_close = nullptr);
+
+// The same without waiting, for event-loop threads and code under locks: a TCP connect that
+// has not completed at once goes on in the background (see Connection::set_connecting), so
+// an unreachable peer costs nothing here; its failure arrives as the connection's close.
+// Fails here only for what is known at once: a malformed address, a refused Unix socket.
+// Numeric hosts need no lookup; a host name is still resolved here (blocking) — nodes and
+// workers advertise numeric addresses, so peers of the cluster never need one.
+StatusOr<ConnectionPtr> ConnectInBackground(EventLoop* loop, const std::string& address,
+                                            const Dispatcher* dispatcher, const std::string& token,
+                                            int64_t timeout_ms = -1,
+                                            Connection::CloseCallback on_close = nullptr);
 
 // Parses a protobuf payload; false on malformed input.
 bool ParsePayload(std::string_view payload, google::protobuf::MessageLite* msg);
