@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "api/local_cluster.h"
+#include "common/config.h"
 #include "common/fs.h"
 #include "common/logging.h"
 #include "common/process.h"
@@ -124,7 +125,8 @@ StatusOr<ClusterTarget> FindLocalNode(const std::string& gcs_address, const std:
   rpc::Dispatcher none;
   LUMEN_ASSIGN_OR_RETURN(auto conn, rpc::Connect(&loop, gcs_address, &none, token));
   proto::NodeList nodes;
-  Status st = conn->CallSync(rpc::kGetAllNodes, proto::Empty(), &nodes, 10000);
+  Status st =
+      conn->CallSync(rpc::kGetAllNodes, proto::Empty(), &nodes, Config::Get().rpc_timeout_ms());
   conn->Close(Status::OK());
   if (!st.ok()) return st.WithContext("asking the control service at " + gcs_address);
   ClusterTarget t;
@@ -283,7 +285,8 @@ std::string SessionDir() {
 
 ObjectStoreStats GetObjectStoreStats() {
   proto::NodeStats s;
-  Status st = CW().daemon()->CallSync(rpc::kNodeStats, proto::Empty(), &s, 10000);
+  Status st =
+      CW().daemon()->CallSync(rpc::kNodeStats, proto::Empty(), &s, Config::Get().rpc_timeout_ms());
   if (!st.ok()) throw Error("lumen::GetObjectStoreStats: " + st.ToString());
   ObjectStoreStats out;
   out.capacity = s.store_capacity();
@@ -301,7 +304,8 @@ namespace {
 
 proto::ClusterStatus QueryClusterStatus(const char* what) {
   proto::ClusterStatus status;
-  Status st = CW().gcs()->CallSync(rpc::kClusterStatus, proto::Empty(), &status, 10000);
+  Status st = CW().gcs()->CallSync(rpc::kClusterStatus, proto::Empty(), &status,
+                                   Config::Get().rpc_timeout_ms());
   if (!st.ok()) throw Error(std::string("lumen::") + what + ": " + st.ToString());
   return status;
 }
@@ -362,7 +366,8 @@ PlacementStrategy StrategyFromWire(int32_t s) {
 proto::WaitPlacementGroupReply AskGroup(const proto::WaitPlacementGroupRequest& req,
                                         const char* what) {
   proto::WaitPlacementGroupReply reply;
-  Status st = CW().gcs()->CallSync(rpc::kWaitPlacementGroup, req, &reply, req.timeout_ms() + 10000);
+  Status st = CW().gcs()->CallSync(rpc::kWaitPlacementGroup, req, &reply,
+                                   req.timeout_ms() + Config::Get().rpc_timeout_ms());
   if (!st.ok()) {
     throw Error(std::string(what) + ": cannot reach the control service: " + st.ToString());
   }
@@ -396,7 +401,8 @@ PlacementGroup CreatePlacementGroup(const PlacementGroupOptions& options) {
     ResourceSet::FromDoubles(options.bundles[i]).ToProto(b->mutable_resources()->mutable_amounts());
   }
   proto::CreatePlacementGroupReply reply;
-  Status st = cw.gcs()->CallSync(rpc::kCreatePlacementGroup, req, &reply, 10000);
+  Status st =
+      cw.gcs()->CallSync(rpc::kCreatePlacementGroup, req, &reply, Config::Get().rpc_timeout_ms());
   if (!st.ok()) {
     throw Error("lumen::CreatePlacementGroup: cannot reach the control service: " + st.ToString());
   }
@@ -462,7 +468,8 @@ void RemovePlacementGroup(const PlacementGroup& group) {
   proto::RemovePlacementGroupRequest req;
   req.set_id(PlacementGroupID::FromHex(group.id()).Binary());
   proto::Empty reply;
-  Status st = CW().gcs()->CallSync(rpc::kRemovePlacementGroup, req, &reply, 10000);
+  Status st =
+      CW().gcs()->CallSync(rpc::kRemovePlacementGroup, req, &reply, Config::Get().rpc_timeout_ms());
   if (!st.ok()) {
     throw Error("lumen::RemovePlacementGroup: cannot reach the control service: " + st.ToString());
   }

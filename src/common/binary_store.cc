@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "common/config.h"
 #include "common/fs.h"
 #include "common/rpc/message_types.h"
 #include "gcs.pb.h"
@@ -14,8 +15,6 @@
 namespace lumen::binaries {
 
 namespace {
-
-constexpr int64_t kKvTimeoutMs = 30000;
 
 std::string Hex(const unsigned char* data, size_t n) {
   static const char* digits = "0123456789abcdef";
@@ -73,7 +72,7 @@ void NextChunk(const std::shared_ptr<Fetch>& f, size_t i) {
         f->bytes += reply.value();
         NextChunk(f, i + 1);
       },
-      kKvTimeoutMs);
+      Config::Get().kv_timeout_ms());
 }
 
 }  // namespace
@@ -96,19 +95,20 @@ bool IsContentHash(std::string_view hash) {
 StatusOr<std::string> Upload(rpc::Connection& gcs, std::string_view bytes) {
   const std::string hash = ContentHash(bytes);
   proto::KVReply reply;
-  LUMEN_RETURN_IF_ERROR(gcs.CallSync(rpc::kKVGet, Key(hash), &reply, kKvTimeoutMs));
+  LUMEN_RETURN_IF_ERROR(
+      gcs.CallSync(rpc::kKVGet, Key(hash), &reply, Config::Get().kv_timeout_ms()));
   if (reply.found()) return hash;  // stored already
   const size_t chunks = (bytes.size() + kChunkBytes - 1) / kChunkBytes;
   for (size_t i = 0; i < chunks; ++i) {
     proto::KVRequest put = Key(hash + "/" + std::to_string(i));
     put.set_value(std::string(bytes.substr(i * kChunkBytes, kChunkBytes)));
     put.set_overwrite(true);
-    LUMEN_RETURN_IF_ERROR(gcs.CallSync(rpc::kKVPut, put, &reply, kKvTimeoutMs));
+    LUMEN_RETURN_IF_ERROR(gcs.CallSync(rpc::kKVPut, put, &reply, Config::Get().kv_timeout_ms()));
   }
   proto::KVRequest meta = Key(hash);
   meta.set_value(std::to_string(bytes.size()) + " " + std::to_string(chunks));
   meta.set_overwrite(true);
-  LUMEN_RETURN_IF_ERROR(gcs.CallSync(rpc::kKVPut, meta, &reply, kKvTimeoutMs));
+  LUMEN_RETURN_IF_ERROR(gcs.CallSync(rpc::kKVPut, meta, &reply, Config::Get().kv_timeout_ms()));
   return hash;
 }
 
@@ -147,7 +147,7 @@ void Materialize(const rpc::ConnectionPtr& gcs, const std::string& hash, const s
         f->bytes.reserve(size);
         NextChunk(f, 0);
       },
-      kKvTimeoutMs);
+      Config::Get().kv_timeout_ms());
 }
 
 }  // namespace lumen::binaries

@@ -37,6 +37,21 @@ LUMEN_CONFIG(int64_t, borrower_ack_timeout_ms, 10000,
              "How long a task waits for an owner to acknowledge a borrowed reference")
 LUMEN_CONFIG(int64_t, connect_timeout_ms, 5000,
              "A TCP connect to a peer that has not completed after this long fails")
+LUMEN_CONFIG(int64_t, rpc_timeout_ms, 10000,
+             "A request to the control service or a node daemon unanswered this long fails")
+LUMEN_CONFIG(int64_t, shutdown_rpc_timeout_ms, 3000,
+             "How long a driver's last requests at Shutdown (flush logs, job finished) may take")
+LUMEN_CONFIG(
+    int64_t, kv_timeout_ms, 30000,
+    "A KV request (programs stored by content travel in 8 MiB chunks) unanswered this long fails")
+LUMEN_CONFIG(int64_t, object_chunk_timeout_ms, 60000,
+             "A chunk of an object pulled from another node that has not arrived after this long "
+             "fails the pull")
+LUMEN_CONFIG(int64_t, object_source_wait_ms, 30000,
+             "How long a node serving a pull waits for the object to be sealed locally")
+LUMEN_CONFIG(
+    int64_t, actor_schedule_retry_ms, 500,
+    "The control service retries placing an actor after this long when a node is unreachable")
 LUMEN_CONFIG(int64_t, handshake_timeout_ms, 5000,
              "A connection whose peer has not sent a valid Hello by then is closed")
 LUMEN_CONFIG(int64_t, max_handshaking_connections, 512,

@@ -226,9 +226,10 @@ Status CoreWorker::Connect() {
     for (const auto& a : options_.argv) start->add_argv(a);
     start->set_cwd(options_.cwd);
     proto::RegisterJobReply reply;
-    LUMEN_RETURN_IF_ERROR(gcs_->CallSync(rpc::kRegisterJob, req, &reply, 10000)
-                              .WithContext("registering the job with the control service at " +
-                                           options_.gcs_address));
+    LUMEN_RETURN_IF_ERROR(
+        gcs_->CallSync(rpc::kRegisterJob, req, &reply, Config::Get().rpc_timeout_ms())
+            .WithContext("registering the job with the control service at " +
+                         options_.gcs_address));
     job_id_ = JobID::FromBinary(reply.job_id());
   }
   driver_context_.task_id = options_.is_driver ? TaskID::ForDriver(job_id_) : TaskID::FromRandom();
@@ -245,7 +246,9 @@ Status CoreWorker::Connect() {
   proto::RegisterClientReply reg_reply;
   int store_fd = -1;
   LUMEN_RETURN_IF_ERROR(
-      daemon_->CallSync(rpc::kRegisterClient, reg, &reg_reply, 10000, &store_fd)
+      daemon_
+          ->CallSync(rpc::kRegisterClient, reg, &reg_reply, Config::Get().rpc_timeout_ms(),
+                     &store_fd)
           .WithContext("registering with the node daemon at " + options_.node_address));
   if (store_fd < 0) return UnavailableError("the node daemon did not share its object store");
   node_id_ = NodeID::FromBinary(reg_reply.node_id());
@@ -261,8 +264,9 @@ Status CoreWorker::Connect() {
     job.set_cwd(options_.cwd);
     job.set_prestart_workers(options_.prestart_workers);
     proto::Empty empty;
-    LUMEN_RETURN_IF_ERROR(daemon_->CallSync(rpc::kStartJob, job, &empty, 10000)
-                              .WithContext("starting the job on the node"));
+    LUMEN_RETURN_IF_ERROR(
+        daemon_->CallSync(rpc::kStartJob, job, &empty, Config::Get().rpc_timeout_ms())
+            .WithContext("starting the job on the node"));
   }
   return Status::OK();
 }
@@ -277,13 +281,15 @@ void CoreWorker::Shutdown() {
     proto::FlushWorkerLogsRequest req;
     req.set_job_id(job_id_.Binary());
     proto::Empty empty;
-    gcs_->CallSync(rpc::kFlushWorkerLogs, req, &empty, 3000).IgnoreError();
+    gcs_->CallSync(rpc::kFlushWorkerLogs, req, &empty, Config::Get().shutdown_rpc_timeout_ms())
+        .IgnoreError();
   }
   if (options_.is_driver && gcs_ && !gcs_->closed()) {
     proto::JobFinishedRequest req;
     req.set_job_id(job_id_.Binary());
     proto::Empty empty;
-    gcs_->CallSync(rpc::kGcsJobFinished, req, &empty, 3000).IgnoreError();
+    gcs_->CallSync(rpc::kGcsJobFinished, req, &empty, Config::Get().shutdown_rpc_timeout_ms())
+        .IgnoreError();
   }
   if (server_) server_->Stop();
   std::unordered_map<std::string, rpc::ConnectionPtr> conns;
@@ -816,7 +822,7 @@ void CoreWorker::WithNodeAddress(const NodeID& node,
         }
         done(ok, found);
       },
-      10000);
+      Config::Get().rpc_timeout_ms());
 }
 
 Status CoreWorker::PullToLocal(const ObjectID& id, const NodeID& node, int64_t timeout_ms) {
@@ -1131,7 +1137,7 @@ ActorID CoreWorker::CreateActor(const internal::RemoteFunction& factory,
     proto::GetActorRequest req;
     req.set_name(options.name);
     proto::GetActorReply reply;
-    Status st = gcs_->CallSync(rpc::kGetActor, req, &reply, 10000);
+    Status st = gcs_->CallSync(rpc::kGetActor, req, &reply, Config::Get().rpc_timeout_ms());
     if (!st.ok()) throw Error("lumen::Actor: cannot reach the control service: " + st.ToString());
     if (reply.found() && reply.info().state() != proto::DEAD) {
       throw Error("lumen::Actor: an actor named '" + options.name + "' already exists");
@@ -1222,7 +1228,7 @@ void CoreWorker::KillActor(const ActorID& actor, bool no_restart) {
   req.set_actor_id(actor.Binary());
   req.set_no_restart(no_restart);
   proto::Empty empty;
-  Status st = gcs_->CallSync(rpc::kKillActor, req, &empty, 10000);
+  Status st = gcs_->CallSync(rpc::kKillActor, req, &empty, Config::Get().rpc_timeout_ms());
   if (!st.ok()) throw Error("lumen::Kill: " + st.ToString());
 }
 
@@ -1230,7 +1236,7 @@ ActorID CoreWorker::GetNamedActor(const std::string& name, const std::string& cl
   proto::GetActorRequest req;
   req.set_name(name);
   proto::GetActorReply reply;
-  Status st = gcs_->CallSync(rpc::kGetActor, req, &reply, 10000);
+  Status st = gcs_->CallSync(rpc::kGetActor, req, &reply, Config::Get().rpc_timeout_ms());
   if (!st.ok()) throw Error("lumen::GetActor: cannot reach the control service: " + st.ToString());
   if (!reply.found() || reply.info().state() == proto::DEAD) {
     throw Error("lumen::GetActor: no live actor is named '" + name + "'");

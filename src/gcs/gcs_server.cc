@@ -633,7 +633,8 @@ void GcsServer::ScheduleActor(const ActorID& id) {
   NodeID chosen = d.node;
   auto conn = NodeConnection(chosen);
   if (!conn) {
-    loop_->RunAfter(std::chrono::milliseconds(500), [this, id] { ScheduleActor(id); });
+    loop_->RunAfter(std::chrono::milliseconds(Config::Get().actor_schedule_retry_ms()),
+                    [this, id] { ScheduleActor(id); });
     return;
   }
   a.node = chosen;
@@ -661,7 +662,8 @@ void GcsServer::ScheduleActor(const ActorID& id) {
         }
         if (!st.ok() || !rpc::ParsePayload(payload, &reply)) {
           LUMEN_LOG(WARNING) << "actor " << id.Hex() << " lease failed: " << st << "; retrying";
-          loop_->RunAfter(std::chrono::milliseconds(500), [this, id] { ScheduleActor(id); });
+          loop_->RunAfter(std::chrono::milliseconds(Config::Get().actor_schedule_retry_ms()),
+                          [this, id] { ScheduleActor(id); });
           return;
         }
         if (!reply.granted()) {

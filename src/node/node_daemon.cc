@@ -221,12 +221,13 @@ Status NodeDaemon::ConnectGcs() {
   info->set_min_worker_port(options_.min_worker_port);
   info->set_max_worker_port(options_.max_worker_port);
   proto::Empty reply;
-  Status st = gcs_->CallSync(rpc::kRegisterNode, req, &reply, 10000);
+  Status st = gcs_->CallSync(rpc::kRegisterNode, req, &reply, Config::Get().rpc_timeout_ms());
   LUMEN_RETURN_IF_ERROR(
       st.WithContext("registering with the control service at " + options_.gcs_address));
   // The nodes that joined before this one: spillback works from the first request.
   proto::ClusterView view;
-  if (gcs_->CallSync(rpc::kGetClusterView, proto::Empty(), &view, 10000).ok()) {
+  if (gcs_->CallSync(rpc::kGetClusterView, proto::Empty(), &view, Config::Get().rpc_timeout_ms())
+          .ok()) {
     loop_->Post([this, view = std::move(view)] { SetClusterView(view); });
   }
   return Status::OK();

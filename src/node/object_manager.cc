@@ -4,17 +4,13 @@
 #include <cstring>
 #include <iterator>
 
+#include "common/config.h"
 #include "common/logging.h"
 #include "common/rpc/message_types.h"
 
 namespace lumen::node {
 
-namespace {
-
-constexpr int64_t kChunkTimeoutMs = 60000;
-constexpr int64_t kSourceGetTimeoutMs = 30000;
-
-}  // namespace
+namespace {}  // namespace
 
 ObjectManager::ObjectManager(rpc::EventLoop* loop, object_store::ObjectStore* store,
                              std::string token, std::string self_address)
@@ -93,7 +89,7 @@ void ObjectManager::RequestChunks(const ObjectID& id) {
       p.source->Call(
           rpc::kReadObjectChunk, req,
           [this, id](const Status& st, std::string_view payload) { OnChunk(id, st, payload); },
-          kChunkTimeoutMs);
+          Config::Get().object_chunk_timeout_ms());
       break;
     }
     req.set_zero_copy(true);
@@ -103,7 +99,7 @@ void ObjectManager::RequestChunks(const ObjectID& id) {
         [this, id, offset, length](const Status& st, std::string_view head, size_t raw) {
           OnRawChunk(id, offset, length, st, head, raw);
         },
-        kChunkTimeoutMs);
+        Config::Get().object_chunk_timeout_ms());
   }
 }
 
@@ -410,7 +406,7 @@ void ObjectManager::HandleReadChunk(const rpc::ConnectionPtr& c, rpc::Frame& f) 
     // Pinned for this peer until it is done with the object: sendfile leaves the pages to
     // the kernel, which may read them after the reply has been handed over.
     const object_store::ClientId client = ReaderFor(c).client;
-    store_->Get(client, {id}, kSourceGetTimeoutMs,
+    store_->Get(client, {id}, Config::Get().object_source_wait_ms(),
                 [this, weak, handle, id, req, client](std::vector<object_store::GetEntry> entries) {
                   const object_store::GetEntry& e = entries[0];
                   auto conn = weak.lock();
@@ -436,7 +432,7 @@ void ObjectManager::HandleReadChunk(const rpc::ConnectionPtr& c, rpc::Frame& f) 
     return;
   }
   store_->Get(
-      kSelf, {id}, kSourceGetTimeoutMs,
+      kSelf, {id}, Config::Get().object_source_wait_ms(),
       [this, weak, handle, id, req](std::vector<object_store::GetEntry> entries) {
         auto conn = weak.lock();
         const object_store::GetEntry& e = entries[0];
