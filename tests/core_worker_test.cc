@@ -7,6 +7,8 @@
 
 #include "core_worker/memory_store.h"
 #include "core_worker/reference_counter.h"
+#include "core_worker/task_spec.h"
+#include "lumen/errors.h"
 
 namespace lumen::core {
 namespace {
@@ -175,6 +177,44 @@ TEST(ReferenceCounter, ContainedRefsLiveAsLongAsTheirOuterObject) {
   EXPECT_EQ(released.all[1].id, inner);
   EXPECT_FALSE(released.all[1].owned);
   EXPECT_EQ(released.all[1].owner.worker_id(), owner.worker_id());
+}
+
+TEST(TaskSpec, OptionsBecomeTheResourceShapeAndStrategy) {
+  ResourceSet r = ResourcesOf(1, 0, 0, {{"side", 2}, {"CPU", 0.5}});
+  EXPECT_EQ(r.ToString(), ResourceSet::FromDoubles({{"CPU", 0.5}, {"side", 2}}).ToString());
+  EXPECT_TRUE(ResourcesOf(0, 0, 0, {}).ToString() == ResourceSet().ToString());
+
+  proto::SchedulingStrategy spread = StrategyOf(SpreadScheduling{}, {{"zone", "b"}});
+  EXPECT_EQ(spread.kind(), proto::SchedulingStrategy::SPREAD);
+  EXPECT_EQ(spread.label_selector().at("zone"), "b");
+  const NodeID node = NodeID::FromRandom();
+  proto::SchedulingStrategy affinity =
+      StrategyOf(NodeAffinityScheduling{.node_id = node.Hex(), .soft = true}, {});
+  EXPECT_EQ(affinity.kind(), proto::SchedulingStrategy::NODE_AFFINITY);
+  EXPECT_EQ(affinity.node_id(), node.Binary());
+  EXPECT_TRUE(affinity.soft());
+  EXPECT_EQ(StrategyOf(DefaultScheduling{}, {}).kind(), proto::SchedulingStrategy::HYBRID);
+}
+
+TEST(TaskSpec, ImpossibleOptionsThrowAtTheCall) {
+  try {
+    StrategyOf(NodeAffinityScheduling{.node_id = "abc"}, {});
+    FAIL() << "a malformed node id was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'abc' is not a node id"), std::string::npos) << e.what();
+  }
+  ResourceSet r = ResourcesOf(1, 0, 0, {});
+  proto::SchedulingStrategy s;
+  try {
+    InPlacementGroup(PlacementGroup(), 2, "lumen::Task", &r, &s);
+    FAIL() << "a bundle index without a group was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bundle_index 2 given without a placement_group"),
+              std::string::npos)
+        << e.what();
+  }
+  InPlacementGroup(PlacementGroup(), -1, "lumen::Task", &r, &s);  // no group: unchanged
+  EXPECT_EQ(r.ToString(), ResourcesOf(1, 0, 0, {}).ToString());
 }
 
 }  // namespace

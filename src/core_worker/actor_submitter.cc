@@ -4,6 +4,7 @@
 #include "common/logging.h"
 #include "common/rpc/message_types.h"
 #include "core_worker/core_worker.h"
+#include "core_worker/peer_connections.h"
 #include "gcs.pb.h"
 
 namespace lumen::core {
@@ -152,7 +153,7 @@ void ActorSubmitter::SendReadyLocked(Actor& a, std::vector<Completion>* done) {
     return;
   }
   if (a.state == proto::ALIVE && !a.conn) {
-    auto conn = cw_.ConnectTo(a.address);
+    auto conn = cw_.peers().Connect(a.address);
     if (conn.ok()) a.conn = *conn;
   }
   std::string batch;
@@ -195,7 +196,7 @@ void ActorSubmitter::HandleUpdate(const proto::ActorStateUpdate& u) {
           a.address = u.address();
           a.state = proto::ALIVE;
           a.conn.reset();
-          auto conn = cw_.ConnectTo(a.address);
+          auto conn = cw_.peers().Connect(a.address);
           if (conn.ok()) {
             a.conn = *conn;
           } else {

@@ -15,13 +15,14 @@
 #include "core_worker.pb.h"
 #include "core_worker/actor_submitter.h"
 #include "core_worker/dependency_resolver.h"
+#include "core_worker/peer_connections.h"
 #include "core_worker/task_executor.h"
+#include "core_worker/task_spec.h"
 #include "core_worker/task_submitter.h"
 #include "gcs.pb.h"
 #include "lumen/errors.h"
 #include "lumen/serialization.h"
 #include "node.pb.h"
-#include "scheduling/bundles.h"
 
 namespace lumen::core {
 
@@ -63,18 +64,6 @@ bool IsActorTask(const TaskID& id) {
   }
 }
 
-// The resource shape of a task or actor: CPU, GPU, memory, then custom entries (which may
-// override the first three).
-ResourceSet ResourcesOf(double cpus, double gpus, int64_t memory,
-                        const std::map<std::string, double>& custom) {
-  std::map<std::string, double> r;
-  if (cpus > 0) r["CPU"] = cpus;
-  if (gpus > 0) r["GPU"] = gpus;
-  if (memory > 0) r["memory"] = static_cast<double>(memory);
-  for (const auto& [k, v] : custom) r[k] = v;
-  return ResourceSet::FromDoubles(r);
-}
-
 }  // namespace
 
 // ---- construction ----------------------------------------------------------------------------
@@ -88,6 +77,9 @@ StatusOr<std::unique_ptr<CoreWorker>> CoreWorker::Create(CoreWorkerOptions optio
 CoreWorker::CoreWorker(CoreWorkerOptions options) : options_(std::move(options)), io_("core-io") {
   worker_id_ = options_.is_driver ? WorkerID::FromRandom() : options_.worker_id;
   job_id_ = options_.job_id;
+  peers_ = std::make_unique<PeerConnections>(
+      &io_, &dispatcher_, options_.token,
+      [this](const rpc::ConnectionPtr& c, const Status& r) { OnPeerClosed(c, r); });
   references_ = std::make_unique<ReferenceCounter>(
       [this](const std::vector<ReferenceCounter::Release>& r) { OnReleases(r); });
   resolver_ = std::make_unique<DependencyResolver>(*this);
@@ -213,8 +205,8 @@ Status CoreWorker::Connect() {
   address_.set_tcp_address(tcp_addr);
   address_.set_pid(::getpid());
 
-  LUMEN_ASSIGN_OR_RETURN(
-      gcs_, rpc::Connect(&io_, options_.gcs_address, &dispatcher_, options_.token, 5000, on_close));
+  LUMEN_ASSIGN_OR_RETURN(gcs_, rpc::Connect(&io_, options_.gcs_address, &dispatcher_,
+                                            options_.token, /*timeout_ms=*/-1, on_close));
   if (options_.is_driver) {
     proto::RegisterJobRequest req;
     *req.mutable_driver() = address_;
@@ -235,7 +227,7 @@ Status CoreWorker::Connect() {
   driver_context_.task_id = options_.is_driver ? TaskID::ForDriver(job_id_) : TaskID::FromRandom();
 
   LUMEN_ASSIGN_OR_RETURN(daemon_, rpc::Connect(&io_, options_.node_address, &dispatcher_,
-                                               options_.token, 5000, on_close));
+                                               options_.token, /*timeout_ms=*/-1, on_close));
   proto::RegisterClientRequest reg;
   reg.set_kind(options_.is_driver ? proto::DRIVER : proto::WORKER);
   reg.set_worker_id(worker_id_.Binary());
@@ -252,6 +244,7 @@ Status CoreWorker::Connect() {
           .WithContext("registering with the node daemon at " + options_.node_address));
   if (store_fd < 0) return UnavailableError("the node daemon did not share its object store");
   node_id_ = NodeID::FromBinary(reg_reply.node_id());
+  peers_->SetLocalNode(node_id_);
   address_.set_node_id(node_id_.Binary());
   LUMEN_ASSIGN_OR_RETURN(
       store_, object_store::StoreClient::Map(daemon_, store_fd, reg_reply.store_capacity()));
@@ -292,12 +285,7 @@ void CoreWorker::Shutdown() {
         .IgnoreError();
   }
   if (server_) server_->Stop();
-  std::unordered_map<std::string, rpc::ConnectionPtr> conns;
-  {
-    MutexLock lock(conn_mu_);
-    conns.swap(connections_);
-  }
-  for (auto& [k, c] : conns) c->Close(CancelledError("shutting down"));
+  peers_->CloseAll(CancelledError("shutting down"));
   if (daemon_) daemon_->Close(CancelledError("shutting down"));
   if (gcs_) gcs_->Close(CancelledError("shutting down"));
 }
@@ -308,36 +296,6 @@ void CoreWorker::RunTaskLoop() {
 
 // ---- connections -----------------------------------------------------------------------------
 
-std::string CoreWorker::AddressKey(const proto::Address& a) const {
-  if (a.node_id() == node_id_.Binary() && !a.unix_path().empty()) return "unix:" + a.unix_path();
-  return a.tcp_address();
-}
-
-StatusOr<rpc::ConnectionPtr> CoreWorker::ConnectTo(const proto::Address& address) {
-  std::string key = AddressKey(address);
-  {
-    MutexLock lock(conn_mu_);
-    auto it = connections_.find(key);
-    if (it != connections_.end() && !it->second->closed()) return it->second;
-  }
-  if (shutting_down_) return UnavailableError("shutting down");
-  LUMEN_ASSIGN_OR_RETURN(
-      rpc::ConnectionPtr conn,
-      rpc::ConnectInBackground(
-          &io_, key, &dispatcher_, options_.token, /*timeout_ms=*/-1,
-          [this](const rpc::ConnectionPtr& c, const Status& r) { OnPeerClosed(c, r); }));
-  MutexLock lock(conn_mu_);
-  auto [it, inserted] = connections_.emplace(key, conn);
-  if (!inserted) {
-    if (!it->second->closed()) {
-      conn->Close(Status::OK());
-      return it->second;
-    }
-    it->second = conn;
-  }
-  return conn;
-}
-
 void CoreWorker::OnPeerClosed(const rpc::ConnectionPtr& conn, const Status& reason) {
   if (conn == daemon_ && !shutting_down_) {
     if (!options_.is_driver) {
@@ -347,15 +305,7 @@ void CoreWorker::OnPeerClosed(const rpc::ConnectionPtr& conn, const Status& reas
     }
     LUMEN_LOG(ERROR) << "lost the node daemon: " << reason;
   }
-  {
-    MutexLock lock(conn_mu_);
-    for (auto it = connections_.begin(); it != connections_.end(); ++it) {
-      if (it->second == conn) {
-        connections_.erase(it);
-        break;
-      }
-    }
-  }
+  peers_->Forget(conn);
   task_submitter_->OnConnectionClosed(conn, reason);
   actor_submitter_->OnConnectionClosed(conn, reason);
   // A borrower that died no longer holds anything.
@@ -364,7 +314,7 @@ void CoreWorker::OnPeerClosed(const rpc::ConnectionPtr& conn, const Status& reas
     MutexLock lock(borrow_mu_);
     std::string key = conn->peer_name();
     for (auto it = borrower_addresses_.begin(); it != borrower_addresses_.end();) {
-      if (AddressKey(it->second) == key) {
+      if (peers_->KeyOf(it->second) == key) {
         gone.push_back(it->first);
         it = borrower_addresses_.erase(it);
       } else {
@@ -397,15 +347,9 @@ void CoreWorker::OnReleases(const std::vector<ReferenceCounter::Release>& releas
       proto::BorrowerRequest req;
       req.set_object_id(r.id.Binary());
       *req.mutable_borrower() = address_;
-      std::string key = AddressKey(r.owner);
-      rpc::ConnectionPtr conn;
-      {
-        MutexLock lock(conn_mu_);
-        auto it = connections_.find(key);
-        if (it != connections_.end()) conn = it->second;
-      }
+      rpc::ConnectionPtr conn = peers_->Cached(r.owner);
       if (!conn && !shutting_down_) {
-        auto c = ConnectTo(r.owner);
+        auto c = peers_->Connect(r.owner);
         if (c.ok()) conn = *c;
       }
       if (conn) conn->Send(rpc::kRemoveBorrower, req);
@@ -522,7 +466,7 @@ void CoreWorker::AskOwner(const ObjectID& id, const proto::Address& owner) {
   };
   const std::string who =
       "the owner of object " + id.Hex() + " (pid " + std::to_string(owner.pid()) + ")";
-  auto conn = ConnectTo(owner);
+  auto conn = peers_->Connect(owner);
   if (!conn.ok()) {
     fail(proto::OWNER_DIED, who + " is unreachable: " + conn.status().message());
     return;
@@ -627,7 +571,7 @@ void CoreWorker::HandleAddBorrower(const rpc::ConnectionPtr& c, rpc::Frame& f) {
       borrower_addresses_[borrower] = req.borrower();
     }
     // Watch the borrower: if it dies, it stops counting.
-    ConnectTo(req.borrower()).status().IgnoreError();
+    peers_->Connect(req.borrower()).status().IgnoreError();
   }
   c->Reply(f, proto::Empty());
 }
@@ -687,7 +631,7 @@ ObjectID CoreWorker::UnpackRef(std::string_view packed) {
         LUMEN_LOG(WARNING) << "borrowed object " << id.Hex() << ": " << why;
       }
     };
-    auto conn = ConnectTo(info.owner());
+    auto conn = peers_->Connect(info.owner());
     if (!conn.ok()) {
       fail("its owner (pid " + std::to_string(pid) +
            ") is unreachable: " + conn.status().message());
@@ -757,12 +701,12 @@ Status CoreWorker::HandOffRefs(const std::vector<ObjectID>& refs, const proto::A
         MutexLock lock(borrow_mu_);
         borrower_addresses_[who] = borrower;
       }
-      ConnectTo(borrower).status().IgnoreError();  // only to watch its death
+      peers_->Connect(borrower).status().IgnoreError();  // only to watch its death
       continue;
     }
     auto owner = references_->OwnerOf(id);
     if (!owner || WorkerID::FromBinary(owner->worker_id()) == who) continue;
-    auto conn = ConnectTo(*owner);
+    auto conn = peers_->Connect(*owner);
     if (!conn.ok()) {
       return UnavailableError("cannot hand object " + id.Hex() + " on: its owner (pid " +
                               std::to_string(owner->pid()) +
@@ -783,52 +727,10 @@ Status CoreWorker::HandOffRefs(const std::vector<ObjectID>& refs, const proto::A
   return Status::OK();
 }
 
-void CoreWorker::WithNodeAddress(const NodeID& node,
-                                 std::function<void(bool, const proto::Address&)> done) {
-  {
-    MutexLock lock(nodes_mu_);
-    auto it = node_addresses_.find(node);
-    if (it != node_addresses_.end()) {
-      proto::Address a = it->second;
-      done(true, a);
-      return;
-    }
-  }
-  if (!gcs_ || gcs_->closed()) {
-    done(false, proto::Address());
-    return;
-  }
-  gcs_->Call(
-      rpc::kGetAllNodes, proto::Empty(),
-      [this, node, done = std::move(done)](const Status& st, std::string_view payload) {
-        proto::NodeList nodes;
-        if (!st.ok() || !rpc::ParsePayload(payload, &nodes)) {
-          done(false, proto::Address());
-          return;
-        }
-        proto::Address found;
-        bool ok = false;
-        {
-          MutexLock lock(nodes_mu_);
-          for (const auto& n : nodes.nodes()) {
-            if (!n.alive()) continue;
-            NodeID id = NodeID::FromBinary(n.node_id());
-            node_addresses_[id] = n.address();
-            if (id == node) {
-              found = n.address();
-              ok = true;
-            }
-          }
-        }
-        done(ok, found);
-      },
-      Config::Get().rpc_timeout_ms());
-}
-
 Status CoreWorker::PullToLocal(const ObjectID& id, const NodeID& node, int64_t timeout_ms) {
   auto promise = std::make_shared<std::promise<std::pair<bool, proto::Address>>>();
   auto future = promise->get_future();
-  WithNodeAddress(node, [promise](bool found, const proto::Address& a) {
+  peers_->WithNodeAddress(gcs_, node, [promise](bool found, const proto::Address& a) {
     promise->set_value({found, a});
   });
   auto [found, address] = future.get();
@@ -859,11 +761,13 @@ void CoreWorker::FreePlasma(const std::vector<std::pair<ObjectID, NodeID>>& obje
   if (!local.empty() && store_) store_->Free(local);
   // The primary's node forwards the free to the nodes that pulled copies.
   for (auto& [node, list] : remote) {
-    WithNodeAddress(node, [this, list = std::move(list)](bool found, const proto::Address& a) {
-      if (!found || shutting_down_) return;  // a dead node's store is gone with it
-      auto conn = ConnectTo(a);
-      if (conn.ok()) (*conn)->Send(rpc::kStoreFree, list);
-    });
+    peers_->WithNodeAddress(gcs_, node,
+                            [this, list = std::move(list)](bool found, const proto::Address& a) {
+                              if (!found || shutting_down_)
+                                return;  // a dead node's store is gone with it
+                              auto conn = peers_->Connect(a);
+                              if (conn.ok()) (*conn)->Send(rpc::kStoreFree, list);
+                            });
   }
 }
 
@@ -1009,73 +913,6 @@ void BuildArgs(CoreWorker& cw, std::vector<internal::TaskArgument>& args, proto:
 
 }  // namespace
 
-namespace {
-
-// The wire form of a scheduling strategy; throws on a malformed node id.
-proto::SchedulingStrategy StrategyOf(const SchedulingStrategy& strategy,
-                                     const LabelSelector& labels) {
-  proto::SchedulingStrategy out;
-  if (std::holds_alternative<SpreadScheduling>(strategy)) {
-    out.set_kind(proto::SchedulingStrategy::SPREAD);
-  } else if (const auto* a = std::get_if<NodeAffinityScheduling>(&strategy)) {
-    NodeID node = NodeID::FromHex(a->node_id);
-    if (node.IsNil() || a->node_id.size() != 2 * NodeID::kSize) {
-      throw Error("NodeAffinityScheduling: '" + a->node_id +
-                  "' is not a node id (32 hex digits, from lumen::Nodes() or "
-                  "GetRuntimeContext().node_id())");
-    }
-    out.set_kind(proto::SchedulingStrategy::NODE_AFFINITY);
-    out.set_node_id(node.Binary());
-    out.set_soft(a->soft);
-  }
-  for (const auto& [k, v] : labels) (*out.mutable_label_selector())[k] = v;
-  return out;
-}
-
-// Inside a placement group: the group's resources instead of the node's (scheduling/
-// bundles.h) and the group in the strategy. Throws when the index or the request does not fit
-// the group, so the mistake shows at the call rather than as a task that never starts.
-void InPlacementGroup(const PlacementGroup& group, int bundle_index, const char* what,
-                      ResourceSet* resources, proto::SchedulingStrategy* strategy) {
-  if (!group.valid()) {
-    if (bundle_index != -1) {
-      throw Error(std::string(what) + ": bundle_index " + std::to_string(bundle_index) +
-                  " given without a placement_group");
-    }
-    return;
-  }
-  const PlacementGroupID id = PlacementGroupID::FromHex(group.id());
-  if (id.IsNil())
-    throw Error(std::string(what) + ": '" + group.id() + "' is not a placement group id");
-  if (bundle_index < -1 || bundle_index >= group.bundle_count()) {
-    throw Error(std::string(what) + ": bundle_index " + std::to_string(bundle_index) +
-                " is out of range for placement group " + group.id() + " with " +
-                std::to_string(group.bundle_count()) + " bundles (-1: any bundle)");
-  }
-  bool fits = false;
-  for (int i = 0; i < group.bundle_count() && !fits; ++i) {
-    if (bundle_index >= 0 && i != bundle_index) continue;
-    fits = resources->IsSubsetOf(ResourceSet::FromDoubles(group.bundles()[static_cast<size_t>(i)]));
-  }
-  if (!fits) {
-    std::string bundles;
-    for (const auto& b : group.bundles()) {
-      bundles += (bundles.empty() ? "" : ", ") + ResourceSet::FromDoubles(b).ToString();
-    }
-    throw Error(std::string(what) + ": it requires " + resources->ToString() + ", more than " +
-                (bundle_index >= 0 ? "bundle " + std::to_string(bundle_index) : "any bundle") +
-                " of placement group " + group.id() + " holds (bundles: " + bundles +
-                "); ask for what the bundle has (num_cpus defaults to 1)");
-  }
-  *resources = scheduling::GroupRequest(*resources, id, bundle_index);
-  strategy->set_kind(proto::SchedulingStrategy::HYBRID);
-  strategy->clear_node_id();
-  strategy->set_placement_group_id(id.Binary());
-  strategy->set_bundle_index(bundle_index);
-}
-
-}  // namespace
-
 std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
                                              uint64_t signature_hash,
                                              std::vector<internal::TaskArgument> args,
@@ -1085,12 +922,7 @@ std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
   TaskID task_id = TaskID::ForNormalTask(job_id_, ctx.task_id, ++ctx.submit_counter);
   auto entry = std::make_shared<TaskEntry>();
   proto::TaskSpec& spec = entry->spec;
-  spec.set_task_id(task_id.Binary());
-  spec.set_job_id(job_id_.Binary());
-  spec.set_type(proto::NORMAL_TASK);
-  spec.set_function_name(function_name);
-  spec.set_signature_hash(signature_hash);
-  spec.set_num_returns(1);
+  FillSpecHeader(task_id, job_id_, proto::NORMAL_TASK, function_name, signature_hash, &spec);
   spec.set_max_retries(options.max_retries);
   spec.set_retry_exceptions(options.retry_exceptions);
   spec.set_name(options.name);
@@ -1146,12 +978,8 @@ ActorID CoreWorker::CreateActor(const internal::RemoteFunction& factory,
   TaskContext& ctx = CurrentContext();
   ActorID actor_id = ActorID::Of(job_id_, ctx.task_id, ++ctx.submit_counter);
   auto spec = std::make_shared<proto::TaskSpec>();
-  spec->set_task_id(TaskID::ForActorCreation(actor_id).Binary());
-  spec->set_job_id(job_id_.Binary());
-  spec->set_type(proto::ACTOR_CREATION_TASK);
-  spec->set_function_name(factory.name);
-  spec->set_signature_hash(factory.signature_hash);
-  spec->set_num_returns(1);
+  FillSpecHeader(TaskID::ForActorCreation(actor_id), job_id_, proto::ACTOR_CREATION_TASK,
+                 factory.name, factory.signature_hash, spec.get());
   *spec->mutable_caller() = address_;
   ResourceSet resources =
       ResourcesOf(options.num_cpus, options.num_gpus, options.memory, options.resources);
@@ -1201,12 +1029,7 @@ std::vector<ObjectID> CoreWorker::SubmitActorTask(const ActorID& actor,
   TaskID task_id = TaskID::ForActorTask(actor, ctx.task_id, ++ctx.submit_counter);
   auto entry = std::make_shared<TaskEntry>();
   proto::TaskSpec& spec = entry->spec;
-  spec.set_task_id(task_id.Binary());
-  spec.set_job_id(job_id_.Binary());
-  spec.set_type(proto::ACTOR_TASK);
-  spec.set_function_name(method.name);
-  spec.set_signature_hash(method.signature_hash);
-  spec.set_num_returns(1);
+  FillSpecHeader(task_id, job_id_, proto::ACTOR_TASK, method.name, method.signature_hash, &spec);
   spec.set_actor_id(actor.Binary());
   std::vector<ObjectID> temporary;
   BuildArgs(*this, args, &spec, &entry->held_refs, &temporary);

@@ -35,6 +35,7 @@ class TaskSubmitter;
 class ActorSubmitter;
 class TaskExecutor;
 class DependencyResolver;
+class PeerConnections;
 
 struct CoreWorkerOptions {
   bool is_driver = true;
@@ -119,15 +120,10 @@ class CoreWorker {
   DependencyResolver& resolver() { return *resolver_; }
   TaskSubmitter& task_submitter() { return *task_submitter_; }
 
-  // A connection to another core worker (cached; Unix socket on the same node).
-  StatusOr<rpc::ConnectionPtr> ConnectTo(const proto::Address& address);
-  // The address of node `node`'s daemon: cached, else asked of the control service (`done`
-  // runs on the I/O thread then; `found` false when the node is unknown or dead).
-  void WithNodeAddress(const NodeID& node,
-                       std::function<void(bool found, const proto::Address&)> done);
+  // Connections to other core workers and node daemons, and the daemons' addresses.
+  PeerConnections& peers() { return *peers_; }
   // Frees owned plasma objects on every node that may hold them.
   void FreePlasma(const std::vector<std::pair<ObjectID, NodeID>>& objects);
-  std::string AddressKey(const proto::Address& address) const;
 
   TaskContext& CurrentContext();
   void SetThreadContext(TaskContext* ctx);
@@ -187,6 +183,7 @@ class CoreWorker {
   std::unique_ptr<rpc::Server> server_;
   rpc::ConnectionPtr daemon_;
   rpc::ConnectionPtr gcs_;
+  std::unique_ptr<PeerConnections> peers_;
   std::unique_ptr<object_store::StoreClient> store_;
   MemoryStore memory_store_;
   std::unique_ptr<ReferenceCounter> references_;
@@ -197,12 +194,6 @@ class CoreWorker {
 
   TaskContext driver_context_;
   std::atomic<bool> shutting_down_{false};
-
-  Mutex conn_mu_;
-  std::unordered_map<std::string, rpc::ConnectionPtr> connections_ LUMEN_GUARDED_BY(conn_mu_);
-  Mutex nodes_mu_;
-  // Node daemons, from the GCS.
-  std::unordered_map<NodeID, proto::Address> node_addresses_ LUMEN_GUARDED_BY(nodes_mu_);
 
   Mutex fetch_mu_;
   std::unordered_set<ObjectID> fetching_ LUMEN_GUARDED_BY(fetch_mu_);  // owner queries in flight

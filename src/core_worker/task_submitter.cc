@@ -6,6 +6,7 @@
 #include "common/logging.h"
 #include "common/rpc/message_types.h"
 #include "core_worker/core_worker.h"
+#include "core_worker/peer_connections.h"
 #include "node.pb.h"
 
 namespace lumen::core {
@@ -227,20 +228,21 @@ void TaskSubmitter::RequestLeaseLocked(const std::string& key) {
   // spills it back). Its address may need a question to the control service: off this lock.
   NodeID node = ks.lease_node;
   cw_.io()->Post([this, key, node] {
-    cw_.WithNodeAddress(node, [this, key](bool found, const proto::Address& address) {
-      rpc::ConnectionPtr daemon;
-      if (found) {
-        auto c = cw_.ConnectTo(address);
-        if (c.ok()) daemon = *c;
-      }
-      MutexLock lock(mu_);
-      if (shutdown_) {
-        --keys_[key].lease_requests;
-        return;
-      }
-      // A node that is gone or unreachable: the local node decides instead.
-      SendLeaseRequestLocked(key, daemon ? daemon : cw_.daemon(), /*spillback_count=*/0);
-    });
+    cw_.peers().WithNodeAddress(
+        cw_.gcs(), node, [this, key](bool found, const proto::Address& address) {
+          rpc::ConnectionPtr daemon;
+          if (found) {
+            auto c = cw_.peers().Connect(address);
+            if (c.ok()) daemon = *c;
+          }
+          MutexLock lock(mu_);
+          if (shutdown_) {
+            --keys_[key].lease_requests;
+            return;
+          }
+          // A node that is gone or unreachable: the local node decides instead.
+          SendLeaseRequestLocked(key, daemon ? daemon : cw_.daemon(), /*spillback_count=*/0);
+        });
   });
 }
 
@@ -269,7 +271,7 @@ void TaskSubmitter::OnLeaseReply(const std::string& key, const rpc::ConnectionPt
   rpc::ConnectionPtr conn;
   Status connect_status = Status::OK();
   if (parsed && reply.granted()) {
-    auto c = cw_.ConnectTo(reply.worker());
+    auto c = cw_.peers().Connect(reply.worker());
     if (c.ok()) {
       conn = *c;
     } else {
@@ -279,7 +281,7 @@ void TaskSubmitter::OnLeaseReply(const std::string& key, const rpc::ConnectionPt
   // Spilled back: the request goes on to the node that can run it.
   rpc::ConnectionPtr next_daemon;
   if (parsed && !reply.granted() && reply.has_spillback()) {
-    auto c = cw_.ConnectTo(reply.spillback());
+    auto c = cw_.peers().Connect(reply.spillback());
     if (c.ok()) {
       next_daemon = *c;
     } else {
