@@ -14,6 +14,7 @@
 #include "common/rpc/message_types.h"
 #include "core_worker.pb.h"
 #include "core_worker/actor_submitter.h"
+#include "core_worker/borrowers.h"
 #include "core_worker/dependency_resolver.h"
 #include "core_worker/peer_connections.h"
 #include "core_worker/task_executor.h"
@@ -82,6 +83,7 @@ CoreWorker::CoreWorker(CoreWorkerOptions options) : options_(std::move(options))
       [this](const rpc::ConnectionPtr& c, const Status& r) { OnPeerClosed(c, r); });
   references_ = std::make_unique<ReferenceCounter>(
       [this](const std::vector<ReferenceCounter::Release>& r) { OnReleases(r); });
+  borrowers_ = std::make_unique<BorrowerProtocol>(references_.get(), peers_.get(), &address_);
   resolver_ = std::make_unique<DependencyResolver>(*this);
   task_submitter_ = std::make_unique<TaskSubmitter>(*this);
   actor_submitter_ = std::make_unique<ActorSubmitter>(*this);
@@ -155,10 +157,10 @@ void CoreWorker::RegisterHandlers() {
     HandleGetObjectStatus(c, f);
   });
   dispatcher_.Register(rpc::kAddBorrower, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
-    HandleAddBorrower(c, f);
+    borrowers_->HandleAddBorrower(c, f);
   });
   dispatcher_.Register(rpc::kRemoveBorrower, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
-    HandleRemoveBorrower(c, f);
+    borrowers_->HandleRemoveBorrower(c, f);
   });
   dispatcher_.Register(rpc::kWorkerExit, [this](const rpc::ConnectionPtr&, rpc::Frame&) {
     if (executor_) executor_->Stop();
@@ -308,21 +310,7 @@ void CoreWorker::OnPeerClosed(const rpc::ConnectionPtr& conn, const Status& reas
   peers_->Forget(conn);
   task_submitter_->OnConnectionClosed(conn, reason);
   actor_submitter_->OnConnectionClosed(conn, reason);
-  // A borrower that died no longer holds anything.
-  std::vector<WorkerID> gone;
-  {
-    MutexLock lock(borrow_mu_);
-    std::string key = conn->peer_name();
-    for (auto it = borrower_addresses_.begin(); it != borrower_addresses_.end();) {
-      if (peers_->KeyOf(it->second) == key) {
-        gone.push_back(it->first);
-        it = borrower_addresses_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-  for (const auto& w : gone) references_->RemoveBorrowerEverywhere(w);
+  borrowers_->OnPeerClosed(conn);
 }
 
 TaskContext& CoreWorker::CurrentContext() { return tls_context ? *tls_context : driver_context_; }
@@ -344,15 +332,7 @@ void CoreWorker::OnReleases(const std::vector<ReferenceCounter::Release>& releas
     if (r.owned) {
       if (r.in_plasma) plasma_frees.emplace_back(r.id, r.node);
     } else {
-      proto::BorrowerRequest req;
-      req.set_object_id(r.id.Binary());
-      *req.mutable_borrower() = address_;
-      rpc::ConnectionPtr conn = peers_->Cached(r.owner);
-      if (!conn && !shutting_down_) {
-        auto c = peers_->Connect(r.owner);
-        if (c.ok()) conn = *c;
-      }
-      if (conn) conn->Send(rpc::kRemoveBorrower, req);
+      borrowers_->Release(r.id, r.owner, /*connect=*/!shutting_down_);
     }
   }
   if (!plasma_frees.empty()) FreePlasma(plasma_frees);
@@ -556,33 +536,6 @@ void CoreWorker::HandleGetObjectStatus(const rpc::ConnectionPtr& c, rpc::Frame& 
                [reply_with] { reply_with(nullptr); });
 }
 
-void CoreWorker::HandleAddBorrower(const rpc::ConnectionPtr& c, rpc::Frame& f) {
-  proto::BorrowerRequest req;
-  if (!rpc::ParsePayload(f.payload, &req)) {
-    c->ReplyError(f, InvalidArgumentError("malformed AddBorrower"));
-    return;
-  }
-  ObjectID id = ObjectID::FromBinary(req.object_id());
-  WorkerID borrower = WorkerID::FromBinary(req.borrower().worker_id());
-  if (borrower != worker_id_) {
-    references_->AddBorrower(id, borrower);
-    {
-      MutexLock lock(borrow_mu_);
-      borrower_addresses_[borrower] = req.borrower();
-    }
-    // Watch the borrower: if it dies, it stops counting.
-    peers_->Connect(req.borrower()).status().IgnoreError();
-  }
-  c->Reply(f, proto::Empty());
-}
-
-void CoreWorker::HandleRemoveBorrower(const rpc::ConnectionPtr& c, rpc::Frame& f) {
-  proto::BorrowerRequest req;
-  if (!rpc::ParsePayload(f.payload, &req)) return;
-  references_->RemoveBorrower(ObjectID::FromBinary(req.object_id()),
-                              WorkerID::FromBinary(req.borrower().worker_id()));
-}
-
 std::string CoreWorker::PackRef(const ObjectID& id) {
   // Hold the object until the value carrying it is consumed (see SerializedValue).
   references_->AddSubmittedRefs({id});
@@ -618,46 +571,10 @@ ObjectID CoreWorker::UnpackRef(std::string_view packed) {
   bool is_new = references_->AddBorrowed(id, info.owner());
   references_->AddLocalRef(id);
   if (is_new) {
-    // Register with the owner. A task waits for the acknowledgement before it finishes and
-    // fails if it did not come; outside a task (a driver thread) a failure is logged.
-    TaskContext* task = tls_context;
-    if (task) task->borrow_registrations.push_back(id);
-    const int pid = info.owner().pid();
-    auto fail = [this, id, task](std::string why) {
-      MutexLock lock(borrow_mu_);
-      if (task) {
-        borrow_failed_[id] = std::move(why);
-      } else {
-        LUMEN_LOG(WARNING) << "borrowed object " << id.Hex() << ": " << why;
-      }
-    };
-    auto conn = peers_->Connect(info.owner());
-    if (!conn.ok()) {
-      fail("its owner (pid " + std::to_string(pid) +
-           ") is unreachable: " + conn.status().message());
-      return id;
-    }
-    {
-      MutexLock lock(borrow_mu_);
-      ++borrow_pending_[id];
-    }
-    proto::BorrowerRequest req;
-    req.set_object_id(id.Binary());
-    *req.mutable_borrower() = address_;
-    (*conn)->Call(
-        rpc::kAddBorrower, req,
-        [this, id, pid, fail](const Status& st, std::string_view) {
-          if (st.ok()) {
-            references_->MarkBorrowRegistered(id);
-          } else {
-            fail("its owner (pid " + std::to_string(pid) +
-                 ") did not register this worker as a borrower: " + st.message());
-          }
-          MutexLock lock(borrow_mu_);
-          if (--borrow_pending_[id] <= 0) borrow_pending_.erase(id);
-          borrow_cv_.NotifyAll();
-        },
-        Config::Get().borrower_ack_timeout_ms());
+    // A task waits for the owner's acknowledgement before it finishes and fails if it did not
+    // come; outside a task (a driver thread) a failure is logged.
+    borrowers_->Register(id, info.owner(),
+                         tls_context ? &tls_context->borrow_registrations : nullptr);
   }
   return id;
 }
@@ -666,65 +583,7 @@ Status CoreWorker::WaitForBorrowRegistrations() {
   if (!tls_context) return Status::OK();
   std::vector<ObjectID> ids;
   ids.swap(tls_context->borrow_registrations);
-  if (ids.empty()) return Status::OK();
-  auto settled = [&]() LUMEN_REQUIRES(borrow_mu_) {
-    for (const auto& id : ids) {
-      if (borrow_pending_.count(id)) return false;
-    }
-    return true;
-  };
-  MutexLock lock(borrow_mu_);
-  // The calls themselves time out after borrower_ack_timeout_ms; this bound is a safety net.
-  const auto limit = std::chrono::milliseconds(Config::Get().borrower_ack_timeout_ms() + 1000);
-  Status st = Status::OK();
-  if (!borrow_cv_.WaitFor(borrow_mu_, limit, settled)) {
-    st = DeadlineExceededError("the owner of borrowed object " + ids.front().Hex() +
-                               " did not acknowledge the borrow within " +
-                               std::to_string(limit.count()) + " ms");
-  }
-  for (const auto& id : ids) {
-    auto failed = borrow_failed_.find(id);
-    if (failed == borrow_failed_.end()) continue;
-    if (st.ok()) st = UnavailableError("borrowed object " + id.Hex() + ": " + failed->second);
-    borrow_failed_.erase(failed);
-  }
-  return st;
-}
-
-Status CoreWorker::HandOffRefs(const std::vector<ObjectID>& refs, const proto::Address& borrower) {
-  WorkerID who = WorkerID::FromBinary(borrower.worker_id());
-  if (who == worker_id_) return Status::OK();
-  for (const auto& id : refs) {
-    if (references_->IsOwned(id)) {
-      references_->AddBorrower(id, who);
-      {
-        MutexLock lock(borrow_mu_);
-        borrower_addresses_[who] = borrower;
-      }
-      peers_->Connect(borrower).status().IgnoreError();  // only to watch its death
-      continue;
-    }
-    auto owner = references_->OwnerOf(id);
-    if (!owner || WorkerID::FromBinary(owner->worker_id()) == who) continue;
-    auto conn = peers_->Connect(*owner);
-    if (!conn.ok()) {
-      return UnavailableError("cannot hand object " + id.Hex() + " on: its owner (pid " +
-                              std::to_string(owner->pid()) +
-                              ") is unreachable: " + conn.status().message());
-    }
-    proto::BorrowerRequest req;
-    req.set_object_id(id.Binary());
-    *req.mutable_borrower() = borrower;
-    proto::Empty ack;
-    Status st =
-        (*conn)->CallSync(rpc::kAddBorrower, req, &ack, Config::Get().borrower_ack_timeout_ms());
-    if (!st.ok()) {
-      return UnavailableError("cannot hand object " + id.Hex() + " on: its owner (pid " +
-                              std::to_string(owner->pid()) +
-                              ") did not register the receiver as a borrower: " + st.message());
-    }
-  }
-  return Status::OK();
+  return borrowers_->WaitForRegistrations(ids);
 }
 
 Status CoreWorker::PullToLocal(const ObjectID& id, const NodeID& node, int64_t timeout_ms) {

@@ -36,6 +36,7 @@ class ActorSubmitter;
 class TaskExecutor;
 class DependencyResolver;
 class PeerConnections;
+class BorrowerProtocol;
 
 struct CoreWorkerOptions {
   bool is_driver = true;
@@ -149,9 +150,8 @@ class CoreWorker {
   // as a borrower (bounded by `borrower_ack_timeout_ms`). An error (owner unreachable, refused,
   // or silent) means an owner may free an object this task still holds: the task must fail.
   Status WaitForBorrowRegistrations();
-  // Registers `borrower` with the owner of each ref before a value containing them leaves.
-  // Fails when an owner could not be reached or did not acknowledge.
-  Status HandOffRefs(const std::vector<ObjectID>& refs, const proto::Address& borrower);
+  // The borrower protocol (registering borrows, handing refs on to other processes).
+  BorrowerProtocol& borrowers() { return *borrowers_; }
   // Serialises an inline value from a SerializedValue; registers nested refs as contained.
   void FillInlineValue(internal::SerializedValue& value, proto::InlineValue* out);
 
@@ -167,8 +167,6 @@ class CoreWorker {
   // One status request to the owner of borrowed `id`; asks again while the owner says PENDING.
   void AskOwner(const ObjectID& id, const proto::Address& owner);
   void HandleGetObjectStatus(const rpc::ConnectionPtr& c, rpc::Frame& f);
-  void HandleAddBorrower(const rpc::ConnectionPtr& c, rpc::Frame& f);
-  void HandleRemoveBorrower(const rpc::ConnectionPtr& c, rpc::Frame& f);
 
   void NotifyBlocked(bool blocked);
 
@@ -187,6 +185,7 @@ class CoreWorker {
   std::unique_ptr<object_store::StoreClient> store_;
   MemoryStore memory_store_;
   std::unique_ptr<ReferenceCounter> references_;
+  std::unique_ptr<BorrowerProtocol> borrowers_;
   std::unique_ptr<DependencyResolver> resolver_;
   std::unique_ptr<TaskSubmitter> task_submitter_;
   std::unique_ptr<ActorSubmitter> actor_submitter_;
@@ -197,14 +196,6 @@ class CoreWorker {
 
   Mutex fetch_mu_;
   std::unordered_set<ObjectID> fetching_ LUMEN_GUARDED_BY(fetch_mu_);  // owner queries in flight
-
-  Mutex borrow_mu_;
-  CondVar borrow_cv_;
-  // AddBorrower sent, not acknowledged / registrations that failed.
-  std::unordered_map<ObjectID, int> borrow_pending_ LUMEN_GUARDED_BY(borrow_mu_);
-  std::unordered_map<ObjectID, std::string> borrow_failed_ LUMEN_GUARDED_BY(borrow_mu_);
-  // Borrowers per object (owner side): address to reach them, to watch their death.
-  std::unordered_map<WorkerID, proto::Address> borrower_addresses_ LUMEN_GUARDED_BY(borrow_mu_);
 
   std::atomic<int> blocked_depth_{0};
 };

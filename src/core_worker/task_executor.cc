@@ -12,6 +12,7 @@
 #include "common/process.h"
 #include "common/rpc/message_types.h"
 #include "common/spin.h"
+#include "core_worker/borrowers.h"
 #include "core_worker/core_worker.h"
 #include "lumen/serialization.h"
 
@@ -212,7 +213,7 @@ void TaskExecutor::StoreReturn(const Work& work, const ObjectID& id,
   const proto::TaskSpec& spec = work.spec;
   // The caller must be a registered borrower of every ref inside the value before it leaves.
   if (!value.nested_refs.empty()) {
-    Status handed = cw_.HandOffRefs(value.nested_refs, *work.caller);
+    Status handed = cw_.borrowers().HandOff(value.nested_refs, *work.caller);
     if (!handed.ok()) {
       SetError(result, spec, proto::OWNER_DIED,
                "returning the value of " + spec.function_name() + ": " + handed.message());
