@@ -16,6 +16,7 @@
 #include "core_worker/actor_submitter.h"
 #include "core_worker/borrowers.h"
 #include "core_worker/dependency_resolver.h"
+#include "core_worker/owner_fetch.h"
 #include "core_worker/peer_connections.h"
 #include "core_worker/task_executor.h"
 #include "core_worker/task_spec.h"
@@ -84,6 +85,9 @@ CoreWorker::CoreWorker(CoreWorkerOptions options) : options_(std::move(options))
   references_ = std::make_unique<ReferenceCounter>(
       [this](const std::vector<ReferenceCounter::Release>& r) { OnReleases(r); });
   borrowers_ = std::make_unique<BorrowerProtocol>(references_.get(), peers_.get(), &address_);
+  owner_fetch_ = std::make_unique<OwnerFetch>(
+      &io_, &memory_store_, references_.get(), peers_.get(), &shutting_down_,
+      [this](const std::vector<ObjectID>& ids, const proto::ErrorInfo& e) { StoreError(ids, e); });
   resolver_ = std::make_unique<DependencyResolver>(*this);
   task_submitter_ = std::make_unique<TaskSubmitter>(*this);
   actor_submitter_ = std::make_unique<ActorSubmitter>(*this);
@@ -154,7 +158,7 @@ void CoreWorker::RegisterHandlers() {
     task_submitter_->ReleaseIdleLeases();
   });
   dispatcher_.Register(rpc::kGetObjectStatus, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
-    HandleGetObjectStatus(c, f);
+    owner_fetch_->HandleGetObjectStatus(c, f);
   });
   dispatcher_.Register(rpc::kAddBorrower, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
     borrowers_->HandleAddBorrower(c, f);
@@ -421,121 +425,6 @@ void CoreWorker::StoreReturns(proto::TaskResult* result) {
   }
 }
 
-void CoreWorker::FetchFromOwner(const ObjectID& id) {
-  if (memory_store_.Contains(id)) return;
-  auto owner = references_->OwnerOf(id);
-  if (!owner) return;
-  {
-    MutexLock lock(fetch_mu_);
-    if (!fetching_.insert(id).second) return;
-  }
-  AskOwner(id, *owner);
-}
-
-void CoreWorker::AskOwner(const ObjectID& id, const proto::Address& owner) {
-  auto done = [this, id] {
-    MutexLock lock(fetch_mu_);
-    fetching_.erase(id);
-  };
-  auto fail = [this, id, done](proto::ErrorType type, const std::string& msg) {
-    done();
-    proto::ErrorInfo err;
-    err.set_type(type);
-    err.set_message(msg);
-    StoreError({id}, err);
-  };
-  const std::string who =
-      "the owner of object " + id.Hex() + " (pid " + std::to_string(owner.pid()) + ")";
-  auto conn = peers_->Connect(owner);
-  if (!conn.ok()) {
-    fail(proto::OWNER_DIED, who + " is unreachable: " + conn.status().message());
-    return;
-  }
-  proto::GetObjectStatusRequest req;
-  req.set_object_id(id.Binary());
-  // The owner answers when the object is ready, or PENDING after its poll window; silence for
-  // owner_reply_timeout_ms means it is dead or stuck, and no wait hangs on it.
-  const int64_t timeout_ms = Config::Get().owner_reply_timeout_ms();
-  (*conn)->Call(
-      rpc::kGetObjectStatus, req,
-      [this, id, owner, who, fail, done, timeout_ms](const Status& st, std::string_view payload) {
-        proto::GetObjectStatusReply reply;
-        if (st.code() == StatusCode::kDeadlineExceeded) {
-          fail(proto::OWNER_DIED, who + " did not answer within " + std::to_string(timeout_ms) +
-                                      " ms (stuck or overloaded)");
-          return;
-        }
-        if (!st.ok() || !rpc::ParsePayload(payload, &reply)) {
-          fail(proto::OWNER_DIED, who + " died: " + st.message());
-          return;
-        }
-        switch (reply.status()) {
-          case proto::GetObjectStatusReply::FREED:
-            fail(proto::OBJECT_LOST, "object " + id.Hex() + " was already freed by its owner");
-            return;
-          case proto::GetObjectStatusReply::PENDING:
-            if (references_->Has(id) && !shutting_down_) {
-              AskOwner(id, owner);
-            } else {
-              done();
-            }
-            return;
-          default:
-            break;
-        }
-        auto obj = std::make_shared<StoredObject>();
-        if (reply.in_plasma()) {
-          obj->in_plasma = true;
-          obj->node = NodeID::FromBinary(reply.node_id());
-          obj->size = reply.size();
-        } else {
-          obj->format = static_cast<internal::ValueFormat>(reply.value().format());
-          obj->data = reply.value().data();
-        }
-        done();
-        if (references_->Has(id)) memory_store_.Put(id, obj);
-      },
-      timeout_ms);
-}
-
-void CoreWorker::HandleGetObjectStatus(const rpc::ConnectionPtr& c, rpc::Frame& f) {
-  proto::GetObjectStatusRequest req;
-  if (!rpc::ParsePayload(f.payload, &req)) {
-    c->ReplyError(f, InvalidArgumentError("malformed GetObjectStatus"));
-    return;
-  }
-  ObjectID id = ObjectID::FromBinary(req.object_id());
-  if (!references_->IsOwned(id) && !memory_store_.Contains(id)) {
-    proto::GetObjectStatusReply reply;
-    reply.set_status(proto::GetObjectStatusReply::FREED);
-    c->Reply(f, reply);
-    return;
-  }
-  rpc::Frame handle = rpc::ReplyHandle(f);
-  std::weak_ptr<rpc::Connection> weak = c;
-  auto replied = std::make_shared<std::atomic<bool>>(false);
-  auto reply_with = [weak, handle, replied](const StoredObjectPtr& obj) {
-    auto conn = weak.lock();
-    if (!conn || replied->exchange(true)) return;
-    proto::GetObjectStatusReply reply;
-    if (!obj) {
-      reply.set_status(proto::GetObjectStatusReply::PENDING);
-    } else if (obj->in_plasma) {
-      reply.set_in_plasma(true);
-      reply.set_node_id(obj->node.Binary());
-      reply.set_size(obj->size);
-    } else {
-      reply.mutable_value()->set_format(static_cast<proto::ValueFormat>(obj->format));
-      reply.mutable_value()->set_data(obj->data);
-    }
-    conn->Reply(handle, reply);
-  };
-  memory_store_.OnReady(id, reply_with);  // answers at once when the value is here
-  if (replied->load()) return;
-  io_.RunAfter(std::chrono::milliseconds(Config::Get().owner_status_poll_ms()),
-               [reply_with] { reply_with(nullptr); });
-}
-
 std::string CoreWorker::PackRef(const ObjectID& id) {
   // Hold the object until the value carrying it is consumed (see SerializedValue).
   references_->AddSubmittedRefs({id});
@@ -667,7 +556,7 @@ std::vector<internal::ValueView> CoreWorker::Get(const std::vector<ObjectID>& id
       throw ObjectLostError("lumen::Get: object " + id.Hex() +
                             " is unknown to this process (its references were all dropped)");
     }
-    if (!references_->IsOwned(id)) FetchFromOwner(id);
+    if (!references_->IsOwned(id)) owner_fetch_->Fetch(id);
   }
   // Spin only for a few objects; a store lookup pass over many is not worth repeating.
   std::vector<bool> ready =
@@ -727,14 +616,14 @@ std::vector<bool> CoreWorker::Wait(const std::vector<ObjectID>& ids, size_t num_
                                    int64_t timeout_ms) {
   for (const auto& id : ids) {
     if (!memory_store_.Contains(id) && references_->Has(id) && !references_->IsOwned(id)) {
-      FetchFromOwner(id);
+      owner_fetch_->Fetch(id);
     }
   }
   return WhileBlocked([&] { return memory_store_.Wait(ids, num_returns, timeout_ms); });
 }
 
 void CoreWorker::OnObjectReady(const ObjectID& id, std::function<void()> cb) {
-  if (!references_->IsOwned(id)) FetchFromOwner(id);
+  if (!references_->IsOwned(id)) owner_fetch_->Fetch(id);
   memory_store_.OnReady(id, [cb = std::move(cb)](const StoredObjectPtr&) { cb(); });
 }
 

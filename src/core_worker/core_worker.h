@@ -37,6 +37,7 @@ class TaskExecutor;
 class DependencyResolver;
 class PeerConnections;
 class BorrowerProtocol;
+class OwnerFetch;
 
 struct CoreWorkerOptions {
   bool is_driver = true;
@@ -133,8 +134,8 @@ class CoreWorker {
   void StoreError(const std::vector<ObjectID>& ids, const proto::ErrorInfo& error);
   // Stores the returns of a finished task (owner side); takes the inline values out of it.
   void StoreReturns(proto::TaskResult* result);
-  // Makes sure the owner of a borrowed object will answer with its value.
-  void FetchFromOwner(const ObjectID& id);
+  // Asking owners for the values of borrowed objects.
+  OwnerFetch& owner_fetch() { return *owner_fetch_; }
   // Makes the plasma object `id`, whose primary copy is on `node`, readable from this node's
   // store: the node daemon pulls a copy. Blocking; not on the I/O thread.
   Status PullToLocal(const ObjectID& id, const NodeID& node, int64_t timeout_ms);
@@ -164,10 +165,6 @@ class CoreWorker {
   void OnPeerClosed(const rpc::ConnectionPtr& conn, const Status& reason);
   void OnReleases(const std::vector<ReferenceCounter::Release>& releases);
 
-  // One status request to the owner of borrowed `id`; asks again while the owner says PENDING.
-  void AskOwner(const ObjectID& id, const proto::Address& owner);
-  void HandleGetObjectStatus(const rpc::ConnectionPtr& c, rpc::Frame& f);
-
   void NotifyBlocked(bool blocked);
 
   const CoreWorkerOptions options_;
@@ -186,6 +183,7 @@ class CoreWorker {
   MemoryStore memory_store_;
   std::unique_ptr<ReferenceCounter> references_;
   std::unique_ptr<BorrowerProtocol> borrowers_;
+  std::unique_ptr<OwnerFetch> owner_fetch_;
   std::unique_ptr<DependencyResolver> resolver_;
   std::unique_ptr<TaskSubmitter> task_submitter_;
   std::unique_ptr<ActorSubmitter> actor_submitter_;
@@ -193,9 +191,6 @@ class CoreWorker {
 
   TaskContext driver_context_;
   std::atomic<bool> shutting_down_{false};
-
-  Mutex fetch_mu_;
-  std::unordered_set<ObjectID> fetching_ LUMEN_GUARDED_BY(fetch_mu_);  // owner queries in flight
 
   std::atomic<int> blocked_depth_{0};
 };

@@ -4,6 +4,7 @@
 
 #include "common/config.h"
 #include "core_worker/core_worker.h"
+#include "core_worker/owner_fetch.h"
 
 namespace lumen::core {
 
@@ -18,7 +19,7 @@ void DependencyResolver::Resolve(std::shared_ptr<proto::TaskSpec> spec, Done don
   }
   auto remaining = std::make_shared<std::atomic<size_t>>(deps.size());
   for (const auto& id : deps) {
-    if (!cw_.references().IsOwned(id)) cw_.FetchFromOwner(id);
+    if (!cw_.references().IsOwned(id)) cw_.owner_fetch().Fetch(id);
     cw_.memory_store().OnReady(id, [this, spec, done, remaining](const StoredObjectPtr&) {
       if (remaining->fetch_sub(1) == 1) Finish(spec, done);
     });
