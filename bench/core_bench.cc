@@ -12,6 +12,7 @@
 #include <fstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "bench_report.h"
@@ -65,7 +66,10 @@ class Client {
   std::vector<lumen::ActorHandle<Target>> targets_;
 };
 
-LUMEN_REMOTE(Noop, TimeGetUs, Target::Create, &Target::Call, Client::Create, &Client::Run);
+// Three returns, each its own object (num_returns = kSplitTuple).
+std::tuple<int, int, int> Three(int x) { return {x, x + 1, x + 2}; }
+
+LUMEN_REMOTE(Noop, Three, TimeGetUs, Target::Create, &Target::Call, Client::Create, &Client::Run);
 
 // Runs `body` for `reps` repetitions and returns the best rate (ops per second).
 template <class F>
@@ -126,6 +130,22 @@ int main(int argc, char** argv) {
       lumen::Get(refs);
     });
     Report("tasks_async_per_s", tasks_async, "tasks/s");
+  }
+  {
+    const int n = 100000 / scale;
+    double rate = BestRate(3, n, [&] {
+      std::vector<lumen::ObjectRef<int>> refs;
+      refs.reserve(3 * static_cast<size_t>(n));
+      for (int i = 0; i < n; ++i) {
+        auto [a, b, c] = lumen::Task(Three).Options({.num_returns = lumen::kSplitTuple}).Remote(i);
+        refs.push_back(std::move(a));
+        refs.push_back(std::move(b));
+        refs.push_back(std::move(c));
+      }
+      lumen::Get(refs);
+    });
+    Report("multi_return_tasks_per_s", rate, "tasks/s");
+    Report("multi_return_vs_single_return_tasks", tasks_async > 0 ? rate / tasks_async : 0, "x");
   }
 
   // ---- actors -------------------------------------------------------------------------------

@@ -330,6 +330,28 @@ void CheckBroadcast() {
   std::printf("1 GiB made on node c arrived intact on nodes a and b\n");
 }
 
+void CheckWaitFetchLocal() {
+  // Wait's fetch_local: an object made on node b is ready anywhere at once, but ready here (the
+  // driver's node, a) only once Wait has pulled a copy here.
+  auto zones = NodesByZone();
+  auto big = lumen::Task(Pattern)
+                 .Options({.num_cpus = 0,
+                           .scheduling = lumen::NodeAffinityScheduling{.node_id = zones["b"]}})
+                 .Remote(int64_t{8} << 20);
+  std::vector<lumen::ObjectRef<lumen::Buffer>> refs{big};
+  auto made = lumen::Wait(refs, {.fetch_local = false});
+  Expect(made.ready.size() == 1, "the object made on node b was not reported ready");
+  const auto now = std::chrono::milliseconds(0);
+  auto before = lumen::Wait(refs, {.timeout = now, .fetch_local = true});
+  Expect(before.ready.empty(), "an object only node b holds was ready here with no copy here");
+  auto fetched = lumen::Wait(refs, {.fetch_local = true});
+  Expect(fetched.ready.size() == 1, "Wait with fetch_local did not end once the copy came");
+  auto after = lumen::Wait(refs, {.timeout = now, .fetch_local = true});
+  Expect(after.ready.size() == 1, "the copy Wait pulled is not here");
+  Expect(lumen::Get(big).size() == size_t{8} << 20, "the pulled copy has the wrong size");
+  std::printf("fetch_local waited for the copy from node b\n");
+}
+
 void CheckOutput() {
   // A task on node b and an actor on node c print; cluster_test looks for the lines, with
   // where they came from, in what this driver printed. The pids and nodes go to stdout here.
@@ -542,6 +564,7 @@ int main(int argc, char** argv) {
       {"infeasible", CheckInfeasible},
       {"locality", CheckLocality},
       {"broadcast", CheckBroadcast},
+      {"wait_fetch_local", CheckWaitFetchLocal},
       {"output", CheckOutput},
       {"actor_burst", CheckActorBurst},
       {"placement_groups", CheckPlacementGroups},

@@ -96,6 +96,12 @@ TEST_F(ClusterTest, TasksAreLeasedFromTheNodeHoldingTheirArguments) {
   EXPECT_EQ(r.code, 0) << r.out;
 }
 
+TEST_F(ClusterTest, WaitWithFetchLocalPullsACopyFromAnotherNode) {
+  auto r = Driver("wait_fetch_local");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("fetch_local waited for the copy"), std::string::npos) << r.out;
+}
+
 // The object-transfer figures of one node in `lumen status`: bytes sent (in MiB) and pulls
 // redirected, from the block of the node labelled `zone`.
 std::pair<double, int> Transfers(const std::string& status, const std::string& zone) {

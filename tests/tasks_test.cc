@@ -10,6 +10,7 @@
 #include <set>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
 #include <utility>
 
 #include "cluster_fixture.h"
@@ -105,6 +106,16 @@ bool InSharedMapping(const void* p) {
   return false;
 }
 
+// A large first element and small others, each its own object with kSplitTuple.
+std::tuple<lumen::Buffer, int, std::string> Split3(int64_t n) {
+  return {MakeBuffer(n, 7), static_cast<int>(n), "n=" + std::to_string(n)};
+}
+std::tuple<int, int> SplitThrows(int x) {
+  if (x < 0) throw std::invalid_argument("cannot split " + std::to_string(x));
+  return {x, -x};
+}
+
+LUMEN_REMOTE(Split3, SplitThrows);
 LUMEN_REMOTE(Add, Sum, Concat, GetPid, Nothing, Throws, SumOfSquares, Fib, MakeBig, MakeBuffer,
              BufferSum, WaitForFile, Gpus, PidAndGpus, SumRefs, PutInside, Mirror, Holder::Create,
              &Holder::Keep, &Holder::Sum);
@@ -180,6 +191,120 @@ TEST_F(TaskTest, ExceptionsComeBackAsTaskErrors) {
   // A failed dependency fails its dependents with the same error.
   auto bad = lumen::Task(Throws).Remote(-1);
   EXPECT_THROW(lumen::Get(lumen::Task(Add).Remote(bad, 1)), lumen::TaskError);
+}
+
+// num_returns: a std::tuple result split into one object per element, each with its own
+// lifetime and location.
+TEST_F(TaskTest, ATupleResultSplitsIntoOneObjectPerElement) {
+  auto [big, count, label] =
+      lumen::Task(Split3).Options({.num_returns = lumen::kSplitTuple}).Remote(int64_t{4} << 20);
+  static_assert(std::is_same_v<decltype(big), lumen::ObjectRef<lumen::Buffer>>);
+  static_assert(std::is_same_v<decltype(count), lumen::ObjectRef<int>>);
+  static_assert(std::is_same_v<decltype(label), lumen::ObjectRef<std::string>>);
+  EXPECT_NE(big.ID(), count.ID());
+  EXPECT_EQ(lumen::Get(count), 4 << 20);
+  EXPECT_EQ(lumen::Get(label), "n=4194304");
+  // The large element lives in the shared-memory store, the small ones inline.
+  EXPECT_FALSE(lumen::internal::ObjectLocation(big.ID()).IsNil());
+  EXPECT_TRUE(lumen::internal::ObjectLocation(count.ID()).IsNil());
+  lumen::Buffer bytes = lumen::Get(big);
+  ASSERT_EQ(bytes.size(), size_t{4} << 20);
+  EXPECT_EQ(bytes.data()[12345], 7);
+  // Each has its own lifetime: dropping one leaves the others readable.
+  big = lumen::ObjectRef<lumen::Buffer>();
+  bytes = lumen::Buffer();
+  EXPECT_EQ(lumen::Get(count), 4 << 20);
+  EXPECT_EQ(lumen::Get(label), "n=4194304");
+
+  // With other options, and as arguments of other tasks.
+  auto [plus, minus] = lumen::Task(SplitThrows)
+                           .Options({.num_returns = lumen::kSplitTuple, .num_cpus = 0.5})
+                           .Remote(5);
+  EXPECT_EQ(lumen::Get(lumen::Task(Add).Remote(plus, minus)), 0);
+  // Unsplit, the tuple is one object.
+  lumen::ObjectRef<std::tuple<int, int>> whole = lumen::Task(SplitThrows).Remote(3);
+  EXPECT_EQ(lumen::Get(whole), std::make_tuple(3, -3));
+}
+
+TEST_F(TaskTest, AFailedSplitTaskFailsEveryOneOfItsObjects) {
+  auto [a, b] = lumen::Task(SplitThrows).Options({.num_returns = lumen::kSplitTuple}).Remote(-2);
+  for (int i = 0; i < 2; ++i) {
+    try {
+      lumen::Get(i == 0 ? a : b);
+      FAIL() << "return " << i << " of a task that threw has a value";
+    } catch (const lumen::TaskError& e) {
+      EXPECT_EQ(e.remote_type(), "std::invalid_argument");
+      EXPECT_EQ(e.remote_message(), "cannot split -2");
+    }
+  }
+}
+
+// lumen::Wait with Ray's options: {ready, not_ready} in the input order, num_returns, a
+// std::chrono timeout, refs of different types together as AnyRef.
+TEST_F(TaskTest, WaitWithOptionsSplitsRefsOfAnyTypeInTheirOrder) {
+  const std::string gate = ::testing::TempDir() + "/lumen-wait-gate-" + std::to_string(::getpid());
+  ::unlink(gate.c_str());
+  auto blocked = lumen::Task(WaitForFile).Remote(gate, 7);
+  auto one = lumen::Task(Add).Remote(1, 0);
+  auto two = lumen::Task(Add).Remote(1, 1);
+  std::vector<lumen::ObjectRef<int>> refs{one, blocked, two};
+  auto all_but_one = lumen::Wait(refs, {.num_returns = 2});
+  ASSERT_EQ(all_but_one.ready.size(), 2u);
+  EXPECT_EQ(all_but_one.ready[0], one);
+  EXPECT_EQ(all_but_one.ready[1], two);
+  ASSERT_EQ(all_but_one.not_ready.size(), 1u);
+  EXPECT_EQ(all_but_one.not_ready[0], blocked);
+  // At most num_returns are reported ready, in input order.
+  auto first = lumen::Wait(refs, {.num_returns = 1});
+  ASSERT_EQ(first.ready.size(), 1u);
+  EXPECT_EQ(first.ready[0], one);
+  EXPECT_EQ(first.not_ready.size(), 2u);
+  // The timeout ends the wait with what is ready.
+  auto timed = lumen::Wait(refs, {.num_returns = 3, .timeout = std::chrono::milliseconds(100)});
+  EXPECT_EQ(timed.ready.size(), 2u);
+  ASSERT_EQ(timed.not_ready.size(), 1u);
+  EXPECT_EQ(timed.not_ready[0], blocked);
+  auto none = lumen::Wait(std::vector<lumen::ObjectRef<int>>{blocked},
+                          {.timeout = std::chrono::seconds(0)});
+  EXPECT_TRUE(none.ready.empty());
+
+  // Different types wait together.
+  auto text = lumen::Task(Concat).Remote(std::string("a"), std::string("b"));
+  std::vector<lumen::AnyRef> mixed{blocked, text};
+  auto any = lumen::Wait(mixed);
+  ASSERT_EQ(any.ready.size(), 1u);
+  EXPECT_EQ(any.ready[0].ID(), text.ID());
+  EXPECT_EQ(lumen::Get(any.ready[0].As<std::string>()), "ab");
+  EXPECT_THROW(lumen::Get(any.ready[0].As<int>()), lumen::TypeError);
+
+  std::fclose(std::fopen(gate.c_str(), "w"));
+  EXPECT_EQ(lumen::Get(blocked, std::chrono::seconds(60)), 7);
+  ::unlink(gate.c_str());
+}
+
+TEST_F(TaskTest, WaitRefusesWhatCanNeverBeMet) {
+  auto a = lumen::Task(Add).Remote(1, 2);
+  auto expect_error = [](auto&& call, const std::string& text) {
+    try {
+      call();
+      ADD_FAILURE() << "no error; expected: " << text;
+    } catch (const lumen::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+    }
+  };
+  expect_error([&] { lumen::Wait(std::vector<lumen::ObjectRef<int>>{a}, {.num_returns = 2}); },
+               "num_returns 2 is more than the 1 refs given");
+  expect_error([&] { lumen::Wait(std::vector<lumen::ObjectRef<int>>{a, a}); }, "given twice");
+  expect_error([&] { lumen::Wait(std::vector<lumen::ObjectRef<int>>{lumen::ObjectRef<int>()}); },
+               "nil");
+  expect_error(
+      [&] {
+        lumen::Wait(std::vector<lumen::ObjectRef<int>>{a},
+                    {.timeout = std::chrono::milliseconds(-5)});
+      },
+      "must not be negative");
+  expect_error([&] { lumen::Get(a, std::chrono::milliseconds(-1)); }, "must not be negative");
+  EXPECT_EQ(lumen::Get(a, std::chrono::seconds(60)), 3);
 }
 
 TEST_F(TaskTest, GetAndWaitHonourTimeouts) {

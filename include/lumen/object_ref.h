@@ -7,13 +7,21 @@
 // concurrently with lumen::Shutdown().
 #pragma once
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <type_traits>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
+#include "lumen/errors.h"
+
 #include "lumen/ids.h"
 #include "lumen/internal/runtime.h"
+#include "lumen/internal/timeout.h"
 #include "lumen/serialization.h"
 
 namespace lumen {
@@ -86,6 +94,31 @@ class ObjectRef {
   bool operator==(const ObjectRef& o) const { return ID() == o.ID(); }
 
  private:
+  friend class AnyRef;
+  internal::RefHandle handle_;
+};
+
+// A reference to an object of any type, for waiting on refs of different types together.
+// Keeps the object alive like the typed ref it came from; As<T>() gives the typed ref back (a
+// wrong T shows as TypeError at Get).
+class AnyRef {
+ public:
+  AnyRef() = default;
+  template <class T>
+  AnyRef(const ObjectRef<T>& ref) : handle_(ref.handle_) {}  // NOLINT: implicit on purpose
+
+  const ObjectID& ID() const { return handle_.id(); }
+  std::string Hex() const { return handle_.id().Hex(); }
+  bool IsNil() const { return !handle_.valid(); }
+  template <class T>
+  ObjectRef<T> As() const {
+    ObjectRef<T> r;
+    r.handle_ = handle_;
+    return r;
+  }
+  bool operator==(const AnyRef& o) const { return ID() == o.ID(); }
+
+ private:
   internal::RefHandle handle_;
 };
 
@@ -105,6 +138,7 @@ ObjectRef<std::decay_t<T>> Put(const T& value) {
 
 // Waits for the value (timeout_ms < 0: forever). Throws GetTimeoutError when not ready in time,
 // TaskError when the task threw, WorkerCrashedError, ActorDiedError, ObjectLostError, ...
+// Every Get also takes a std::chrono duration (`Get(ref, std::chrono::seconds(5))`).
 template <class T>
 T Get(const ObjectRef<T>& ref, int64_t timeout_ms = -1) {
   auto views = internal::GetValues({ref.ID()}, timeout_ms);
@@ -127,25 +161,89 @@ std::vector<T> Get(const std::vector<ObjectRef<T>>& refs, int64_t timeout_ms = -
   return out;
 }
 
-// Splits `refs` into (ready, pending) once `num_returns` are ready or after `timeout_ms`
-// (< 0: no timeout). At most `num_returns` refs are reported ready; order is preserved.
 template <class T>
-std::pair<std::vector<ObjectRef<T>>, std::vector<ObjectRef<T>>> Wait(
-    const std::vector<ObjectRef<T>>& refs, size_t num_returns, int64_t timeout_ms = -1) {
+T Get(const ObjectRef<T>& ref, std::chrono::nanoseconds timeout) {
+  return Get(ref, internal::TimeoutMs(timeout));
+}
+
+inline void Get(const ObjectRef<void>& ref, std::chrono::nanoseconds timeout) {
+  Get(ref, internal::TimeoutMs(timeout));
+}
+
+template <class T>
+std::vector<T> Get(const std::vector<ObjectRef<T>>& refs, std::chrono::nanoseconds timeout) {
+  return Get(refs, internal::TimeoutMs(timeout));
+}
+
+// Ray's `ray.wait` options.
+struct WaitOptions {
+  // How many refs must be ready; at most this many are reported ready.
+  size_t num_returns = 1;
+  // How long to wait for them; none: as long as it takes. Whatever is ready by then is reported.
+  std::optional<std::chrono::nanoseconds> timeout{};
+  // Ready means readable here: an object held only on another node is pulled to this one
+  // first (so the Get that follows does not wait). False: ready wherever it is.
+  bool fetch_local = true;
+};
+
+template <class Ref>
+struct WaitResult {
+  std::vector<Ref> ready;      // in the order of the refs given
+  std::vector<Ref> not_ready;  // likewise
+};
+
+template <class Ref>
+struct IsWaitable : std::false_type {};
+template <class T>
+struct IsWaitable<ObjectRef<T>> : std::true_type {};
+template <>
+struct IsWaitable<AnyRef> : std::true_type {};
+
+// Returns once `num_returns` of `refs` are ready, or at the timeout: `{ready, not_ready}`, each
+// in the input order. Refs of different types wait together as `std::vector<lumen::AnyRef>`.
+// Throws lumen::Error for more `num_returns` than refs, a nil or repeated ref, or a negative
+// timeout.
+template <class Ref, class = std::enable_if_t<IsWaitable<Ref>::value>>
+WaitResult<Ref> Wait(const std::vector<Ref>& refs, const WaitOptions& options = {}) {
+  if (options.num_returns > refs.size()) {
+    throw Error("lumen::Wait: num_returns " + std::to_string(options.num_returns) +
+                " is more than the " + std::to_string(refs.size()) + " refs given");
+  }
   std::vector<ObjectID> ids;
   ids.reserve(refs.size());
-  for (const auto& r : refs) ids.push_back(r.ID());
-  if (num_returns > refs.size()) num_returns = refs.size();
-  std::vector<bool> ready = internal::WaitObjects(ids, num_returns, timeout_ms);
-  std::pair<std::vector<ObjectRef<T>>, std::vector<ObjectRef<T>>> out;
+  std::unordered_set<ObjectID> seen;
+  for (const auto& r : refs) {
+    if (r.IsNil()) throw Error("lumen::Wait: a ref is nil (default-constructed or moved from)");
+    if (!seen.insert(r.ID()).second) {
+      throw Error("lumen::Wait: ref " + r.Hex() + " is given twice; refs must be unique");
+    }
+    ids.push_back(r.ID());
+  }
+  const int64_t timeout_ms = options.timeout ? internal::TimeoutMs(*options.timeout) : -1;
+  std::vector<bool> ready =
+      internal::WaitObjects(ids, options.num_returns, timeout_ms, options.fetch_local);
+  WaitResult<Ref> out;
   for (size_t i = 0; i < refs.size(); ++i) {
-    if (ready[i] && out.first.size() < num_returns) {
-      out.first.push_back(refs[i]);
+    if (ready[i] && out.ready.size() < options.num_returns) {
+      out.ready.push_back(refs[i]);
     } else {
-      out.second.push_back(refs[i]);
+      out.not_ready.push_back(refs[i]);
     }
   }
   return out;
+}
+
+// The earlier spelling: (ready, pending) once `num_returns` are ready or after `timeout_ms`
+// (< 0: no timeout); `num_returns` beyond the refs given is clamped. Fetches like the default
+// WaitOptions.
+template <class T>
+std::pair<std::vector<ObjectRef<T>>, std::vector<ObjectRef<T>>> Wait(
+    const std::vector<ObjectRef<T>>& refs, size_t num_returns, int64_t timeout_ms = -1) {
+  WaitOptions o;
+  o.num_returns = std::min(num_returns, refs.size());
+  if (timeout_ms >= 0) o.timeout = std::chrono::milliseconds(timeout_ms);
+  WaitResult<ObjectRef<T>> r = Wait(refs, o);
+  return {std::move(r.ready), std::move(r.not_ready)};
 }
 
 }  // namespace lumen

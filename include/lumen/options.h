@@ -68,6 +68,50 @@ struct TaskOptions {
   int bundle_index = -1;
 };
 
+// Ray's num_returns for a function that returns std::tuple<A, B, ...>: each element becomes
+// an object of its own, with its own lifetime and location (a large first element can stay on
+// the worker's node while a small second one is fetched):
+//
+//   auto [weights, loss] =
+//       lumen::Task(Train).Options({.num_returns = lumen::kSplitTuple}).Remote(cfg);
+//
+// gives std::tuple<ObjectRef<A>, ObjectRef<B>, ...>. The other fields are TaskOptions'.
+struct SplitTuple {
+  explicit constexpr SplitTuple(int) {}
+};
+inline constexpr SplitTuple kSplitTuple{0};
+
+// TaskOptions with `.num_returns = lumen::kSplitTuple` first (the field cannot be left out, so
+// `Options({.num_cpus = 2})` still means TaskOptions). Keep the fields in step with TaskOptions.
+struct SplitTaskOptions {
+  SplitTuple num_returns;
+  double num_cpus = 1;
+  double num_gpus = 0;
+  int64_t memory = 0;
+  std::map<std::string, double> resources{};
+  int max_retries = 3;
+  bool retry_exceptions = false;
+  std::string name{};
+  SchedulingStrategy scheduling{};
+  LabelSelector label_selector{};
+  PlacementGroup placement_group{};
+  int bundle_index = -1;
+
+  TaskOptions task_options() const {
+    return {.num_cpus = num_cpus,
+            .num_gpus = num_gpus,
+            .memory = memory,
+            .resources = resources,
+            .max_retries = max_retries,
+            .retry_exceptions = retry_exceptions,
+            .name = name,
+            .scheduling = scheduling,
+            .label_selector = label_selector,
+            .placement_group = placement_group,
+            .bundle_index = bundle_index};
+  }
+};
+
 // Options of an actor. By default an actor needs no CPU while it lives (like Ray), so any
 // number of actors fit on a node; give num_cpus to reserve cores for it.
 struct ActorOptions {

@@ -14,10 +14,13 @@
 // removed or the job that created it ends.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
+
+#include "lumen/internal/timeout.h"
 
 namespace lumen {
 
@@ -55,6 +58,7 @@ class PlacementGroup {
   // 0 checks without waiting). Throws lumen::Error when the group can never be placed (the
   // message says why), was removed, or the handle names no group.
   bool Wait(int64_t timeout_ms) const;
+  bool Wait(std::chrono::nanoseconds timeout) const { return Wait(internal::TimeoutMs(timeout)); }
 
  private:
   friend PlacementGroup CreatePlacementGroup(const PlacementGroupOptions& options);

@@ -109,6 +109,21 @@ auto DecodeArgs(std::vector<ValueView>& args, std::index_sequence<I...>) {
       DecodeArg<std::tuple_element_t<I, Tuple>>(args[I], I)...};
 }
 
+template <class T>
+inline constexpr bool kIsTuple = false;
+template <class... T>
+inline constexpr bool kIsTuple<std::tuple<T...>> = true;
+
+// Each element of a tuple result as a value of its own (num_returns).
+template <class... T>
+std::vector<SerializedValue> SerializeElements(std::tuple<T...>&& result) {
+  std::vector<SerializedValue> out;
+  out.reserve(sizeof...(T));
+  std::apply([&](auto&... e) { (out.push_back(Serialize<std::decay_t<decltype(e)>>(e)), ...); },
+             result);
+  return out;
+}
+
 template <class R, class Call>
 SerializedValue RunAndSerialize(Call&& call) {
   if constexpr (std::is_void_v<R>) {
@@ -170,6 +185,13 @@ void RegisterOne(const std::string& name, F f) {
       return RunAndSerialize<R>(
           [&]() -> decltype(auto) { return std::apply(f, std::move(decoded)); });
     };
+    if constexpr (kIsTuple<std::decay_t<R>>) {
+      fn.tuple_size = std::tuple_size_v<std::decay_t<R>>;
+      fn.invoke_split = [f](std::vector<ValueView>& args) {
+        auto decoded = DecodeArgs<Args>(args, std::make_index_sequence<N>{});
+        return SerializeElements(std::apply(f, std::move(decoded)));
+      };
+    }
   }
   RegisterRemote(KeyOf(f), std::move(fn));
 }
@@ -233,6 +255,36 @@ const RemoteFunction& LookupRemote(F f) {
 
 }  // namespace internal
 
+// A task whose std::tuple result is split into one object per element (kSplitTuple).
+template <class F>
+class SplitTaskCaller {
+  using Traits = internal::FunctionTraits<F>;
+  using Return = std::decay_t<typename Traits::Return>;
+
+ public:
+  SplitTaskCaller(F f, TaskOptions options) : f_(f), options_(std::move(options)) {}
+
+  template <class... A>
+  auto Remote(A&&... args) {
+    static_assert(sizeof...(A) == Traits::arity,
+                  "lumen::Task(f).Remote(...): wrong number of arguments for f");
+    const internal::RemoteFunction& fn = internal::LookupRemote(f_);
+    auto packed = internal::PackArgs<typename Traits::Args>(std::forward<A>(args)...);
+    constexpr size_t n = std::tuple_size_v<Return>;
+    static_assert(n > 0, "num_returns = lumen::kSplitTuple of an empty tuple");
+    auto ids = internal::SubmitTask(fn, std::move(packed), options_, static_cast<int>(n));
+    return [&]<size_t... I>(std::index_sequence<I...>) {
+      return std::tuple<ObjectRef<std::tuple_element_t<I, Return>>...>{
+          ObjectRef<std::tuple_element_t<I, Return>>::FromAdopted(ids[I])...};
+    }
+    (std::make_index_sequence<n>{});
+  }
+
+ private:
+  F f_;
+  TaskOptions options_;
+};
+
 template <class F>
 class TaskCaller {
   using Traits = internal::FunctionTraits<F>;
@@ -245,6 +297,13 @@ class TaskCaller {
   TaskCaller& Options(TaskOptions options) {
     options_ = std::move(options);
     return *this;
+  }
+  // Ray's num_returns: `.Options({.num_returns = lumen::kSplitTuple, ...})` makes Remote()
+  // return one ObjectRef per element of the function's std::tuple result.
+  SplitTaskCaller<F> Options(SplitTaskOptions options) {
+    static_assert(internal::kIsTuple<Return>,
+                  "num_returns = lumen::kSplitTuple needs a function that returns std::tuple");
+    return SplitTaskCaller<F>(f_, options.task_options());
   }
 
   template <class... A>

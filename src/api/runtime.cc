@@ -507,8 +507,8 @@ std::vector<ValueView> GetValues(const std::vector<ObjectID>& ids, int64_t timeo
 }
 
 std::vector<bool> WaitObjects(const std::vector<ObjectID>& ids, size_t num_returns,
-                              int64_t timeout_ms) {
-  return CW().Wait(ids, num_returns, timeout_ms);
+                              int64_t timeout_ms, bool fetch_local) {
+  return CW().Wait(ids, num_returns, timeout_ms, fetch_local);
 }
 
 void OnObjectReady(const ObjectID& id, std::function<void()> callback) {
@@ -526,8 +526,8 @@ std::string PackRef(const ObjectID& id) { return CW().PackRef(id); }
 ObjectID UnpackRef(std::string_view packed) { return CW().UnpackRef(packed); }
 
 std::vector<ObjectID> SubmitTask(const RemoteFunction& fn, std::vector<TaskArgument> args,
-                                 const TaskOptions& options) {
-  return CW().SubmitTask(fn.name, fn.signature_hash, std::move(args), options);
+                                 const TaskOptions& options, int num_returns) {
+  return CW().SubmitTask(fn.name, fn.signature_hash, std::move(args), options, num_returns);
 }
 
 std::vector<ObjectID> SubmitTaskByName(const std::string& name, std::vector<TaskArgument> args,

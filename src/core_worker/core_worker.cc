@@ -613,13 +613,46 @@ std::vector<internal::ValueView> CoreWorker::Get(const std::vector<ObjectID>& id
 }
 
 std::vector<bool> CoreWorker::Wait(const std::vector<ObjectID>& ids, size_t num_returns,
-                                   int64_t timeout_ms) {
+                                   int64_t timeout_ms, bool fetch_local) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   for (const auto& id : ids) {
     if (!memory_store_.Contains(id) && references_->Has(id) && !references_->IsOwned(id)) {
       owner_fetch_->Fetch(id);
     }
   }
-  return WhileBlocked([&] { return memory_store_.Wait(ids, num_returns, timeout_ms); });
+  std::vector<bool> ready =
+      WhileBlocked([&] { return memory_store_.Wait(ids, num_returns, timeout_ms); });
+  if (!fetch_local) return ready;
+  // Ready here: the first `num_returns` ready objects held only on another node are pulled
+  // within what is left of the timeout. One that does not arrive in time is not ready (its
+  // pull goes on, so a later wait finds it); one that cannot be pulled at all counts as ready,
+  // and the Get that follows reports why.
+  size_t here = 0;
+  for (size_t i = 0; i < ids.size() && here < num_returns; ++i) {
+    if (!ready[i]) continue;
+    StoredObjectPtr obj = memory_store_.Get(ids[i]);
+    if (obj && obj->in_plasma && !obj->node.IsNil() && obj->node != node_id_) {
+      int64_t left = -1;
+      if (timeout_ms >= 0) {
+        left = std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        deadline - std::chrono::steady_clock::now())
+                                        .count());
+      }
+      if (left == 0) {  // no time to wait: only a copy already here counts
+        auto local = store_->Get({ids[i]}, 0);
+        if (!local.ok() || !(*local)[0]) {
+          PullToLocal(ids[i], obj->node, 0).IgnoreError();  // starts the pull
+          ready[i] = false;
+          continue;
+        }
+      } else if (PullToLocal(ids[i], obj->node, left).code() == StatusCode::kDeadlineExceeded) {
+        ready[i] = false;
+        continue;
+      }
+    }
+    ++here;
+  }
+  return ready;
 }
 
 void CoreWorker::OnObjectReady(const ObjectID& id, std::function<void()> cb) {
@@ -664,13 +697,14 @@ void BuildArgs(CoreWorker& cw, std::vector<internal::TaskArgument>& args, proto:
 std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
                                              uint64_t signature_hash,
                                              std::vector<internal::TaskArgument> args,
-                                             const TaskOptions& options) {
+                                             const TaskOptions& options, int num_returns) {
   if (shutting_down_) throw Error("lumen is shut down");
   TaskContext& ctx = CurrentContext();
   TaskID task_id = TaskID::ForNormalTask(job_id_, ctx.task_id, ++ctx.submit_counter);
   auto entry = std::make_shared<TaskEntry>();
   proto::TaskSpec& spec = entry->spec;
   FillSpecHeader(task_id, job_id_, proto::NORMAL_TASK, function_name, signature_hash, &spec);
+  spec.set_num_returns(num_returns);
   spec.set_max_retries(options.max_retries);
   spec.set_retry_exceptions(options.retry_exceptions);
   spec.set_name(options.name);
@@ -684,10 +718,13 @@ std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
   entry->retries_left = std::max(options.max_retries, 0);
   std::vector<ObjectID> temporary;
   BuildArgs(*this, args, &spec, &entry->held_refs, &temporary);
-  ObjectID ret = ObjectID::ForReturn(task_id, 0);
-  entry->returns.push_back(ret);
-  references_->AddOwned(ret, /*local_refs=*/1, /*pending=*/true);
+  for (int i = 0; i < num_returns; ++i) {
+    ObjectID ret = ObjectID::ForReturn(task_id, static_cast<uint32_t>(i));
+    entry->returns.push_back(ret);
+    references_->AddOwned(ret, /*local_refs=*/1, /*pending=*/true);
+  }
   for (const auto& id : temporary) references_->RemoveLocalRef(id);
+  const std::vector<ObjectID> returns = entry->returns;  // the entry is the submitter's now
 
   task_submitter_->AcquireSlot();
   auto spec_ptr = std::shared_ptr<proto::TaskSpec>(entry, &entry->spec);
@@ -706,7 +743,7 @@ std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
     }
     task_submitter_->Submit(entry);
   });
-  return {ret};
+  return returns;
 }
 
 ActorID CoreWorker::CreateActor(const internal::RemoteFunction& factory,

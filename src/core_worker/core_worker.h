@@ -82,11 +82,12 @@ class CoreWorker {
   ObjectID Put(internal::SerializedValue value);
   // Throws typed lumen errors.
   std::vector<internal::ValueView> Get(const std::vector<ObjectID>& ids, int64_t timeout_ms);
-  std::vector<bool> Wait(const std::vector<ObjectID>& ids, size_t num_returns, int64_t timeout_ms);
+  std::vector<bool> Wait(const std::vector<ObjectID>& ids, size_t num_returns, int64_t timeout_ms,
+                         bool fetch_local);
   void OnObjectReady(const ObjectID& id, std::function<void()> cb);
   std::vector<ObjectID> SubmitTask(const std::string& function_name, uint64_t signature_hash,
                                    std::vector<internal::TaskArgument> args,
-                                   const TaskOptions& options);
+                                   const TaskOptions& options, int num_returns = 1);
   ActorID CreateActor(const internal::RemoteFunction& factory,
                       std::vector<internal::TaskArgument> args, const ActorOptions& options);
   std::vector<ObjectID> SubmitActorTask(const ActorID& actor,

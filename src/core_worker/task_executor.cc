@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -160,10 +161,14 @@ void TaskExecutor::SetError(proto::TaskResult* result, const proto::TaskSpec& sp
   err.set_remote_type(remote_type);
   err.set_function_name(spec.function_name());
   result->clear_returns();
-  proto::ReturnObject* ro = result->add_returns();
-  ro->set_object_id(ObjectID::ForReturn(TaskID::FromBinary(spec.task_id()), 0).Binary());
-  ro->mutable_value()->set_format(proto::ERROR);
-  ro->mutable_value()->set_data(err.SerializeAsString());
+  const std::string data = err.SerializeAsString();
+  const TaskID task = TaskID::FromBinary(spec.task_id());
+  for (int i = 0; i < std::max(1, spec.num_returns()); ++i) {
+    proto::ReturnObject* ro = result->add_returns();
+    ro->set_object_id(ObjectID::ForReturn(task, static_cast<uint32_t>(i)).Binary());
+    ro->mutable_value()->set_format(proto::ERROR);
+    ro->mutable_value()->set_data(data);
+  }
 }
 
 Status TaskExecutor::ResolveArgs(const std::shared_ptr<Work>& work,
@@ -208,7 +213,24 @@ bool TaskExecutor::BorrowsRegistered(const proto::TaskSpec& spec, proto::TaskRes
   return false;
 }
 
-void TaskExecutor::StoreReturn(const Work& work, const ObjectID& id,
+void TaskExecutor::StoreReturns(const Work& work, std::vector<internal::SerializedValue> values,
+                                proto::TaskResult* result) {
+  const TaskID task = TaskID::FromBinary(work.spec.task_id());
+  std::vector<ObjectID> in_store;
+  for (size_t i = 0; i < values.size(); ++i) {
+    const ObjectID id = ObjectID::ForReturn(task, static_cast<uint32_t>(i));
+    if (!StoreReturn(work, id, std::move(values[i]), result)) {
+      for (size_t j = i + 1; j < values.size(); ++j) {
+        cw_.references().RemoveSubmittedRefs(values[j].nested_refs);
+      }
+      if (!in_store.empty()) cw_.store().Free(in_store);
+      return;
+    }
+    if (result->returns(result->returns_size() - 1).in_plasma()) in_store.push_back(id);
+  }
+}
+
+bool TaskExecutor::StoreReturn(const Work& work, const ObjectID& id,
                                internal::SerializedValue value, proto::TaskResult* result) {
   const proto::TaskSpec& spec = work.spec;
   // The caller must be a registered borrower of every ref inside the value before it leaves.
@@ -218,7 +240,7 @@ void TaskExecutor::StoreReturn(const Work& work, const ObjectID& id,
       SetError(result, spec, proto::OWNER_DIED,
                "returning the value of " + spec.function_name() + ": " + handed.message());
       cw_.references().RemoveSubmittedRefs(value.nested_refs);
-      return;
+      return false;
     }
   }
   proto::ReturnObject* ro = result->add_returns();
@@ -236,7 +258,7 @@ void TaskExecutor::StoreReturn(const Work& work, const ObjectID& id,
                                                                          : proto::RUNTIME_ERROR,
                "storing the result of " + spec.function_name() + ": " + created.status().message());
       cw_.references().RemoveSubmittedRefs(value.nested_refs);
-      return;
+      return false;
     }
     if (!created->already_exists) {
       std::memcpy(created->data, value.bytes(), static_cast<size_t>(size));
@@ -255,6 +277,7 @@ void TaskExecutor::StoreReturn(const Work& work, const ObjectID& id,
     }
     cw_.references().RemoveSubmittedRefs(value.nested_refs);
   }
+  return true;
 }
 
 proto::TaskResult TaskExecutor::RunTask(const std::shared_ptr<Work>& work) {
@@ -355,6 +378,22 @@ proto::TaskResult TaskExecutor::RunTask(const std::shared_ptr<Work>& work) {
                                            "lumen::Actor(" +
                                                name + ")"));
           return result;
+        }
+        if (spec.num_returns() > 1) {  // kSplitTuple: one return per element
+          if (!fn->invoke_split || fn->tuple_size != static_cast<size_t>(spec.num_returns())) {
+            SetError(&result, spec, proto::TYPE_ERROR,
+                     name + " does not return a std::tuple of " +
+                         std::to_string(spec.num_returns()) + " elements (" + fn->signature +
+                         "); rebuild so that caller and worker run the same program");
+            return result;
+          }
+          std::vector<internal::SerializedValue> values = fn->invoke_split(args);
+          if (!BorrowsRegistered(spec, &result)) {
+            for (auto& v : values) cw_.references().RemoveSubmittedRefs(v.nested_refs);
+            return result;
+          }
+          StoreReturns(*work, std::move(values), &result);
+          break;
         }
         internal::SerializedValue value = fn->invoke(nullptr, args);
         if (!BorrowsRegistered(spec, &result)) {

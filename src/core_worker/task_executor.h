@@ -44,13 +44,19 @@ class TaskExecutor {
   void ThreadMain();
   void Execute(const std::shared_ptr<Work>& work);
   proto::TaskResult RunTask(const std::shared_ptr<Work>& work);
-  // Fills `out` with the error; returns the result marked as failed.
+  // Makes every return of the task (num_returns of them) the error.
   static void SetError(proto::TaskResult* result, const proto::TaskSpec& spec,
                        proto::ErrorType type, const std::string& message,
                        const std::string& remote_type = "");
   Status ResolveArgs(const std::shared_ptr<Work>& work, std::vector<internal::ValueView>* out);
-  void StoreReturn(const Work& work, const ObjectID& id, internal::SerializedValue value,
+  // Adds one return to `result`; false when it could not be stored (the result is then the
+  // error).
+  bool StoreReturn(const Work& work, const ObjectID& id, internal::SerializedValue value,
                    proto::TaskResult* result);
+  // num_returns > 1: the elements of a tuple result, one return each. A failure to store one
+  // makes every return the error and frees the elements already put in the store.
+  void StoreReturns(const Work& work, std::vector<internal::SerializedValue> values,
+                    proto::TaskResult* result);
   // Waits for the owners of refs the task borrowed to acknowledge it; on failure the result
   // becomes an OWNER_DIED error (an owner may free what the task holds) and false is returned.
   bool BorrowsRegistered(const proto::TaskSpec& spec, proto::TaskResult* result);

@@ -47,15 +47,19 @@ struct ValueView {
 
 using Invoker = std::function<SerializedValue(void* instance, std::vector<ValueView>& args)>;
 using Factory = std::function<std::shared_ptr<void>(std::vector<ValueView>& args)>;
+// Runs a function returning std::tuple and serialises each element on its own.
+using SplitInvoker = std::function<std::vector<SerializedValue>(std::vector<ValueView>& args)>;
 
 struct RemoteFunction {
   std::string name;             // as written in LUMEN_REMOTE (without '&')
   std::string signature;        // demangled C++ type, checked by the executor
   uint64_t signature_hash = 0;  // set at registration
   size_t num_args = 0;
-  Invoker invoke;          // functions and methods
-  Factory create;          // set for factories returning T* / unique_ptr<T> (actor creation)
-  std::string class_name;  // actor class of a factory's product or of a method
+  Invoker invoke;             // functions and methods
+  SplitInvoker invoke_split;  // free functions returning std::tuple: one value per element
+  size_t tuple_size = 0;      // their number of elements
+  Factory create;             // set for factories returning T* / unique_ptr<T> (actor creation)
+  std::string class_name;     // actor class of a factory's product or of a method
   bool is_method = false;
   void* raw = nullptr;  // free functions: the function pointer (libraries call it directly)
 };
@@ -82,8 +86,9 @@ ObjectID PutValue(SerializedValue value);
 // Throws the typed error stored for an object, GetTimeoutError, ObjectLostError, ...
 std::vector<ValueView> GetValues(const std::vector<ObjectID>& ids, int64_t timeout_ms);
 // ready[i] tells whether ids[i] is ready; returns once `num_returns` are, or at the timeout.
+// With `fetch_local`, an object held only on another node counts once it is pulled here.
 std::vector<bool> WaitObjects(const std::vector<ObjectID>& ids, size_t num_returns,
-                              int64_t timeout_ms);
+                              int64_t timeout_ms, bool fetch_local);
 // Calls `callback` (on an internal thread) once the object is ready or failed.
 void OnObjectReady(const ObjectID& id, std::function<void()> callback);
 
@@ -105,8 +110,9 @@ struct TaskArgument {
   SerializedValue value;  // !is_ref
 };
 
+// `num_returns` > 1: `fn` returns a tuple of that many elements, one object each.
 std::vector<ObjectID> SubmitTask(const RemoteFunction& fn, std::vector<TaskArgument> args,
-                                 const TaskOptions& options);
+                                 const TaskOptions& options, int num_returns = 1);
 // Calls by name (no compile-time types); the executor checks arity and decodes at run time.
 std::vector<ObjectID> SubmitTaskByName(const std::string& name, std::vector<TaskArgument> args,
                                        const TaskOptions& options);
