@@ -174,6 +174,21 @@ TEST_F(RpcTest, CallWithTheTokenGetsAReply) {
   EXPECT_EQ(reply.peer().size(), 5u << 20);
 }
 
+// A TCP socket bound to a free loopback port (its address in `sa`), or -1.
+int BindLoopback(sockaddr_in* sa) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  *sa = sockaddr_in{};
+  sa->sin_family = AF_INET;
+  sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(*sa);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(sa), sizeof(*sa)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(sa), &len) != 0) {
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 TEST_F(RpcTest, ABackgroundConnectCarriesCallsQueuedWhileItConnects) {
   rpc::Dispatcher none;
   auto conn = rpc::ConnectInBackground(&loop_, address_, &none, "secret-token");
@@ -188,14 +203,10 @@ TEST_F(RpcTest, ABackgroundConnectCarriesCallsQueuedWhileItConnects) {
 // progress. The background connect returns at once and fails after its timeout, failing the
 // call queued on it with the reason.
 TEST_F(RpcTest, ABackgroundConnectThatNeverCompletesFailsItsCallsAfterTheTimeout) {
-  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
+  int listener = BindLoopback(&sa);
+  ASSERT_GE(listener, 0);
   ASSERT_EQ(::listen(listener, 0), 0);
-  socklen_t len = sizeof(sa);
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&sa), &len);
   const std::string address = "127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
   // Fill the accept queue (never accepted).
   std::vector<int> fillers;
@@ -222,13 +233,9 @@ TEST_F(RpcTest, ABackgroundConnectThatNeverCompletesFailsItsCallsAfterTheTimeout
 }
 
 TEST_F(RpcTest, ABackgroundConnectToAClosedPortFailsWithTheRefusal) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
-  socklen_t len = sizeof(sa);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  int fd = BindLoopback(&sa);
+  ASSERT_GE(fd, 0);
   ::close(fd);  // bound, never listened: nothing accepts there
   rpc::Dispatcher none;
   auto conn = rpc::ConnectInBackground(&loop_, "127.0.0.1:" + std::to_string(ntohs(sa.sin_port)),

@@ -253,6 +253,17 @@ const RemoteFunction& LookupRemote(F f) {
   return *fn;
 }
 
+// Submits registered free function `f` with `args` as a task of `num_returns` returns.
+template <class F, class... A>
+std::vector<ObjectID> SubmitCall(F f, const TaskOptions& options, int num_returns, A&&... args) {
+  using Traits = FunctionTraits<F>;
+  static_assert(sizeof...(A) == Traits::arity,
+                "lumen::Task(f).Remote(...): wrong number of arguments for f");
+  const RemoteFunction& fn = LookupRemote(f);
+  auto packed = PackArgs<typename Traits::Args>(std::forward<A>(args)...);
+  return SubmitTask(fn, std::move(packed), options, num_returns);
+}
+
 }  // namespace internal
 
 // A task whose std::tuple result is split into one object per element (kSplitTuple).
@@ -266,13 +277,9 @@ class SplitTaskCaller {
 
   template <class... A>
   auto Remote(A&&... args) {
-    static_assert(sizeof...(A) == Traits::arity,
-                  "lumen::Task(f).Remote(...): wrong number of arguments for f");
-    const internal::RemoteFunction& fn = internal::LookupRemote(f_);
-    auto packed = internal::PackArgs<typename Traits::Args>(std::forward<A>(args)...);
     constexpr size_t n = std::tuple_size_v<Return>;
     static_assert(n > 0, "num_returns = lumen::kSplitTuple of an empty tuple");
-    auto ids = internal::SubmitTask(fn, std::move(packed), options_, static_cast<int>(n));
+    auto ids = internal::SubmitCall(f_, options_, static_cast<int>(n), std::forward<A>(args)...);
     return [&]<size_t... I>(std::index_sequence<I...>) {
       return std::tuple<ObjectRef<std::tuple_element_t<I, Return>>...>{
           ObjectRef<std::tuple_element_t<I, Return>>::FromAdopted(ids[I])...};
@@ -308,11 +315,7 @@ class TaskCaller {
 
   template <class... A>
   ObjectRef<Return> Remote(A&&... args) {
-    static_assert(sizeof...(A) == Traits::arity,
-                  "lumen::Task(f).Remote(...): wrong number of arguments for f");
-    const internal::RemoteFunction& fn = internal::LookupRemote(f_);
-    auto packed = internal::PackArgs<typename Traits::Args>(std::forward<A>(args)...);
-    auto ids = internal::SubmitTask(fn, std::move(packed), options_);
+    auto ids = internal::SubmitCall(f_, options_, 1, std::forward<A>(args)...);
     return ObjectRef<Return>::FromAdopted(ids[0]);
   }
 

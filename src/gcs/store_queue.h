@@ -4,7 +4,8 @@
 // in the order the loop made them. A store that never blocks (in memory) runs them inline.
 //
 // Thread ownership: Run() may be called from any thread; the calls run on the helper thread
-// (or the caller's, inline). A call that must answer on the loop posts its answer there.
+// (or the caller's, inline). A call may reply on a connection directly (replies are
+// thread-safe); one that touches the control service's tables must post to its loop.
 #pragma once
 
 #include <deque>

@@ -10,8 +10,6 @@
 
 namespace lumen::node {
 
-namespace {}  // namespace
-
 ObjectManager::ObjectManager(rpc::EventLoop* loop, object_store::ObjectStore* store,
                              std::string token, std::string self_address)
     : loop_(loop),
