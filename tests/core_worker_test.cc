@@ -145,6 +145,68 @@ TEST(ReferenceCounter, APendingResultIsFreedWhenItArrivesIfNobodyWantsIt) {
   EXPECT_EQ(released.all[0].node, node);
 }
 
+// Lineage: an argument of a kept task loses its value with its last reference, but its entry
+// stays (so that it can be re-created) until the lineage lets go of it.
+TEST(ReferenceCounter, LineageKeepsAFreedArgumentsEntryUntilItLetsGo) {
+  Released released;
+  ReferenceCounter rc(released.cb());
+  ObjectID arg = ObjectID::FromRandom();
+  NodeID node = NodeID::FromRandom();
+  rc.AddOwned(arg, 1, /*pending=*/true);
+  rc.SetReady(arg, /*in_plasma=*/true, node);
+  EXPECT_EQ(rc.AddLineageRefs({arg}), std::vector<ObjectID>{arg});
+  rc.RemoveLocalRef(arg);
+  ASSERT_EQ(released.all.size(), 1u);
+  EXPECT_TRUE(released.all[0].value);  // the copy on `node` is freed
+  EXPECT_EQ(released.all[0].node, node);
+  EXPECT_FALSE(released.all[0].forgotten);
+  EXPECT_TRUE(rc.Has(arg));
+  EXPECT_FALSE(rc.HasValue(arg));
+  EXPECT_EQ(rc.NumObjects(), 0u);
+  rc.RemoveLineageRefs({arg});
+  ASSERT_EQ(released.all.size(), 2u);
+  EXPECT_FALSE(released.all[1].value);  // nothing left to free
+  EXPECT_TRUE(released.all[1].forgotten);
+  EXPECT_FALSE(rc.Has(arg));
+}
+
+TEST(ReferenceCounter, AResurrectedArgumentIsPendingAndFreedAgainAfterItsReRun) {
+  Released released;
+  ReferenceCounter rc(released.cb());
+  ObjectID arg = ObjectID::FromRandom();
+  rc.AddOwned(arg, 1, false);
+  rc.AddLineageRefs({arg});
+  rc.RemoveLocalRef(arg);
+  ASSERT_EQ(released.all.size(), 1u);
+  // A dependent is re-run: the argument is made again and held by the re-run.
+  ASSERT_TRUE(rc.Resurrect(arg));
+  rc.AddSubmittedRefs({arg});
+  EXPECT_TRUE(rc.HasValue(arg));
+  NodeID node = NodeID::FromRandom();
+  rc.SetReady(arg, true, node);
+  EXPECT_EQ(released.all.size(), 1u);  // the re-run still needs it
+  rc.RemoveSubmittedRefs({arg});
+  ASSERT_EQ(released.all.size(), 2u);
+  EXPECT_TRUE(released.all[1].value);
+  EXPECT_EQ(released.all[1].node, node);
+  EXPECT_FALSE(released.all[1].forgotten);  // the lineage still names it
+  EXPECT_TRUE(rc.Has(arg));
+}
+
+TEST(ReferenceCounter, LineagePinsOnlyOwnedObjectsItKnows) {
+  Released released;
+  ReferenceCounter rc(released.cb());
+  ObjectID owned = ObjectID::FromRandom(), borrowed = ObjectID::FromRandom();
+  ObjectID unknown = ObjectID::FromRandom();
+  proto::Address owner;
+  owner.set_worker_id(WorkerID::FromRandom().Binary());
+  rc.AddOwned(owned, 1, false);
+  rc.AddBorrowed(borrowed, owner);
+  EXPECT_EQ(rc.AddLineageRefs({owned, borrowed, unknown}), std::vector<ObjectID>{owned});
+  EXPECT_FALSE(rc.Resurrect(borrowed));
+  EXPECT_FALSE(rc.Resurrect(unknown));
+}
+
 TEST(ReferenceCounter, BorrowersKeepTheObjectAlive) {
   Released released;
   ReferenceCounter rc(released.cb());

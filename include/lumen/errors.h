@@ -56,6 +56,14 @@ class OwnerDiedError : public ObjectLostError {
   using ObjectLostError::ObjectLostError;
 };
 
+// Every copy of the object was lost and re-running the task that made it (lineage
+// reconstruction) failed: its retries ran out, its lineage was evicted
+// (LUMEN_MAX_LINEAGE_BYTES), or an argument could not be re-created. The message says which.
+class ObjectReconstructionFailedError : public ObjectLostError {
+ public:
+  using ObjectLostError::ObjectLostError;
+};
+
 // The object store could not make room for an object (the message names the sizes).
 class ObjectStoreFullError : public Error {
  public:

@@ -21,8 +21,11 @@ LUMEN_CONFIG(int64_t, min_spill_bytes, 64 << 20,
 LUMEN_CONFIG(int64_t, spin_wait_us, 300,
              "Threads on the task path poll this long (yielding) before blocking; 0: never spin")
 LUMEN_CONFIG(int64_t, heartbeat_period_ms, 1000, "Node daemon heartbeat period to the GCS")
-LUMEN_CONFIG(int64_t, node_death_timeout_ms, 10000,
+LUMEN_CONFIG(int64_t, node_death_timeout_ms, 4000,
              "A node without heartbeats for this long is declared dead")
+LUMEN_CONFIG(int64_t, max_lineage_bytes, 1ll << 30,
+             "An owner keeps the specs of finished tasks whose results are referenced, for "
+             "re-creating lost objects, up to this many bytes (oldest evicted first)")
 LUMEN_CONFIG(int64_t, worker_start_timeout_ms, 60000,
              "A started worker that has not registered after this long is killed")
 LUMEN_CONFIG(int64_t, max_workers_per_cpu, 4,

@@ -16,6 +16,7 @@
 #include "core_worker/actor_submitter.h"
 #include "core_worker/borrowers.h"
 #include "core_worker/dependency_resolver.h"
+#include "core_worker/object_recovery.h"
 #include "core_worker/owner_fetch.h"
 #include "core_worker/peer_connections.h"
 #include "core_worker/task_executor.h"
@@ -32,15 +33,6 @@ namespace {
 
 thread_local TaskContext* tls_context = nullptr;
 
-// Normal tasks carry the nil actor (all 0xff unique bytes) in their ID.
-bool IsActorTask(const TaskID& id) {
-  ActorID actor = id.Actor();
-  for (size_t i = 0; i < ActorID::kUniqueBytes; ++i) {
-    if (actor.Data()[i] != 0xff) return true;
-  }
-  return false;
-}
-
 [[noreturn]] void ThrowError(const proto::ErrorInfo& e) {
   switch (e.type()) {
     case proto::TASK_ERROR:
@@ -55,6 +47,8 @@ bool IsActorTask(const TaskID& id) {
       throw ObjectLostError(e.message());
     case proto::OWNER_DIED:
       throw OwnerDiedError(e.message());
+    case proto::OBJECT_RECONSTRUCTION_FAILED:
+      throw ObjectReconstructionFailedError(e.message());
     case proto::OBJECT_STORE_FULL:
       throw ObjectStoreFullError(e.message());
     case proto::TYPE_ERROR:
@@ -88,6 +82,11 @@ CoreWorker::CoreWorker(CoreWorkerOptions options) : options_(std::move(options))
   owner_fetch_ = std::make_unique<OwnerFetch>(
       &io_, &memory_store_, references_.get(), peers_.get(), &shutting_down_,
       [this](const std::vector<ObjectID>& ids, const proto::ErrorInfo& e) { StoreError(ids, e); });
+  recovery_ = std::make_unique<ObjectRecovery>(*this);
+  owner_fetch_->SetLostHook(
+      [this](const ObjectID& id, const NodeID& node, std::function<void()> then) {
+        recovery_->OnBorrowerLost(id, node, std::move(then));
+      });
   resolver_ = std::make_unique<DependencyResolver>(*this);
   task_submitter_ = std::make_unique<TaskSubmitter>(*this);
   actor_submitter_ = std::make_unique<ActorSubmitter>(*this);
@@ -154,6 +153,11 @@ void CoreWorker::RegisterHandlers() {
     proto::ActorStateUpdate u;
     if (rpc::ParsePayload(f.payload, &u)) actor_submitter_->HandleUpdate(u);
   });
+  dispatcher_.Register(rpc::kNodeDied, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
+    proto::NodeInfo n;
+    if (c != gcs_ || !rpc::ParsePayload(f.payload, &n)) return;  // only the control service says
+    recovery_->OnNodeDead(NodeID::FromBinary(n.node_id()), n.death_cause());
+  });
   dispatcher_.Register(rpc::kReleaseIdleLeases, [this](const rpc::ConnectionPtr&, rpc::Frame&) {
     task_submitter_->ReleaseIdleLeases();
   });
@@ -213,6 +217,16 @@ Status CoreWorker::Connect() {
 
   LUMEN_ASSIGN_OR_RETURN(gcs_, rpc::Connect(&io_, options_.gcs_address, &dispatcher_,
                                             options_.token, /*timeout_ms=*/-1, on_close));
+  // Node deaths: objects whose copies were there are re-created or failed (ObjectRecovery).
+  gcs_->Call(
+      rpc::kSubscribeNodeDeaths, proto::Empty(),
+      [this](const Status& st, std::string_view payload) {
+        proto::NodeList dead;
+        if (!st.ok() || !rpc::ParsePayload(payload, &dead)) return;
+        for (const auto& n : dead.nodes())
+          recovery_->OnNodeDead(NodeID::FromBinary(n.node_id()), n.death_cause());
+      },
+      Config::Get().rpc_timeout_ms());
   if (options_.is_driver) {
     proto::RegisterJobRequest req;
     *req.mutable_driver() = address_;
@@ -332,6 +346,8 @@ void CoreWorker::NotifyBlocked(bool blocked) {
 void CoreWorker::OnReleases(const std::vector<ReferenceCounter::Release>& releases) {
   std::vector<std::pair<ObjectID, NodeID>> plasma_frees;
   for (const auto& r : releases) {
+    if (r.owned && r.forgotten) recovery_->OnForgotten(r.id);
+    if (!r.value) continue;  // freed earlier; the entry stayed for lineage
     memory_store_.Delete(r.id);
     if (r.owned) {
       if (r.in_plasma) plasma_frees.emplace_back(r.id, r.node);
@@ -400,6 +416,7 @@ void CoreWorker::StoreError(const std::vector<ObjectID>& ids, const proto::Error
 void CoreWorker::StoreReturns(proto::TaskResult* result) {
   for (auto& ro : *result->mutable_returns()) {
     ObjectID id = ObjectID::FromBinary(ro.object_id());
+    if (result->attempt() > 0 && !KeepReturn(id, ro)) continue;
     auto obj = std::make_shared<StoredObject>();
     if (ro.in_plasma()) {
       obj->in_plasma = true;
@@ -423,6 +440,26 @@ void CoreWorker::StoreReturns(proto::TaskResult* result) {
     references_->AddContained(id, nested);
     references_->SetReady(id, ro.in_plasma(), obj->node);
   }
+}
+
+bool CoreWorker::KeepReturn(const ObjectID& id, const proto::ReturnObject& ro) {
+  // A re-run (retry or re-creation) makes every result again, also those still alive from an
+  // earlier run and those nobody needs any more: only lost or awaited ones are stored.
+  const NodeID node = NodeID::FromBinary(ro.node_id());
+  StoredObjectPtr cur = memory_store_.Get(id);
+  bool wanted =
+      references_->HasValue(id) && (!cur || (cur->in_plasma && recovery_->IsNodeDead(cur->node)));
+  if (wanted || !ro.in_plasma()) return wanted;
+  if (!cur) {
+    FreePlasma({{id, node}});  // nobody needs it
+  } else if (node != node_id_ && !(cur->in_plasma && cur->node == node)) {
+    // The kept value lives elsewhere (or here, where a copy of it may be read): only the new
+    // copy's node frees it.
+    proto::ObjectIdList list;
+    list.add_object_ids(id.Binary());
+    FreeOnNode(node, std::move(list));
+  }
+  return false;
 }
 
 std::string CoreWorker::PackRef(const ObjectID& id) {
@@ -508,15 +545,17 @@ void CoreWorker::FreePlasma(const std::vector<std::pair<ObjectID, NodeID>>& obje
   }
   if (!local.empty() && store_) store_->Free(local);
   // The primary's node forwards the free to the nodes that pulled copies.
-  for (auto& [node, list] : remote) {
-    peers_->WithNodeAddress(gcs_, node,
-                            [this, list = std::move(list)](bool found, const proto::Address& a) {
-                              if (!found || shutting_down_)
-                                return;  // a dead node's store is gone with it
-                              auto conn = peers_->Connect(a);
-                              if (conn.ok()) (*conn)->Send(rpc::kStoreFree, list);
-                            });
-  }
+  for (auto& [node, list] : remote) FreeOnNode(node, std::move(list));
+}
+
+void CoreWorker::FreeOnNode(const NodeID& node, proto::ObjectIdList list) {
+  peers_->WithNodeAddress(gcs_, node,
+                          [this, list = std::move(list)](bool found, const proto::Address& a) {
+                            if (!found || shutting_down_)
+                              return;  // a dead node's store is gone with it
+                            auto conn = peers_->Connect(a);
+                            if (conn.ok()) (*conn)->Send(rpc::kStoreFree, list);
+                          });
 }
 
 StatusOr<internal::ValueView> CoreWorker::ReadValue(const ObjectID& id, const StoredObjectPtr& obj,
@@ -583,31 +622,46 @@ std::vector<internal::ValueView> CoreWorker::Get(const std::vector<ObjectID>& id
                             " objects not ready (first: " + first.Hex() + ")");
     }
   }
+  auto left = [&]() -> int64_t {
+    if (timeout_ms < 0) return -1;
+    auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - start)
+                     .count();
+    return std::max<int64_t>(timeout_ms - spent, 0);
+  };
   std::vector<internal::ValueView> out;
   out.reserve(ids.size());
   for (const auto& id : ids) {
-    StoredObjectPtr obj = memory_store_.Get(id);
-    if (!obj) throw ObjectLostError("lumen::Get: object " + id.Hex() + " was freed");
-    if (obj->is_error()) {
-      proto::ErrorInfo err;
-      err.ParseFromString(obj->data);
-      ThrowError(err);
-    }
-    int64_t left = timeout_ms;
-    if (timeout_ms >= 0) {
-      auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::steady_clock::now() - start)
-                       .count();
-      left = std::max<int64_t>(timeout_ms - spent, 0);
-    }
-    auto v = ReadValue(id, obj, left);
-    if (!v.ok()) {
+    // Loops while the object is being re-created: its copy was on a node that died.
+    for (;;) {
+      StoredObjectPtr obj = memory_store_.Get(id);
+      if (!obj) {
+        if (!references_->HasValue(id)) {
+          throw ObjectLostError("lumen::Get: object " + id.Hex() + " was freed");
+        }
+        if (!references_->IsOwned(id)) owner_fetch_->Fetch(id);
+        if (!WhileBlocked([&] { return memory_store_.Wait({id}, 1, left()); })[0]) {
+          throw GetTimeoutError("lumen::Get timed out after " + std::to_string(timeout_ms) +
+                                " ms: object " + id.Hex() + " is being re-created (its node died)");
+        }
+        continue;
+      }
+      if (obj->is_error()) {
+        proto::ErrorInfo err;
+        err.ParseFromString(obj->data);
+        ThrowError(err);
+      }
+      auto v = ReadValue(id, obj, left());
+      if (v.ok()) {
+        out.push_back(std::move(*v));
+        break;
+      }
       if (v.status().code() == StatusCode::kDeadlineExceeded && timeout_ms >= 0) {
         throw GetTimeoutError("lumen::Get: " + v.status().message());
       }
+      if (recovery_->OnReadFailed(id, obj)) continue;
       throw ObjectLostError("lumen::Get: " + v.status().message());
     }
-    out.push_back(std::move(*v));
   }
   return out;
 }
@@ -714,7 +768,7 @@ std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
   InPlacementGroup(options.placement_group, options.bundle_index, "lumen::Task", &entry->resources,
                    &entry->strategy);
   // Tasks share leases only with tasks of the same shape and placement.
-  entry->key = entry->resources.Key() + "|" + entry->strategy.SerializeAsString();
+  entry->shape_key = entry->resources.Key() + "|" + entry->strategy.SerializeAsString();
   entry->retries_left = std::max(options.max_retries, 0);
   std::vector<ObjectID> temporary;
   BuildArgs(*this, args, &spec, &entry->held_refs, &temporary);
@@ -727,6 +781,11 @@ std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
   const std::vector<ObjectID> returns = entry->returns;  // the entry is the submitter's now
 
   task_submitter_->AcquireSlot();
+  ResolveAndSubmit(std::move(entry));
+  return returns;
+}
+
+void CoreWorker::ResolveAndSubmit(std::shared_ptr<TaskEntry> entry) {
   auto spec_ptr = std::shared_ptr<proto::TaskSpec>(entry, &entry->spec);
   resolver_->Resolve(spec_ptr, [this, entry](const proto::ErrorInfo* dep_error) {
     if (dep_error) {
@@ -736,6 +795,8 @@ std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
       return;
     }
     // Locality-aware leasing (default strategy only: the others name their nodes).
+    entry->key = entry->shape_key;
+    entry->lease_node = NodeID::Nil();
     if (entry->strategy.kind() == proto::SchedulingStrategy::HYBRID &&
         entry->strategy.placement_group_id().empty()) {
       entry->lease_node = LocalityNode(entry->spec, node_id_, Config::Get().locality_min_bytes());
@@ -743,7 +804,6 @@ std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
     }
     task_submitter_->Submit(entry);
   });
-  return returns;
 }
 
 ActorID CoreWorker::CreateActor(const internal::RemoteFunction& factory,

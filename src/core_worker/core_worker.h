@@ -27,6 +27,7 @@
 #include "lumen/ids.h"
 #include "lumen/internal/runtime.h"
 #include "lumen/options.h"
+#include "node.pb.h"
 #include "object_store/store_client.h"
 
 namespace lumen::core {
@@ -38,6 +39,8 @@ class DependencyResolver;
 class PeerConnections;
 class BorrowerProtocol;
 class OwnerFetch;
+class ObjectRecovery;
+struct TaskEntry;
 
 struct CoreWorkerOptions {
   bool is_driver = true;
@@ -127,6 +130,8 @@ class CoreWorker {
   PeerConnections& peers() { return *peers_; }
   // Frees owned plasma objects on every node that may hold them.
   void FreePlasma(const std::vector<std::pair<ObjectID, NodeID>>& objects);
+  // Frees objects in node `node`'s store only.
+  void FreeOnNode(const NodeID& node, proto::ObjectIdList list);
 
   TaskContext& CurrentContext();
   void SetThreadContext(TaskContext* ctx);
@@ -137,6 +142,11 @@ class CoreWorker {
   void StoreReturns(proto::TaskResult* result);
   // Asking owners for the values of borrowed objects.
   OwnerFetch& owner_fetch() { return *owner_fetch_; }
+  // Lineage and the re-creation of lost objects.
+  ObjectRecovery& recovery() { return *recovery_; }
+  // Waits for a normal task's arguments (looking where they are now), then submits it (its
+  // slot and argument references are taken); a failed argument fails its results.
+  void ResolveAndSubmit(std::shared_ptr<TaskEntry> entry);
   // Makes the plasma object `id`, whose primary copy is on `node`, readable from this node's
   // store: the node daemon pulls a copy. Blocking; not on the I/O thread.
   Status PullToLocal(const ObjectID& id, const NodeID& node, int64_t timeout_ms);
@@ -165,6 +175,8 @@ class CoreWorker {
   void RegisterHandlers();
   void OnPeerClosed(const rpc::ConnectionPtr& conn, const Status& reason);
   void OnReleases(const std::vector<ReferenceCounter::Release>& releases);
+  // Whether a re-run's result `ro` is stored (see StoreReturns); frees an unwanted copy.
+  bool KeepReturn(const ObjectID& id, const proto::ReturnObject& ro);
 
   void NotifyBlocked(bool blocked);
 
@@ -185,6 +197,7 @@ class CoreWorker {
   std::unique_ptr<ReferenceCounter> references_;
   std::unique_ptr<BorrowerProtocol> borrowers_;
   std::unique_ptr<OwnerFetch> owner_fetch_;
+  std::unique_ptr<ObjectRecovery> recovery_;
   std::unique_ptr<DependencyResolver> resolver_;
   std::unique_ptr<TaskSubmitter> task_submitter_;
   std::unique_ptr<ActorSubmitter> actor_submitter_;

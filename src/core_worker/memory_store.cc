@@ -171,6 +171,15 @@ void MemoryStore::Delete(const ObjectID& id) {
   objects_.erase(id);
 }
 
+std::vector<ObjectID> MemoryStore::InPlasmaOn(const NodeID& node) const {
+  std::vector<ObjectID> out;
+  MutexLock lock(mu_);
+  for (const auto& [id, obj] : objects_) {
+    if (obj->in_plasma && obj->node == node) out.push_back(id);
+  }
+  return out;
+}
+
 size_t MemoryStore::Size() const {
   MutexLock lock(mu_);
   return objects_.size();

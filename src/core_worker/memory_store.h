@@ -49,6 +49,8 @@ class MemoryStore {
                              int64_t spin_us);
   void OnReady(const ObjectID& id, ReadyCallback cb);
   void Delete(const ObjectID& id);
+  // Objects whose value is a shared-memory copy on `node` (a scan: for rare events).
+  std::vector<ObjectID> InPlasmaOn(const NodeID& node) const;
   size_t Size() const;
 
  private:

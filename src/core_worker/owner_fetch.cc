@@ -21,7 +21,9 @@ OwnerFetch::OwnerFetch(rpc::EventLoop* io, MemoryStore* memory_store, ReferenceC
       stopping_(stopping),
       store_error_(std::move(store_error)) {}
 
-void OwnerFetch::Fetch(const ObjectID& id) {
+void OwnerFetch::Fetch(const ObjectID& id) { Fetch(id, NodeID::Nil()); }
+
+void OwnerFetch::Fetch(const ObjectID& id, const NodeID& lost_node) {
   if (memory_store_->Contains(id)) return;
   auto owner = references_->OwnerOf(id);
   if (!owner) return;
@@ -29,10 +31,10 @@ void OwnerFetch::Fetch(const ObjectID& id) {
     MutexLock lock(mu_);
     if (!asking_.insert(id).second) return;
   }
-  Ask(id, *owner);
+  Ask(id, *owner, lost_node);
 }
 
-void OwnerFetch::Ask(const ObjectID& id, const proto::Address& owner) {
+void OwnerFetch::Ask(const ObjectID& id, const proto::Address& owner, const NodeID& lost_node) {
   auto done = [this, id] {
     MutexLock lock(mu_);
     asking_.erase(id);
@@ -53,6 +55,7 @@ void OwnerFetch::Ask(const ObjectID& id, const proto::Address& owner) {
   }
   proto::GetObjectStatusRequest req;
   req.set_object_id(id.Binary());
+  if (!lost_node.IsNil()) req.set_lost_node(lost_node.Binary());
   // The owner answers when the object is ready, or PENDING after its poll window; silence for
   // owner_reply_timeout_ms means it is dead or stuck, and no wait hangs on it.
   const int64_t timeout_ms = Config::Get().owner_reply_timeout_ms();
@@ -75,7 +78,7 @@ void OwnerFetch::Ask(const ObjectID& id, const proto::Address& owner) {
             return;
           case proto::GetObjectStatusReply::PENDING:
             if (references_->Has(id) && !stopping_->load()) {
-              Ask(id, owner);
+              Ask(id, owner, NodeID::Nil());
             } else {
               done();
             }
@@ -109,6 +112,20 @@ void OwnerFetch::HandleGetObjectStatus(const rpc::ConnectionPtr& c, rpc::Frame& 
     proto::GetObjectStatusReply reply;
     reply.set_status(proto::GetObjectStatusReply::FREED);
     c->Reply(f, reply);
+    return;
+  }
+  if (!req.lost_node().empty() && lost_hook_ && references_->IsOwned(id)) {
+    // Answered once the owner has checked the report (and re-created the object if the node
+    // is dead): the request is handled again without it.
+    const NodeID lost = NodeID::FromBinary(req.lost_node());
+    req.clear_lost_node();
+    auto body = std::make_shared<std::string>(req.SerializeAsString());
+    auto frame = std::make_shared<rpc::Frame>(rpc::ReplyHandle(f));
+    std::weak_ptr<rpc::Connection> weak = c;
+    lost_hook_(id, lost, [this, weak, frame, body] {
+      frame->payload = *body;
+      if (auto conn = weak.lock()) HandleGetObjectStatus(conn, *frame);
+    });
     return;
   }
   rpc::Frame handle = rpc::ReplyHandle(f);

@@ -36,13 +36,22 @@ class OwnerFetch {
   // Borrower side: makes sure the owner of borrowed `id` will answer with its value (into the
   // memory store). One question per object at a time; nothing to do when the value is here.
   void Fetch(const ObjectID& id) LUMEN_EXCLUDES(mu_);
+  // Like Fetch, telling the owner that the copy it named on `lost_node` could not be read.
+  void Fetch(const ObjectID& id, const NodeID& lost_node) LUMEN_EXCLUDES(mu_);
+
+  // Owner side: a borrower reports that owned `id`'s copy on `node` is gone; `then` answers
+  // it once the owner has looked (ObjectRecovery::OnBorrowerLost).
+  using LostHook =
+      std::function<void(const ObjectID& id, const NodeID& node, std::function<void()> then)>;
+  void SetLostHook(LostHook hook) { lost_hook_ = std::move(hook); }
 
   // Owner side: answers a borrower's GetObjectStatus.
   void HandleGetObjectStatus(const rpc::ConnectionPtr& c, rpc::Frame& f);
 
  private:
   // One status request to the owner; asks again while the owner says PENDING.
-  void Ask(const ObjectID& id, const proto::Address& owner) LUMEN_EXCLUDES(mu_);
+  void Ask(const ObjectID& id, const proto::Address& owner, const NodeID& lost_node)
+      LUMEN_EXCLUDES(mu_);
 
   rpc::EventLoop* const io_;
   MemoryStore* const memory_store_;
@@ -50,6 +59,7 @@ class OwnerFetch {
   PeerConnections* const peers_;
   const std::atomic<bool>* const stopping_;
   const StoreErrorFn store_error_;
+  LostHook lost_hook_;  // set before the first request arrives
 
   Mutex mu_;
   std::unordered_set<ObjectID> asking_ LUMEN_GUARDED_BY(mu_);  // questions in flight

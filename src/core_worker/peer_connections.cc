@@ -83,6 +83,11 @@ void PeerConnections::CloseAll(const Status& why) {
   for (auto& [key, c] : conns) c->Close(why);
 }
 
+void PeerConnections::ForgetNode(const NodeID& node) {
+  MutexLock lock(nodes_mu_);
+  node_addresses_.erase(node);
+}
+
 void PeerConnections::WithNodeAddress(const rpc::ConnectionPtr& gcs, const NodeID& node,
                                       std::function<void(bool, const proto::Address&)> done) {
   {

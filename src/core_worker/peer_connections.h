@@ -46,6 +46,8 @@ class PeerConnections {
   void WithNodeAddress(const rpc::ConnectionPtr& gcs, const NodeID& node,
                        std::function<void(bool found, const proto::Address&)> done)
       LUMEN_EXCLUDES(nodes_mu_);
+  // A dead node: its cached address goes, so that nothing is sent there.
+  void ForgetNode(const NodeID& node) LUMEN_EXCLUDES(nodes_mu_);
 
  private:
   rpc::EventLoop* const io_;

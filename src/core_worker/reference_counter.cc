@@ -140,6 +140,7 @@ void ReferenceCounter::MaybeRelease(const ObjectID& id, std::vector<Release>* ou
     Ref& r = it->second;
     if (r.local > 0 || r.submitted > 0 || r.contained_in > 0 || r.HasBorrowers()) continue;
     if (r.owned && r.pending) continue;  // freed when the producing task reports
+    if (r.value_released && r.lineage > 0) continue;
     Release rel;
     rel.id = cur;
     rel.owned = r.owned;
@@ -147,10 +148,18 @@ void ReferenceCounter::MaybeRelease(const ObjectID& id, std::vector<Release>* ou
     rel.node = r.node;
     if (r.extra) rel.owner = r.extra->owner;
     rel.borrow_registered = r.borrow_registered;
+    rel.value = !r.value_released;
+    rel.forgotten = r.lineage == 0;
     out->push_back(std::move(rel));
     std::vector<ObjectID> contains;
     if (r.extra) contains = std::move(r.extra->contains);
-    refs_.erase(it);
+    if (r.lineage == 0) {
+      refs_.erase(it);
+    } else {
+      r.value_released = true;
+      r.in_plasma = false;
+      r.node = NodeID::Nil();
+    }
     for (const auto& inner : contains) {
       auto in = refs_.find(inner);
       if (in == refs_.end()) continue;
@@ -158,6 +167,47 @@ void ReferenceCounter::MaybeRelease(const ObjectID& id, std::vector<Release>* ou
       work.push_back(inner);
     }
   }
+}
+
+std::vector<ObjectID> ReferenceCounter::AddLineageRefs(const std::vector<ObjectID>& ids) {
+  std::vector<ObjectID> pinned;
+  MutexLock lock(mu_);
+  for (const auto& id : ids) {
+    auto it = refs_.find(id);
+    if (it == refs_.end() || !it->second.owned) continue;
+    ++it->second.lineage;
+    pinned.push_back(id);
+  }
+  return pinned;
+}
+
+void ReferenceCounter::RemoveLineageRefs(const std::vector<ObjectID>& ids) {
+  std::vector<Release> out;
+  {
+    MutexLock lock(mu_);
+    for (const auto& id : ids) {
+      auto it = refs_.find(id);
+      if (it == refs_.end()) continue;
+      if (it->second.lineage > 0) --it->second.lineage;
+      MaybeRelease(id, &out);
+    }
+  }
+  Flush(out);
+}
+
+bool ReferenceCounter::Resurrect(const ObjectID& id) {
+  MutexLock lock(mu_);
+  auto it = refs_.find(id);
+  if (it == refs_.end() || !it->second.owned) return false;
+  it->second.value_released = false;
+  it->second.pending = true;
+  return true;
+}
+
+bool ReferenceCounter::HasValue(const ObjectID& id) const {
+  MutexLock lock(mu_);
+  auto it = refs_.find(id);
+  return it != refs_.end() && !it->second.value_released;
 }
 
 bool ReferenceCounter::Has(const ObjectID& id) const {
@@ -180,7 +230,9 @@ std::optional<proto::Address> ReferenceCounter::OwnerOf(const ObjectID& id) cons
 
 size_t ReferenceCounter::NumObjects() const {
   MutexLock lock(mu_);
-  return refs_.size();
+  size_t n = 0;
+  for (const auto& [id, r] : refs_) n += !r.value_released;
+  return n;
 }
 
 }  // namespace lumen::core

@@ -9,6 +9,11 @@
 // its own counts reach zero. Objects whose producing task is still running are freed when the
 // result arrives.
 //
+// Lineage: an owned object may also be an argument of a task whose lineage is kept (its results
+// are still referenced and may have to be re-created). Such an object's value is freed as usual,
+// but its entry stays while the lineage needs it, so that it can be re-created in turn
+// (Resurrect); the entry is forgotten once neither its value nor any lineage needs it.
+//
 // Thread safety: thread-safe. The release callback runs outside the lock on the thread that
 // dropped the last reference.
 #pragma once
@@ -36,6 +41,10 @@ class ReferenceCounter {
     NodeID node;
     proto::Address owner;  // borrowed: tell this owner we are done
     bool borrow_registered = false;
+    // false: the value was freed earlier (the entry stayed for lineage); only `forgotten` news.
+    bool value = true;
+    // The entry is gone: the object can no longer be re-created (owned: drop its lineage).
+    bool forgotten = true;
   };
   using ReleaseCallback = std::function<void(const std::vector<Release>&)>;
 
@@ -56,6 +65,15 @@ class ReferenceCounter {
 
   // Owner: the producing task finished; the value is inline or in plasma on `node`.
   void SetReady(const ObjectID& id, bool in_plasma, const NodeID& node);
+  // Lineage kept by the owner names these owned objects as arguments (see above). Returns the
+  // ones it pins (known and owned), which RemoveLineageRefs must get back.
+  std::vector<ObjectID> AddLineageRefs(const std::vector<ObjectID>& ids);
+  void RemoveLineageRefs(const std::vector<ObjectID>& ids);
+  // The owned object's value is being made again (reconstruction): it is pending, and an entry
+  // kept only for lineage counts as live again. False when the entry is gone.
+  bool Resurrect(const ObjectID& id);
+  // An owned object whose value is alive (not only kept for lineage).
+  bool HasValue(const ObjectID& id) const;
   void AddBorrower(const ObjectID& id, const WorkerID& borrower);
   void RemoveBorrower(const ObjectID& id, const WorkerID& borrower);
   // A borrower process died: drop it from every object.
@@ -64,7 +82,7 @@ class ReferenceCounter {
   bool Has(const ObjectID& id) const;
   bool IsOwned(const ObjectID& id) const;
   std::optional<proto::Address> OwnerOf(const ObjectID& id) const;
-  // Borrowed refs that are still alive and whose AddBorrower has not been acknowledged.
+  // Objects with a live value (entries kept only for lineage are not counted).
   size_t NumObjects() const;
 
  private:
@@ -83,6 +101,8 @@ class ReferenceCounter {
     bool pending = false;
     bool in_plasma = false;
     bool borrow_registered = false;
+    bool value_released = false;  // freed; the entry stays for lineage
+    int32_t lineage = 0;          // kept lineage entries naming it as an argument
     NodeID node;
     std::unique_ptr<Extra> extra;
     Extra& More() {

@@ -7,6 +7,14 @@
 
 namespace lumen::core {
 
+bool IsActorTask(const TaskID& id) {
+  ActorID actor = id.Actor();  // all 0xff unique bytes for normal tasks
+  for (size_t i = 0; i < ActorID::kUniqueBytes; ++i) {
+    if (actor.Data()[i] != 0xff) return true;
+  }
+  return false;
+}
+
 void FillSpecHeader(const TaskID& id, const JobID& job, proto::TaskType type,
                     const std::string& function_name, uint64_t signature_hash,
                     proto::TaskSpec* spec) {

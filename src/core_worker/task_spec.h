@@ -15,6 +15,9 @@
 
 namespace lumen::core {
 
+// An actor method's task (its ID carries the actor); normal tasks carry the nil actor.
+bool IsActorTask(const TaskID& id);
+
 // Id, job, type, function and one return: what every spec starts with.
 void FillSpecHeader(const TaskID& id, const JobID& job, proto::TaskType type,
                     const std::string& function_name, uint64_t signature_hash,

@@ -6,6 +6,7 @@
 #include "common/logging.h"
 #include "common/rpc/message_types.h"
 #include "core_worker/core_worker.h"
+#include "core_worker/object_recovery.h"
 #include "core_worker/peer_connections.h"
 #include "node.pb.h"
 
@@ -61,6 +62,18 @@ void TaskSubmitter::ReleaseSlot() {
     wake = slot_waiters_ > 0 && pending_ == resume_at_;
   }
   if (wake) slot_cv_.NotifyAll();
+}
+
+void TaskSubmitter::TakeSlot() {
+  MutexLock lock(slot_mu_);
+  ++pending_;
+}
+
+bool HasPlasmaArgs(const proto::TaskSpec& spec) {
+  for (const auto& arg : spec.args()) {
+    if (arg.has_ref()) return true;
+  }
+  return false;
 }
 
 size_t TaskSubmitter::NumPending() const {
@@ -403,6 +416,7 @@ void TaskSubmitter::FailQueuedLocked(const std::string& key, const std::string& 
 
 void TaskSubmitter::HandleResults(const rpc::ConnectionPtr& conn, proto::TaskResults& results) {
   std::vector<Completion> done;
+  std::vector<std::shared_ptr<TaskEntry>> relocate;  // retries whose arguments may have moved
   {
     MutexLock lock(mu_);
     std::vector<std::string> keys;
@@ -436,7 +450,11 @@ void TaskSubmitter::HandleResults(const rpc::ConnectionPtr& conn, proto::TaskRes
         task->wire.clear();
         LUMEN_LOG(INFO) << "retrying task " << task->spec.function_name() << " (attempt "
                         << task->spec.attempt() + 1 << ")";
-        RequeueFrontLocked(task, &keys);
+        if (r.system_error() && HasPlasmaArgs(task->spec)) {
+          relocate.push_back(std::move(task));
+        } else {
+          RequeueFrontLocked(task, &keys);
+        }
         continue;
       }
       Completion c;
@@ -446,6 +464,7 @@ void TaskSubmitter::HandleResults(const rpc::ConnectionPtr& conn, proto::TaskRes
     }
     for (const auto& k : keys) DeferPumpLocked(k);
   }
+  for (auto& task : relocate) cw_.recovery().Retry(std::move(task));
   Complete(done);
 }
 
@@ -491,6 +510,7 @@ void TaskSubmitter::HandleWorkerFailure(std::vector<std::shared_ptr<TaskEntry>> 
         }
         std::vector<Completion> failed;
         std::vector<std::string> keys;
+        std::vector<std::shared_ptr<TaskEntry>> relocate;  // its node (and arguments) may be gone
         {
           MutexLock lock(mu_);
           for (size_t i = 0; i < shared->size(); ++i) {
@@ -506,7 +526,11 @@ void TaskSubmitter::HandleWorkerFailure(std::vector<std::shared_ptr<TaskEntry>> 
               LUMEN_LOG(WARNING) << "task " << task->spec.function_name() << ": worker process "
                                  << why << "; retrying (attempt " << task->spec.attempt() + 1
                                  << ")";
-              RequeueFrontLocked(task, &keys);
+              if (HasPlasmaArgs(task->spec)) {
+                relocate.push_back(task);
+              } else {
+                RequeueFrontLocked(task, &keys);
+              }
               continue;
             }
             Completion c;
@@ -523,6 +547,7 @@ void TaskSubmitter::HandleWorkerFailure(std::vector<std::shared_ptr<TaskEntry>> 
           }
           for (const auto& k : keys) PumpLocked(k);
         }
+        for (auto& task : relocate) cw_.recovery().Retry(std::move(task));
         Complete(failed);
       },
       Config::Get().worker_exit_status_wait_ms() + 3000);
@@ -530,6 +555,13 @@ void TaskSubmitter::HandleWorkerFailure(std::vector<std::shared_ptr<TaskEntry>> 
 
 void TaskSubmitter::Complete(std::vector<Completion>& done) {
   for (auto& c : done) {
+    // Results in shared memory can be lost with their node: the task is kept to re-run, its
+    // arguments' entries pinned before the task lets go of them.
+    bool in_plasma = false;
+    for (const auto& ro : c.result.returns()) in_plasma |= ro.in_plasma();
+    if (!c.failed_by_system && in_plasma && !c.result.application_error()) {
+      cw_.recovery().RecordLineage(c.task);
+    }
     // Arguments first: once Get returns, the task no longer holds anything.
     cw_.references().RemoveSubmittedRefs(c.task->held_refs);
     if (c.failed_by_system) {

@@ -36,13 +36,17 @@ struct TaskEntry {
   // Locality-aware leasing: the node holding most of the arguments' bytes, when another than
   // this process's (nil: lease from the local node).
   NodeID lease_node;
-  std::string key;  // resources, strategy and lease node: tasks of one key share leases
+  std::string shape_key;          // resources and strategy
+  std::string key;                // shape and lease node: tasks of one key share leases
   double* avg_exec_us = nullptr;  // the submitter's running average for this function
 };
 
 // Where `spec`'s arguments in shared memory live: the node with most of their bytes, when it is
 // not `local` and holds at least `min_bytes` (else nil).
 NodeID LocalityNode(const proto::TaskSpec& spec, const NodeID& local, int64_t min_bytes);
+
+// Whether a task takes an argument in shared memory (a retry must look where it is now).
+bool HasPlasmaArgs(const proto::TaskSpec& spec);
 
 // Appends a task to a PushTasksRequest payload as one `tasks` entry (serialized once).
 void AppendTask(TaskEntry& task, std::string* payload);
@@ -59,8 +63,11 @@ class TaskSubmitter {
   // streaming far more tasks than the limit is woken once per batch of completions, not once
   // per completion.
   void AcquireSlot();
-  // Releases a slot taken by AcquireSlot (task finished or failed before submission).
+  // Releases a slot taken by AcquireSlot or TakeSlot (task finished or failed before
+  // submission).
   void ReleaseSlot();
+  // Takes a slot without waiting (a re-run to re-create lost objects: never blocked).
+  void TakeSlot();
 
   // Queues a task whose dependencies are resolved.
   void Submit(std::shared_ptr<TaskEntry> task);

@@ -1,5 +1,6 @@
 #include "gcs/gcs_server.h"
 
+#include <algorithm>
 #include <future>
 
 #include "common/config.h"
@@ -86,6 +87,7 @@ void GcsServer::RegisterHandlers() {
   bind(rpc::kCreateActor, &GcsServer::HandleCreateActor);
   bind(rpc::kGetActor, &GcsServer::HandleGetActor);
   bind(rpc::kSubscribeActor, &GcsServer::HandleSubscribeActor);
+  bind(rpc::kSubscribeNodeDeaths, &GcsServer::HandleSubscribeNodeDeaths);
   bind(rpc::kKillActor, &GcsServer::HandleKillActor);
   bind(rpc::kWorkerDied, &GcsServer::HandleWorkerDied);
   bind(rpc::kKVPut, &GcsServer::HandleKV);
@@ -136,10 +138,7 @@ Status GcsServer::Start() {
   if (!options_.unix_path.empty()) {
     LUMEN_ASSIGN_OR_RETURN(unix_address_, server_->ListenUnix(options_.unix_path));
   }
-  loop_->Post([this] {
-    heartbeat_timer_ =
-        loop_->RunAfter(std::chrono::milliseconds(1000), [this] { CheckHeartbeats(); });
-  });
+  loop_->Post([this] { ScheduleHeartbeatCheck(); });
   LUMEN_LOG(INFO) << "control service listening on " << tcp_address_;
   return Status::OK();
 }
@@ -354,8 +353,36 @@ void GcsServer::CheckHeartbeats() {
   }
   for (const auto& id : dead)
     MarkNodeDead(id, "no heartbeat for " + std::to_string(options_.node_death_timeout_ms) + " ms");
+  ScheduleHeartbeatCheck();
+}
+
+void GcsServer::ScheduleHeartbeatCheck() {
+  // Checked often enough that a silent node is declared dead within an eighth of the timeout
+  // past it.
+  auto period = std::clamp<int64_t>(options_.node_death_timeout_ms / 8, 20, 1000);
   heartbeat_timer_ =
-      loop_->RunAfter(std::chrono::milliseconds(1000), [this] { CheckHeartbeats(); });
+      loop_->RunAfter(std::chrono::milliseconds(period), [this] { CheckHeartbeats(); });
+}
+
+void GcsServer::HandleSubscribeNodeDeaths(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  // One entry per connection; closed ones are dropped whenever the list has doubled.
+  bool already = false;
+  for (auto& w : node_death_subscribers_) already |= w.lock() == c;
+  if (!already) {
+    node_death_subscribers_.push_back(c);
+    if (node_death_subscribers_.size() >= 64 &&
+        (node_death_subscribers_.size() & (node_death_subscribers_.size() - 1)) == 0) {
+      std::erase_if(node_death_subscribers_, [](const std::weak_ptr<rpc::Connection>& w) {
+        auto s = w.lock();
+        return !s || s->closed();
+      });
+    }
+  }
+  proto::NodeList dead;
+  for (const auto& [id, n] : nodes_) {
+    if (!n.info.alive()) *dead.add_nodes() = n.info;
+  }
+  c->Reply(f, dead);
 }
 
 void GcsServer::EnsureJobOnNode(const JobID& job, const NodeID& node,
@@ -395,6 +422,14 @@ void GcsServer::MarkNodeDead(const NodeID& id, const std::string& cause) {
   }
   groups_->OnNodeDead(id);
   submissions_->OnNodeDead(id);
+  auto dead = nodes_.find(id);  // the handlers above may have touched the table
+  if (dead == nodes_.end()) return;
+  std::erase_if(node_death_subscribers_, [&](const std::weak_ptr<rpc::Connection>& w) {
+    auto s = w.lock();
+    if (!s || s->closed()) return true;
+    s->Send(rpc::kNodeDied, dead->second.info);
+    return false;
+  });
 }
 
 rpc::ConnectionPtr GcsServer::NodeConnection(const NodeID& id) {

@@ -105,6 +105,9 @@ class GcsServer {
   void HandleCreateActor(const rpc::ConnectionPtr& c, rpc::Frame& f);
   void HandleGetActor(const rpc::ConnectionPtr& c, rpc::Frame& f);
   void HandleSubscribeActor(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  // Owners learn of node deaths (their objects there are lost): the reply lists the nodes
+  // already dead; kNodeDied follows for each later one.
+  void HandleSubscribeNodeDeaths(const rpc::ConnectionPtr& c, rpc::Frame& f);
   void HandleKillActor(const rpc::ConnectionPtr& c, rpc::Frame& f);
   void HandleWorkerDied(const rpc::ConnectionPtr& c, rpc::Frame& f);
   void HandleKV(const rpc::ConnectionPtr& c, rpc::Frame& f);
@@ -145,6 +148,7 @@ class GcsServer {
   void KillActorWorker(ActorState& a, const std::string& reason);
   void MarkNodeDead(const NodeID& id, const std::string& cause);
   void CheckHeartbeats();
+  void ScheduleHeartbeatCheck();
   // What node daemons schedule against: every node's address, labels and resources.
   proto::ClusterView View() const;
   // Sends the view to every alive node soon (coalesced: at most once per report period).
@@ -179,6 +183,7 @@ class GcsServer {
   std::set<ActorID> waiting_for_group_;           // actors of a pending placement group
   std::unique_ptr<PlacementGroups> groups_;
   std::unique_ptr<JobSubmissions> submissions_;  // `lumen job submit`
+  std::vector<std::weak_ptr<rpc::Connection>> node_death_subscribers_;
 };
 
 }  // namespace lumen::gcs

@@ -68,6 +68,8 @@ enum MsgType : uint16_t {
   kJobLogs = 228,               // JobLogsRequest -> JobLogsReply
   kStopSubmittedJob = 229,      // SubmittedJobRequest -> SubmittedJobReply
   kDriverExited = 230,          // DriverExited (node -> GCS, one-way)
+  kSubscribeNodeDeaths = 231,   // Empty -> NodeList (nodes already dead); then kNodeDied
+  kNodeDied = 232,              // NodeInfo (GCS -> subscriber, one-way)
 
   // ---- core worker (core_worker.proto) -------------------------------------------------
   kPushTasks = 300,        // PushTasksRequest (owner -> worker, one-way)

@@ -1,0 +1,354 @@
+#include "core_worker/object_recovery.h"
+
+#include <chrono>
+#include <future>
+#include <optional>
+#include <utility>
+
+#include "common/config.h"
+#include "common/logging.h"
+#include "common/rpc/message_types.h"
+#include "core_worker/core_worker.h"
+#include "core_worker/owner_fetch.h"
+#include "core_worker/peer_connections.h"
+#include "core_worker/task_spec.h"
+#include "gcs.pb.h"
+
+namespace lumen::core {
+
+namespace {
+
+proto::ErrorInfo ErrorOf(proto::ErrorType type, std::string message) {
+  proto::ErrorInfo e;
+  e.set_type(type);
+  e.set_message(std::move(message));
+  return e;
+}
+
+std::string Short(const NodeID& node) { return node.Hex().substr(0, 12); }
+
+}  // namespace
+
+ObjectRecovery::ObjectRecovery(CoreWorker& cw)
+    : cw_(cw), max_bytes_(Config::Get().max_lineage_bytes()) {}
+
+void ObjectRecovery::RecordLineage(const std::shared_ptr<TaskEntry>& task) {
+  const TaskID tid = TaskID::FromBinary(task->spec.task_id());
+  std::vector<ObjectID> unpin;
+  {
+    MutexLock lock(mu_);
+    auto it = lineage_.find(tid);
+    if (it != lineage_.end()) {  // a re-run finished: its copy carries the retries left
+      it->second.running = false;
+      if (it->second.task) {
+        it->second.task->retries_left = std::min(it->second.task->retries_left, task->retries_left);
+      }
+      return;
+    }
+    Lineage l;
+    l.returns = task->returns;
+    // Results already forgotten (every handle dropped before the task finished) are counted
+    // now; later ones arrive through OnForgotten, which needs the lock held here.
+    for (const auto& r : l.returns) l.forgotten += !cw_.references().Has(r);
+    if (l.forgotten == l.returns.size()) return;
+    std::vector<ObjectID> args;
+    for (const auto& arg : task->spec.args()) {
+      if (arg.has_ref()) args.push_back(ObjectID::FromBinary(arg.ref().object_id()));
+    }
+    l.pinned = cw_.references().AddLineageRefs(args);
+    l.task = task;  // its held_refs are the caller's to release (a re-run holds `pinned`)
+    l.bytes = static_cast<int64_t>(task->spec.ByteSizeLong() +
+                                   sizeof(ObjectID) * (l.returns.size() + l.pinned.size()) + 128);
+    bytes_ += l.bytes;
+    lineage_.emplace(tid, std::move(l));
+    order_.push_back(tid);
+    EvictLocked(&unpin);
+    if (order_.size() > 2 * lineage_.size() + 64) {  // drop names of tasks already gone
+      std::deque<TaskID> live;
+      for (const auto& t : order_) {
+        auto l2 = lineage_.find(t);
+        if (l2 != lineage_.end() && l2->second.task) live.push_back(t);
+      }
+      order_.swap(live);
+    }
+  }
+  if (!unpin.empty()) cw_.references().RemoveLineageRefs(unpin);
+}
+
+void ObjectRecovery::EvictLocked(std::vector<ObjectID>* unpin) {
+  while (bytes_ > max_bytes_ && !order_.empty()) {
+    TaskID tid = order_.front();
+    order_.pop_front();
+    auto it = lineage_.find(tid);
+    if (it == lineage_.end() || !it->second.task) continue;
+    if (it->second.running) {  // a re-run needs it: keep it, look at the next oldest
+      order_.push_back(tid);
+      if (order_.front() == tid) break;
+      continue;
+    }
+    Lineage& l = it->second;
+    bytes_ -= l.bytes;
+    l.bytes = 0;
+    l.task.reset();  // the entry stays, so that a loss can say why it is final
+    unpin->insert(unpin->end(), l.pinned.begin(), l.pinned.end());
+    l.pinned.clear();
+  }
+}
+
+void ObjectRecovery::DropLocked(const TaskID& task, std::vector<ObjectID>* unpin) {
+  auto it = lineage_.find(task);
+  if (it == lineage_.end()) return;
+  bytes_ -= it->second.bytes;
+  unpin->insert(unpin->end(), it->second.pinned.begin(), it->second.pinned.end());
+  lineage_.erase(it);
+}
+
+void ObjectRecovery::OnForgotten(const ObjectID& id) {
+  if (id.IsPut()) return;
+  std::vector<ObjectID> unpin;
+  {
+    MutexLock lock(mu_);
+    auto it = lineage_.find(id.Task());
+    if (it == lineage_.end()) return;
+    if (++it->second.forgotten >= it->second.returns.size()) DropLocked(id.Task(), &unpin);
+  }
+  if (!unpin.empty()) cw_.references().RemoveLineageRefs(unpin);
+}
+
+bool ObjectRecovery::IsNodeDead(const NodeID& node) const {
+  MutexLock lock(mu_);
+  return dead_.count(node) > 0;
+}
+
+bool ObjectRecovery::IsLostLocked(const StoredObjectPtr& obj) const {
+  return obj && obj->in_plasma && dead_.count(obj->node) > 0;
+}
+
+void ObjectRecovery::RecoverLocked(const ObjectID& id, const std::string& why, Actions* out) {
+  auto fail = [&](proto::ErrorType type, const std::string& message) {
+    cw_.references().Resurrect(id);  // the error is its value now
+    out->errors.emplace_back(id, ErrorOf(type, message));
+  };
+  const std::string what = "object " + id.Hex() + " was lost (" + why + ")";
+  if (id.IsPut()) {
+    fail(proto::OBJECT_LOST,
+         what + " and cannot be re-created: it was made by lumen::Put, which has no lineage");
+    return;
+  }
+  const TaskID tid = id.Task();
+  auto it = lineage_.find(tid);
+  if (it == lineage_.end()) {
+    fail(proto::OBJECT_LOST,
+         what + (!IsActorTask(tid) ? " and cannot be re-created: its owner kept no lineage for it"
+                                   : " and cannot be re-created: it is the result of an actor "
+                                     "method, which depends on the actor's state"));
+    return;
+  }
+  Lineage& l = it->second;
+  if (!l.task) {
+    fail(proto::OBJECT_RECONSTRUCTION_FAILED,
+         what +
+             " and cannot be re-created: the lineage of the task that made it was evicted to "
+             "stay within LUMEN_MAX_LINEAGE_BYTES=" +
+             std::to_string(max_bytes_));
+    return;
+  }
+  const std::string& fn = l.task->spec.function_name();
+  if (l.running) {  // a re-run is on its way: this result comes with it
+    if (cw_.references().Resurrect(id)) out->deleted.push_back(id);
+    return;
+  }
+  if (l.task->retries_left <= 0) {
+    fail(proto::OBJECT_RECONSTRUCTION_FAILED, what + " and re-running task " + fn +
+                                                  " to re-create it would exceed its max_retries=" +
+                                                  std::to_string(l.task->spec.max_retries()));
+    return;
+  }
+  --l.task->retries_left;
+  auto attempt = std::make_shared<TaskEntry>(*l.task);
+  attempt->spec.set_attempt(l.task->spec.attempt() + 1);
+  l.task->spec.set_attempt(attempt->spec.attempt());
+  attempt->wire.clear();
+  attempt->returns.clear();
+  for (const auto& r : l.returns) {
+    StoredObjectPtr cur = cw_.memory_store().Get(r);
+    if (cur && !IsLostLocked(cur)) continue;       // alive: the re-run's copy is not needed
+    if (!cw_.references().Resurrect(r)) continue;  // forgotten
+    out->deleted.push_back(r);
+    attempt->returns.push_back(r);
+  }
+  attempt->held_refs = l.pinned;
+  l.running = true;
+  LUMEN_LOG(WARNING) << what << "; re-running task " << fn << " (attempt "
+                     << attempt->spec.attempt() + 1
+                     << ", max_retries=" << attempt->spec.max_retries() << ")";
+  out->resubmit.push_back(std::move(attempt));
+}
+
+bool ObjectRecovery::RecoverArgsLocked(const TaskEntry& task, Actions* out) {
+  for (const auto& arg : task.spec.args()) {
+    if (!arg.has_ref()) continue;
+    ObjectID id = ObjectID::FromBinary(arg.ref().object_id());
+    StoredObjectPtr cur = cw_.memory_store().Get(id);
+    if (!cur && !cw_.references().Has(id)) {
+      // Forgotten: its own lineage was evicted and nothing else kept it.
+      out->failure = "its argument " + id.Hex() + " is gone and cannot be re-created";
+      return false;
+    }
+    if (!cw_.references().IsOwned(id)) {
+      if (IsLostLocked(cur)) out->deleted.push_back(id);  // its owner is asked again
+      continue;
+    }
+    if (cur && !IsLostLocked(cur)) continue;
+    if (!cur && cw_.references().HasValue(id)) continue;  // being made (or re-made) now
+    RecoverLocked(id,
+                  cur ? "its copy was on node " + Short(cur->node) + ", which died"
+                      : "it was freed, and task " + task.spec.function_name() +
+                            " that takes it is being re-run",
+                  out);
+  }
+  return true;
+}
+
+void ObjectRecovery::ExpandLocked(Actions* out, size_t from) {
+  for (size_t i = from; i < out->resubmit.size(); ++i) {
+    if (RecoverArgsLocked(*out->resubmit[i], out)) continue;
+    // This re-run cannot happen: its results fail (and so do re-runs waiting for them).
+    auto attempt = out->resubmit[i];
+    auto it = lineage_.find(TaskID::FromBinary(attempt->spec.task_id()));
+    if (it != lineage_.end()) it->second.running = false;
+    for (const auto& r : attempt->returns) {
+      out->errors.emplace_back(r, ErrorOf(proto::OBJECT_RECONSTRUCTION_FAILED,
+                                          "object " + r.Hex() + " was lost, and re-running task " +
+                                              attempt->spec.function_name() +
+                                              " to re-create it failed: " + out->failure));
+    }
+    out->resubmit[i] = nullptr;
+  }
+  std::erase(out->resubmit, nullptr);
+}
+
+void ObjectRecovery::Run(Actions& a) {
+  for (const auto& id : a.deleted) cw_.memory_store().Delete(id);
+  for (const auto& [id, err] : a.errors) cw_.StoreError({id}, err);
+  for (auto& task : a.resubmit) {
+    cw_.references().AddSubmittedRefs(task->held_refs);
+    cw_.task_submitter().TakeSlot();
+    cw_.ResolveAndSubmit(std::move(task));
+  }
+}
+
+void ObjectRecovery::OnNodeDead(const NodeID& node, const std::string& cause) {
+  {
+    MutexLock lock(mu_);
+    if (!dead_.emplace(node, cause).second) return;
+  }
+  cw_.peers().ForgetNode(node);
+  const std::string why = "its copy was on node " + Short(node) + ", which died: " + cause;
+  Actions a;
+  {
+    MutexLock lock(mu_);
+    for (const auto& id : cw_.memory_store().InPlasmaOn(node)) {
+      if (cw_.references().IsOwned(id)) {
+        RecoverLocked(id, why, &a);
+      } else {
+        a.deleted.push_back(id);  // a borrower asks the owner again
+      }
+    }
+    ExpandLocked(&a, 0);
+  }
+  if (!a.errors.empty() || !a.resubmit.empty()) {
+    LUMEN_LOG(WARNING) << "node " << Short(node) << " died (" << cause << "): re-running "
+                       << a.resubmit.size() << " task(s) to re-create what was lost there, "
+                       << a.errors.size() << " object(s) lost for good";
+  }
+  Run(a);
+}
+
+void ObjectRecovery::HandleNodeList(const proto::NodeList& nodes) {
+  for (const auto& n : nodes.nodes()) {
+    if (!n.alive()) OnNodeDead(NodeID::FromBinary(n.node_id()), n.death_cause());
+  }
+}
+
+void ObjectRecovery::RefreshNodeDeaths(std::function<void()> then) {
+  const auto& gcs = cw_.gcs();
+  if (!gcs || gcs->closed()) {
+    then();
+    return;
+  }
+  gcs->Call(
+      rpc::kGetAllNodes, proto::Empty(),
+      [this, then = std::move(then)](const Status& st, std::string_view payload) {
+        proto::NodeList nodes;
+        if (st.ok() && rpc::ParsePayload(payload, &nodes)) HandleNodeList(nodes);
+        then();
+      },
+      Config::Get().rpc_timeout_ms());
+}
+
+bool ObjectRecovery::OnReadFailed(const ObjectID& id, const StoredObjectPtr& obj) {
+  if (!obj || !obj->in_plasma || obj->node.IsNil()) return false;
+  if (!IsNodeDead(obj->node)) {
+    auto done = std::make_shared<std::promise<void>>();
+    auto future = done->get_future();
+    RefreshNodeDeaths([done] { done->set_value(); });
+    future.wait();
+    if (!IsNodeDead(obj->node)) return false;
+  }
+  if (cw_.memory_store().Get(id) != obj) return true;  // re-created or failed meanwhile
+  if (cw_.references().IsOwned(id)) return false;
+  // Borrowed, and the owner still names the dead node: it is told, and answers once it knows.
+  cw_.memory_store().Delete(id);
+  cw_.owner_fetch().Fetch(id, obj->node);
+  return true;
+}
+
+void ObjectRecovery::OnBorrowerLost(const ObjectID& id, const NodeID& node,
+                                    std::function<void()> then) {
+  StoredObjectPtr cur = cw_.memory_store().Get(id);
+  if (!cur || !cur->in_plasma || cur->node != node || IsNodeDead(node)) {
+    then();
+    return;
+  }
+  RefreshNodeDeaths(std::move(then));  // never on a borrower's word alone
+}
+
+void ObjectRecovery::Retry(std::shared_ptr<TaskEntry> task) {
+  RefreshNodeDeaths([this, task = std::move(task)]() mutable {
+    Actions a;
+    std::optional<proto::ErrorInfo> failed;
+    {
+      MutexLock lock(mu_);
+      if (!RecoverArgsLocked(*task, &a)) {
+        proto::ErrorInfo err =
+            ErrorOf(proto::OBJECT_RECONSTRUCTION_FAILED,
+                    "task " + task->spec.function_name() + " cannot be retried: " + a.failure);
+        failed = std::move(err);  // re-runs already begun for other arguments go on
+      }
+      ExpandLocked(&a, 0);
+    }
+    Run(a);
+    if (failed) {
+      cw_.references().RemoveSubmittedRefs(task->held_refs);
+      cw_.StoreError(task->returns, *failed);
+      cw_.task_submitter().ReleaseSlot();
+      return;
+    }
+    cw_.ResolveAndSubmit(std::move(task));
+  });
+}
+
+size_t ObjectRecovery::NumLineageEntries() const {
+  MutexLock lock(mu_);
+  size_t n = 0;
+  for (const auto& [tid, l] : lineage_) n += l.task != nullptr;
+  return n;
+}
+
+int64_t ObjectRecovery::LineageBytes() const {
+  MutexLock lock(mu_);
+  return bytes_;
+}
+
+}  // namespace lumen::core

@@ -1,0 +1,277 @@
+// The driver of the recovery suite (recovery_test.cc): a user program on a cluster of three node
+// daemons started with the `lumen` CLI (zones a = head, b and c; node b also offers side=1)
+// that loses node b mid-job. `recovery_driver CHECK` runs one check, prints what it saw and
+// exits non-zero with the reason on any mismatch. VICTIM_PID is node b's daemon: the driver
+// kills it (SIGKILL; its workers die with it) at the point the check needs.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lumen/lumen.h"
+
+namespace {
+
+struct Failure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+void Expect(bool ok, const std::string& what) {
+  if (!ok) throw Failure(what);
+}
+
+std::string Short(const std::string& id) { return id.substr(0, 8); }
+
+std::string WhereAmI() { return lumen::GetRuntimeContext().node_id(); }
+
+// Every run of a task appends "<name> <seed> <node>" to `log` (one write: lines never mix).
+void LogRun(const std::string& log, const std::string& name, int seed) {
+  std::string line = name + " " + std::to_string(seed) + " " + WhereAmI() + "\n";
+  int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (fd < 0) throw std::runtime_error("cannot open " + log);
+  bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  ::close(fd);
+  if (!ok) throw std::runtime_error("cannot write " + log);
+}
+
+uint8_t PatternByte(int seed, size_t i) { return static_cast<uint8_t>(seed + i * 31); }
+
+// A blob large enough to live in the object store (not inline in its owner).
+lumen::Buffer Make(std::string log, int seed, int64_t n) {
+  LogRun(log, "Make", seed);
+  std::vector<uint8_t> v(static_cast<size_t>(n));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = PatternByte(seed, i);
+  return lumen::Buffer::FromVector(std::move(v));
+}
+
+lumen::Buffer AddOne(std::string log, int seed, lumen::Buffer in) {
+  LogRun(log, "AddOne", seed);
+  std::vector<uint8_t> v(in.data(), in.data() + in.size());
+  for (auto& b : v) ++b;
+  return lumen::Buffer::FromVector(std::move(v));
+}
+
+uint64_t Digest(const lumen::Buffer& b) {
+  uint64_t d = 1469598103934665603ull;
+  for (size_t i = 0; i < b.size(); ++i) d = (d ^ b.data()[i]) * 1099511628211ull;
+  return d;
+}
+
+bool Exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+
+// Spins until `path` exists (a minute at most): another process says it may go on.
+void AwaitFile(const std::string& path) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!Exists(path)) {
+    if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error(path + " never came");
+    std::this_thread::yield();
+  }
+}
+
+// A borrower: learns where the object's copy is (without reading it), says so in `waited`,
+// and reads it once `go` exists — after that copy's node was killed.
+uint64_t ReadLater(std::string waited, std::string go,
+                   std::vector<lumen::ObjectRef<lumen::Buffer>> refs) {
+  auto ready = lumen::Wait(refs, {.num_returns = 1, .fetch_local = false});
+  if (ready.ready.size() != 1) throw std::runtime_error("the object never became ready");
+  ::close(::open(waited.c_str(), O_CREAT | O_WRONLY, 0644));
+  AwaitFile(go);
+  return Digest(lumen::Get(refs[0]));
+}
+
+class Maker {
+ public:
+  static Maker* Create() { return new Maker(); }
+  lumen::Buffer Make(int64_t n) { return lumen::Buffer::FromVector(std::vector<uint8_t>(n, 5)); }
+};
+
+}  // namespace
+
+LUMEN_REMOTE(WhereAmI, Make, AddOne, ReadLater);
+LUMEN_REMOTE(Maker::Create, &Maker::Make);
+
+namespace {
+
+// zone label -> node id.
+std::map<std::string, std::string> NodesByZone() {
+  std::map<std::string, std::string> out;
+  for (const auto& n : lumen::Nodes()) {
+    if (n.alive && n.labels.count("zone")) out[n.labels.at("zone")] = n.node_id;
+  }
+  Expect(out.size() == 3,
+         "expected three alive nodes with zone labels, saw " + std::to_string(out.size()));
+  return out;
+}
+
+std::string NewLog(const std::string& name) {
+  const char* dir = std::getenv("RENDEZVOUS_DIR");
+  std::string path =
+      std::string(dir ? dir : "/tmp") + "/" + name + "-" + std::to_string(::getpid()) + ".log";
+  ::unlink(path.c_str());
+  return path;
+}
+
+struct Run {
+  std::string name;
+  int seed;
+  std::string node;
+};
+
+std::vector<Run> ReadRuns(const std::string& log) {
+  std::vector<Run> runs;
+  std::ifstream in(log);
+  Run r;
+  while (in >> r.name >> r.seed >> r.node) runs.push_back(r);
+  return runs;
+}
+
+// The runs of `name`/`seed`, oldest first.
+std::vector<std::string> NodesThatRan(const std::vector<Run>& runs, const std::string& name,
+                                      int seed) {
+  std::vector<std::string> out;
+  for (const auto& r : runs) {
+    if (r.name == name && r.seed == seed) out.push_back(r.node);
+  }
+  return out;
+}
+
+void ExpectPattern(const lumen::Buffer& b, int seed, int added, size_t n, const std::string& what) {
+  Expect(b.size() == n,
+         what + ": " + std::to_string(b.size()) + " bytes, expected " + std::to_string(n));
+  for (size_t i = 0; i < n; ++i) {
+    if (b.data()[i] != static_cast<uint8_t>(PatternByte(seed, i) + added)) {
+      throw Failure(what + ": byte " + std::to_string(i) + " differs");
+    }
+  }
+}
+
+void KillVictim() {
+  const char* pid = std::getenv("VICTIM_PID");
+  Expect(pid && std::atoi(pid) > 0, "VICTIM_PID is not set");
+  Expect(::kill(std::atoi(pid), SIGKILL) == 0,
+         "cannot kill node b's daemon (pid " + std::string(pid) + ")");
+}
+
+// Objects whose only copies were on node b come back from lineage after b is killed: a chain
+// of three tasks whose first two results were already dropped by the driver (re-created
+// because the third needs them), a plain result, one a borrower on node c was told lives on b,
+// and nothing else runs twice. Objects that cannot come back say why, with their types: a task
+// with max_retries=0, an actor's result.
+void CheckLineage() {
+  auto zones = NodesByZone();
+  const std::string b = zones["b"];
+  const std::string log = NewLog("runs");
+  const int64_t n = 2 << 20;
+  lumen::TaskOptions on_b{.scheduling = lumen::NodeAffinityScheduling{.node_id = b, .soft = true}};
+  lumen::TaskOptions on_b_no_retries{
+      .max_retries = 0, .scheduling = lumen::NodeAffinityScheduling{.node_id = b, .soft = true}};
+
+  lumen::ObjectRef<lumen::Buffer> chain;
+  {
+    auto first = lumen::Task(Make).Options(on_b).Remote(log, 7, n);
+    auto second = lumen::Task(AddOne).Options(on_b).Remote(log, 7, first);
+    chain = lumen::Task(AddOne).Options(on_b).Remote(log, 8, second);
+  }  // the driver holds only the end of the chain
+  auto held = lumen::Task(Make).Options(on_b).Remote(log, 9, n);
+  auto no_retries = lumen::Task(Make).Options(on_b_no_retries).Remote(log, 11, n);
+  auto maker = lumen::Actor(Maker::Create).Options({.resources = {{"side", 1}}}).Remote();
+  auto from_actor = maker.Task(&Maker::Make).Remote(n);
+  auto borrowed = lumen::Task(Make).Options(on_b).Remote(log, 13, n);
+  const std::string waited = log + ".waited", go = log + ".go";
+  auto reader = lumen::Task(ReadLater)
+                    .Options({.scheduling = lumen::NodeAffinityScheduling{.node_id = zones["c"]}})
+                    .Remote(waited, go, std::vector<lumen::ObjectRef<lumen::Buffer>>{borrowed});
+  std::vector<lumen::AnyRef> all{chain, held, no_retries, from_actor, borrowed};
+  auto ready = lumen::Wait(all, {.num_returns = all.size(), .fetch_local = false});
+  Expect(ready.ready.size() == all.size(), "the first runs did not finish");
+  for (const auto& r : ReadRuns(log)) {
+    Expect(r.node == b, r.name + " " + std::to_string(r.seed) + " first ran on node " +
+                            Short(r.node) + ", not on node b");
+  }
+
+  AwaitFile(waited);  // the borrower knows the copy is on b
+
+  auto killed = std::chrono::steady_clock::now();
+  KillVictim();
+  ::close(::open(go.c_str(), O_CREAT | O_WRONLY, 0644));
+
+  ExpectPattern(lumen::Get(chain), 7, 2, n, "the end of the chain");
+  ExpectPattern(lumen::Get(held), 9, 0, n, "the plain result");
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                  killed)
+                .count();
+  std::printf("re-created the chain of three and the plain result %lld ms after the kill\n",
+              static_cast<long long>(ms));
+  try {
+    lumen::Get(no_retries);
+    throw Failure("a lost result of a task with max_retries=0 was read");
+  } catch (const lumen::ObjectReconstructionFailedError& e) {
+    Expect(std::string(e.what()).find("max_retries=0") != std::string::npos,
+           std::string("the error does not name max_retries: ") + e.what());
+    std::printf("max_retries=0: %s\n", e.what());
+  }
+  try {
+    lumen::Get(from_actor);
+    throw Failure("a lost actor result was read");
+  } catch (const lumen::ObjectReconstructionFailedError& e) {
+    throw Failure(std::string("an actor result is not re-created, it is lost: ") + e.what());
+  } catch (const lumen::ObjectLostError& e) {
+    Expect(std::string(e.what()).find("actor") != std::string::npos,
+           std::string("the error does not say it was an actor's result: ") + e.what());
+    std::printf("actor result: %s\n", e.what());
+  }
+
+  Expect(lumen::Get(reader) == Digest(lumen::Get(borrowed)),
+         "the borrower on node c read other bytes than the owner");
+  ExpectPattern(lumen::Get(borrowed), 13, 0, n, "the borrowed result");
+  std::printf("the borrower on node c read the re-created copy\n");
+
+  auto runs = ReadRuns(log);
+  for (auto [name, seed] : std::vector<std::pair<std::string, int>>{
+           {"Make", 7}, {"AddOne", 7}, {"AddOne", 8}, {"Make", 9}, {"Make", 13}}) {
+    auto nodes = NodesThatRan(runs, name, seed);
+    Expect(nodes.size() == 2, name + " " + std::to_string(seed) + " ran " +
+                                  std::to_string(nodes.size()) + " times, expected twice");
+    Expect(nodes[1] != b, name + " " + std::to_string(seed) + " was re-run on the dead node");
+  }
+  Expect(NodesThatRan(runs, "Make", 11).size() == 1, "the max_retries=0 task ran again");
+  std::string where = lumen::Get(lumen::Task(WhereAmI).Remote());
+  Expect(where != b, "a new task ran on the dead node");
+  std::printf(
+      "every lost object came back from lineage or failed with its reason; the cluster "
+      "runs new tasks on node %s\n",
+      Short(where).c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  lumen::Init(argc, argv);
+  std::map<std::string, std::function<void()>> checks{{"lineage", CheckLineage}};
+  int code = 0;
+  std::string which = argc > 1 ? argv[1] : "";
+  auto it = checks.find(which);
+  if (it == checks.end()) {
+    std::fprintf(stderr, "recovery_driver: unknown check '%s'\n", which.c_str());
+    code = 2;
+  } else {
+    try {
+      it->second();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "recovery_driver %s: %s\n", which.c_str(), e.what());
+      code = 1;
+    }
+  }
+  lumen::Shutdown();
+  return code;
+}
