@@ -82,7 +82,34 @@ CoreWorker::CoreWorker(CoreWorkerOptions options) : options_(std::move(options))
   owner_fetch_ = std::make_unique<OwnerFetch>(
       &io_, &memory_store_, references_.get(), peers_.get(), &shutting_down_,
       [this](const std::vector<ObjectID>& ids, const proto::ErrorInfo& e) { StoreError(ids, e); });
-  recovery_ = std::make_unique<ObjectRecovery>(*this);
+  ObjectRecovery::Hooks hooks;
+  hooks.store_error = [this](const std::vector<ObjectID>& ids, const proto::ErrorInfo& e) {
+    StoreError(ids, e);
+  };
+  hooks.resolve_and_submit = [this](std::shared_ptr<TaskEntry> t) {
+    ResolveAndSubmit(std::move(t));
+  };
+  hooks.take_slot = [this] { task_submitter_->TakeSlot(); };
+  hooks.release_slot = [this] { task_submitter_->ReleaseSlot(); };
+  hooks.forget_node = [this](const NodeID& node) { peers_->ForgetNode(node); };
+  hooks.list_nodes = [this](std::function<void(const proto::NodeList*)> done) {
+    if (!gcs_ || gcs_->closed()) {
+      done(nullptr);
+      return;
+    }
+    gcs_->Call(
+        rpc::kGetAllNodes, proto::Empty(),
+        [done = std::move(done)](const Status& st, std::string_view payload) {
+          proto::NodeList nodes;
+          done(st.ok() && rpc::ParsePayload(payload, &nodes) ? &nodes : nullptr);
+        },
+        Config::Get().rpc_timeout_ms());
+  };
+  hooks.fetch_from_owner = [this](const ObjectID& id, const NodeID& lost) {
+    owner_fetch_->Fetch(id, lost);
+  };
+  recovery_ = std::make_unique<ObjectRecovery>(&memory_store_, references_.get(), std::move(hooks),
+                                               Config::Get().max_lineage_bytes());
   owner_fetch_->SetLostHook(
       [this](const ObjectID& id, const NodeID& node, std::function<void()> then) {
         recovery_->OnBorrowerLost(id, node, std::move(then));

@@ -5,12 +5,7 @@
 #include <optional>
 #include <utility>
 
-#include "common/config.h"
 #include "common/logging.h"
-#include "common/rpc/message_types.h"
-#include "core_worker/core_worker.h"
-#include "core_worker/owner_fetch.h"
-#include "core_worker/peer_connections.h"
 #include "core_worker/task_spec.h"
 #include "gcs.pb.h"
 
@@ -29,8 +24,12 @@ std::string Short(const NodeID& node) { return node.Hex().substr(0, 12); }
 
 }  // namespace
 
-ObjectRecovery::ObjectRecovery(CoreWorker& cw)
-    : cw_(cw), max_bytes_(Config::Get().max_lineage_bytes()) {}
+ObjectRecovery::ObjectRecovery(MemoryStore* memory_store, ReferenceCounter* references, Hooks hooks,
+                               int64_t max_lineage_bytes)
+    : memory_store_(*memory_store),
+      references_(*references),
+      hooks_(std::move(hooks)),
+      max_bytes_(max_lineage_bytes) {}
 
 void ObjectRecovery::RecordLineage(const std::shared_ptr<TaskEntry>& task) {
   const TaskID tid = TaskID::FromBinary(task->spec.task_id());
@@ -49,13 +48,13 @@ void ObjectRecovery::RecordLineage(const std::shared_ptr<TaskEntry>& task) {
     l.returns = task->returns;
     // Results already forgotten (every handle dropped before the task finished) are counted
     // now; later ones arrive through OnForgotten, which needs the lock held here.
-    for (const auto& r : l.returns) l.forgotten += !cw_.references().Has(r);
+    for (const auto& r : l.returns) l.forgotten += !references_.Has(r);
     if (l.forgotten == l.returns.size()) return;
     std::vector<ObjectID> args;
     for (const auto& arg : task->spec.args()) {
       if (arg.has_ref()) args.push_back(ObjectID::FromBinary(arg.ref().object_id()));
     }
-    l.pinned = cw_.references().AddLineageRefs(args);
+    l.pinned = references_.AddLineageRefs(args);
     l.task = task;  // its held_refs are the caller's to release (a re-run holds `pinned`)
     l.bytes = static_cast<int64_t>(task->spec.ByteSizeLong() +
                                    sizeof(ObjectID) * (l.returns.size() + l.pinned.size()) + 128);
@@ -72,7 +71,7 @@ void ObjectRecovery::RecordLineage(const std::shared_ptr<TaskEntry>& task) {
       order_.swap(live);
     }
   }
-  if (!unpin.empty()) cw_.references().RemoveLineageRefs(unpin);
+  if (!unpin.empty()) references_.RemoveLineageRefs(unpin);
 }
 
 void ObjectRecovery::EvictLocked(std::vector<ObjectID>* unpin) {
@@ -112,7 +111,7 @@ void ObjectRecovery::OnForgotten(const ObjectID& id) {
     if (it == lineage_.end()) return;
     if (++it->second.forgotten >= it->second.returns.size()) DropLocked(id.Task(), &unpin);
   }
-  if (!unpin.empty()) cw_.references().RemoveLineageRefs(unpin);
+  if (!unpin.empty()) references_.RemoveLineageRefs(unpin);
 }
 
 bool ObjectRecovery::IsNodeDead(const NodeID& node) const {
@@ -126,7 +125,7 @@ bool ObjectRecovery::IsLostLocked(const StoredObjectPtr& obj) const {
 
 void ObjectRecovery::RecoverLocked(const ObjectID& id, const std::string& why, Actions* out) {
   auto fail = [&](proto::ErrorType type, const std::string& message) {
-    cw_.references().Resurrect(id);  // the error is its value now
+    references_.Resurrect(id);  // the error is its value now
     out->errors.emplace_back(id, ErrorOf(type, message));
   };
   const std::string what = "object " + id.Hex() + " was lost (" + why + ")";
@@ -155,7 +154,7 @@ void ObjectRecovery::RecoverLocked(const ObjectID& id, const std::string& why, A
   }
   const std::string& fn = l.task->spec.function_name();
   if (l.running) {  // a re-run is on its way: this result comes with it
-    if (cw_.references().Resurrect(id)) out->deleted.push_back(id);
+    if (references_.Resurrect(id)) out->deleted.push_back(id);
     return;
   }
   if (l.task->retries_left <= 0) {
@@ -171,9 +170,9 @@ void ObjectRecovery::RecoverLocked(const ObjectID& id, const std::string& why, A
   attempt->wire.clear();
   attempt->returns.clear();
   for (const auto& r : l.returns) {
-    StoredObjectPtr cur = cw_.memory_store().Get(r);
-    if (cur && !IsLostLocked(cur)) continue;       // alive: the re-run's copy is not needed
-    if (!cw_.references().Resurrect(r)) continue;  // forgotten
+    StoredObjectPtr cur = memory_store_.Get(r);
+    if (cur && !IsLostLocked(cur)) continue;  // alive: the re-run's copy is not needed
+    if (!references_.Resurrect(r)) continue;  // forgotten
     out->deleted.push_back(r);
     attempt->returns.push_back(r);
   }
@@ -189,18 +188,18 @@ bool ObjectRecovery::RecoverArgsLocked(const TaskEntry& task, Actions* out) {
   for (const auto& arg : task.spec.args()) {
     if (!arg.has_ref()) continue;
     ObjectID id = ObjectID::FromBinary(arg.ref().object_id());
-    StoredObjectPtr cur = cw_.memory_store().Get(id);
-    if (!cur && !cw_.references().Has(id)) {
+    StoredObjectPtr cur = memory_store_.Get(id);
+    if (!cur && !references_.Has(id)) {
       // Forgotten: its own lineage was evicted and nothing else kept it.
       out->failure = "its argument " + id.Hex() + " is gone and cannot be re-created";
       return false;
     }
-    if (!cw_.references().IsOwned(id)) {
+    if (!references_.IsOwned(id)) {
       if (IsLostLocked(cur)) out->deleted.push_back(id);  // its owner is asked again
       continue;
     }
     if (cur && !IsLostLocked(cur)) continue;
-    if (!cur && cw_.references().HasValue(id)) continue;  // being made (or re-made) now
+    if (!cur && references_.HasValue(id)) continue;  // being made (or re-made) now
     RecoverLocked(id,
                   cur ? "its copy was on node " + Short(cur->node) + ", which died"
                       : "it was freed, and task " + task.spec.function_name() +
@@ -229,12 +228,12 @@ void ObjectRecovery::ExpandLocked(Actions* out, size_t from) {
 }
 
 void ObjectRecovery::Run(Actions& a) {
-  for (const auto& id : a.deleted) cw_.memory_store().Delete(id);
-  for (const auto& [id, err] : a.errors) cw_.StoreError({id}, err);
+  for (const auto& id : a.deleted) memory_store_.Delete(id);
+  for (const auto& [id, err] : a.errors) hooks_.store_error({id}, err);
   for (auto& task : a.resubmit) {
-    cw_.references().AddSubmittedRefs(task->held_refs);
-    cw_.task_submitter().TakeSlot();
-    cw_.ResolveAndSubmit(std::move(task));
+    references_.AddSubmittedRefs(task->held_refs);
+    hooks_.take_slot();
+    hooks_.resolve_and_submit(std::move(task));
   }
 }
 
@@ -243,13 +242,13 @@ void ObjectRecovery::OnNodeDead(const NodeID& node, const std::string& cause) {
     MutexLock lock(mu_);
     if (!dead_.emplace(node, cause).second) return;
   }
-  cw_.peers().ForgetNode(node);
+  hooks_.forget_node(node);
   const std::string why = "its copy was on node " + Short(node) + ", which died: " + cause;
   Actions a;
   {
     MutexLock lock(mu_);
-    for (const auto& id : cw_.memory_store().InPlasmaOn(node)) {
-      if (cw_.references().IsOwned(id)) {
+    for (const auto& id : memory_store_.InPlasmaOn(node)) {
+      if (references_.IsOwned(id)) {
         RecoverLocked(id, why, &a);
       } else {
         a.deleted.push_back(id);  // a borrower asks the owner again
@@ -272,19 +271,10 @@ void ObjectRecovery::HandleNodeList(const proto::NodeList& nodes) {
 }
 
 void ObjectRecovery::RefreshNodeDeaths(std::function<void()> then) {
-  const auto& gcs = cw_.gcs();
-  if (!gcs || gcs->closed()) {
+  hooks_.list_nodes([this, then = std::move(then)](const proto::NodeList* nodes) {
+    if (nodes) HandleNodeList(*nodes);
     then();
-    return;
-  }
-  gcs->Call(
-      rpc::kGetAllNodes, proto::Empty(),
-      [this, then = std::move(then)](const Status& st, std::string_view payload) {
-        proto::NodeList nodes;
-        if (st.ok() && rpc::ParsePayload(payload, &nodes)) HandleNodeList(nodes);
-        then();
-      },
-      Config::Get().rpc_timeout_ms());
+  });
 }
 
 bool ObjectRecovery::OnReadFailed(const ObjectID& id, const StoredObjectPtr& obj) {
@@ -296,17 +286,17 @@ bool ObjectRecovery::OnReadFailed(const ObjectID& id, const StoredObjectPtr& obj
     future.wait();
     if (!IsNodeDead(obj->node)) return false;
   }
-  if (cw_.memory_store().Get(id) != obj) return true;  // re-created or failed meanwhile
-  if (cw_.references().IsOwned(id)) return false;
+  if (memory_store_.Get(id) != obj) return true;  // re-created or failed meanwhile
+  if (references_.IsOwned(id)) return false;
   // Borrowed, and the owner still names the dead node: it is told, and answers once it knows.
-  cw_.memory_store().Delete(id);
-  cw_.owner_fetch().Fetch(id, obj->node);
+  memory_store_.Delete(id);
+  hooks_.fetch_from_owner(id, obj->node);
   return true;
 }
 
 void ObjectRecovery::OnBorrowerLost(const ObjectID& id, const NodeID& node,
                                     std::function<void()> then) {
-  StoredObjectPtr cur = cw_.memory_store().Get(id);
+  StoredObjectPtr cur = memory_store_.Get(id);
   if (!cur || !cur->in_plasma || cur->node != node || IsNodeDead(node)) {
     then();
     return;
@@ -330,12 +320,12 @@ void ObjectRecovery::Retry(std::shared_ptr<TaskEntry> task) {
     }
     Run(a);
     if (failed) {
-      cw_.references().RemoveSubmittedRefs(task->held_refs);
-      cw_.StoreError(task->returns, *failed);
-      cw_.task_submitter().ReleaseSlot();
+      references_.RemoveSubmittedRefs(task->held_refs);
+      hooks_.store_error(task->returns, *failed);
+      hooks_.release_slot();
       return;
     }
-    cw_.ResolveAndSubmit(std::move(task));
+    hooks_.resolve_and_submit(std::move(task));
   });
 }
 

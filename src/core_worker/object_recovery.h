@@ -29,17 +29,35 @@
 #include "common.pb.h"
 #include "common/thread_annotations.h"
 #include "core_worker/memory_store.h"
+#include "core_worker/reference_counter.h"
 #include "core_worker/task_submitter.h"
 #include "gcs.pb.h"
 #include "lumen/ids.h"
 
 namespace lumen::core {
 
-class CoreWorker;
-
 class ObjectRecovery {
  public:
-  explicit ObjectRecovery(CoreWorker& cw);
+  // What recovery needs of the rest of the core worker (CoreWorker wires them; tests fake
+  // them). Each may be called on any thread, never under this module's lock.
+  struct Hooks {
+    // Stores `error` as the value of `ids` (and marks them ready).
+    std::function<void(const std::vector<ObjectID>& ids, const proto::ErrorInfo& error)>
+        store_error;
+    // Waits for the task's arguments where they are now, then submits it; a failed argument
+    // fails its results, releasing its held refs and its slot.
+    std::function<void(std::shared_ptr<TaskEntry> task)> resolve_and_submit;
+    std::function<void()> take_slot;                      // a re-run counts as a pending task
+    std::function<void()> release_slot;                   // a retry that cannot happen
+    std::function<void(const NodeID& node)> forget_node;  // nothing more is sent there
+    // Asks the control service for every node; `done` gets null when it cannot answer.
+    std::function<void(std::function<void(const proto::NodeList* nodes)> done)> list_nodes;
+    // Asks the owner of borrowed `id` again, telling it the copy on `lost_node` is gone.
+    std::function<void(const ObjectID& id, const NodeID& lost_node)> fetch_from_owner;
+  };
+  // `memory_store` and `references` must outlive this.
+  ObjectRecovery(MemoryStore* memory_store, ReferenceCounter* references, Hooks hooks,
+                 int64_t max_lineage_bytes);
 
   // A normal task finished successfully: keeps its lineage while a result in shared memory is
   // referenced (a re-run of a kept task refreshes it).
@@ -106,7 +124,9 @@ class ObjectRecovery {
   // Handles the nodes a GetAllNodes reply lists as dead.
   void HandleNodeList(const proto::NodeList& nodes);
 
-  CoreWorker& cw_;
+  MemoryStore& memory_store_;
+  ReferenceCounter& references_;
+  const Hooks hooks_;
   const int64_t max_bytes_;
 
   mutable Mutex mu_;
