@@ -28,16 +28,17 @@
 #include <thread>
 #include <vector>
 
+#include "bench_cluster.h"
 #include "bench_report.h"
 #include "lumen/data/dataset.h"
 #include "lumen/lumen.h"
 
 namespace {
 
+using lumen::bench::Cluster;
 using lumen::bench::Now;
 using lumen::bench::Report;
 
-constexpr const char* kToken = "benchbenchbenchbenchbenchbench00";
 constexpr int64_t kGiB = 1ll << 30;
 
 // ---- remote functions -------------------------------------------------------------------------
@@ -85,36 +86,6 @@ class ByteSum {
 LUMEN_DATA_CALLABLE(ByteSum);
 
 namespace {
-
-struct Shell {
-  int code = -1;
-  std::string out;
-};
-
-Shell Run(const std::string& cmd) {
-  Shell r;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
-  socklen_t len = sizeof(sa);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-  int port = ntohs(sa.sin_port);
-  ::close(fd);
-  return port;
-}
 
 std::string NodeInZone(const std::string& zone) {
   for (const auto& n : lumen::Nodes()) {
@@ -303,45 +274,6 @@ double TcpLoopbackGigabytesPerSecond(int64_t size) {
 
 // ---- orchestration ---------------------------------------------------------------------------
 
-class Cluster {
- public:
-  // zones: one node per entry ("a" is the head).
-  Cluster(const std::vector<std::string>& zones, const std::string& store, int cpus) {
-    root_ = "/tmp/lumen-bench-cluster-" + std::to_string(::getpid());
-    std::filesystem::remove_all(root_);
-    env_ = "LUMEN_SESSION_ROOT=" + root_ + " ";
-    address_ = "127.0.0.1:" + std::to_string(FreePort());
-    const std::string common = " --token " + std::string(kToken) + " --num-cpus " +
-                               std::to_string(cpus) + " --object-store-memory " + store;
-    for (size_t i = 0; i < zones.size(); ++i) {
-      std::string where = i == 0 ? " --head --port " + address_.substr(address_.find(':') + 1)
-                                 : " --address " + address_;
-      Shell s = Run(env_ + LUMEN_CLI + " start" + where + " --labels zone=" + zones[i] + common);
-      if (s.code != 0) {
-        std::fprintf(stderr, "lumen start failed:\n%s\n", s.out.c_str());
-        std::exit(1);
-      }
-    }
-  }
-  ~Cluster() {
-    Run(env_ + LUMEN_CLI + " stop");
-    std::filesystem::remove_all(root_);
-  }
-  // Runs this program as a driver of the cluster; prints and returns what it printed.
-  std::string Drive(const std::string& self, const std::string& section, bool quick, bool* ok,
-                    const std::string& extra_env = "") {
-    Shell s = Run(env_ + extra_env + " LUMEN_ADDRESS=" + address_ + " LUMEN_TOKEN=" + kToken + " " +
-                  self + " --driver " + section + (quick ? " --quick" : ""));
-    std::fputs(s.out.c_str(), stdout);
-    std::fflush(stdout);
-    if (s.code != 0) *ok = false;
-    return s.out;
-  }
-
- private:
-  std::string root_, env_, address_;
-};
-
 // ---- lumen::data on three nodes -----------------------------------------------------------
 
 // The reference measurements' locality experiment: read on every node → a map in an actor
@@ -416,11 +348,11 @@ int main(int argc, char** argv) {
   bool ok = true;
   std::string one_node, three_nodes, transfer;
   {
-    Cluster one({"a"}, "1G", 2);
+    Cluster one("cluster", {"a"}, "1G", 2);
     one_node = one.Drive(self, "tasks_1", quick, &ok);
   }
   {
-    Cluster three({"a", "b", "c"}, quick ? "1G" : "3G", 2);
+    Cluster three("cluster", {"a", "b", "c"}, quick ? "1G" : "3G", 2);
     three_nodes = three.Drive(self, "tasks_3", quick, &ok);
     // Every task takes a fresh lease: the spill happens each time, not only for the first.
     three.Drive(self, "spillback", quick, &ok, "LUMEN_LEASE_IDLE_TIMEOUT_MS=0");

@@ -155,12 +155,14 @@ void ExpectPattern(const lumen::Buffer& b, int seed, int added, size_t n, const 
   }
 }
 
-void KillVictim() {
+void SignalVictim(int sig) {
   const char* pid = std::getenv("VICTIM_PID");
   Expect(pid && std::atoi(pid) > 0, "VICTIM_PID is not set");
-  Expect(::kill(std::atoi(pid), SIGKILL) == 0,
-         "cannot kill node b's daemon (pid " + std::string(pid) + ")");
+  Expect(::kill(std::atoi(pid), sig) == 0,
+         "cannot signal node b's daemon (pid " + std::string(pid) + ")");
 }
+
+void KillVictim() { SignalVictim(SIGKILL); }
 
 // Objects whose only copies were on node b come back from lineage after b is killed: a chain
 // of three tasks whose first two results were already dropped by the driver (re-created
@@ -253,11 +255,37 @@ void CheckLineage() {
       Short(where).c_str());
 }
 
+// A frozen node (SIGSTOP: its connections stay open, its heartbeats stop) is declared dead
+// after LUMEN_NODE_DEATH_TIMEOUT_MS; a read of an object held there, stuck on the frozen
+// node, gives up then and gets the copy re-created elsewhere.
+void CheckFrozen() {
+  auto zones = NodesByZone();
+  const std::string b = zones["b"];
+  const std::string log = NewLog("frozen");
+  const int64_t n = 2 << 20;
+  auto held =
+      lumen::Task(Make)
+          .Options({.scheduling = lumen::NodeAffinityScheduling{.node_id = b, .soft = true}})
+          .Remote(log, 21, n);
+  lumen::Wait(std::vector<lumen::ObjectRef<lumen::Buffer>>{held}, {.fetch_local = false});
+  SignalVictim(SIGSTOP);
+  ExpectPattern(lumen::Get(held), 21, 0, n, "the result held on the frozen node");
+  auto nodes = NodesThatRan(ReadRuns(log), "Make", 21);
+  SignalVictim(SIGKILL);
+  Expect(nodes.size() == 2 && nodes[0] == b && nodes[1] != b,
+         "Make 21 should have run on node b and then once elsewhere");
+  bool dead = false;
+  for (const auto& node : lumen::Nodes()) dead |= node.node_id == b && !node.alive;
+  Expect(dead, "the frozen node is not reported dead");
+  std::printf("the frozen node was declared dead and its result re-created elsewhere\n");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   lumen::Init(argc, argv);
-  std::map<std::string, std::function<void()>> checks{{"lineage", CheckLineage}};
+  std::map<std::string, std::function<void()>> checks{{"lineage", CheckLineage},
+                                                      {"frozen", CheckFrozen}};
   int code = 0;
   std::string which = argc > 1 ? argv[1] : "";
   auto it = checks.find(which);

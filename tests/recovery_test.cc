@@ -19,11 +19,13 @@ using lumen::testing::Shell;
 
 class RecoveryTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { StartCluster(""); }
+  // Starts the cluster with `env` ("NAME=value ...") in its daemons' environment.
+  void StartCluster(const std::string& env) {
     root_ = ::testing::TempDir() + "/lumen-recovery-" + std::to_string(::getpid());
     std::filesystem::remove_all(root_);
     std::filesystem::create_directories(root_ + "/rendezvous");
-    env_ = "LUMEN_SESSION_ROOT=" + root_ + " ";
+    env_ = env + " LUMEN_SESSION_ROOT=" + root_ + " ";
     address_ = "127.0.0.1:" + std::to_string(FreePort());
     const std::string common =
         " --token " + std::string(kToken) + " --num-cpus 1 --object-store-memory 512M";
@@ -68,6 +70,20 @@ TEST_F(RecoveryTest, ObjectsLostWithTheirNodeAreRecreatedFromLineage) {
   auto run = Driver("lineage");
   EXPECT_EQ(run.code, 0) << run.out;
   EXPECT_NE(run.out.find("every lost object came back from lineage"), std::string::npos) << run.out;
+}
+
+// A frozen node (SIGSTOP) keeps its connections open but stops its heartbeats: it is declared
+// dead after the node death timeout (1 s here), the read stuck on it gives up, and the object
+// is re-created on another node.
+class FrozenNodeTest : public RecoveryTest {
+ protected:
+  void SetUp() override { StartCluster("LUMEN_NODE_DEATH_TIMEOUT_MS=1000"); }
+};
+
+TEST_F(FrozenNodeTest, AFrozenNodeIsDeclaredDeadAndItsObjectsAreRecreated) {
+  auto run = Driver("frozen");
+  EXPECT_EQ(run.code, 0) << run.out;
+  EXPECT_NE(run.out.find("the frozen node was declared dead"), std::string::npos) << run.out;
 }
 
 }  // namespace

@@ -432,7 +432,14 @@ void NodeDaemon::OnClusterView(const rpc::ConnectionPtr&, rpc::Frame& f) {
 }
 
 void NodeDaemon::SetClusterView(const proto::ClusterView& view) {
+  std::set<std::string> was_alive;
+  for (const auto& n : view_) {
+    if (n.alive && n.id != node_id_) was_alive.insert(n.address);
+  }
   view_ = scheduling::ViewFromProto(view);
+  for (const auto& n : view_) {
+    if (!n.alive && was_alive.count(n.address) && objects_) objects_->NodeDied(n.address);
+  }
   groups_.clear();
   for (const auto& g : view.placement_groups()) {
     if (g.id().size() == PlacementGroupID::kSize) {

@@ -483,6 +483,15 @@ void ObjectManager::HandleReadDone(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   }
 }
 
+void ObjectManager::NodeDied(const std::string& address) {
+  auto it = peers_.find(address);
+  if (it == peers_.end()) return;
+  rpc::ConnectionPtr conn = it->second;
+  peers_.erase(it);
+  // Every call in flight on it fails, which fails (or sends back to their origin) its pulls.
+  conn->Close(UnavailableError("the node at " + address + " was declared dead"));
+}
+
 void ObjectManager::PeerClosed(const rpc::ConnectionPtr& c) {
   for (auto it = reading_.begin(); it != reading_.end();) {
     it = it->second.conn == c.get() ? reading_.erase(it) : std::next(it);

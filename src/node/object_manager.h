@@ -51,6 +51,9 @@ class ObjectManager {
   void HandleReadDone(const rpc::ConnectionPtr& c, rpc::Frame& f);
   // A connection to this node closed: drops what it had pinned here.
   void PeerClosed(const rpc::ConnectionPtr& c);
+  // The control service declared the node at TCP `address` dead: pulls from it fail now (not
+  // when their chunks time out), so that a copy re-created elsewhere can be pulled at once.
+  void NodeDied(const std::string& address);
   // The owner freed `ids` here: forward the free to the nodes that pulled copies.
   void ForwardFree(const std::vector<ObjectID>& ids);
   void Stop();
