@@ -89,6 +89,39 @@ uint64_t ReadLater(std::string waited, std::string go,
   return Digest(lumen::Get(refs[0]));
 }
 
+// How many nodes `lumen status` (run by `status_command`) shows with an empty store.
+int EmptyStores(const std::string& status_command) {
+  FILE* p = ::popen(status_command.c_str(), "r");
+  if (!p) throw std::runtime_error("cannot run lumen status");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  ::pclose(p);
+  int empty = 0;
+  for (size_t at = out.find("(0 objects"); at != std::string::npos;
+       at = out.find("(0 objects", at + 1)) {
+    ++empty;
+  }
+  return empty;
+}
+
+// A worker that owns an object on node `b` and dies (SIGKILL) once the nodes' reports show
+// it (so that "nothing left" afterwards is news, not an old report).
+int OwnAndDie(std::string log, std::string b, std::string status_command) {
+  auto held = lumen::Task(Make)
+                  .Options({.scheduling = lumen::NodeAffinityScheduling{.node_id = b}})
+                  .Remote(log, 31, int64_t{32} << 20);
+  lumen::Wait(std::vector<lumen::ObjectRef<lumen::Buffer>>{held}, {.fetch_local = false});
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (EmptyStores(status_command) == 3) {
+    if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("never showed");
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ::raise(SIGKILL);
+  return 0;
+}
+
 class Maker {
  public:
   static Maker* Create() { return new Maker(); }
@@ -97,7 +130,7 @@ class Maker {
 
 }  // namespace
 
-LUMEN_REMOTE(WhereAmI, Make, AddOne, ReadLater);
+LUMEN_REMOTE(WhereAmI, Make, AddOne, ReadLater, OwnAndDie);
 LUMEN_REMOTE(Maker::Create, &Maker::Make);
 
 namespace {
@@ -280,12 +313,37 @@ void CheckFrozen() {
   std::printf("the frozen node was declared dead and its result re-created elsewhere\n");
 }
 
+// A worker on node c that owns an object on node b is killed: node b frees the object (the
+// worker's node tells the control service, which tells every node), while the job goes on.
+void CheckOwnerDies() {
+  auto zones = NodesByZone();
+  const char* status = std::getenv("STATUS_COMMAND");
+  Expect(status != nullptr, "STATUS_COMMAND is not set");
+  auto died = lumen::Task(OwnAndDie)
+                  .Options({.max_retries = 0,
+                            .scheduling = lumen::NodeAffinityScheduling{.node_id = zones["c"]}})
+                  .Remote(NewLog("owner"), zones["b"], std::string(status));
+  try {
+    lumen::Get(died);
+    throw Failure("the owner that killed itself returned");
+  } catch (const lumen::WorkerCrashedError&) {
+  }
+  // The store figures in `lumen status` come with the nodes' periodic reports.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (EmptyStores(status) != 3) {
+    Expect(std::chrono::steady_clock::now() < deadline,
+           "node b still holds the object of the dead owner");
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::printf("the dead owner's object was freed on node b\n");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   lumen::Init(argc, argv);
-  std::map<std::string, std::function<void()>> checks{{"lineage", CheckLineage},
-                                                      {"frozen", CheckFrozen}};
+  std::map<std::string, std::function<void()>> checks{
+      {"lineage", CheckLineage}, {"frozen", CheckFrozen}, {"owner_dies", CheckOwnerDies}};
   int code = 0;
   std::string which = argc > 1 ? argv[1] : "";
   auto it = checks.find(which);

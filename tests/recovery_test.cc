@@ -51,10 +51,15 @@ class RecoveryTest : public ::testing::Test {
     return at == std::string::npos ? -1 : std::atoi(out.c_str() + at + 5);
   }
 
-  lumen::testing::ShellResult Driver(const std::string& check) {
-    return Shell(env_ + "RENDEZVOUS_DIR=" + root_ + "/rendezvous LUMEN_ADDRESS=" + address_ +
-                 " LUMEN_TOKEN=" + kToken + " VICTIM_PID=" + std::to_string(victim_pid_) + " " +
-                 RECOVERY_DRIVER + " " + check);
+  std::string Status() const {
+    return env_ + LUMEN_CLI + " status --address " + address_ + " --token " + kToken;
+  }
+
+  lumen::testing::ShellResult Driver(const std::string& check, const std::string& env = "") {
+    return Shell(env_ + env + " " + "RENDEZVOUS_DIR=" + root_ +
+                 "/rendezvous LUMEN_ADDRESS=" + address_ + " LUMEN_TOKEN=" + kToken +
+                 " VICTIM_PID=" + std::to_string(victim_pid_) + " " + RECOVERY_DRIVER + " " +
+                 check);
   }
 
   static constexpr const char* kToken = "0123456789abcdef0123456789abcdef";
@@ -70,6 +75,13 @@ TEST_F(RecoveryTest, ObjectsLostWithTheirNodeAreRecreatedFromLineage) {
   auto run = Driver("lineage");
   EXPECT_EQ(run.code, 0) << run.out;
   EXPECT_NE(run.out.find("every lost object came back from lineage"), std::string::npos) << run.out;
+}
+
+// A worker that owns an object on another node is killed: that node frees the object.
+TEST_F(RecoveryTest, ObjectsOfADeadOwnerAreFreedOnEveryNode) {
+  auto run = Driver("owner_dies", "STATUS_COMMAND='" + Status() + "'");
+  EXPECT_EQ(run.code, 0) << run.out;
+  EXPECT_NE(run.out.find("the dead owner's object was freed"), std::string::npos) << run.out;
 }
 
 // A frozen node (SIGSTOP) keeps its connections open but stops its heartbeats: it is declared

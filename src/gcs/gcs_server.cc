@@ -875,7 +875,17 @@ void GcsServer::OnActorWorkerDied(const ActorID& id, const std::string& cause) {
 void GcsServer::HandleWorkerDied(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   proto::WorkerDiedRequest req;
   if (!rpc::ParsePayload(f.payload, &req)) return;
-  if (req.actor_id().empty()) return;
+  auto role = c->context<ConnRole>();
+  if (!role || !role->is_node) return;  // only node daemons report their processes
+  if (req.actor_id().empty()) {
+    // A driver or worker exited: the other nodes free the objects it owned there.
+    std::string payload = req.SerializeAsString();
+    for (auto& [id, n] : nodes_) {
+      if (!n.info.alive() || id.Binary() == req.node_id()) continue;
+      if (auto conn = n.registration.lock()) conn->SendRaw(rpc::kOwnerGone, payload);
+    }
+    return;
+  }
   ActorID id = ActorID::FromBinary(req.actor_id());
   auto it = actors_.find(id);
   if (it == actors_.end()) return;

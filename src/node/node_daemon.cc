@@ -86,6 +86,16 @@ void NodeDaemon::RegisterHandlers() {
   gcs_dispatcher_.Register(rpc::kClusterView, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
     if (!stopped_) OnClusterView(c, f);
   });
+  // A driver or worker on another node exited: what it owned here is freed (and the copies
+  // pulled from here).
+  gcs_dispatcher_.Register(rpc::kOwnerGone, [this](const rpc::ConnectionPtr&, rpc::Frame& f) {
+    proto::WorkerDiedRequest req;
+    if (stopped_ || !rpc::ParsePayload(f.payload, &req) ||
+        req.worker_id().size() != WorkerID::kSize) {
+      return;
+    }
+    objects_->ForwardFree(store_->OwnerGone(WorkerID::FromBinary(req.worker_id())));
+  });
 }
 
 Status NodeDaemon::Start() {
@@ -379,6 +389,13 @@ void NodeDaemon::OnClientClosed(const rpc::ConnectionPtr& c) {
     store_->ClientGone(client->id);
     if (client->kind == proto::DRIVER || client->kind == proto::WORKER) {
       objects_->ForwardFree(store_->OwnerGone(client->worker_id));  // and the copies elsewhere
+      if (gcs_ && !gcs_->closed()) {  // and what it owns on other nodes
+        proto::WorkerDiedRequest req;
+        req.set_node_id(node_id_.Binary());
+        req.set_worker_id(client->worker_id.Binary());
+        req.set_cause("its process exited");
+        gcs_->Send(rpc::kWorkerDied, req);
+      }
     }
     if (client->kind == proto::DRIVER) FinishJob(client->job);
   }

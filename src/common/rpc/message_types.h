@@ -70,6 +70,7 @@ enum MsgType : uint16_t {
   kDriverExited = 230,          // DriverExited (node -> GCS, one-way)
   kSubscribeNodeDeaths = 231,   // Empty -> NodeList (nodes already dead); then kNodeDied
   kNodeDied = 232,              // NodeInfo (GCS -> subscriber, one-way)
+  kOwnerGone = 233,             // WorkerDiedRequest (GCS -> node daemon, one-way)
 
   // ---- core worker (core_worker.proto) -------------------------------------------------
   kPushTasks = 300,        // PushTasksRequest (owner -> worker, one-way)
