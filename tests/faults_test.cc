@@ -44,7 +44,14 @@ int WaitToBeKilled(const std::string& pid_file) {
   return 0;
 }
 
-LUMEN_REMOTE(CrashOnce, AlwaysSegfault, FailsTwice, WaitToBeKilled);
+// The worker's score for the kernel's OOM killer.
+int OomScoreAdj() {
+  int v = 0;
+  std::ifstream("/proc/self/oom_score_adj") >> v;
+  return v;
+}
+
+LUMEN_REMOTE(CrashOnce, AlwaysSegfault, FailsTwice, WaitToBeKilled, OomScoreAdj);
 
 class FaultTest : public lumen::testing::EmbeddedCluster {
  protected:
@@ -53,6 +60,12 @@ class FaultTest : public lumen::testing::EmbeddedCluster {
     return dir + "/lumen-fault-" + std::to_string(::getpid()) + "-" + name;
   }
 };
+
+// Under memory pressure the kernel's OOM killer takes workers first (the node daemon sets its
+// own score to -1000 when it may: cli_test checks it).
+TEST_F(FaultTest, WorkersAreTheOomKillersFirstChoice) {
+  EXPECT_EQ(lumen::Get(lumen::Task(OomScoreAdj).Remote()), 1000);
+}
 
 TEST_F(FaultTest, TaskRetriesAfterItsWorkerIsKilled) {
   for (int how : {0, 1, 2}) {  // SIGKILL, segfault, abort

@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -75,6 +76,18 @@ TEST_F(RecoveryTest, ObjectsLostWithTheirNodeAreRecreatedFromLineage) {
   auto run = Driver("lineage");
   EXPECT_EQ(run.code, 0) << run.out;
   EXPECT_NE(run.out.find("every lost object came back from lineage"), std::string::npos) << run.out;
+}
+
+// The kernel's OOM killer never picks a node daemon: it sets its score to -1000 (which needs
+// root, or CAP_SYS_RESOURCE), while its workers take 1000 (faults_test checks them).
+TEST_F(RecoveryTest, NodeDaemonsAreNeverTheOomKillersChoice) {
+  if (Shell("echo -1000 > /proc/self/oom_score_adj").code != 0) {
+    GTEST_SKIP() << "this machine does not let processes lower their OOM score";
+  }
+  std::ifstream in("/proc/" + std::to_string(victim_pid_) + "/oom_score_adj");
+  int score = 0;
+  ASSERT_TRUE(in >> score);
+  EXPECT_EQ(score, -1000);
 }
 
 // A worker that owns an object on another node is killed: that node frees the object.

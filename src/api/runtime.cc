@@ -75,6 +75,7 @@ std::string ArgValue(int argc, char** argv, const std::string& flag) {
   std::string parent = Env("LUMEN_PARENT_PID");
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (!parent.empty() && std::to_string(::getppid()) != parent) ::_exit(1);  // parent gone
+  SetOomScoreAdj(1000).IgnoreError();  // the kernel's OOM killer takes workers, not daemons
   InitLogging("", ParseLogLevel(Env("LUMEN_LOG_LEVEL"), LogLevel::kWarning), LogLevel::kError);
   core::CoreWorkerOptions o;
   o.is_driver = false;

@@ -200,6 +200,11 @@ int Serve(const StartFlags& f) {
   InitLogging(JoinPath(JoinPath(session_dir, "logs"), "lumen-daemon.log"), LogLevel::kInfo,
               LogLevel::kError);
   LUMEN_LOG(INFO) << "open-file limit " << RaiseOpenFileLimit();
+  // Under memory pressure the kernel kills workers (oom_score_adj 1000), never the daemon;
+  // without the privilege to lower its own score the daemon still goes after its workers.
+  if (Status st = SetOomScoreAdj(-1000); !st.ok()) {
+    LUMEN_LOG(INFO) << "the node daemon keeps its OOM score (" << st.message() << ")";
+  }
   auto token = ReadToken(session_dir);
   if (!token.ok()) {
     std::cerr << "lumen: " << token.status() << "\n";

@@ -143,4 +143,20 @@ std::string SelfExecutable() {
   return buf;
 }
 
+Status SetOomScoreAdj(int value) {
+  int fd = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return UnavailableError(std::string("cannot open /proc/self/oom_score_adj: ") +
+                            std::strerror(errno));
+  }
+  std::string text = std::to_string(value);
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  int err = errno;
+  ::close(fd);
+  if (!ok) {
+    return PermissionDeniedError("cannot set oom_score_adj to " + text + ": " + std::strerror(err));
+  }
+  return Status::OK();
+}
+
 }  // namespace lumen

@@ -36,6 +36,10 @@ std::vector<std::string> EnvironmentWith(const std::vector<std::string>& overrid
 std::string DescribeExit(int wait_status);
 std::string SignalName(int sig);
 
+// Sets this process's /proc/self/oom_score_adj (-1000: the kernel's OOM killer never picks
+// it, 1000: it picks it first). Lowering it needs CAP_SYS_RESOURCE; raising it does not.
+Status SetOomScoreAdj(int value);
+
 // Raises this process's soft RLIMIT_NOFILE to its hard limit (services hold one descriptor
 // per connection, worker and mapped object). Returns the soft limit now in force.
 int64_t RaiseOpenFileLimit();
