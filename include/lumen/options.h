@@ -57,7 +57,7 @@ struct TaskOptions {
   double num_gpus = 0;
   int64_t memory = 0;                         // bytes of RAM the task needs (placement)
   std::map<std::string, double> resources{};  // custom resources; "CPU"/"GPU" here override
-  int max_retries = 3;  // re-runs after the executing worker dies or to re-create a lost result
+  int max_retries = 3;                        // re-runs: worker died, or a result was lost
   bool retry_exceptions = false;              // also re-run when user code throws
   std::string name{};                         // shown in errors and logs
   SchedulingStrategy scheduling{};
