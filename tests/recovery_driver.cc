@@ -197,6 +197,21 @@ void SignalVictim(int sig) {
 
 void KillVictim() { SignalVictim(SIGKILL); }
 
+// Whether node b's daemon exits (or is left a zombie) within `limit`.
+bool VictimExits(std::chrono::seconds limit) {
+  const std::string pid = std::getenv("VICTIM_PID");
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream stat("/proc/" + pid + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) return true;
+    auto state = line.rfind(") ");
+    if (state != std::string::npos && line[state + 2] == 'Z') return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
 // Objects whose only copies were on node b come back from lineage after b is killed: a chain
 // of three tasks whose first two results were already dropped by the driver (re-created
 // because the third needs them), a plain result, one a borrower on node c was told lives on b,
@@ -304,7 +319,11 @@ void CheckFrozen() {
   SignalVictim(SIGSTOP);
   ExpectPattern(lumen::Get(held), 21, 0, n, "the result held on the frozen node");
   auto nodes = NodesThatRan(ReadRuns(log), "Make", 21);
-  SignalVictim(SIGKILL);
+  // Resumed, the node learns that it was declared dead and stops by itself.
+  SignalVictim(SIGCONT);
+  const bool stopped = VictimExits(std::chrono::seconds(30));
+  if (!stopped) SignalVictim(SIGKILL);
+  Expect(stopped, "node b kept running after it was resumed, though it had been declared dead");
   Expect(nodes.size() == 2 && nodes[0] == b && nodes[1] != b,
          "Make 21 should have run on node b and then once elsewhere");
   bool dead = false;

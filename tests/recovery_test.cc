@@ -98,11 +98,11 @@ TEST_F(RecoveryTest, ObjectsOfADeadOwnerAreFreedOnEveryNode) {
 }
 
 // A frozen node (SIGSTOP) keeps its connections open but stops its heartbeats: it is declared
-// dead after the node death timeout (1 s here), the read stuck on it gives up, and the object
-// is re-created on another node.
+// dead after the node death timeout (2 s here; heartbeats every 0.5 s), the read stuck on it gives
+// up, and the object is re-created on another node.
 class FrozenNodeTest : public RecoveryTest {
  protected:
-  void SetUp() override { StartCluster("LUMEN_NODE_DEATH_TIMEOUT_MS=1000"); }
+  void SetUp() override { StartCluster("LUMEN_NODE_DEATH_TIMEOUT_MS=2000"); }
 };
 
 TEST_F(FrozenNodeTest, AFrozenNodeIsDeclaredDeadAndItsObjectsAreRecreated) {

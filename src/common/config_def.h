@@ -20,7 +20,8 @@ LUMEN_CONFIG(int64_t, min_spill_bytes, 64 << 20,
              "Spill at least this many bytes at once, fused into one file")
 LUMEN_CONFIG(int64_t, spin_wait_us, 300,
              "Threads on the task path poll this long (yielding) before blocking; 0: never spin")
-LUMEN_CONFIG(int64_t, heartbeat_period_ms, 1000, "Node daemon heartbeat period to the GCS")
+LUMEN_CONFIG(int64_t, heartbeat_period_ms, 1000,
+             "Longest heartbeat period; the GCS asks nodes for a quarter of its death timeout")
 LUMEN_CONFIG(int64_t, node_death_timeout_ms, 4000,
              "A node without heartbeats for this long is declared dead")
 LUMEN_CONFIG(int64_t, max_lineage_bytes, 1ll << 30,

@@ -1,5 +1,7 @@
 #include "gcs/gcs_server.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <future>
 
@@ -248,7 +250,9 @@ void GcsServer::HandleRegisterNode(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   Persist(kNodeTable, id.Binary(), n.info.SerializeAsString());
   LUMEN_LOG(INFO) << "node " << id.Hex() << " registered at " << n.info.address().tcp_address()
                   << " with " << ResourceSet::FromProto(n.info.total().amounts()).ToString();
-  c->Reply(f, proto::Empty());
+  proto::RegisterNodeReply reply;
+  reply.set_heartbeat_period_ms(HeartbeatPeriodMs());
+  c->Reply(f, reply);
   BroadcastView();  // membership: at once, so that the next request can use the new node
   groups_->OnResourcesChanged();
 }
@@ -257,7 +261,13 @@ void GcsServer::HandleHeartbeat(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   proto::HeartbeatRequest req;
   if (!rpc::ParsePayload(f.payload, &req)) return;
   auto it = nodes_.find(NodeID::FromBinary(req.stats().node_id()));
-  if (it == nodes_.end() || !it->second.info.alive()) return;
+  if (it == nodes_.end()) return;
+  if (!it->second.info.alive()) {
+    // A node declared dead that still beats (it was frozen or cut off, and the view sent when
+    // it died was lost with its connection): the view tells it that it is dead, and it stops.
+    c->Send(rpc::kClusterView, View());
+    return;
+  }
   it->second.last_heartbeat = std::chrono::steady_clock::now();
   UpdateNodeStats(req.stats());
 }
@@ -346,6 +356,10 @@ void GcsServer::CheckHeartbeats() {
   auto now = std::chrono::steady_clock::now();
   std::vector<NodeID> dead;
   for (const auto& [id, n] : nodes_) {
+    // The head's node daemon runs in this process, on this loop: it lives as long as the
+    // control service does, and its heartbeats are only late when this loop is (a busy
+    // machine). Declaring it dead would cut the cluster off from the head's own node.
+    if (n.info.address().pid() == ::getpid()) continue;
     if (n.info.alive() &&
         now - n.last_heartbeat > std::chrono::milliseconds(options_.node_death_timeout_ms)) {
       dead.push_back(id);
@@ -354,6 +368,12 @@ void GcsServer::CheckHeartbeats() {
   for (const auto& id : dead)
     MarkNodeDead(id, "no heartbeat for " + std::to_string(options_.node_death_timeout_ms) + " ms");
   ScheduleHeartbeatCheck();
+}
+
+int64_t GcsServer::HeartbeatPeriodMs() const {
+  // Four heartbeats per timeout: one late or lost heartbeat never kills a node.
+  const int64_t configured = std::max<int64_t>(Config::Get().heartbeat_period_ms(), 10);
+  return std::clamp<int64_t>(options_.node_death_timeout_ms / 4, 10, configured);
 }
 
 void GcsServer::ScheduleHeartbeatCheck() {
@@ -413,6 +433,9 @@ void GcsServer::MarkNodeDead(const NodeID& id, const std::string& cause) {
   if (it->second.conn) it->second.conn->Close(UnavailableError("node dead"));
   it->second.conn.reset();
   BroadcastView();
+  // The node itself, if it is still there (frozen, or cut off and back): seeing itself dead in
+  // the view, it stops, as the rest of the cluster already treats it as gone.
+  if (auto c = it->second.registration.lock()) c->Send(rpc::kClusterView, View());
   std::vector<ActorID> lost;
   for (const auto& [aid, a] : actors_) {
     if (a.node == id && a.info.state() != proto::DEAD) lost.push_back(aid);

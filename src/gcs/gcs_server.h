@@ -149,6 +149,9 @@ class GcsServer {
   void MarkNodeDead(const NodeID& id, const std::string& cause);
   void CheckHeartbeats();
   void ScheduleHeartbeatCheck();
+  // How often nodes heartbeat (told in the RegisterNode reply): a quarter of the node death
+  // timeout, at most LUMEN_HEARTBEAT_PERIOD_MS.
+  int64_t HeartbeatPeriodMs() const;
   // What node daemons schedule against: every node's address, labels and resources.
   proto::ClusterView View() const;
   // Sends the view to every alive node soon (coalesced: at most once per report period).

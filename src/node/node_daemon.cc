@@ -164,8 +164,8 @@ Status NodeDaemon::Start() {
   loop_->Post([this] {
     log_timer_ = loop_->RunAfter(std::chrono::milliseconds(Config::Get().log_monitor_period_ms()),
                                  [this] { ForwardWorkerLogs(); });
-    heartbeat_timer_ = loop_->RunAfter(
-        std::chrono::milliseconds(Config::Get().heartbeat_period_ms()), [this] { Heartbeat(); });
+    heartbeat_timer_ =
+        loop_->RunAfter(std::chrono::milliseconds(heartbeat_period_ms_), [this] { Heartbeat(); });
   });
   LUMEN_LOG(INFO) << "node " << node_id_.Hex() << " up: " << total_.ToString() << ", store "
                   << store_bytes << " bytes, listening on " << unix_address_ << " and "
@@ -230,10 +230,12 @@ Status NodeDaemon::ConnectGcs() {
   for (const auto& [k, v] : options_.labels) (*info->mutable_labels())[k] = v;
   info->set_min_worker_port(options_.min_worker_port);
   info->set_max_worker_port(options_.max_worker_port);
-  proto::Empty reply;
+  proto::RegisterNodeReply reply;
   Status st = gcs_->CallSync(rpc::kRegisterNode, req, &reply, Config::Get().rpc_timeout_ms());
   LUMEN_RETURN_IF_ERROR(
       st.WithContext("registering with the control service at " + options_.gcs_address));
+  heartbeat_period_ms_ = reply.heartbeat_period_ms() > 0 ? reply.heartbeat_period_ms()
+                                                         : Config::Get().heartbeat_period_ms();
   // The nodes that joined before this one: spillback works from the first request.
   proto::ClusterView view;
   if (gcs_->CallSync(rpc::kGetClusterView, proto::Empty(), &view, Config::Get().rpc_timeout_ms())
@@ -454,6 +456,17 @@ void NodeDaemon::SetClusterView(const proto::ClusterView& view) {
     if (n.alive && n.id != node_id_) was_alive.insert(n.address);
   }
   view_ = scheduling::ViewFromProto(view);
+  for (const auto& n : view_) {
+    if (n.id != node_id_ || n.alive || options_.is_head || stopped_) continue;
+    // Declared dead (frozen, or cut off from the head past the node death timeout): the
+    // cluster has already re-run this node's tasks and given up its objects elsewhere.
+    LUMEN_LOG(ERROR) << "the control service at " << options_.gcs_address
+                     << " declared this node dead (no heartbeat within "
+                        "LUMEN_NODE_DEATH_TIMEOUT_MS); it stops. Start it again to rejoin the "
+                        "cluster as a new node.";
+    on_shutdown_.Run();
+    return;
+  }
   for (const auto& n : view_) {
     if (!n.alive && was_alive.count(n.address) && objects_) objects_->NodeDied(n.address);
   }
@@ -1255,8 +1268,8 @@ void NodeDaemon::Heartbeat() {
     }
   }
   if (!pending_.empty()) ProcessLeaseQueue();  // deadlines of requests waiting for a node
-  heartbeat_timer_ = loop_->RunAfter(std::chrono::milliseconds(Config::Get().heartbeat_period_ms()),
-                                     [this] { Heartbeat(); });
+  heartbeat_timer_ =
+      loop_->RunAfter(std::chrono::milliseconds(heartbeat_period_ms_), [this] { Heartbeat(); });
 }
 
 }  // namespace lumen::node

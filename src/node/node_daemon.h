@@ -203,6 +203,9 @@ class NodeDaemon {
       exit_waiters_;
   std::chrono::steady_clock::time_point last_release_ask_{};
   uint64_t heartbeat_timer_ = 0;
+  // What the control service asked for when this node registered (set before the loop's
+  // first heartbeat; read on the loop thread).
+  int64_t heartbeat_period_ms_ = 1000;
   uint64_t log_timer_ = 0;
   uint64_t report_timer_ = 0;
   scheduling::ClusterScheduler policy_;
