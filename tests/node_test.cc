@@ -18,6 +18,7 @@
 #include "node.pb.h"
 #include "node/bundle_table.h"
 #include "node/log_monitor.h"
+#include "node/memory_monitor.h"
 
 namespace lumen {
 namespace {
@@ -305,6 +306,86 @@ TEST(BundleTable, ReturningPreparedBundlesGivesTheirResourcesBack) {
   EXPECT_EQ(available.Get("CPU"), ToFixed(1));
   table.Return(g, &total, &available);
   EXPECT_TRUE(available == total);
+}
+
+TEST(MemoryMonitor, MeminfoGivesWhatIsNotAvailableAsUsed) {
+  auto u = ParseMeminfo(
+      "MemTotal:       16000 kB\nMemFree:          1000 kB\nMemAvailable:     4000 kB\n");
+  ASSERT_TRUE(u.has_value());
+  EXPECT_EQ(u->total, 16000 * 1024);
+  EXPECT_EQ(u->used, 12000 * 1024);
+  EXPECT_DOUBLE_EQ(u->Fraction(), 0.75);
+  EXPECT_FALSE(ParseMeminfo("MemTotal: 16000 kB\n").has_value());
+  EXPECT_FALSE(ParseMeminfo("garbage").has_value());
+}
+
+TEST(MemoryMonitor, ACgroupLimitCountsItsUseWithoutInactiveFilePages) {
+  auto u = ParseCgroupMemory("1000000\n", "800000\n",
+                             "anon 500000\nfile 300000\ninactive_file 200000\n");
+  ASSERT_TRUE(u.has_value());
+  EXPECT_EQ(u->total, 1000000);
+  EXPECT_EQ(u->used, 600000);
+  EXPECT_FALSE(ParseCgroupMemory("max\n", "800000\n", "").has_value());
+  EXPECT_FALSE(ParseCgroupMemory("12x\n", "800000\n", "").has_value());
+  EXPECT_GT(ReadMemoryUsage().total, 0);  // this machine's
+}
+
+TEST(MemoryMonitor, TheMostRecentRetriableTaskGoesFirstAndActorsLast) {
+  using Kind = KillCandidate::Kind;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<KillCandidate> c = {
+      {WorkerID::FromRandom(), Kind::kActor, t0 + std::chrono::seconds(9)},
+      {WorkerID::FromRandom(), Kind::kRetriableTask, t0 + std::chrono::seconds(1)},
+      {WorkerID::FromRandom(), Kind::kTask, t0 + std::chrono::seconds(8)},
+      {WorkerID::FromRandom(), Kind::kRetriableTask, t0 + std::chrono::seconds(2)},
+  };
+  EXPECT_EQ(ChooseWorkerToKill(c), 3u);
+  c.erase(c.begin() + 1);  // no retriable task but the one at 2 s
+  c.erase(c.begin() + 2);
+  EXPECT_EQ(ChooseWorkerToKill(c), 1u);  // a task that cannot be retried, before the actor
+  c.erase(c.begin() + 1);
+  EXPECT_EQ(ChooseWorkerToKill(c), 0u);  // only the actor is left
+  EXPECT_FALSE(ChooseWorkerToKill({}).has_value());
+}
+
+TEST(MemoryMonitor, KillsOneWorkerPastTheThresholdAndWaitsForItsDeath) {
+  MemoryUsage usage{.used = 50, .total = 100};
+  const auto t0 = std::chrono::steady_clock::now();
+  const WorkerID old_task = WorkerID::FromRandom(), new_task = WorkerID::FromRandom();
+  std::vector<KillCandidate> candidates = {
+      {old_task, KillCandidate::Kind::kRetriableTask, t0},
+      {new_task, KillCandidate::Kind::kRetriableTask, t0 + std::chrono::seconds(1)}};
+  std::vector<std::pair<WorkerID, std::string>> kills;
+  MemoryMonitor::Hooks hooks;
+  hooks.read_usage = [&] { return usage; };
+  hooks.candidates = [&] { return candidates; };
+  hooks.kill = [&](const WorkerID& w, const std::string& why) { kills.emplace_back(w, why); };
+  MemoryMonitor monitor(nullptr, "n1", 0.6, std::chrono::milliseconds(0), std::move(hooks));
+
+  monitor.Check();  // 0.50: below the threshold
+  EXPECT_TRUE(kills.empty());
+  usage.used = 70;
+  monitor.Check();
+  ASSERT_EQ(kills.size(), 1u);
+  EXPECT_EQ(kills[0].first, new_task);
+  EXPECT_NE(kills[0].second.find("memory use on node n1 was"), std::string::npos)
+      << kills[0].second;
+  EXPECT_NE(kills[0].second.find("(0.70), past LUMEN_MEMORY_USAGE_THRESHOLD=0.60"),
+            std::string::npos)
+      << kills[0].second;
+  EXPECT_TRUE(monitor.KilledForMemory(new_task));
+  EXPECT_FALSE(monitor.KilledForMemory(old_task));
+
+  monitor.Check();  // the killed worker has not died yet: its memory is not free
+  EXPECT_EQ(kills.size(), 1u);
+  candidates.pop_back();
+  monitor.OnWorkerDied(old_task);  // another's death does not count
+  monitor.Check();
+  EXPECT_EQ(kills.size(), 1u);
+  monitor.OnWorkerDied(new_task);
+  monitor.Check();  // still past the threshold: the next one goes
+  ASSERT_EQ(kills.size(), 2u);
+  EXPECT_EQ(kills[1].first, old_task);
 }
 
 }  // namespace

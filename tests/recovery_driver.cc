@@ -10,9 +10,11 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -122,6 +124,25 @@ int OwnAndDie(std::string log, std::string b, std::string status_command) {
   return 0;
 }
 
+// Takes memory 64 MiB at a time (written, so really in use), up to 8 GiB, and keeps it until
+// the node's memory monitor kills it — on its first run of `seed` only: a retry (the node has
+// memory again) returns at once.
+std::string Hog(std::string log, int seed) {
+  const std::string marker = log + ".hog" + std::to_string(seed);
+  const bool first = !Exists(marker);
+  ::close(::open(marker.c_str(), O_CREAT | O_WRONLY, 0644));
+  LogRun(log, "Hog", seed);
+  if (!first) return "done";
+  constexpr size_t kChunk = size_t{64} << 20;
+  std::vector<std::unique_ptr<char[]>> held;
+  for (int i = 0; i < 128; ++i) {
+    held.push_back(std::make_unique<char[]>(kChunk));
+    std::memset(held.back().get(), i + 1, kChunk);
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(60));
+  return "held 8 GiB for a minute without being killed";
+}
+
 class Maker {
  public:
   static Maker* Create() { return new Maker(); }
@@ -130,7 +151,7 @@ class Maker {
 
 }  // namespace
 
-LUMEN_REMOTE(WhereAmI, Make, AddOne, ReadLater, OwnAndDie);
+LUMEN_REMOTE(WhereAmI, Make, AddOne, ReadLater, OwnAndDie, Hog);
 LUMEN_REMOTE(Maker::Create, &Maker::Make);
 
 namespace {
@@ -357,12 +378,47 @@ void CheckOwnerDies() {
   std::printf("the dead owner's object was freed on node b\n");
 }
 
+// LUMEN_MEMORY_USAGE_THRESHOLD is set (by the test) a little above the machine's memory use:
+// a task that takes more is killed by its node's memory monitor and retried after a back-off
+// (and then succeeds); one with max_retries=0 fails with OutOfMemoryError saying how much
+// memory the node used.
+void CheckMemory() {
+  auto zones = NodesByZone();
+  const std::string log = NewLog("memory");
+  lumen::TaskOptions on_a{.max_retries = 1,
+                          .scheduling = lumen::NodeAffinityScheduling{.node_id = zones["a"]}};
+  const std::string result = lumen::Get(lumen::Task(Hog).Options(on_a).Remote(log, 1));
+  Expect(result == "done", "the retriable task's first run: " + result);
+  Expect(NodesThatRan(ReadRuns(log), "Hog", 1).size() == 2,
+         "the task killed for memory should have run twice");
+  std::printf("a task killed for memory was retried and finished\n");
+
+  on_a.max_retries = 0;
+  try {
+    const std::string r = lumen::Get(lumen::Task(Hog).Options(on_a).Remote(log, 2));
+    throw Failure("a task with max_retries=0 was not killed for memory: " + r);
+  } catch (const lumen::OutOfMemoryError& e) {
+    const std::string what = e.what();
+    Expect(what.find("memory monitor") != std::string::npos &&
+               what.find("LUMEN_MEMORY_USAGE_THRESHOLD") != std::string::npos &&
+               what.find("GiB of") != std::string::npos,
+           "the error does not say the task was killed for memory and how much was used: " + what);
+    std::printf("max_retries=0: %s\n", e.what());
+  }
+  Expect(NodesThatRan(ReadRuns(log), "Hog", 2).size() == 1, "the max_retries=0 task ran again");
+  std::printf("the memory monitor killed the tasks that took too much memory\n");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   lumen::Init(argc, argv);
   std::map<std::string, std::function<void()>> checks{
-      {"lineage", CheckLineage}, {"frozen", CheckFrozen}, {"owner_dies", CheckOwnerDies}};
+      {"lineage", CheckLineage},
+      {"frozen", CheckFrozen},
+      {"owner_dies", CheckOwnerDies},
+      {"memory", CheckMemory},
+  };
   int code = 0;
   std::string which = argc > 1 ? argv[1] : "";
   auto it = checks.find(which);

@@ -4,13 +4,18 @@
 // each loses a node.
 #include <unistd.h>
 
+#include <atomic>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 
+#include "node/memory_monitor.h"
 #include "shell.h"
 
 namespace {
@@ -30,16 +35,24 @@ class RecoveryTest : public ::testing::Test {
     address_ = "127.0.0.1:" + std::to_string(FreePort());
     const std::string common =
         " --token " + std::string(kToken) + " --num-cpus 1 --object-store-memory 512M";
-    auto head = Shell(env_ + LUMEN_CLI + " start --head --port " +
-                      address_.substr(address_.find(':') + 1) + " --labels zone=a" + common);
-    ASSERT_EQ(head.code, 0) << head.out;
-    auto b = Shell(env_ + LUMEN_CLI + " start --address " + address_ +
-                   " --resources side=1 --labels zone=b" + common);
-    ASSERT_EQ(b.code, 0) << b.out;
-    victim_pid_ = PidOf(b.out);
-    ASSERT_GT(victim_pid_, 0) << b.out;
-    auto c = Shell(env_ + LUMEN_CLI + " start --address " + address_ + " --labels zone=c" + common);
-    ASSERT_EQ(c.code, 0) << c.out;
+    start_["a"] = " start --head --port " + address_.substr(address_.find(':') + 1) +
+                  " --labels zone=a" + common;
+    start_["b"] = " start --address " + address_ + " --resources side=1 --labels zone=b" + common;
+    start_["c"] = " start --address " + address_ + " --labels zone=c" + common;
+    for (const char* zone : {"a", "b", "c"}) {
+      ASSERT_TRUE(StartNode(zone)) << "starting node " << zone;
+    }
+    victim_pid_ = pids_["b"];
+  }
+  // Starts (or starts again) the node of `zone`; records its daemon's pid.
+  bool StartNode(const std::string& zone) {
+    auto run = Shell(env_ + LUMEN_CLI + start_[zone]);
+    pids_[zone] = PidOf(run.out);
+    if (run.code != 0 || pids_[zone] <= 0) {
+      ADD_FAILURE() << run.out;
+      return false;
+    }
+    return true;
   }
   void TearDown() override {
     Shell(env_ + LUMEN_CLI + " stop");
@@ -65,7 +78,9 @@ class RecoveryTest : public ::testing::Test {
 
   static constexpr const char* kToken = "0123456789abcdef0123456789abcdef";
   std::string root_, env_, address_;
-  int victim_pid_ = -1;
+  std::map<std::string, std::string> start_;  // zone -> arguments of `lumen start`
+  std::map<std::string, int> pids_;           // zone -> its daemon now
+  int victim_pid_ = -1;                       // node b's first daemon
 };
 
 // Objects whose only copy was on the killed node are re-created from lineage (a chain of three
@@ -109,6 +124,31 @@ TEST_F(FrozenNodeTest, AFrozenNodeIsDeclaredDeadAndItsObjectsAreRecreated) {
   auto run = Driver("frozen");
   EXPECT_EQ(run.code, 0) << run.out;
   EXPECT_NE(run.out.find("the frozen node was declared dead"), std::string::npos) << run.out;
+}
+
+// A node's memory monitor kills the worker of a task that takes too much memory: the threshold
+// is set 2 GiB above the machine's use before the cluster starts (the task takes up to 8).
+class MemoryMonitorTest : public RecoveryTest {
+ protected:
+  void SetUp() override {
+    const lumen::node::MemoryUsage usage = lumen::node::ReadMemoryUsage();
+    ASSERT_GT(usage.total, 0);
+    const double threshold =
+        static_cast<double>(usage.used + (int64_t{2} << 30)) / static_cast<double>(usage.total);
+    if (threshold > 0.9 || usage.total - usage.used < (int64_t{10} << 30)) {
+      GTEST_SKIP() << "needs 10 GiB of free memory; " << lumen::node::DescribeMemoryUsage(usage)
+                   << " in use";
+    }
+    StartCluster("LUMEN_MEMORY_USAGE_THRESHOLD=" + std::to_string(threshold));
+  }
+};
+
+TEST_F(MemoryMonitorTest, ATaskThatTakesTooMuchMemoryIsKilledAndRetried) {
+  auto run = Driver("memory");
+  EXPECT_EQ(run.code, 0) << run.out;
+  EXPECT_NE(run.out.find("the memory monitor killed the tasks that took too much memory"),
+            std::string::npos)
+      << run.out;
 }
 
 }  // namespace

@@ -38,6 +38,14 @@ class WorkerCrashedError : public Error {
   using Error::Error;
 };
 
+// The task's worker was killed by its node's memory monitor (the node's memory use passed
+// LUMEN_MEMORY_USAGE_THRESHOLD) on every allowed attempt; the message says how much memory the
+// node used. Retries wait longer after each such kill (LUMEN_MEMORY_KILL_RETRY_DELAY_MS).
+class OutOfMemoryError : public WorkerCrashedError {
+ public:
+  using WorkerCrashedError::WorkerCrashedError;
+};
+
 // The actor is dead (killed, restarts exhausted, constructor failed) or died during the call.
 class ActorDiedError : public Error {
  public:

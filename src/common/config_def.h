@@ -33,6 +33,14 @@ LUMEN_CONFIG(int64_t, max_workers_per_cpu, 4,
              "Cap on non-actor worker processes per CPU (blocked workers release their CPU)")
 LUMEN_CONFIG(int64_t, idle_worker_keep_ms, 60000,
              "Idle workers above the CPU count are stopped after this long")
+LUMEN_CONFIG(double, memory_usage_threshold, 0.95,
+             "Above this fraction of the node's memory in use, its daemon kills a worker")
+LUMEN_CONFIG(int64_t, memory_monitor_refresh_ms, 250,
+             "How often a node daemon checks its memory use; 0 turns the memory monitor off")
+LUMEN_CONFIG(int64_t, memory_kill_retry_delay_ms, 1000,
+             "A task killed for memory is retried after this long, doubled at each such kill")
+LUMEN_CONFIG(int64_t, memory_kill_retry_max_delay_ms, 30000,
+             "The longest wait before retrying a task killed for memory")
 LUMEN_CONFIG(int64_t, worker_exit_status_wait_ms, 2000,
              "How long an owner waits to learn why a worker's connection dropped")
 LUMEN_CONFIG(int64_t, actor_death_info_wait_ms, 5000,

@@ -41,6 +41,8 @@ thread_local TaskContext* tls_context = nullptr;
           e.function_name(), e.remote_type(), e.message());
     case proto::WORKER_CRASHED:
       throw WorkerCrashedError(e.message());
+    case proto::OUT_OF_MEMORY:
+      throw OutOfMemoryError(e.message());
     case proto::ACTOR_DIED:
       throw ActorDiedError(e.message());
     case proto::OBJECT_LOST:
@@ -794,9 +796,11 @@ std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
   entry->strategy = StrategyOf(options.scheduling, options.label_selector);
   InPlacementGroup(options.placement_group, options.bundle_index, "lumen::Task", &entry->resources,
                    &entry->strategy);
-  // Tasks share leases only with tasks of the same shape and placement.
-  entry->shape_key = entry->resources.Key() + "|" + entry->strategy.SerializeAsString();
   entry->retries_left = std::max(options.max_retries, 0);
+  // Tasks share leases only with tasks of the same shape and placement, and retriable ones
+  // only with retriable ones: their workers are the memory monitor's first choice.
+  entry->shape_key = entry->resources.Key() + "|" + entry->strategy.SerializeAsString() +
+                     (entry->retries_left > 0 ? "|r" : "");
   std::vector<ObjectID> temporary;
   BuildArgs(*this, args, &spec, &entry->held_refs, &temporary);
   for (int i = 0; i < num_returns; ++i) {

@@ -120,6 +120,7 @@ void TaskSubmitter::DrainIncoming() {
       ks.resources = task->resources;
       ks.strategy = task->strategy;
       ks.lease_node = task->lease_node;
+      ks.retriable = task->spec.max_retries() > 0;
       ks.queue.push_back(std::move(task));
     }
     for (const auto& k : keys) PumpLocked(k);
@@ -269,6 +270,7 @@ void TaskSubmitter::SendLeaseRequestLocked(const std::string& key, const rpc::Co
   req.set_backlog(static_cast<int32_t>(ks.queue.size()));
   *req.mutable_strategy() = ks.strategy;
   req.set_spillback_count(spillback_count);
+  req.set_retriable(ks.retriable);
   if (!ks.queue.empty()) req.set_function_name(ks.queue.front()->spec.function_name());
   daemon->Call(rpc::kRequestLease, req,
                [this, key, daemon, spillback_count](const Status& st, std::string_view payload) {
@@ -469,7 +471,12 @@ void TaskSubmitter::HandleResults(const rpc::ConnectionPtr& conn, proto::TaskRes
 }
 
 void TaskSubmitter::OnConnectionClosed(const rpc::ConnectionPtr& conn, const Status& reason) {
-  std::vector<std::pair<WorkerID, std::vector<std::shared_ptr<TaskEntry>>>> failures;
+  struct Failure {
+    WorkerID worker;
+    rpc::ConnectionPtr daemon;
+    std::vector<std::shared_ptr<TaskEntry>> tasks;
+  };
+  std::vector<Failure> failures;
   {
     MutexLock lock(mu_);
     std::vector<uint64_t> dead;
@@ -487,24 +494,38 @@ void TaskSubmitter::OnConnectionClosed(const rpc::ConnectionPtr& conn, const Sta
       }
       // The daemon frees a dead worker's lease itself; for a live one this kills it.
       ReturnLeaseLocked(id, /*kill_worker=*/true);
-      if (!tasks.empty()) failures.emplace_back(lw.worker, std::move(tasks));
+      if (!tasks.empty()) {
+        failures.push_back({lw.worker, lw.daemon ? lw.daemon : cw_.daemon(), std::move(tasks)});
+      }
     }
   }
-  for (auto& [worker, tasks] : failures) HandleWorkerFailure(std::move(tasks), worker, reason);
+  for (auto& f : failures) HandleWorkerFailure(std::move(f.tasks), f.worker, f.daemon, reason);
+}
+
+void TaskSubmitter::RetryLocked(std::shared_ptr<TaskEntry> task, std::vector<std::string>* keys,
+                                std::vector<std::shared_ptr<TaskEntry>>* relocate) {
+  if (HasPlasmaArgs(task->spec)) {
+    relocate->push_back(std::move(task));
+  } else {
+    RequeueFrontLocked(task, keys);
+  }
 }
 
 void TaskSubmitter::HandleWorkerFailure(std::vector<std::shared_ptr<TaskEntry>> tasks,
-                                        WorkerID worker, const Status& reason) {
+                                        WorkerID worker, rpc::ConnectionPtr daemon,
+                                        const Status& reason) {
   proto::WorkerExitStatusRequest req;
   req.set_worker_id(worker.Binary());
   auto shared = std::make_shared<std::vector<std::shared_ptr<TaskEntry>>>(std::move(tasks));
-  cw_.daemon()->Call(
+  daemon->Call(
       rpc::kWorkerExitStatus, req,
       [this, shared, reason](const Status& st, std::string_view payload) {
         proto::WorkerExitStatusReply reply;
         std::string why;
+        bool for_memory = false;
         if (st.ok() && rpc::ParsePayload(payload, &reply) && reply.exited()) {
           why = reply.description();
+          for_memory = reply.killed_for_memory();
         } else {
           why = "lost its connection (" + reason.message() + ")";
         }
@@ -523,20 +544,39 @@ void TaskSubmitter::HandleWorkerFailure(std::vector<std::shared_ptr<TaskEntry>> 
               --task->retries_left;
               task->spec.set_attempt(task->spec.attempt() + 1);
               task->wire.clear();
-              LUMEN_LOG(WARNING) << "task " << task->spec.function_name() << ": worker process "
-                                 << why << "; retrying (attempt " << task->spec.attempt() + 1
-                                 << ")";
-              if (HasPlasmaArgs(task->spec)) {
-                relocate.push_back(task);
-              } else {
-                RequeueFrontLocked(task, &keys);
+              if (!for_memory) {
+                LUMEN_LOG(WARNING)
+                    << "task " << task->spec.function_name() << ": worker process " << why
+                    << "; retrying (attempt " << task->spec.attempt() + 1 << ")";
+                RetryLocked(task, &keys, &relocate);
+                continue;
               }
+              // The node ran short of memory: the retry waits for it to recover, longer after
+              // each such kill (Ray's back-off for tasks its memory monitor killed).
+              const int64_t delay = std::min<int64_t>(
+                  Config::Get().memory_kill_retry_delay_ms() << std::min(task->memory_kills, 20),
+                  Config::Get().memory_kill_retry_max_delay_ms());
+              ++task->memory_kills;
+              LUMEN_LOG(WARNING) << "task " << task->spec.function_name() << ": worker process "
+                                 << why << "; retrying in " << delay << " ms (attempt "
+                                 << task->spec.attempt() + 1 << ")";
+              cw_.io()->RunAfter(std::chrono::milliseconds(delay), [this, task] {
+                std::vector<std::string> later_keys;
+                std::vector<std::shared_ptr<TaskEntry>> later_relocate;
+                {
+                  MutexLock lock(mu_);
+                  if (shutdown_) return;
+                  RetryLocked(task, &later_keys, &later_relocate);
+                  for (const auto& k : later_keys) PumpLocked(k);
+                }
+                for (auto& t : later_relocate) cw_.recovery().Retry(std::move(t));
+              });
               continue;
             }
             Completion c;
             c.task = task;
             c.failed_by_system = true;
-            c.error.set_type(proto::WORKER_CRASHED);
+            c.error.set_type(for_memory ? proto::OUT_OF_MEMORY : proto::WORKER_CRASHED);
             c.error.set_function_name(task->spec.function_name());
             int attempts = task->spec.attempt() + 1;
             c.error.set_message("task " + task->spec.function_name() +

@@ -39,6 +39,7 @@ struct TaskEntry {
   std::string shape_key;          // resources and strategy
   std::string key;                // shape and lease node: tasks of one key share leases
   double* avg_exec_us = nullptr;  // the submitter's running average for this function
+  int memory_kills = 0;           // attempts killed by a node's memory monitor
 };
 
 // Where `spec`'s arguments in shared memory live: the node with most of their bytes, when it is
@@ -97,6 +98,7 @@ class TaskSubmitter {
     ResourceSet resources;
     proto::SchedulingStrategy strategy;
     NodeID lease_node;
+    bool retriable = false;  // its tasks have max_retries > 0 (part of the key)
     std::deque<std::shared_ptr<TaskEntry>> queue;
     std::vector<uint64_t> leases;
     int lease_requests = 0;
@@ -134,9 +136,13 @@ class TaskSubmitter {
   void FailQueuedLocked(const std::string& key, const std::string& message,
                         std::vector<Completion>* out) LUMEN_REQUIRES(mu_);
   // `tasks[0]` was running when the worker died; the others had not started and are retried
-  // without using up an attempt.
+  // without using up an attempt. `daemon` granted the worker's lease: it says why it died.
   void HandleWorkerFailure(std::vector<std::shared_ptr<TaskEntry>> tasks, WorkerID worker,
-                           const Status& reason);
+                           rpc::ConnectionPtr daemon, const Status& reason);
+  // Sends a task whose worker died off again: where its arguments now are when it has any in
+  // shared memory, else to the front of its queue (`keys` collects what to pump).
+  void RetryLocked(std::shared_ptr<TaskEntry> task, std::vector<std::string>* keys,
+                   std::vector<std::shared_ptr<TaskEntry>>* relocate) LUMEN_REQUIRES(mu_);
   void Complete(std::vector<Completion>& done);
 
   CoreWorker& cw_;

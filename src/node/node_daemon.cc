@@ -159,6 +159,14 @@ Status NodeDaemon::Start() {
       [this](const WorkerProc& w) { logs_->Add(w.id, w.job, w.pid, w.out_path, w.err_path); });
   drivers_ = std::make_unique<DriverRunner>(loop_, options_.session_dir, options_.token,
                                             [this] { return gcs_; });
+  MemoryMonitor::Hooks memory_hooks;
+  memory_hooks.read_usage = ReadMemoryUsage;
+  memory_hooks.candidates = [this] { return MemoryKillCandidates(); };
+  memory_hooks.kill = [this](const WorkerID& w, const std::string& why) { pool_->Kill(w, why); };
+  memory_ = std::make_unique<MemoryMonitor>(
+      loop_, short_id, Config::Get().memory_usage_threshold(),
+      std::chrono::milliseconds(Config::Get().memory_monitor_refresh_ms()),
+      std::move(memory_hooks));
 
   LUMEN_RETURN_IF_ERROR(ConnectGcs());
   loop_->Post([this] {
@@ -166,6 +174,7 @@ Status NodeDaemon::Start() {
                                  [this] { ForwardWorkerLogs(); });
     heartbeat_timer_ =
         loop_->RunAfter(std::chrono::milliseconds(heartbeat_period_ms_), [this] { Heartbeat(); });
+    memory_->Start();
   });
   LUMEN_LOG(INFO) << "node " << node_id_.Hex() << " up: " << total_.ToString() << ", store "
                   << store_bytes << " bytes, listening on " << unix_address_ << " and "
@@ -185,6 +194,7 @@ void NodeDaemon::Stop() {
     if (heartbeat_timer_) loop_->CancelTimer(heartbeat_timer_);
     if (log_timer_) loop_->CancelTimer(log_timer_);
     if (report_timer_) loop_->CancelTimer(report_timer_);
+    if (memory_) memory_->Stop();
   };
   if (loop_->InLoopThread()) {
     cleanup();
@@ -898,6 +908,8 @@ void NodeDaemon::GrantLease(PendingLease& p, WorkerProc* w) {
   AcquireGpus(scheduling::GpusOf(p.need), &lease.gpus);
   lease.holder = p.requester;
   lease.for_actor = p.req.for_actor();
+  lease.retriable = p.req.retriable();
+  lease.granted = std::chrono::steady_clock::now();
   if (p.req.strategy().placement_group_id().size() == PlacementGroupID::kSize) {
     lease.group = PlacementGroupID::FromBinary(p.req.strategy().placement_group_id());
   }
@@ -1010,6 +1022,7 @@ void NodeDaemon::HandleFlushWorkerLogs(const rpc::ConnectionPtr& c, rpc::Frame& 
 void NodeDaemon::OnWorkerDied(const WorkerProc& w, const std::string& description) {
   if (stopped_) return;
   logs_->Exited(w.id);  // what it printed last (a crash message, say) still reaches its driver
+  memory_->OnWorkerDied(w.id);
   if (w.lease_id) {
     auto it = leases_.find(w.lease_id);
     if (it != leases_.end()) {
@@ -1023,6 +1036,7 @@ void NodeDaemon::OnWorkerDied(const WorkerProc& w, const std::string& descriptio
     reply.set_known(true);
     reply.set_exited(true);
     reply.set_description(description);
+    reply.set_killed_for_memory(memory_->KilledForMemory(w.id));
     for (auto& [conn, frame] : waiters->second) conn->Reply(frame, reply);
     exit_waiters_.erase(waiters);
   }
@@ -1057,6 +1071,21 @@ void NodeDaemon::OnWorkerDied(const WorkerProc& w, const std::string& descriptio
   ProcessLeaseQueue();
 }
 
+std::vector<KillCandidate> NodeDaemon::MemoryKillCandidates() const {
+  std::vector<KillCandidate> out;
+  for (const auto& [id, lease] : leases_) {
+    if (!pool_->Find(lease.worker)) continue;
+    KillCandidate c;
+    c.worker = lease.worker;
+    c.kind = lease.for_actor   ? KillCandidate::Kind::kActor
+             : lease.retriable ? KillCandidate::Kind::kRetriableTask
+                               : KillCandidate::Kind::kTask;
+    c.started = lease.granted;
+    out.push_back(c);
+  }
+  return out;
+}
+
 void NodeDaemon::HandleWorkerExitStatus(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   proto::WorkerExitStatusRequest req;
   if (!rpc::ParsePayload(f.payload, &req)) {
@@ -1070,6 +1099,7 @@ void NodeDaemon::HandleWorkerExitStatus(const rpc::ConnectionPtr& c, rpc::Frame&
     reply.set_known(true);
     reply.set_exited(true);
     reply.set_description(desc);
+    reply.set_killed_for_memory(memory_->KilledForMemory(id));
     c->Reply(f, reply);
     return;
   }

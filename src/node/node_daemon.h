@@ -28,6 +28,7 @@
 #include "node/bundle_table.h"
 #include "node/driver_runner.h"
 #include "node/log_monitor.h"
+#include "node/memory_monitor.h"
 #include "node/object_manager.h"
 #include "node/worker_pool.h"
 #include "object_store/object_store.h"
@@ -85,6 +86,8 @@ class NodeDaemon {
     bool for_actor = false;
     ResourceSet released;    // CPU handed back while the worker is blocked
     PlacementGroupID group;  // Nil: not in a placement group
+    bool retriable = false;  // its holder may retry its tasks (the memory monitor kills it first)
+    std::chrono::steady_clock::time_point granted;
   };
   struct PendingLease {
     uint64_t seq;
@@ -161,6 +164,8 @@ class NodeDaemon {
   void ReleaseGpus(const std::vector<int>& gpus, int64_t amount);
   void AskIdleLeasesBack();
   void OnWorkerDied(const WorkerProc& w, const std::string& description);
+  // The workers the memory monitor may kill: those holding leases (tasks and actors).
+  std::vector<KillCandidate> MemoryKillCandidates() const;
   void FinishJob(const JobID& job);
 
   Status ConnectGcs();
@@ -183,6 +188,7 @@ class NodeDaemon {
   std::unique_ptr<LogMonitor> logs_;        // worker output, to the drivers
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<DriverRunner> drivers_;  // of submitted jobs (head)
+  std::unique_ptr<MemoryMonitor> memory_;  // kills a worker when the node runs out of memory
   rpc::ConnectionPtr gcs_;
   std::string unix_address_;
   std::string tcp_address_;
