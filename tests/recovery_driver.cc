@@ -143,6 +143,26 @@ std::string Hog(std::string log, int seed) {
   return "held 8 GiB for a minute without being killed";
 }
 
+// An actor that says where it lives and how many calls its instance has had.
+class Where {
+ public:
+  static Where* Create() { return new Where(); }
+  std::string Node() {
+    ++calls_;
+    return WhereAmI();
+  }
+  int Calls() { return ++calls_; }
+  // Says it started (creates `started`), waits for `go`, then answers where it runs.
+  std::string NodeOnceToldTo(std::string started, std::string go) {
+    ::close(::open(started.c_str(), O_CREAT | O_WRONLY, 0644));
+    AwaitFile(go);
+    return Node();
+  }
+
+ private:
+  int calls_ = 0;
+};
+
 class Maker {
  public:
   static Maker* Create() { return new Maker(); }
@@ -153,6 +173,7 @@ class Maker {
 
 LUMEN_REMOTE(WhereAmI, Make, AddOne, ReadLater, OwnAndDie, Hog);
 LUMEN_REMOTE(Maker::Create, &Maker::Make);
+LUMEN_REMOTE(Where::Create, &Where::Node, &Where::Calls, &Where::NodeOnceToldTo);
 
 namespace {
 
@@ -378,6 +399,44 @@ void CheckOwnerDies() {
   std::printf("the dead owner's object was freed on node b\n");
 }
 
+// Actors on node b when it is killed: one with max_restarts moves to another node, and its call
+// that was running there is re-sent to the new instance (max_task_retries); one without
+// restarts fails its calls with ActorDiedError naming the node.
+void CheckActorMoves() {
+  auto zones = NodesByZone();
+  const std::string b = zones["b"];
+  const lumen::NodeAffinityScheduling on_b{.node_id = b, .soft = true};
+  auto moving = lumen::Actor(Where::Create)
+                    .Options({.max_restarts = 1, .max_task_retries = 1, .scheduling = on_b})
+                    .Remote();
+  auto staying = lumen::Actor(Where::Create).Options({.scheduling = on_b}).Remote();
+  Expect(lumen::Get(moving.Task(&Where::Node).Remote()) == b, "the first actor is not on node b");
+  Expect(lumen::Get(staying.Task(&Where::Node).Remote()) == b, "the second actor is not on b");
+
+  const std::string started = NewLog("actor") + ".started", go = started + ".go";
+  auto in_flight = moving.Task(&Where::NodeOnceToldTo).Remote(started, go);
+  AwaitFile(started);  // running on node b
+  KillVictim();
+  ::close(::open(go.c_str(), O_CREAT | O_WRONLY, 0644));
+
+  const std::string now = lumen::Get(in_flight);
+  Expect(now != b, "the call running when node b died was answered from node b");
+  Expect(lumen::Get(moving.Task(&Where::Node).Remote()) == now, "the restarted actor moved again");
+  // Its new instance has had the re-sent call and the one above: state starts afresh.
+  Expect(lumen::Get(moving.Task(&Where::Calls).Remote()) == 3,
+         "the restarted actor does not start from a new instance");
+  std::printf("the actor with max_restarts=1 moved to node %s with its running call\n",
+              Short(now).c_str());
+  try {
+    lumen::Get(staying.Task(&Where::Node).Remote());
+    throw Failure("an actor without restarts answered after its node died");
+  } catch (const lumen::ActorDiedError& e) {
+    Expect(std::string(e.what()).find(Short(b)) != std::string::npos,
+           std::string("the error does not name the dead node: ") + e.what());
+    std::printf("the actor without restarts: %s\n", e.what());
+  }
+}
+
 // LUMEN_MEMORY_USAGE_THRESHOLD is set (by the test) a little above the machine's memory use:
 // a task that takes more is killed by its node's memory monitor and retried after a back-off
 // (and then succeeds); one with max_retries=0 fails with OutOfMemoryError saying how much
@@ -414,10 +473,8 @@ void CheckMemory() {
 int main(int argc, char** argv) {
   lumen::Init(argc, argv);
   std::map<std::string, std::function<void()>> checks{
-      {"lineage", CheckLineage},
-      {"frozen", CheckFrozen},
-      {"owner_dies", CheckOwnerDies},
-      {"memory", CheckMemory},
+      {"lineage", CheckLineage}, {"frozen", CheckFrozen},          {"owner_dies", CheckOwnerDies},
+      {"memory", CheckMemory},   {"actor_moves", CheckActorMoves},
   };
   int code = 0;
   std::string which = argc > 1 ? argv[1] : "";

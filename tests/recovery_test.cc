@@ -105,6 +105,15 @@ TEST_F(RecoveryTest, NodeDaemonsAreNeverTheOomKillersChoice) {
   EXPECT_EQ(score, -1000);
 }
 
+// Node b dies under two actors: the one with max_restarts moves to another node with the call
+// it was running; the other fails its calls with ActorDiedError naming node b.
+TEST_F(RecoveryTest, AnActorWithRestartsMovesToAnotherNodeWhenItsNodeDies) {
+  auto run = Driver("actor_moves");
+  EXPECT_EQ(run.code, 0) << run.out;
+  EXPECT_NE(run.out.find("the actor with max_restarts=1 moved to node"), std::string::npos)
+      << run.out;
+}
+
 // A worker that owns an object on another node is killed: that node frees the object.
 TEST_F(RecoveryTest, ObjectsOfADeadOwnerAreFreedOnEveryNode) {
   auto run = Driver("owner_dies", "STATUS_COMMAND='" + Status() + "'");
