@@ -33,7 +33,10 @@ class Owner {
     h.take_slot = [this] { ++slots; };
     h.release_slot = [this] { --slots; };
     h.forget_node = [](const NodeID&) {};
-    h.list_nodes = [this](std::function<void(const proto::NodeList*)> done) { done(&nodes); };
+    h.list_nodes = [this](std::function<void(const proto::NodeList*)> done) {
+      if (before_list_nodes) before_list_nodes();
+      done(&nodes);
+    };
     h.fetch_from_owner = [this](const ObjectID& id, const NodeID& n) { asked.emplace_back(id, n); };
     recovery = std::make_unique<ObjectRecovery>(&store, &refs, std::move(h), max_lineage_bytes);
   }
@@ -103,7 +106,8 @@ class Owner {
   }};
   std::vector<std::shared_ptr<TaskEntry>> submitted;
   int slots = 0;
-  proto::NodeList nodes;  // what the control service answers
+  proto::NodeList nodes;                    // what the control service answers
+  std::function<void()> before_list_nodes;  // runs before each answer (may change `nodes`)
   std::vector<std::pair<ObjectID, NodeID>> asked;
 
  private:
@@ -255,9 +259,38 @@ TEST(ObjectRecovery, ABorrowedCopyOnADeadNodeIsAskedForAgain) {
   auto* n = o.nodes.add_nodes();
   n->set_node_id(kB.Binary());
   n->set_alive(false);
-  EXPECT_TRUE(o.recovery->OnReadFailed(b, copy));  // confirmed dead: look again
+  EXPECT_TRUE(o.recovery->OnReadFailed(b, copy, Status::OK()));  // confirmed dead: look again
   EXPECT_FALSE(o.store.Contains(b));
   EXPECT_TRUE(o.submitted.empty());  // not ours to re-create
+}
+
+// The read was cut off as the node died, before the control service declared it dead: the
+// reader asks again until it does, rather than failing on the first answer.
+TEST(ObjectRecovery, AReadCutOffByADyingNodeWaitsForTheControlServiceToSaySo) {
+  Owner o;
+  ObjectID b = ObjectID::FromRandom();
+  proto::Address owner;
+  owner.set_worker_id(WorkerID::FromRandom().Binary());
+  o.refs.AddBorrowed(b, owner);
+  o.refs.AddLocalRef(b);
+  auto copy = std::make_shared<StoredObject>();
+  copy->in_plasma = true;
+  copy->node = kB;
+  o.store.Put(b, copy);
+  auto* n = o.nodes.add_nodes();
+  n->set_node_id(kB.Binary());
+  n->set_alive(true);
+  // Alive for the first two questions, dead from the third on.
+  int asked = 0;
+  o.before_list_nodes = [&] {
+    if (++asked == 3) n->set_alive(false);
+  };
+  EXPECT_FALSE(o.recovery->OnReadFailed(b, copy, InvalidArgumentError("not a lost connection")));
+  EXPECT_EQ(asked, 1);  // another kind of failure: asked once
+  asked = 0;
+  EXPECT_TRUE(o.recovery->OnReadFailed(b, copy, UnavailableError("connection closed by peer")));
+  EXPECT_EQ(asked, 3);
+  EXPECT_FALSE(o.store.Contains(b));
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "chaos_workload.h"
 #include "lumen/lumen.h"
 
 namespace {
@@ -468,14 +469,22 @@ void CheckMemory() {
   std::printf("the memory monitor killed the tasks that took too much memory\n");
 }
 
+// Rounds of the chaos workload (chaos_workload.h; CHAOS_ROUNDS of them) while the test kills and
+// restarts nodes b and c: every round's results must be exact.
+void CheckChaos() {
+  const char* rounds_env = std::getenv("CHAOS_ROUNDS");
+  const int rounds = rounds_env ? std::atoi(rounds_env) : 4;
+  const int exact = chaos::RunRounds(rounds, NewLog("chaos") + ".d", chaos::Sizes{});
+  Expect(exact == rounds, std::to_string(rounds - exact) + " chaos rounds were not exact");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   lumen::Init(argc, argv);
   std::map<std::string, std::function<void()>> checks{
       {"lineage", CheckLineage}, {"frozen", CheckFrozen},          {"owner_dies", CheckOwnerDies},
-      {"memory", CheckMemory},   {"actor_moves", CheckActorMoves},
-  };
+      {"memory", CheckMemory},   {"actor_moves", CheckActorMoves}, {"chaos", CheckChaos}};
   int code = 0;
   std::string which = argc > 1 ? argv[1] : "";
   auto it = checks.find(which);

@@ -15,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include "chaos_killer.h"
 #include "node/memory_monitor.h"
 #include "shell.h"
 
@@ -158,6 +159,31 @@ TEST_F(MemoryMonitorTest, ATaskThatTakesTooMuchMemoryIsKilledAndRetried) {
   EXPECT_NE(run.out.find("the memory monitor killed the tasks that took too much memory"),
             std::string::npos)
       << run.out;
+}
+
+// Chaos (chaos_killer.h, chaos_workload.h): while the driver runs rounds of a task tree and a data
+// pipeline, node b or c (drawn with a fixed seed) is killed every 1-2 s — its daemon and workers —
+// and started again at once. Every round's results are exact.
+TEST_F(RecoveryTest, ResultsStayExactWhileNodesAreKilledAndRestarted) {
+  std::atomic<bool> done{false};
+  lumen::testing::ShellResult run;
+  std::thread driver([&] {
+    run = Driver("chaos", "CHAOS_ROUNDS=8");
+    done = true;
+  });
+  const int kills =
+      chaos::KillUntilDone([&] { return done.load(); },
+                           [&](const std::string& zone) {
+                             ::kill(pids_[zone], SIGKILL);
+                             return StartNode(zone);
+                           },
+                           {"b", "c"}, /*seed=*/20261205, std::chrono::milliseconds(1000),
+                           std::chrono::milliseconds(2000));
+  driver.join();
+  std::printf("%s%d node kills during the run\n", run.out.c_str(), kills);
+  EXPECT_GT(kills, 0) << run.out;
+  EXPECT_EQ(run.code, 0) << run.out;
+  EXPECT_NE(run.out.find("chaos: 8 of 8 rounds exact"), std::string::npos) << run.out;
 }
 
 }  // namespace

@@ -24,6 +24,8 @@ LUMEN_CONFIG(int64_t, heartbeat_period_ms, 1000,
              "Longest heartbeat period; the GCS asks nodes for a quarter of its death timeout")
 LUMEN_CONFIG(int64_t, node_death_timeout_ms, 4000,
              "A node without heartbeats for this long is declared dead")
+LUMEN_CONFIG(int64_t, lost_copy_recheck_ms, 100,
+             "A read cut off by another node asks the GCS this often whether that node died")
 LUMEN_CONFIG(int64_t, max_lineage_bytes, 1ll << 30,
              "An owner keeps the specs of finished tasks whose results are referenced, for "
              "re-creating lost objects, up to this many bytes (oldest evicted first)")

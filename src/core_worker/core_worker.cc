@@ -688,7 +688,7 @@ std::vector<internal::ValueView> CoreWorker::Get(const std::vector<ObjectID>& id
       if (v.status().code() == StatusCode::kDeadlineExceeded && timeout_ms >= 0) {
         throw GetTimeoutError("lumen::Get: " + v.status().message());
       }
-      if (recovery_->OnReadFailed(id, obj)) continue;
+      if (recovery_->OnReadFailed(id, obj, v.status())) continue;
       throw ObjectLostError("lumen::Get: " + v.status().message());
     }
   }

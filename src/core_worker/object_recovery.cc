@@ -3,8 +3,10 @@
 #include <chrono>
 #include <future>
 #include <optional>
+#include <thread>
 #include <utility>
 
+#include "common/config.h"
 #include "common/logging.h"
 #include "core_worker/task_spec.h"
 #include "gcs.pb.h"
@@ -277,14 +279,22 @@ void ObjectRecovery::RefreshNodeDeaths(std::function<void()> then) {
   });
 }
 
-bool ObjectRecovery::OnReadFailed(const ObjectID& id, const StoredObjectPtr& obj) {
+bool ObjectRecovery::OnReadFailed(const ObjectID& id, const StoredObjectPtr& obj,
+                                  const Status& why) {
   if (!obj || !obj->in_plasma || obj->node.IsNil()) return false;
-  if (!IsNodeDead(obj->node)) {
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(why.code() == StatusCode::kUnavailable
+                                                      ? Config::Get().node_death_timeout_ms() +
+                                                            Config::Get().heartbeat_period_ms()
+                                                      : 0);
+  while (!IsNodeDead(obj->node)) {
     auto done = std::make_shared<std::promise<void>>();
     auto future = done->get_future();
     RefreshNodeDeaths([done] { done->set_value(); });
     future.wait();
-    if (!IsNodeDead(obj->node)) return false;
+    if (IsNodeDead(obj->node)) break;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(Config::Get().lost_copy_recheck_ms()));
   }
   if (memory_store_.Get(id) != obj) return true;  // re-created or failed meanwhile
   if (references_.IsOwned(id)) return false;

@@ -74,10 +74,13 @@ class ObjectRecovery {
   // Asks the control service which nodes are dead and handles the ones this process had not
   // heard of; then runs `then` (on the I/O thread, or here when the question cannot be sent).
   void RefreshNodeDeaths(std::function<void()> then);
-  // Reading `id` from the copy `obj` names failed. When the copy's node is dead (confirmed
-  // with the control service; blocking, never on the I/O thread) the death is handled. True
-  // when the memory store's entry for `id` is no longer `obj`: the caller looks again.
-  bool OnReadFailed(const ObjectID& id, const StoredObjectPtr& obj);
+  // Reading `id` from the copy `obj` names failed with `why`. When the copy's node is dead
+  // (confirmed with the control service; blocking, never on the I/O thread) the death is
+  // handled. A read cut off by a lost connection (Unavailable) is often the first sign of the
+  // node's death, ahead of the control service: it is asked again every
+  // LUMEN_LOST_COPY_RECHECK_MS until the node death timeout has passed. True when the memory
+  // store's entry for `id` is no longer `obj`: the caller looks again.
+  bool OnReadFailed(const ObjectID& id, const StoredObjectPtr& obj, const Status& why);
   // A borrower could not read owned `id` from `node`: when its copy was there and the node is
   // dead, handles the death; then runs `then`.
   void OnBorrowerLost(const ObjectID& id, const NodeID& node, std::function<void()> then);
