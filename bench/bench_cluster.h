@@ -1,9 +1,11 @@
 // What the cluster benchmarks share: a cluster of node daemons on this machine started with the
 // `lumen` CLI (LUMEN_CLI, set by CMake), and runs of the benchmark program itself as a driver
-// of it. Not thread-safe: one orchestrating thread.
+// of it. Not thread-safe: one orchestrating thread (Drive may run on another thread while it
+// calls KillAndRestart).
 #pragma once
 
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -67,13 +69,8 @@ class Cluster {
     for (size_t i = 0; i < zones.size(); ++i) {
       std::string where = i == 0 ? " --head --port " + address_.substr(address_.find(':') + 1)
                                  : " --address " + address_;
-      Shell s = Run(env_ + LUMEN_CLI + " start" + where + " --labels zone=" + zones[i] + common);
-      if (s.code != 0) {
-        std::fprintf(stderr, "lumen start failed:\n%s\n", s.out.c_str());
-        std::exit(1);
-      }
-      auto at = s.out.find("(pid ");  // "Lumen node started (pid N)."
-      pids_[zones[i]] = at == std::string::npos ? -1 : std::atoi(s.out.c_str() + at + 5);
+      starts_[zones[i]] = " start" + where + " --labels zone=" + zones[i] + common;
+      if (!Start(zones[i])) std::exit(1);
     }
   }
   ~Cluster() {
@@ -87,6 +84,13 @@ class Cluster {
   int DaemonPid(const std::string& zone) const {
     auto it = pids_.find(zone);
     return it == pids_.end() ? -1 : it->second;
+  }
+
+  // Kills the node of `zone` (SIGKILL of its daemon; its workers die with it) and starts it
+  // again at once (it joins as a new node). False when it could not be started.
+  bool KillAndRestart(const std::string& zone) {
+    ::kill(DaemonPid(zone), SIGKILL);
+    return Start(zone);
   }
 
   // Runs this program as a driver of the cluster (`self --driver SECTION [--quick]`) with
@@ -103,7 +107,19 @@ class Cluster {
   }
 
  private:
+  bool Start(const std::string& zone) {
+    Shell s = Run(env_ + LUMEN_CLI + starts_[zone]);
+    if (s.code != 0) {
+      std::fprintf(stderr, "lumen start failed:\n%s\n", s.out.c_str());
+      return false;
+    }
+    auto at = s.out.find("(pid ");  // "Lumen node started (pid N)."
+    pids_[zone] = at == std::string::npos ? -1 : std::atoi(s.out.c_str() + at + 5);
+    return true;
+  }
+
   std::string root_, env_, address_;
+  std::map<std::string, std::string> starts_;  // zone -> arguments of `lumen start`
   std::map<std::string, int> pids_;
 };
 

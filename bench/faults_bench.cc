@@ -13,19 +13,26 @@
 //   made there, node b killed before anything read it, and the same read on node c
 //   (reconstruct_1gib_s: detection, the re-run from lineage elsewhere, the transfer);
 // - tree: map -> all-to-all -> reduce over the three nodes, once undisturbed and once with node
-//   b killed when half of the maps are done; the results must be exact both times.
+//   b killed when half of the maps are done; the results must be exact both times;
+// - chaos: rounds of a task tree and a lumen::data pipeline (tests/chaos_workload.h) while
+//   node b or c is killed every 1-2 s (fixed seed) and started again (tests/chaos_killer.h);
+//   every round must be exact.
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench_cluster.h"
 #include "bench_report.h"
+#include "chaos_killer.h"
+#include "chaos_workload.h"
 #include "lumen/lumen.h"
 
 namespace {
@@ -170,6 +177,17 @@ void DriverTree(bool quick, bool kill) {
   Report(kill ? "tree_one_node_killed_exact" : "tree_exact", exact ? 1 : 0, "bool");
 }
 
+void DriverChaos(bool quick) {
+  const int rounds = quick ? 4 : 12;
+  const std::string dir =
+      std::filesystem::temp_directory_path() / ("lumen-bench-chaos-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  const int exact = chaos::RunRounds(rounds, dir, chaos::Sizes{});
+  std::filesystem::remove_all(dir);
+  Report("chaos_runs", rounds, "count");
+  Report("chaos_runs_exact", exact, "count");
+}
+
 double Figure(const std::string& text, const std::string& name) {
   size_t at = text.find(name + " ");
   return at == std::string::npos ? 0 : std::atof(text.c_str() + at + name.size() + 1);
@@ -192,6 +210,7 @@ int main(int argc, char** argv) {
     if (section == "reconstruct") DriverReconstruct(quick);
     if (section == "tree") DriverTree(quick, false);
     if (section == "tree_kill") DriverTree(quick, true);
+    if (section == "chaos") DriverChaos(quick);
     lumen::Shutdown();
     return 0;
   }
@@ -222,5 +241,19 @@ int main(int argc, char** argv) {
   double base = Figure(tree, "tree_s");
   Report("job_slowdown_one_node_killed",
          base > 0 ? Figure(killed, "tree_one_node_killed_s") / base : 0, "x");
+  {
+    Cluster c("faults", zones, "1G", 1);
+    std::atomic<bool> done{false};
+    std::thread driver([&] {
+      c.Drive(self, "chaos", quick, &ok);
+      done = true;
+    });
+    const int kills = chaos::KillUntilDone(
+        [&] { return done.load(); },
+        [&](const std::string& zone) { return c.KillAndRestart(zone); }, {"b", "c"},
+        /*seed=*/20261205, std::chrono::milliseconds(1000), std::chrono::milliseconds(2000));
+    driver.join();
+    Report("chaos_node_kills", kills, "count");
+  }
   return ok ? 0 : 1;
 }
