@@ -13,6 +13,7 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "lumen/data/dataset.h"
@@ -23,13 +24,21 @@ namespace chaos {
 // Tasks of the workload may be re-run this often: a task can be on several killed nodes.
 inline constexpr int kTaskRetries = 20;
 
-// A map's output: `n` bytes of a pattern, then `passes` passes of work over them.
-inline lumen::Buffer Block(int seed, int64_t n, int passes) {
+// A map's bytes: `n` bytes of a pattern, then `passes` passes of work over them.
+inline std::vector<uint8_t> Pattern(int seed, int64_t n, int passes) {
   std::vector<uint8_t> v(static_cast<size_t>(n));
   for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<uint8_t>(seed * 37 + i * 11);
   for (int p = 0; p < passes; ++p) {
     for (size_t i = 1; i < v.size(); ++i) v[i] = static_cast<uint8_t>(v[i] ^ (v[i - 1] >> 1));
   }
+  return v;
+}
+
+// The map task: Pattern's bytes, returned `hold_ms` later — standing for a longer computation,
+// so that nodes die while maps run however fast the build is (sanitizers slow the bytes down).
+inline lumen::Buffer Block(int seed, int64_t n, int passes, int hold_ms) {
+  std::vector<uint8_t> v = Pattern(seed, n, passes);
+  std::this_thread::sleep_for(std::chrono::milliseconds(hold_ms));
   return lumen::Buffer::FromVector(std::move(v));
 }
 
@@ -58,8 +67,9 @@ inline lumen::data::Batch Invert(const lumen::data::Batch& in) {
 struct Sizes {
   int maps = 24;             // tree: map tasks
   int parts = 4;             // tree: reducers
-  int64_t block = 2 << 20;   // tree: bytes per map output
-  int passes = 16;           // tree: work per map (passes over its block)
+  int64_t block = 1 << 20;   // tree: bytes per map output
+  int passes = 2;            // tree: work per map (passes over its block)
+  int hold_ms = 100;         // tree: a map's further time
   int files = 48;            // pipeline: input files
   int64_t file = 256 << 10;  // pipeline: bytes per file
 };
@@ -85,8 +95,8 @@ inline std::string Round(int round, const std::string& in_dir, const std::string
   const lumen::TaskOptions retried{.max_retries = kTaskRetries};
   std::vector<lumen::ObjectRef<lumen::Buffer>> blocks;
   for (int m = 0; m < sizes.maps; ++m) {
-    blocks.push_back(
-        lumen::Task(Block).Options(retried).Remote(round * 1000 + m, sizes.block, sizes.passes));
+    blocks.push_back(lumen::Task(Block).Options(retried).Remote(round * 1000 + m, sizes.block,
+                                                                sizes.passes, sizes.hold_ms));
   }
   std::vector<lumen::ObjectRef<uint64_t>> sums;
   for (int p = 0; p < sizes.parts; ++p) {
@@ -96,9 +106,9 @@ inline std::string Round(int round, const std::string& in_dir, const std::string
   std::vector<uint64_t> want(static_cast<size_t>(sizes.parts), 0);
   const size_t slice = static_cast<size_t>(sizes.block) / sizes.parts;
   for (int m = 0; m < sizes.maps; ++m) {
-    const lumen::Buffer b = Block(round * 1000 + m, sizes.block, sizes.passes);  // here
+    const std::vector<uint8_t> b = Pattern(round * 1000 + m, sizes.block, sizes.passes);
     for (int p = 0; p < sizes.parts; ++p) {
-      for (size_t i = slice * p; i < slice * (p + 1); ++i) want[p] += b.data()[i];
+      for (size_t i = slice * p; i < slice * (p + 1); ++i) want[p] += b[i];
     }
   }
   for (int p = 0; p < sizes.parts; ++p) {

@@ -245,19 +245,28 @@ TEST(ObjectRecovery, ABorrowersReportCountsOnlyWhenTheControlServiceConfirmsIt) 
   EXPECT_TRUE(o.recovery->IsNodeDead(kB));
 }
 
-TEST(ObjectRecovery, ABorrowedCopyOnADeadNodeIsAskedForAgain) {
+// A borrowed object `b` whose copy (`copy`) is on node kB, which the control service lists.
+struct BorrowedOnB {
+  BorrowedOnB() {
+    proto::Address owner;
+    owner.set_worker_id(WorkerID::FromRandom().Binary());
+    o.refs.AddBorrowed(b, owner);
+    o.refs.AddLocalRef(b);
+    copy->in_plasma = true;
+    copy->node = kB;
+    o.store.Put(b, copy);
+    node_b = o.nodes.add_nodes();
+    node_b->set_node_id(kB.Binary());
+  }
   Owner o;
   ObjectID b = ObjectID::FromRandom();
-  proto::Address owner;
-  owner.set_worker_id(WorkerID::FromRandom().Binary());
-  o.refs.AddBorrowed(b, owner);
-  o.refs.AddLocalRef(b);
-  auto copy = std::make_shared<StoredObject>();
-  copy->in_plasma = true;
-  copy->node = kB;
-  o.store.Put(b, copy);
-  auto* n = o.nodes.add_nodes();
-  n->set_node_id(kB.Binary());
+  std::shared_ptr<StoredObject> copy = std::make_shared<StoredObject>();
+  proto::NodeInfo* node_b;
+};
+
+TEST(ObjectRecovery, ABorrowedCopyOnADeadNodeIsAskedForAgain) {
+  BorrowedOnB t;
+  auto& [o, b, copy, n] = t;
   n->set_alive(false);
   EXPECT_TRUE(o.recovery->OnReadFailed(b, copy, Status::OK()));  // confirmed dead: look again
   EXPECT_FALSE(o.store.Contains(b));
@@ -267,18 +276,8 @@ TEST(ObjectRecovery, ABorrowedCopyOnADeadNodeIsAskedForAgain) {
 // The read was cut off as the node died, before the control service declared it dead: the
 // reader asks again until it does, rather than failing on the first answer.
 TEST(ObjectRecovery, AReadCutOffByADyingNodeWaitsForTheControlServiceToSaySo) {
-  Owner o;
-  ObjectID b = ObjectID::FromRandom();
-  proto::Address owner;
-  owner.set_worker_id(WorkerID::FromRandom().Binary());
-  o.refs.AddBorrowed(b, owner);
-  o.refs.AddLocalRef(b);
-  auto copy = std::make_shared<StoredObject>();
-  copy->in_plasma = true;
-  copy->node = kB;
-  o.store.Put(b, copy);
-  auto* n = o.nodes.add_nodes();
-  n->set_node_id(kB.Binary());
+  BorrowedOnB t;
+  auto& [o, b, copy, n] = t;
   n->set_alive(true);
   // Alive for the first two questions, dead from the third on.
   int asked = 0;

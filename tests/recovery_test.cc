@@ -168,7 +168,7 @@ TEST_F(RecoveryTest, ResultsStayExactWhileNodesAreKilledAndRestarted) {
   std::atomic<bool> done{false};
   lumen::testing::ShellResult run;
   std::thread driver([&] {
-    run = Driver("chaos", "CHAOS_ROUNDS=8");
+    run = Driver("chaos", "CHAOS_ROUNDS=12");
     done = true;
   });
   const int kills =
@@ -183,7 +183,7 @@ TEST_F(RecoveryTest, ResultsStayExactWhileNodesAreKilledAndRestarted) {
   std::printf("%s%d node kills during the run\n", run.out.c_str(), kills);
   EXPECT_GT(kills, 0) << run.out;
   EXPECT_EQ(run.code, 0) << run.out;
-  EXPECT_NE(run.out.find("chaos: 8 of 8 rounds exact"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("chaos: 12 of 12 rounds exact"), std::string::npos) << run.out;
 }
 
 }  // namespace
