@@ -266,7 +266,10 @@ struct BorrowedOnB {
 
 TEST(ObjectRecovery, ABorrowedCopyOnADeadNodeIsAskedForAgain) {
   BorrowedOnB t;
-  auto& [o, b, copy, n] = t;
+  Owner& o = t.o;
+  const ObjectID& b = t.b;
+  const auto& copy = t.copy;
+  proto::NodeInfo* n = t.node_b;
   n->set_alive(false);
   EXPECT_TRUE(o.recovery->OnReadFailed(b, copy, Status::OK()));  // confirmed dead: look again
   EXPECT_FALSE(o.store.Contains(b));
@@ -277,7 +280,10 @@ TEST(ObjectRecovery, ABorrowedCopyOnADeadNodeIsAskedForAgain) {
 // reader asks again until it does, rather than failing on the first answer.
 TEST(ObjectRecovery, AReadCutOffByADyingNodeWaitsForTheControlServiceToSaySo) {
   BorrowedOnB t;
-  auto& [o, b, copy, n] = t;
+  Owner& o = t.o;
+  const ObjectID& b = t.b;
+  const auto& copy = t.copy;
+  proto::NodeInfo* n = t.node_b;
   n->set_alive(true);
   // Alive for the first two questions, dead from the third on.
   int asked = 0;
