@@ -251,7 +251,8 @@ int main(int argc, char** argv) {
     const int kills = chaos::KillUntilDone(
         [&] { return done.load(); },
         [&](const std::string& zone) { return c.KillAndRestart(zone); }, {"b", "c"},
-        /*seed=*/20261205, std::chrono::milliseconds(1000), std::chrono::milliseconds(2000));
+        /*seed=*/20261205, std::chrono::milliseconds(1000), std::chrono::milliseconds(2000),
+        std::chrono::seconds(120));
     driver.join();
     Report("chaos_node_kills", kills, "count");
   }

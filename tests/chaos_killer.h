@@ -14,18 +14,23 @@
 
 namespace chaos {
 
-// The killer: until `done()`, waits a gap drawn from [min_gap, max_gap] with `seed`, then calls
-// `kill_and_restart(zone)` for a zone drawn from `zones`. Returns the number of kills.
+// The killer: until `done()` or until `budget` has passed (the driver then finishes without
+// losses: the run stays bounded in time however slow the build is), waits a gap drawn from
+// [min_gap, max_gap] with `seed`, then calls `kill_and_restart(zone)` for a zone drawn from
+// `zones`. Returns the number of kills.
 inline int KillUntilDone(const std::function<bool()>& done,
                          const std::function<bool(const std::string& zone)>& kill_and_restart,
                          const std::vector<std::string>& zones, uint32_t seed,
-                         std::chrono::milliseconds min_gap, std::chrono::milliseconds max_gap) {
+                         std::chrono::milliseconds min_gap, std::chrono::milliseconds max_gap,
+                         std::chrono::seconds budget) {
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int64_t> gap(min_gap.count(), max_gap.count());
   std::uniform_int_distribution<size_t> pick(0, zones.size() - 1);
+  const auto end = std::chrono::steady_clock::now() + budget;
   int kills = 0;
   while (!done()) {
     const auto at = std::chrono::steady_clock::now() + std::chrono::milliseconds(gap(rng));
+    if (at > end) break;
     // The chaos schedule, not a synchronisation: the driver may finish at any moment.
     while (!done() && std::chrono::steady_clock::now() < at) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));

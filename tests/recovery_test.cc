@@ -162,8 +162,8 @@ TEST_F(MemoryMonitorTest, ATaskThatTakesTooMuchMemoryIsKilledAndRetried) {
 }
 
 // Chaos (chaos_killer.h, chaos_workload.h): while the driver runs rounds of a task tree and a data
-// pipeline, node b or c (drawn with a fixed seed) is killed every 1-2 s — its daemon and workers —
-// and started again at once. Every round's results are exact.
+// pipeline, node b or c (drawn with a fixed seed) is killed every 1-2 s for at most a minute —
+// its daemon and workers — and started again at once. Every round's results are exact.
 TEST_F(RecoveryTest, ResultsStayExactWhileNodesAreKilledAndRestarted) {
   std::atomic<bool> done{false};
   lumen::testing::ShellResult run;
@@ -178,7 +178,7 @@ TEST_F(RecoveryTest, ResultsStayExactWhileNodesAreKilledAndRestarted) {
                              return StartNode(zone);
                            },
                            {"b", "c"}, /*seed=*/20261205, std::chrono::milliseconds(1000),
-                           std::chrono::milliseconds(2000));
+                           std::chrono::milliseconds(2000), std::chrono::seconds(60));
   driver.join();
   std::printf("%s%d node kills during the run\n", run.out.c_str(), kills);
   EXPECT_GT(kills, 0) << run.out;
