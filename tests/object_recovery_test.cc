@@ -246,8 +246,9 @@ TEST(ObjectRecovery, ABorrowersReportCountsOnlyWhenTheControlServiceConfirmsIt) 
 }
 
 // A borrowed object `b` whose copy (`copy`) is on node kB, which the control service lists.
-struct BorrowedOnB {
-  BorrowedOnB() {
+class ObjectRecoveryBorrowed : public ::testing::Test {
+ protected:
+  ObjectRecoveryBorrowed() {
     proto::Address owner;
     owner.set_worker_id(WorkerID::FromRandom().Binary());
     o.refs.AddBorrowed(b, owner);
@@ -255,21 +256,16 @@ struct BorrowedOnB {
     copy->in_plasma = true;
     copy->node = kB;
     o.store.Put(b, copy);
-    node_b = o.nodes.add_nodes();
-    node_b->set_node_id(kB.Binary());
+    n = o.nodes.add_nodes();
+    n->set_node_id(kB.Binary());
   }
   Owner o;
   ObjectID b = ObjectID::FromRandom();
   std::shared_ptr<StoredObject> copy = std::make_shared<StoredObject>();
-  proto::NodeInfo* node_b;
+  proto::NodeInfo* n;  // node kB in the control service's answer
 };
 
-TEST(ObjectRecovery, ABorrowedCopyOnADeadNodeIsAskedForAgain) {
-  BorrowedOnB t;
-  Owner& o = t.o;
-  const ObjectID& b = t.b;
-  const auto& copy = t.copy;
-  proto::NodeInfo* n = t.node_b;
+TEST_F(ObjectRecoveryBorrowed, ACopyOnADeadNodeIsAskedForAgain) {
   n->set_alive(false);
   EXPECT_TRUE(o.recovery->OnReadFailed(b, copy, Status::OK()));  // confirmed dead: look again
   EXPECT_FALSE(o.store.Contains(b));
@@ -278,12 +274,7 @@ TEST(ObjectRecovery, ABorrowedCopyOnADeadNodeIsAskedForAgain) {
 
 // The read was cut off as the node died, before the control service declared it dead: the
 // reader asks again until it does, rather than failing on the first answer.
-TEST(ObjectRecovery, AReadCutOffByADyingNodeWaitsForTheControlServiceToSaySo) {
-  BorrowedOnB t;
-  Owner& o = t.o;
-  const ObjectID& b = t.b;
-  const auto& copy = t.copy;
-  proto::NodeInfo* n = t.node_b;
+TEST_F(ObjectRecoveryBorrowed, AReadCutOffByADyingNodeWaitsForTheControlServiceToSaySo) {
   n->set_alive(true);
   // Alive for the first two questions, dead from the third on.
   int asked = 0;
