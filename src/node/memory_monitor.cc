@@ -11,6 +11,14 @@ namespace lumen::node {
 
 namespace {
 
+// A killed worker whose death was never reported (the daemon lost track of the process) stops
+// the monitor only this long.
+constexpr auto kMaxDeathWait = std::chrono::seconds(30);
+// "Nothing to kill" is logged at most this often while memory stays past the threshold.
+constexpr auto kNothingToKillLogPeriod = std::chrono::seconds(10);
+// How many kills KilledForMemory remembers (owners ask soon after the death).
+constexpr size_t kKillsRemembered = 10000;
+
 std::optional<int64_t> ParseInt(std::string_view s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.remove_suffix(1);
   int64_t v = 0;
@@ -146,9 +154,7 @@ void MemoryMonitor::OnWorkerDied(const WorkerID& worker) {
 
 void MemoryMonitor::Check() {
   if (dying_) {
-    // Its memory is not free yet. A death never reported (the daemon lost track of the
-    // process) must not stop the monitor for good.
-    if (std::chrono::steady_clock::now() - dying_since_ < std::chrono::seconds(30)) return;
+    if (std::chrono::steady_clock::now() - dying_since_ < kMaxDeathWait) return;  // not free yet
     dying_.reset();
   }
   const MemoryUsage usage = hooks_.read_usage();
@@ -161,7 +167,7 @@ void MemoryMonitor::Check() {
                            ", past LUMEN_MEMORY_USAGE_THRESHOLD=" + threshold;
   if (!chosen) {
     auto now = std::chrono::steady_clock::now();
-    if (now - last_nothing_to_kill_log_ > std::chrono::seconds(10)) {
+    if (now - last_nothing_to_kill_log_ > kNothingToKillLogPeriod) {
       last_nothing_to_kill_log_ = now;
       LUMEN_LOG(WARNING) << over << ", and no worker of this node runs a task or an actor";
     }
@@ -178,7 +184,7 @@ void MemoryMonitor::Check() {
   dying_since_ = std::chrono::steady_clock::now();
   if (killed_.insert(victim.worker).second) {
     kill_order_.push_back(victim.worker);
-    if (kill_order_.size() > 10000) {
+    if (kill_order_.size() > kKillsRemembered) {
       killed_.erase(kill_order_.front());
       kill_order_.pop_front();
     }
