@@ -272,9 +272,15 @@ void TaskSubmitter::SendLeaseRequestLocked(const std::string& key, const rpc::Co
   req.set_spillback_count(spillback_count);
   req.set_retriable(ks.retriable);
   if (!ks.queue.empty()) req.set_function_name(ks.queue.front()->spec.function_name());
+  // The pending call lives in the connection: a strong reference back to it would make a cycle
+  // that keeps both alive past shutdown when the call is still pending then.
+  std::weak_ptr<rpc::Connection> weak = daemon;
   daemon->Call(rpc::kRequestLease, req,
-               [this, key, daemon, spillback_count](const Status& st, std::string_view payload) {
-                 OnLeaseReply(key, daemon, spillback_count, st, payload);
+               [this, key, weak, spillback_count](const Status& st, std::string_view payload) {
+                 rpc::ConnectionPtr d = weak.lock();  // null: gone, as if it had closed
+                 OnLeaseReply(key, d, spillback_count,
+                              d ? st : UnavailableError("the node daemon's connection is gone"),
+                              payload);
                });
 }
 
