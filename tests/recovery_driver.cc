@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -240,16 +241,23 @@ void SignalVictim(int sig) {
 
 void KillVictim() { SignalVictim(SIGKILL); }
 
-// Whether node b's daemon exits (or is left a zombie) within `limit`.
+// Whether every thread of node b's daemon has exited within `limit` (its process gone, or left
+// a zombie). The main thread alone turning zombie is not enough: the others may still be
+// exiting, and a worker's parent-death signal comes only when the thread that started it exits.
 bool VictimExits(std::chrono::seconds limit) {
-  const std::string pid = std::getenv("VICTIM_PID");
+  const std::string task_dir = "/proc/" + std::string(std::getenv("VICTIM_PID")) + "/task";
   const auto deadline = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < deadline) {
-    std::ifstream stat("/proc/" + pid + "/stat");
-    std::string line;
-    if (!std::getline(stat, line)) return true;
-    auto state = line.rfind(") ");
-    if (state != std::string::npos && line[state + 2] == 'Z') return true;
+    bool running = false;
+    std::error_code ec;
+    for (const auto& t : std::filesystem::directory_iterator(task_dir, ec)) {
+      std::ifstream stat(t.path() / "stat");
+      std::string line;
+      if (!std::getline(stat, line)) continue;  // exited meanwhile
+      auto state = line.rfind(") ");
+      running = running || state == std::string::npos || line[state + 2] != 'Z';
+    }
+    if (!running) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return false;
@@ -418,6 +426,9 @@ void CheckActorMoves() {
   auto in_flight = moving.Task(&Where::NodeOnceToldTo).Remote(started, go);
   AwaitFile(started);  // running on node b
   KillVictim();
+  // Node b's workers die with its daemon (their parent-death signal): only once the daemon has
+  // exited is the call sure not to finish there, however soon the file appears.
+  Expect(VictimExits(std::chrono::seconds(30)), "node b's daemon did not exit after SIGKILL");
   ::close(::open(go.c_str(), O_CREAT | O_WRONLY, 0644));
 
   const std::string now = lumen::Get(in_flight);
