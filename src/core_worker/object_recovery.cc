@@ -264,6 +264,9 @@ void ObjectRecovery::OnNodeDead(const NodeID& node, const std::string& cause) {
                        << a.errors.size() << " object(s) lost for good";
   }
   Run(a);
+  MutexLock lock(mu_);
+  handled_.insert(node);
+  handled_cv_.NotifyAll();
 }
 
 void ObjectRecovery::HandleNodeList(const proto::NodeList& nodes) {
@@ -295,6 +298,12 @@ bool ObjectRecovery::OnReadFailed(const ObjectID& id, const StoredObjectPtr& obj
     if (IsNodeDead(obj->node)) break;
     if (std::chrono::steady_clock::now() >= deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(Config::Get().lost_copy_recheck_ms()));
+  }
+  {
+    // The death may have been learnt (on another thread) a moment ago: its objects' entries
+    // change only once it is handled.
+    MutexLock lock(mu_);
+    handled_cv_.Wait(mu_, [&]() LUMEN_REQUIRES(mu_) { return handled_.count(obj->node) > 0; });
   }
   if (memory_store_.Get(id) != obj) return true;  // re-created or failed meanwhile
   if (references_.IsOwned(id)) return false;

@@ -137,6 +137,10 @@ class ObjectRecovery {
   std::deque<TaskID> order_ LUMEN_GUARDED_BY(mu_);  // oldest first (may name dropped tasks)
   int64_t bytes_ LUMEN_GUARDED_BY(mu_) = 0;
   std::unordered_map<NodeID, std::string> dead_ LUMEN_GUARDED_BY(mu_);  // node -> cause
+  // Dead nodes whose OnNodeDead has finished: their objects' store entries are re-made, failed
+  // or forgotten. A reader that found a copy on a dead node waits for this (handled_cv_).
+  std::unordered_set<NodeID> handled_ LUMEN_GUARDED_BY(mu_);
+  CondVar handled_cv_;
 };
 
 }  // namespace lumen::core
