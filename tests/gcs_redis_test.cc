@@ -5,7 +5,11 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <future>
+#include <thread>
+#include <tuple>
+#include <utility>
 
 #include "common/rpc/connection.h"
 #include "common/rpc/event_loop.h"
@@ -116,13 +120,18 @@ TEST(RedisStoreErrors, BadAddressesAndPasswordsAreClearErrors) {
   std::filesystem::remove_all(TestDir("auth"));
 }
 
-// A control service on a Redis store, restarted: the KV store survives, job IDs continue,
-// the previous incarnation's nodes and actors are reported dead with the reason.
+// A control service on a Redis store, restarted: the KV store survives, job IDs continue, and
+// the cluster the previous incarnation ran goes on — a node and a driver that register again
+// keep their node and job, an actor stays alive where it was — while what does not come back
+// within the node death timeout is declared dead (nodes, with their actors) or finished (jobs),
+// and the previous head's node is dead at once.
 class RestartTest : public RedisStoreTest {
  protected:
+  static constexpr int64_t kDeathTimeoutMs = 1000;
   std::unique_ptr<GcsServer> StartGcs() {
     GcsOptions o;
     o.token = "tok";
+    o.node_death_timeout_ms = kDeathTimeoutMs;
     auto store = Connect();
     auto server = std::make_unique<GcsServer>(&loop_, o, std::move(store));
     Status st = server->Start();
@@ -133,6 +142,50 @@ class RestartTest : public RedisStoreTest {
     auto c = rpc::Connect(&client_loop_, server->address(), &dispatcher_, "tok");
     EXPECT_TRUE(c.ok()) << c.status();
     return c.ok() ? *c : nullptr;
+  }
+  static proto::RegisterNodeRequest Node(const NodeID& id, bool head) {
+    proto::RegisterNodeRequest reg;
+    reg.mutable_node()->set_node_id(id.Binary());
+    reg.mutable_node()->set_is_head(head);
+    reg.mutable_node()->mutable_address()->set_tcp_address("127.0.0.1:1");
+    return reg;
+  }
+  static proto::NodeInfo FindNode(const rpc::ConnectionPtr& c, const NodeID& id) {
+    proto::NodeList nodes;
+    Status st = c->CallSync(rpc::kGetAllNodes, proto::Empty(), &nodes, 5000);
+    EXPECT_TRUE(st.ok()) << st;
+    for (const auto& n : nodes.nodes()) {
+      if (n.node_id() == id.Binary()) return n;
+    }
+    ADD_FAILURE() << "node " << id.Hex() << " is not in the table";
+    return proto::NodeInfo();
+  }
+  static proto::ActorInfo FindActor(const rpc::ConnectionPtr& c, const ActorID& id) {
+    proto::GetActorRequest req;
+    req.set_actor_id(id.Binary());
+    proto::GetActorReply reply;
+    EXPECT_TRUE(c->CallSync(rpc::kGetActor, req, &reply, 5000).ok());
+    EXPECT_TRUE(reply.found());
+    return reply.info();
+  }
+  static bool JobAlive(const rpc::ConnectionPtr& c, uint32_t job) {
+    proto::GetJobRequest req;
+    req.set_job_id(JobID::FromInt(job).Binary());
+    proto::GetJobReply reply;
+    EXPECT_TRUE(c->CallSync(rpc::kGetJob, req, &reply, 5000).ok());
+    EXPECT_TRUE(reply.found());
+    return reply.alive();
+  }
+  // Polls `done` (the control service's timers decide) for up to ten death timeouts.
+  template <class Fn>
+  static bool Eventually(Fn done) {
+    auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(10 * kDeathTimeoutMs + 5000);
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return true;
   }
   void SetUp() override {
     RedisStoreTest::SetUp();
@@ -150,8 +203,9 @@ class RestartTest : public RedisStoreTest {
 };
 
 TEST_F(RestartTest, RestartedControlServiceContinuesFromRedis) {
-  const NodeID node = NodeID::FromRandom();
-  const ActorID alive_actor = ActorID::FromRandom();
+  const NodeID returning = NodeID::FromRandom(), vanishing = NodeID::FromRandom(),
+               head = NodeID::FromRandom();
+  const ActorID kept = ActorID::FromRandom(), lost = ActorID::FromRandom();
   uint32_t last_job = 0;
   {
     auto gcs = StartGcs();
@@ -162,25 +216,31 @@ TEST_F(RestartTest, RestartedControlServiceContinuesFromRedis) {
     put.set_key("model");
     put.set_value(std::string("weights\0v1", 10));
     ASSERT_TRUE(c->CallSync(rpc::kKVPut, put, nullptr, 5000).ok());
-    proto::RegisterNodeRequest reg;
-    reg.mutable_node()->set_node_id(node.Binary());
-    reg.mutable_node()->mutable_address()->set_tcp_address("127.0.0.1:1");
-    ASSERT_TRUE(c->CallSync(rpc::kRegisterNode, reg, nullptr, 5000).ok());
+    for (const auto& [id, is_head] :
+         {std::pair{returning, false}, {vanishing, false}, {head, true}}) {
+      auto n = Client(gcs.get());
+      ASSERT_TRUE(n->CallSync(rpc::kRegisterNode, Node(id, is_head), nullptr, 5000).ok());
+    }
     for (int i = 0; i < 2; ++i) {
       proto::RegisterJobReply job;
       ASSERT_TRUE(c->CallSync(rpc::kRegisterJob, proto::RegisterJobRequest(), &job, 5000).ok());
       last_job = JobID::FromBinary(job.job_id()).ToInt();
     }
-    c->Close(Status::OK());
-    gcs->Stop();
+    gcs->Stop();  // as if it died: nothing more reaches the store
   }
   {
-    // An actor the previous incarnation had running (written as that incarnation would have).
-    proto::ActorInfo info;
-    info.set_actor_id(alive_actor.Binary());
-    info.set_name("svc");
-    info.set_state(proto::ALIVE);
-    ASSERT_TRUE(Connect()->Put("actors", alive_actor.Binary(), info.SerializeAsString()).ok());
+    // Two actors the previous incarnation had running (written as that incarnation would
+    // have): one on the node that comes back, one on the node that does not.
+    for (const auto& [id, node, name] :
+         {std::tuple{kept, returning, "svc"}, {lost, vanishing, "gone"}}) {
+      proto::ActorTableEntry entry;
+      entry.mutable_info()->set_actor_id(id.Binary());
+      entry.mutable_info()->set_name(name);
+      entry.mutable_info()->set_state(proto::ALIVE);
+      entry.set_node_id(node.Binary());
+      entry.set_worker_id(WorkerID::FromRandom().Binary());
+      ASSERT_TRUE(Connect()->Put("actors", id.Binary(), entry.SerializeAsString()).ok());
+    }
     // Garbage in the store is skipped, not fatal.
     ASSERT_TRUE(Connect()->Put("actors", "short", "garbage").ok());
   }
@@ -196,24 +256,45 @@ TEST_F(RestartTest, RestartedControlServiceContinuesFromRedis) {
   EXPECT_TRUE(kv.found());
   EXPECT_EQ(kv.value(), std::string("weights\0v1", 10));
 
+  // The previous head's node is dead at once; the others are alive, waiting for their daemons.
+  ASSERT_TRUE(Eventually([&] { return !FindNode(c, head).alive(); }));
+  EXPECT_NE(FindNode(c, head).death_cause().find("previous incarnation"), std::string::npos);
+  EXPECT_TRUE(FindNode(c, returning).alive());
+  EXPECT_EQ(FindActor(c, kept).state(), proto::ALIVE);
+
+  // The returning node and the last job's driver register again under their ids.
+  auto node_conn = Client(gcs.get());
+  ASSERT_TRUE(node_conn->CallSync(rpc::kRegisterNode, Node(returning, false), nullptr, 5000).ok());
+  proto::RegisterJobRequest again;
+  again.set_job_id(JobID::FromInt(last_job).Binary());
+  auto driver = Client(gcs.get());
+  proto::RegisterJobReply rejoined;
+  ASSERT_TRUE(driver->CallSync(rpc::kRegisterJob, again, &rejoined, 5000).ok());
+  EXPECT_EQ(JobID::FromBinary(rejoined.job_id()).ToInt(), last_job);
   proto::RegisterJobReply job;
   ASSERT_TRUE(c->CallSync(rpc::kRegisterJob, proto::RegisterJobRequest(), &job, 5000).ok());
   EXPECT_EQ(JobID::FromBinary(job.job_id()).ToInt(), last_job + 1);
 
-  proto::NodeList nodes;
-  ASSERT_TRUE(c->CallSync(rpc::kGetAllNodes, proto::Empty(), &nodes, 5000).ok());
-  ASSERT_EQ(nodes.nodes_size(), 1);
-  EXPECT_FALSE(nodes.nodes(0).alive());
-  EXPECT_NE(nodes.nodes(0).death_cause().find("control service restarted"), std::string::npos);
+  EXPECT_EQ(FindActor(c, kept).state(), proto::ALIVE);
 
-  proto::GetActorRequest req;
-  req.set_actor_id(alive_actor.Binary());
-  proto::GetActorReply actor;
-  ASSERT_TRUE(c->CallSync(rpc::kGetActor, req, &actor, 5000).ok());
-  ASSERT_TRUE(actor.found());
-  EXPECT_EQ(actor.info().state(), proto::DEAD);
-  EXPECT_NE(actor.info().death_cause().find("restarted while it was alive"), std::string::npos)
-      << actor.info().death_cause();
+  // What did not come back: the vanishing node is declared dead with its actor, the other
+  // job ends.
+  ASSERT_TRUE(Eventually([&] { return !FindNode(c, vanishing).alive(); }));
+  EXPECT_NE(FindNode(c, vanishing).death_cause().find("did not register again"), std::string::npos)
+      << FindNode(c, vanishing).death_cause();
+  ASSERT_TRUE(Eventually([&] { return FindActor(c, lost).state() == proto::DEAD; }));
+  EXPECT_NE(FindActor(c, lost).death_cause().find("lost with its node"), std::string::npos)
+      << FindActor(c, lost).death_cause();
+  ASSERT_TRUE(Eventually([&] { return !JobAlive(c, last_job - 1); }));
+  EXPECT_TRUE(JobAlive(c, last_job));
+
+  // A node declared dead may not come back under its id; nor may a finished job.
+  Status refused =
+      Client(gcs.get())->CallSync(rpc::kRegisterNode, Node(vanishing, false), nullptr, 5000);
+  EXPECT_EQ(refused.code(), StatusCode::kFailedPrecondition) << refused;
+  again.set_job_id(JobID::FromInt(last_job - 1).Binary());
+  refused = Client(gcs.get())->CallSync(rpc::kRegisterJob, again, nullptr, 5000);
+  EXPECT_EQ(refused.code(), StatusCode::kFailedPrecondition) << refused;
   c->Close(Status::OK());
   gcs->Stop();
 }

@@ -449,6 +449,62 @@ void CheckActorMoves() {
   }
 }
 
+// The head (its control service and its node) is killed while this job runs on nodes b and c,
+// and started again on the same Redis. This driver attaches to node b (its own node must
+// outlive the head) and runs rounds of work — a task on c makes 1 MiB, a task on b adds one to
+// it, an actor on c counts calls — before, during and after the head's absence; it creates an
+// actor while the head is down (which waits until it is back) and looks it up by name after.
+// Rendezvous files with the test: running (first rounds done) -> killed (by the test) ->
+// down (rounds done while it was down) -> restarted (by the test, once the head is up).
+void CheckHeadRestart() {
+  if (std::getenv("LUMEN_NODE_ID") == nullptr) {  // attach to node b, then run
+    const std::string b = NodesByZone()["b"];
+    lumen::Shutdown();
+    ::setenv("LUMEN_NODE_ID", b.c_str(), 1);
+    lumen::Init();
+  }
+  auto zones = NodesByZone();
+  Expect(WhereAmI() == zones["b"], "the driver is not on node b");
+  const std::string dir = std::getenv("RENDEZVOUS_DIR");
+  const std::string log = NewLog("head");
+  const lumen::TaskOptions on_b{.scheduling = lumen::NodeAffinityScheduling{.node_id = zones["b"]}};
+  const lumen::TaskOptions on_c{.scheduling = lumen::NodeAffinityScheduling{.node_id = zones["c"]}};
+  auto counter = lumen::Actor(Where::Create)
+                     .Options({.scheduling = lumen::NodeAffinityScheduling{.node_id = zones["c"]}})
+                     .Remote();
+  constexpr int64_t n = int64_t{1} << 20;
+  int calls = 0, round = 0;
+  auto run_rounds = [&](int count) {
+    for (int i = 0; i < count; ++i, ++round) {
+      auto made = lumen::Task(Make).Options(on_c).Remote(log, round, n);
+      auto added = lumen::Task(AddOne).Options(on_b).Remote(log, round, made);
+      auto call = counter.Task(&Where::Calls).Remote();
+      ExpectPattern(lumen::Get(added), round, 1, n, "round " + std::to_string(round));
+      Expect(lumen::Get(call) == ++calls,
+             "the actor on node c lost count in round " + std::to_string(round));
+    }
+  };
+  auto touch = [&](const std::string& name) {
+    ::close(::open((dir + "/" + name).c_str(), O_CREAT | O_WRONLY, 0644));
+  };
+  run_rounds(3);
+  touch("running");
+  AwaitFile(dir + "/killed");
+  run_rounds(5);  // the control service is down: tasks, transfers and actor calls go on
+  std::printf("5 rounds ran while the head was down\n");
+  touch("down");
+  // Creating a named actor needs the control service: this waits until it is back.
+  auto late = lumen::Actor(Where::Create).Options({.name = "late"}).Remote();
+  AwaitFile(dir + "/restarted");
+  Expect(lumen::Get(late.Task(&Where::Calls).Remote()) == 1,
+         "the actor created while the head was down");
+  auto found = lumen::GetActor<Where>("late");  // a lookup by name, after the restart
+  Expect(lumen::Get(found.Task(&Where::Calls).Remote()) == 2,
+         "the named actor found after the restart is not the one created before");
+  run_rounds(3);
+  std::printf("the job went on through the head's restart: %d rounds exact\n", round);
+}
+
 // LUMEN_MEMORY_USAGE_THRESHOLD is set (by the test) a little above the machine's memory use:
 // a task that takes more is killed by its node's memory monitor and retried after a back-off
 // (and then succeeds); one with max_retries=0 fails with OutOfMemoryError saying how much
@@ -494,8 +550,10 @@ void CheckChaos() {
 int main(int argc, char** argv) {
   lumen::Init(argc, argv);
   std::map<std::string, std::function<void()>> checks{
-      {"lineage", CheckLineage}, {"frozen", CheckFrozen},          {"owner_dies", CheckOwnerDies},
-      {"memory", CheckMemory},   {"actor_moves", CheckActorMoves}, {"chaos", CheckChaos}};
+      {"lineage", CheckLineage},         {"frozen", CheckFrozen},
+      {"owner_dies", CheckOwnerDies},    {"memory", CheckMemory},
+      {"actor_moves", CheckActorMoves},  {"chaos", CheckChaos},
+      {"head_restart", CheckHeadRestart}};
   int code = 0;
   std::string which = argc > 1 ? argv[1] : "";
   auto it = checks.find(which);

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <string>
 #include <thread>
@@ -17,6 +18,7 @@
 
 #include "chaos_killer.h"
 #include "node/memory_monitor.h"
+#include "redis_server.h"
 #include "shell.h"
 
 namespace {
@@ -37,7 +39,7 @@ class RecoveryTest : public ::testing::Test {
     const std::string common =
         " --token " + std::string(kToken) + " --num-cpus 1 --object-store-memory 512M";
     start_["a"] = " start --head --port " + address_.substr(address_.find(':') + 1) +
-                  " --labels zone=a" + common;
+                  " --labels zone=a" + common + head_args_;
     start_["b"] = " start --address " + address_ + " --resources side=1 --labels zone=b" + common;
     start_["c"] = " start --address " + address_ + " --labels zone=c" + common;
     for (const char* zone : {"a", "b", "c"}) {
@@ -81,6 +83,7 @@ class RecoveryTest : public ::testing::Test {
   std::string root_, env_, address_;
   std::map<std::string, std::string> start_;  // zone -> arguments of `lumen start`
   std::map<std::string, int> pids_;           // zone -> its daemon now
+  std::string head_args_;                     // more arguments of the head's `lumen start`
   int victim_pid_ = -1;                       // node b's first daemon
 };
 
@@ -184,6 +187,82 @@ TEST_F(RecoveryTest, ResultsStayExactWhileNodesAreKilledAndRestarted) {
   EXPECT_GT(kills, 0) << run.out;
   EXPECT_EQ(run.code, 0) << run.out;
   EXPECT_NE(run.out.find("chaos: 12 of 12 rounds exact"), std::string::npos) << run.out;
+}
+
+// The head (control service and head node) is SIGKILLed while a job runs on nodes b and c, and
+// started again on the same Redis: the job's tasks, transfers and actor calls go on while it is
+// down, an actor created meanwhile waits for it, nodes and the driver register again, and
+// `lumen status` shows b and c alive under their ids and the old head node dead.
+class HeadRestartTest : public RecoveryTest {
+ protected:
+  void SetUp() override {
+    std::string error;
+    ASSERT_TRUE(redis_.Start(&error)) << error;
+    head_args_ = " --redis-address " + redis_.address();
+    StartCluster("");
+  }
+  void TearDown() override {
+    RecoveryTest::TearDown();
+    redis_.Stop();
+    std::filesystem::remove_all(redis_dir_);
+  }
+  // Waits for the driver to create `name` in the rendezvous directory; false if the driver
+  // ended first or two minutes passed.
+  bool AwaitDriver(const std::string& name, std::future<lumen::testing::ShellResult>& driver) {
+    const std::string path = root_ + "/rendezvous/" + name;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+    while (!std::filesystem::exists(path)) {
+      if (std::chrono::steady_clock::now() > deadline ||
+          driver.wait_for(std::chrono::milliseconds(20)) == std::future_status::ready) {
+        return false;
+      }
+    }
+    return true;
+  }
+  void Touch(const std::string& name) { std::ofstream(root_ + "/rendezvous/" + name).put('\n'); }
+
+  const std::string redis_dir_ = "/tmp/lumen-hr-" + std::to_string(::getpid());
+  lumen::testing::RedisServer redis_{redis_dir_};
+};
+
+TEST_F(HeadRestartTest, AJobGoesOnWhileTheHeadRestartsOnRedis) {
+  const auto before = Shell(Status());
+  ASSERT_NE(before.out.find("3 nodes alive"), std::string::npos) << before.out;
+  auto driver = std::async(std::launch::async, [&] { return Driver("head_restart"); });
+  ASSERT_TRUE(AwaitDriver("running", driver)) << driver.get().out;
+
+  const int head = pids_["a"];
+  ASSERT_EQ(::kill(head, SIGKILL), 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (::kill(head, 0) == 0) {  // not our child: its parent (init) reaps it
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the head did not exit";
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  Touch("killed");
+  ASSERT_TRUE(AwaitDriver("down", driver)) << driver.get().out;
+  ASSERT_TRUE(StartNode("a"));
+  Touch("restarted");
+
+  auto run = driver.get();
+  EXPECT_EQ(run.code, 0) << run.out;
+  EXPECT_NE(run.out.find("the job went on through the head's restart"), std::string::npos)
+      << run.out;
+  const auto after = Shell(Status());
+  EXPECT_NE(after.out.find("3 nodes alive"), std::string::npos) << after.out;
+  EXPECT_NE(after.out.find("head node of the control service's previous incarnation"),
+            std::string::npos)
+      << after.out;
+  // Nodes b and c kept their ids: each line of theirs in the first status is in the second.
+  for (const std::string zone : {"zone=b", "zone=c"}) {
+    auto at = before.out.rfind("\nNode ", before.out.find(zone));
+    ASSERT_NE(at, std::string::npos) << before.out;
+    const std::string id = before.out.substr(at + 6, 12);
+    auto line = after.out.find("Node " + id);
+    ASSERT_NE(line, std::string::npos) << id << " is gone:\n" << after.out;
+    EXPECT_NE(after.out.substr(line, after.out.find('\n', line) - line).find("ALIVE"),
+              std::string::npos)
+        << after.out;
+  }
 }
 
 }  // namespace

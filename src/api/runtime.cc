@@ -132,11 +132,15 @@ StatusOr<ClusterTarget> FindLocalNode(const std::string& gcs_address, const std:
   if (!st.ok()) return st.WithContext("asking the control service at " + gcs_address);
   ClusterTarget t;
   t.gcs_address = gcs_address;
+  // LUMEN_NODE_ID (a node id, or a unique prefix of one, as `lumen status` shows them) picks
+  // the node among several on this machine; otherwise the head's, else any.
+  const std::string wanted = Env("LUMEN_NODE_ID");
   for (const auto& n : nodes.nodes()) {
     if (!n.alive()) continue;
     const std::string& path = n.address().unix_path();
     if (path.empty() || !PathExists(path)) continue;
-    if (t.node_address.empty() || n.is_head()) {
+    if (!wanted.empty() && NodeID::FromBinary(n.node_id()).Hex().rfind(wanted, 0) != 0) continue;
+    if (t.node_address.empty() || (wanted.empty() && n.is_head())) {
       t.node_address = "unix:" + path;
       const std::string& tcp = n.address().tcp_address();
       t.node_ip = tcp.substr(0, tcp.rfind(':'));
@@ -146,6 +150,10 @@ StatusOr<ClusterTarget> FindLocalNode(const std::string& gcs_address, const std:
       std::string sockets = path.substr(0, path.rfind('/'));
       t.session_dir = sockets.substr(0, sockets.rfind('/'));
     }
+  }
+  if (t.node_address.empty() && !wanted.empty()) {
+    return NotFoundError("the cluster at " + gcs_address + " has no alive node " + wanted +
+                         " (LUMEN_NODE_ID) on this machine");
   }
   if (t.node_address.empty()) {
     return UnavailableError("the cluster at " + gcs_address +

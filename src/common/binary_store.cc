@@ -123,6 +123,11 @@ void Materialize(const rpc::ConnectionPtr& gcs, const std::string& hash, const s
     done(path);
     return;
   }
+  if (!gcs || gcs->closed()) {
+    done(UnavailableError("cannot fetch program " + hash +
+                          ": no connection to the control service (it is restarting?)"));
+    return;
+  }
   auto f = std::make_shared<Fetch>();
   f->gcs = gcs;
   f->hash = hash;

@@ -24,6 +24,9 @@ LUMEN_CONFIG(int64_t, heartbeat_period_ms, 1000,
              "Longest heartbeat period; the GCS asks nodes for a quarter of its death timeout")
 LUMEN_CONFIG(int64_t, node_death_timeout_ms, 4000,
              "A node without heartbeats for this long is declared dead")
+LUMEN_CONFIG(int64_t, gcs_reconnect_timeout_s, 60,
+             "Nodes, drivers and workers reconnect to a restarted control service for this long; "
+             "what needs it waits as long, then fails")
 LUMEN_CONFIG(int64_t, lost_copy_recheck_ms, 100,
              "A read cut off by another node asks the GCS this often whether that node died")
 LUMEN_CONFIG(int64_t, max_lineage_bytes, 1ll << 30,

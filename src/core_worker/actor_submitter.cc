@@ -37,6 +37,17 @@ void ActorSubmitter::EnsureKnown(const ActorID& id) {
   Subscribe(id);
 }
 
+void ActorSubmitter::Resubscribe() {
+  std::vector<ActorID> ids;
+  {
+    MutexLock lock(mu_);
+    for (const auto& [id, a] : actors_) {
+      if (a.subscribed && a.state != proto::DEAD) ids.push_back(id);
+    }
+  }
+  for (const auto& id : ids) Subscribe(id);
+}
+
 void ActorSubmitter::Subscribe(const ActorID& id) {
   proto::SubscribeActorRequest req;
   req.set_actor_id(id.Binary());

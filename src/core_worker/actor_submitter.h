@@ -45,6 +45,9 @@ class ActorSubmitter {
                      int max_concurrency, std::vector<ObjectID> creation_refs, bool named);
   // An actor known from a handle or a name: subscribe to its state.
   void EnsureKnown(const ActorID& id);
+  // The control service restarted: subscribes again to every actor not known dead (the reply
+  // brings any change missed meanwhile).
+  void Resubscribe();
   // Queues a call in submission order; it is sent once resolved and the actor is alive.
   std::shared_ptr<ActorCall> Enqueue(const ActorID& id, std::shared_ptr<TaskEntry> task);
   void OnResolved(const ActorID& id, const std::shared_ptr<ActorCall>& call,

@@ -184,7 +184,7 @@ void CoreWorker::RegisterHandlers() {
   });
   dispatcher_.Register(rpc::kNodeDied, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
     proto::NodeInfo n;
-    if (c != gcs_ || !rpc::ParsePayload(f.payload, &n)) return;  // only the control service says
+    if (!gcs_->Owns(c) || !rpc::ParsePayload(f.payload, &n)) return;  // only the control service
     recovery_->OnNodeDead(NodeID::FromBinary(n.node_id()), n.death_cause());
   });
   dispatcher_.Register(rpc::kReleaseIdleLeases, [this](const rpc::ConnectionPtr&, rpc::Frame&) {
@@ -204,10 +204,42 @@ void CoreWorker::RegisterHandlers() {
   });
   dispatcher_.Register(rpc::kWorkerLogs, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
     proto::WorkerLogs logs;
-    if (!options_.is_driver || c != gcs_ || !rpc::ParsePayload(f.payload, &logs)) return;
+    if (!options_.is_driver || !gcs_->Owns(c) || !rpc::ParsePayload(f.payload, &logs)) return;
     PrintWorkerLines(logs.stdout_lines(), 1);
     PrintWorkerLines(logs.stderr_lines(), 2);
   });
+}
+
+proto::RegisterJobRequest CoreWorker::JobRegistration() const {
+  proto::RegisterJobRequest req;
+  *req.mutable_driver() = address_;
+  req.set_binary(options_.binary);
+  req.set_log_to_driver(options_.log_to_driver);
+  proto::StartJobRequest* start = req.mutable_start();
+  start->set_binary(options_.binary);
+  start->set_binary_hash(options_.binary_hash);
+  for (const auto& a : options_.argv) start->add_argv(a);
+  start->set_cwd(options_.cwd);
+  if (!job_id_.IsNil()) req.set_job_id(job_id_.Binary());  // registering again
+  return req;
+}
+
+void CoreWorker::SubscribeNodeDeaths() {
+  // Node deaths: objects whose copies were there are re-created or failed (ObjectRecovery).
+  gcs_->Call(
+      rpc::kSubscribeNodeDeaths, proto::Empty(),
+      [this](const Status& st, std::string_view payload) {
+        proto::NodeList dead;
+        if (!st.ok() || !rpc::ParsePayload(payload, &dead)) return;
+        for (const auto& n : dead.nodes())
+          recovery_->OnNodeDead(NodeID::FromBinary(n.node_id()), n.death_cause());
+      },
+      Config::Get().rpc_timeout_ms());
+}
+
+void CoreWorker::Resubscribe() {
+  SubscribeNodeDeaths();  // and learns the deaths it missed
+  actor_submitter_->Resubscribe();
 }
 
 StatusOr<std::string> CoreWorker::ListenInRange() {
@@ -244,31 +276,36 @@ Status CoreWorker::Connect() {
   address_.set_tcp_address(tcp_addr);
   address_.set_pid(::getpid());
 
-  LUMEN_ASSIGN_OR_RETURN(gcs_, rpc::Connect(&io_, options_.gcs_address, &dispatcher_,
-                                            options_.token, /*timeout_ms=*/-1, on_close));
-  // Node deaths: objects whose copies were there are re-created or failed (ObjectRecovery).
-  gcs_->Call(
-      rpc::kSubscribeNodeDeaths, proto::Empty(),
-      [this](const Status& st, std::string_view payload) {
-        proto::NodeList dead;
-        if (!st.ok() || !rpc::ParsePayload(payload, &dead)) return;
-        for (const auto& n : dead.nodes())
-          recovery_->OnNodeDead(NodeID::FromBinary(n.node_id()), n.death_cause());
-      },
-      Config::Get().rpc_timeout_ms());
+  // The control service may restart (on Redis) while this process runs: its client
+  // reconnects, and on each new connection registers this driver's job again and renews the
+  // subscriptions before anything queued meanwhile is sent.
+  rpc::ReconnectingClient::Options gcs_options;
+  gcs_options.address = options_.gcs_address;
+  gcs_options.token = options_.token;
+  gcs_options.dispatcher = &dispatcher_;
+  gcs_options.reconnect_timeout_ms = Config::Get().gcs_reconnect_timeout_s() * 1000;
+  gcs_options.on_connected = [this](const rpc::ConnectionPtr& c,
+                                    std::function<void(const Status&)> done) {
+    Resubscribe();  // queued: sent once `done` has let the client go on
+    if (!options_.is_driver) {
+      done(Status::OK());
+      return;
+    }
+    c->Call(
+        rpc::kRegisterJob, JobRegistration(),
+        [done](const Status& st, std::string_view) { done(st); }, Config::Get().rpc_timeout_ms());
+  };
+  gcs_options.on_lost = [this](const Status& why) {
+    if (shutting_down_) return;
+    LUMEN_LOG(ERROR) << "lost the control service for good (" << why
+                     << "); what needs it (actors, names, placement groups) fails from now on";
+  };
+  LUMEN_ASSIGN_OR_RETURN(gcs_, rpc::ReconnectingClient::Connect(&io_, std::move(gcs_options)));
+  SubscribeNodeDeaths();
   if (options_.is_driver) {
-    proto::RegisterJobRequest req;
-    *req.mutable_driver() = address_;
-    req.set_binary(options_.binary);
-    req.set_log_to_driver(options_.log_to_driver);
-    proto::StartJobRequest* start = req.mutable_start();
-    start->set_binary(options_.binary);
-    start->set_binary_hash(options_.binary_hash);
-    for (const auto& a : options_.argv) start->add_argv(a);
-    start->set_cwd(options_.cwd);
     proto::RegisterJobReply reply;
     LUMEN_RETURN_IF_ERROR(
-        gcs_->CallSync(rpc::kRegisterJob, req, &reply, Config::Get().rpc_timeout_ms())
+        gcs_->CallSync(rpc::kRegisterJob, JobRegistration(), &reply, Config::Get().rpc_timeout_ms())
             .WithContext("registering the job with the control service at " +
                          options_.gcs_address));
     job_id_ = JobID::FromBinary(reply.job_id());

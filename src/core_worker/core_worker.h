@@ -19,11 +19,13 @@
 #include "common.pb.h"
 #include "common/rpc/connection.h"
 #include "common/rpc/event_loop.h"
+#include "common/rpc/reconnecting_client.h"
 #include "common/rpc/server.h"
 #include "common/status.h"
 #include "common/thread_annotations.h"
 #include "core_worker/memory_store.h"
 #include "core_worker/reference_counter.h"
+#include "gcs.pb.h"
 #include "lumen/ids.h"
 #include "lumen/internal/runtime.h"
 #include "lumen/options.h"
@@ -122,7 +124,8 @@ class CoreWorker {
   ReferenceCounter& references() { return *references_; }
   object_store::StoreClient& store() { return *store_; }
   const rpc::ConnectionPtr& daemon() const { return daemon_; }
-  const rpc::ConnectionPtr& gcs() const { return gcs_; }
+  // The control service: reconnects after its restarts (requests wait meanwhile).
+  const std::shared_ptr<rpc::ReconnectingClient>& gcs() const { return gcs_; }
   DependencyResolver& resolver() { return *resolver_; }
   TaskSubmitter& task_submitter() { return *task_submitter_; }
 
@@ -172,6 +175,12 @@ class CoreWorker {
   Status Connect();
   // Listens on the node's address, in its worker port range when it has one.
   StatusOr<std::string> ListenInRange();
+  // What a driver tells the control service about its job (with the job's id when it
+  // registers again after a restart of that service).
+  proto::RegisterJobRequest JobRegistration() const;
+  void SubscribeNodeDeaths();
+  // On every new connection to a restarted control service.
+  void Resubscribe();
   void RegisterHandlers();
   void OnPeerClosed(const rpc::ConnectionPtr& conn, const Status& reason);
   void OnReleases(const std::vector<ReferenceCounter::Release>& releases);
@@ -190,7 +199,7 @@ class CoreWorker {
   rpc::Dispatcher dispatcher_;
   std::unique_ptr<rpc::Server> server_;
   rpc::ConnectionPtr daemon_;
-  rpc::ConnectionPtr gcs_;
+  std::shared_ptr<rpc::ReconnectingClient> gcs_;
   std::unique_ptr<PeerConnections> peers_;
   std::unique_ptr<object_store::StoreClient> store_;
   MemoryStore memory_store_;

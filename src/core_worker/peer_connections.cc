@@ -88,7 +88,8 @@ void PeerConnections::ForgetNode(const NodeID& node) {
   node_addresses_.erase(node);
 }
 
-void PeerConnections::WithNodeAddress(const rpc::ConnectionPtr& gcs, const NodeID& node,
+void PeerConnections::WithNodeAddress(const std::shared_ptr<rpc::ReconnectingClient>& gcs,
+                                      const NodeID& node,
                                       std::function<void(bool, const proto::Address&)> done) {
   {
     MutexLock lock(nodes_mu_);

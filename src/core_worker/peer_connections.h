@@ -14,6 +14,7 @@
 #include "common.pb.h"
 #include "common/rpc/connection.h"
 #include "common/rpc/event_loop.h"
+#include "common/rpc/reconnecting_client.h"
 #include "common/status.h"
 #include "common/thread_annotations.h"
 #include "lumen/ids.h"
@@ -43,7 +44,7 @@ class PeerConnections {
   // The address of node `node`'s daemon: cached, else asked of the control service over
   // `gcs` (`done` runs on the I/O thread then; `found` is false when the node is unknown,
   // dead, or the control service cannot answer).
-  void WithNodeAddress(const rpc::ConnectionPtr& gcs, const NodeID& node,
+  void WithNodeAddress(const std::shared_ptr<rpc::ReconnectingClient>& gcs, const NodeID& node,
                        std::function<void(bool found, const proto::Address&)> done)
       LUMEN_EXCLUDES(nodes_mu_);
   // A dead node: its cached address goes, so that nothing is sent there.

@@ -140,7 +140,11 @@ Status GcsServer::Start() {
   if (!options_.unix_path.empty()) {
     LUMEN_ASSIGN_OR_RETURN(unix_address_, server_->ListenUnix(options_.unix_path));
   }
-  loop_->Post([this] { ScheduleHeartbeatCheck(); });
+  loop_->Post([this] {
+    if (stopping_) return;
+    ScheduleHeartbeatCheck();
+    ResumeAfterRecovery();
+  });
   LUMEN_LOG(INFO) << "control service listening on " << tcp_address_;
   return Status::OK();
 }
@@ -148,20 +152,28 @@ Status GcsServer::Start() {
 void GcsServer::Stop() {
   stopping_ = true;
   if (server_) {
-    // Placement-group waiters get their answer; that runs on the loop, which owns the group
-    // table (or here when the loop has stopped: nothing else runs then).
-    if (loop_->InLoopThread()) {
+    // Placement-group waiters get their answer, and the timers go (the loop may outlive this);
+    // that runs on the loop, which owns them (or here when the loop has stopped: nothing else
+    // runs then).
+    auto on_loop = [this] {
       groups_->Stop();
+      for (uint64_t* timer : {&heartbeat_timer_, &grace_timer_}) {
+        if (*timer) loop_->CancelTimer(*timer);
+        *timer = 0;
+      }
+    };
+    if (loop_->InLoopThread()) {
+      on_loop();
     } else {
       auto done = std::make_shared<std::promise<void>>();
       auto fut = done->get_future();
-      if (loop_->Post([this, done] {
-            groups_->Stop();
+      if (loop_->Post([on_loop, done] {
+            on_loop();
             done->set_value();
           })) {
         fut.wait();
       } else {
-        groups_->Stop();
+        on_loop();
       }
     }
     server_->Stop();
@@ -172,49 +184,112 @@ void GcsServer::Stop() {
 // ---- recovery ----------------------------------------------------------------------------
 
 // The tables may hold a previous incarnation's state (a persistent store and a restarted head).
-// Its drivers and their connections are gone, so its jobs are finished and its actors dead —
-// but job IDs continue after the highest one used (objects and actors are named by them), the
-// actor directory still explains what happened to each actor, and the KV store is untouched.
+// The cluster it ran goes on without it: nodes, drivers and workers reconnect and register
+// again (rpc::ReconnectingClient), so what was alive is taken as alive — nodes until they miss
+// the heartbeat timeout counted from now, jobs until their drivers have had as long to return,
+// actors with their workers where they were. The previous head's node is dead (its daemon ran in
+// the previous control service's process); an actor whose creation the restart cut off is
+// created again. Job IDs continue after the highest one used and the KV store is untouched.
 Status GcsServer::Recover() {
-  const std::string why = "the control service restarted";
+  const auto now = std::chrono::steady_clock::now();
   LUMEN_ASSIGN_OR_RETURN(auto jobs, store_->GetAll(kJobTable));
+  size_t alive_jobs = 0;
   for (const auto& [key, value] : jobs) {
     JobID job = JobID::FromBinary(key);
-    if (job.IsNil()) {
+    proto::JobTableEntry entry;
+    if (job.IsNil() || !entry.ParseFromString(value)) {
       LUMEN_LOG(WARNING) << "ignoring a malformed job entry in the control service's store";
       continue;
     }
-    proto::RegisterJobRequest req;
-    req.ParseFromString(value);
-    jobs_[job] = JobState{req.driver(), /*alive=*/false, req.start(), {}, false};
+    JobState& j = jobs_[job];
+    j = JobState{entry.job().driver(),
+                 !entry.finished(),
+                 entry.job().start(),
+                 {},
+                 entry.job().log_to_driver()};
+    j.awaiting_driver = j.alive;
+    alive_jobs += j.alive;
     next_job_ = std::max(next_job_, job.ToInt() + 1);
   }
-  auto load_node = [&](const NodeID& id, const std::string& key, proto::NodeInfo& info) {
-    if (info.alive()) {
-      info.set_alive(false);
-      info.set_death_cause(why);
-      Persist(kNodeTable, key, info.SerializeAsString());
-    }
-    nodes_[id].info = std::move(info);
+  auto load_node = [&](const NodeID& id, const std::string&, proto::NodeInfo& info) {
+    NodeState& n = nodes_[id];
+    n.info = std::move(info);
+    n.last_heartbeat = now;
+    n.awaiting_reconnect = n.info.alive();
+    if (n.info.alive() && n.info.is_head()) previous_heads_.push_back(id);
   };
-  auto load_actor = [&](const ActorID& id, const std::string& key, proto::ActorInfo& info) {
-    if (info.state() != proto::DEAD) {
-      const bool was_alive = info.state() == proto::ALIVE;
-      info.set_state(proto::DEAD);
-      info.set_death_cause(why + " while it was " + (was_alive ? "alive" : "being created"));
-      Persist(kActorTable, key, info.SerializeAsString());
-    }
-    actors_[id].info = std::move(info);
+  auto load_actor = [&](const ActorID& id, const std::string&, proto::ActorTableEntry& entry) {
+    ActorState& a = actors_[id];
+    a.info = std::move(*entry.mutable_info());
+    a.creation = std::move(*entry.mutable_creation());
+    a.node = NodeID::FromBinary(entry.node_id());
+    a.worker = WorkerID::FromBinary(entry.worker_id());
+    if (a.info.state() == proto::DEAD) return;
+    if (!a.info.name().empty()) names_[a.info.name()] = id;
+    if (a.info.state() != proto::ALIVE) interrupted_creations_.push_back(id);
   };
   LUMEN_ASSIGN_OR_RETURN(size_t nodes,
                          (LoadTable<NodeID, proto::NodeInfo>(*store_, kNodeTable, load_node)));
-  LUMEN_ASSIGN_OR_RETURN(size_t actors,
-                         (LoadTable<ActorID, proto::ActorInfo>(*store_, kActorTable, load_actor)));
+  LUMEN_ASSIGN_OR_RETURN(size_t actors, (LoadTable<ActorID, proto::ActorTableEntry>(
+                                            *store_, kActorTable, load_actor)));
   if (!jobs.empty() || nodes > 0 || actors > 0) {
-    LUMEN_LOG(INFO) << "recovered " << jobs.size() << " jobs, " << nodes << " nodes and " << actors
-                    << " actors from the store; next job is " << next_job_;
+    LUMEN_LOG(INFO) << "recovered " << jobs.size() << " jobs (" << alive_jobs << " running), "
+                    << nodes << " nodes and " << actors << " actors from the store; waiting up to "
+                    << ReconnectGraceMs()
+                    << " ms for nodes and drivers to register again; next job is " << next_job_;
   }
   return Status::OK();
+}
+
+void GcsServer::ResumeAfterRecovery() {
+  for (const auto& id : previous_heads_) {
+    MarkNodeDead(id,
+                 "it was the head node of the control service's previous incarnation (its "
+                 "daemon ran in that process)");
+  }
+  previous_heads_.clear();
+  for (const auto& id : interrupted_creations_) {
+    auto it = actors_.find(id);
+    if (it == actors_.end() || it->second.info.state() == proto::DEAD) continue;
+    // A worker leased before the restart may be running the constructor: it goes first.
+    KillActorWorker(it->second, "its creation was cut off by a control-service restart");
+    it->second.worker = WorkerID::Nil();
+    ScheduleActor(id);
+  }
+  interrupted_creations_.clear();
+  grace_timer_ = loop_->RunAfter(std::chrono::milliseconds(ReconnectGraceMs()), [this] {
+    grace_timer_ = 0;
+    std::vector<JobID> gone;
+    for (const auto& [id, j] : jobs_) {
+      if (j.alive && j.awaiting_driver) gone.push_back(id);
+    }
+    for (const auto& id : gone) {
+      FinishJob(id, "its driver did not register again within " +
+                        std::to_string(ReconnectGraceMs()) +
+                        " ms of the control service's restart");
+    }
+  });
+}
+
+void GcsServer::PersistActor(const ActorState& a) {
+  proto::ActorTableEntry entry;
+  *entry.mutable_info() = a.info;
+  *entry.mutable_creation() = a.creation;
+  if (!a.node.IsNil()) entry.set_node_id(a.node.Binary());
+  if (!a.worker.IsNil()) entry.set_worker_id(a.worker.Binary());
+  Persist(kActorTable, a.info.actor_id(), entry.SerializeAsString());
+}
+
+void GcsServer::PersistJob(const JobID& job) {
+  auto it = jobs_.find(job);
+  if (it == jobs_.end()) return;
+  proto::JobTableEntry entry;
+  proto::RegisterJobRequest* req = entry.mutable_job();
+  *req->mutable_driver() = it->second.driver;
+  *req->mutable_start() = it->second.start;
+  req->set_log_to_driver(it->second.log_to_driver);
+  entry.set_finished(!it->second.alive);
+  Persist(kJobTable, job.Binary(), entry.SerializeAsString());
 }
 
 void GcsServer::Persist(const char* table, const std::string& key, const std::string& value) {
@@ -236,11 +311,23 @@ void GcsServer::HandleRegisterNode(const rpc::ConnectionPtr& c, rpc::Frame& f) {
     return;
   }
   NodeID id = NodeID::FromBinary(req.node().node_id());
+  auto known = nodes_.find(id);
+  if (known != nodes_.end() && !known->second.info.alive()) {
+    // Declared dead while it was cut off (the cluster re-ran its work): it may not come back
+    // under the same id. FailedPrecondition: its reconnecting client gives up, and it stops.
+    c->ReplyError(f, FailedPreconditionError("node " + id.Hex() + " was declared dead (" +
+                                             known->second.info.death_cause() +
+                                             "); start it again to join as a new node"));
+    return;
+  }
+  const bool again = known != nodes_.end();
   NodeState& n = nodes_[id];
+  const int64_t started = n.info.start_time_ms();
   n.info = req.node();
   n.info.set_alive(true);
-  n.info.set_start_time_ms(NowMs());
+  n.info.set_start_time_ms(again && started > 0 ? started : NowMs());
   n.last_heartbeat = std::chrono::steady_clock::now();
+  n.awaiting_reconnect = false;
   n.conn.reset();
   n.registration = c;
   auto role = std::make_shared<ConnRole>();
@@ -248,8 +335,9 @@ void GcsServer::HandleRegisterNode(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   role->node = id;
   c->set_context(role);
   Persist(kNodeTable, id.Binary(), n.info.SerializeAsString());
-  LUMEN_LOG(INFO) << "node " << id.Hex() << " registered at " << n.info.address().tcp_address()
-                  << " with " << ResourceSet::FromProto(n.info.total().amounts()).ToString();
+  LUMEN_LOG(INFO) << "node " << id.Hex() << (again ? " registered again at " : " registered at ")
+                  << n.info.address().tcp_address() << " with "
+                  << ResourceSet::FromProto(n.info.total().amounts()).ToString();
   proto::RegisterNodeReply reply;
   reply.set_heartbeat_period_ms(HeartbeatPeriodMs());
   c->Reply(f, reply);
@@ -353,6 +441,8 @@ void GcsServer::HandleGetAllNodes(const rpc::ConnectionPtr& c, rpc::Frame& f) {
 }
 
 void GcsServer::CheckHeartbeats() {
+  heartbeat_timer_ = 0;
+  if (stopping_) return;
   auto now = std::chrono::steady_clock::now();
   std::vector<NodeID> dead;
   for (const auto& [id, n] : nodes_) {
@@ -365,8 +455,14 @@ void GcsServer::CheckHeartbeats() {
       dead.push_back(id);
     }
   }
-  for (const auto& id : dead)
-    MarkNodeDead(id, "no heartbeat for " + std::to_string(options_.node_death_timeout_ms) + " ms");
+  for (const auto& id : dead) {
+    MarkNodeDead(
+        id, nodes_[id].awaiting_reconnect
+                ? "it did not register again within " +
+                      std::to_string(options_.node_death_timeout_ms) +
+                      " ms of the control service's restart"
+                : "no heartbeat for " + std::to_string(options_.node_death_timeout_ms) + " ms");
+  }
   ScheduleHeartbeatCheck();
 }
 
@@ -495,18 +591,39 @@ void GcsServer::HandleRegisterJob(const rpc::ConnectionPtr& c, rpc::Frame& f) {
     c->ReplyError(f, InvalidArgumentError("malformed RegisterJob"));
     return;
   }
-  JobID job = JobID::FromInt(next_job_++);
-  jobs_[job] = JobState{req.driver(), true, req.start(), c, req.log_to_driver()};
-  jobs_[job].start.set_job_id(job.Binary());
-  jobs_[job].start.set_prestart_workers(0);
+  JobID job;
+  if (!req.job_id().empty()) {
+    // A driver back after a restart of this service: its job goes on if it was still running.
+    job = JobID::FromBinary(req.job_id());
+    auto it = jobs_.find(job);
+    if (it == jobs_.end() || !it->second.alive) {
+      c->ReplyError(f, FailedPreconditionError(
+                           "job " + std::to_string(job.ToInt()) +
+                           (it == jobs_.end() ? " is unknown to the restarted control service "
+                                                "(it keeps no state without --redis-address)"
+                                              : " ended while the control service restarted")));
+      return;
+    }
+    it->second.driver = req.driver();
+    it->second.driver_conn = c;
+    it->second.awaiting_driver = false;
+    LUMEN_LOG(INFO) << "job " << job.ToInt() << ": its driver (pid " << req.driver().pid()
+                    << ") registered again";
+  } else {
+    job = JobID::FromInt(next_job_++);
+    jobs_[job] = JobState{req.driver(), true, req.start(), c, req.log_to_driver()};
+    jobs_[job].start.set_job_id(job.Binary());
+    jobs_[job].start.set_prestart_workers(0);
+    PersistJob(job);
+    LUMEN_LOG(INFO) << "job " << job.ToInt() << " started (driver pid " << req.driver().pid()
+                    << ")";
+  }
   auto role = std::make_shared<ConnRole>();
   role->is_driver = true;
   role->job = job;
   c->set_context(role);
-  Persist(kJobTable, job.Binary(), req.SerializeAsString());
   proto::RegisterJobReply reply;
   reply.set_job_id(job.Binary());
-  LUMEN_LOG(INFO) << "job " << job.ToInt() << " started (driver pid " << req.driver().pid() << ")";
   c->Reply(f, reply);
 }
 
@@ -569,6 +686,8 @@ void GcsServer::FinishJob(const JobID& job, const std::string& why) {
   auto it = jobs_.find(job);
   if (it == jobs_.end() || !it->second.alive) return;
   it->second.alive = false;
+  it->second.awaiting_driver = false;
+  PersistJob(job);
   LUMEN_LOG(INFO) << "job " << job.ToInt() << " finished: " << why;
   for (auto& [aid, a] : actors_) {
     if (JobID::FromBinary(a.info.job_id()) == job && a.info.state() != proto::DEAD) {
@@ -604,7 +723,7 @@ proto::ActorStateUpdate GcsServer::ToUpdate(const proto::ActorInfo& info) {
 }
 
 void GcsServer::Publish(ActorState& a) {
-  Persist(kActorTable, a.info.actor_id(), a.info.SerializeAsString());
+  PersistActor(a);
   proto::ActorStateUpdate u = ToUpdate(a.info);
   std::vector<std::weak_ptr<rpc::Connection>> live;
   for (auto& w : a.subscribers) {
@@ -758,8 +877,8 @@ void GcsServer::ScheduleActor(const ActorID& id) {
           return;  // the worker's death report reschedules it
         }
         a.worker_conn = *conn;
-        a.info.set_state(a.info.state());  // unchanged until the constructor returns
         *a.info.mutable_address() = w;
+        PersistActor(a);  // a restart meanwhile kills this worker before creating it again
         proto::PushTasksRequest push;
         proto::TaskSpec* spec = push.add_tasks();
         *spec = a.creation;
@@ -1051,7 +1170,31 @@ void GcsServer::HandleClusterStatus(const rpc::ConnectionPtr& c, rpc::Frame& f) 
 void GcsServer::HandleShutdown(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   c->Reply(f, proto::Empty());
   LUMEN_LOG(INFO) << "shutdown requested by " << c->peer_name();
-  on_shutdown_.Run();
+  // The joined nodes stop with the cluster (they would otherwise wait for this service to come
+  // back), and the store says so: a head started again on it does not wait for them.
+  auto waiting = std::make_shared<int>(1);
+  auto done = [this, waiting] {
+    if (--*waiting == 0) on_shutdown_.Run();
+  };
+  for (auto& [id, n] : nodes_) {
+    if (!n.info.alive()) continue;
+    // Not this process's own daemon, which stops with it.
+    auto conn = n.info.address().pid() == ::getpid() ? nullptr : NodeConnection(id);
+    n.info.set_alive(false);
+    n.info.set_death_cause("the cluster was stopped");
+    Persist(kNodeTable, id.Binary(), n.info.SerializeAsString());
+    if (!conn) continue;
+    ++*waiting;
+    conn->Call(
+        rpc::kNodeShutdown, proto::Empty(), [done](const Status&, std::string_view) { done(); },
+        2000);
+  }
+  for (auto& [id, j] : jobs_) {
+    if (!j.alive) continue;
+    j.alive = false;
+    PersistJob(id);
+  }
+  done();
 }
 
 }  // namespace lumen::gcs

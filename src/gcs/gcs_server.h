@@ -64,6 +64,9 @@ class GcsServer {
     rpc::ConnectionPtr conn;       // GCS -> node daemon
     std::weak_ptr<rpc::Connection> registration;  // node daemon -> GCS: cluster views go here
     std::chrono::steady_clock::time_point last_heartbeat;
+    // Known from the store after a restart, and not registered again yet: the heartbeat
+    // timeout counts from the restart.
+    bool awaiting_reconnect = false;
   };
   struct ActorState {
     proto::ActorInfo info;
@@ -80,6 +83,7 @@ class GcsServer {
     proto::StartJobRequest start;                // how its workers start
     std::weak_ptr<rpc::Connection> driver_conn;  // where its workers' output goes
     bool log_to_driver = false;
+    bool awaiting_driver = false;  // after a restart, until its driver registers again
   };
   struct ConnRole {  // what a server-side connection belongs to
     NodeID node;
@@ -91,6 +95,13 @@ class GcsServer {
   void RegisterHandlers();
   // Loads the tables a previous incarnation left in the store (see the .cc for what survives).
   Status Recover();
+  // After Recover, on the loop once listening: the previous head's node is dead, creations
+  // cut off by the restart start again, and a timer ends the jobs whose drivers do not return.
+  void ResumeAfterRecovery();
+  // The grace a restart gives nodes and drivers to register again (the node death timeout).
+  int64_t ReconnectGraceMs() const { return options_.node_death_timeout_ms; }
+  void PersistActor(const ActorState& a);
+  void PersistJob(const JobID& job);
   // Writes one table entry; a failing store is logged, never fatal to the request.
   void Persist(const char* table, const std::string& key, const std::string& value);
   void OnConnectionClosed(const rpc::ConnectionPtr& conn);
@@ -171,7 +182,8 @@ class GcsServer {
   std::string tcp_address_;
   std::string unix_address_;
   CallbackSlot on_shutdown_;
-  uint64_t heartbeat_timer_ = 0;
+  uint64_t heartbeat_timer_ = 0;  // loop thread
+  uint64_t grace_timer_ = 0;      // loop thread: ends jobs whose drivers did not return
   std::atomic<bool> stopping_{false};
   bool view_broadcast_pending_ = false;        // loop thread
   scheduling::ClusterScheduler actor_policy_;  // loop thread
@@ -187,6 +199,9 @@ class GcsServer {
   std::unique_ptr<PlacementGroups> groups_;
   std::unique_ptr<JobSubmissions> submissions_;  // `lumen job submit`
   std::vector<std::weak_ptr<rpc::Connection>> node_death_subscribers_;
+  // Recover() -> ResumeAfterRecovery().
+  std::vector<NodeID> previous_heads_;
+  std::vector<ActorID> interrupted_creations_;
 };
 
 }  // namespace lumen::gcs

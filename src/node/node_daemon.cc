@@ -158,7 +158,7 @@ Status NodeDaemon::Start() {
   pool_->set_on_start(
       [this](const WorkerProc& w) { logs_->Add(w.id, w.job, w.pid, w.out_path, w.err_path); });
   drivers_ = std::make_unique<DriverRunner>(loop_, options_.session_dir, options_.token,
-                                            [this] { return gcs_; });
+                                            [this] { return gcs_ ? gcs_->connection() : nullptr; });
   MemoryMonitor::Hooks memory_hooks;
   memory_hooks.read_usage = ReadMemoryUsage;
   memory_hooks.candidates = [this] { return MemoryKillCandidates(); };
@@ -212,19 +212,7 @@ void NodeDaemon::Stop() {
   }
 }
 
-Status NodeDaemon::ConnectGcs() {
-  // A node that joined a cluster cannot work without its control service: losing it (the head
-  // stopped or restarted) stops the node with the reason rather than leaving it orphaned.
-  // Runs on the loop thread; Stop() closes the connection with stopped_ already set.
-  auto on_close = [this](const rpc::ConnectionPtr&, const Status& why) {
-    if (options_.is_head || stopped_) return;
-    LUMEN_LOG(ERROR) << "lost the control service at " << options_.gcs_address << " (" << why
-                     << "); this node stops. Start it again with `lumen start --address "
-                     << options_.gcs_address << "` once the head is back.";
-    on_shutdown_.Run();
-  };
-  LUMEN_ASSIGN_OR_RETURN(gcs_, rpc::Connect(loop_, options_.gcs_address, &gcs_dispatcher_,
-                                            options_.token, 5000, on_close));
+proto::RegisterNodeRequest NodeDaemon::Registration() const {
   proto::RegisterNodeRequest req;
   proto::NodeInfo* info = req.mutable_node();
   info->set_node_id(node_id_.Binary());
@@ -240,8 +228,55 @@ Status NodeDaemon::ConnectGcs() {
   for (const auto& [k, v] : options_.labels) (*info->mutable_labels())[k] = v;
   info->set_min_worker_port(options_.min_worker_port);
   info->set_max_worker_port(options_.max_worker_port);
+  return req;
+}
+
+Status NodeDaemon::ConnectGcs() {
+  // A node that joined a cluster keeps working while its control service restarts (on Redis):
+  // it reconnects for up to LUMEN_GCS_RECONNECT_TIMEOUT_S and registers again under its id.
+  // Past that, or when the control service says it was declared dead meanwhile, it stops with
+  // the reason rather than staying orphaned. The head's daemon shares its control service's
+  // process: there is nothing to reconnect to. Hooks run on the loop thread; Stop() closes the
+  // client with stopped_ already set.
+  rpc::ReconnectingClient::Options o;
+  o.address = options_.gcs_address;
+  o.token = options_.token;
+  o.dispatcher = &gcs_dispatcher_;
+  o.reconnect_timeout_ms = options_.is_head ? 0 : Config::Get().gcs_reconnect_timeout_s() * 1000;
+  o.on_connected = [this](const rpc::ConnectionPtr& c, std::function<void(const Status&)> done) {
+    c->Call(
+        rpc::kRegisterNode, Registration(),
+        [this, c, done](const Status& st, std::string_view payload) {
+          proto::RegisterNodeReply reply;
+          if (!st.ok() || !rpc::ParsePayload(payload, &reply)) {
+            done(st.ok() ? InternalError("malformed RegisterNode reply") : st);
+            return;
+          }
+          if (reply.heartbeat_period_ms() > 0) heartbeat_period_ms_ = reply.heartbeat_period_ms();
+          LUMEN_LOG(INFO) << "registered again with the restarted control service at "
+                          << options_.gcs_address;
+          done(Status::OK());
+          c->Call(rpc::kGetClusterView, proto::Empty(),
+                  [this](const Status& st, std::string_view payload) {
+                    proto::ClusterView view;
+                    if (st.ok() && !stopped_ && rpc::ParsePayload(payload, &view)) {
+                      SetClusterView(view);
+                    }
+                  });
+        },
+        Config::Get().rpc_timeout_ms());
+  };
+  o.on_lost = [this](const Status& why) {
+    if (options_.is_head || stopped_) return;
+    LUMEN_LOG(ERROR) << "lost the control service at " << options_.gcs_address << " (" << why
+                     << "); this node stops. Start it again with `lumen start --address "
+                     << options_.gcs_address << "` once the head is back.";
+    on_shutdown_.Run();
+  };
+  LUMEN_ASSIGN_OR_RETURN(gcs_, rpc::ReconnectingClient::Connect(loop_, std::move(o), 5000));
   proto::RegisterNodeReply reply;
-  Status st = gcs_->CallSync(rpc::kRegisterNode, req, &reply, Config::Get().rpc_timeout_ms());
+  Status st =
+      gcs_->CallSync(rpc::kRegisterNode, Registration(), &reply, Config::Get().rpc_timeout_ms());
   LUMEN_RETURN_IF_ERROR(
       st.WithContext("registering with the control service at " + options_.gcs_address));
   heartbeat_period_ms_ = reply.heartbeat_period_ms() > 0 ? reply.heartbeat_period_ms()
@@ -346,25 +381,24 @@ void NodeDaemon::StartJobLocally(const proto::StartJobRequest& req) {
   // A submitted job: its workers run the program stored by content, which this node may
   // have to fetch first; its lease requests wait meanwhile.
   if (!job_fetches_.insert(job).second) return;
-  binaries::Materialize(gcs_, req.binary_hash(), JoinPath(options_.session_dir, "binaries"),
-                        [this, cfg, job](StatusOr<std::string> binary) mutable {
-                          job_fetches_.erase(job);
-                          if (stopped_) return;
-                          if (!binary.ok()) {
-                            const std::string why =
-                                "job " + std::to_string(job.ToInt()) +
-                                ": cannot start its workers: " + binary.status().message();
-                            LUMEN_LOG(ERROR) << why;
-                            RefuseJobLeases(job, why);
-                            return;
-                          }
-                          cfg.binary = *binary;
-                          // The cwd of a driver on another machine may not exist here.
-                          if (!cfg.cwd.empty() && ::access(cfg.cwd.c_str(), X_OK) != 0)
-                            cfg.cwd.clear();
-                          if (!pool_->HasJob(job)) pool_->AddJob(cfg);
-                          ProcessLeaseQueue();
-                        });
+  binaries::Materialize(
+      gcs_->connection(), req.binary_hash(), JoinPath(options_.session_dir, "binaries"),
+      [this, cfg, job](StatusOr<std::string> binary) mutable {
+        job_fetches_.erase(job);
+        if (stopped_) return;
+        if (!binary.ok()) {
+          const std::string why = "job " + std::to_string(job.ToInt()) +
+                                  ": cannot start its workers: " + binary.status().message();
+          LUMEN_LOG(ERROR) << why;
+          RefuseJobLeases(job, why);
+          return;
+        }
+        cfg.binary = *binary;
+        // The cwd of a driver on another machine may not exist here.
+        if (!cfg.cwd.empty() && ::access(cfg.cwd.c_str(), X_OK) != 0) cfg.cwd.clear();
+        if (!pool_->HasJob(job)) pool_->AddJob(cfg);
+        ProcessLeaseQueue();
+      });
 }
 
 void NodeDaemon::HandleJobFinished(const rpc::ConnectionPtr& c, rpc::Frame& f) {
@@ -771,10 +805,10 @@ void NodeDaemon::ReportResourcesSoon() {
   report_timer_ =
       loop_->RunAfter(std::chrono::milliseconds(Config::Get().resource_report_period_ms()), [this] {
         report_timer_ = 0;
-        if (stopped_ || !gcs_ || gcs_->closed()) return;
+        if (stopped_ || !gcs_) return;
         proto::HeartbeatRequest req;
         *req.mutable_stats() = Stats();
-        gcs_->Send(rpc::kHeartbeat, req);
+        gcs_->SendIfConnected(rpc::kHeartbeat, req);
       });
 }
 
@@ -1275,16 +1309,17 @@ void NodeDaemon::HandleNodeStats(const rpc::ConnectionPtr& c, rpc::Frame& f) {
 
 void NodeDaemon::HandleShutdown(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   c->Reply(f, proto::Empty());
+  LUMEN_LOG(INFO) << "the cluster is stopping (asked by " << c->peer_name() << "); this node stops";
   on_shutdown_.Run();
 }
 
 void NodeDaemon::Heartbeat() {
   heartbeat_timer_ = 0;
   if (stopped_) return;
-  if (gcs_ && !gcs_->closed()) {
+  if (gcs_) {  // none while reconnecting: the next one after is as good
     proto::HeartbeatRequest req;
     *req.mutable_stats() = Stats();
-    gcs_->Send(rpc::kHeartbeat, req);
+    gcs_->SendIfConnected(rpc::kHeartbeat, req);
   }
   int64_t cpus = total_.Get("CPU") / kResourceUnit;
   pool_->TrimIdle(static_cast<size_t>(std::max<int64_t>(cpus, 1)),

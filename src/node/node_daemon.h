@@ -20,6 +20,7 @@
 #include "common.pb.h"
 #include "common/resources.h"
 #include "common/rpc/connection.h"
+#include "common/rpc/reconnecting_client.h"
 #include "common/rpc/server.h"
 #include "common/thread_annotations.h"
 #include "gcs.pb.h"
@@ -169,6 +170,8 @@ class NodeDaemon {
   void FinishJob(const JobID& job);
 
   Status ConnectGcs();
+  // What this node tells the control service when it registers (and again after a restart).
+  proto::RegisterNodeRequest Registration() const;
   std::string AdvertisedHost() const;
   void Heartbeat();
   // Forwards what the workers printed since the last look (every log_monitor_period_ms).
@@ -189,7 +192,7 @@ class NodeDaemon {
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<DriverRunner> drivers_;  // of submitted jobs (head)
   std::unique_ptr<MemoryMonitor> memory_;  // kills a worker when the node runs out of memory
-  rpc::ConnectionPtr gcs_;
+  std::shared_ptr<rpc::ReconnectingClient> gcs_;
   std::string unix_address_;
   std::string tcp_address_;
   CallbackSlot on_shutdown_;
