@@ -9,6 +9,8 @@
 #include <chrono>
 #include <fstream>
 #include <future>
+#include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -17,6 +19,7 @@
 #include "common/resources.h"
 #include "common/rpc/connection.h"
 #include "common/rpc/event_loop.h"
+#include "common/rpc/reconnecting_client.h"
 #include "common/rpc/server.h"
 #include "common/status.h"
 #include "lumen/ids.h"
@@ -172,6 +175,87 @@ TEST_F(RpcTest, CallWithTheTokenGetsAReply) {
   req.set_peer(std::string(5 << 20, 'x'));
   ASSERT_TRUE((*conn)->CallSync(kEcho, req, &reply, 5000).ok());
   EXPECT_EQ(reply.peer().size(), 5u << 20);
+}
+
+// The link to a restarting server (the control service on Redis): the client notices the
+// loss, connects again, re-registers (on_connected) before anything else, then sends what
+// waited meanwhile — here a call made while the server was down.
+TEST_F(RpcTest, AReconnectingClientRegistersAgainThenSendsWhatWaited) {
+  std::mutex mu;
+  std::vector<std::string> seen;  // what the server received, in order
+  dispatcher_.Register(kEcho + 1, [&](const rpc::ConnectionPtr& c, rpc::Frame& f) {
+    proto::Hello msg;
+    ASSERT_TRUE(rpc::ParsePayload(f.payload, &msg));
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      seen.push_back(msg.peer());
+    }
+    c->Reply(f, msg);
+  });
+  rpc::Dispatcher none;
+  std::atomic<int> registrations{0};
+  rpc::ReconnectingClient::Options o;
+  o.address = address_;
+  o.token = "secret-token";
+  o.dispatcher = &none;
+  o.reconnect_timeout_ms = 60000;
+  o.retry_ms = 10;
+  o.on_connected = [&](const rpc::ConnectionPtr& c, std::function<void(const Status&)> done) {
+    ++registrations;
+    proto::Hello reg;
+    reg.set_peer("register");
+    c->Call(kEcho + 1, reg, [done](const Status& st, std::string_view) { done(st); });
+  };
+  auto client = rpc::ReconnectingClient::Connect(&loop_, std::move(o));
+  ASSERT_TRUE(client.ok()) << client.status();
+  proto::Hello req, reply;
+  req.set_peer("first");
+  ASSERT_TRUE((*client)->CallSync(kEcho + 1, req, &reply, 5000).ok());
+
+  const int port = std::atoi(address_.substr(address_.rfind(':') + 1).c_str());
+  server_->Stop();
+  auto waited = std::async(std::launch::async, [&] {
+    proto::Hello r, out;
+    r.set_peer("while down");
+    Status st = (*client)->CallSync(kEcho + 1, r, &out, 5000);
+    return st.ok() ? out.peer() : st.ToString();
+  });
+  // Nothing can answer it now; it waits for the server to come back.
+  EXPECT_EQ(waited.wait_for(std::chrono::milliseconds(0)), std::future_status::timeout);
+  server_ = std::make_unique<rpc::Server>(&loop_, &dispatcher_, "secret-token", "test");
+  ASSERT_TRUE(server_->ListenTcp("127.0.0.1", port).ok());
+  EXPECT_EQ(waited.get(), "while down");
+  EXPECT_EQ(registrations.load(), 1);
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(seen, (std::vector<std::string>{"first", "register", "while down"}));
+  EXPECT_TRUE((*client)->connected());
+  (*client)->Close(Status::OK());
+}
+
+// A server that stays away past the reconnect timeout: waiting and later calls fail with an
+// error naming the address and the setting, and the owner hears of it once.
+TEST_F(RpcTest, AReconnectingClientGivesUpAfterItsTimeout) {
+  rpc::Dispatcher none;
+  std::promise<Status> lost;
+  rpc::ReconnectingClient::Options o;
+  o.address = address_;
+  o.token = "secret-token";
+  o.dispatcher = &none;
+  o.reconnect_timeout_ms = 200;
+  o.retry_ms = 10;
+  o.on_lost = [&](const Status& why) { lost.set_value(why); };
+  auto client = rpc::ReconnectingClient::Connect(&loop_, std::move(o));
+  ASSERT_TRUE(client.ok()) << client.status();
+  server_->Stop();
+  proto::Hello req;
+  req.set_peer("never answered");
+  Status st = (*client)->CallSync(kEcho, req, nullptr, 5000);
+  EXPECT_EQ(st.code(), StatusCode::kUnavailable) << st;
+  EXPECT_NE(st.message().find(address_), std::string::npos) << st;
+  EXPECT_NE(st.message().find("LUMEN_GCS_RECONNECT_TIMEOUT_S"), std::string::npos) << st;
+  EXPECT_EQ(lost.get_future().get().code(), StatusCode::kUnavailable);
+  EXPECT_TRUE((*client)->closed());
+  EXPECT_EQ((*client)->CallSync(kEcho, req, nullptr, 5000).code(), StatusCode::kUnavailable);
 }
 
 // A TCP socket bound to a free loopback port (its address in `sa`), or -1.

@@ -53,12 +53,15 @@ void ReconnectingClient::Attach(const ConnectionPtr& conn) {
 }
 
 Status ReconnectingClient::LostError() const {
+  const int64_t ms = options_.reconnect_timeout_ms;
   return UnavailableError(
       "the control service at " + options_.address + " has been unreachable for " +
-      std::to_string(options_.reconnect_timeout_ms / 1000) + " s (LUMEN_GCS_RECONNECT_TIMEOUT_S)");
+      (ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms") +
+      " (LUMEN_GCS_RECONNECT_TIMEOUT_S)");
 }
 
 void ReconnectingClient::OnClosed(const ConnectionPtr& conn, const Status& why) {
+  bool new_outage = false;
   {
     MutexLock lock(mu_);
     if (conn_ != conn || state_ != State::kConnected) return;
@@ -68,18 +71,26 @@ void ReconnectingClient::OnClosed(const ConnectionPtr& conn, const Status& why) 
       final_ = why.ok() ? UnavailableError("connection to " + options_.address + " closed") : why;
     } else {
       state_ = State::kReconnecting;
-      lost_at_ = std::chrono::steady_clock::now();
-      delay_ms_ = std::max<int64_t>(options_.retry_ms, 1);
+      // A connection made without a registration and lost before anything came back on it
+      // (its connect failed) does not end the outage: its clock and back-off go on.
+      new_outage = !unconfirmed_;
+      unconfirmed_ = false;
+      if (new_outage) {
+        lost_at_ = std::chrono::steady_clock::now();
+        delay_ms_ = std::max<int64_t>(options_.retry_ms, 1);
+      }
     }
   }
   if (options_.reconnect_timeout_ms <= 0) {
     GiveUp(why);
     return;
   }
-  LUMEN_LOG(WARNING) << "lost the control service at " << options_.address << " (" << why
-                     << "); reconnecting for up to " << options_.reconnect_timeout_ms / 1000
-                     << " s (LUMEN_GCS_RECONNECT_TIMEOUT_S)";
-  if (options_.on_disconnected) options_.on_disconnected(why);
+  if (new_outage) {
+    LUMEN_LOG(WARNING) << "lost the control service at " << options_.address << " (" << why
+                       << "); reconnecting for up to " << options_.reconnect_timeout_ms
+                       << " ms (LUMEN_GCS_RECONNECT_TIMEOUT_S)";
+    if (options_.on_disconnected) options_.on_disconnected(why);
+  }
   MutexLock lock(mu_);
   retry_timer_ = loop_->RunAfter(std::chrono::milliseconds(delay_ms_),
                                  [self = shared_from_this()] { self->TryReconnect(); });
@@ -173,6 +184,7 @@ void ReconnectingClient::OnReconnected(const ConnectionPtr& conn, const Status& 
     state_ = State::kConnected;
     conn_ = conn;
     ++generation_;
+    unconfirmed_ = !options_.on_connected;
     queued.swap(queue_);
   }
   LUMEN_LOG(INFO) << "reconnected to the control service at " << options_.address;
@@ -210,6 +222,10 @@ void ReconnectingClient::SendQueued(Queued q, const ConnectionPtr& conn) {
       type, *msg,
       [weak, conn, type, msg, cb, timeout](const Status& st, std::string_view payload) {
         auto self = weak.lock();
+        if (st.ok() && self) {
+          MutexLock lock(self->mu_);
+          self->unconfirmed_ = false;
+        }
         // Lost with its connection (not an answer, not a timeout): sent again on the next.
         if (!st.ok() && conn->closed() && self && !self->closed()) {
           self->Enqueue(Queued{type, msg, cb, timeout});

@@ -111,6 +111,8 @@ class ReconnectingClient : public std::enable_shared_from_this<ReconnectingClien
   uint64_t generation_ LUMEN_GUARDED_BY(mu_) = 0;  // connections made so far
   std::deque<Queued> queue_ LUMEN_GUARDED_BY(mu_);
   std::chrono::steady_clock::time_point lost_at_ LUMEN_GUARDED_BY(mu_);
+  // Reconnected without an `on_connected` exchange, and no reply has come on it yet.
+  bool unconfirmed_ LUMEN_GUARDED_BY(mu_) = false;
   int64_t delay_ms_ LUMEN_GUARDED_BY(mu_) = 0;
   uint64_t retry_timer_ LUMEN_GUARDED_BY(mu_) = 0;
   Status final_ LUMEN_GUARDED_BY(mu_);
