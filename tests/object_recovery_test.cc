@@ -38,6 +38,10 @@ class Owner {
       done(&nodes);
     };
     h.fetch_from_owner = [this](const ObjectID& id, const NodeID& n) { asked.emplace_back(id, n); };
+    // The daemons' answers come later, when the test says (Answer).
+    h.promote_copy = [this](const ObjectID& id, const NodeID& n, std::function<void(Status)> d) {
+      promotions.push_back({id, n, std::move(d)});
+    };
     recovery = std::make_unique<ObjectRecovery>(&store, &refs, std::move(h), max_lineage_bytes);
   }
 
@@ -109,6 +113,19 @@ class Owner {
   proto::NodeList nodes;                    // what the control service answers
   std::function<void()> before_list_nodes;  // runs before each answer (may change `nodes`)
   std::vector<std::pair<ObjectID, NodeID>> asked;
+  struct Promotion {
+    ObjectID id;
+    NodeID node;
+    std::function<void(Status)> done;
+  };
+  std::vector<Promotion> promotions;  // asked of the nodes' daemons, in order
+  // The oldest promotion still waiting gets `answer`; returns the node it asked.
+  NodeID Answer(Status answer) {
+    Promotion p = std::move(promotions.front());
+    promotions.erase(promotions.begin());
+    p.done(answer);
+    return p.node;
+  }
 
  private:
   JobID job_ = JobID::FromInt(1);
@@ -162,6 +179,50 @@ TEST(ObjectRecovery, ALostArgumentOfALostObjectIsReCreatedWithIt) {
   o.Complete(o.submitted[0], kC);
   EXPECT_FALSE(o.store.Contains(a));  // freed again once the dependent is done
   EXPECT_EQ(o.store.Get(y)->node, kC);
+}
+
+const NodeID kD = NodeID::FromRandom();
+
+// A result read on other nodes (its readers told the owner of their copies) outlives its node:
+// a copy is kept in its place, and nothing re-runs. A copy that is gone (evicted, or its node
+// unreachable) is skipped for the next; a node that died is never asked.
+TEST(ObjectRecovery, ACopyOnAnotherNodeIsKeptInsteadOfARerun) {
+  Owner o;
+  ObjectID x = o.RunTask("f", {}, kB, /*max_retries=*/0);  // cannot be re-run
+  o.recovery->OnCopyAdded(x, kC);
+  o.recovery->OnCopyAdded(x, kD);
+  o.recovery->OnCopyAdded(x, kC);  // told twice
+  o.Kill(kB);
+  EXPECT_TRUE(o.submitted.empty());
+  EXPECT_FALSE(o.store.Contains(x));  // a Get waits meanwhile
+  EXPECT_TRUE(o.refs.HasValue(x));
+  ASSERT_EQ(o.promotions.size(), 1u);
+  EXPECT_EQ(o.Answer(NotFoundError("evicted")), kC);
+  ASSERT_EQ(o.promotions.size(), 1u);
+  EXPECT_EQ(o.Answer(Status::OK()), kD);
+  ASSERT_TRUE(o.store.Contains(x));
+  EXPECT_EQ(o.store.Get(x)->node, kD);
+  EXPECT_TRUE(o.submitted.empty());
+  // The kept copy is the primary now: the owner frees it there, not as a copy.
+  EXPECT_EQ(o.recovery->TakeCopies(x), std::vector<NodeID>{kC});
+}
+
+TEST(ObjectRecovery, WithNoCopyLeftTheObjectIsReCreatedOrFailsAsBefore) {
+  Owner o;
+  ObjectID x = o.RunTask("f", {}, kB);
+  ObjectID once = o.RunTask("g", {}, kB, /*max_retries=*/0);
+  o.recovery->OnCopyAdded(x, kC);
+  o.recovery->OnCopyAdded(once, kC);
+  o.recovery->OnCopyAdded(once, kD);
+  o.Kill(kD);  // a copy's node died before the primary's: it is not asked
+  o.Kill(kB);
+  ASSERT_EQ(o.promotions.size(), 2u);
+  EXPECT_TRUE(o.submitted.empty());
+  o.Answer(UnavailableError("node unreachable"));
+  o.Answer(NotFoundError("evicted"));
+  ASSERT_EQ(o.submitted.size(), 1u);  // x re-runs; `once` cannot
+  EXPECT_EQ(o.submitted[0]->returns, std::vector<ObjectID>{x});
+  EXPECT_EQ(o.ErrorOf(once).type(), proto::OBJECT_RECONSTRUCTION_FAILED);
 }
 
 TEST(ObjectRecovery, WhatCannotBeReCreatedFailsWithItsReason) {

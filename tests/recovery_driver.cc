@@ -276,6 +276,7 @@ void CheckLineage() {
   lumen::TaskOptions on_b{.scheduling = lumen::NodeAffinityScheduling{.node_id = b, .soft = true}};
   lumen::TaskOptions on_b_no_retries{
       .max_retries = 0, .scheduling = lumen::NodeAffinityScheduling{.node_id = b, .soft = true}};
+  const lumen::NodeAffinityScheduling on_c{.node_id = zones["c"]};
 
   lumen::ObjectRef<lumen::Buffer> chain;
   {
@@ -288,6 +289,11 @@ void CheckLineage() {
   auto maker = lumen::Actor(Maker::Create).Options({.resources = {{"side", 1}}}).Remote();
   auto from_actor = maker.Task(&Maker::Make).Remote(n);
   auto borrowed = lumen::Task(Make).Options(on_b).Remote(log, 13, n);
+  // A result that cannot be re-run, read by a task on node c: c's copy is kept when b dies.
+  auto copied = lumen::Task(Make).Options(on_b_no_retries).Remote(log, 15, n);
+  ExpectPattern(
+      lumen::Get(lumen::Task(AddOne).Options({.scheduling = on_c}).Remote(log, 15, copied)), 15, 1,
+      n, "the copy read on node c");
   const std::string waited = log + ".waited", go = log + ".go";
   auto reader = lumen::Task(ReadLater)
                     .Options({.scheduling = lumen::NodeAffinityScheduling{.node_id = zones["c"]}})
@@ -296,6 +302,7 @@ void CheckLineage() {
   auto ready = lumen::Wait(all, {.num_returns = all.size(), .fetch_local = false});
   Expect(ready.ready.size() == all.size(), "the first runs did not finish");
   for (const auto& r : ReadRuns(log)) {
+    if (r.name == "AddOne" && r.seed == 15) continue;  // the reader on node c
     Expect(r.node == b, r.name + " " + std::to_string(r.seed) + " first ran on node " +
                             Short(r.node) + ", not on node b");
   }
@@ -331,6 +338,11 @@ void CheckLineage() {
            std::string("the error does not say it was an actor's result: ") + e.what());
     std::printf("actor result: %s\n", e.what());
   }
+
+  ExpectPattern(lumen::Get(copied), 15, 0, n, "the result with a copy on node c");
+  Expect(NodesThatRan(ReadRuns(log), "Make", 15).size() == 1,
+         "the result with a copy on node c was re-run instead of kept from the copy");
+  std::printf("a result of a task with max_retries=0 read on node c was kept from c's copy\n");
 
   Expect(lumen::Get(reader) == Digest(lumen::Get(borrowed)),
          "the borrower on node c read other bytes than the owner");

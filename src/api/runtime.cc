@@ -124,12 +124,39 @@ StatusOr<ClusterTarget> FindLocalNode(const std::string& gcs_address, const std:
   rpc::EventLoop loop("init");
   loop.Start();
   rpc::Dispatcher none;
-  LUMEN_ASSIGN_OR_RETURN(auto conn, rpc::Connect(&loop, gcs_address, &none, token));
+  // A control service that does not answer may be restarting (a head on Redis): a new job
+  // waits for it, as nodes and drivers do, up to LUMEN_GCS_RECONNECT_TIMEOUT_S. A refused
+  // token or a malformed address fails at once.
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::seconds(Config::Get().gcs_reconnect_timeout_s());
   proto::NodeList nodes;
-  Status st =
-      conn->CallSync(rpc::kGetAllNodes, proto::Empty(), &nodes, Config::Get().rpc_timeout_ms());
-  conn->Close(Status::OK());
-  if (!st.ok()) return st.WithContext("asking the control service at " + gcs_address);
+  for (bool told = false;; told = true) {
+    Status st = Status::OK();
+    auto conn = rpc::Connect(&loop, gcs_address, &none, token);
+    if (conn.ok()) {
+      st = (*conn)->CallSync(rpc::kGetAllNodes, proto::Empty(), &nodes,
+                             Config::Get().rpc_timeout_ms());
+      (*conn)->Close(Status::OK());
+    } else {
+      st = conn.status();
+    }
+    if (st.ok()) break;
+    if (st.code() != StatusCode::kUnavailable || std::chrono::steady_clock::now() >= deadline) {
+      return st.WithContext("asking the control service at " + gcs_address +
+                            (told ? " (waited LUMEN_GCS_RECONNECT_TIMEOUT_S=" +
+                                        std::to_string(Config::Get().gcs_reconnect_timeout_s()) +
+                                        " s)"
+                                  : ""));
+    }
+    if (!told) {
+      std::fprintf(stderr,
+                   "lumen::Init: the control service at %s does not answer (%s); waiting up to "
+                   "%lld s for it (LUMEN_GCS_RECONNECT_TIMEOUT_S)\n",
+                   gcs_address.c_str(), st.message().c_str(),
+                   static_cast<long long>(Config::Get().gcs_reconnect_timeout_s()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
   ClusterTarget t;
   t.gcs_address = gcs_address;
   // LUMEN_NODE_ID (a node id, or a unique prefix of one, as `lumen status` shows them) picks

@@ -110,6 +110,25 @@ CoreWorker::CoreWorker(CoreWorkerOptions options) : options_(std::move(options))
   hooks.fetch_from_owner = [this](const ObjectID& id, const NodeID& lost) {
     owner_fetch_->Fetch(id, lost);
   };
+  hooks.promote_copy = [this](const ObjectID& id, const NodeID& node,
+                              std::function<void(Status)> done) {
+    peers_->WithNodeAddress(gcs_, node, [this, id, done](bool found, const proto::Address& a) {
+      if (!found) {
+        done(NotFoundError("the node is not alive"));
+        return;
+      }
+      auto conn = peers_->Connect(a);
+      if (!conn.ok()) {
+        done(conn.status());
+        return;
+      }
+      proto::ObjectIdList req;
+      req.add_object_ids(id.Binary());
+      (*conn)->Call(
+          rpc::kPromoteCopy, req, [done](const Status& st, std::string_view) { done(st); },
+          Config::Get().rpc_timeout_ms());
+    });
+  };
   recovery_ = std::make_unique<ObjectRecovery>(&memory_store_, references_.get(), std::move(hooks),
                                                Config::Get().max_lineage_bytes());
   owner_fetch_->SetLostHook(
@@ -192,6 +211,15 @@ void CoreWorker::RegisterHandlers() {
   });
   dispatcher_.Register(rpc::kGetObjectStatus, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
     owner_fetch_->HandleGetObjectStatus(c, f);
+  });
+  dispatcher_.Register(rpc::kObjectCopyAdded, [this](const rpc::ConnectionPtr&, rpc::Frame& f) {
+    proto::ObjectCopyAdded note;
+    if (!rpc::ParsePayload(f.payload, &note) || note.object_id().size() != ObjectID::kSize ||
+        note.node_id().size() != NodeID::kSize) {
+      return;
+    }
+    recovery_->OnCopyAdded(ObjectID::FromBinary(note.object_id()),
+                           NodeID::FromBinary(note.node_id()));
   });
   dispatcher_.Register(rpc::kAddBorrower, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
     borrowers_->HandleAddBorrower(c, f);
@@ -417,6 +445,9 @@ void CoreWorker::OnReleases(const std::vector<ReferenceCounter::Release>& releas
     memory_store_.Delete(r.id);
     if (r.owned) {
       if (r.in_plasma) plasma_frees.emplace_back(r.id, r.node);
+      // Copies the owner heard of (the primary's node forwards its frees to the nodes that
+      // pulled from it, but not after that node died and a copy was kept instead).
+      for (const NodeID& copy : recovery_->TakeCopies(r.id)) plasma_frees.emplace_back(r.id, copy);
     } else {
       borrowers_->Release(r.id, r.owner, /*connect=*/!shutting_down_);
     }
@@ -578,7 +609,8 @@ Status CoreWorker::WaitForBorrowRegistrations() {
   return borrowers_->WaitForRegistrations(ids);
 }
 
-Status CoreWorker::PullToLocal(const ObjectID& id, const NodeID& node, int64_t timeout_ms) {
+Status CoreWorker::PullToLocal(const ObjectID& id, const NodeID& node, int64_t timeout_ms,
+                               const proto::Address* owner) {
   auto promise = std::make_shared<std::promise<std::pair<bool, proto::Address>>>();
   auto future = promise->get_future();
   peers_->WithNodeAddress(gcs_, node, [promise](bool found, const proto::Address& a) {
@@ -592,14 +624,27 @@ Status CoreWorker::PullToLocal(const ObjectID& id, const NodeID& node, int64_t t
   proto::PullObjectRequest req;
   req.set_object_id(id.Binary());
   req.set_source_address(address.tcp_address());
-  if (auto owner = references_->OwnerOf(id)) {
+  if (owner && !owner->worker_id().empty()) {
     *req.mutable_owner() = *owner;
+  } else if (auto known = references_->OwnerOf(id)) {
+    *req.mutable_owner() = *known;
   } else {
     *req.mutable_owner() = address_;
   }
   proto::Empty reply;
-  return WhileBlocked([&] { return daemon_->CallSync(rpc::kPullObject, req, &reply, timeout_ms); })
-      .WithContext("reading object " + id.Hex() + " from node " + node.Hex());
+  Status st =
+      WhileBlocked([&] { return daemon_->CallSync(rpc::kPullObject, req, &reply, timeout_ms); });
+  if (!st.ok()) return st.WithContext("reading object " + id.Hex() + " from node " + node.Hex());
+  // The owner hears of the copy: it keeps it if the primary's node dies.
+  if (req.owner().worker_id() == address_.worker_id()) {
+    recovery_->OnCopyAdded(id, node_id_);
+  } else if (auto conn = peers_->Connect(req.owner()); conn.ok()) {
+    proto::ObjectCopyAdded note;
+    note.set_object_id(id.Binary());
+    note.set_node_id(node_id_.Binary());
+    (*conn)->Send(rpc::kObjectCopyAdded, note);
+  }
+  return st;
 }
 
 void CoreWorker::FreePlasma(const std::vector<std::pair<ObjectID, NodeID>>& objects) {

@@ -152,7 +152,10 @@ class CoreWorker {
   void ResolveAndSubmit(std::shared_ptr<TaskEntry> entry);
   // Makes the plasma object `id`, whose primary copy is on `node`, readable from this node's
   // store: the node daemon pulls a copy. Blocking; not on the I/O thread.
-  Status PullToLocal(const ObjectID& id, const NodeID& node, int64_t timeout_ms);
+  // Has the local node daemon pull `id` from `node` and tells its owner of the copy (`owner`,
+  // or the one this process's references name).
+  Status PullToLocal(const ObjectID& id, const NodeID& node, int64_t timeout_ms,
+                     const proto::Address* owner = nullptr);
   // Reads a ready value (fetching plasma objects from the local store, pulling them first when
   // they live on another node).
   StatusOr<internal::ValueView> ReadValue(const ObjectID& id, const StoredObjectPtr& obj,

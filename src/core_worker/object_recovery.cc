@@ -1,5 +1,6 @@
 #include "core_worker/object_recovery.h"
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 #include <optional>
@@ -114,6 +115,72 @@ void ObjectRecovery::OnForgotten(const ObjectID& id) {
     if (++it->second.forgotten >= it->second.returns.size()) DropLocked(id.Task(), &unpin);
   }
   if (!unpin.empty()) references_.RemoveLineageRefs(unpin);
+}
+
+void ObjectRecovery::OnCopyAdded(const ObjectID& id, const NodeID& node) {
+  if (node.IsNil() || !references_.IsOwned(id) || !references_.HasValue(id)) return;
+  MutexLock lock(mu_);
+  if (dead_.count(node)) return;
+  auto& nodes = copies_[id];
+  if (std::find(nodes.begin(), nodes.end(), node) == nodes.end()) nodes.push_back(node);
+}
+
+std::vector<NodeID> ObjectRecovery::TakeCopies(const ObjectID& id) {
+  MutexLock lock(mu_);
+  auto it = copies_.find(id);
+  if (it == copies_.end()) return {};
+  std::vector<NodeID> out = std::move(it->second);
+  copies_.erase(it);
+  return out;
+}
+
+void ObjectRecovery::Promote(Actions::Promotion p) {
+  NodeID node;
+  Actions a;
+  {
+    MutexLock lock(mu_);
+    while (!p.candidates.empty() && dead_.count(p.candidates.front())) {
+      p.candidates.erase(p.candidates.begin());
+    }
+    if (p.candidates.empty()) {  // no copy left: as if it never had one
+      RecoverLocked(p.id, p.why, &a);
+      ExpandLocked(&a, 0);
+    } else {
+      node = p.candidates.front();
+      p.candidates.erase(p.candidates.begin());
+    }
+  }
+  if (node.IsNil()) {
+    Run(a);
+    return;
+  }
+  hooks_.promote_copy(p.id, node, [this, p = std::move(p), node](Status st) mutable {
+    if (st.ok()) {
+      {
+        MutexLock lock(mu_);
+        if (!dead_.count(node)) {
+          auto& nodes = copies_[p.id];
+          std::erase(nodes, node);  // the primary now
+          if (nodes.empty()) copies_.erase(p.id);
+          st = Status::OK();
+        } else {
+          st = UnavailableError("node " + Short(node) + " died too");
+        }
+      }
+      if (st.ok()) {
+        auto kept = std::make_shared<StoredObject>(*p.was);
+        kept->node = node;
+        memory_store_.Put(p.id, std::move(kept));
+        references_.SetReady(p.id, /*in_plasma=*/true, node);
+        LUMEN_LOG(WARNING) << "object " << p.id.Hex() << " lost its primary copy (" << p.why
+                           << "); keeping the copy on node " << Short(node) << " instead";
+        return;
+      }
+    }
+    LUMEN_LOG(INFO) << "object " << p.id.Hex() << ": cannot keep the copy on node " << Short(node)
+                    << " (" << st << ")";
+    Promote(std::move(p));
+  });
 }
 
 bool ObjectRecovery::IsNodeDead(const NodeID& node) const {
@@ -231,6 +298,7 @@ void ObjectRecovery::ExpandLocked(Actions* out, size_t from) {
 
 void ObjectRecovery::Run(Actions& a) {
   for (const auto& id : a.deleted) memory_store_.Delete(id);
+  for (auto& p : a.promote) Promote(std::move(p));
   for (const auto& [id, err] : a.errors) hooks_.store_error({id}, err);
   for (auto& task : a.resubmit) {
     references_.AddSubmittedRefs(task->held_refs);
@@ -251,16 +319,30 @@ void ObjectRecovery::OnNodeDead(const NodeID& node, const std::string& cause) {
     MutexLock lock(mu_);
     for (const auto& id : memory_store_.InPlasmaOn(node)) {
       if (references_.IsOwned(id)) {
-        RecoverLocked(id, why, &a);
+        std::vector<NodeID> alive;
+        if (auto c = copies_.find(id); c != copies_.end()) {
+          for (const auto& n : c->second) {
+            if (!dead_.count(n)) alive.push_back(n);
+          }
+        }
+        if (alive.empty()) {
+          RecoverLocked(id, why, &a);
+          continue;
+        }
+        // Readers wait (the entry goes, the value is pending) until a copy is kept.
+        references_.Resurrect(id);
+        a.deleted.push_back(id);
+        a.promote.push_back({id, memory_store_.Get(id), std::move(alive), why});
       } else {
         a.deleted.push_back(id);  // a borrower asks the owner again
       }
     }
     ExpandLocked(&a, 0);
   }
-  if (!a.errors.empty() || !a.resubmit.empty()) {
+  if (!a.errors.empty() || !a.resubmit.empty() || !a.promote.empty()) {
     LUMEN_LOG(WARNING) << "node " << Short(node) << " died (" << cause << "): re-running "
                        << a.resubmit.size() << " task(s) to re-create what was lost there, "
+                       << a.promote.size() << " object(s) kept from copies elsewhere, "
                        << a.errors.size() << " object(s) lost for good";
   }
   Run(a);

@@ -54,6 +54,10 @@ class ObjectRecovery {
     std::function<void(std::function<void(const proto::NodeList* nodes)> done)> list_nodes;
     // Asks the owner of borrowed `id` again, telling it the copy on `lost_node` is gone.
     std::function<void(const ObjectID& id, const NodeID& lost_node)> fetch_from_owner;
+    // Asks `node`'s daemon to keep its copy of `id` as the primary; `done` (any thread) gets
+    // OK, or why not (no copy there, node unreachable).
+    std::function<void(const ObjectID& id, const NodeID& node, std::function<void(Status)> done)>
+        promote_copy;
   };
   // `memory_store` and `references` must outlive this.
   ObjectRecovery(MemoryStore* memory_store, ReferenceCounter* references, Hooks hooks,
@@ -65,6 +69,11 @@ class ObjectRecovery {
   // The reference counter forgot owned object `id`: once every result of its task is
   // forgotten, the task's lineage (and its pins on the task's arguments) goes.
   void OnForgotten(const ObjectID& id) LUMEN_EXCLUDES(mu_);
+  // A process pulled a copy of owned `id` to `node`: when the primary copy's node dies, that
+  // copy is kept instead (no re-run, and objects without lineage survive).
+  void OnCopyAdded(const ObjectID& id, const NodeID& node) LUMEN_EXCLUDES(mu_);
+  // The owner frees owned `id`: the copies it knew of, to be freed as well (forgotten here).
+  std::vector<NodeID> TakeCopies(const ObjectID& id) LUMEN_EXCLUDES(mu_);
 
   // The control service declared `node` dead: every object whose copy this process knows to be
   // there is re-created (owned, with lineage), failed with its reason (owned, without), or
@@ -108,7 +117,14 @@ class ObjectRecovery {
     std::vector<std::pair<ObjectID, proto::ErrorInfo>> errors;
     std::vector<std::shared_ptr<TaskEntry>> resubmit;
     std::vector<ObjectID> deleted;  // entries to drop from the memory store
-    std::string failure;            // why RecoverArgsLocked returned false
+    struct Promotion {
+      ObjectID id;
+      StoredObjectPtr was;  // the entry naming the dead node
+      std::vector<NodeID> candidates;
+      std::string why;
+    };
+    std::vector<Promotion> promote;  // lost primaries with copies on alive nodes
+    std::string failure;             // why RecoverArgsLocked returned false
   };
 
   // Re-creates owned `id` (lost) or records the error that says why not.
@@ -124,6 +140,9 @@ class ObjectRecovery {
   void EvictLocked(std::vector<ObjectID>* unpin) LUMEN_REQUIRES(mu_);
   void DropLocked(const TaskID& task, std::vector<ObjectID>* unpin) LUMEN_REQUIRES(mu_);
   void Run(Actions& actions) LUMEN_EXCLUDES(mu_);
+  // Keeps the first copy of `p.id` that its node agrees to keep; with none left, re-creates
+  // the object (or fails it) as if it had no copies.
+  void Promote(Actions::Promotion p) LUMEN_EXCLUDES(mu_);
   // Handles the nodes a GetAllNodes reply lists as dead.
   void HandleNodeList(const proto::NodeList& nodes);
 
@@ -140,6 +159,8 @@ class ObjectRecovery {
   // Dead nodes whose OnNodeDead has finished: their objects' store entries are re-made, failed
   // or forgotten. A reader that found a copy on a dead node waits for this (handled_cv_).
   std::unordered_set<NodeID> handled_ LUMEN_GUARDED_BY(mu_);
+  // Owned objects in shared memory -> nodes other than the primary's known to hold copies.
+  std::unordered_map<ObjectID, std::vector<NodeID>> copies_ LUMEN_GUARDED_BY(mu_);
   CondVar handled_cv_;
 };
 

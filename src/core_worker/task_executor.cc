@@ -186,7 +186,8 @@ Status TaskExecutor::ResolveArgs(const std::shared_ptr<Work>& work,
       ObjectID id = ObjectID::FromBinary(arg.ref().object_id());
       NodeID holder = NodeID::FromBinary(arg.node_id());
       if (!holder.IsNil() && holder != cw_.node_id()) {
-        LUMEN_RETURN_IF_ERROR(cw_.PullToLocal(id, holder, /*timeout_ms=*/60000));
+        LUMEN_RETURN_IF_ERROR(
+            cw_.PullToLocal(id, holder, /*timeout_ms=*/60000, &arg.ref().owner()));
       }
       auto bufs = cw_.store().Get({id}, /*timeout_ms=*/60000);
       if (!bufs.ok()) return bufs.status();

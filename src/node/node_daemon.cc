@@ -76,6 +76,7 @@ void NodeDaemon::RegisterHandlers() {
   bind_drivers(rpc::kStopDriver, &DriverRunner::HandleStop);
   bind_objects(rpc::kPullObject, &ObjectManager::HandlePull);
   bind_objects(rpc::kReadObjectChunk, &ObjectManager::HandleReadChunk);
+  bind_objects(rpc::kPromoteCopy, &ObjectManager::HandlePromoteCopy);
   bind_objects(rpc::kReadObjectDone, &ObjectManager::HandleReadDone);
   bind(rpc::kNodeStats, &NodeDaemon::HandleNodeStats);
   bind(rpc::kFlushWorkerLogs, &NodeDaemon::HandleFlushWorkerLogs);

@@ -250,6 +250,21 @@ void ObjectManager::OnChunk(const ObjectID& id, const Status& st, std::string_vi
       });
 }
 
+void ObjectManager::HandlePromoteCopy(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::ObjectIdList req;
+  if (!rpc::ParsePayload(f.payload, &req) || req.object_ids_size() != 1 ||
+      req.object_ids(0).size() != ObjectID::kSize) {
+    c->ReplyError(f, InvalidArgumentError("malformed PromoteCopy"));
+    return;
+  }
+  const ObjectID id = ObjectID::FromBinary(req.object_ids(0));
+  if (!store_->MarkPrimary(id)) {
+    c->ReplyError(f, NotFoundError("no complete copy of object " + id.Hex() + " here"));
+    return;
+  }
+  c->Reply(f, proto::Empty());
+}
+
 void ObjectManager::OnRawChunk(const ObjectID& id, int64_t offset, int64_t length, const Status& st,
                                std::string_view head, size_t raw) {
   Pull* pull = ChunkBack(id);

@@ -45,6 +45,9 @@ class ObjectManager {
   // kPullObject from a local client: replies once the object is sealed here (or with the
   // reason it cannot be).
   void HandlePull(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  // kPromoteCopy from an owner whose object's primary node died: keeps the copy here as the
+  // primary (NotFound when there is no complete copy).
+  void HandlePromoteCopy(const rpc::ConnectionPtr& c, rpc::Frame& f);
   // kReadObjectChunk from another node: one chunk of a local object (or of one arriving here).
   void HandleReadChunk(const rpc::ConnectionPtr& c, rpc::Frame& f);
   // kReadObjectDone from another node: it has every byte it asked for of these objects.

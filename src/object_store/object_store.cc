@@ -313,6 +313,15 @@ void ObjectStore::MarkSecondary(const ObjectID& id) {
   if (it != objects_.end()) it->second.secondary = true;
 }
 
+bool ObjectStore::MarkPrimary(const ObjectID& id) {
+  auto it = objects_.find(id);
+  if (it == objects_.end() || it->second.state != State::kSealed || it->second.freed) {
+    return false;
+  }
+  it->second.secondary = false;
+  return true;
+}
+
 void ObjectStore::StartRestore(Entry& e) {
   e.restoring = true;
   e.restore_error.clear();

@@ -97,6 +97,9 @@ class ObjectStore {
   // `id` is a copy of an object whose primary lives on another node: under memory pressure it
   // is dropped (it can be fetched again) instead of spilled.
   void MarkSecondary(const ObjectID& id);
+  // The primary copy's node died and the owner keeps this copy instead: it is spilled, not
+  // dropped, under memory pressure. False if no sealed copy of `id` is here.
+  bool MarkPrimary(const ObjectID& id);
   // A client disconnected: drop its pins and unsealed creates.
   void ClientGone(ClientId client);
   // An owner died: free every object it owned. Returns their IDs.

@@ -35,6 +35,7 @@ enum MsgType : uint16_t {
   kStartDriver = 123,        // StartDriverRequest -> StartDriverReply (GCS -> node)
   kReadDriverLog = 124,      // JobLogsRequest -> JobLogsReply (GCS -> node)
   kStopDriver = 125,         // SubmittedJobRequest -> Empty (GCS -> node)
+  kPromoteCopy = 126,        // ObjectIdList (one id) -> Empty (owner -> node): keep the copy
 
   // ---- control service (gcs.proto) -------------------------------------------------------
   kRegisterNode = 200,          // RegisterNodeRequest -> Empty
@@ -79,6 +80,7 @@ enum MsgType : uint16_t {
   kAddBorrower = 303,      // BorrowerRequest -> Empty
   kRemoveBorrower = 304,   // BorrowerRequest (one-way)
   kWorkerExit = 305,       // Empty (daemon -> idle worker, one-way)
+  kObjectCopyAdded = 306,  // ObjectCopyAdded (reader -> owner, one-way)
 };
 
 }  // namespace lumen::rpc
