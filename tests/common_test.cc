@@ -156,8 +156,19 @@ class RpcTest : public ::testing::Test {
     server_->Stop();
     loop_.Stop();
   }
+  // A reconnecting client of the server, retrying every 10 ms (doubling).
+  rpc::ReconnectingClient::Options ReconnectingOptions(int64_t reconnect_timeout_ms) {
+    rpc::ReconnectingClient::Options o;
+    o.address = address_;
+    o.token = "secret-token";
+    o.dispatcher = &no_handlers_;
+    o.reconnect_timeout_ms = reconnect_timeout_ms;
+    o.retry_ms = 10;
+    return o;
+  }
   rpc::EventLoop loop_{"rpc-test"};
   rpc::Dispatcher dispatcher_;
+  rpc::Dispatcher no_handlers_;
   std::unique_ptr<rpc::Server> server_;
   std::string address_;
   std::atomic<int> handled_{0};
@@ -192,14 +203,8 @@ TEST_F(RpcTest, AReconnectingClientRegistersAgainThenSendsWhatWaited) {
     }
     c->Reply(f, msg);
   });
-  rpc::Dispatcher none;
   std::atomic<int> registrations{0};
-  rpc::ReconnectingClient::Options o;
-  o.address = address_;
-  o.token = "secret-token";
-  o.dispatcher = &none;
-  o.reconnect_timeout_ms = 60000;
-  o.retry_ms = 10;
+  rpc::ReconnectingClient::Options o = ReconnectingOptions(60000);
   o.on_connected = [&](const rpc::ConnectionPtr& c, std::function<void(const Status&)> done) {
     ++registrations;
     proto::Hello reg;
@@ -235,14 +240,8 @@ TEST_F(RpcTest, AReconnectingClientRegistersAgainThenSendsWhatWaited) {
 // A server that stays away past the reconnect timeout: waiting and later calls fail with an
 // error naming the address and the setting, and the owner hears of it once.
 TEST_F(RpcTest, AReconnectingClientGivesUpAfterItsTimeout) {
-  rpc::Dispatcher none;
   std::promise<Status> lost;
-  rpc::ReconnectingClient::Options o;
-  o.address = address_;
-  o.token = "secret-token";
-  o.dispatcher = &none;
-  o.reconnect_timeout_ms = 200;
-  o.retry_ms = 10;
+  rpc::ReconnectingClient::Options o = ReconnectingOptions(200);
   o.on_lost = [&](const Status& why) { lost.set_value(why); };
   auto client = rpc::ReconnectingClient::Connect(&loop_, std::move(o));
   ASSERT_TRUE(client.ok()) << client.status();
