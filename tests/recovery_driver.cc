@@ -481,6 +481,9 @@ void CheckHeadRestart() {
   const std::string log = NewLog("head");
   const lumen::TaskOptions on_b{.scheduling = lumen::NodeAffinityScheduling{.node_id = zones["b"]}};
   const lumen::TaskOptions on_c{.scheduling = lumen::NodeAffinityScheduling{.node_id = zones["c"]}};
+  // A placement group holding node b's custom resource: it survives the restart by name.
+  auto group = lumen::CreatePlacementGroup({.bundles = {{{"side", 1}}}, .name = "kept"});
+  Expect(group.Wait(std::chrono::seconds(60)), "the placement group was not placed");
   auto counter = lumen::Actor(Where::Create)
                      .Options({.scheduling = lumen::NodeAffinityScheduling{.node_id = zones["c"]}})
                      .Remote();
@@ -514,6 +517,13 @@ void CheckHeadRestart() {
   Expect(lumen::Get(found.Task(&Where::Calls).Remote()) == 2,
          "the named actor found after the restart is not the one created before");
   run_rounds(3);
+  auto kept = lumen::GetPlacementGroup("kept");
+  Expect(kept.id() == group.id() && kept.Wait(0), "the placement group did not survive");
+  const std::string in_group =
+      lumen::Get(lumen::Task(WhereAmI)
+                     .Options({.num_cpus = 0, .resources = {{"side", 1}}, .placement_group = kept})
+                     .Remote());
+  Expect(in_group == zones["b"], "the task in the placement group ran off node b");
   std::printf("the job went on through the head's restart: %d rounds exact\n", round);
 }
 

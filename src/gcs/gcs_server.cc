@@ -19,6 +19,7 @@ namespace {
 constexpr char kActorTable[] = "actors";
 constexpr char kNodeTable[] = "nodes";
 constexpr char kJobTable[] = "jobs";
+constexpr char kPlacementGroupTable[] = "placement_groups";
 
 std::string KvTable(const std::string& ns) { return "kv:" + ns; }
 
@@ -59,6 +60,15 @@ GcsServer::GcsServer(rpc::EventLoop* loop, GcsOptions options, std::unique_ptr<G
   hooks.on_change = [this] { OnPlacementGroupsChanged(); };
   hooks.on_removed = [this](const PlacementGroupID& id, const std::string& why) {
     OnPlacementGroupRemoved(id, why);
+  };
+  hooks.persist = [this](const proto::PlacementGroupInfo& info) {
+    Persist(kPlacementGroupTable, info.id(), info.SerializeAsString());
+  };
+  hooks.erase = [this](const PlacementGroupID& id) {
+    store_queue_->Run([key = id.Binary()](GcsStore& store) {
+      Status st = store.Delete(kPlacementGroupTable, key);
+      if (!st.ok()) LUMEN_LOG(WARNING) << "cannot erase a placement group entry: " << st;
+    });
   };
   groups_ = std::make_unique<PlacementGroups>(loop_, std::move(hooks));
   JobSubmissions::Hooks job_hooks;
@@ -232,10 +242,14 @@ Status GcsServer::Recover() {
                          (LoadTable<NodeID, proto::NodeInfo>(*store_, kNodeTable, load_node)));
   LUMEN_ASSIGN_OR_RETURN(size_t actors, (LoadTable<ActorID, proto::ActorTableEntry>(
                                             *store_, kActorTable, load_actor)));
-  if (!jobs.empty() || nodes > 0 || actors > 0) {
+  auto load_group = [&](const PlacementGroupID&, const std::string&,
+                        proto::PlacementGroupInfo& info) { groups_->Restore(info); };
+  LUMEN_ASSIGN_OR_RETURN(size_t groups, (LoadTable<PlacementGroupID, proto::PlacementGroupInfo>(
+                                            *store_, kPlacementGroupTable, load_group)));
+  if (!jobs.empty() || nodes > 0 || actors > 0 || groups > 0) {
     LUMEN_LOG(INFO) << "recovered " << jobs.size() << " jobs (" << alive_jobs << " running), "
-                    << nodes << " nodes and " << actors << " actors from the store; waiting up to "
-                    << ReconnectGraceMs()
+                    << nodes << " nodes, " << actors << " actors and " << groups
+                    << " placement groups from the store; waiting up to " << ReconnectGraceMs()
                     << " ms for nodes and drivers to register again; next job is " << next_job_;
   }
   return Status::OK();
@@ -248,6 +262,11 @@ void GcsServer::ResumeAfterRecovery() {
                  "daemon ran in that process)");
   }
   previous_heads_.clear();
+  // Groups of jobs that ended before (or with) the previous incarnation go; the rest resume.
+  for (const auto& [id, j] : jobs_) {
+    if (!j.alive) groups_->OnJobFinished(id);
+  }
+  groups_->Resume();
   for (const auto& id : interrupted_creations_) {
     auto it = actors_.find(id);
     if (it == actors_.end() || it->second.info.state() == proto::DEAD) continue;

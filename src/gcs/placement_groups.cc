@@ -87,6 +87,7 @@ void PlacementGroups::HandleCreate(const rpc::ConnectionPtr& c, rpc::Frame& f) {
                   << ", " << g.info.bundles_size() << " bundles)";
   reply.set_ok(true);
   c->Reply(f, reply);
+  Save(g);
   TrySchedule(id);
   if (hooks_.on_change) hooks_.on_change();
 }
@@ -176,6 +177,7 @@ void PlacementGroups::OnNodeDead(const NodeID& node) {
                          << "; placing them again";
       g.info.set_state(proto::PG_PENDING);
       affected.push_back(id);
+      Save(g);
     }
   }
   for (const auto& id : affected) TrySchedule(id);
@@ -368,6 +370,7 @@ void PlacementGroups::ReturnOn(const NodeID& node, const PlacementGroupID& id,
 
 void PlacementGroups::Created(Group& g) {
   g.info.set_state(proto::PG_CREATED);
+  Save(g);
   LUMEN_LOG(INFO) << Describe(g.info) << " is placed";
   AnswerWaiters(g);
   if (hooks_.on_change) hooks_.on_change();
@@ -376,6 +379,7 @@ void PlacementGroups::Created(Group& g) {
 void PlacementGroups::Fail(Group& g, const std::string& error) {
   g.info.set_state(proto::PG_FAILED);
   g.info.set_error(error);
+  Save(g);
   LUMEN_LOG(WARNING) << Describe(g.info) << " cannot be placed: " << error;
   AnswerWaiters(g);
   if (hooks_.on_change) hooks_.on_change();
@@ -412,7 +416,39 @@ void PlacementGroups::Remove(const PlacementGroupID& id, const std::string& why,
     if (n != names_.end() && n->second == id) names_.erase(n);
   }
   groups_.erase(it);
+  if (hooks_.erase) hooks_.erase(id);
   if (hooks_.on_change) hooks_.on_change();
+}
+
+// ---- persistence -----------------------------------------------------------------------------
+
+void PlacementGroups::Save(const Group& g) {
+  if (hooks_.persist) hooks_.persist(g.info);
+}
+
+void PlacementGroups::Restore(const proto::PlacementGroupInfo& info) {
+  const auto id = PlacementGroupID::FromBinary(info.id());
+  if (id.IsNil() || info.state() == proto::PG_REMOVED) return;
+  Group& g = groups_[id];
+  g.info = info;
+  if (!info.name().empty()) names_[info.name()] = id;
+}
+
+void PlacementGroups::Resume() {
+  for (auto& [id, g] : groups_) {
+    if (g.info.state() != proto::PG_PENDING || g.attempt) continue;
+    // A reservation may have been half done (prepared on some nodes, never committed): every
+    // node gives back what it holds of the group, and the whole group is placed again.
+    std::set<NodeID> nodes;
+    for (const auto& n : hooks_.view()) nodes.insert(n.id);
+    for (auto& b : *g.info.mutable_bundles()) b.clear_node_id();
+    auto left = std::make_shared<size_t>(nodes.size() + 1);
+    auto then = [this, left, id = id] {
+      if (--*left == 0) TrySchedule(id);
+    };
+    for (const auto& node : nodes) ReturnOn(node, id, then);
+    then();
+  }
 }
 
 // ---- answers -------------------------------------------------------------------------------

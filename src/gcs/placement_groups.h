@@ -45,6 +45,10 @@ class PlacementGroups {
     std::function<void()> on_change;
     // A group is being removed: what runs inside dies (actors first, so none restarts).
     std::function<void(const PlacementGroupID&, const std::string& why)> on_removed;
+    // Writes a group's state to the control service's store (null: nothing is kept), or
+    // erases it once removed: a restarted control service Restore()s them.
+    std::function<void(const proto::PlacementGroupInfo&)> persist;
+    std::function<void(const PlacementGroupID&)> erase;
   };
 
   PlacementGroups(rpc::EventLoop* loop, Hooks hooks);
@@ -64,6 +68,12 @@ class PlacementGroups {
   void OnNodeDead(const NodeID& node);
   // Waiters get their answer now (state as it is); timers stop.
   void Stop();
+  // A restarted control service: the groups its previous incarnation stored. Placed groups
+  // stay where their bundles are (the nodes kept them); Resume() places the others again.
+  void Restore(const proto::PlacementGroupInfo& info);
+  // Once the nodes can be reached: a group that was being placed when the previous
+  // incarnation stopped gives back whatever any node holds of it, then is placed anew.
+  void Resume();
 
   // The group (not removed), or nullptr.
   const proto::PlacementGroupInfo* Find(const PlacementGroupID& id) const;
@@ -106,6 +116,7 @@ class PlacementGroups {
   void ReturnOn(const NodeID& node, const PlacementGroupID& id,
                 std::function<void()> done = nullptr);
   void AnswerWaiters(Group& g);
+  void Save(const Group& g);
   void Answer(Waiter& w, const proto::PlacementGroupInfo& info);
 
   rpc::EventLoop* const loop_;
