@@ -238,7 +238,7 @@ void CoreWorker::RegisterHandlers() {
   });
 }
 
-proto::RegisterJobRequest CoreWorker::JobRegistration() const {
+proto::RegisterJobRequest CoreWorker::JobRegistration(const JobID& again) const {
   proto::RegisterJobRequest req;
   *req.mutable_driver() = address_;
   req.set_binary(options_.binary);
@@ -248,7 +248,7 @@ proto::RegisterJobRequest CoreWorker::JobRegistration() const {
   start->set_binary_hash(options_.binary_hash);
   for (const auto& a : options_.argv) start->add_argv(a);
   start->set_cwd(options_.cwd);
-  if (!job_id_.IsNil()) req.set_job_id(job_id_.Binary());  // registering again
+  if (!again.IsNil()) req.set_job_id(again.Binary());
   return req;
 }
 
@@ -315,12 +315,13 @@ Status CoreWorker::Connect() {
   gcs_options.on_connected = [this](const rpc::ConnectionPtr& c,
                                     std::function<void(const Status&)> done) {
     Resubscribe();  // queued: sent once `done` has let the client go on
-    if (!options_.is_driver) {
+    const uint32_t job = registered_job_.load();
+    if (!options_.is_driver || job == 0) {  // a worker; or the first registration is queued
       done(Status::OK());
       return;
     }
     c->Call(
-        rpc::kRegisterJob, JobRegistration(),
+        rpc::kRegisterJob, JobRegistration(JobID::FromInt(job)),
         [done](const Status& st, std::string_view) { done(st); }, Config::Get().rpc_timeout_ms());
   };
   gcs_options.on_lost = [this](const Status& why) {
@@ -332,11 +333,12 @@ Status CoreWorker::Connect() {
   SubscribeNodeDeaths();
   if (options_.is_driver) {
     proto::RegisterJobReply reply;
-    LUMEN_RETURN_IF_ERROR(
-        gcs_->CallSync(rpc::kRegisterJob, JobRegistration(), &reply, Config::Get().rpc_timeout_ms())
-            .WithContext("registering the job with the control service at " +
-                         options_.gcs_address));
+    LUMEN_RETURN_IF_ERROR(gcs_->CallSync(rpc::kRegisterJob, JobRegistration(JobID::Nil()), &reply,
+                                         Config::Get().rpc_timeout_ms())
+                              .WithContext("registering the job with the control service at " +
+                                           options_.gcs_address));
     job_id_ = JobID::FromBinary(reply.job_id());
+    registered_job_ = job_id_.ToInt();
   }
   driver_context_.task_id = options_.is_driver ? TaskID::ForDriver(job_id_) : TaskID::FromRandom();
 

@@ -178,9 +178,9 @@ class CoreWorker {
   Status Connect();
   // Listens on the node's address, in its worker port range when it has one.
   StatusOr<std::string> ListenInRange();
-  // What a driver tells the control service about its job (with the job's id when it
+  // What a driver tells the control service about its job (`again`: the job's id, when it
   // registers again after a restart of that service).
-  proto::RegisterJobRequest JobRegistration() const;
+  proto::RegisterJobRequest JobRegistration(const JobID& again) const;
   void SubscribeNodeDeaths();
   // On every new connection to a restarted control service.
   void Resubscribe();
@@ -195,6 +195,9 @@ class CoreWorker {
   const CoreWorkerOptions options_;
   WorkerID worker_id_;
   JobID job_id_;
+  // The driver's job once registered (0: not yet): read by the control-service client's
+  // reconnect hook on the I/O thread.
+  std::atomic<uint32_t> registered_job_{0};
   NodeID node_id_;
   proto::Address address_;
 
