@@ -527,6 +527,13 @@ void CheckHeadRestart() {
   std::printf("the job went on through the head's restart: %d rounds exact\n", round);
 }
 
+// A program started while the head is down: lumen::Init waits for the control service (up to
+// LUMEN_GCS_RECONNECT_TIMEOUT_S), then the job runs.
+void CheckNewJob() {
+  const std::string where = lumen::Get(lumen::Task(WhereAmI).Remote());
+  std::printf("a new job ran on node %s\n", Short(where).c_str());
+}
+
 // LUMEN_MEMORY_USAGE_THRESHOLD is set (by the test) a little above the machine's memory use:
 // a task that takes more is killed by its node's memory monitor and retried after a back-off
 // (and then succeeds); one with max_retries=0 fails with OutOfMemoryError saying how much
@@ -572,10 +579,10 @@ void CheckChaos() {
 int main(int argc, char** argv) {
   lumen::Init(argc, argv);
   std::map<std::string, std::function<void()>> checks{
-      {"lineage", CheckLineage},         {"frozen", CheckFrozen},
-      {"owner_dies", CheckOwnerDies},    {"memory", CheckMemory},
-      {"actor_moves", CheckActorMoves},  {"chaos", CheckChaos},
-      {"head_restart", CheckHeadRestart}};
+      {"lineage", CheckLineage},          {"frozen", CheckFrozen},
+      {"owner_dies", CheckOwnerDies},     {"memory", CheckMemory},
+      {"actor_moves", CheckActorMoves},   {"chaos", CheckChaos},
+      {"head_restart", CheckHeadRestart}, {"new_job", CheckNewJob}};
   int code = 0;
   std::string which = argc > 1 ? argv[1] : "";
   auto it = checks.find(which);

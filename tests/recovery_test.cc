@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <iterator>
 #include <map>
 #include <string>
 #include <thread>
@@ -219,6 +220,10 @@ class HeadRestartTest : public RecoveryTest {
     }
     return true;
   }
+  static std::string ReadAll(const std::string& path) {
+    std::ifstream in(path);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
   void Touch(const std::string& name) { std::ofstream(root_ + "/rendezvous/" + name).put('\n'); }
 
   const std::string redis_dir_ = "/tmp/lumen-hr-" + std::to_string(::getpid());
@@ -240,6 +245,16 @@ TEST_F(HeadRestartTest, AJobGoesOnWhileTheHeadRestartsOnRedis) {
   }
   Touch("killed");
   ASSERT_TRUE(AwaitDriver("down", driver)) << driver.get().out;
+  // A new program meanwhile waits in lumen::Init for the control service.
+  const std::string new_job_out = root_ + "/rendezvous/new_job.out";
+  auto new_job =
+      std::async(std::launch::async, [&] { return Driver("new_job > " + new_job_out + " 2>&1"); });
+  const auto waiting = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+  while (ReadAll(new_job_out).find("does not answer") == std::string::npos) {
+    ASSERT_LT(std::chrono::steady_clock::now(), waiting) << ReadAll(new_job_out);
+    ASSERT_EQ(new_job.wait_for(std::chrono::milliseconds(20)), std::future_status::timeout)
+        << "the new job ended while the head was down: " << ReadAll(new_job_out);
+  }
   ASSERT_TRUE(StartNode("a"));
   Touch("restarted");
 
@@ -247,6 +262,8 @@ TEST_F(HeadRestartTest, AJobGoesOnWhileTheHeadRestartsOnRedis) {
   EXPECT_EQ(run.code, 0) << run.out;
   EXPECT_NE(run.out.find("the job went on through the head's restart"), std::string::npos)
       << run.out;
+  EXPECT_EQ(new_job.get().code, 0) << ReadAll(new_job_out);
+  EXPECT_NE(ReadAll(new_job_out).find("a new job ran"), std::string::npos) << ReadAll(new_job_out);
   const auto after = Shell(Status());
   EXPECT_NE(after.out.find("3 nodes alive"), std::string::npos) << after.out;
   EXPECT_NE(after.out.find("head node of the control service's previous incarnation"),
