@@ -274,6 +274,16 @@ TEST(Batch, SliceConcatTakeSelect) {
                lumen::TypeError);
 }
 
+// Values, rows and stats print with operator<< (as their ToString()), without a user's help.
+TEST(Row, ValuesRowsAndStatsPrintWithTheStreamOperator) {
+  const ld::Row row{{"city", "Oslo"}, {"qty", 3}, {"price", 2.5}, {"gone", ld::Value()}};
+  std::ostringstream out;
+  out << row << " | " << row.Get("city") << " | " << ld::DatasetStats{};
+  EXPECT_EQ(out.str(), row.ToString() + " | " + row.Get("city").ToString() + " | " +
+                           ld::DatasetStats{}.ToString());
+  EXPECT_NE(out.str().find("Oslo"), std::string::npos) << out.str();
+}
+
 TEST(Batch, MalformedBytesAreRejected) {
   EXPECT_THROW(ld::Batch::FromBuffer(lumen::Buffer::FromString("not a block")), lumen::TypeError);
   ld::Batch b = ld::BatchBuilder().AddString("s", {"abc"}).Build();

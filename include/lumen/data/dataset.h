@@ -31,6 +31,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -156,6 +157,10 @@ struct DatasetStats {
   int64_t peak_memory_bytes = 0;  // object store + in flight, as the executor accounted
   std::string ToString() const;
 };
+// `std::cout << ds.Stats()` prints its ToString().
+inline std::ostream& operator<<(std::ostream& os, const DatasetStats& s) {
+  return os << s.ToString();
+}
 
 struct WriteResult {
   int64_t files_written = 0;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <ostream>
 #include <string>
 #include <utility>
 #include <variant>
@@ -71,6 +72,10 @@ class Row {
  private:
   std::vector<std::pair<std::string, Value>> fields_;
 };
+
+// `std::cout << value` and `<< row` print their ToString().
+inline std::ostream& operator<<(std::ostream& os, const Value& v) { return os << v.ToString(); }
+inline std::ostream& operator<<(std::ostream& os, const Row& r) { return os << r.ToString(); }
 
 }  // namespace lumen::data
 
