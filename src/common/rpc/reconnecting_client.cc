@@ -197,8 +197,12 @@ void ReconnectingClient::GiveUp(const Status& why) {
     MutexLock lock(mu_);
     queued.swap(queue_);
   }
-  FailAll(std::move(queued), LostError());
-  LUMEN_LOG(ERROR) << "gave up on the control service at " << options_.address << ": " << why;
+  FailAll(std::move(queued), options_.reconnect_timeout_ms > 0 ? LostError() : why);
+  // Without reconnecting (a link that ends with its server, as the head's own daemon's) the
+  // owner's on_lost says whatever is worth saying.
+  if (options_.reconnect_timeout_ms > 0) {
+    LUMEN_LOG(ERROR) << "gave up on the control service at " << options_.address << ": " << why;
+  }
   if (options_.on_lost) options_.on_lost(why);
 }
 
