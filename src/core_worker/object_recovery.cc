@@ -122,7 +122,11 @@ void ObjectRecovery::OnCopyAdded(const ObjectID& id, const NodeID& node) {
   MutexLock lock(mu_);
   if (dead_.count(node)) return;
   auto& nodes = copies_[id];
-  if (std::find(nodes.begin(), nodes.end(), node) == nodes.end()) nodes.push_back(node);
+  // A few copies are as good as many (a peer's flood of notes must not grow this).
+  constexpr size_t kMaxCopies = 16;
+  if (nodes.size() < kMaxCopies && std::find(nodes.begin(), nodes.end(), node) == nodes.end()) {
+    nodes.push_back(node);
+  }
 }
 
 std::vector<NodeID> ObjectRecovery::TakeCopies(const ObjectID& id) {
