@@ -10,7 +10,6 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
-#include <iterator>
 #include <map>
 #include <string>
 #include <thread>
@@ -18,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include "chaos_killer.h"
+#include "common/fs.h"
 #include "node/memory_monitor.h"
 #include "redis_server.h"
 #include "shell.h"
@@ -221,8 +221,8 @@ class HeadRestartTest : public RecoveryTest {
     return true;
   }
   static std::string ReadAll(const std::string& path) {
-    std::ifstream in(path);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto text = lumen::ReadFile(path);
+    return text.ok() ? *text : "";
   }
   void Touch(const std::string& name) { std::ofstream(root_ + "/rendezvous/" + name).put('\n'); }
 

@@ -143,9 +143,7 @@ void ObjectRecovery::Promote(Actions::Promotion p) {
   Actions a;
   {
     MutexLock lock(mu_);
-    while (!p.candidates.empty() && dead_.count(p.candidates.front())) {
-      p.candidates.erase(p.candidates.begin());
-    }
+    std::erase_if(p.candidates, [&](const NodeID& n) { return dead_.count(n) > 0; });
     if (p.candidates.empty()) {  // no copy left: as if it never had one
       RecoverLocked(p.id, p.why, &a);
       ExpandLocked(&a, 0);
@@ -160,18 +158,17 @@ void ObjectRecovery::Promote(Actions::Promotion p) {
   }
   hooks_.promote_copy(p.id, node, [this, p = std::move(p), node](Status st) mutable {
     if (st.ok()) {
+      bool alive;
       {
         MutexLock lock(mu_);
-        if (!dead_.count(node)) {
+        alive = !dead_.count(node);
+        if (alive) {
           auto& nodes = copies_[p.id];
           std::erase(nodes, node);  // the primary now
           if (nodes.empty()) copies_.erase(p.id);
-          st = Status::OK();
-        } else {
-          st = UnavailableError("node " + Short(node) + " died too");
         }
       }
-      if (st.ok()) {
+      if (alive) {
         auto kept = std::make_shared<StoredObject>(*p.was);
         kept->node = node;
         memory_store_.Put(p.id, std::move(kept));
@@ -180,6 +177,7 @@ void ObjectRecovery::Promote(Actions::Promotion p) {
                            << "); keeping the copy on node " << Short(node) << " instead";
         return;
       }
+      st = UnavailableError("node " + Short(node) + " died too");
     }
     LUMEN_LOG(INFO) << "object " << p.id.Hex() << ": cannot keep the copy on node " << Short(node)
                     << " (" << st << ")";
@@ -324,11 +322,8 @@ void ObjectRecovery::OnNodeDead(const NodeID& node, const std::string& cause) {
     for (const auto& id : memory_store_.InPlasmaOn(node)) {
       if (references_.IsOwned(id)) {
         std::vector<NodeID> alive;
-        if (auto c = copies_.find(id); c != copies_.end()) {
-          for (const auto& n : c->second) {
-            if (!dead_.count(n)) alive.push_back(n);
-          }
-        }
+        if (auto c = copies_.find(id); c != copies_.end()) alive = c->second;
+        std::erase_if(alive, [&](const NodeID& n) { return dead_.count(n) > 0; });
         if (alive.empty()) {
           RecoverLocked(id, why, &a);
           continue;

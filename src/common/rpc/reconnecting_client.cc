@@ -43,7 +43,6 @@ void ReconnectingClient::Attach(const ConnectionPtr& conn) {
   {
     MutexLock lock(mu_);
     conn_ = conn;
-    ++generation_;
   }
   // Closed before it was attached: its close callback found another connection current.
   if (conn->closed()) {
@@ -89,7 +88,6 @@ void ReconnectingClient::OnClosed(const ConnectionPtr& conn, const Status& why) 
     LUMEN_LOG(WARNING) << "lost the control service at " << options_.address << " (" << why
                        << "); reconnecting for up to " << options_.reconnect_timeout_ms
                        << " ms (LUMEN_GCS_RECONNECT_TIMEOUT_S)";
-    if (options_.on_disconnected) options_.on_disconnected(why);
   }
   MutexLock lock(mu_);
   retry_timer_ = loop_->RunAfter(std::chrono::milliseconds(delay_ms_),
@@ -183,7 +181,6 @@ void ReconnectingClient::OnReconnected(const ConnectionPtr& conn, const Status& 
     }
     state_ = State::kConnected;
     conn_ = conn;
-    ++generation_;
     unconfirmed_ = !options_.on_connected;
     queued.swap(queue_);
   }
@@ -298,20 +295,20 @@ void ReconnectingClient::SendIfConnected(uint16_t type, const google::protobuf::
 void ReconnectingClient::Close(const Status& reason) {
   ConnectionPtr conn;
   std::deque<Queued> queued;
+  Status why;
   {
     MutexLock lock(mu_);
     if (state_ == State::kClosed) return;
     state_ = State::kClosed;
     final_ =
         reason.ok() ? UnavailableError("connection to " + options_.address + " closed") : reason;
+    why = final_;
     conn = std::move(conn_);
     queued.swap(queue_);
     if (retry_timer_) loop_->CancelTimer(retry_timer_);
     retry_timer_ = 0;
   }
   if (conn) conn->Close(reason);
-  Status why =
-      reason.ok() ? UnavailableError("connection to " + options_.address + " closed") : reason;
   if (!queued.empty()) {
     loop_->Post([this, queued = std::move(queued), why, self = shared_from_this()]() mutable {
       FailAll(std::move(queued), why);

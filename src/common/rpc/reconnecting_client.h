@@ -46,8 +46,7 @@ class ReconnectingClient : public std::enable_shared_from_this<ReconnectingClien
     // queued requests; an error closes it and the client tries again, or, when the error is
     // final (`FailedPrecondition`: the server refuses this client for good), gives up.
     std::function<void(const ConnectionPtr&, std::function<void(const Status&)> done)> on_connected;
-    std::function<void(const Status&)> on_disconnected;  // the connection dropped; retrying
-    std::function<void(const Status&)> on_lost;          // gave up (not after Close())
+    std::function<void(const Status&)> on_lost;  // gave up (not after Close())
   };
 
   // Connects (blocking up to `connect_timeout_ms`, < 0: the config's) and returns the client.
@@ -108,7 +107,6 @@ class ReconnectingClient : public std::enable_shared_from_this<ReconnectingClien
   mutable Mutex mu_;
   State state_ LUMEN_GUARDED_BY(mu_) = State::kConnected;
   ConnectionPtr conn_ LUMEN_GUARDED_BY(mu_);
-  uint64_t generation_ LUMEN_GUARDED_BY(mu_) = 0;  // connections made so far
   std::deque<Queued> queue_ LUMEN_GUARDED_BY(mu_);
   std::chrono::steady_clock::time_point lost_at_ LUMEN_GUARDED_BY(mu_);
   // Reconnected without an `on_connected` exchange, and no reply has come on it yet.
