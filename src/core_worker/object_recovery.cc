@@ -143,7 +143,7 @@ void ObjectRecovery::Promote(Actions::Promotion p) {
   Actions a;
   {
     MutexLock lock(mu_);
-    std::erase_if(p.candidates, [&](const NodeID& n) { return dead_.count(n) > 0; });
+    DropDeadLocked(&p.candidates);
     if (p.candidates.empty()) {  // no copy left: as if it never had one
       RecoverLocked(p.id, p.why, &a);
       ExpandLocked(&a, 0);
@@ -188,6 +188,15 @@ void ObjectRecovery::Promote(Actions::Promotion p) {
 bool ObjectRecovery::IsNodeDead(const NodeID& node) const {
   MutexLock lock(mu_);
   return dead_.count(node) > 0;
+}
+
+void ObjectRecovery::DropDeadLocked(std::vector<NodeID>* nodes) const {
+  // A loop, not erase_if with a lambda: the thread-safety analysis does not see mu_ inside one.
+  size_t kept = 0;
+  for (const NodeID& n : *nodes) {
+    if (dead_.count(n) == 0) (*nodes)[kept++] = n;
+  }
+  nodes->resize(kept);
 }
 
 bool ObjectRecovery::IsLostLocked(const StoredObjectPtr& obj) const {
@@ -323,7 +332,7 @@ void ObjectRecovery::OnNodeDead(const NodeID& node, const std::string& cause) {
       if (references_.IsOwned(id)) {
         std::vector<NodeID> alive;
         if (auto c = copies_.find(id); c != copies_.end()) alive = c->second;
-        std::erase_if(alive, [&](const NodeID& n) { return dead_.count(n) > 0; });
+        DropDeadLocked(&alive);
         if (alive.empty()) {
           RecoverLocked(id, why, &a);
           continue;

@@ -137,6 +137,8 @@ class ObjectRecovery {
   // for lost ones); a re-run whose argument is gone for good fails its results instead.
   void ExpandLocked(Actions* out, size_t from) LUMEN_REQUIRES(mu_);
   bool IsLostLocked(const StoredObjectPtr& obj) const LUMEN_REQUIRES(mu_);
+  // Removes the nodes known to be dead from `nodes`.
+  void DropDeadLocked(std::vector<NodeID>* nodes) const LUMEN_REQUIRES(mu_);
   void EvictLocked(std::vector<ObjectID>* unpin) LUMEN_REQUIRES(mu_);
   void DropLocked(const TaskID& task, std::vector<ObjectID>* unpin) LUMEN_REQUIRES(mu_);
   void Run(Actions& actions) LUMEN_EXCLUDES(mu_);
