@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -25,6 +26,14 @@ class Counter {
   void Append(int x) { history_.push_back(x); }
   int Pid() const { return static_cast<int>(::getpid()); }
   int Boom() { throw std::logic_error("boom"); }
+  int Leave() {
+    try {
+      lumen::ExitActor();
+    } catch (const std::exception&) {  // user code catching errors does not stop the exit
+    }
+    return -1;
+  }
+  bool Restarted() const { return lumen::WasCurrentActorRestarted(); }
   // The first instance to run this marks `marker` and then blocks (until killed); an instance
   // that finds the marker returns its value at once.
   int BlockUnlessMarked(std::string marker) {
@@ -68,6 +77,49 @@ class Other {
   int Ping() { return 1; }
 };
 
+// Concurrency groups: Compute waits for Signal, which only a thread of another group can run.
+class Pipeline {
+ public:
+  bool Compute() {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(30), [this] { return signalled_; });
+  }
+  int Signal() {
+    std::lock_guard<std::mutex> lock(mu_);
+    signalled_ = true;
+    cv_.notify_all();
+    return 1;
+  }
+  int Plain() { return 2; }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool signalled_ = false;
+};
+LUMEN_ACTOR(Pipeline);
+LUMEN_REMOTE(&Pipeline::Compute, &Pipeline::Signal, &Pipeline::Plain);
+LUMEN_CONCURRENCY_GROUP("compute", &Pipeline::Compute);
+LUMEN_CONCURRENCY_GROUP("io", &Pipeline::Signal);
+
+// An actor with public constructors (LUMEN_ACTOR) and no factory.
+class Point {
+ public:
+  Point() : name_("origin") {}
+  Point(int v, std::string name) : value_(v), name_(std::move(name)) {}
+  explicit Point(int v) : value_(v), name_(v == 7 ? "seven" : "?") {}
+  std::string Describe() const { return name_ + "=" + std::to_string(value_); }
+
+ private:
+  int value_ = 0;
+  std::string name_;
+};
+
+LUMEN_ACTOR(Point);
+LUMEN_ACTOR(Point, int, std::string);
+LUMEN_ACTOR(Point, int);
+LUMEN_REMOTE(&Point::Describe);
+
 int UseCounter(lumen::ActorHandle<Counter> c, int times) {
   int last = 0;
   for (int i = 0; i < times; ++i) last = lumen::Get(c.Task(&Counter::Incr).Remote(1));
@@ -76,8 +128,8 @@ int UseCounter(lumen::ActorHandle<Counter> c, int times) {
 
 LUMEN_REMOTE(Counter::Create, Counter::CreateFailing, &Counter::Incr, &Counter::Value,
              &Counter::History, &Counter::Append, &Counter::Pid, &Counter::Boom,
-             &Counter::BlockUnlessMarked, Barrier::Create, &Barrier::Arrive, Other::Create,
-             &Other::Ping, UseCounter);
+             &Counter::BlockUnlessMarked, &Counter::Leave, &Counter::Restarted, Barrier::Create,
+             &Barrier::Arrive, Other::Create, &Other::Ping, UseCounter);
 
 using ActorTest = lumen::testing::EmbeddedCluster;
 
@@ -119,11 +171,118 @@ TEST_F(ActorTest, NamedActorsCanBeLookedUp) {
   o.name = "global-counter";
   auto c = lumen::Actor(Counter::Create).Options(o).Remote(100);
   lumen::Get(c.Task(&Counter::Incr).Remote(1));
-  auto same = lumen::GetActor<Counter>("global-counter");
-  EXPECT_EQ(lumen::Get(same.Task(&Counter::Value).Remote()), 101);
+  std::optional<lumen::ActorHandle<Counter>> same = lumen::GetActor<Counter>("global-counter");
+  ASSERT_TRUE(same.has_value());
+  EXPECT_EQ(lumen::Get(same->Task(&Counter::Value).Remote()), 101);
   EXPECT_THROW(lumen::GetActor<Other>("global-counter"), lumen::TypeError);
-  EXPECT_THROW(lumen::GetActor<Counter>("no-such-actor"), lumen::Error);
+  EXPECT_FALSE(lumen::GetActor<Counter>("no-such-actor").has_value());             // not an error
   EXPECT_THROW(lumen::Actor(Counter::Create).Options(o).Remote(0), lumen::Error);  // name taken
+  lumen::Kill(c);
+  EXPECT_FALSE(lumen::GetActor<Counter>("global-counter").has_value());  // dead: the name is free
+}
+
+TEST_F(ActorTest, NamesLiveInNamespaces) {
+  // The job's namespace by default; another one when the actor is created there.
+  auto here = lumen::Actor(Counter::Create).Options({.name = "twin"}).Remote(1);
+  auto there =
+      lumen::Actor(Counter::Create).Options({.name = "twin", .namespace_ = "elsewhere"}).Remote(2);
+  auto found_here = lumen::GetActor<Counter>("twin");
+  auto found_there = lumen::GetActor<Counter>("twin", {.namespace_ = "elsewhere"});
+  ASSERT_TRUE(found_here && found_there);
+  EXPECT_EQ(lumen::Get(found_here->Task(&Counter::Value).Remote()), 1);
+  EXPECT_EQ(lumen::Get(found_there->Task(&Counter::Value).Remote()), 2);
+  EXPECT_FALSE(lumen::GetActor<Counter>("twin", {.namespace_ = "third"}).has_value());
+  EXPECT_THROW(
+      lumen::Actor(Counter::Create).Options({.name = "twin", .namespace_ = "elsewhere"}).Remote(3),
+      lumen::Error);
+  lumen::Kill(here);
+  lumen::Kill(there);
+}
+
+TEST_F(ActorTest, AnActorIsCreatedFromItsRegisteredConstructor) {
+  auto p = lumen::Actor<Point>().Remote(3, std::string("three"));
+  EXPECT_EQ(lumen::Get(p.Task(&Point::Describe).Remote()), "three=3");
+  auto origin = lumen::Actor<Point>().Options({.name = "origin"}).Remote();
+  EXPECT_EQ(lumen::Get(origin.Task(&Point::Describe).Remote()), "origin=0");
+  // One constructor of one argument: an ObjectRef of its type works too.
+  auto scaled = lumen::Actor<Point>().Remote(lumen::Put(7));
+  EXPECT_EQ(lumen::Get(scaled.Task(&Point::Describe).Remote()), "seven=7");
+  // A class without LUMEN_ACTOR: the error says what to add.
+  try {
+    lumen::Actor<Other>().Remote();
+    ADD_FAILURE() << "no error";
+  } catch (const lumen::FunctionNotFoundError& e) {
+    EXPECT_NE(std::string(e.what()).find("LUMEN_ACTOR"), std::string::npos) << e.what();
+  }
+  lumen::Kill(origin);
+}
+
+TEST_F(ActorTest, MethodsCanBeCalledByNameThroughAnUntypedHandle) {
+  auto c = lumen::Actor(Counter::Create).Options({.name = "by-name"}).Remote(40);
+  std::optional<lumen::ActorHandle<>> any = lumen::GetActor("by-name");
+  ASSERT_TRUE(any.has_value());
+  EXPECT_EQ(lumen::Get(any->TaskByName<int>("Incr").Remote(1)), 41);
+  EXPECT_EQ(lumen::Get(any->TaskByName<int>("Counter::Incr").Remote(1)), 42);
+  EXPECT_EQ(lumen::Get(c.TaskByName<int>("Value").Remote()), 42);
+  EXPECT_THROW(lumen::Get(any->TaskByName<int>("NoSuchMethod").Remote()),
+               lumen::FunctionNotFoundError);
+  EXPECT_THROW(lumen::Get(any->TaskByName<int>("Incr").Remote()), lumen::TypeError);  // arity
+  EXPECT_THROW(lumen::Get(any->TaskByName<int>("Incr").Remote(std::string("x"))), lumen::TypeError);
+  // Other's method is not Counter's.
+  EXPECT_THROW(lumen::Get(any->TaskByName<int>("Ping").Remote()), lumen::FunctionNotFoundError);
+  lumen::Kill(c);
+}
+
+TEST_F(ActorTest, ConcurrencyGroupsRunAnIoCallWhileAComputeCallBlocks) {
+  auto p = lumen::Actor<Pipeline>()
+               .Options({.concurrency_groups = {{"io", 4}, {"compute", 1}}})
+               .Remote();
+  auto compute = p.Task(&Pipeline::Compute).Remote();  // blocks its group's only thread
+  auto signal = p.Task(&Pipeline::Signal).Remote();    // runs on an io thread meanwhile
+  EXPECT_EQ(lumen::Get(signal, 60000), 1);
+  EXPECT_TRUE(lumen::Get(compute, 60000)) << "Compute never saw the io call";
+  // A call may name its group; the default pool serves the rest.
+  EXPECT_EQ(lumen::Get(p.Task(&Pipeline::Plain).Options({.concurrency_group = "io"}).Remote()), 2);
+  EXPECT_EQ(lumen::Get(p.Task(&Pipeline::Plain).Remote()), 2);
+  EXPECT_THROW(lumen::Get(p.Task(&Pipeline::Plain).Options({.concurrency_group = "gpu"}).Remote()),
+               lumen::TypeError);
+  // Without the groups its methods name, the actor fails their calls clearly.
+  auto plain = lumen::Actor<Pipeline>().Remote();
+  try {
+    lumen::Get(plain.Task(&Pipeline::Signal).Remote());
+    ADD_FAILURE() << "no error";
+  } catch (const lumen::TypeError& e) {
+    EXPECT_NE(std::string(e.what()).find("concurrency group 'io'"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(lumen::Actor<Pipeline>().Options({.concurrency_groups = {{"io", 0}}}).Remote(),
+               lumen::Error);
+}
+
+TEST_F(ActorTest, ExitActorEndsTheActorAndFailsItsCallsSayingSo) {
+  EXPECT_THROW(lumen::ExitActor(), lumen::Error);  // not in an actor
+  auto c = lumen::Actor(Counter::Create).Options({.max_restarts = 3}).Remote(5);
+  EXPECT_EQ(lumen::Get(c.Task(&Counter::Incr).Remote(1)), 6);
+  auto stop = c.Task(&Counter::Leave).Remote();
+  auto queued = c.Task(&Counter::Value).Remote();  // behind the exit: never runs
+  for (auto* ref : {&stop, &queued}) {
+    try {
+      lumen::Get(*ref, 30000);
+      ADD_FAILURE() << "no error";
+    } catch (const lumen::ActorDiedError& e) {
+      EXPECT_NE(std::string(e.what()).find("lumen::ExitActor()"), std::string::npos) << e.what();
+    }
+  }
+  // No restart although it had restarts left; later calls fail the same way.
+  EXPECT_THROW(lumen::Get(c.Task(&Counter::Value).Remote(), 30000), lumen::ActorDiedError);
+}
+
+TEST_F(ActorTest, WasCurrentActorRestartedTellsARestartFromTheFirstInstance) {
+  EXPECT_FALSE(lumen::WasCurrentActorRestarted());  // the driver
+  auto c =
+      lumen::Actor(Counter::Create).Options({.max_restarts = 1, .max_task_retries = -1}).Remote(0);
+  EXPECT_FALSE(lumen::Get(c.Task(&Counter::Restarted).Remote()));
+  lumen::Kill(c, /*no_restart=*/false);
+  EXPECT_TRUE(lumen::Get(c.Task(&Counter::Restarted).Remote(), 60000));
   lumen::Kill(c);
 }
 

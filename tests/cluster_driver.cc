@@ -15,6 +15,7 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <numeric>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -550,6 +551,93 @@ void CheckWaitForANode() {
   throw Failure("ran on an unknown node " + where);
 }
 
+// An actor with state in its fields and in an object it put (detached and namespace checks).
+class Keeper {
+ public:
+  explicit Keeper(std::string label) : label_(std::move(label)) {}
+  int Add(int n) { return total_ += n; }
+  int64_t Stash(int n) {
+    stash_ = lumen::Put(std::vector<int>(static_cast<size_t>(n), 7));
+    return n;
+  }
+  int64_t StashSum() {
+    std::vector<int> v = lumen::Get(stash_);
+    return std::accumulate(v.begin(), v.end(), int64_t{0});
+  }
+  std::string Label() const { return label_; }
+
+ private:
+  std::string label_;
+  int total_ = 0;
+  lumen::ObjectRef<std::vector<int>> stash_;
+};
+LUMEN_ACTOR(Keeper, std::string);
+LUMEN_REMOTE(&Keeper::Add, &Keeper::Stash, &Keeper::StashSum, &Keeper::Label);
+
+constexpr int kStash = 1 << 20;  // 4 MiB: in the object store, not inline
+
+// Run with LUMEN_NAMESPACE=svc: a detached actor named "keeper" and an ordinary one named
+// "ephemeral"; the job then ends.
+void CheckDetachedCreate() {
+  auto keeper = lumen::Actor<Keeper>()
+                    .Options({.name = "keeper", .lifetime = lumen::ActorLifetime::kDetached})
+                    .Remote(std::string("kept"));
+  Expect(lumen::Get(keeper.Task(&Keeper::Stash).Remote(kStash)) == kStash, "stash");
+  Expect(lumen::Get(keeper.Task(&Keeper::Add).Remote(5)) == 5, "add");
+  auto ephemeral =
+      lumen::Actor<Keeper>().Options({.name = "ephemeral"}).Remote(std::string("gone"));
+  Expect(lumen::Get(ephemeral.Task(&Keeper::Add).Remote(1)) == 1, "ephemeral add");
+  std::printf("created the detached actor\n");
+}
+
+// A later job in namespace svc: the detached actor is there with its state and its object;
+// the ordinary one ended with its job.
+void CheckDetachedFind() {
+  auto keeper = lumen::GetActor<Keeper>("keeper");
+  Expect(keeper.has_value(), "the detached actor is not found by a new job");
+  Expect(lumen::Get(keeper->Task(&Keeper::Add).Remote(1)) == 6, "its state was lost");
+  Expect(lumen::Get(keeper->Task(&Keeper::StashSum).Remote()) == int64_t{7} * kStash,
+         "the object it put was lost with its creator's job");
+  auto untyped = lumen::GetActor("keeper");  // a caller that does not know the class
+  Expect(untyped && lumen::Get(untyped->TaskByName<int>("Add").Remote(1)) == 7, "by name");
+  Expect(!lumen::GetActor<Keeper>("ephemeral").has_value(), "the job's actor outlived its job");
+  std::printf("found the detached actor\n");
+}
+
+// A job in its own namespace does not see svc's names unless it asks for that namespace.
+void CheckDetachedElsewhere() {
+  Expect(!lumen::GetActor<Keeper>("keeper").has_value(), "another namespace's actor was found");
+  auto keeper = lumen::GetActor<Keeper>("keeper", {.namespace_ = "svc"});
+  Expect(keeper && lumen::Get(keeper->Task(&Keeper::Label).Remote()) == "kept", "namespace svc");
+  std::printf("found it in namespace svc\n");
+}
+
+void CheckDetachedGone() {
+  Expect(!lumen::GetActor<Keeper>("keeper").has_value(), "the killed actor is still found");
+  std::printf("the detached actor is gone\n");
+}
+
+// Run with LUMEN_NAMESPACE=team: names an actor "same", then runs `namespace_inner` (a job
+// of its own namespace) while it lives; each finds its own under that name.
+void CheckNamespaceOuter() {
+  auto mine = lumen::Actor<Keeper>().Options({.name = "same"}).Remote(std::string("outer"));
+  Expect(lumen::Get(mine.Task(&Keeper::Label).Remote()) == "outer", "outer label");
+  const std::string inner = "env -u LUMEN_NAMESPACE " + MyBinary() + " namespace_inner";
+  Expect(std::system(inner.c_str()) == 0, "the inner job failed");
+  auto found = lumen::GetActor<Keeper>("same");
+  Expect(found && lumen::Get(found->Task(&Keeper::Label).Remote()) == "outer", "outer lookup");
+  std::printf("both jobs had their own actor named same\n");
+}
+
+void CheckNamespaceInner() {
+  auto mine = lumen::Actor<Keeper>().Options({.name = "same"}).Remote(std::string("inner"));
+  auto found = lumen::GetActor<Keeper>("same");
+  Expect(found && lumen::Get(found->Task(&Keeper::Label).Remote()) == "inner", "inner lookup");
+  auto theirs = lumen::GetActor<Keeper>("same", {.namespace_ = "team"});
+  Expect(theirs && lumen::Get(theirs->Task(&Keeper::Label).Remote()) == "outer", "team lookup");
+  std::printf("inner job: its own actor and team's\n");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -571,7 +659,13 @@ int main(int argc, char** argv) {
       {"job", CheckJob},
       {"data_locality", CheckDataLocality},
       {"run_forever", CheckRunForever},
-      {"wait_for_a_node", CheckWaitForANode}};
+      {"wait_for_a_node", CheckWaitForANode},
+      {"detached_create", CheckDetachedCreate},
+      {"detached_find", CheckDetachedFind},
+      {"detached_elsewhere", CheckDetachedElsewhere},
+      {"detached_gone", CheckDetachedGone},
+      {"namespace_outer", CheckNamespaceOuter},
+      {"namespace_inner", CheckNamespaceInner}};
   int code = 0;
   std::string which = argc > 1 ? argv[1] : "";
   if (which == "exit_3") {  // a job whose driver fails with its own exit code

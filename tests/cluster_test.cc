@@ -48,9 +48,9 @@ class ClusterTest : public ::testing::Test {
   }
 
   // Runs one check of cluster_driver against the cluster.
-  static lumen::testing::ShellResult Driver(const std::string& check) {
-    return Shell(*env_ + "RENDEZVOUS_DIR=" + *root_ + "/rendezvous LUMEN_ADDRESS=" + *address_ +
-                 " LUMEN_TOKEN=" + kToken + " " + CLUSTER_DRIVER + " " + check);
+  static lumen::testing::ShellResult Driver(const std::string& check, const std::string& env = "") {
+    return Shell(*env_ + env + "RENDEZVOUS_DIR=" + *root_ + "/rendezvous LUMEN_ADDRESS=" +
+                 *address_ + " LUMEN_TOKEN=" + kToken + " " + CLUSTER_DRIVER + " " + check);
   }
 
   static constexpr const char* kToken = "0123456789abcdef0123456789abcdef";
@@ -240,6 +240,33 @@ TEST_F(ClusterTest, DataPipelinesSpreadOverTheNodesAndKeepBlocksWhereTheyAre) {
   auto r = Driver("data_locality");
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("files exact"), std::string::npos) << r.out;
+}
+
+TEST_F(ClusterTest, ADetachedActorOutlivesItsJobUntilKilledWithTheCli) {
+  auto created = Driver("detached_create", "LUMEN_NAMESPACE=svc ");
+  ASSERT_EQ(created.code, 0) << created.out;
+  auto found = Driver("detached_find", "LUMEN_NAMESPACE=svc ");
+  EXPECT_EQ(found.code, 0) << found.out;
+  auto elsewhere = Driver("detached_elsewhere");
+  EXPECT_EQ(elsewhere.code, 0) << elsewhere.out;
+  const std::string cli = *env_ + "LUMEN_ADDRESS=" + *address_ + " LUMEN_TOKEN=" + kToken + " " +
+                          LUMEN_CLI + " actor kill keeper";
+  auto killed = Shell(cli);
+  EXPECT_EQ(killed.code, 0) << killed.out;
+  EXPECT_NE(killed.out.find("killed actor 'keeper'"), std::string::npos) << killed.out;
+  auto gone = Driver("detached_gone", "LUMEN_NAMESPACE=svc ");
+  EXPECT_EQ(gone.code, 0) << gone.out;
+  auto again = Shell(cli + " --namespace svc");
+  EXPECT_EQ(again.code, 1) << again.out;
+  EXPECT_NE(again.out.find("no live actor is named 'keeper' in namespace 'svc'"), std::string::npos)
+      << again.out;
+}
+
+TEST_F(ClusterTest, NamespacesKeepTwoJobsSameNamedActorsApart) {
+  auto r = Driver("namespace_outer", "LUMEN_NAMESPACE=team ");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("inner job: its own actor and team's"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("both jobs had their own actor named same"), std::string::npos) << r.out;
 }
 
 TEST_F(ClusterTest, InfeasibleRequestsFailWithTheLargestNode) {

@@ -514,7 +514,8 @@ void CheckHeadRestart() {
   Expect(lumen::Get(late.Task(&Where::Calls).Remote()) == 1,
          "the actor created while the head was down");
   auto found = lumen::GetActor<Where>("late");  // a lookup by name, after the restart
-  Expect(lumen::Get(found.Task(&Where::Calls).Remote()) == 2,
+  Expect(found.has_value(), "the named actor is not found after the restart");
+  Expect(lumen::Get(found->Task(&Where::Calls).Remote()) == 2,
          "the named actor found after the restart is not the one created before");
   run_rounds(3);
   auto kept = lumen::GetPlacementGroup("kept");

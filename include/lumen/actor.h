@@ -17,11 +17,22 @@
 //   int n = lumen::Get(c.Task(&Counter::Incr).Remote(5));   // 15
 // @endcode
 //
+// A class with a public constructor needs no factory: register the constructor by its
+// parameter types with LUMEN_ACTOR and create the actor with lumen::Actor<T>():
+//
+// @code
+//   LUMEN_ACTOR(Counter, int);
+//   LUMEN_REMOTE(&Counter::Incr);
+//   auto c = lumen::Actor<Counter>().Options({.name = "counter"}).Remote(10);
+// @endcode
+//
 // Handles are cheap to copy and may be passed to tasks and other actors. An unnamed actor
 // whose handles never left its creator stops when the creator's last handle is dropped; other
-// actors live until lumen::Kill or the end of the job that created them.
+// actors live until lumen::Kill or the end of the job that created them (detached actors,
+// `.lifetime = lumen::ActorLifetime::kDetached`, outlive it).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -36,8 +47,40 @@
 
 namespace lumen {
 
-template <class T>
+// A handle's class when the caller has no declaration of it (lumen::GetActor(name)): only
+// calls by name (handle.TaskByName<R>("Incr")) are possible.
+struct AnyActor {};
+
+template <class T = AnyActor>
 class ActorHandle;
+
+// A call of an actor method by its registered name, with run-time checked arguments (as
+// lumen::TaskByName): errors (no such method, wrong arity, undecodable argument) come back
+// from Get as FunctionNotFoundError or TypeError.
+template <class R>
+class ActorTaskByName {
+ public:
+  ActorTaskByName(ActorID actor, std::string method) : actor_(actor), method_(std::move(method)) {}
+
+  ActorTaskByName& Options(ActorCallOptions options) {
+    options_ = std::move(options);
+    return *this;
+  }
+
+  template <class... A>
+  ObjectRef<R> Remote(A&&... args) {
+    std::vector<internal::TaskArgument> packed;
+    (packed.push_back(internal::PackArg<internal::ArgValueT<A>>(std::forward<A>(args))), ...);
+    auto ids = internal::SubmitActorTaskByName(actor_, method_, std::move(packed),
+                                               options_.concurrency_group);
+    return ObjectRef<R>::FromAdopted(ids[0]);
+  }
+
+ private:
+  ActorID actor_;
+  std::string method_;
+  ActorCallOptions options_;
+};
 
 template <class T, class M>
 class ActorTaskCaller {
@@ -48,19 +91,25 @@ class ActorTaskCaller {
 
   ActorTaskCaller(ActorID actor, M method) : actor_(actor), method_(method) {}
 
+  ActorTaskCaller& Options(ActorCallOptions options) {
+    options_ = std::move(options);
+    return *this;
+  }
+
   template <class... A>
   ObjectRef<Return> Remote(A&&... args) {
     static_assert(sizeof...(A) == Traits::arity,
                   "handle.Task(&Class::Method).Remote(...): wrong number of arguments");
     const internal::RemoteFunction& fn = internal::LookupRemote(method_);
     auto packed = internal::PackArgs<typename Traits::Args>(std::forward<A>(args)...);
-    auto ids = internal::SubmitActorTask(actor_, fn, std::move(packed));
+    auto ids = internal::SubmitActorTask(actor_, fn, std::move(packed), options_.concurrency_group);
     return ObjectRef<Return>::FromAdopted(ids[0]);
   }
 
  private:
   ActorID actor_;
   M method_;
+  ActorCallOptions options_;
 };
 
 template <class T>
@@ -95,11 +144,22 @@ class ActorHandle {
   requires internal::RemoteCallable<M> ActorTaskCaller<T, M> Task(M method)
   const {
     using Traits = internal::FunctionTraits<M>;
+    static_assert(!std::is_same_v<T, AnyActor>,
+                  "a handle from lumen::GetActor(name) without a class takes calls by name: "
+                  "handle.TaskByName<R>(\"Method\")");
     static_assert(Traits::is_method, "handle.Task takes a member function: &Class::Method");
     static_assert(std::is_base_of_v<typename Traits::Class, T>,
                   "this method belongs to another class than the actor's");
     if (!valid_) throw Error("lumen: Task() called on an empty ActorHandle");
     return ActorTaskCaller<T, M>(id_, method);
+  }
+
+  // Prepares a call of a method by the name it was registered under ("Counter::Incr", or
+  // "Incr"), returning an R: for handles whose class the caller does not know.
+  template <class R>
+  ActorTaskByName<R> TaskByName(std::string method) const {
+    if (!valid_) throw Error("lumen: TaskByName() called on an empty ActorHandle");
+    return ActorTaskByName<R>(id_, std::move(method));
   }
 
  private:
@@ -138,6 +198,36 @@ class ActorCreator {
   ActorOptions options_;
 };
 
+// Creates an actor of class T from one of its LUMEN_ACTOR constructors, chosen by the
+// arguments' types (the only one with that many parameters, else the exact match).
+template <class T>
+class ConstructorCreator {
+ public:
+  ConstructorCreator& Options(ActorOptions options) {
+    options_ = std::move(options);
+    return *this;
+  }
+
+  template <class... A>
+  ActorHandle<T> Remote(A&&... args) {
+    static_assert(std::is_constructible_v<T, internal::ArgValueT<A>...>,
+                  "lumen::Actor<T>().Remote(...): T has no constructor taking these arguments");
+    const internal::RemoteFunction& fn = internal::FindConstructor(
+        internal::TypeName<T>(), {internal::TypeName<internal::ArgValueT<A>>()...});
+    std::vector<internal::TaskArgument> packed;
+    (packed.push_back(internal::PackArg<internal::ArgValueT<A>>(std::forward<A>(args))), ...);
+    return ActorHandle<T>::FromAdopted(internal::CreateActor(fn, std::move(packed), options_));
+  }
+
+ private:
+  ActorOptions options_;
+};
+
+// Prepares the creation of an actor of class T from a constructor registered with
+// LUMEN_ACTOR(T, parameter types...).
+template <class T>
+requires std::is_class_v<T> ConstructorCreator<T> Actor() { return {}; }
+
 // Prepares the creation of an actor from a registered factory.
 template <class F>
 requires internal::RemoteCallable<F> ActorCreator<std::decay_t<F>> Actor(F factory) {
@@ -147,11 +237,35 @@ requires internal::RemoteCallable<F> ActorCreator<std::decay_t<F>> Actor(F facto
   return ActorCreator<std::decay_t<F>>(factory);
 }
 
-// The live actor registered under `name`. Throws lumen::Error if there is none and TypeError
-// if it is not a T.
-template <class T>
-ActorHandle<T> GetActor(const std::string& name) {
-  return ActorHandle<T>::FromAdopted(internal::GetNamedActor(name, internal::TypeName<T>()));
+struct GetActorOptions {
+  // The namespace the actor was named in; empty: this job's (lumen::InitOptions::namespace_).
+  std::string namespace_{};
+};
+
+// The live actor named `name`, or std::nullopt when there is none (not found is not an error).
+// Throws TypeError when it is not a T. Without T the handle takes calls by name only.
+template <class T = AnyActor>
+std::optional<ActorHandle<T>> GetActor(const std::string& name,
+                                       const GetActorOptions& options = {}) {
+  constexpr bool kTyped = !std::is_same_v<T, AnyActor>;
+  ActorID id = internal::GetNamedActor(name, options.namespace_,
+                                       kTyped ? internal::TypeName<T>() : std::string());
+  if (id.IsNil()) return std::nullopt;
+  return ActorHandle<T>::FromAdopted(id);
+}
+
+// Ends the actor this code runs in; call it from one of its methods. The call's result and
+// every call queued behind it fail with ActorDiedError saying the actor exited; it does not
+// restart. Throws lumen::Error outside an actor.
+[[noreturn]] inline void ExitActor() {
+  if (!internal::InActor()) throw Error("lumen::ExitActor: not called inside an actor");
+  throw internal::ExitActorSignal{};
+}
+
+// Whether the actor this code runs in is a restart (max_restarts) rather than its first
+// instance; false outside actors.
+inline bool WasCurrentActorRestarted() {
+  return internal::InActor() && internal::ActorWasRestarted();
 }
 
 // Stops the actor's process. With no_restart (the default) the actor is dead for good and

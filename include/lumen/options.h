@@ -49,6 +49,9 @@ struct InitOptions {
   // where the token of a `lumen start` cluster is looked up. LUMEN_SESSION_ROOT overrides the
   // default.
   std::string session_root = "/tmp/lumen";
+  // The namespace of this job's named actors (Ray's namespace): jobs in one namespace find each
+  // other's named actors by name. Empty: LUMEN_NAMESPACE, else a namespace of this job alone.
+  std::string namespace_{};
 };
 
 // Options of a task call. Resources default to 1 CPU.
@@ -112,10 +115,19 @@ struct SplitTaskOptions {
   }
 };
 
+// How long an actor lives (Ray's lifetime="detached").
+enum class ActorLifetime {
+  kDefault,   // until lumen::Kill, its creator's last handle (if never shared) or its job's end
+  kDetached,  // outlives its job: until lumen::Kill or `lumen actor kill NAME`
+};
+
 // Options of an actor. By default an actor needs no CPU while it lives (like Ray), so any
 // number of actors fit on a node; give num_cpus to reserve cores for it.
 struct ActorOptions {
   std::string name{};  // a name makes the actor reachable with lumen::GetActor<T>(name)
+  // The namespace the name is registered in; empty: the job's (InitOptions::namespace_).
+  std::string namespace_{};
+  ActorLifetime lifetime = ActorLifetime::kDefault;
   double num_cpus = 0;
   double num_gpus = 0;
   int64_t memory = 0;
@@ -126,10 +138,21 @@ struct ActorOptions {
   // a call fails with ActorDiedError saying whether it was running or queued.
   int max_task_retries = 0;
   int max_concurrency = 1;  // > 1: calls run concurrently on a thread pool in the actor
+  // Named thread pools beside that default one (Ray's concurrency groups): {{"io", 4}} runs the
+  // methods put in group "io" (LUMEN_CONCURRENCY_GROUP, or a call's ActorCallOptions) on 4
+  // threads of their own, so they run while the other methods are busy.
+  std::map<std::string, int> concurrency_groups{};
   SchedulingStrategy scheduling{};
   LabelSelector label_selector{};
   PlacementGroup placement_group{};  // as for tasks
   int bundle_index = -1;
+};
+
+// Options of one actor call.
+struct ActorCallOptions {
+  // The actor's concurrency group to run it in; empty: the method's (LUMEN_CONCURRENCY_GROUP),
+  // else the default pool.
+  std::string concurrency_group{};
 };
 
 }  // namespace lumen

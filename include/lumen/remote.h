@@ -135,7 +135,7 @@ SerializedValue RunAndSerialize(Call&& call) {
 }
 
 template <class F>
-void RegisterOne(const std::string& name, F f) {
+RemoteFunction MakeRemote(const std::string& name, F f) {
   using Traits = FunctionTraits<F>;
   using R = typename Traits::Return;
   using Args = typename Traits::Args;
@@ -193,7 +193,52 @@ void RegisterOne(const std::string& name, F f) {
       };
     }
   }
+  return fn;
+}
+
+template <class F>
+void RegisterOne(const std::string& name, F f) {
+  RegisterRemote(KeyOf(f), MakeRemote(name, f));
+}
+
+// The value type an argument passes: U for an ObjectRef<U>, else the decayed type.
+template <class A>
+struct ArgValue {
+  using type = std::decay_t<A>;
+};
+template <class A>
+requires IsObjectRef<std::decay_t<A>>::value struct ArgValue<A> {
+  using type = typename std::decay_t<A>::value_type;
+};
+template <class A>
+using ArgValueT = typename ArgValue<A>::type;
+
+// LUMEN_ACTOR's factory: T built by its constructor from the registered parameter types.
+template <class T, class... P>
+T* ConstructActor(P... args) {
+  return new T(std::forward<P>(args)...);
+}
+
+// Registers T's constructor taking P... as an actor factory named `name` ("Counter(int)").
+template <class T, class... P>
+bool RegisterActorConstructor(const char* name) {
+  static_assert(std::is_class_v<T>, "LUMEN_ACTOR(Class, parameter types...) takes a class");
+  static_assert(std::is_constructible_v<T, P...>,
+                "LUMEN_ACTOR(Class, types...): the class has no such (public) constructor");
+  auto f = &ConstructActor<T, P...>;
+  RemoteFunction fn = MakeRemote(name, f);
+  fn.is_constructor = true;
+  fn.param_types = {TypeName<std::decay_t<P>>()...};
   RegisterRemote(KeyOf(f), std::move(fn));
+  return true;
+}
+
+template <class... Ms>
+bool PutInConcurrencyGroup(const char* group, Ms... methods) {
+  static_assert((FunctionTraits<Ms>::is_method && ...),
+                "LUMEN_CONCURRENCY_GROUP takes actor methods: &Class::Method");
+  (SetConcurrencyGroup(KeyOf(methods), group), ...);
+  return true;
 }
 
 template <class... Fs>
@@ -369,3 +414,21 @@ class TaskByName {
 #define LUMEN_REMOTE(...)                                                              \
   [[maybe_unused]] static const bool LUMEN_REMOTE_CONCAT(lumen_remote_, __COUNTER__) = \
       ::lumen::internal::RegisterRemoteFunctions(#__VA_ARGS__, __VA_ARGS__)
+
+// Puts actor methods in a concurrency group (ActorOptions::concurrency_groups): their calls run
+// on that group's threads. At namespace scope, like LUMEN_REMOTE (before or after it):
+//   LUMEN_CONCURRENCY_GROUP("io", &Downloader::Fetch, &Downloader::Store);
+#define LUMEN_CONCURRENCY_GROUP(group, ...)                                           \
+  [[maybe_unused]] static const bool LUMEN_REMOTE_CONCAT(lumen_group_, __COUNTER__) = \
+      ::lumen::internal::PutInConcurrencyGroup(group, __VA_ARGS__)
+
+// Registers a constructor of an actor class, by its parameter types, so that
+// lumen::Actor<Class>().Remote(args...) creates the actor without a factory function. Once per
+// constructor, at namespace scope; methods are registered with LUMEN_REMOTE as usual:
+//   LUMEN_ACTOR(Counter, int);
+//   LUMEN_ACTOR(Counter);                       // the default constructor
+//   LUMEN_REMOTE(&Counter::Incr);
+#define LUMEN_ACTOR(Class, ...)                                                       \
+  [[maybe_unused]] static const bool LUMEN_REMOTE_CONCAT(lumen_actor_, __COUNTER__) = \
+      ::lumen::internal::RegisterActorConstructor<Class __VA_OPT__(, ) __VA_ARGS__>(  \
+          #Class "(" #__VA_ARGS__ ")")

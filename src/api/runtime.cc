@@ -213,6 +213,7 @@ void Init(int argc, char** argv, const InitOptions& options) {
   core::CoreWorkerOptions o;
   o.is_driver = true;
   o.log_to_driver = Env("LUMEN_LOG_TO_DRIVER") != "0";
+  o.actor_namespace = !options.namespace_.empty() ? options.namespace_ : Env("LUMEN_NAMESPACE");
   o.binary = SelfExecutable();
   o.binary_hash = Env("LUMEN_JOB_BINARY_HASH");
   if (argv) {
@@ -577,14 +578,28 @@ ActorID CreateActor(const RemoteFunction& factory, std::vector<TaskArgument> arg
 }
 
 std::vector<ObjectID> SubmitActorTask(const ActorID& actor, const RemoteFunction& method,
-                                      std::vector<TaskArgument> args) {
-  return CW().SubmitActorTask(actor, method, std::move(args));
+                                      std::vector<TaskArgument> args,
+                                      const std::string& concurrency_group) {
+  return CW().SubmitActorCall(actor, method.name, method.signature_hash, std::move(args),
+                              concurrency_group);
 }
+
+bool InActor() { return CW().InActor(); }
+
+bool ActorWasRestarted() { return CW().ActorWasRestarted(); }
 
 void KillActor(const ActorID& actor, bool no_restart) { CW().KillActor(actor, no_restart); }
 
-ActorID GetNamedActor(const std::string& name, const std::string& class_name) {
-  return CW().GetNamedActor(name, class_name);
+std::vector<ObjectID> SubmitActorTaskByName(const ActorID& actor, const std::string& method,
+                                            std::vector<TaskArgument> args,
+                                            const std::string& concurrency_group) {
+  return CW().SubmitActorCall(actor, method, /*signature_hash=*/0, std::move(args),
+                              concurrency_group);
+}
+
+ActorID GetNamedActor(const std::string& name, const std::string& actor_namespace,
+                      const std::string& class_name) {
+  return CW().GetNamedActor(name, actor_namespace, class_name);
 }
 
 void AddActorHandleRef(const ActorID& actor) {

@@ -8,8 +8,8 @@
 #include <thread>
 
 #include "cli/cli_common.h"
+#include "cli/gcs_session.h"
 #include "common/binary_store.h"
-#include "common/rpc/connection.h"
 #include "common/rpc/message_types.h"
 #include "gcs.pb.h"
 #include "lumen/ids.h"
@@ -18,7 +18,6 @@ namespace lumen::cli {
 
 namespace {
 
-constexpr int64_t kCallTimeoutMs = 30000;
 constexpr auto kPollInterval = std::chrono::milliseconds(100);
 
 bool Terminal(proto::SubmittedJobState s) {
@@ -61,54 +60,15 @@ int ExitCodeOf(const proto::SubmittedJob& j) {
   return j.exit_code() > 0 && j.exit_code() < 256 ? j.exit_code() : 1;
 }
 
-// A connection to the control service for one command.
-class Session {
- public:
-  Session() : loop_("cli") { loop_.Start(); }
-  ~Session() {
-    if (conn_) conn_->Close(lumen::Status::OK());
-    loop_.Stop();
-  }
-  bool Connect(const std::string& address, const std::string& token, const char* what) {
-    if (address.empty()) {
-      std::cerr << "lumen job " << what
-                << ": no cluster found (no --address, LUMEN_ADDRESS or running `lumen start "
-                   "--head`)\n";
-      return false;
-    }
-    auto c = rpc::Connect(&loop_, address, &none_, token);
-    if (!c.ok()) {
-      std::cerr << "lumen job " << what << ": cannot reach the cluster at " << address << ": "
-                << c.status().message() << "\n";
-      return false;
-    }
-    conn_ = *c;
-    return true;
-  }
-  // Prints the error and returns false when the call fails.
-  bool Call(uint16_t type, const google::protobuf::MessageLite& req,
-            google::protobuf::MessageLite* reply, const char* what) {
-    lumen::Status st = conn_->CallSync(type, req, reply, kCallTimeoutMs);
-    if (!st.ok()) std::cerr << "lumen job " << what << ": " << st.message() << "\n";
-    return st.ok();
-  }
-  rpc::Connection& conn() { return *conn_; }
-
- private:
-  rpc::EventLoop loop_;
-  rpc::Dispatcher none_;
-  rpc::ConnectionPtr conn_;
-};
-
 // Prints the job's output from `offset` until it ends (follow) or until what exists now was
 // printed; returns the job as last seen (submission_id empty when unknown).
-proto::SubmittedJob PrintLogs(Session& s, const std::string& id, bool follow) {
+proto::SubmittedJob PrintLogs(GcsSession& s, const std::string& id, bool follow) {
   proto::JobLogsRequest req;
   req.set_submission_id(id);
   req.set_max_bytes(1 << 20);
   while (true) {
     proto::JobLogsReply reply;
-    if (!s.Call(rpc::kJobLogs, req, &reply, "logs")) return {};
+    if (!s.Call(rpc::kJobLogs, req, &reply)) return {};
     if (!reply.found()) {
       std::cerr << "lumen job: no job " << id << "\n";
       return {};
@@ -182,8 +142,8 @@ int JobCommands::Submit(const std::string& address, const std::string& token) {
               << (bytes.ok() ? "it is not executable" : bytes.status().message()) << "\n";
     return 1;
   }
-  Session s;
-  if (!s.Connect(address, token, "submit")) return 1;
+  GcsSession s("lumen job submit");
+  if (!s.Connect(address, token)) return 1;
   auto hash = binaries::Upload(s.conn(), *bytes);
   if (!hash.ok()) {
     std::cerr << "lumen job submit: cannot upload " << program << ": " << hash.status().message()
@@ -198,7 +158,7 @@ int JobCommands::Submit(const std::string& address, const std::string& token) {
   for (size_t i = 1; i < command_.size(); ++i) job->add_args(command_[i]);
   for (const auto& kv : env_) job->add_env(kv);
   proto::SubmitJobReply reply;
-  if (!s.Call(rpc::kSubmitJob, req, &reply, "submit")) return 1;
+  if (!s.Call(rpc::kSubmitJob, req, &reply)) return 1;
   if (!reply.ok()) {
     std::cerr << "lumen job submit: " << reply.error() << "\n";
     return 1;
@@ -215,22 +175,22 @@ int JobCommands::Submit(const std::string& address, const std::string& token) {
 }
 
 int JobCommands::List(const std::string& address, const std::string& token) {
-  Session s;
-  if (!s.Connect(address, token, "list")) return 1;
+  GcsSession s("lumen job list");
+  if (!s.Connect(address, token)) return 1;
   proto::SubmittedJobList list;
-  if (!s.Call(rpc::kListSubmittedJobs, proto::Empty(), &list, "list")) return 1;
+  if (!s.Call(rpc::kListSubmittedJobs, proto::Empty(), &list)) return 1;
   if (list.jobs().empty()) std::cout << "no jobs were submitted to this cluster\n";
   for (const auto& j : list.jobs()) std::cout << Describe(j) << "\n";
   return 0;
 }
 
 int JobCommands::Status(const std::string& address, const std::string& token) {
-  Session s;
-  if (!s.Connect(address, token, "status")) return 1;
+  GcsSession s("lumen job status");
+  if (!s.Connect(address, token)) return 1;
   proto::SubmittedJobRequest req;
   req.set_submission_id(submission_id_);
   proto::SubmittedJobReply reply;
-  if (!s.Call(rpc::kGetSubmittedJob, req, &reply, "status")) return 1;
+  if (!s.Call(rpc::kGetSubmittedJob, req, &reply)) return 1;
   if (!reply.found()) {
     std::cerr << "lumen job status: no job " << submission_id_ << "\n";
     return 1;
@@ -240,19 +200,19 @@ int JobCommands::Status(const std::string& address, const std::string& token) {
 }
 
 int JobCommands::Logs(const std::string& address, const std::string& token) {
-  Session s;
-  if (!s.Connect(address, token, "logs")) return 1;
+  GcsSession s("lumen job logs");
+  if (!s.Connect(address, token)) return 1;
   return PrintLogs(s, submission_id_, follow_).submission_id().empty() ? 1 : 0;
 }
 
 int JobCommands::Stop(const std::string& address, const std::string& token) {
-  Session s;
-  if (!s.Connect(address, token, "stop")) return 1;
+  GcsSession s("lumen job stop");
+  if (!s.Connect(address, token)) return 1;
   proto::SubmittedJobRequest req;
   req.set_submission_id(submission_id_);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   proto::SubmittedJobReply reply;
-  if (!s.Call(rpc::kStopSubmittedJob, req, &reply, "stop")) return 1;
+  if (!s.Call(rpc::kStopSubmittedJob, req, &reply)) return 1;
   if (!reply.found()) {
     std::cerr << "lumen job stop: no job " << submission_id_ << "\n";
     return 1;
@@ -260,7 +220,7 @@ int JobCommands::Stop(const std::string& address, const std::string& token) {
   // Until the driver is gone (its grace period, then SIGKILL).
   while (!Terminal(reply.job().state()) && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(kPollInterval);
-    if (!s.Call(rpc::kGetSubmittedJob, req, &reply, "stop")) return 1;
+    if (!s.Call(rpc::kGetSubmittedJob, req, &reply)) return 1;
   }
   std::cout << Describe(reply.job()) << "\n";
   return Terminal(reply.job().state()) ? 0 : 1;

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "api/local_cluster.h"
+#include "cli/actor_commands.h"
 #include "cli/cli_common.h"
 #include "cli/job_commands.h"
 #include "common/fs.h"
@@ -674,6 +675,7 @@ int main(int argc, char** argv) {
   status->add_option("--token", status_token, "cluster token");
   auto* stop = app.add_subcommand("stop", "stop the cluster started on this machine");
   JobCommands jobs(app);
+  ActorCommands actors(app);
   CLI11_PARSE(app, argc, argv);
   if (!Env("LUMEN_SESSION_ROOT").empty()) f.root = Env("LUMEN_SESSION_ROOT");
   if (start->parsed()) {
@@ -684,5 +686,6 @@ int main(int argc, char** argv) {
   if (status->parsed()) return ShowStatus(status_address, status_token, root);
   if (stop->parsed()) return Stop(root);
   if (jobs.parsed()) return jobs.Run(root);
+  if (actors.parsed()) return actors.Run(root);
   return 0;
 }

@@ -243,6 +243,7 @@ proto::RegisterJobRequest CoreWorker::JobRegistration(const JobID& again) const 
   *req.mutable_driver() = address_;
   req.set_binary(options_.binary);
   req.set_log_to_driver(options_.log_to_driver);
+  req.set_actor_namespace(options_.actor_namespace);
   proto::StartJobRequest* start = req.mutable_start();
   start->set_binary(options_.binary);
   start->set_binary_hash(options_.binary_hash);
@@ -928,11 +929,14 @@ ActorID CoreWorker::CreateActor(const internal::RemoteFunction& factory,
   if (!options.name.empty()) {
     proto::GetActorRequest req;
     req.set_name(options.name);
+    req.set_actor_namespace(options.namespace_);
+    req.set_job_id(job_id_.Binary());
     proto::GetActorReply reply;
     Status st = gcs_->CallSync(rpc::kGetActor, req, &reply, Config::Get().rpc_timeout_ms());
     if (!st.ok()) throw Error("lumen::Actor: cannot reach the control service: " + st.ToString());
     if (reply.found() && reply.info().state() != proto::DEAD) {
-      throw Error("lumen::Actor: an actor named '" + options.name + "' already exists");
+      throw Error("lumen::Actor: an actor named '" + options.name + "' already exists" +
+                  (options.namespace_.empty() ? "" : " in namespace '" + options.namespace_ + "'"));
     }
   }
   TaskContext& ctx = CurrentContext();
@@ -954,11 +958,24 @@ ActorID CoreWorker::CreateActor(const internal::RemoteFunction& factory,
   ac->set_max_task_retries(options.max_task_retries);
   ac->set_max_concurrency(std::max(1, options.max_concurrency));
   ac->set_class_name(factory.class_name);
+  ac->set_actor_namespace(options.namespace_);
+  ac->set_detached(options.lifetime == ActorLifetime::kDetached);
+  for (const auto& [group, threads] : options.concurrency_groups) {
+    if (group.empty() || threads < 1) {
+      throw Error("lumen::Actor: concurrency group '" + group +
+                  "' needs a name and at least 1 "
+                  "thread (it has " +
+                  std::to_string(threads) + ")");
+    }
+    (*ac->mutable_concurrency_groups())[group] = threads;
+  }
   std::vector<ObjectID> held, temporary;
   BuildArgs(*this, args, spec.get(), &held, &temporary);
   for (const auto& id : temporary) references_->RemoveLocalRef(id);
+  // A named or detached actor is not stopped when its creator drops its handles.
   actor_submitter_->AddOwnedActor(actor_id, factory.class_name, options.max_task_retries,
-                                  options.max_concurrency, held, !options.name.empty());
+                                  options.max_concurrency, held,
+                                  !options.name.empty() || ac->detached());
   actor_submitter_->AddHandleRef(actor_id);
   resolver_->Resolve(spec, [this, spec, actor_id](const proto::ErrorInfo* dep_error) {
     if (dep_error) {
@@ -981,16 +998,19 @@ ActorID CoreWorker::CreateActor(const internal::RemoteFunction& factory,
   return actor_id;
 }
 
-std::vector<ObjectID> CoreWorker::SubmitActorTask(const ActorID& actor,
-                                                  const internal::RemoteFunction& method,
-                                                  std::vector<internal::TaskArgument> args) {
+std::vector<ObjectID> CoreWorker::SubmitActorCall(const ActorID& actor,
+                                                  const std::string& function_name,
+                                                  uint64_t signature_hash,
+                                                  std::vector<internal::TaskArgument> args,
+                                                  const std::string& concurrency_group) {
   if (shutting_down_) throw Error("lumen is shut down");
   TaskContext& ctx = CurrentContext();
   TaskID task_id = TaskID::ForActorTask(actor, ctx.task_id, ++ctx.submit_counter);
   auto entry = std::make_shared<TaskEntry>();
   proto::TaskSpec& spec = entry->spec;
-  FillSpecHeader(task_id, job_id_, proto::ACTOR_TASK, method.name, method.signature_hash, &spec);
+  FillSpecHeader(task_id, job_id_, proto::ACTOR_TASK, function_name, signature_hash, &spec);
   spec.set_actor_id(actor.Binary());
+  if (!concurrency_group.empty()) spec.set_concurrency_group(concurrency_group);
   std::vector<ObjectID> temporary;
   BuildArgs(*this, args, &spec, &entry->held_refs, &temporary);
   ObjectID ret = ObjectID::ForReturn(task_id, 0);
@@ -1015,15 +1035,29 @@ void CoreWorker::KillActor(const ActorID& actor, bool no_restart) {
   if (!st.ok()) throw Error("lumen::Kill: " + st.ToString());
 }
 
-ActorID CoreWorker::GetNamedActor(const std::string& name, const std::string& class_name) {
+Status CoreWorker::EndActor(const ActorID& actor, const std::string& why) {
+  proto::KillActorRequest req;
+  req.set_actor_id(actor.Binary());
+  req.set_no_restart(true);
+  req.set_reason(why);
+  proto::Empty empty;
+  return gcs_->CallSync(rpc::kKillActor, req, &empty, Config::Get().rpc_timeout_ms());
+}
+
+bool CoreWorker::InActor() const { return executor_ && executor_->is_actor(); }
+
+bool CoreWorker::ActorWasRestarted() const { return InActor() && executor_->restarted(); }
+
+ActorID CoreWorker::GetNamedActor(const std::string& name, const std::string& actor_namespace,
+                                  const std::string& class_name) {
   proto::GetActorRequest req;
   req.set_name(name);
+  req.set_actor_namespace(actor_namespace);
+  req.set_job_id(job_id_.Binary());
   proto::GetActorReply reply;
   Status st = gcs_->CallSync(rpc::kGetActor, req, &reply, Config::Get().rpc_timeout_ms());
   if (!st.ok()) throw Error("lumen::GetActor: cannot reach the control service: " + st.ToString());
-  if (!reply.found() || reply.info().state() == proto::DEAD) {
-    throw Error("lumen::GetActor: no live actor is named '" + name + "'");
-  }
+  if (!reply.found() || reply.info().state() == proto::DEAD) return ActorID::Nil();
   if (!class_name.empty() && reply.info().class_name() != class_name) {
     throw TypeError("lumen::GetActor: the actor named '" + name + "' is a " +
                     reply.info().class_name() + ", not a " + class_name);

@@ -64,6 +64,7 @@ struct CoreWorkerOptions {
   std::vector<std::string> argv;
   std::string cwd;
   int prestart_workers = 0;
+  std::string actor_namespace;  // driver: of the job's named actors ("": the job's own)
 };
 
 // Per-thread submission context: IDs of nested tasks and puts derive from the running task.
@@ -95,11 +96,20 @@ class CoreWorker {
                                    const TaskOptions& options, int num_returns = 1);
   ActorID CreateActor(const internal::RemoteFunction& factory,
                       std::vector<internal::TaskArgument> args, const ActorOptions& options);
-  std::vector<ObjectID> SubmitActorTask(const ActorID& actor,
-                                        const internal::RemoteFunction& method,
-                                        std::vector<internal::TaskArgument> args);
+  // A call of `function_name` (signature checked when `signature_hash` is not 0) in the
+  // actor's `concurrency_group` (empty: the method's or the default).
+  std::vector<ObjectID> SubmitActorCall(const ActorID& actor, const std::string& function_name,
+                                        uint64_t signature_hash,
+                                        std::vector<internal::TaskArgument> args,
+                                        const std::string& concurrency_group = "");
   void KillActor(const ActorID& actor, bool no_restart);
-  ActorID GetNamedActor(const std::string& name, const std::string& class_name);
+  // lumen::ExitActor() in this worker's actor: dead for good with `why`.
+  Status EndActor(const ActorID& actor, const std::string& why);
+  // This worker hosts an actor (and it is a restart of it).
+  bool InActor() const;
+  bool ActorWasRestarted() const;
+  ActorID GetNamedActor(const std::string& name, const std::string& actor_namespace,
+                        const std::string& class_name);
   NodeID ActorNode(const ActorID& actor);
   void AddActorHandleRef(const ActorID& actor);
   void RemoveActorHandleRef(const ActorID& actor);

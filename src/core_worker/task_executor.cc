@@ -78,12 +78,73 @@ TaskExecutor::~TaskExecutor() {
   for (auto& t : pool_) {
     if (t.joinable()) t.join();
   }
+  std::vector<std::thread*> lane_threads;
+  {
+    MutexLock lock(mu_);
+    for (auto& [name, lane] : lanes_) {
+      for (auto& t : lane->threads) lane_threads.push_back(&t);
+    }
+  }
+  for (auto* t : lane_threads) {
+    if (t->joinable()) t->join();
+  }
+}
+
+std::string TaskExecutor::GroupOf(const proto::TaskSpec& spec) const {
+  if (!spec.concurrency_group().empty() || spec.type() != proto::ACTOR_TASK) {
+    return spec.concurrency_group();
+  }
+  const internal::RemoteFunction* fn = internal::FindRemoteByName(spec.function_name());
+  if (!fn || !fn->is_method || fn->class_name != class_name_) {
+    fn = internal::FindMethodByName(class_name_, spec.function_name());
+  }
+  return fn ? fn->concurrency_group : std::string();
+}
+
+void TaskExecutor::StartLanes(const proto::ActorCreationSpec& creation) {
+  if (creation.concurrency_groups().empty()) return;
+  MutexLock lock(mu_);
+  for (const auto& [name, threads] : creation.concurrency_groups()) {
+    auto lane = std::make_unique<Lane>();
+    Lane* raw = lane.get();
+    for (int i = 0; i < std::max(1, threads); ++i) {
+      lane->threads.emplace_back([this, raw] { LaneMain(raw); });
+    }
+    lanes_[name] = std::move(lane);
+  }
+  has_lanes_.store(true, std::memory_order_release);
+}
+
+bool TaskExecutor::HasLane(const std::string& group) {
+  MutexLock lock(mu_);
+  return lanes_.count(group) > 0;
+}
+
+void TaskExecutor::LaneMain(Lane* lane) {
+  while (true) {
+    std::shared_ptr<Work> work;
+    {
+      MutexLock lock(mu_);
+      lane->cv.Wait(mu_, [&]() LUMEN_REQUIRES(mu_) { return stop_ || !lane->queue.empty(); });
+      if (stop_) return;
+      work = std::move(lane->queue.front());
+      lane->queue.pop_front();
+    }
+    Execute(work);
+  }
 }
 
 void TaskExecutor::HandlePush(const rpc::ConnectionPtr& from, proto::PushTasksRequest& request) {
   auto caller = std::make_shared<const proto::Address>(request.caller());
+  // Groups are looked up outside the lock (the registry has its own).
+  const bool lanes = has_lanes_.load(std::memory_order_acquire);
+  std::vector<std::string> groups;
+  if (lanes) {
+    for (const auto& spec : request.tasks()) groups.push_back(GroupOf(spec));
+  }
   {
     MutexLock lock(mu_);
+    int i = 0;
     for (auto& spec : *request.mutable_tasks()) {
       auto work = std::make_shared<Work>();
       work->spec.Swap(&spec);
@@ -91,6 +152,16 @@ void TaskExecutor::HandlePush(const rpc::ConnectionPtr& from, proto::PushTasksRe
       work->caller = work->spec.has_caller()
                          ? std::make_shared<const proto::Address>(work->spec.caller())
                          : caller;
+      // A group the actor does not declare goes to the default pool, which fails the call.
+      if (lanes && !groups[i].empty()) {
+        if (auto lane = lanes_.find(groups[i]); lane != lanes_.end()) {
+          lane->second->queue.push_back(std::move(work));
+          lane->second->cv.NotifyOne();
+          ++i;
+          continue;
+        }
+      }
+      ++i;
       queue_.push_back(std::move(work));
     }
     queued_.store(queue_.size(), std::memory_order_release);
@@ -113,6 +184,7 @@ void TaskExecutor::Stop() {
   {
     MutexLock lock(mu_);
     stop_ = true;
+    for (auto& [name, lane] : lanes_) lane->cv.NotifyAll();
   }
   cv_.NotifyAll();
 }
@@ -150,6 +222,17 @@ void TaskExecutor::Execute(const std::shared_ptr<Work>& work) {
   // Written before the next task starts: if that one crashes the process, this result is
   // already on its way and the owner charges the crash to the right task.
   if (!work->reply_to->closed()) work->reply_to->Send(rpc::kTaskResults, results);
+  if (work->exit_actor) {
+    ExitActor("it exited with lumen::ExitActor() in " + work->spec.function_name());
+  }
+}
+
+void TaskExecutor::ExitActor(const std::string& why) {
+  Stop();
+  Status st = cw_.EndActor(actor_id_, why);
+  if (!st.ok()) LUMEN_LOG(WARNING) << "lumen::ExitActor: " << st << "; exiting anyway";
+  std::fflush(nullptr);
+  ::_exit(0);
 }
 
 void TaskExecutor::SetError(proto::TaskResult* result, const proto::TaskSpec& spec,
@@ -303,9 +386,20 @@ proto::TaskResult TaskExecutor::RunTask(const std::shared_ptr<Work>& work) {
   thread_local const internal::RemoteFunction* last_fn = nullptr;
   const internal::RemoteFunction* fn =
       last_fn && last_name == name ? last_fn : internal::FindRemoteByName(name);
+  if (spec.type() == proto::ACTOR_TASK && is_actor_ &&
+      (!fn || !fn->is_method || fn->class_name != class_name_)) {
+    fn = internal::FindMethodByName(class_name_, name);  // a call by name ("Incr")
+  }
   if (fn) {
     last_name = name;
     last_fn = fn;
+  }
+  if (!fn && spec.type() == proto::ACTOR_TASK && is_actor_) {
+    SetError(&result, spec, proto::FUNCTION_NOT_FOUND,
+             "the actor's class " + class_name_ + " has no method '" + name +
+                 "' registered in its worker (pid " + std::to_string(::getpid()) +
+                 "); register it with LUMEN_REMOTE(&" + class_name_ + "::" + name + ")");
+    return result;
   }
   if (!fn) {
     SetError(&result, spec, proto::FUNCTION_NOT_FOUND,
@@ -347,9 +441,11 @@ proto::TaskResult TaskExecutor::RunTask(const std::shared_ptr<Work>& work) {
         if (!BorrowsRegistered(spec, &result)) return result;
         class_name_ = fn->class_name;
         actor_id_ = ActorID::FromBinary(spec.actor_creation().actor_id());
-        is_actor_ = true;
+        restarted_ = spec.attempt() > 0;
+        is_actor_.store(true, std::memory_order_release);
         int threads = spec.actor_creation().max_concurrency();
         if (threads > 1 && pool_.empty()) StartPool(threads - 1);
+        StartLanes(spec.actor_creation());
         StoreReturn(*work, return_id, internal::SerializeNil(), &result);
         break;
       }
@@ -361,6 +457,14 @@ proto::TaskResult TaskExecutor::RunTask(const std::shared_ptr<Work>& work) {
         if (!fn->is_method || fn->class_name != class_name_) {
           SetError(&result, spec, proto::TYPE_ERROR,
                    name + " is not a method of the actor's class " + class_name_);
+          return result;
+        }
+        const std::string& group =
+            spec.concurrency_group().empty() ? fn->concurrency_group : spec.concurrency_group();
+        if (!group.empty() && !HasLane(group)) {
+          SetError(&result, spec, proto::TYPE_ERROR,
+                   name + " runs in concurrency group '" + group +
+                       "', which the actor does not declare (ActorOptions::concurrency_groups)");
           return result;
         }
         internal::SerializedValue value = fn->invoke(instance_.get(), args);
@@ -405,6 +509,11 @@ proto::TaskResult TaskExecutor::RunTask(const std::shared_ptr<Work>& work) {
         break;
       }
     }
+  } catch (const internal::ExitActorSignal&) {
+    SetError(&result, spec, proto::ACTOR_DIED,
+             "the actor exited with lumen::ExitActor() in " + name +
+                 (spec.type() == proto::ACTOR_CREATION_TASK ? " (its constructor)" : ""));
+    work->exit_actor = spec.type() != proto::ACTOR_CREATION_TASK;
   } catch (const internal::ArgumentDecodeError& e) {
     SetError(&result, spec, proto::TYPE_ERROR,
              "argument " + std::to_string(e.index + 1) + " of " + name + ": " + e.message);

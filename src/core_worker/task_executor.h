@@ -1,13 +1,15 @@
 // Executes tasks pushed to this worker (worker processes only): normal tasks one at a time on
 // the main thread; an actor's calls in arrival order, or on a pool of `max_concurrency`
-// threads. Results go back to the caller on the connection the task came in on, each as soon
-// as its task finishes.
+// threads, and the calls of each of its concurrency groups on that group's own threads.
+// Results go back to the caller on the connection the task came in on, each as soon as its
+// task finishes.
 //
 // Thread safety: HandlePush runs on the I/O thread; Run on the main thread; thread-safe.
 #pragma once
 
 #include <atomic>
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -34,14 +36,33 @@ class TaskExecutor {
   void Run();
   void Stop();
 
+  // Whether this worker hosts an actor, and whether that is a restart (calls read these once
+  // the creation task has set them).
+  bool is_actor() const { return is_actor_.load(std::memory_order_acquire); }
+  bool restarted() const { return restarted_; }
+
  private:
   struct Work {
     proto::TaskSpec spec;
     rpc::ConnectionPtr reply_to;
     std::shared_ptr<const proto::Address> caller;  // the spec's, or its batch's
+    bool exit_actor = false;                       // it called lumen::ExitActor()
+  };
+
+  // A concurrency group: its calls and the threads that run them.
+  struct Lane {
+    std::deque<std::shared_ptr<Work>> queue;
+    CondVar cv;
+    std::vector<std::thread> threads;
   };
 
   void ThreadMain();
+  void LaneMain(Lane* lane);
+  // The group a call runs in: the spec's, else its method's (LUMEN_CONCURRENCY_GROUP).
+  std::string GroupOf(const proto::TaskSpec& spec) const;
+  // Creation: the actor's groups start their threads.
+  void StartLanes(const proto::ActorCreationSpec& creation);
+  bool HasLane(const std::string& group);
   void Execute(const std::shared_ptr<Work>& work);
   proto::TaskResult RunTask(const std::shared_ptr<Work>& work);
   // Makes every return of the task (num_returns of them) the error.
@@ -61,6 +82,9 @@ class TaskExecutor {
   // becomes an OWNER_DIED error (an owner may free what the task holds) and false is returned.
   bool BorrowsRegistered(const proto::TaskSpec& spec, proto::TaskResult* result);
   void StartPool(int threads);
+  // lumen::ExitActor(): no further call starts; the actor is dead for good with `why`, and
+  // this process exits.
+  [[noreturn]] void ExitActor(const std::string& why);
 
   CoreWorker& cw_;
   Mutex mu_;
@@ -70,12 +94,16 @@ class TaskExecutor {
   bool stop_ LUMEN_GUARDED_BY(mu_) = false;
   std::vector<std::thread> pool_;     // the main executor thread starts and joins them
   std::atomic<int> pool_threads_{0};  // pool_.size(), read by the I/O thread to pick a wake-up
+  // The actor's concurrency groups, set by the creation task (before any call arrives).
+  std::map<std::string, std::unique_ptr<Lane>> lanes_ LUMEN_GUARDED_BY(mu_);
+  std::atomic<bool> has_lanes_{false};
 
   // Actor state (set by the creation task; read by calls).
   std::shared_ptr<void> instance_;
   std::string class_name_;
   ActorID actor_id_;
-  bool is_actor_ = false;
+  std::atomic<bool> is_actor_{false};
+  bool restarted_ = false;
 };
 
 }  // namespace lumen::core

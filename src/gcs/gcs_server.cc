@@ -217,6 +217,7 @@ Status GcsServer::Recover() {
                  entry.job().start(),
                  {},
                  entry.job().log_to_driver()};
+    j.actor_namespace = entry.job().actor_namespace();
     j.awaiting_driver = j.alive;
     alive_jobs += j.alive;
     next_job_ = std::max(next_job_, job.ToInt() + 1);
@@ -235,7 +236,7 @@ Status GcsServer::Recover() {
     a.node = NodeID::FromBinary(entry.node_id());
     a.worker = WorkerID::FromBinary(entry.worker_id());
     if (a.info.state() == proto::DEAD) return;
-    if (!a.info.name().empty()) names_[a.info.name()] = id;
+    if (!a.info.name().empty()) names_[{a.info.actor_namespace(), a.info.name()}] = id;
     if (a.info.state() != proto::ALIVE) interrupted_creations_.push_back(id);
   };
   LUMEN_ASSIGN_OR_RETURN(size_t nodes,
@@ -307,6 +308,7 @@ void GcsServer::PersistJob(const JobID& job) {
   *req->mutable_driver() = it->second.driver;
   *req->mutable_start() = it->second.start;
   req->set_log_to_driver(it->second.log_to_driver);
+  req->set_actor_namespace(it->second.actor_namespace);
   entry.set_finished(!it->second.alive);
   Persist(kJobTable, job.Binary(), entry.SerializeAsString());
 }
@@ -447,7 +449,8 @@ void GcsServer::HandleGetJob(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   auto it = jobs_.find(JobID::FromBinary(req.job_id()));
   if (it != jobs_.end()) {
     reply.set_found(true);
-    reply.set_alive(it->second.alive);
+    // A finished job whose detached actors live on still starts workers for their restarts.
+    reply.set_alive(it->second.alive || HasDetachedActors(it->first));
     *reply.mutable_start() = it->second.start;
   }
   c->Reply(f, reply);
@@ -630,9 +633,14 @@ void GcsServer::HandleRegisterJob(const rpc::ConnectionPtr& c, rpc::Frame& f) {
                     << ") registered again";
   } else {
     job = JobID::FromInt(next_job_++);
-    jobs_[job] = JobState{req.driver(), true, req.start(), c, req.log_to_driver()};
-    jobs_[job].start.set_job_id(job.Binary());
-    jobs_[job].start.set_prestart_workers(0);
+    JobState& j = jobs_[job];
+    j = JobState{req.driver(), true, req.start(), c, req.log_to_driver()};
+    j.start.set_job_id(job.Binary());
+    j.start.set_prestart_workers(0);
+    // Ray's anonymous namespace: one no other job names (a user's cannot start with '\0').
+    j.actor_namespace = !req.actor_namespace().empty()
+                            ? req.actor_namespace()
+                            : std::string(1, '\0') + "job-" + std::to_string(job.ToInt());
     PersistJob(job);
     LUMEN_LOG(INFO) << "job " << job.ToInt() << " started (driver pid " << req.driver().pid()
                     << ")";
@@ -643,6 +651,7 @@ void GcsServer::HandleRegisterJob(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   c->set_context(role);
   proto::RegisterJobReply reply;
   reply.set_job_id(job.Binary());
+  reply.set_actor_namespace(jobs_[job].actor_namespace);
   c->Reply(f, reply);
 }
 
@@ -708,20 +717,15 @@ void GcsServer::FinishJob(const JobID& job, const std::string& why) {
   it->second.awaiting_driver = false;
   PersistJob(job);
   LUMEN_LOG(INFO) << "job " << job.ToInt() << " finished: " << why;
-  for (auto& [aid, a] : actors_) {
-    if (JobID::FromBinary(a.info.job_id()) == job && a.info.state() != proto::DEAD) {
-      SetActorDead(a, "the job that created it finished");
-      KillActorWorker(a, "job finished");
-    }
-  }
-  for (auto nit = names_.begin(); nit != names_.end();) {
-    auto a = actors_.find(nit->second);
-    nit = (a == actors_.end() || a->second.info.state() == proto::DEAD) ? names_.erase(nit)
-                                                                        : std::next(nit);
-  }
-  groups_->OnJobFinished(job);
   proto::JobFinishedRequest note;
   note.set_job_id(job.Binary());
+  for (auto& [aid, a] : actors_) {
+    if (JobID::FromBinary(a.info.job_id()) != job || a.info.state() == proto::DEAD) continue;
+    if (a.info.detached()) continue;  // lives on: its node keeps its worker (LeaseRequest)
+    SetActorDead(a, "the job that created it finished");
+    KillActorWorker(a, "job finished");
+  }
+  groups_->OnJobFinished(job);
   for (auto& [nid, n] : nodes_) {
     if (!n.info.alive()) continue;
     if (auto conn = NodeConnection(nid)) conn->Send(rpc::kJobFinished, note);
@@ -729,6 +733,18 @@ void GcsServer::FinishJob(const JobID& job, const std::string& why) {
 }
 
 // ---- actors ------------------------------------------------------------------------------
+
+bool GcsServer::HasDetachedActors(const JobID& job) const {
+  for (const auto& [id, a] : actors_) {
+    if (a.info.detached() && a.info.state() != proto::DEAD && id.Job() == job) return true;
+  }
+  return false;
+}
+
+std::string GcsServer::JobNamespace(const std::string& job_id) const {
+  auto it = jobs_.find(JobID::FromBinary(job_id));
+  return it == jobs_.end() ? std::string() : it->second.actor_namespace;
+}
 
 proto::ActorStateUpdate GcsServer::ToUpdate(const proto::ActorInfo& info) {
   proto::ActorStateUpdate u;
@@ -771,20 +787,27 @@ void GcsServer::HandleCreateActor(const rpc::ConnectionPtr& c, rpc::Frame& f) {
     return;
   }
   const std::string& name = spec.actor_creation().name();
+  const std::string ns = spec.actor_creation().actor_namespace().empty()
+                             ? JobNamespace(spec.job_id())
+                             : spec.actor_creation().actor_namespace();
   if (!name.empty()) {
-    auto n = names_.find(name);
+    auto n = names_.find({ns, name});
     if (n != names_.end()) {
       reply.set_ok(false);
-      reply.set_error("an actor named '" + name + "' already exists");
+      reply.set_error("an actor named '" + name + "' already exists" +
+                      (ns == JobNamespace(spec.job_id()) ? "" : " in namespace '" + ns + "'"));
       c->Reply(f, reply);
       return;
     }
-    names_[name] = id;
+    names_[{ns, name}] = id;
   }
   ActorState& a = actors_[id];
   a.creation = spec;
+  a.creation.mutable_actor_creation()->set_actor_namespace(ns);
   a.info.set_actor_id(id.Binary());
   a.info.set_name(name);
+  a.info.set_actor_namespace(ns);
+  a.info.set_detached(spec.actor_creation().detached());
   a.info.set_class_name(spec.actor_creation().class_name());
   a.info.set_state(proto::PENDING_CREATION);
   a.info.set_max_restarts(spec.actor_creation().max_restarts());
@@ -842,6 +865,7 @@ void GcsServer::ScheduleActor(const ActorID& id) {
   lease.set_for_actor(true);
   lease.set_actor_id(id.Binary());
   lease.set_max_concurrency(a.creation.actor_creation().max_concurrency());
+  lease.set_detached(a.creation.actor_creation().detached());
   conn->Call(
       rpc::kRequestLease, lease, [this, id, attempt](const Status& st, std::string_view payload) {
         auto it = actors_.find(id);
@@ -988,7 +1012,7 @@ void GcsServer::SetActorDead(ActorState& a, const std::string& cause) {
   a.info.set_state(proto::DEAD);
   a.info.set_death_cause(cause);
   if (!a.info.name().empty()) {
-    auto n = names_.find(a.info.name());
+    auto n = names_.find({a.info.actor_namespace(), a.info.name()});
     if (n != names_.end() && n->second == ActorID::FromBinary(a.info.actor_id())) names_.erase(n);
   }
   LUMEN_LOG(INFO) << "actor " << ActorID::FromBinary(a.info.actor_id()).Hex() << " dead: " << cause;
@@ -1066,8 +1090,21 @@ void GcsServer::HandleGetActor(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   ActorID id;
   if (!req.actor_id().empty()) {
     id = ActorID::FromBinary(req.actor_id());
+  } else if (req.any_namespace()) {
+    std::vector<std::string> namespaces;
+    for (const auto& [key, actor] : names_) {
+      if (key.second != req.name()) continue;
+      id = actor;
+      namespaces.push_back(key.first);
+    }
+    if (namespaces.size() > 1) {
+      id = ActorID::Nil();
+      for (auto& ns : namespaces) reply.add_ambiguous_namespaces(std::move(ns));
+    }
   } else {
-    auto n = names_.find(req.name());
+    const std::string ns =
+        req.actor_namespace().empty() ? JobNamespace(req.job_id()) : req.actor_namespace();
+    auto n = names_.find({ns, req.name()});
     if (n != names_.end()) id = n->second;
   }
   auto it = actors_.find(id);

@@ -84,6 +84,7 @@ class GcsServer {
     std::weak_ptr<rpc::Connection> driver_conn;  // where its workers' output goes
     bool log_to_driver = false;
     bool awaiting_driver = false;  // after a restart, until its driver registers again
+    std::string actor_namespace{};  // of its named actors
   };
   struct ConnRole {  // what a server-side connection belongs to
     NodeID node;
@@ -93,6 +94,9 @@ class GcsServer {
   };
 
   void RegisterHandlers();
+  // The namespace of job `job`'s named actors ("" when the job is unknown).
+  std::string JobNamespace(const std::string& job_id) const;
+  bool HasDetachedActors(const JobID& job) const;
   // Loads the tables a previous incarnation left in the store (see the .cc for what survives).
   Status Recover();
   // After Recover, on the loop once listening: the previous head's node is dead, creations
@@ -193,7 +197,8 @@ class GcsServer {
   std::unordered_map<JobID, JobState> jobs_;
   uint32_t next_job_ = 1;
   std::unordered_map<ActorID, ActorState> actors_;
-  std::map<std::string, ActorID> names_;
+  // (namespace, name) -> the live actor of that name.
+  std::map<std::pair<std::string, std::string>, ActorID> names_;
   std::unordered_map<TaskID, ActorID> creating_;  // creation task -> actor
   std::set<ActorID> waiting_for_group_;           // actors of a pending placement group
   std::unique_ptr<PlacementGroups> groups_;

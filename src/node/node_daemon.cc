@@ -409,13 +409,17 @@ void NodeDaemon::HandleJobFinished(const rpc::ConnectionPtr& c, rpc::Frame& f) {
 }
 
 void NodeDaemon::FinishJob(const JobID& job) {
+  // Detached actors outlive their job, with what they own.
+  std::set<WorkerID> detached;
+  if (pool_->HasJob(job)) {
+    LUMEN_LOG(INFO) << "job " << job.ToInt() << " finished: stopping its workers";
+    detached = pool_->RemoveJob(job);
+  }
   // Objects live as long as their job: copies pulled by nodes that ran none of its workers too.
-  objects_->ForwardFree(store_->JobGone(job));
-  if (!pool_->HasJob(job)) return;
-  LUMEN_LOG(INFO) << "job " << job.ToInt() << " finished: stopping its workers";
-  pool_->RemoveJob(job);
+  // (Copies of a detached actor's objects elsewhere go too: a reader pulls them again.)
+  objects_->ForwardFree(store_->JobGone(job, detached));
   for (auto it = pending_.begin(); it != pending_.end();) {
-    if (JobID::FromBinary(it->req.job_id()) == job) {
+    if (JobID::FromBinary(it->req.job_id()) == job && !it->req.detached()) {
       if (auto r = it->requester.lock()) {
         proto::LeaseReply reply;
         reply.set_error("job finished");
@@ -952,6 +956,7 @@ void NodeDaemon::GrantLease(PendingLease& p, WorkerProc* w) {
   w->state = lease.for_actor ? WorkerProc::State::kActor : WorkerProc::State::kLeased;
   w->lease_id = lease.id;
   if (lease.for_actor) w->actor = ActorID::FromBinary(p.req.actor_id());
+  w->detached = p.req.detached();
   proto::LeaseReply reply;
   reply.set_granted(true);
   reply.set_lease_id(lease.id);

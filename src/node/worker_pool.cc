@@ -46,13 +46,20 @@ void WorkerPool::AddJob(JobConfig config) {
   jobs_[job] = std::move(config);
 }
 
-void WorkerPool::RemoveJob(const JobID& job) {
-  jobs_.erase(job);
+std::set<WorkerID> WorkerPool::RemoveJob(const JobID& job) {
   std::vector<WorkerID> ids;
+  std::set<WorkerID> detached;
   for (const auto& [id, w] : workers_) {
-    if (w->job == job && w->state != WorkerProc::State::kDead) ids.push_back(id);
+    if (w->job != job || w->state == WorkerProc::State::kDead) continue;
+    if (w->detached) {
+      detached.insert(id);
+    } else {
+      ids.push_back(id);
+    }
   }
+  if (detached.empty()) jobs_.erase(job);
   for (const auto& id : ids) Kill(id, "its job finished");
+  return detached;
 }
 
 StatusOr<WorkerProc*> WorkerPool::StartWorker(const JobID& job, const std::string& devices) {

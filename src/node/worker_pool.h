@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -42,6 +43,7 @@ struct WorkerProc {
   uint64_t lease_id = 0;
   bool blocked = false;
   ActorID actor;
+  bool detached = false;  // hosts a detached actor: outlives its job
   // CUDA_VISIBLE_DEVICES it was started with (on a node with GPUs): fixed for its life, so a
   // worker only takes leases of the same GPU instances.
   std::string devices;
@@ -73,8 +75,9 @@ class WorkerPool {
 
   void AddJob(JobConfig config);
   bool HasJob(const JobID& job) const { return jobs_.count(job) > 0; }
-  // Kills every worker of the job and forgets it.
-  void RemoveJob(const JobID& job);
+  // Kills every worker of the job but those of detached actors, which it returns; forgets the
+  // job unless there are such (their restarts start workers of the job again).
+  std::set<WorkerID> RemoveJob(const JobID& job);
 
   // Starts a worker that sees GPU instances `devices` ("0,1"; "" for none) for its whole life.
   StatusOr<WorkerProc*> StartWorker(const JobID& job, const std::string& devices = "");

@@ -639,10 +639,10 @@ std::vector<ObjectID> ObjectStore::OwnerGone(const WorkerID& owner) {
   return owned;
 }
 
-std::vector<ObjectID> ObjectStore::JobGone(const JobID& job) {
+std::vector<ObjectID> ObjectStore::JobGone(const JobID& job, const std::set<WorkerID>& survivors) {
   std::vector<ObjectID> made;
   for (const auto& [id, e] : objects_) {
-    if (id.Task().Job() == job) made.push_back(id);
+    if (id.Task().Job() == job && survivors.count(e.owner) == 0) made.push_back(id);
   }
   Free(made);
   return made;

@@ -17,6 +17,7 @@
 #include <functional>
 #include <list>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -104,8 +105,9 @@ class ObjectStore {
   void ClientGone(ClientId client);
   // An owner died: free every object it owned. Returns their IDs.
   std::vector<ObjectID> OwnerGone(const WorkerID& owner);
-  // A job ended: free every object it made (on any node, whoever owns it). Returns their IDs.
-  std::vector<ObjectID> JobGone(const JobID& job);
+  // A job ended: free every object it made (on any node, whoever owns it) but those owned by
+  // `survivors` (its detached actors). Returns their IDs.
+  std::vector<ObjectID> JobGone(const JobID& job, const std::set<WorkerID>& survivors = {});
 
   bool Contains(const ObjectID& id) const;  // sealed
   // Being created or sealed: a Get of it will find it once its creator seals it.

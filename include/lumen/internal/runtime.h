@@ -61,6 +61,10 @@ struct RemoteFunction {
   Factory create;             // set for factories returning T* / unique_ptr<T> (actor creation)
   std::string class_name;     // actor class of a factory's product or of a method
   bool is_method = false;
+  std::string concurrency_group;  // methods: LUMEN_CONCURRENCY_GROUP's (empty: the default)
+  // LUMEN_ACTOR constructors: registered per class, chosen by their parameter types.
+  bool is_constructor = false;
+  std::vector<std::string> param_types;  // demangled, decayed
   void* raw = nullptr;  // free functions: the function pointer (libraries call it directly)
 };
 
@@ -69,6 +73,24 @@ struct RemoteFunction {
 void RegisterRemote(std::string key, RemoteFunction fn);
 const RemoteFunction* FindRemoteByKey(const std::string& key);
 const RemoteFunction* FindRemoteByName(const std::string& name);
+// LUMEN_CONCURRENCY_GROUP: the method registered (before or after) under `key` runs in `group`.
+bool SetConcurrencyGroup(const std::string& key, const std::string& group);
+// The LUMEN_ACTOR constructor of `class_name` for arguments of `arg_types` (decayed, ObjectRef<U>
+// as U): the only one with that many parameters, else the one whose types match exactly.
+// Throws FunctionNotFoundError when none is registered and TypeError when the choice is
+// ambiguous.
+const RemoteFunction& FindConstructor(const std::string& class_name,
+                                      const std::vector<std::string>& arg_types);
+// A method of the actor class `class_name` by its name as registered ("Counter::Incr") or
+// without the class ("Incr"); nullptr when there is none.
+const RemoteFunction* FindMethodByName(const std::string& class_name, const std::string& name);
+
+// Thrown by lumen::ExitActor(); the executor ends the actor. Not a std::exception, so that user
+// code catching those does not stop the exit.
+struct ExitActorSignal {};
+// Whether the calling code runs in an actor, and whether that actor was restarted.
+bool InActor();
+bool ActorWasRestarted();
 
 // Thrown by invokers when an argument cannot be decoded as the parameter type.
 struct ArgumentDecodeError {
@@ -119,11 +141,19 @@ std::vector<ObjectID> SubmitTaskByName(const std::string& name, std::vector<Task
 
 ActorID CreateActor(const RemoteFunction& factory, std::vector<TaskArgument> args,
                     const ActorOptions& options);
+// `concurrency_group`: empty for the method's (LUMEN_CONCURRENCY_GROUP) or the default.
 std::vector<ObjectID> SubmitActorTask(const ActorID& actor, const RemoteFunction& method,
-                                      std::vector<TaskArgument> args);
+                                      std::vector<TaskArgument> args,
+                                      const std::string& concurrency_group = "");
+// A call of the method registered as `method` ("Counter::Incr" or "Incr"), checked by the actor.
+std::vector<ObjectID> SubmitActorTaskByName(const ActorID& actor, const std::string& method,
+                                            std::vector<TaskArgument> args,
+                                            const std::string& concurrency_group = "");
 void KillActor(const ActorID& actor, bool no_restart);
-// Throws lumen::Error when no live actor has the name; TypeError when its class differs.
-ActorID GetNamedActor(const std::string& name, const std::string& class_name);
+// The live actor named `name` in `actor_namespace` (empty: the job's namespace); nil when there
+// is none. TypeError when `class_name` is given and the actor's class differs.
+ActorID GetNamedActor(const std::string& name, const std::string& actor_namespace,
+                      const std::string& class_name);
 void AddActorHandleRef(const ActorID& actor);
 void RemoveActorHandleRef(const ActorID& actor);
 std::string PackActorHandle(const ActorID& actor);
