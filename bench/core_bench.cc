@@ -69,7 +69,15 @@ class Client {
 // Three returns, each its own object (num_returns = kSplitTuple).
 std::tuple<int, int, int> Three(int x) { return {x, x + 1, x + 2}; }
 
-LUMEN_REMOTE(Noop, Three, TimeGetUs, Target::Create, &Target::Call, Client::Create, &Client::Run);
+// Marks `marker` once running, then spins until cancelled (lumen::IsCancelled).
+int SpinUntilCancelled(std::string marker) {
+  if (FILE* f = std::fopen(marker.c_str(), "w")) std::fclose(f);
+  while (!lumen::IsCancelled()) std::this_thread::yield();
+  return 0;
+}
+
+LUMEN_REMOTE(Noop, Three, SpinUntilCancelled, TimeGetUs, Target::Create, &Target::Call,
+             Client::Create, &Client::Run);
 
 // Runs `body` for `reps` repetitions and returns the best rate (ops per second).
 template <class F>
@@ -119,6 +127,27 @@ int main(int argc, char** argv) {
       for (int i = 0; i < n; ++i) lumen::Get(lumen::Task(Noop).Remote(i));
     });
     Report("tasks_sync_per_s", rate, "tasks/s");
+    // Cancel of a running cooperative task until its Get throws, beside a task's round trip.
+    const int reps = quick ? 5 : 50;
+    const std::string marker = "/tmp/lumen-bench-cancel-" + std::to_string(::getpid());
+    std::vector<double> us;
+    for (int i = 0; i < reps; ++i) {
+      ::unlink(marker.c_str());
+      auto ref = lumen::Task(SpinUntilCancelled).Remote(marker);
+      while (::access(marker.c_str(), F_OK) != 0) std::this_thread::yield();
+      const double start = Now();
+      lumen::Cancel(ref);
+      try {
+        lumen::Get(ref);
+      } catch (const lumen::TaskCancelledError&) {
+      }
+      us.push_back((Now() - start) * 1e6);
+    }
+    ::unlink(marker.c_str());
+    std::sort(us.begin(), us.end());
+    const double cancel_us = us[us.size() / 2];
+    Report("cancel_latency_us", cancel_us, "us");
+    Report("cancel_latency_vs_sync_task", cancel_us / (1e6 / rate), "x");
   }
   double tasks_async = 0;
   {

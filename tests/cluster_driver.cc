@@ -551,6 +551,36 @@ void CheckWaitForANode() {
   throw Failure("ran on an unknown node " + where);
 }
 
+// runtime_env on other nodes: the working_dir travels to them by content.
+std::string ReadConfig(std::string file) {
+  FILE* f = std::fopen(file.c_str(), "r");
+  if (!f) return "<missing>";
+  char buf[256];
+  size_t n = std::fread(buf, 1, sizeof(buf), f);
+  std::fclose(f);
+  const char* mode = std::getenv("PIPELINE_MODE");
+  return std::string(buf, n) + "/" + (mode ? mode : "<unset>") + "@" + WhereAmI();
+}
+LUMEN_REMOTE(ReadConfig);
+
+void CheckRuntimeEnv() {
+  const std::string dir = MakeDir("working-dir");
+  FILE* f = std::fopen((dir + "/config.txt").c_str(), "w");
+  Expect(f != nullptr, "cannot write the working_dir");
+  std::fputs("batch=64", f);
+  std::fclose(f);
+  const lumen::RuntimeEnv env{.env_vars = {{"PIPELINE_MODE", "fast"}}, .working_dir = dir};
+  const auto zones = NodesByZone();
+  for (const char* zone : {"b", "c"}) {
+    std::string seen =
+        lumen::Get(lumen::Task(ReadConfig)
+                       .Options({.label_selector = {{"zone", zone}}, .runtime_env = env})
+                       .Remote(std::string("config.txt")));
+    Expect(seen == "batch=64/fast@" + zones.at(zone), "zone " + std::string(zone) + ": " + seen);
+  }
+  std::printf("the working_dir reached nodes b and c\n");
+}
+
 // An actor with state in its fields and in an object it put (detached and namespace checks).
 class Keeper {
  public:
@@ -660,6 +690,7 @@ int main(int argc, char** argv) {
       {"data_locality", CheckDataLocality},
       {"run_forever", CheckRunForever},
       {"wait_for_a_node", CheckWaitForANode},
+      {"runtime_env", CheckRuntimeEnv},
       {"detached_create", CheckDetachedCreate},
       {"detached_find", CheckDetachedFind},
       {"detached_elsewhere", CheckDetachedElsewhere},

@@ -242,6 +242,12 @@ TEST_F(ClusterTest, DataPipelinesSpreadOverTheNodesAndKeepBlocksWhereTheyAre) {
   EXPECT_NE(r.out.find("files exact"), std::string::npos) << r.out;
 }
 
+TEST_F(ClusterTest, ARuntimeEnvWorkingDirReachesEveryNodeThatRunsItsWork) {
+  auto r = Driver("runtime_env");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("the working_dir reached nodes b and c"), std::string::npos) << r.out;
+}
+
 TEST_F(ClusterTest, ADetachedActorOutlivesItsJobUntilKilledWithTheCli) {
   auto created = Driver("detached_create", "LUMEN_NAMESPACE=svc ");
   ASSERT_EQ(created.code, 0) << created.out;

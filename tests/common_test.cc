@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "common.pb.h"
+#include "common/dir_archive.h"
+#include "common/fs.h"
 #include "common/logging.h"
 #include "common/resources.h"
 #include "common/rpc/connection.h"
@@ -638,3 +640,62 @@ TEST_F(RawReplyTest, ARangePastTheEndOfTheFileFailsTheCallInsteadOfHanging) {
 
 }  // namespace
 }  // namespace lumen
+
+namespace {
+
+TEST(DirArchiveTest, ATreeRoundTripsWithItsModes) {
+  const std::string base = ::testing::TempDir() + "/lumen-archive-" + std::to_string(::getpid());
+  lumen::RemoveAll(base).IgnoreError();
+  ASSERT_TRUE(lumen::MakeDirs(base + "/src/a/b", 0755).ok());
+  ASSERT_TRUE(lumen::MakeDirs(base + "/src/empty", 0755).ok());
+  ASSERT_TRUE(lumen::WriteFileAtomic(base + "/src/top.txt", "top", 0644).ok());
+  ASSERT_TRUE(lumen::WriteFileAtomic(base + "/src/a/b/run.sh", "#!/bin/sh\n", 0755).ok());
+  ASSERT_EQ(::symlink("/etc/passwd", (base + "/src/link").c_str()), 0);
+  auto packed = lumen::dir_archive::Pack(base + "/src", 1 << 20);
+  ASSERT_TRUE(packed.ok()) << packed.status();
+  ASSERT_TRUE(lumen::dir_archive::Unpack(*packed, base + "/dst").ok());
+  EXPECT_EQ(*lumen::ReadFile(base + "/dst/top.txt"), "top");
+  EXPECT_EQ(*lumen::ReadFile(base + "/dst/a/b/run.sh"), "#!/bin/sh\n");
+  EXPECT_EQ(::access((base + "/dst/a/b/run.sh").c_str(), X_OK), 0);
+  EXPECT_TRUE(lumen::PathExists(base + "/dst/empty"));
+  EXPECT_FALSE(lumen::PathExists(base + "/dst/link"));  // links are not followed or kept
+  // Too large: the limit is named.
+  auto big = lumen::dir_archive::Pack(base + "/src", 4);
+  ASSERT_FALSE(big.ok());
+  EXPECT_NE(big.status().message().find("MiB"), std::string::npos);
+  EXPECT_FALSE(lumen::dir_archive::Pack(base + "/src/top.txt", 1 << 20).ok());  // not a directory
+  lumen::RemoveAll(base).IgnoreError();
+}
+
+TEST(DirArchiveTest, HostileArchivesWriteNothingOutsideTheirDestination) {
+  const std::string base = ::testing::TempDir() + "/lumen-hostile-" + std::to_string(::getpid());
+  lumen::RemoveAll(base).IgnoreError();
+  ASSERT_TRUE(lumen::MakeDirs(base, 0700).ok());
+  auto entry = [](const std::string& path, const std::string& data) {
+    std::string e = "f";
+    uint32_t len = static_cast<uint32_t>(path.size());
+    for (int i = 0; i < 4; ++i) e.push_back(static_cast<char>((len >> (8 * i)) & 0xff));
+    e += path;
+    uint32_t mode = 0644;
+    for (int i = 0; i < 4; ++i) e.push_back(static_cast<char>((mode >> (8 * i)) & 0xff));
+    uint64_t size = data.size();
+    for (int i = 0; i < 8; ++i) e.push_back(static_cast<char>((size >> (8 * i)) & 0xff));
+    return e + data;
+  };
+  const std::string magic = "LUMENDIR1\n";
+  for (const std::string& path : {std::string("../escaped"), std::string("/tmp/abs"),
+                                  std::string("a/../../escaped"), std::string("")}) {
+    lumen::Status st = lumen::dir_archive::Unpack(magic + entry(path, "x"), base + "/dst");
+    EXPECT_FALSE(st.ok()) << path;
+    EXPECT_FALSE(lumen::PathExists(base + "/dst")) << path;
+  }
+  EXPECT_FALSE(lumen::PathExists(base + "/escaped"));
+  std::string truncated = magic + entry("file", "hello");
+  truncated.resize(truncated.size() - 2);
+  EXPECT_FALSE(lumen::dir_archive::Unpack(truncated, base + "/dst").ok());
+  EXPECT_FALSE(lumen::dir_archive::Unpack("not an archive", base + "/dst").ok());
+  EXPECT_FALSE(lumen::PathExists(base + "/dst"));
+  lumen::RemoveAll(base).IgnoreError();
+}
+
+}  // namespace

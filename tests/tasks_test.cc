@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <numeric>
@@ -114,6 +115,27 @@ std::tuple<int, int> SplitThrows(int x) {
   if (x < 0) throw std::invalid_argument("cannot split " + std::to_string(x));
   return {x, -x};
 }
+
+// runtime_env: what a worker sees of its environment.
+std::string EnvVar(std::string name) {
+  const char* v = std::getenv(name.c_str());
+  return v ? v : "<unset>";
+}
+std::string ReadHere(std::string file) {
+  std::ifstream in(file);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return in ? text : "<missing>";
+}
+// A task in an environment submits one without: the child inherits it.
+std::string EnvVarOfChild(std::string name) { return lumen::Get(lumen::Task(EnvVar).Remote(name)); }
+
+class EnvActor {
+ public:
+  std::string Var(std::string name) { return EnvVar(std::move(name)); }
+  std::string Read(std::string file) { return ReadHere(std::move(file)); }
+};
+LUMEN_ACTOR(EnvActor);
+LUMEN_REMOTE(EnvVar, ReadHere, EnvVarOfChild, &EnvActor::Var, &EnvActor::Read);
 
 LUMEN_REMOTE(Split3, SplitThrows);
 LUMEN_REMOTE(Add, Sum, Concat, GetPid, Nothing, Throws, SumOfSquares, Fib, MakeBig, MakeBuffer,
@@ -457,6 +479,48 @@ TEST_F(GpuTest, AWorkerKeepsTheDevicesItWasStartedWithForItsLife) {
   }
   EXPECT_TRUE(all.count("")) << "tasks without GPUs see none";
   EXPECT_TRUE(all.count("0,1"));
+}
+
+TEST_F(TaskTest, RuntimeEnvSetsVariablesAndTheWorkingDirectoryOfItsOwnWorkers) {
+  const std::string dir = ::testing::TempDir() + "/lumen-wd-" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir + "/conf");
+  std::ofstream(dir + "/conf/model.txt") << "resnet-18";
+  const lumen::RuntimeEnv env{.env_vars = {{"LUMEN_TEST_MODE", "blue"}}, .working_dir = dir};
+  EXPECT_EQ(
+      lumen::Get(
+          lumen::Task(EnvVar).Options({.runtime_env = env}).Remote(std::string("LUMEN_TEST_MODE"))),
+      "blue");
+  // The directory's contents, sent as a copy: the worker reads them relative to its cwd.
+  EXPECT_EQ(lumen::Get(lumen::Task(ReadHere)
+                           .Options({.runtime_env = env})
+                           .Remote(std::string("conf/model.txt"))),
+            "resnet-18");
+  // Workers of another (or no) environment are not shared with it.
+  EXPECT_EQ(lumen::Get(lumen::Task(EnvVar).Remote(std::string("LUMEN_TEST_MODE"))), "<unset>");
+  EXPECT_EQ(lumen::Get(lumen::Task(EnvVar)
+                           .Options({.runtime_env = {.env_vars = {{"LUMEN_TEST_MODE", "red"}}}})
+                           .Remote(std::string("LUMEN_TEST_MODE"))),
+            "red");
+  // What a task submits inherits its environment.
+  EXPECT_EQ(lumen::Get(lumen::Task(EnvVarOfChild)
+                           .Options({.runtime_env = env})
+                           .Remote(std::string("LUMEN_TEST_MODE"))),
+            "blue");
+  // Actors too.
+  auto a = lumen::Actor<EnvActor>().Options({.runtime_env = env}).Remote();
+  EXPECT_EQ(lumen::Get(a.Task(&EnvActor::Var).Remote(std::string("LUMEN_TEST_MODE"))), "blue");
+  EXPECT_EQ(lumen::Get(a.Task(&EnvActor::Read).Remote(std::string("conf/model.txt"))), "resnet-18");
+  // A working_dir that is not a directory fails at the call, naming it.
+  try {
+    lumen::Task(EnvVar)
+        .Options({.runtime_env = {.working_dir = dir + "/nope"}})
+        .Remote(std::string("X"));
+    ADD_FAILURE() << "no error";
+  } catch (const lumen::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(dir + "/nope"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

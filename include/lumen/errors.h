@@ -78,6 +78,12 @@ class ObjectStoreFullError : public Error {
   using Error::Error;
 };
 
+// The task that makes the object was cancelled with lumen::Cancel before it finished.
+class TaskCancelledError : public Error {
+ public:
+  using Error::Error;
+};
+
 // Get/Wait with a timeout: the object was not ready in time.
 class GetTimeoutError : public Error {
  public:

@@ -233,6 +233,29 @@ WaitResult<Ref> Wait(const std::vector<Ref>& refs, const WaitOptions& options = 
   return out;
 }
 
+struct CancelOptions {
+  // Kill the worker process running it (normal tasks only), rather than asking it to stop.
+  bool force = false;
+  // Also cancel the tasks and actor calls it submitted (and theirs).
+  bool recursive = true;
+};
+
+// Cancels the task (or actor call) that makes `ref` (Ray's ray.cancel); returns at once. A task
+// still queued is removed; a running one is asked to stop — lumen::IsCancelled() turns true
+// inside it — or, with `force`, its worker is killed; it is not retried. Get then throws
+// lumen::TaskCancelledError. A task that already finished keeps its result. Actor calls that
+// have not started are removed; a running one sees IsCancelled(); `force` is refused for them
+// (it would kill the actor). Only the process that submitted the task may cancel it.
+inline void Cancel(const AnyRef& ref, const CancelOptions& options = {}) {
+  if (ref.IsNil()) throw Error("lumen::Cancel: the ref is nil (default-constructed or moved from)");
+  internal::CancelTask(ref.ID(), options.force, options.recursive);
+}
+
+// Inside a task or actor call: whether it was cancelled (lumen::Cancel). Long-running work
+// checks it and returns early; whatever it returns, Get throws TaskCancelledError. False
+// outside tasks.
+inline bool IsCancelled() { return internal::CurrentTaskCancelled(); }
+
 // The earlier spelling: (ready, pending) once `num_returns` are ready or after `timeout_ms`
 // (< 0: no timeout); `num_returns` beyond the refs given is clamped. Fetches like the default
 // WaitOptions.

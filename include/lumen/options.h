@@ -30,6 +30,16 @@ using SchedulingStrategy =
 // Only nodes whose labels (`lumen start --labels zone=b,...`) include every key=value.
 using LabelSelector = std::map<std::string, std::string>;
 
+// The environment of the worker processes that run a task or actor (Ray's runtime_env).
+// Workers are shared only by work of the same environment; tasks a task submits inherit its
+// environment unless they give their own.
+struct RuntimeEnv {
+  std::map<std::string, std::string> env_vars{};  // set in the worker's environment
+  // A directory on the submitting machine: sent to every node that runs the work (stored by
+  // content, at most 500 MiB) and the worker's current directory there.
+  std::string working_dir{};
+};
+
 struct InitOptions {
   // Control service address ("host:port") of a cluster started with `lumen start`. Empty: the
   // LUMEN_ADDRESS environment variable or --lumen-address=...; if none, an embedded local
@@ -69,6 +79,7 @@ struct TaskOptions {
   // room); waits while the group is pending. The scheduling strategy then does not apply.
   PlacementGroup placement_group{};
   int bundle_index = -1;
+  RuntimeEnv runtime_env{};
 };
 
 // Ray's num_returns for a function that returns std::tuple<A, B, ...>: each element becomes
@@ -99,6 +110,7 @@ struct SplitTaskOptions {
   LabelSelector label_selector{};
   PlacementGroup placement_group{};
   int bundle_index = -1;
+  RuntimeEnv runtime_env{};
 
   TaskOptions task_options() const {
     return {.num_cpus = num_cpus,
@@ -111,7 +123,8 @@ struct SplitTaskOptions {
             .scheduling = scheduling,
             .label_selector = label_selector,
             .placement_group = placement_group,
-            .bundle_index = bundle_index};
+            .bundle_index = bundle_index,
+            .runtime_env = runtime_env};
   }
 };
 
@@ -146,6 +159,7 @@ struct ActorOptions {
   LabelSelector label_selector{};
   PlacementGroup placement_group{};  // as for tasks
   int bundle_index = -1;
+  RuntimeEnv runtime_env{};  // as for tasks (the actor's process)
 };
 
 // Options of one actor call.

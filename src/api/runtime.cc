@@ -20,6 +20,7 @@
 #include "common/resources.h"
 #include "common/rpc/connection.h"
 #include "common/rpc/message_types.h"
+#include "common/runtime_env.h"
 #include "common/session.h"
 #include "common/thread_annotations.h"
 #include "core_worker/core_worker.h"
@@ -89,6 +90,7 @@ std::string ArgValue(int argc, char** argv, const std::string& flag) {
   o.worker_id = WorkerID::FromHex(Env("LUMEN_WORKER_ID"));
   o.job_id =
       JobID::FromInt(static_cast<uint32_t>(std::strtoul(Env("LUMEN_JOB_ID").c_str(), nullptr, 10)));
+  o.runtime_env = DecodeRuntimeEnv(Env("LUMEN_RUNTIME_ENV"));
   // Programs this worker starts are not workers, and do not inherit the token.
   ::unsetenv("LUMEN_ROLE");
   ::unsetenv("LUMEN_TOKEN");
@@ -582,6 +584,15 @@ std::vector<ObjectID> SubmitActorTask(const ActorID& actor, const RemoteFunction
                                       const std::string& concurrency_group) {
   return CW().SubmitActorCall(actor, method.name, method.signature_hash, std::move(args),
                               concurrency_group);
+}
+
+void CancelTask(const ObjectID& id, bool force, bool recursive) {
+  CW().CancelTask(id, force, recursive);
+}
+
+bool CurrentTaskCancelled() {
+  auto* cw = g_cw.load(std::memory_order_acquire);
+  return cw && cw->CurrentContext().cancelled.load(std::memory_order_acquire);
 }
 
 bool InActor() { return CW().InActor(); }

@@ -1,10 +1,13 @@
 #include "core_worker/actor_submitter.h"
 
+#include <algorithm>
+
 #include "common/config.h"
 #include "common/logging.h"
 #include "common/rpc/message_types.h"
 #include "core_worker/core_worker.h"
 #include "core_worker/peer_connections.h"
+#include "core_worker/task_spec.h"
 #include "gcs.pb.h"
 
 namespace lumen::core {
@@ -222,6 +225,14 @@ void ActorSubmitter::HandleUpdate(const proto::ActorStateUpdate& u) {
         // there, is re-sent to the new instance within max_task_retries, in caller order.
         std::vector<std::shared_ptr<ActorCall>> retry;
         for (auto& [call, state] : TakeInFlightLocked(a)) {
+          if (cw_.IsCancelledTask(TaskID::FromBinary(call->task->spec.task_id()))) {
+            Completion c;  // cancelled: not re-sent
+            c.task = call->task;
+            c.failed = true;
+            c.error = TaskCancelledInfo(c.task->spec);
+            done.push_back(std::move(c));
+            continue;
+          }
           if (a.max_task_retries < 0 || call->resends < a.max_task_retries) {
             ++call->resends;
             call->task->spec.set_attempt(call->task->spec.attempt() + 1);
@@ -259,6 +270,33 @@ void ActorSubmitter::HandleUpdate(const proto::ActorStateUpdate& u) {
         break;
     }
     SendReadyLocked(a, &done);
+  }
+  Complete(done);
+}
+
+void ActorSubmitter::Cancel(const TaskID& task) {
+  std::vector<Completion> done;
+  {
+    MutexLock lock(mu_);
+    auto it = actors_.find(task.Actor());
+    if (it == actors_.end()) return;
+    Actor& a = it->second;
+    const std::string wire_id = task.Binary();
+    auto q = std::find_if(a.queued.begin(), a.queued.end(),
+                          [&](const auto& call) { return call->task->spec.task_id() == wire_id; });
+    if (q != a.queued.end()) {
+      Completion c;
+      c.task = (*q)->task;
+      c.failed = true;
+      c.error = TaskCancelledInfo(c.task->spec);
+      a.queued.erase(q);
+      done.push_back(std::move(c));
+    } else if (a.in_flight.count(task) && a.conn) {
+      proto::CancelTaskRequest req;
+      req.set_task_id(wire_id);
+      req.set_recursive(true);
+      a.conn->Send(rpc::kCancelTask, req);
+    }
   }
   Complete(done);
 }
@@ -376,6 +414,7 @@ void ActorSubmitter::Complete(std::vector<Completion>& done) {
     } else {
       cw_.StoreReturns(&c.result);
     }
+    cw_.ForgetCancelled(TaskID::FromBinary(c.task->spec.task_id()));
     cw_.task_submitter().ReleaseSlot();
   }
 }

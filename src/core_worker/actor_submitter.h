@@ -43,6 +43,9 @@ class ActorSubmitter {
   // up to `max_task_retries` times each (-1: without limit), in submission order.
   void AddOwnedActor(const ActorID& id, const std::string& class_name, int max_task_retries,
                      int max_concurrency, std::vector<ObjectID> creation_refs, bool named);
+  // lumen::Cancel of an actor call (CoreWorker::CancelTask has recorded it): removed when not
+  // sent yet (TaskCancelledError); else the actor is asked to drop or stop it.
+  void Cancel(const TaskID& task);
   // An actor known from a handle or a name: subscribe to its state.
   void EnsureKnown(const ActorID& id);
   // The control service restarted: subscribes again to every actor not known dead (the reply

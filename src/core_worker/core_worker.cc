@@ -19,6 +19,7 @@
 #include "core_worker/object_recovery.h"
 #include "core_worker/owner_fetch.h"
 #include "core_worker/peer_connections.h"
+#include "core_worker/runtime_envs.h"
 #include "core_worker/task_executor.h"
 #include "core_worker/task_spec.h"
 #include "core_worker/task_submitter.h"
@@ -57,6 +58,8 @@ thread_local TaskContext* tls_context = nullptr;
       throw TypeError(e.message());
     case proto::FUNCTION_NOT_FOUND:
       throw FunctionNotFoundError(e.message());
+    case proto::CANCELLED:
+      throw TaskCancelledError(e.message());
     default:
       throw Error(e.message());
   }
@@ -176,6 +179,15 @@ void CoreWorker::RegisterHandlers() {
       return;
     }
     executor_->HandlePush(c, req);
+  });
+  dispatcher_.Register(rpc::kCancelTask, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
+    proto::CancelTaskRequest req;
+    if (!executor_ || !rpc::ParsePayload(f.payload, &req) ||
+        req.task_id().size() != TaskID::kSize) {
+      LUMEN_LOG(WARNING) << "dropping a malformed or misdirected cancel from " << c->peer_name();
+      return;
+    }
+    executor_->Cancel(TaskID::FromBinary(req.task_id()), req.force(), req.recursive());
   });
   dispatcher_.Register(rpc::kTaskResults, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
     proto::TaskResults results;
@@ -332,6 +344,8 @@ Status CoreWorker::Connect() {
   };
   LUMEN_ASSIGN_OR_RETURN(gcs_, rpc::ReconnectingClient::Connect(&io_, std::move(gcs_options)));
   SubscribeNodeDeaths();
+  runtime_envs_ =
+      std::make_unique<RuntimeEnvs>(options_.runtime_env, [this] { return gcs_->connection(); });
   if (options_.is_driver) {
     proto::RegisterJobReply reply;
     LUMEN_RETURN_IF_ERROR(gcs_->CallSync(rpc::kRegisterJob, JobRegistration(JobID::Nil()), &reply,
@@ -862,6 +876,13 @@ void BuildArgs(CoreWorker& cw, std::vector<internal::TaskArgument>& args, proto:
 
 }  // namespace
 
+std::shared_ptr<const proto::RuntimeEnv> CoreWorker::ResolveRuntimeEnv(const RuntimeEnv& env,
+                                                                       const char* what) {
+  auto resolved = runtime_envs_->Resolve(env);
+  if (!resolved.ok()) throw Error(std::string(what) + ": " + resolved.status().message());
+  return *resolved;
+}
+
 std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
                                              uint64_t signature_hash,
                                              std::vector<internal::TaskArgument> args,
@@ -882,10 +903,13 @@ std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
   InPlacementGroup(options.placement_group, options.bundle_index, "lumen::Task", &entry->resources,
                    &entry->strategy);
   entry->retries_left = std::max(options.max_retries, 0);
-  // Tasks share leases only with tasks of the same shape and placement, and retriable ones
-  // only with retriable ones: their workers are the memory monitor's first choice.
+  entry->runtime_env = ResolveRuntimeEnv(options.runtime_env, "lumen::Task");
+  // Tasks share leases only with tasks of the same shape, placement and environment, and
+  // retriable ones only with retriable ones: their workers are the memory monitor's first
+  // choice.
   entry->shape_key = entry->resources.Key() + "|" + entry->strategy.SerializeAsString() +
-                     (entry->retries_left > 0 ? "|r" : "");
+                     (entry->retries_left > 0 ? "|r" : "") +
+                     (entry->runtime_env ? "|env:" + entry->runtime_env->key() : "");
   std::vector<ObjectID> temporary;
   BuildArgs(*this, args, &spec, &entry->held_refs, &temporary);
   for (int i = 0; i < num_returns; ++i) {
@@ -895,6 +919,7 @@ std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
   }
   for (const auto& id : temporary) references_->RemoveLocalRef(id);
   const std::vector<ObjectID> returns = entry->returns;  // the entry is the submitter's now
+  RecordChild(ctx, returns[0]);
 
   task_submitter_->AcquireSlot();
   ResolveAndSubmit(std::move(entry));
@@ -904,9 +929,11 @@ std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
 void CoreWorker::ResolveAndSubmit(std::shared_ptr<TaskEntry> entry) {
   auto spec_ptr = std::shared_ptr<proto::TaskSpec>(entry, &entry->spec);
   resolver_->Resolve(spec_ptr, [this, entry](const proto::ErrorInfo* dep_error) {
-    if (dep_error) {
+    const TaskID task = TaskID::FromBinary(entry->spec.task_id());
+    if (dep_error || IsCancelledTask(task)) {
       references_->RemoveSubmittedRefs(entry->held_refs);
-      StoreError(entry->returns, *dep_error);
+      StoreError(entry->returns, dep_error ? *dep_error : TaskCancelledInfo(entry->spec));
+      ForgetCancelled(task);
       task_submitter_->ReleaseSlot();
       return;
     }
@@ -951,6 +978,9 @@ ActorID CoreWorker::CreateActor(const internal::RemoteFunction& factory,
   InPlacementGroup(options.placement_group, options.bundle_index, "lumen::Actor", &resources,
                    spec->mutable_strategy());
   resources.ToProto(spec->mutable_resources());
+  if (auto env = ResolveRuntimeEnv(options.runtime_env, "lumen::Actor")) {
+    *spec->mutable_runtime_env() = *env;
+  }
   auto* ac = spec->mutable_actor_creation();
   ac->set_actor_id(actor_id.Binary());
   ac->set_name(options.name);
@@ -1017,6 +1047,7 @@ std::vector<ObjectID> CoreWorker::SubmitActorCall(const ActorID& actor,
   entry->returns.push_back(ret);
   references_->AddOwned(ret, 1, true);
   for (const auto& id : temporary) references_->RemoveLocalRef(id);
+  RecordChild(ctx, ret);
   task_submitter_->AcquireSlot();
   auto call = actor_submitter_->Enqueue(actor, entry);
   auto spec_ptr = std::shared_ptr<proto::TaskSpec>(entry, &entry->spec);
@@ -1033,6 +1064,52 @@ void CoreWorker::KillActor(const ActorID& actor, bool no_restart) {
   proto::Empty empty;
   Status st = gcs_->CallSync(rpc::kKillActor, req, &empty, Config::Get().rpc_timeout_ms());
   if (!st.ok()) throw Error("lumen::Kill: " + st.ToString());
+}
+
+void CoreWorker::CancelTask(const ObjectID& id, bool force, bool recursive) {
+  if (id.IsPut()) {
+    throw Error("lumen::Cancel: object " + id.Hex() + " was made by lumen::Put, not by a task");
+  }
+  if (!references_->IsOwned(id)) {
+    throw Error("lumen::Cancel: object " + id.Hex() +
+                " is not the result of a task this process submitted (only the submitter "
+                "can cancel a task)");
+  }
+  const TaskID task = id.Task();
+  const bool actor_call = IsActorTask(task);
+  if (actor_call && force) {
+    throw Error(
+        "lumen::Cancel: force is not allowed for actor calls (it would kill the actor; "
+        "use lumen::Kill)");
+  }
+  if (memory_store_.Contains(id)) return;  // finished: it keeps its result
+  {
+    MutexLock lock(cancel_mu_);
+    if (cancelled_.insert(task).second) num_cancelled_.fetch_add(1);
+  }
+  if (actor_call) {
+    actor_submitter_->Cancel(task);
+  } else {
+    task_submitter_->Cancel(task, force, recursive);
+  }
+}
+
+bool CoreWorker::IsCancelledTask(const TaskID& task) const {
+  if (num_cancelled_.load(std::memory_order_acquire) == 0) return false;
+  MutexLock lock(cancel_mu_);
+  return cancelled_.count(task) > 0;
+}
+
+void CoreWorker::ForgetCancelled(const TaskID& task) {
+  if (num_cancelled_.load(std::memory_order_acquire) == 0) return;
+  MutexLock lock(cancel_mu_);
+  if (cancelled_.erase(task) > 0) num_cancelled_.fetch_sub(1);
+}
+
+void CoreWorker::RecordChild(TaskContext& ctx, const ObjectID& first_return) {
+  if (&ctx == &driver_context_) return;  // only running tasks are cancelled
+  MutexLock lock(ctx.children_mu);
+  ctx.children.push_back(first_return);
 }
 
 Status CoreWorker::EndActor(const ActorID& actor, const std::string& why) {

@@ -36,6 +36,7 @@ namespace lumen::core {
 
 class TaskSubmitter;
 class ActorSubmitter;
+class RuntimeEnvs;
 class TaskExecutor;
 class DependencyResolver;
 class PeerConnections;
@@ -65,6 +66,9 @@ struct CoreWorkerOptions {
   std::string cwd;
   int prestart_workers = 0;
   std::string actor_namespace;  // driver: of the job's named actors ("": the job's own)
+  // Worker: the runtime environment it was started in (LUMEN_RUNTIME_ENV): what the tasks it
+  // submits inherit.
+  std::shared_ptr<const proto::RuntimeEnv> runtime_env;
 };
 
 // Per-thread submission context: IDs of nested tasks and puts derive from the running task.
@@ -74,6 +78,11 @@ struct TaskContext {
   std::atomic<uint32_t> put_counter{0};
   // Borrowed refs this task deserialized whose owner was asked to register it (task thread).
   std::vector<ObjectID> borrow_registrations;
+  // lumen::Cancel asked this task to stop (set by the I/O thread, read by lumen::IsCancelled).
+  std::atomic<bool> cancelled{false};
+  // The first return of each task and actor call it submitted: cancelled with it (recursive).
+  Mutex children_mu;
+  std::vector<ObjectID> children LUMEN_GUARDED_BY(children_mu);
 };
 
 class CoreWorker {
@@ -103,6 +112,13 @@ class CoreWorker {
                                         std::vector<internal::TaskArgument> args,
                                         const std::string& concurrency_group = "");
   void KillActor(const ActorID& actor, bool no_restart);
+  // lumen::Cancel: see lumen/object_ref.h. Throws lumen::Error for a task this process did not
+  // submit, and for `force` on an actor call.
+  void CancelTask(const ObjectID& id, bool force, bool recursive);
+  // Whether lumen::Cancel was called for `task` (not finished yet): it must not run or retry.
+  bool IsCancelledTask(const TaskID& task) const;
+  // `task` finished (its results or error stored): forgets that it was cancelled.
+  void ForgetCancelled(const TaskID& task);
   // lumen::ExitActor() in this worker's actor: dead for good with `why`.
   Status EndActor(const ActorID& actor, const std::string& why);
   // This worker hosts an actor (and it is a restart of it).
@@ -201,6 +217,12 @@ class CoreWorker {
   bool KeepReturn(const ObjectID& id, const proto::ReturnObject& ro);
 
   void NotifyBlocked(bool blocked);
+  // Remembers a task submitted from `ctx` (a running task's) for recursive cancellation.
+  void RecordChild(TaskContext& ctx, const ObjectID& first_return);
+  // The environment of work submitted with `env` (null: none); throws lumen::Error naming
+  // `what` when it cannot be prepared.
+  std::shared_ptr<const proto::RuntimeEnv> ResolveRuntimeEnv(const RuntimeEnv& env,
+                                                             const char* what);
 
   const CoreWorkerOptions options_;
   WorkerID worker_id_;
@@ -227,6 +249,12 @@ class CoreWorker {
   std::unique_ptr<TaskSubmitter> task_submitter_;
   std::unique_ptr<ActorSubmitter> actor_submitter_;
   std::unique_ptr<TaskExecutor> executor_;
+  std::unique_ptr<RuntimeEnvs> runtime_envs_;
+  // Tasks lumen::Cancel was called for and that have not finished; `num_cancelled_` lets the
+  // per-task checks skip the lock when there are none.
+  mutable Mutex cancel_mu_;
+  std::unordered_set<TaskID> cancelled_ LUMEN_GUARDED_BY(cancel_mu_);
+  std::atomic<size_t> num_cancelled_{0};
 
   TaskContext driver_context_;
   std::atomic<bool> shutting_down_{false};

@@ -15,6 +15,7 @@
 #include "common/spin.h"
 #include "core_worker/borrowers.h"
 #include "core_worker/core_worker.h"
+#include "core_worker/task_spec.h"
 #include "lumen/serialization.h"
 
 namespace lumen::core {
@@ -127,8 +128,7 @@ void TaskExecutor::LaneMain(Lane* lane) {
       MutexLock lock(mu_);
       lane->cv.Wait(mu_, [&]() LUMEN_REQUIRES(mu_) { return stop_ || !lane->queue.empty(); });
       if (stop_) return;
-      work = std::move(lane->queue.front());
-      lane->queue.pop_front();
+      work = TakeLocked(lane->queue);
     }
     Execute(work);
   }
@@ -203,11 +203,74 @@ void TaskExecutor::ThreadMain() {
       MutexLock lock(mu_);
       cv_.Wait(mu_, [this]() LUMEN_REQUIRES(mu_) { return stop_ || !queue_.empty(); });
       if (stop_) return;
-      work = std::move(queue_.front());
-      queue_.pop_front();
+      work = TakeLocked(queue_);
       queued_.store(queue_.size(), std::memory_order_release);
     }
     Execute(work);
+  }
+}
+
+std::shared_ptr<TaskExecutor::Work> TaskExecutor::TakeLocked(
+    std::deque<std::shared_ptr<Work>>& queue) {
+  std::shared_ptr<Work> work = std::move(queue.front());
+  queue.pop_front();
+  running_.push_back(work);
+  return work;
+}
+
+void TaskExecutor::Cancel(const TaskID& task, bool force, bool recursive) {
+  const std::string wire_id = task.Binary();
+  auto matches = [&](const std::shared_ptr<Work>& w) { return w->spec.task_id() == wire_id; };
+  std::shared_ptr<Work> dropped, running;
+  {
+    MutexLock lock(mu_);
+    std::vector<std::deque<std::shared_ptr<Work>>*> queues{&queue_};
+    for (auto& [name, lane] : lanes_) queues.push_back(&lane->queue);
+    for (auto* q : queues) {
+      auto it = std::find_if(q->begin(), q->end(), matches);
+      if (it == q->end()) continue;
+      dropped = std::move(*it);
+      q->erase(it);
+      queued_.store(queue_.size(), std::memory_order_release);
+      break;
+    }
+    if (!dropped) {
+      auto it = std::find_if(running_.begin(), running_.end(), matches);
+      if (it == running_.end()) return;  // finished: it keeps its result
+      running = *it;
+    }
+  }
+  if (dropped) {  // never started
+    proto::TaskResults results;
+    proto::TaskResult* r = results.add_results();
+    r->set_task_id(dropped->spec.task_id());
+    r->set_attempt(dropped->spec.attempt());
+    const proto::ErrorInfo e = TaskCancelledInfo(dropped->spec);
+    SetError(r, dropped->spec, e.type(), e.message());
+    if (!dropped->reply_to->closed()) dropped->reply_to->Send(rpc::kTaskResults, results);
+    return;
+  }
+  running->ctx.cancelled.store(true, std::memory_order_release);
+  if (recursive) {
+    std::vector<ObjectID> children;
+    {
+      MutexLock lock(running->ctx.children_mu);
+      children = running->ctx.children;
+    }
+    for (const auto& child : children) {
+      try {
+        cw_.CancelTask(child, force && !IsActorTask(child.Task()), /*recursive=*/true);
+      } catch (const std::exception& e) {
+        LUMEN_LOG(WARNING) << "cancelling a task of cancelled " << running->spec.function_name()
+                           << ": " << e.what();
+      }
+    }
+  }
+  if (force && !is_actor()) {
+    // The owner knows it asked: the death of this process ends the task as cancelled.
+    LUMEN_LOG(INFO) << "task " << running->spec.function_name() << " cancelled with force";
+    std::fflush(nullptr);
+    ::_exit(1);
   }
 }
 
@@ -216,12 +279,30 @@ void TaskExecutor::Execute(const std::shared_ptr<Work>& work) {
   auto start = std::chrono::steady_clock::now();
   proto::TaskResult* r = results.add_results();
   *r = RunTask(work);
+  if (work->ctx.cancelled.load(std::memory_order_acquire)) {
+    // Cancelled while it ran: whatever it returned, its result is the cancellation.
+    std::vector<ObjectID> stored;
+    for (const auto& ro : r->returns()) {
+      if (ro.in_plasma()) stored.push_back(ObjectID::FromBinary(ro.object_id()));
+    }
+    if (!stored.empty()) cw_.store().Free(stored);
+    const proto::ErrorInfo e = TaskCancelledInfo(work->spec);
+    SetError(r, work->spec, e.type(), e.message());
+    r->set_application_error(false);
+    r->set_system_error(false);
+  }
   r->set_exec_us(std::chrono::duration_cast<std::chrono::microseconds>(
                      std::chrono::steady_clock::now() - start)
                      .count());
   // Written before the next task starts: if that one crashes the process, this result is
   // already on its way and the owner charges the crash to the right task.
   if (!work->reply_to->closed()) work->reply_to->Send(rpc::kTaskResults, results);
+  {
+    MutexLock lock(mu_);
+    if (auto it = std::find(running_.begin(), running_.end(), work); it != running_.end()) {
+      running_.erase(it);
+    }
+  }
   if (work->exit_actor) {
     ExitActor("it exited with lumen::ExitActor() in " + work->spec.function_name());
   }
@@ -370,7 +451,7 @@ proto::TaskResult TaskExecutor::RunTask(const std::shared_ptr<Work>& work) {
   result.set_task_id(spec.task_id());
   result.set_attempt(spec.attempt());
   TaskID task_id = TaskID::FromBinary(spec.task_id());
-  TaskContext ctx;
+  TaskContext& ctx = work->ctx;
   ctx.task_id = task_id;
   cw_.SetThreadContext(&ctx);
   struct ResetContext {

@@ -19,12 +19,11 @@
 #include "common/rpc/connection.h"
 #include "common/thread_annotations.h"
 #include "core_worker.pb.h"
+#include "core_worker/core_worker.h"
 #include "lumen/ids.h"
 #include "lumen/internal/runtime.h"
 
 namespace lumen::core {
-
-class CoreWorker;
 
 class TaskExecutor {
  public:
@@ -32,6 +31,11 @@ class TaskExecutor {
   ~TaskExecutor();
 
   void HandlePush(const rpc::ConnectionPtr& from, proto::PushTasksRequest& request);
+  // lumen::Cancel from the task's owner: a task queued here is dropped (its result says it was
+  // cancelled); a running one is flagged (lumen::IsCancelled), with `recursive` what it
+  // submitted is cancelled too, and with `force` this process exits (its owner does not retry
+  // it). A task not here (finished) is left alone. I/O thread.
+  void Cancel(const TaskID& task, bool force, bool recursive);
   // Runs tasks until Stop(); the calling thread is the first executor thread.
   void Run();
   void Stop();
@@ -47,6 +51,7 @@ class TaskExecutor {
     rpc::ConnectionPtr reply_to;
     std::shared_ptr<const proto::Address> caller;  // the spec's, or its batch's
     bool exit_actor = false;                       // it called lumen::ExitActor()
+    TaskContext ctx;                               // while it runs (cancellation, nesting)
   };
 
   // A concurrency group: its calls and the threads that run them.
@@ -56,6 +61,8 @@ class TaskExecutor {
     std::vector<std::thread> threads;
   };
 
+  // Takes the next task of `queue` to run (and lists it as running).
+  std::shared_ptr<Work> TakeLocked(std::deque<std::shared_ptr<Work>>& queue) LUMEN_REQUIRES(mu_);
   void ThreadMain();
   void LaneMain(Lane* lane);
   // The group a call runs in: the spec's, else its method's (LUMEN_CONCURRENCY_GROUP).
@@ -94,6 +101,7 @@ class TaskExecutor {
   bool stop_ LUMEN_GUARDED_BY(mu_) = false;
   std::vector<std::thread> pool_;     // the main executor thread starts and joins them
   std::atomic<int> pool_threads_{0};  // pool_.size(), read by the I/O thread to pick a wake-up
+  std::vector<std::shared_ptr<Work>> running_ LUMEN_GUARDED_BY(mu_);  // at most one per thread
   // The actor's concurrency groups, set by the creation task (before any call arrives).
   std::map<std::string, std::unique_ptr<Lane>> lanes_ LUMEN_GUARDED_BY(mu_);
   std::atomic<bool> has_lanes_{false};

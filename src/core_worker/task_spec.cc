@@ -15,6 +15,14 @@ bool IsActorTask(const TaskID& id) {
   return false;
 }
 
+proto::ErrorInfo TaskCancelledInfo(const proto::TaskSpec& spec) {
+  proto::ErrorInfo e;
+  e.set_type(proto::CANCELLED);
+  e.set_function_name(spec.function_name());
+  e.set_message("task " + spec.function_name() + " was cancelled (lumen::Cancel)");
+  return e;
+}
+
 void FillSpecHeader(const TaskID& id, const JobID& job, proto::TaskType type,
                     const std::string& function_name, uint64_t signature_hash,
                     proto::TaskSpec* spec) {

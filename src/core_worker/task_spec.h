@@ -18,6 +18,9 @@ namespace lumen::core {
 // An actor method's task (its ID carries the actor); normal tasks carry the nil actor.
 bool IsActorTask(const TaskID& id);
 
+// The error a task cancelled with lumen::Cancel ends with.
+proto::ErrorInfo TaskCancelledInfo(const proto::TaskSpec& spec);
+
 // Id, job, type, function and one return: what every spec starts with.
 void FillSpecHeader(const TaskID& id, const JobID& job, proto::TaskType type,
                     const std::string& function_name, uint64_t signature_hash,

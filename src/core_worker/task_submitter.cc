@@ -8,6 +8,7 @@
 #include "core_worker/core_worker.h"
 #include "core_worker/object_recovery.h"
 #include "core_worker/peer_connections.h"
+#include "core_worker/task_spec.h"
 #include "node.pb.h"
 
 namespace lumen::core {
@@ -104,6 +105,14 @@ void TaskSubmitter::DrainIncoming() {
     MutexLock lock(mu_);
     std::vector<std::string> keys;
     for (auto& task : batch) {
+      if (cw_.IsCancelledTask(TaskID::FromBinary(task->spec.task_id()))) {
+        Completion c;
+        c.error = TaskCancelledInfo(task->spec);
+        c.task = std::move(task);
+        c.failed_by_system = true;
+        failed.push_back(std::move(c));
+        continue;
+      }
       if (shutdown_) {
         Completion c;
         c.task = std::move(task);
@@ -121,6 +130,7 @@ void TaskSubmitter::DrainIncoming() {
       ks.strategy = task->strategy;
       ks.lease_node = task->lease_node;
       ks.retriable = task->spec.max_retries() > 0;
+      ks.runtime_env = task->runtime_env;
       ks.queue.push_back(std::move(task));
     }
     for (const auto& k : keys) PumpLocked(k);
@@ -271,6 +281,7 @@ void TaskSubmitter::SendLeaseRequestLocked(const std::string& key, const rpc::Co
   *req.mutable_strategy() = ks.strategy;
   req.set_spillback_count(spillback_count);
   req.set_retriable(ks.retriable);
+  if (ks.runtime_env) *req.mutable_runtime_env() = *ks.runtime_env;
   if (!ks.queue.empty()) req.set_function_name(ks.queue.front()->spec.function_name());
   // The pending call lives in the connection: a strong reference back to it would make a cycle
   // that keeps both alive past shutdown when the call is still pending then.
@@ -451,7 +462,8 @@ void TaskSubmitter::HandleResults(const rpc::ConnectionPtr& conn, proto::TaskRes
         }
       }
       bool retry = task->retries_left > 0 &&
-                   ((r.application_error() && task->spec.retry_exceptions()) || r.system_error());
+                   ((r.application_error() && task->spec.retry_exceptions()) || r.system_error()) &&
+                   !cw_.IsCancelledTask(TaskID::FromBinary(task->spec.task_id()));
       if (retry) {
         --task->retries_left;
         task->spec.set_attempt(task->spec.attempt() + 1);
@@ -542,6 +554,14 @@ void TaskSubmitter::HandleWorkerFailure(std::vector<std::shared_ptr<TaskEntry>> 
           MutexLock lock(mu_);
           for (size_t i = 0; i < shared->size(); ++i) {
             auto& task = (*shared)[i];
+            if (cw_.IsCancelledTask(TaskID::FromBinary(task->spec.task_id()))) {
+              Completion c;  // (force) its worker was killed to cancel it: not retried
+              c.task = task;
+              c.failed_by_system = true;
+              c.error = TaskCancelledInfo(task->spec);
+              failed.push_back(std::move(c));
+              continue;
+            }
             if (i > 0 && !shutdown_) {  // never started: not its fault
               RequeueFrontLocked(task, &keys);
               continue;
@@ -615,8 +635,42 @@ void TaskSubmitter::Complete(std::vector<Completion>& done) {
     } else {
       cw_.StoreReturns(&c.result);
     }
+    cw_.ForgetCancelled(TaskID::FromBinary(c.task->spec.task_id()));
     ReleaseSlot();
   }
+}
+
+void TaskSubmitter::Cancel(const TaskID& task, bool force, bool recursive) {
+  const std::string wire_id = task.Binary();
+  std::vector<Completion> removed;
+  {
+    MutexLock lock(mu_);
+    for (auto& [key, ks] : keys_) {
+      auto it = std::find_if(ks.queue.begin(), ks.queue.end(),
+                             [&](const auto& t) { return t->spec.task_id() == wire_id; });
+      if (it == ks.queue.end()) continue;
+      Completion c;
+      c.task = std::move(*it);
+      c.failed_by_system = true;
+      c.error = TaskCancelledInfo(c.task->spec);
+      ks.queue.erase(it);
+      removed.push_back(std::move(c));
+      break;
+    }
+    if (removed.empty()) {
+      auto it = in_flight_.find(task);
+      if (it == in_flight_.end()) return;
+      auto lw = leases_.find(it->second.lease_id);
+      if (lw == leases_.end() || !lw->second.conn) return;
+      proto::CancelTaskRequest req;
+      req.set_task_id(wire_id);
+      req.set_force(force);
+      req.set_recursive(recursive);
+      lw->second.conn->Send(rpc::kCancelTask, req);
+      return;
+    }
+  }
+  Complete(removed);
 }
 
 void TaskSubmitter::Shutdown() {

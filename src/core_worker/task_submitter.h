@@ -40,6 +40,7 @@ struct TaskEntry {
   std::string key;                // shape and lease node: tasks of one key share leases
   double* avg_exec_us = nullptr;  // the submitter's running average for this function
   int memory_kills = 0;           // attempts killed by a node's memory monitor
+  std::shared_ptr<const proto::RuntimeEnv> runtime_env;  // null: none (part of shape_key)
 };
 
 // Where `spec`'s arguments in shared memory live: the node with most of their bytes, when it is
@@ -74,6 +75,10 @@ class TaskSubmitter {
   void Submit(std::shared_ptr<TaskEntry> task);
   void HandleResults(const rpc::ConnectionPtr& conn, proto::TaskResults& results);
   void OnConnectionClosed(const rpc::ConnectionPtr& conn, const Status& reason);
+  // lumen::Cancel (CoreWorker::CancelTask has recorded it): a task queued here ends with
+  // TaskCancelledError; one pushed to a worker is cancelled there. Not here (being resolved, or
+  // done): nothing to do.
+  void Cancel(const TaskID& task, bool force, bool recursive);
   // The node daemon needs resources back: return every idle lease now.
   void ReleaseIdleLeases();
   void Shutdown();
@@ -99,6 +104,7 @@ class TaskSubmitter {
     proto::SchedulingStrategy strategy;
     NodeID lease_node;
     bool retriable = false;  // its tasks have max_retries > 0 (part of the key)
+    std::shared_ptr<const proto::RuntimeEnv> runtime_env;  // (part of the key)
     std::deque<std::shared_ptr<TaskEntry>> queue;
     std::vector<uint64_t> leases;
     int lease_requests = 0;

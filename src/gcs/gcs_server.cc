@@ -866,6 +866,7 @@ void GcsServer::ScheduleActor(const ActorID& id) {
   lease.set_actor_id(id.Binary());
   lease.set_max_concurrency(a.creation.actor_creation().max_concurrency());
   lease.set_detached(a.creation.actor_creation().detached());
+  if (a.creation.has_runtime_env()) *lease.mutable_runtime_env() = a.creation.runtime_env();
   conn->Call(
       rpc::kRequestLease, lease, [this, id, attempt](const Status& st, std::string_view payload) {
         auto it = actors_.find(id);

@@ -10,6 +10,7 @@
 #include "common/fs.h"
 #include "common/logging.h"
 #include "common/rpc/message_types.h"
+#include "common/runtime_env.h"
 #include "gcs.pb.h"
 #include "scheduling/bundles.h"
 #include "scheduling/wire.h"
@@ -160,6 +161,11 @@ Status NodeDaemon::Start() {
       [this](const WorkerProc& w) { logs_->Add(w.id, w.job, w.pid, w.out_path, w.err_path); });
   drivers_ = std::make_unique<DriverRunner>(loop_, options_.session_dir, options_.token,
                                             [this] { return gcs_ ? gcs_->connection() : nullptr; });
+  working_dirs_ = std::make_unique<WorkingDirs>(
+      loop_, options_.session_dir, [this] { return gcs_ ? gcs_->connection() : nullptr; },
+      [this] {
+        if (!stopped_) ProcessLeaseQueue();
+      });
   MemoryMonitor::Hooks memory_hooks;
   memory_hooks.read_usage = ReadMemoryUsage;
   memory_hooks.candidates = [this] { return MemoryKillCandidates(); };
@@ -853,7 +859,8 @@ void NodeDaemon::ReleaseGpus(const std::vector<int>& gpus, int64_t amount) {
 void NodeDaemon::ProcessLeaseQueue() {
   if (stopped_) return;
   bool short_of_resources = false;
-  std::map<std::pair<JobID, std::string>, int> workers_wanted;  // by job and devices
+  // By job, devices and runtime environment.
+  std::map<std::pair<JobID, std::string>, int> workers_wanted;
   const int64_t cpus = std::max<int64_t>(1, total_.Get("CPU") / kResourceUnit);
   const int64_t max_workers = Config::Get().max_workers_per_cpu() * cpus;
   const auto now = std::chrono::steady_clock::now();
@@ -913,12 +920,24 @@ void NodeDaemon::ProcessLeaseQueue() {
     ReleaseGpus(gpus, scheduling::GpusOf(need));  // only probing; GrantLease takes the same ones
     std::string devices;
     for (int g : gpus) devices += (devices.empty() ? "" : ",") + std::to_string(g);
-    WorkerProc* w = pool_->PopIdle(job, devices);
+    WorkerEnv env;
+    if (Status ready = WorkerEnvOf(it->req.runtime_env(), &env); !ready.ok()) {
+      if (ready.code() != StatusCode::kUnavailable) {  // else: being prepared; waits
+        proto::LeaseReply reply;
+        reply.set_error(ready.message());
+        requester->Reply(it->reply_to, reply);
+        it = pending_.erase(it);
+        continue;
+      }
+      ++it;
+      continue;
+    }
+    WorkerProc* w = pool_->PopIdle(job, devices, env.key);
     if (!w) {
-      int wanted = ++workers_wanted[{job, devices}];
+      int wanted = ++workers_wanted[{job, devices + "|" + env.key}];
       bool may_start = it->req.for_actor() || pool_->NumNonActorWorkers() < max_workers;
-      if (pool_->NumStarting(job, devices) < wanted && may_start) {
-        auto started = pool_->StartWorker(job, devices);
+      if (pool_->NumStarting(job, devices, env.key) < wanted && may_start) {
+        auto started = pool_->StartWorker(job, devices, env);
         if (!started.ok()) {
           proto::LeaseReply reply;
           reply.set_error(started.status().message());
@@ -937,6 +956,17 @@ void NodeDaemon::ProcessLeaseQueue() {
   if (short_of_resources) AskIdleLeasesBack();
   // A node that can hold these joined: schedule them like new requests.
   for (auto& p : reschedule) ScheduleLease(std::move(p), /*view_is_fresh=*/true);
+}
+
+Status NodeDaemon::WorkerEnvOf(const proto::RuntimeEnv& runtime_env, WorkerEnv* out) {
+  if (runtime_env.key().empty()) return Status::OK();
+  out->key = runtime_env.key();
+  if (!runtime_env.working_dir().empty()) {
+    LUMEN_RETURN_IF_ERROR(working_dirs_->Get(runtime_env.working_dir(), &out->cwd));
+  }
+  for (const auto& [k, v] : runtime_env.env_vars()) out->vars.push_back(k + "=" + v);
+  out->encoded = EncodeRuntimeEnv(runtime_env);
+  return Status::OK();
 }
 
 void NodeDaemon::GrantLease(PendingLease& p, WorkerProc* w) {

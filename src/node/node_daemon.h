@@ -32,6 +32,7 @@
 #include "node/memory_monitor.h"
 #include "node/object_manager.h"
 #include "node/worker_pool.h"
+#include "node/working_dirs.h"
 #include "object_store/object_store.h"
 #include "scheduling/policy.h"
 
@@ -157,6 +158,9 @@ class NodeDaemon {
   // Sends the node's resources to the control service soon (at most once per report period).
   void ReportResourcesSoon();
   void ProcessLeaseQueue();
+  // How a lease's worker is started for `runtime_env` (the key empty: none). Unavailable while
+  // its working_dir is being prepared on this node; another error when it cannot be.
+  Status WorkerEnvOf(const proto::RuntimeEnv& runtime_env, WorkerEnv* out);
   void GrantLease(PendingLease& p, WorkerProc* w);
   void EndLease(uint64_t lease_id, bool kill_worker);
   // Gives a finished lease's resources (and GPU instances) back to the node.
@@ -190,8 +194,9 @@ class NodeDaemon {
   std::unique_ptr<ObjectManager> objects_;  // transfers between nodes
   std::unique_ptr<LogMonitor> logs_;        // worker output, to the drivers
   std::unique_ptr<WorkerPool> pool_;
-  std::unique_ptr<DriverRunner> drivers_;  // of submitted jobs (head)
-  std::unique_ptr<MemoryMonitor> memory_;  // kills a worker when the node runs out of memory
+  std::unique_ptr<DriverRunner> drivers_;      // of submitted jobs (head)
+  std::unique_ptr<WorkingDirs> working_dirs_;  // of runtime environments
+  std::unique_ptr<MemoryMonitor> memory_;      // kills a worker when the node runs out of memory
   std::shared_ptr<rpc::ReconnectingClient> gcs_;
   std::string unix_address_;
   std::string tcp_address_;

@@ -62,7 +62,8 @@ std::set<WorkerID> WorkerPool::RemoveJob(const JobID& job) {
   return detached;
 }
 
-StatusOr<WorkerProc*> WorkerPool::StartWorker(const JobID& job, const std::string& devices) {
+StatusOr<WorkerProc*> WorkerPool::StartWorker(const JobID& job, const std::string& devices,
+                                              const WorkerEnv& worker_env) {
   auto it = jobs_.find(job);
   if (it == jobs_.end()) {
     return FailedPreconditionError("job " + std::to_string(job.ToInt()) +
@@ -73,8 +74,12 @@ StatusOr<WorkerProc*> WorkerPool::StartWorker(const JobID& job, const std::strin
   w->id = WorkerID::FromRandom();
   w->job = job;
   w->devices = devices;
+  w->env_key = worker_env.key;
   w->since = std::chrono::steady_clock::now();
   std::vector<std::string> overrides = cfg.env;
+  // The runtime_env's variables, then Lumen's own (which they cannot replace).
+  overrides.insert(overrides.end(), worker_env.vars.begin(), worker_env.vars.end());
+  if (!worker_env.encoded.empty()) overrides.push_back("LUMEN_RUNTIME_ENV=" + worker_env.encoded);
   // Set once at start, never per task: setenv in a running multi-threaded worker is undefined
   // behaviour and would race with its actor threads.
   if (env_.has_gpus) overrides.push_back("CUDA_VISIBLE_DEVICES=" + devices);
@@ -95,7 +100,7 @@ StatusOr<WorkerProc*> WorkerPool::StartWorker(const JobID& job, const std::strin
   if (opts.argv.empty()) opts.argv.push_back(cfg.binary);
   opts.argv[0] = cfg.binary;
   opts.env = EnvironmentWith(overrides);
-  opts.cwd = cfg.cwd;
+  opts.cwd = worker_env.cwd.empty() ? cfg.cwd : worker_env.cwd;
   const std::string stem =
       JoinPath(JoinPath(env_.session_dir, "logs"),
                "worker-" + std::to_string(job.ToInt()) + "-" + w->id.Hex().substr(0, 8));
@@ -132,11 +137,12 @@ WorkerProc* WorkerPool::Register(const WorkerID& id, const rpc::ConnectionPtr& c
   return w;
 }
 
-WorkerProc* WorkerPool::PopIdle(const JobID& job, const std::string& devices) {
+WorkerProc* WorkerPool::PopIdle(const JobID& job, const std::string& devices,
+                                const std::string& env_key) {
   WorkerProc* best = nullptr;
   for (auto& [id, w] : workers_) {
-    if (w->job == job && w->devices == devices && w->state == WorkerProc::State::kIdle && w->conn &&
-        !w->conn->closed()) {
+    if (w->job == job && w->devices == devices && w->env_key == env_key &&
+        w->state == WorkerProc::State::kIdle && w->conn && !w->conn->closed()) {
       if (!best || w->since > best->since) best = w.get();  // most recently used: warm caches
     }
   }
@@ -228,10 +234,12 @@ std::string WorkerPool::ExitDescription(const WorkerID& id) const {
   return it == exits_.end() ? "" : it->second;
 }
 
-int WorkerPool::NumStarting(const JobID& job, const std::string& devices) const {
+int WorkerPool::NumStarting(const JobID& job, const std::string& devices,
+                            const std::string& env_key) const {
   int n = 0;
   for (const auto& [id, w] : workers_)
-    n += w->job == job && w->devices == devices && w->state == WorkerProc::State::kStarting;
+    n += w->job == job && w->devices == devices && w->env_key == env_key &&
+         w->state == WorkerProc::State::kStarting;
   return n;
 }
 

@@ -32,6 +32,14 @@ struct JobConfig {
   std::vector<std::string> env;  // KEY=VALUE for workers
 };
 
+// How a worker's process differs from its job's defaults (a runtime_env).
+struct WorkerEnv {
+  std::string key;                // identifies it (empty: the job's defaults)
+  std::vector<std::string> vars;  // KEY=VALUE set in its environment
+  std::string cwd;                // its working directory (empty: the job's)
+  std::string encoded;            // LUMEN_RUNTIME_ENV: what its own submissions inherit
+};
+
 struct WorkerProc {
   enum class State { kStarting, kIdle, kLeased, kActor, kDead };
   WorkerID id;
@@ -47,6 +55,7 @@ struct WorkerProc {
   // CUDA_VISIBLE_DEVICES it was started with (on a node with GPUs): fixed for its life, so a
   // worker only takes leases of the same GPU instances.
   std::string devices;
+  std::string env_key;  // WorkerEnv::key it was started with: leases of that env only
   std::chrono::steady_clock::time_point since;  // start, or last became idle
   std::string kill_reason;                      // set when this daemon killed it
   std::string out_path, err_path;               // its stdout and stderr, in the session's logs
@@ -80,12 +89,15 @@ class WorkerPool {
   std::set<WorkerID> RemoveJob(const JobID& job);
 
   // Starts a worker that sees GPU instances `devices` ("0,1"; "" for none) for its whole life.
-  StatusOr<WorkerProc*> StartWorker(const JobID& job, const std::string& devices = "");
+  StatusOr<WorkerProc*> StartWorker(const JobID& job, const std::string& devices = "",
+                                    const WorkerEnv& env = {});
   // Matches a registering process to the worker started for it.
   WorkerProc* Register(const WorkerID& id, const rpc::ConnectionPtr& conn,
                        const proto::Address& address);
-  // The most recently used idle worker of `job` started with `devices`, or null.
-  WorkerProc* PopIdle(const JobID& job, const std::string& devices);
+  // The most recently used idle worker of `job` started with `devices` in environment
+  // `env_key`, or null.
+  WorkerProc* PopIdle(const JobID& job, const std::string& devices,
+                      const std::string& env_key = "");
   void MakeIdle(WorkerProc* w);
   WorkerProc* Find(const WorkerID& id);
   void Kill(const WorkerID& id, const std::string& reason);
@@ -94,7 +106,8 @@ class WorkerPool {
   // Exit description of a worker that died recently ("killed by signal 9 (SIGKILL)"), or empty.
   std::string ExitDescription(const WorkerID& id) const;
 
-  int NumStarting(const JobID& job, const std::string& devices) const;
+  int NumStarting(const JobID& job, const std::string& devices,
+                  const std::string& env_key = "") const;
   // Non-actor workers that are not blocked waiting for other tasks.
   int NumNonActorWorkers() const;
   std::vector<const WorkerProc*> All() const;

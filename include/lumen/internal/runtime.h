@@ -150,6 +150,9 @@ std::vector<ObjectID> SubmitActorTaskByName(const ActorID& actor, const std::str
                                             std::vector<TaskArgument> args,
                                             const std::string& concurrency_group = "");
 void KillActor(const ActorID& actor, bool no_restart);
+// lumen::Cancel of the task making `id`, and lumen::IsCancelled in the running task.
+void CancelTask(const ObjectID& id, bool force, bool recursive);
+bool CurrentTaskCancelled();
 // The live actor named `name` in `actor_namespace` (empty: the job's namespace); nil when there
 // is none. TypeError when `class_name` is given and the actor's class differs.
 ActorID GetNamedActor(const std::string& name, const std::string& actor_namespace,

@@ -81,6 +81,7 @@ enum MsgType : uint16_t {
   kRemoveBorrower = 304,   // BorrowerRequest (one-way)
   kWorkerExit = 305,       // Empty (daemon -> idle worker, one-way)
   kObjectCopyAdded = 306,  // ObjectCopyAdded (reader -> owner, one-way)
+  kCancelTask = 307,       // CancelTaskRequest (owner -> the worker running it, one-way)
 };
 
 }  // namespace lumen::rpc

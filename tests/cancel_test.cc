@@ -1,0 +1,153 @@
+// lumen::Cancel on an embedded cluster: tasks queued, running (cooperative and forced),
+// finished, with children; actor calls queued and running; what cannot be cancelled.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "cluster_fixture.h"
+
+namespace {
+
+void Touch(const std::string& path) {
+  if (FILE* f = std::fopen(path.c_str(), "w")) std::fclose(f);
+}
+
+bool Exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+
+// Waits (up to a minute) for a file another process writes.
+bool AwaitFile(const std::string& path) {
+  for (int i = 0; i < 6000; ++i) {
+    if (Exists(path)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+// Holds a CPU until `release` exists.
+int Hold(std::string release) { return AwaitFile(release) ? 1 : -1; }
+
+// Marks that it ran.
+int MarkRan(std::string marker) {
+  Touch(marker);
+  return 1;
+}
+
+// Runs until cancelled, cooperatively; marks when it started and when it saw the cancel.
+std::string SpinUntilCancelled(std::string marker) {
+  Touch(marker + ".started");
+  while (!lumen::IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  Touch(marker + ".cancelled");
+  return "stopped early";
+}
+
+// Never checks IsCancelled: only `force` stops it.
+int IgnoreCancel(std::string marker) {
+  Touch(marker + ".started");
+  while (true) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+}
+
+// Submits a spinning child and waits for it.
+std::string Parent(std::string marker) {
+  return lumen::Get(lumen::Task(SpinUntilCancelled).Remote(marker + ".child"));
+}
+
+class Worker {
+ public:
+  std::string Spin(std::string marker) { return SpinUntilCancelled(std::move(marker)); }
+  int Quick() { return 2; }
+};
+LUMEN_ACTOR(Worker);
+LUMEN_REMOTE(Hold, MarkRan, SpinUntilCancelled, IgnoreCancel, Parent, &Worker::Spin,
+             &Worker::Quick);
+
+class CancelTest : public lumen::testing::EmbeddedCluster {
+ protected:
+  void SetUp() override {
+    dir_ = ::testing::TempDir() + "/lumen-cancel-" + std::to_string(::getpid()) + "-" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string dir_;
+};
+
+template <class T>
+void ExpectCancelled(const lumen::ObjectRef<T>& ref) {
+  try {
+    lumen::Get(ref, 60000);
+    ADD_FAILURE() << "Get returned a value";
+  } catch (const lumen::TaskCancelledError& e) {
+    EXPECT_NE(std::string(e.what()).find("cancelled"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(CancelTest, AQueuedTaskIsRemovedAndNeverRuns) {
+  // Both CPUs busy: the third task waits in the queue.
+  auto a = lumen::Task(Hold).Remote(dir_ + "/release");
+  auto b = lumen::Task(Hold).Remote(dir_ + "/release");
+  auto queued = lumen::Task(MarkRan).Remote(dir_ + "/ran");
+  lumen::Cancel(queued);
+  ExpectCancelled(queued);
+  Touch(dir_ + "/release");
+  EXPECT_EQ(lumen::Get(a, 60000) + lumen::Get(b, 60000), 2);
+  EXPECT_FALSE(Exists(dir_ + "/ran"));
+}
+
+TEST_F(CancelTest, ARunningTaskSeesIsCancelledAndItsResultIsTheCancellation) {
+  EXPECT_FALSE(lumen::IsCancelled());  // the driver
+  auto spin = lumen::Task(SpinUntilCancelled).Options({.max_retries = 3}).Remote(dir_ + "/s");
+  ASSERT_TRUE(AwaitFile(dir_ + "/s.started"));
+  lumen::Cancel(spin);
+  ExpectCancelled(spin);
+  EXPECT_TRUE(AwaitFile(dir_ + "/s.cancelled"));  // it stopped because it was asked to
+}
+
+TEST_F(CancelTest, AFinishedTaskKeepsItsResult) {
+  auto done = lumen::Task(MarkRan).Remote(dir_ + "/done");
+  EXPECT_EQ(lumen::Get(done), 1);
+  lumen::Cancel(done);
+  EXPECT_EQ(lumen::Get(done), 1);
+}
+
+TEST_F(CancelTest, ForceKillsTheWorkerOfATaskThatIgnoresIt) {
+  auto stubborn = lumen::Task(IgnoreCancel).Options({.max_retries = 3}).Remote(dir_ + "/i");
+  ASSERT_TRUE(AwaitFile(dir_ + "/i.started"));
+  lumen::Cancel(stubborn, {.force = true});
+  ExpectCancelled(stubborn);  // not retried, not a crash
+  // The cluster goes on.
+  EXPECT_EQ(lumen::Get(lumen::Task(MarkRan).Remote(dir_ + "/after")), 1);
+}
+
+TEST_F(CancelTest, CancellingATaskCancelsWhatItSubmitted) {
+  auto parent = lumen::Task(Parent).Remote(dir_ + "/p");
+  ASSERT_TRUE(AwaitFile(dir_ + "/p.child.started"));
+  lumen::Cancel(parent, {.recursive = true});
+  ExpectCancelled(parent);
+  EXPECT_TRUE(AwaitFile(dir_ + "/p.child.cancelled"));
+}
+
+TEST_F(CancelTest, ActorCallsAreCancelledQueuedOrRunningAndTheActorLivesOn) {
+  auto w = lumen::Actor<Worker>().Remote();
+  auto running = w.Task(&Worker::Spin).Remote(dir_ + "/a");
+  auto queued = w.Task(&Worker::Quick).Remote();  // behind Spin in the actor
+  ASSERT_TRUE(AwaitFile(dir_ + "/a.started"));
+  lumen::Cancel(queued);
+  ExpectCancelled(queued);
+  lumen::Cancel(running);
+  ExpectCancelled(running);
+  EXPECT_TRUE(AwaitFile(dir_ + "/a.cancelled"));
+  EXPECT_EQ(lumen::Get(w.Task(&Worker::Quick).Remote()), 2);
+  EXPECT_THROW(lumen::Cancel(w.Task(&Worker::Quick).Remote(), {.force = true}), lumen::Error);
+}
+
+TEST_F(CancelTest, OnlyTaskResultsOfThisProcessCanBeCancelled) {
+  EXPECT_THROW(lumen::Cancel(lumen::Put(5)), lumen::Error);
+  EXPECT_THROW(lumen::Cancel(lumen::ObjectRef<int>()), lumen::Error);
+}
+
+}  // namespace
