@@ -76,7 +76,12 @@ int SpinUntilCancelled(std::string marker) {
   return 0;
 }
 
-LUMEN_REMOTE(Noop, Three, SpinUntilCancelled, TimeGetUs, Target::Create, &Target::Call,
+// Yields 0..n-1 (a streaming task).
+void Count(lumen::Yield<int>& out, int n) {
+  for (int i = 0; i < n; ++i) out(i);
+}
+
+LUMEN_REMOTE(Count, Noop, Three, SpinUntilCancelled, TimeGetUs, Target::Create, &Target::Call,
              Client::Create, &Client::Run);
 
 // Runs `body` for `reps` repetitions and returns the best rate (ops per second).
@@ -175,6 +180,17 @@ int main(int argc, char** argv) {
     });
     Report("multi_return_tasks_per_s", rate, "tasks/s");
     Report("multi_return_vs_single_return_tasks", tasks_async > 0 ? rate / tasks_async : 0, "x");
+  }
+  {
+    // Values yielded by one streaming task and taken (Get) by the driver as they come.
+    const int n = 200000 / scale;
+    double rate = BestRate(3, n, [&] {
+      int64_t sum = 0;
+      for (auto ref : lumen::Task(Count).Remote(n)) sum += lumen::Get(ref);
+      if (sum != int64_t{n} * (n - 1) / 2) std::fprintf(stderr, "streaming: wrong sum\n");
+    });
+    Report("streaming_returns_per_s", rate, "values/s");
+    Report("streaming_returns_vs_tasks_async", tasks_async > 0 ? rate / tasks_async : 0, "x");
   }
 
   // ---- actors -------------------------------------------------------------------------------

@@ -25,6 +25,7 @@
 #include "lumen/actor.h"
 #include "lumen/buffer.h"
 #include "lumen/errors.h"
+#include "lumen/generator.h"
 #include "lumen/ids.h"
 #include "lumen/object_ref.h"
 #include "lumen/options.h"

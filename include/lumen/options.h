@@ -80,6 +80,10 @@ struct TaskOptions {
   PlacementGroup placement_group{};
   int bundle_index = -1;
   RuntimeEnv runtime_env{};
+  // Streaming tasks (lumen::Yield): at most this many values produced and not yet taken by
+  // the caller before the generator waits (Ray's _generator_backpressure_num_objects); <= 0:
+  // no limit.
+  int64_t generator_backpressure_num_objects = -1;
 };
 
 // Ray's num_returns for a function that returns std::tuple<A, B, ...>: each element becomes

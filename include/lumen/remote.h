@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "lumen/errors.h"
+#include "lumen/generator.h"
 #include "lumen/internal/runtime.h"
 #include "lumen/object_ref.h"
 #include "lumen/options.h"
@@ -80,6 +81,20 @@ struct FactoryProduct<std::unique_ptr<T>> {
 };
 template <class R>
 constexpr bool kIsFactory = !std::is_void_v<typename FactoryProduct<R>::type>;
+
+// A streaming function's parameters: lumen::Yield<T>& first, then the caller's arguments.
+template <class Args>
+struct GeneratorOf {
+  using type = void;
+};
+template <class T, class... A>
+struct GeneratorOf<std::tuple<Yield<T>&, A...>> {
+  using type = T;
+  using Rest = std::tuple<A...>;
+};
+template <class F>
+constexpr bool kIsGenerator =
+    !std::is_void_v<typename GeneratorOf<typename FunctionTraits<F>::Args>::type>;
 
 template <class F>
 std::string KeyOf(F f) {
@@ -140,9 +155,10 @@ RemoteFunction MakeRemote(const std::string& name, F f) {
   using R = typename Traits::Return;
   using Args = typename Traits::Args;
   constexpr size_t N = Traits::arity;
+  constexpr size_t kFirst = kIsGenerator<F> ? 1 : 0;  // a generator's Yield<T>& is Lumen's
   static_assert(
       []<size_t... I>(std::index_sequence<I...>) {
-        return (kNoMutableRef<std::tuple_element_t<I, Args>> && ...);
+        return ((I < kFirst || kNoMutableRef<std::tuple_element_t<I, Args>>)&&...);
       }(std::make_index_sequence<N>{}),
       "LUMEN_REMOTE: parameters must be values or const references "
       "(a remote function cannot write to the caller's variables)");
@@ -177,6 +193,22 @@ RemoteFunction MakeRemote(const std::string& name, F f) {
         return std::shared_ptr<void>(static_cast<void*>(p.release()),
                                      [](void* q) { delete static_cast<T*>(q); });
       }
+    };
+  } else if constexpr (kIsGenerator<F>) {
+    using G = GeneratorOf<Args>;
+    using Rest = typename G::Rest;
+    constexpr size_t M = N - 1;
+    static_assert(std::is_void_v<R>,
+                  "a streaming function (lumen::Yield<T>& first parameter) returns void: its "
+                  "values are what it yields");
+    fn.is_generator = true;
+    fn.num_args = M;
+    fn.raw = reinterpret_cast<void*>(f);
+    fn.invoke = [f](void*, std::vector<ValueView>& args) {
+      auto decoded = DecodeArgs<Rest>(args, std::make_index_sequence<M>{});
+      Yield<typename G::type> out;
+      std::apply([&](auto&&... a) { f(out, std::move(a)...); }, std::move(decoded));
+      return SerializeNil();
     };
   } else {
     fn.raw = reinterpret_cast<void*>(f);
@@ -358,10 +390,23 @@ class TaskCaller {
     return SplitTaskCaller<F>(f_, options.task_options());
   }
 
+  // A function with a lumen::Yield<T>& first parameter streams: Remote() returns an
+  // ObjectRefStream<T> (lumen/generator.h); the others an ObjectRef of their result.
   template <class... A>
-  ObjectRef<Return> Remote(A&&... args) {
-    auto ids = internal::SubmitCall(f_, options_, 1, std::forward<A>(args)...);
-    return ObjectRef<Return>::FromAdopted(ids[0]);
+  auto Remote(A&&... args) {
+    if constexpr (internal::kIsGenerator<F>) {
+      using G = internal::GeneratorOf<typename Traits::Args>;
+      static_assert(sizeof...(A) + 1 == Traits::arity,
+                    "lumen::Task(f).Remote(...): wrong number of arguments for f (its "
+                    "lumen::Yield<T>& is not passed)");
+      const internal::RemoteFunction& fn = internal::LookupRemote(f_);
+      auto packed = internal::PackArgs<typename G::Rest>(std::forward<A>(args)...);
+      return ObjectRefStream<typename G::type>(
+          internal::SubmitStreamingTask(fn, std::move(packed), options_));
+    } else {
+      auto ids = internal::SubmitCall(f_, options_, 1, std::forward<A>(args)...);
+      return ObjectRef<Return>::FromAdopted(ids[0]);
+    }
   }
 
  private:

@@ -24,6 +24,7 @@
 #include "common/session.h"
 #include "common/thread_annotations.h"
 #include "core_worker/core_worker.h"
+#include "core_worker/generator_streams.h"
 #include "gcs.pb.h"
 #include "lumen/lumen.h"
 #include "node.pb.h"
@@ -585,6 +586,22 @@ std::vector<ObjectID> SubmitActorTask(const ActorID& actor, const RemoteFunction
   return CW().SubmitActorCall(actor, method.name, method.signature_hash, std::move(args),
                               concurrency_group);
 }
+
+TaskID SubmitStreamingTask(const RemoteFunction& fn, std::vector<TaskArgument> args,
+                           const TaskOptions& options) {
+  return CW().SubmitStreamingTask(fn, std::move(args), options);
+}
+
+ObjectID NextStreamItem(const TaskID& task, int64_t timeout_ms) {
+  return CW().streams().Next(task, timeout_ms);
+}
+
+void ReleaseStream(const TaskID& task) {
+  // After Shutdown there is nothing to release.
+  if (auto* cw = g_cw.load(std::memory_order_acquire)) cw->streams().Release(task);
+}
+
+void YieldValue(SerializedValue value) { CW().YieldValue(std::move(value)); }
 
 void CancelTask(const ObjectID& id, bool force, bool recursive) {
   CW().CancelTask(id, force, recursive);

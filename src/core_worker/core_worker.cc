@@ -16,6 +16,7 @@
 #include "core_worker/actor_submitter.h"
 #include "core_worker/borrowers.h"
 #include "core_worker/dependency_resolver.h"
+#include "core_worker/generator_streams.h"
 #include "core_worker/object_recovery.h"
 #include "core_worker/owner_fetch.h"
 #include "core_worker/peer_connections.h"
@@ -141,6 +142,7 @@ CoreWorker::CoreWorker(CoreWorkerOptions options) : options_(std::move(options))
   resolver_ = std::make_unique<DependencyResolver>(*this);
   task_submitter_ = std::make_unique<TaskSubmitter>(*this);
   actor_submitter_ = std::make_unique<ActorSubmitter>(*this);
+  streams_ = std::make_unique<GeneratorStreams>(*this);
   if (!options_.is_driver) executor_ = std::make_unique<TaskExecutor>(*this);
   RegisterHandlers();
 }
@@ -179,6 +181,16 @@ void CoreWorker::RegisterHandlers() {
       return;
     }
     executor_->HandlePush(c, req);
+  });
+  dispatcher_.Register(rpc::kGeneratorItem, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
+    proto::GeneratorItem item;
+    if (rpc::ParsePayload(f.payload, &item)) streams_->OnItem(c, item);
+  });
+  dispatcher_.Register(rpc::kGeneratorAck, [this](const rpc::ConnectionPtr&, rpc::Frame& f) {
+    proto::GeneratorAck ack;
+    if (executor_ && rpc::ParsePayload(f.payload, &ack) && ack.task_id().size() == TaskID::kSize) {
+      executor_->OnGeneratorAck(TaskID::FromBinary(ack.task_id()), ack.consumed());
+    }
   });
   dispatcher_.Register(rpc::kCancelTask, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
     proto::CancelTaskRequest req;
@@ -887,6 +899,24 @@ std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
                                              uint64_t signature_hash,
                                              std::vector<internal::TaskArgument> args,
                                              const TaskOptions& options, int num_returns) {
+  return SubmitNormalTask(function_name, signature_hash, std::move(args), options, num_returns,
+                          /*streaming=*/false, nullptr);
+}
+
+TaskID CoreWorker::SubmitStreamingTask(const internal::RemoteFunction& fn,
+                                       std::vector<internal::TaskArgument> args,
+                                       const TaskOptions& options) {
+  TaskID task;
+  SubmitNormalTask(fn.name, fn.signature_hash, std::move(args), options, /*num_returns=*/0,
+                   /*streaming=*/true, &task);
+  return task;
+}
+
+std::vector<ObjectID> CoreWorker::SubmitNormalTask(const std::string& function_name,
+                                                   uint64_t signature_hash,
+                                                   std::vector<internal::TaskArgument> args,
+                                                   const TaskOptions& options, int num_returns,
+                                                   bool streaming, TaskID* task_out) {
   if (shutting_down_) throw Error("lumen is shut down");
   TaskContext& ctx = CurrentContext();
   TaskID task_id = TaskID::ForNormalTask(job_id_, ctx.task_id, ++ctx.submit_counter);
@@ -894,6 +924,10 @@ std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
   proto::TaskSpec& spec = entry->spec;
   FillSpecHeader(task_id, job_id_, proto::NORMAL_TASK, function_name, signature_hash, &spec);
   spec.set_num_returns(num_returns);
+  if (streaming) {
+    spec.set_streaming(true);
+    spec.set_backpressure(std::max<int64_t>(0, options.generator_backpressure_num_objects));
+  }
   spec.set_max_retries(options.max_retries);
   spec.set_retry_exceptions(options.retry_exceptions);
   spec.set_name(options.name);
@@ -919,7 +953,9 @@ std::vector<ObjectID> CoreWorker::SubmitTask(const std::string& function_name,
   }
   for (const auto& id : temporary) references_->RemoveLocalRef(id);
   const std::vector<ObjectID> returns = entry->returns;  // the entry is the submitter's now
-  RecordChild(ctx, returns[0]);
+  RecordChild(ctx, task_id);
+  if (streaming) streams_->Add(task_id, spec.backpressure());
+  if (task_out) *task_out = task_id;
 
   task_submitter_->AcquireSlot();
   ResolveAndSubmit(std::move(entry));
@@ -932,7 +968,12 @@ void CoreWorker::ResolveAndSubmit(std::shared_ptr<TaskEntry> entry) {
     const TaskID task = TaskID::FromBinary(entry->spec.task_id());
     if (dep_error || IsCancelledTask(task)) {
       references_->RemoveSubmittedRefs(entry->held_refs);
-      StoreError(entry->returns, dep_error ? *dep_error : TaskCancelledInfo(entry->spec));
+      const proto::ErrorInfo error = dep_error ? *dep_error : TaskCancelledInfo(entry->spec);
+      if (entry->spec.streaming()) {
+        streams_->OnEnd(task, nullptr, &error);
+      } else {
+        StoreError(entry->returns, error);
+      }
       ForgetCancelled(task);
       task_submitter_->ReleaseSlot();
       return;
@@ -1047,7 +1088,7 @@ std::vector<ObjectID> CoreWorker::SubmitActorCall(const ActorID& actor,
   entry->returns.push_back(ret);
   references_->AddOwned(ret, 1, true);
   for (const auto& id : temporary) references_->RemoveLocalRef(id);
-  RecordChild(ctx, ret);
+  RecordChild(ctx, task_id);
   task_submitter_->AcquireSlot();
   auto call = actor_submitter_->Enqueue(actor, entry);
   auto spec_ptr = std::shared_ptr<proto::TaskSpec>(entry, &entry->spec);
@@ -1083,11 +1124,15 @@ void CoreWorker::CancelTask(const ObjectID& id, bool force, bool recursive) {
         "use lumen::Kill)");
   }
   if (memory_store_.Contains(id)) return;  // finished: it keeps its result
+  CancelTaskById(task, force, recursive);
+}
+
+void CoreWorker::CancelTaskById(const TaskID& task, bool force, bool recursive) {
   {
     MutexLock lock(cancel_mu_);
     if (cancelled_.insert(task).second) num_cancelled_.fetch_add(1);
   }
-  if (actor_call) {
+  if (IsActorTask(task)) {
     actor_submitter_->Cancel(task);
   } else {
     task_submitter_->Cancel(task, force, recursive);
@@ -1106,10 +1151,15 @@ void CoreWorker::ForgetCancelled(const TaskID& task) {
   if (cancelled_.erase(task) > 0) num_cancelled_.fetch_sub(1);
 }
 
-void CoreWorker::RecordChild(TaskContext& ctx, const ObjectID& first_return) {
+void CoreWorker::RecordChild(TaskContext& ctx, const TaskID& child) {
   if (&ctx == &driver_context_) return;  // only running tasks are cancelled
   MutexLock lock(ctx.children_mu);
-  ctx.children.push_back(first_return);
+  ctx.children.push_back(child);
+}
+
+void CoreWorker::YieldValue(internal::SerializedValue value) {
+  if (!executor_) throw Error("lumen::Yield: not inside a streaming task");
+  executor_->Yield(std::move(value));
 }
 
 Status CoreWorker::EndActor(const ActorID& actor, const std::string& why) {

@@ -37,6 +37,7 @@ namespace lumen::core {
 class TaskSubmitter;
 class ActorSubmitter;
 class RuntimeEnvs;
+class GeneratorStreams;
 class TaskExecutor;
 class DependencyResolver;
 class PeerConnections;
@@ -80,9 +81,9 @@ struct TaskContext {
   std::vector<ObjectID> borrow_registrations;
   // lumen::Cancel asked this task to stop (set by the I/O thread, read by lumen::IsCancelled).
   std::atomic<bool> cancelled{false};
-  // The first return of each task and actor call it submitted: cancelled with it (recursive).
+  // Each task and actor call it submitted: cancelled with it (recursive).
   Mutex children_mu;
-  std::vector<ObjectID> children LUMEN_GUARDED_BY(children_mu);
+  std::vector<TaskID> children LUMEN_GUARDED_BY(children_mu);
 };
 
 class CoreWorker {
@@ -115,6 +116,13 @@ class CoreWorker {
   // lumen::Cancel: see lumen/object_ref.h. Throws lumen::Error for a task this process did not
   // submit, and for `force` on an actor call.
   void CancelTask(const ObjectID& id, bool force, bool recursive);
+  // The same by task (a stream dropped, a cancelled task's children).
+  void CancelTaskById(const TaskID& task, bool force, bool recursive);
+  // A streaming task (lumen::Yield), read through streams().
+  TaskID SubmitStreamingTask(const internal::RemoteFunction& fn,
+                             std::vector<internal::TaskArgument> args, const TaskOptions& options);
+  // Inside a streaming task: its next value.
+  void YieldValue(internal::SerializedValue value);
   // Whether lumen::Cancel was called for `task` (not finished yet): it must not run or retry.
   bool IsCancelledTask(const TaskID& task) const;
   // `task` finished (its results or error stored): forgets that it was cancelled.
@@ -154,6 +162,7 @@ class CoreWorker {
   const std::shared_ptr<rpc::ReconnectingClient>& gcs() const { return gcs_; }
   DependencyResolver& resolver() { return *resolver_; }
   TaskSubmitter& task_submitter() { return *task_submitter_; }
+  GeneratorStreams& streams() { return *streams_; }
 
   // Connections to other core workers and node daemons, and the daemons' addresses.
   PeerConnections& peers() { return *peers_; }
@@ -217,8 +226,13 @@ class CoreWorker {
   bool KeepReturn(const ObjectID& id, const proto::ReturnObject& ro);
 
   void NotifyBlocked(bool blocked);
+  // SubmitTask and SubmitStreamingTask (num_returns 0; the task's id in `task_out`).
+  std::vector<ObjectID> SubmitNormalTask(const std::string& function_name, uint64_t signature_hash,
+                                         std::vector<internal::TaskArgument> args,
+                                         const TaskOptions& options, int num_returns,
+                                         bool streaming, TaskID* task_out);
   // Remembers a task submitted from `ctx` (a running task's) for recursive cancellation.
-  void RecordChild(TaskContext& ctx, const ObjectID& first_return);
+  void RecordChild(TaskContext& ctx, const TaskID& child);
   // The environment of work submitted with `env` (null: none); throws lumen::Error naming
   // `what` when it cannot be prepared.
   std::shared_ptr<const proto::RuntimeEnv> ResolveRuntimeEnv(const RuntimeEnv& env,
@@ -250,6 +264,7 @@ class CoreWorker {
   std::unique_ptr<ActorSubmitter> actor_submitter_;
   std::unique_ptr<TaskExecutor> executor_;
   std::unique_ptr<RuntimeEnvs> runtime_envs_;
+  std::unique_ptr<GeneratorStreams> streams_;
   // Tasks lumen::Cancel was called for and that have not finished; `num_cancelled_` lets the
   // per-task checks skip the lock when there are none.
   mutable Mutex cancel_mu_;

@@ -22,6 +22,13 @@ namespace lumen::core {
 
 namespace {
 
+// Thrown by Yield once the stream's task is cancelled: unwinds the generator (user code that
+// catches std::exception does not stop it).
+struct StreamStopped {};
+
+// The task the calling executor thread runs (Yield finds its stream through it).
+thread_local void* tls_work = nullptr;
+
 // The name worker output is shown under on the driver: the function, or the actor's class.
 std::string OutputName(const proto::TaskSpec& spec) {
   std::string name = spec.function_name();
@@ -210,6 +217,61 @@ void TaskExecutor::ThreadMain() {
   }
 }
 
+std::shared_ptr<TaskExecutor::Work> TaskExecutor::RunningWork(const TaskID& task) {
+  const std::string wire_id = task.Binary();
+  MutexLock lock(mu_);
+  for (const auto& w : running_) {
+    if (w->spec.task_id() == wire_id) return w;
+  }
+  return nullptr;
+}
+
+void TaskExecutor::OnGeneratorAck(const TaskID& task, int64_t consumed) {
+  std::shared_ptr<Work> work = RunningWork(task);
+  if (!work) return;  // ended meanwhile
+  {
+    MutexLock lock(work->gen_mu);
+    work->acked = std::max(work->acked, consumed);
+  }
+  work->gen_cv.NotifyAll();
+}
+
+void TaskExecutor::Yield(internal::SerializedValue value) {
+  Work* work = static_cast<Work*>(tls_work);
+  if (!work || !work->spec.streaming()) {
+    throw Error(
+        "lumen::Yield: not inside a streaming task (a function whose first parameter is "
+        "lumen::Yield<T>&, called with lumen::Task)");
+  }
+  if (work->ctx.cancelled.load(std::memory_order_acquire)) throw StreamStopped{};
+  const TaskID task = TaskID::FromBinary(work->spec.task_id());
+  const int64_t index = work->yielded;
+  proto::TaskResult stored;
+  if (!StoreReturn(*work, ObjectID::ForReturn(task, static_cast<uint32_t>(index)), std::move(value),
+                   &stored)) {
+    proto::ErrorInfo e;  // e.g. the object store is full: the generator fails with it
+    e.ParseFromString(stored.returns(0).value().data());
+    throw Error("lumen::Yield: value " + std::to_string(index) + ": " + e.message());
+  }
+  ++work->yielded;
+  proto::GeneratorItem item;
+  item.set_task_id(work->spec.task_id());
+  item.set_index(index);
+  *item.mutable_item() = std::move(*stored.mutable_returns(0));
+  if (!work->reply_to->closed()) work->reply_to->Send(rpc::kGeneratorItem, item);
+  if (const int64_t limit = work->spec.backpressure(); limit > 0) {
+    MutexLock lock(work->gen_mu);
+    while (!work->gen_cv.WaitFor(work->gen_mu, std::chrono::milliseconds(100),
+                                 [&]() LUMEN_REQUIRES(work->gen_mu) {
+                                   return work->yielded - work->acked < limit ||
+                                          work->ctx.cancelled.load(std::memory_order_acquire);
+                                 })) {
+      if (work->reply_to->closed()) break;  // the owner is gone: nothing will take them
+    }
+  }
+  if (work->ctx.cancelled.load(std::memory_order_acquire)) throw StreamStopped{};
+}
+
 std::shared_ptr<TaskExecutor::Work> TaskExecutor::TakeLocked(
     std::deque<std::shared_ptr<Work>>& queue) {
   std::shared_ptr<Work> work = std::move(queue.front());
@@ -251,15 +313,19 @@ void TaskExecutor::Cancel(const TaskID& task, bool force, bool recursive) {
     return;
   }
   running->ctx.cancelled.store(true, std::memory_order_release);
+  {
+    MutexLock lock(running->gen_mu);  // a generator waiting for back-pressure stops now
+  }
+  running->gen_cv.NotifyAll();
   if (recursive) {
-    std::vector<ObjectID> children;
+    std::vector<TaskID> children;
     {
       MutexLock lock(running->ctx.children_mu);
       children = running->ctx.children;
     }
     for (const auto& child : children) {
       try {
-        cw_.CancelTask(child, force && !IsActorTask(child.Task()), /*recursive=*/true);
+        cw_.CancelTaskById(child, force && !IsActorTask(child), /*recursive=*/true);
       } catch (const std::exception& e) {
         LUMEN_LOG(WARNING) << "cancelling a task of cancelled " << running->spec.function_name()
                            << ": " << e.what();
@@ -290,6 +356,16 @@ void TaskExecutor::Execute(const std::shared_ptr<Work>& work) {
     SetError(r, work->spec, e.type(), e.message());
     r->set_application_error(false);
     r->set_system_error(false);
+  }
+  if (work->spec.streaming()) {
+    // Its values went out as it made them; an error is the stream's last value.
+    const TaskID task = TaskID::FromBinary(work->spec.task_id());
+    while (r->returns_size() > 1) r->mutable_returns()->RemoveLast();
+    if (r->returns_size() == 1) {
+      r->mutable_returns(0)->set_object_id(
+          ObjectID::ForReturn(task, static_cast<uint32_t>(work->yielded)).Binary());
+    }
+    r->set_stream_items(work->yielded + r->returns_size());
   }
   r->set_exec_us(std::chrono::duration_cast<std::chrono::microseconds>(
                      std::chrono::steady_clock::now() - start)
@@ -454,9 +530,13 @@ proto::TaskResult TaskExecutor::RunTask(const std::shared_ptr<Work>& work) {
   TaskContext& ctx = work->ctx;
   ctx.task_id = task_id;
   cw_.SetThreadContext(&ctx);
+  tls_work = work.get();
   struct ResetContext {
     CoreWorker& cw;
-    ~ResetContext() { cw.SetThreadContext(nullptr); }
+    ~ResetContext() {
+      cw.SetThreadContext(nullptr);
+      tls_work = nullptr;
+    }
   } reset{cw_};
 
   MarkOutput(spec);
@@ -581,15 +661,27 @@ proto::TaskResult TaskExecutor::RunTask(const std::shared_ptr<Work>& work) {
           StoreReturns(*work, std::move(values), &result);
           break;
         }
+        if (spec.streaming() != fn->is_generator) {
+          SetError(&result, spec, proto::TYPE_ERROR,
+                   name +
+                       (fn->is_generator ? " is a streaming function (lumen::Yield<T>&)"
+                                         : " is not a streaming function") +
+                       " in the worker but not for its caller; rebuild so that both run the "
+                       "same program");
+          return result;
+        }
         internal::SerializedValue value = fn->invoke(nullptr, args);
         if (!BorrowsRegistered(spec, &result)) {
           cw_.references().RemoveSubmittedRefs(value.nested_refs);
           return result;
         }
+        if (spec.streaming()) break;  // its values went out as it yielded them
         StoreReturn(*work, return_id, std::move(value), &result);
         break;
       }
     }
+  } catch (const StreamStopped&) {
+    // Cancelled (or its stream dropped): Execute makes the result the cancellation.
   } catch (const internal::ExitActorSignal&) {
     SetError(&result, spec, proto::ACTOR_DIED,
              "the actor exited with lumen::ExitActor() in " + name +

@@ -36,6 +36,12 @@ class TaskExecutor {
   // submitted is cancelled too, and with `force` this process exits (its owner does not retry
   // it). A task not here (finished) is left alone. I/O thread.
   void Cancel(const TaskID& task, bool force, bool recursive);
+  // lumen::Yield in the task running on this thread: sends the value to the owner, then waits
+  // while the stream's back-pressure limit is reached. Throws lumen::Error outside a streaming
+  // task, and stops the task (an internal signal) once it is cancelled or its stream dropped.
+  void Yield(internal::SerializedValue value);
+  // The caller took `consumed` values of streaming task `task` (I/O thread).
+  void OnGeneratorAck(const TaskID& task, int64_t consumed);
   // Runs tasks until Stop(); the calling thread is the first executor thread.
   void Run();
   void Stop();
@@ -52,6 +58,11 @@ class TaskExecutor {
     std::shared_ptr<const proto::Address> caller;  // the spec's, or its batch's
     bool exit_actor = false;                       // it called lumen::ExitActor()
     TaskContext ctx;                               // while it runs (cancellation, nesting)
+    // Streaming: values sent so far (task thread), and taken by the caller (acks).
+    int64_t yielded = 0;
+    Mutex gen_mu;
+    CondVar gen_cv;
+    int64_t acked LUMEN_GUARDED_BY(gen_mu) = 0;
   };
 
   // A concurrency group: its calls and the threads that run them.
@@ -61,6 +72,8 @@ class TaskExecutor {
     std::vector<std::thread> threads;
   };
 
+  // The running task `task` (null when it is not running here).
+  std::shared_ptr<Work> RunningWork(const TaskID& task);
   // Takes the next task of `queue` to run (and lists it as running).
   std::shared_ptr<Work> TakeLocked(std::deque<std::shared_ptr<Work>>& queue) LUMEN_REQUIRES(mu_);
   void ThreadMain();

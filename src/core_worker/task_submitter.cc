@@ -6,6 +6,7 @@
 #include "common/logging.h"
 #include "common/rpc/message_types.h"
 #include "core_worker/core_worker.h"
+#include "core_worker/generator_streams.h"
 #include "core_worker/object_recovery.h"
 #include "core_worker/peer_connections.h"
 #include "core_worker/task_spec.h"
@@ -630,7 +631,11 @@ void TaskSubmitter::Complete(std::vector<Completion>& done) {
     }
     // Arguments first: once Get returns, the task no longer holds anything.
     cw_.references().RemoveSubmittedRefs(c.task->held_refs);
-    if (c.failed_by_system) {
+    if (c.task->spec.streaming()) {  // its values came before; this ends the stream
+      cw_.streams().OnEnd(TaskID::FromBinary(c.task->spec.task_id()),
+                          c.failed_by_system ? nullptr : &c.result,
+                          c.failed_by_system ? &c.error : nullptr);
+    } else if (c.failed_by_system) {
       cw_.StoreError(c.task->returns, c.error);
     } else {
       cw_.StoreReturns(&c.result);

@@ -62,6 +62,7 @@ struct RemoteFunction {
   std::string class_name;     // actor class of a factory's product or of a method
   bool is_method = false;
   std::string concurrency_group;  // methods: LUMEN_CONCURRENCY_GROUP's (empty: the default)
+  bool is_generator = false;      // its first parameter is a lumen::Yield<T>& (not counted)
   // LUMEN_ACTOR constructors: registered per class, chosen by their parameter types.
   bool is_constructor = false;
   std::vector<std::string> param_types;  // demangled, decayed
@@ -149,6 +150,17 @@ std::vector<ObjectID> SubmitActorTask(const ActorID& actor, const RemoteFunction
 std::vector<ObjectID> SubmitActorTaskByName(const ActorID& actor, const std::string& method,
                                             std::vector<TaskArgument> args,
                                             const std::string& concurrency_group = "");
+// A streaming task (lumen::Yield<T>& first parameter): its values are read with NextStreamItem,
+// each an ObjectID carrying one local reference; nil once the stream ended (GetTimeoutError
+// after `timeout_ms` >= 0). ReleaseStream: the caller dropped the stream (cancels the task when
+// it has not ended).
+TaskID SubmitStreamingTask(const RemoteFunction& fn, std::vector<TaskArgument> args,
+                           const TaskOptions& options);
+ObjectID NextStreamItem(const TaskID& task, int64_t timeout_ms);
+void ReleaseStream(const TaskID& task);
+// Inside a streaming task: the next value (lumen::Yield).
+void YieldValue(SerializedValue value);
+
 void KillActor(const ActorID& actor, bool no_restart);
 // lumen::Cancel of the task making `id`, and lumen::IsCancelled in the running task.
 void CancelTask(const ObjectID& id, bool force, bool recursive);

@@ -82,6 +82,8 @@ enum MsgType : uint16_t {
   kWorkerExit = 305,       // Empty (daemon -> idle worker, one-way)
   kObjectCopyAdded = 306,  // ObjectCopyAdded (reader -> owner, one-way)
   kCancelTask = 307,       // CancelTaskRequest (owner -> the worker running it, one-way)
+  kGeneratorItem = 308,    // GeneratorItem (worker -> owner, one-way)
+  kGeneratorAck = 309,     // GeneratorAck (owner -> worker, one-way)
 };
 
 }  // namespace lumen::rpc

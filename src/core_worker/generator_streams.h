@@ -1,0 +1,64 @@
+// The owner's side of streaming tasks (lumen::Yield / ObjectRefStream): the values each one
+// has sent, in order, until the caller takes them; the end of the stream; back-pressure acks
+// to the worker producing them; cancellation when the caller drops the stream.
+//
+// A value is an owned object like a task's return (ObjectID::ForReturn(task, index)); the
+// stream holds one local reference to it until the caller takes it (that reference goes to
+// the caller's ObjectRef). A retried task sends its values again: those already here are
+// dropped by index.
+//
+// Thread safety: thread-safe. OnItem/OnEnd run on the I/O thread; Next blocks the caller.
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <unordered_map>
+
+#include "common.pb.h"
+#include "common/rpc/connection.h"
+#include "common/thread_annotations.h"
+#include "core_worker.pb.h"
+#include "lumen/ids.h"
+
+namespace lumen::core {
+
+class CoreWorker;
+
+class GeneratorStreams {
+ public:
+  explicit GeneratorStreams(CoreWorker& cw) : cw_(cw) {}
+
+  // A streaming task was submitted; `backpressure` <= 0: no acks needed.
+  void Add(const TaskID& task, int64_t backpressure);
+  // A value from the worker running it (`from`: where acks go).
+  void OnItem(const rpc::ConnectionPtr& from, proto::GeneratorItem& item);
+  // The task ended: with its final result (the stream's length; its error as the last value),
+  // or, when it failed without one (worker died, cancelled before it ran), with `error`.
+  void OnEnd(const TaskID& task, proto::TaskResult* result, const proto::ErrorInfo* error);
+  // The caller's next value (an ID carrying one local reference), waiting for it; nil at the
+  // end. Throws GetTimeoutError after `timeout_ms` (>= 0).
+  ObjectID Next(const TaskID& task, int64_t timeout_ms);
+  // The caller dropped the stream: unread values are released, a running task is cancelled.
+  void Release(const TaskID& task);
+
+ private:
+  struct Stream {
+    int64_t backpressure = 0;
+    int64_t received = 0;  // values here so far (the next index expected)
+    int64_t consumed = 0;  // taken by the caller
+    int64_t length = -1;   // known once ended
+    std::deque<ObjectID> ready;
+    bool ended = false;
+    bool released = false;
+    std::weak_ptr<rpc::Connection> producer;
+  };
+  // Stores value `ro` as an owned object with one local reference (the stream's).
+  void StoreItem(proto::ReturnObject& ro);
+
+  CoreWorker& cw_;
+  Mutex mu_;
+  CondVar cv_;
+  std::unordered_map<TaskID, Stream> streams_ LUMEN_GUARDED_BY(mu_);
+};
+
+}  // namespace lumen::core
