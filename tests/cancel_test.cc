@@ -12,20 +12,10 @@
 
 namespace {
 
-void Touch(const std::string& path) {
-  if (FILE* f = std::fopen(path.c_str(), "w")) std::fclose(f);
-}
+using lumen::testing::AwaitFile;
+using lumen::testing::Touch;
 
 bool Exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
-
-// Waits (up to a minute) for a file another process writes.
-bool AwaitFile(const std::string& path) {
-  for (int i = 0; i < 6000; ++i) {
-    if (Exists(path)) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
-}
 
 // Holds a CPU until `release` exists.
 int Hold(std::string release) { return AwaitFile(release) ? 1 : -1; }
@@ -64,17 +54,7 @@ LUMEN_ACTOR(Worker);
 LUMEN_REMOTE(Hold, MarkRan, SpinUntilCancelled, IgnoreCancel, Parent, &Worker::Spin,
              &Worker::Quick);
 
-class CancelTest : public lumen::testing::EmbeddedCluster {
- protected:
-  void SetUp() override {
-    dir_ = ::testing::TempDir() + "/lumen-cancel-" + std::to_string(::getpid()) + "-" +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string dir_;
-};
+using CancelTest = lumen::testing::EmbeddedClusterWithDir;
 
 template <class T>
 void ExpectCancelled(const lumen::ObjectRef<T>& ref) {

@@ -15,17 +15,8 @@
 
 namespace {
 
-void Touch(const std::string& path) {
-  if (FILE* f = std::fopen(path.c_str(), "w")) std::fclose(f);
-}
-
-bool AwaitFile(const std::string& path) {
-  for (int i = 0; i < 6000; ++i) {
-    if (::access(path.c_str(), F_OK) == 0) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
-}
+using lumen::testing::AwaitFile;
+using lumen::testing::Touch;
 
 int CountFiles(const std::string& dir, const std::string& prefix) {
   int n = 0;
@@ -76,17 +67,7 @@ int64_t SumBlock(const std::vector<int64_t>& v) {
 
 LUMEN_REMOTE(Squares, FailsAfterThree, Counted, Endless, Blocks, SumBlock);
 
-class GeneratorTest : public lumen::testing::EmbeddedCluster {
- protected:
-  void SetUp() override {
-    dir_ = ::testing::TempDir() + "/lumen-gen-" + std::to_string(::getpid()) + "-" +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string dir_;
-};
+using GeneratorTest = lumen::testing::EmbeddedClusterWithDir;
 
 TEST_F(GeneratorTest, ARangeForTakesEveryValueInOrder) {
   lumen::ObjectRefStream<int> stream = lumen::Task(Squares).Remote(5);
