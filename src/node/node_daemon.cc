@@ -1119,7 +1119,8 @@ void NodeDaemon::OnWorkerDied(const WorkerProc& w, const std::string& descriptio
     req.set_cause(description);
     gcs_->Send(rpc::kWorkerDied, req);
   }
-  if (w.state == WorkerProc::State::kStarting) {
+  // (A starting worker this daemon stopped itself, e.g. at its job's end, did not fail.)
+  if (w.state == WorkerProc::State::kStarting && w.kill_reason.empty()) {
     LUMEN_LOG(ERROR) << "worker " << w.id.Hex() << " for job " << w.job.ToInt()
                      << " died before registering: " << description << " (see its log in "
                      << options_.session_dir << "/logs)";
