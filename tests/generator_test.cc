@@ -65,7 +65,21 @@ int64_t SumBlock(const std::vector<int64_t>& v) {
   return std::accumulate(v.begin(), v.end(), int64_t{0});
 }
 
-LUMEN_REMOTE(Squares, FailsAfterThree, Counted, Endless, Blocks, SumBlock);
+// An actor whose method streams from its state.
+class Reader {
+ public:
+  void Lines(lumen::Yield<std::string>& out, int n) {
+    for (int i = 0; i < n; ++i) out("line " + std::to_string(next_++));
+  }
+  int Next() const { return next_; }
+
+ private:
+  int next_ = 0;
+};
+LUMEN_ACTOR(Reader);
+
+LUMEN_REMOTE(Squares, FailsAfterThree, Counted, Endless, Blocks, SumBlock, &Reader::Lines,
+             &Reader::Next);
 
 using GeneratorTest = lumen::testing::EmbeddedClusterWithDir;
 
@@ -146,6 +160,17 @@ TEST_F(GeneratorTest, LargeValuesAreObjectsThatTasksTakeAsArguments) {
   for (size_t i = 0; i < sums.size(); ++i) {
     EXPECT_EQ(lumen::Get(sums[i]), static_cast<int64_t>(i) * (1 << 17));
   }
+}
+
+TEST_F(GeneratorTest, AnActorMethodStreamsFromItsState) {
+  auto reader = lumen::Actor<Reader>().Remote();
+  std::vector<std::string> got;
+  for (auto ref : reader.Task(&Reader::Lines).Remote(3)) got.push_back(lumen::Get(ref));
+  auto more =
+      reader.Task(&Reader::Lines).Options({.generator_backpressure_num_objects = 1}).Remote(2);
+  for (auto ref : more) got.push_back(lumen::Get(ref));
+  EXPECT_EQ(got, (std::vector<std::string>{"line 0", "line 1", "line 2", "line 3", "line 4"}));
+  EXPECT_EQ(lumen::Get(reader.Task(&Reader::Next).Remote()), 5);
 }
 
 TEST_F(GeneratorTest, YieldOutsideAStreamingTaskIsAnError) {

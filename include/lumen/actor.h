@@ -96,14 +96,27 @@ class ActorTaskCaller {
     return *this;
   }
 
+  // A method with a lumen::Yield<T>& first parameter streams: an ObjectRefStream<T>.
   template <class... A>
-  ObjectRef<Return> Remote(A&&... args) {
-    static_assert(sizeof...(A) == Traits::arity,
-                  "handle.Task(&Class::Method).Remote(...): wrong number of arguments");
+  auto Remote(A&&... args) {
     const internal::RemoteFunction& fn = internal::LookupRemote(method_);
-    auto packed = internal::PackArgs<typename Traits::Args>(std::forward<A>(args)...);
-    auto ids = internal::SubmitActorTask(actor_, fn, std::move(packed), options_.concurrency_group);
-    return ObjectRef<Return>::FromAdopted(ids[0]);
+    if constexpr (internal::kIsGenerator<M>) {
+      using G = internal::GeneratorOf<typename Traits::Args>;
+      static_assert(sizeof...(A) + 1 == Traits::arity,
+                    "handle.Task(&Class::Method).Remote(...): wrong number of arguments (its "
+                    "lumen::Yield<T>& is not passed)");
+      auto packed = internal::PackArgs<typename G::Rest>(std::forward<A>(args)...);
+      return ObjectRefStream<typename G::type>(internal::SubmitActorStreamingTask(
+          actor_, fn, std::move(packed), options_.concurrency_group,
+          options_.generator_backpressure_num_objects));
+    } else {
+      static_assert(sizeof...(A) == Traits::arity,
+                    "handle.Task(&Class::Method).Remote(...): wrong number of arguments");
+      auto packed = internal::PackArgs<typename Traits::Args>(std::forward<A>(args)...);
+      auto ids =
+          internal::SubmitActorTask(actor_, fn, std::move(packed), options_.concurrency_group);
+      return ObjectRef<Return>::FromAdopted(ids[0]);
+    }
   }
 
  private:

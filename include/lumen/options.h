@@ -171,6 +171,8 @@ struct ActorCallOptions {
   // The actor's concurrency group to run it in; empty: the method's (LUMEN_CONCURRENCY_GROUP),
   // else the default pool.
   std::string concurrency_group{};
+  // A streaming method (lumen::Yield): as TaskOptions::generator_backpressure_num_objects.
+  int64_t generator_backpressure_num_objects = -1;
 };
 
 }  // namespace lumen

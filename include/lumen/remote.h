@@ -166,7 +166,26 @@ RemoteFunction MakeRemote(const std::string& name, F f) {
   fn.name = name;
   fn.signature = TypeName<F>();
   fn.num_args = N;
-  if constexpr (Traits::is_method) {
+  if constexpr (Traits::is_method && kIsGenerator<F>) {  // a streaming actor method
+    using C = typename Traits::Class;
+    using G = GeneratorOf<Args>;
+    using Rest = typename G::Rest;
+    constexpr size_t M = N - 1;
+    static_assert(std::is_void_v<R>,
+                  "a streaming method (lumen::Yield<T>& first parameter) returns void: its "
+                  "values are what it yields");
+    fn.is_method = true;
+    fn.is_generator = true;
+    fn.class_name = TypeName<C>();
+    fn.num_args = M;
+    fn.invoke = [f](void* instance, std::vector<ValueView>& args) {
+      auto decoded = DecodeArgs<Rest>(args, std::make_index_sequence<M>{});
+      C* self = static_cast<C*>(instance);
+      Yield<typename G::type> out;
+      std::apply([&](auto&&... a) { (self->*f)(out, std::move(a)...); }, std::move(decoded));
+      return SerializeNil();
+    };
+  } else if constexpr (Traits::is_method) {
     using C = typename Traits::Class;
     fn.is_method = true;
     fn.class_name = TypeName<C>();

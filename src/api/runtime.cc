@@ -592,6 +592,15 @@ TaskID SubmitStreamingTask(const RemoteFunction& fn, std::vector<TaskArgument> a
   return CW().SubmitStreamingTask(fn, std::move(args), options);
 }
 
+TaskID SubmitActorStreamingTask(const ActorID& actor, const RemoteFunction& method,
+                                std::vector<TaskArgument> args,
+                                const std::string& concurrency_group, int64_t backpressure) {
+  TaskID task;
+  CW().SubmitActorCall(actor, method.name, method.signature_hash, std::move(args),
+                       concurrency_group, /*streaming=*/true, backpressure, &task);
+  return task;
+}
+
 ObjectID NextStreamItem(const TaskID& task, int64_t timeout_ms) {
   return CW().streams().Next(task, timeout_ms);
 }

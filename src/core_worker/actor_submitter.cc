@@ -6,6 +6,7 @@
 #include "common/logging.h"
 #include "common/rpc/message_types.h"
 #include "core_worker/core_worker.h"
+#include "core_worker/generator_streams.h"
 #include "core_worker/peer_connections.h"
 #include "core_worker/task_spec.h"
 #include "gcs.pb.h"
@@ -409,7 +410,10 @@ void ActorSubmitter::MaybeKillLocked(Actor& a) {
 void ActorSubmitter::Complete(std::vector<Completion>& done) {
   for (auto& c : done) {
     cw_.references().RemoveSubmittedRefs(c.task->held_refs);
-    if (c.failed) {
+    if (c.task->spec.streaming()) {  // its values came before; this ends the stream
+      cw_.streams().OnEnd(TaskID::FromBinary(c.task->spec.task_id()),
+                          c.failed ? nullptr : &c.result, c.failed ? &c.error : nullptr);
+    } else if (c.failed) {
       cw_.StoreError(c.task->returns, c.error);
     } else {
       cw_.StoreReturns(&c.result);

@@ -1069,11 +1069,10 @@ ActorID CoreWorker::CreateActor(const internal::RemoteFunction& factory,
   return actor_id;
 }
 
-std::vector<ObjectID> CoreWorker::SubmitActorCall(const ActorID& actor,
-                                                  const std::string& function_name,
-                                                  uint64_t signature_hash,
-                                                  std::vector<internal::TaskArgument> args,
-                                                  const std::string& concurrency_group) {
+std::vector<ObjectID> CoreWorker::SubmitActorCall(
+    const ActorID& actor, const std::string& function_name, uint64_t signature_hash,
+    std::vector<internal::TaskArgument> args, const std::string& concurrency_group, bool streaming,
+    int64_t backpressure, TaskID* task_out) {
   if (shutting_down_) throw Error("lumen is shut down");
   TaskContext& ctx = CurrentContext();
   TaskID task_id = TaskID::ForActorTask(actor, ctx.task_id, ++ctx.submit_counter);
@@ -1085,8 +1084,16 @@ std::vector<ObjectID> CoreWorker::SubmitActorCall(const ActorID& actor,
   std::vector<ObjectID> temporary;
   BuildArgs(*this, args, &spec, &entry->held_refs, &temporary);
   ObjectID ret = ObjectID::ForReturn(task_id, 0);
-  entry->returns.push_back(ret);
-  references_->AddOwned(ret, 1, true);
+  if (streaming) {  // its values are read through streams_
+    spec.set_num_returns(0);
+    spec.set_streaming(true);
+    spec.set_backpressure(std::max<int64_t>(0, backpressure));
+    streams_->Add(task_id, spec.backpressure());
+  } else {
+    entry->returns.push_back(ret);
+    references_->AddOwned(ret, 1, true);
+  }
+  if (task_out) *task_out = task_id;
   for (const auto& id : temporary) references_->RemoveLocalRef(id);
   RecordChild(ctx, task_id);
   task_submitter_->AcquireSlot();
@@ -1095,6 +1102,7 @@ std::vector<ObjectID> CoreWorker::SubmitActorCall(const ActorID& actor,
   resolver_->Resolve(spec_ptr, [this, actor, call](const proto::ErrorInfo* dep_error) {
     actor_submitter_->OnResolved(actor, call, dep_error);
   });
+  if (streaming) return {};
   return {ret};
 }
 

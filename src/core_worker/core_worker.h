@@ -111,7 +111,9 @@ class CoreWorker {
   std::vector<ObjectID> SubmitActorCall(const ActorID& actor, const std::string& function_name,
                                         uint64_t signature_hash,
                                         std::vector<internal::TaskArgument> args,
-                                        const std::string& concurrency_group = "");
+                                        const std::string& concurrency_group = "",
+                                        bool streaming = false, int64_t backpressure = 0,
+                                        TaskID* task_out = nullptr);
   void KillActor(const ActorID& actor, bool no_restart);
   // lumen::Cancel: see lumen/object_ref.h. Throws lumen::Error for a task this process did not
   // submit, and for `force` on an actor call.

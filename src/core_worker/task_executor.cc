@@ -628,11 +628,21 @@ proto::TaskResult TaskExecutor::RunTask(const std::shared_ptr<Work>& work) {
                        "', which the actor does not declare (ActorOptions::concurrency_groups)");
           return result;
         }
+        if (spec.streaming() != fn->is_generator) {
+          SetError(&result, spec, proto::TYPE_ERROR,
+                   name +
+                       (fn->is_generator ? " is a streaming method (lumen::Yield<T>&)"
+                                         : " is not a streaming method") +
+                       " in the actor but not for its caller; rebuild so that both run the "
+                       "same program");
+          return result;
+        }
         internal::SerializedValue value = fn->invoke(instance_.get(), args);
         if (!BorrowsRegistered(spec, &result)) {
           cw_.references().RemoveSubmittedRefs(value.nested_refs);
           return result;
         }
+        if (spec.streaming()) break;  // its values went out as it yielded them
         StoreReturn(*work, return_id, std::move(value), &result);
         break;
       }

@@ -156,6 +156,9 @@ std::vector<ObjectID> SubmitActorTaskByName(const ActorID& actor, const std::str
 // it has not ended).
 TaskID SubmitStreamingTask(const RemoteFunction& fn, std::vector<TaskArgument> args,
                            const TaskOptions& options);
+TaskID SubmitActorStreamingTask(const ActorID& actor, const RemoteFunction& method,
+                                std::vector<TaskArgument> args,
+                                const std::string& concurrency_group, int64_t backpressure);
 ObjectID NextStreamItem(const TaskID& task, int64_t timeout_ms);
 void ReleaseStream(const TaskID& task);
 // Inside a streaming task: the next value (lumen::Yield).
