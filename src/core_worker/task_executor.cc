@@ -149,27 +149,30 @@ void TaskExecutor::HandlePush(const rpc::ConnectionPtr& from, proto::PushTasksRe
   if (lanes) {
     for (const auto& spec : request.tasks()) groups.push_back(GroupOf(spec));
   }
+  // Built before taking the lock the executor threads pop with.
+  std::vector<std::shared_ptr<Work>> works;
+  works.reserve(static_cast<size_t>(request.tasks_size()));
+  for (auto& spec : *request.mutable_tasks()) {
+    auto work = std::make_shared<Work>();
+    work->spec.Swap(&spec);
+    work->reply_to = from;
+    work->caller = work->spec.has_caller()
+                       ? std::make_shared<const proto::Address>(work->spec.caller())
+                       : caller;
+    works.push_back(std::move(work));
+  }
   {
     MutexLock lock(mu_);
-    int i = 0;
-    for (auto& spec : *request.mutable_tasks()) {
-      auto work = std::make_shared<Work>();
-      work->spec.Swap(&spec);
-      work->reply_to = from;
-      work->caller = work->spec.has_caller()
-                         ? std::make_shared<const proto::Address>(work->spec.caller())
-                         : caller;
+    for (size_t i = 0; i < works.size(); ++i) {
       // A group the actor does not declare goes to the default pool, which fails the call.
       if (lanes && !groups[i].empty()) {
         if (auto lane = lanes_.find(groups[i]); lane != lanes_.end()) {
-          lane->second->queue.push_back(std::move(work));
+          lane->second->queue.push_back(std::move(works[i]));
           lane->second->cv.NotifyOne();
-          ++i;
           continue;
         }
       }
-      ++i;
-      queue_.push_back(std::move(work));
+      queue_.push_back(std::move(works[i]));
     }
     queued_.store(queue_.size(), std::memory_order_release);
   }
@@ -221,7 +224,7 @@ std::shared_ptr<TaskExecutor::Work> TaskExecutor::RunningWork(const TaskID& task
   const std::string wire_id = task.Binary();
   MutexLock lock(mu_);
   for (const auto& w : running_) {
-    if (w->spec.task_id() == wire_id) return w;
+    if (w->spec.task_id() == wire_id && !w->finished.load(std::memory_order_acquire)) return w;
   }
   return nullptr;
 }
@@ -276,6 +279,11 @@ std::shared_ptr<TaskExecutor::Work> TaskExecutor::TakeLocked(
     std::deque<std::shared_ptr<Work>>& queue) {
   std::shared_ptr<Work> work = std::move(queue.front());
   queue.pop_front();
+  size_t kept = 0;  // (a loop: the lock analysis does not see mu_ inside a lambda)
+  for (auto& w : running_) {
+    if (!w->finished.load(std::memory_order_acquire)) running_[kept++] = std::move(w);
+  }
+  running_.resize(kept);
   running_.push_back(work);
   return work;
 }
@@ -298,7 +306,9 @@ void TaskExecutor::Cancel(const TaskID& task, bool force, bool recursive) {
     }
     if (!dropped) {
       auto it = std::find_if(running_.begin(), running_.end(), matches);
-      if (it == running_.end()) return;  // finished: it keeps its result
+      if (it == running_.end() || (*it)->finished.load(std::memory_order_acquire)) {
+        return;  // finished: it keeps its result
+      }
       running = *it;
     }
   }
@@ -372,13 +382,8 @@ void TaskExecutor::Execute(const std::shared_ptr<Work>& work) {
                      .count());
   // Written before the next task starts: if that one crashes the process, this result is
   // already on its way and the owner charges the crash to the right task.
+  work->finished.store(true, std::memory_order_release);
   if (!work->reply_to->closed()) work->reply_to->Send(rpc::kTaskResults, results);
-  {
-    MutexLock lock(mu_);
-    if (auto it = std::find(running_.begin(), running_.end(), work); it != running_.end()) {
-      running_.erase(it);
-    }
-  }
   if (work->exit_actor) {
     ExitActor("it exited with lumen::ExitActor() in " + work->spec.function_name());
   }

@@ -58,6 +58,7 @@ class TaskExecutor {
     std::shared_ptr<const proto::Address> caller;  // the spec's, or its batch's
     bool exit_actor = false;                       // it called lumen::ExitActor()
     TaskContext ctx;                               // while it runs (cancellation, nesting)
+    std::atomic<bool> finished{false};             // its result is on its way
     // Streaming: values sent so far (task thread), and taken by the caller (acks).
     int64_t yielded = 0;
     Mutex gen_mu;
@@ -114,7 +115,9 @@ class TaskExecutor {
   bool stop_ LUMEN_GUARDED_BY(mu_) = false;
   std::vector<std::thread> pool_;     // the main executor thread starts and joins them
   std::atomic<int> pool_threads_{0};  // pool_.size(), read by the I/O thread to pick a wake-up
-  std::vector<std::shared_ptr<Work>> running_ LUMEN_GUARDED_BY(mu_);  // at most one per thread
+  // Taken by a thread (finished ones are dropped when that thread takes its next task, so that
+  // a task costs one lock): at most one unfinished per thread.
+  std::vector<std::shared_ptr<Work>> running_ LUMEN_GUARDED_BY(mu_);
   // The actor's concurrency groups, set by the creation task (before any call arrives).
   std::map<std::string, std::unique_ptr<Lane>> lanes_ LUMEN_GUARDED_BY(mu_);
   std::atomic<bool> has_lanes_{false};
