@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <numeric>
 #include <string>
@@ -65,6 +66,17 @@ int64_t SumBlock(const std::vector<int64_t>& v) {
   return std::accumulate(v.begin(), v.end(), int64_t{0});
 }
 
+// Its first run dies after two values (the worker process aborts); the retry makes all four.
+void CrashesOnce(lumen::Yield<int>& out, std::string marker) {
+  for (int i = 0; i < 4; ++i) {
+    out(i * 10);
+    if (i == 1 && ::access(marker.c_str(), F_OK) != 0) {
+      Touch(marker);
+      std::_Exit(3);
+    }
+  }
+}
+
 // An actor whose method streams from its state.
 class Reader {
  public:
@@ -78,8 +90,8 @@ class Reader {
 };
 LUMEN_ACTOR(Reader);
 
-LUMEN_REMOTE(Squares, FailsAfterThree, Counted, Endless, Blocks, SumBlock, &Reader::Lines,
-             &Reader::Next);
+LUMEN_REMOTE(Squares, FailsAfterThree, Counted, Endless, Blocks, SumBlock, CrashesOnce,
+             &Reader::Lines, &Reader::Next);
 
 using GeneratorTest = lumen::testing::EmbeddedClusterWithDir;
 
@@ -160,6 +172,14 @@ TEST_F(GeneratorTest, LargeValuesAreObjectsThatTasksTakeAsArguments) {
   for (size_t i = 0; i < sums.size(); ++i) {
     EXPECT_EQ(lumen::Get(sums[i]), static_cast<int64_t>(i) * (1 << 17));
   }
+}
+
+TEST_F(GeneratorTest, ARetriedGeneratorDoesNotRepeatValues) {
+  std::vector<int> got;
+  for (auto ref : lumen::Task(CrashesOnce).Remote(dir_ + "/crashed"))
+    got.push_back(lumen::Get(ref));
+  EXPECT_TRUE(::access((dir_ + "/crashed").c_str(), F_OK) == 0);  // the first run did die
+  EXPECT_EQ(got, (std::vector<int>{0, 10, 20, 30}));
 }
 
 TEST_F(GeneratorTest, AnActorMethodStreamsFromItsState) {

@@ -26,22 +26,37 @@ void GeneratorStreams::StoreItem(proto::ReturnObject& ro) {
 void GeneratorStreams::OnItem(const rpc::ConnectionPtr& from, proto::GeneratorItem& item) {
   if (item.task_id().size() != TaskID::kSize || !item.has_item()) return;  // a bad message
   const TaskID task = TaskID::FromBinary(item.task_id());
+  const bool expected_id =
+      item.index() >= 0 &&
+      item.item().object_id() ==
+          ObjectID::ForReturn(task, static_cast<uint32_t>(item.index())).Binary();
   bool released = false;
+  bool duplicate = false;
   {
     MutexLock lock(mu_);
     auto it = streams_.find(task);
     if (it == streams_.end() || it->second.ended) return;
     Stream& s = it->second;
-    // A value of another task, or one this stream has (a retry sends them again): dropped.
-    if (item.index() != s.received ||
-        item.item().object_id() !=
-            ObjectID::ForReturn(task, static_cast<uint32_t>(item.index())).Binary()) {
-      return;
+    if (!expected_id || item.index() > s.received) return;  // not this stream's next value
+    if (item.index() < s.received) {
+      duplicate = true;  // a retry sends the values again
+    } else {
+      s.producer = from;
+      ++s.received;
+      released = s.released;
+      if (released) s.consumed = s.received;
     }
-    s.producer = from;
-    ++s.received;
-    released = s.released;
-    if (released) s.consumed = s.received;
+  }
+  if (duplicate) {
+    // Dropped. Its copy in shared memory goes too, unless it is the very copy kept here (the
+    // retry ran on the same node: the store kept the first one).
+    const ObjectID id = ObjectID::FromBinary(item.item().object_id());
+    const NodeID node = NodeID::FromBinary(item.item().node_id());
+    StoredObjectPtr kept = cw_.memory_store().Get(id);
+    if (item.item().in_plasma() && !(kept && kept->in_plasma && kept->node == node)) {
+      cw_.FreePlasma({{id, node}});
+    }
+    return;
   }
   const ObjectID id = ObjectID::FromBinary(item.item().object_id());
   StoreItem(*item.mutable_item());
