@@ -356,6 +356,7 @@ TEST_F(TaskTest, UnregisteredFunctionIsAClearErrorAtTheCall) {
 
 TEST_F(TaskTest, CallsByNameCheckNameArityAndTypesInTheWorker) {
   EXPECT_EQ(lumen::Get(lumen::TaskByName<int>("Add").Remote(20, 22)), 42);
+  EXPECT_EQ(lumen::Get(lumen::TaskByName<int>("Add").Remote(lumen::Put(20), 22)), 42);  // a ref
   try {
     lumen::Get(lumen::TaskByName<int>("NoSuchFunction").Remote(1));
     FAIL();

@@ -69,9 +69,8 @@ class ActorTaskByName {
 
   template <class... A>
   ObjectRef<R> Remote(A&&... args) {
-    std::vector<internal::TaskArgument> packed;
-    (packed.push_back(internal::PackArg<internal::ArgValueT<A>>(std::forward<A>(args))), ...);
-    auto ids = internal::SubmitActorTaskByName(actor_, method_, std::move(packed),
+    auto ids = internal::SubmitActorTaskByName(actor_, method_,
+                                               internal::PackAsGiven(std::forward<A>(args)...),
                                                options_.concurrency_group);
     return ObjectRef<R>::FromAdopted(ids[0]);
   }
@@ -227,9 +226,8 @@ class ConstructorCreator {
                   "lumen::Actor<T>().Remote(...): T has no constructor taking these arguments");
     const internal::RemoteFunction& fn = internal::FindConstructor(
         internal::TypeName<T>(), {internal::TypeName<internal::ArgValueT<A>>()...});
-    std::vector<internal::TaskArgument> packed;
-    (packed.push_back(internal::PackArg<internal::ArgValueT<A>>(std::forward<A>(args))), ...);
-    return ActorHandle<T>::FromAdopted(internal::CreateActor(fn, std::move(packed), options_));
+    return ActorHandle<T>::FromAdopted(
+        internal::CreateActor(fn, internal::PackAsGiven(std::forward<A>(args)...), options_));
   }
 
  private:

@@ -166,23 +166,34 @@ RemoteFunction MakeRemote(const std::string& name, F f) {
   fn.name = name;
   fn.signature = TypeName<F>();
   fn.num_args = N;
-  if constexpr (Traits::is_method && kIsGenerator<F>) {  // a streaming actor method
-    using C = typename Traits::Class;
+  if constexpr (kIsGenerator<F>) {     // a streaming function or actor method
+    using C = typename Traits::Class;  // void for free functions
     using G = GeneratorOf<Args>;
     using Rest = typename G::Rest;
     constexpr size_t M = N - 1;
     static_assert(std::is_void_v<R>,
-                  "a streaming method (lumen::Yield<T>& first parameter) returns void: its "
+                  "a streaming function (lumen::Yield<T>& first parameter) returns void: its "
                   "values are what it yields");
-    fn.is_method = true;
     fn.is_generator = true;
-    fn.class_name = TypeName<C>();
     fn.num_args = M;
+    if constexpr (Traits::is_method) {
+      fn.is_method = true;
+      fn.class_name = TypeName<C>();
+    } else {
+      fn.raw = reinterpret_cast<void*>(f);
+    }
     fn.invoke = [f](void* instance, std::vector<ValueView>& args) {
       auto decoded = DecodeArgs<Rest>(args, std::make_index_sequence<M>{});
-      C* self = static_cast<C*>(instance);
       Yield<typename G::type> out;
-      std::apply([&](auto&&... a) { (self->*f)(out, std::move(a)...); }, std::move(decoded));
+      std::apply(
+          [&](auto&&... a) {
+            if constexpr (Traits::is_method) {
+              (static_cast<C*>(instance)->*f)(out, std::move(a)...);
+            } else {
+              f(out, std::move(a)...);
+            }
+          },
+          std::move(decoded));
       return SerializeNil();
     };
   } else if constexpr (Traits::is_method) {
@@ -212,22 +223,6 @@ RemoteFunction MakeRemote(const std::string& name, F f) {
         return std::shared_ptr<void>(static_cast<void*>(p.release()),
                                      [](void* q) { delete static_cast<T*>(q); });
       }
-    };
-  } else if constexpr (kIsGenerator<F>) {
-    using G = GeneratorOf<Args>;
-    using Rest = typename G::Rest;
-    constexpr size_t M = N - 1;
-    static_assert(std::is_void_v<R>,
-                  "a streaming function (lumen::Yield<T>& first parameter) returns void: its "
-                  "values are what it yields");
-    fn.is_generator = true;
-    fn.num_args = M;
-    fn.raw = reinterpret_cast<void*>(f);
-    fn.invoke = [f](void*, std::vector<ValueView>& args) {
-      auto decoded = DecodeArgs<Rest>(args, std::make_index_sequence<M>{});
-      Yield<typename G::type> out;
-      std::apply([&](auto&&... a) { f(out, std::move(a)...); }, std::move(decoded));
-      return SerializeNil();
     };
   } else {
     fn.raw = reinterpret_cast<void*>(f);
@@ -336,6 +331,13 @@ std::vector<TaskArgument> PackArgsImpl(std::index_sequence<I...>, A&&... a) {
 template <class Tuple, class... A>
 std::vector<TaskArgument> PackArgs(A&&... a) {
   return PackArgsImpl<Tuple>(std::index_sequence_for<A...>{}, std::forward<A>(a)...);
+}
+
+// The arguments of a call checked when it runs (by name, or a LUMEN_ACTOR constructor): each
+// serialised as its own type, an ObjectRef<U> as a reference to a U.
+template <class... A>
+std::vector<TaskArgument> PackAsGiven(A&&... a) {
+  return PackArgs<std::tuple<ArgValueT<A>...>>(std::forward<A>(a)...);
 }
 
 template <class F>
@@ -456,9 +458,8 @@ class TaskByName {
   }
   template <class... A>
   ObjectRef<R> Remote(A&&... args) {
-    std::vector<internal::TaskArgument> packed;
-    (packed.push_back(internal::PackArg<std::decay_t<A>>(std::forward<A>(args))), ...);
-    auto ids = internal::SubmitTaskByName(name_, std::move(packed), options_);
+    auto ids = internal::SubmitTaskByName(name_, internal::PackAsGiven(std::forward<A>(args)...),
+                                          options_);
     return ObjectRef<R>::FromAdopted(ids[0]);
   }
 

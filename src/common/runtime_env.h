@@ -2,37 +2,26 @@
 // and a worker's own submissions inherit it (core_worker/runtime_envs.h).
 #pragma once
 
-#include <cstdlib>
+#include <cstdint>
 #include <memory>
 #include <string>
 
 #include "common.pb.h"
+#include "lumen/ids.h"
 
 namespace lumen {
 
 inline std::string EncodeRuntimeEnv(const proto::RuntimeEnv& env) {
-  static const char* digits = "0123456789abcdef";
   const std::string bytes = env.SerializeAsString();
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out += digits[c >> 4];
-    out += digits[c & 15];
-  }
-  return out;
+  return internal::BytesToHex(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
 }
 
 // Null when `text` is empty or malformed.
 inline std::shared_ptr<const proto::RuntimeEnv> DecodeRuntimeEnv(const std::string& text) {
   if (text.empty() || text.size() % 2 != 0) return nullptr;
-  std::string bytes;
-  bytes.reserve(text.size() / 2);
-  for (size_t i = 0; i < text.size(); i += 2) {
-    const std::string pair = text.substr(i, 2);
-    char* end = nullptr;
-    const long v = std::strtol(pair.c_str(), &end, 16);
-    if (end != pair.c_str() + 2) return nullptr;
-    bytes.push_back(static_cast<char>(v));
+  std::string bytes(text.size() / 2, '\0');
+  if (!internal::HexToBytes(text, reinterpret_cast<uint8_t*>(bytes.data()), bytes.size())) {
+    return nullptr;
   }
   auto env = std::make_shared<proto::RuntimeEnv>();
   if (!env->ParseFromString(bytes) || env->key().empty()) return nullptr;

@@ -6,7 +6,6 @@
 #include "common/logging.h"
 #include "common/rpc/message_types.h"
 #include "core_worker/core_worker.h"
-#include "core_worker/generator_streams.h"
 #include "core_worker/peer_connections.h"
 #include "core_worker/task_spec.h"
 #include "gcs.pb.h"
@@ -227,11 +226,7 @@ void ActorSubmitter::HandleUpdate(const proto::ActorStateUpdate& u) {
         std::vector<std::shared_ptr<ActorCall>> retry;
         for (auto& [call, state] : TakeInFlightLocked(a)) {
           if (cw_.IsCancelledTask(TaskID::FromBinary(call->task->spec.task_id()))) {
-            Completion c;  // cancelled: not re-sent
-            c.task = call->task;
-            c.failed = true;
-            c.error = TaskCancelledInfo(c.task->spec);
-            done.push_back(std::move(c));
+            done.push_back(Cancelled(call->task));  // not re-sent
             continue;
           }
           if (a.max_task_retries < 0 || call->resends < a.max_task_retries) {
@@ -275,6 +270,14 @@ void ActorSubmitter::HandleUpdate(const proto::ActorStateUpdate& u) {
   Complete(done);
 }
 
+ActorSubmitter::Completion ActorSubmitter::Cancelled(std::shared_ptr<TaskEntry> task) {
+  Completion c;
+  c.error = TaskCancelledInfo(task->spec);
+  c.task = std::move(task);
+  c.failed = true;
+  return c;
+}
+
 void ActorSubmitter::Cancel(const TaskID& task) {
   std::vector<Completion> done;
   {
@@ -286,12 +289,8 @@ void ActorSubmitter::Cancel(const TaskID& task) {
     auto q = std::find_if(a.queued.begin(), a.queued.end(),
                           [&](const auto& call) { return call->task->spec.task_id() == wire_id; });
     if (q != a.queued.end()) {
-      Completion c;
-      c.task = (*q)->task;
-      c.failed = true;
-      c.error = TaskCancelledInfo(c.task->spec);
+      done.push_back(Cancelled((*q)->task));
       a.queued.erase(q);
-      done.push_back(std::move(c));
     } else if (a.in_flight.count(task) && a.conn) {
       proto::CancelTaskRequest req;
       req.set_task_id(wire_id);
@@ -410,15 +409,7 @@ void ActorSubmitter::MaybeKillLocked(Actor& a) {
 void ActorSubmitter::Complete(std::vector<Completion>& done) {
   for (auto& c : done) {
     cw_.references().RemoveSubmittedRefs(c.task->held_refs);
-    if (c.task->spec.streaming()) {  // its values came before; this ends the stream
-      cw_.streams().OnEnd(TaskID::FromBinary(c.task->spec.task_id()),
-                          c.failed ? nullptr : &c.result, c.failed ? &c.error : nullptr);
-    } else if (c.failed) {
-      cw_.StoreError(c.task->returns, c.error);
-    } else {
-      cw_.StoreReturns(&c.result);
-    }
-    cw_.ForgetCancelled(TaskID::FromBinary(c.task->spec.task_id()));
+    cw_.StoreOutcome(*c.task, c.failed ? nullptr : &c.result, c.failed ? &c.error : nullptr);
     cw_.task_submitter().ReleaseSlot();
   }
 }

@@ -116,6 +116,8 @@ class ActorSubmitter {
   std::string DeathMessage(const Actor& a) const;
   void MaybeKillLocked(Actor& a) LUMEN_REQUIRES(mu_);
   void Complete(std::vector<Completion>& done);
+  // A call ended by lumen::Cancel.
+  static Completion Cancelled(std::shared_ptr<TaskEntry> task);
   void Subscribe(const ActorID& id);
 
   CoreWorker& cw_;

@@ -568,6 +568,19 @@ void CoreWorker::StoreReturns(proto::TaskResult* result) {
   }
 }
 
+void CoreWorker::StoreOutcome(const TaskEntry& task, proto::TaskResult* result,
+                              const proto::ErrorInfo* error) {
+  const TaskID id = TaskID::FromBinary(task.spec.task_id());
+  if (task.spec.streaming()) {  // its values came before; this ends the stream
+    streams_->OnEnd(id, result, error);
+  } else if (error) {
+    StoreError(task.returns, *error);
+  } else {
+    StoreReturns(result);
+  }
+  ForgetCancelled(id);
+}
+
 bool CoreWorker::KeepReturn(const ObjectID& id, const proto::ReturnObject& ro) {
   // A re-run (retry or re-creation) makes every result again, also those still alive from an
   // earlier run and those nobody needs any more: only lost or awaited ones are stored.
@@ -969,12 +982,7 @@ void CoreWorker::ResolveAndSubmit(std::shared_ptr<TaskEntry> entry) {
     if (dep_error || IsCancelledTask(task)) {
       references_->RemoveSubmittedRefs(entry->held_refs);
       const proto::ErrorInfo error = dep_error ? *dep_error : TaskCancelledInfo(entry->spec);
-      if (entry->spec.streaming()) {
-        streams_->OnEnd(task, nullptr, &error);
-      } else {
-        StoreError(entry->returns, error);
-      }
-      ForgetCancelled(task);
+      StoreOutcome(*entry, nullptr, &error);
       task_submitter_->ReleaseSlot();
       return;
     }

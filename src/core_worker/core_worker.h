@@ -180,6 +180,10 @@ class CoreWorker {
   void StoreError(const std::vector<ObjectID>& ids, const proto::ErrorInfo& error);
   // Stores the returns of a finished task (owner side); takes the inline values out of it.
   void StoreReturns(proto::TaskResult* result);
+  // A submitted task or actor call ended, with `result` or failed with `error` (exactly one
+  // given): stores its returns, or ends its stream; it is no longer a cancelled task.
+  void StoreOutcome(const TaskEntry& task, proto::TaskResult* result,
+                    const proto::ErrorInfo* error);
   // Asking owners for the values of borrowed objects.
   OwnerFetch& owner_fetch() { return *owner_fetch_; }
   // Lineage and the re-creation of lost objects.

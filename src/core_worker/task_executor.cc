@@ -102,10 +102,8 @@ std::string TaskExecutor::GroupOf(const proto::TaskSpec& spec) const {
   if (!spec.concurrency_group().empty() || spec.type() != proto::ACTOR_TASK) {
     return spec.concurrency_group();
   }
-  const internal::RemoteFunction* fn = internal::FindRemoteByName(spec.function_name());
-  if (!fn || !fn->is_method || fn->class_name != class_name_) {
-    fn = internal::FindMethodByName(class_name_, spec.function_name());
-  }
+  const internal::RemoteFunction* fn =
+      internal::FindMethodByName(class_name_, spec.function_name());
   return fn ? fn->concurrency_group : std::string();
 }
 
@@ -370,8 +368,7 @@ void TaskExecutor::Execute(const std::shared_ptr<Work>& work) {
   if (work->spec.streaming()) {
     // Its values went out as it made them; an error is the stream's last value.
     const TaskID task = TaskID::FromBinary(work->spec.task_id());
-    while (r->returns_size() > 1) r->mutable_returns()->RemoveLast();
-    if (r->returns_size() == 1) {
+    if (r->returns_size() == 1) {  // (num_returns is 0: an error fills one)
       r->mutable_returns(0)->set_object_id(
           ObjectID::ForReturn(task, static_cast<uint32_t>(work->yielded)).Binary());
     }
@@ -620,11 +617,7 @@ proto::TaskResult TaskExecutor::RunTask(const std::shared_ptr<Work>& work) {
           SetError(&result, spec, proto::RUNTIME_ERROR, "this worker hosts no actor");
           return result;
         }
-        if (!fn->is_method || fn->class_name != class_name_) {
-          SetError(&result, spec, proto::TYPE_ERROR,
-                   name + " is not a method of the actor's class " + class_name_);
-          return result;
-        }
+        // (fn is a method of class_name_: the lookup above made sure.)
         const std::string& group =
             spec.concurrency_group().empty() ? fn->concurrency_group : spec.concurrency_group();
         if (!group.empty() && !HasLane(group)) {

@@ -6,7 +6,6 @@
 #include "common/logging.h"
 #include "common/rpc/message_types.h"
 #include "core_worker/core_worker.h"
-#include "core_worker/generator_streams.h"
 #include "core_worker/object_recovery.h"
 #include "core_worker/peer_connections.h"
 #include "core_worker/task_spec.h"
@@ -107,11 +106,7 @@ void TaskSubmitter::DrainIncoming() {
     std::vector<std::string> keys;
     for (auto& task : batch) {
       if (cw_.IsCancelledTask(TaskID::FromBinary(task->spec.task_id()))) {
-        Completion c;
-        c.error = TaskCancelledInfo(task->spec);
-        c.task = std::move(task);
-        c.failed_by_system = true;
-        failed.push_back(std::move(c));
+        failed.push_back(Cancelled(std::move(task)));
         continue;
       }
       if (shutdown_) {
@@ -556,11 +551,8 @@ void TaskSubmitter::HandleWorkerFailure(std::vector<std::shared_ptr<TaskEntry>> 
           for (size_t i = 0; i < shared->size(); ++i) {
             auto& task = (*shared)[i];
             if (cw_.IsCancelledTask(TaskID::FromBinary(task->spec.task_id()))) {
-              Completion c;  // (force) its worker was killed to cancel it: not retried
-              c.task = task;
-              c.failed_by_system = true;
-              c.error = TaskCancelledInfo(task->spec);
-              failed.push_back(std::move(c));
+              // (force) its worker was killed to cancel it: not retried
+              failed.push_back(Cancelled(task));
               continue;
             }
             if (i > 0 && !shutdown_) {  // never started: not its fault
@@ -631,18 +623,18 @@ void TaskSubmitter::Complete(std::vector<Completion>& done) {
     }
     // Arguments first: once Get returns, the task no longer holds anything.
     cw_.references().RemoveSubmittedRefs(c.task->held_refs);
-    if (c.task->spec.streaming()) {  // its values came before; this ends the stream
-      cw_.streams().OnEnd(TaskID::FromBinary(c.task->spec.task_id()),
-                          c.failed_by_system ? nullptr : &c.result,
-                          c.failed_by_system ? &c.error : nullptr);
-    } else if (c.failed_by_system) {
-      cw_.StoreError(c.task->returns, c.error);
-    } else {
-      cw_.StoreReturns(&c.result);
-    }
-    cw_.ForgetCancelled(TaskID::FromBinary(c.task->spec.task_id()));
+    cw_.StoreOutcome(*c.task, c.failed_by_system ? nullptr : &c.result,
+                     c.failed_by_system ? &c.error : nullptr);
     ReleaseSlot();
   }
+}
+
+TaskSubmitter::Completion TaskSubmitter::Cancelled(std::shared_ptr<TaskEntry> task) {
+  Completion c;
+  c.error = TaskCancelledInfo(task->spec);
+  c.task = std::move(task);
+  c.failed_by_system = true;
+  return c;
 }
 
 void TaskSubmitter::Cancel(const TaskID& task, bool force, bool recursive) {
@@ -654,12 +646,8 @@ void TaskSubmitter::Cancel(const TaskID& task, bool force, bool recursive) {
       auto it = std::find_if(ks.queue.begin(), ks.queue.end(),
                              [&](const auto& t) { return t->spec.task_id() == wire_id; });
       if (it == ks.queue.end()) continue;
-      Completion c;
-      c.task = std::move(*it);
-      c.failed_by_system = true;
-      c.error = TaskCancelledInfo(c.task->spec);
+      removed.push_back(Cancelled(std::move(*it)));
       ks.queue.erase(it);
-      removed.push_back(std::move(c));
       break;
     }
     if (removed.empty()) {

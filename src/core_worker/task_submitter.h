@@ -150,6 +150,8 @@ class TaskSubmitter {
   void RetryLocked(std::shared_ptr<TaskEntry> task, std::vector<std::string>* keys,
                    std::vector<std::shared_ptr<TaskEntry>>* relocate) LUMEN_REQUIRES(mu_);
   void Complete(std::vector<Completion>& done);
+  // A task ended by lumen::Cancel.
+  static Completion Cancelled(std::shared_ptr<TaskEntry> task);
 
   CoreWorker& cw_;
   const int max_in_flight_;

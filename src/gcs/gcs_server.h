@@ -83,7 +83,7 @@ class GcsServer {
     proto::StartJobRequest start;                // how its workers start
     std::weak_ptr<rpc::Connection> driver_conn;  // where its workers' output goes
     bool log_to_driver = false;
-    bool awaiting_driver = false;  // after a restart, until its driver registers again
+    bool awaiting_driver = false;   // after a restart, until its driver registers again
     std::string actor_namespace{};  // of its named actors
   };
   struct ConnRole {  // what a server-side connection belongs to
