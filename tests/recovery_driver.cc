@@ -110,13 +110,38 @@ int EmptyStores(const std::string& status_command) {
   return empty;
 }
 
-// A worker that owns an object on node `b` and dies (SIGKILL) once the nodes' reports show
-// it (so that "nothing left" afterwards is news, not an old report).
-int OwnAndDie(std::string log, std::string b, std::string status_command) {
+// A borrower that keeps a ref past its owner's death and reads it when asked.
+class Keeper {
+ public:
+  static Keeper* Create() { return new Keeper(); }
+  bool Keep(std::vector<lumen::ObjectRef<lumen::Buffer>> refs) {
+    kept_ = std::move(refs);
+    return true;
+  }
+  std::string ReadKept() {
+    try {
+      lumen::Get(kept_.at(0));
+      return "read the object of a dead owner";
+    } catch (const lumen::OwnerDiedError& e) {
+      return std::string("OwnerDiedError: ") + e.what();
+    } catch (const std::exception& e) {
+      return std::string("another error: ") + e.what();
+    }
+  }
+
+ private:
+  std::vector<lumen::ObjectRef<lumen::Buffer>> kept_;
+};
+
+// A worker that owns an object on node `b`, lends it to `keeper`, and dies (SIGKILL) once the
+// nodes' reports show it (so that "nothing left" afterwards is news, not an old report).
+int OwnAndDie(std::string log, std::string b, std::string status_command,
+              lumen::ActorHandle<Keeper> keeper) {
   auto held = lumen::Task(Make)
                   .Options({.scheduling = lumen::NodeAffinityScheduling{.node_id = b}})
                   .Remote(log, 31, int64_t{32} << 20);
   lumen::Wait(std::vector<lumen::ObjectRef<lumen::Buffer>>{held}, {.fetch_local = false});
+  lumen::Get(keeper.Task(&Keeper::Keep).Remote(std::vector<lumen::ObjectRef<lumen::Buffer>>{held}));
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (EmptyStores(status_command) == 3) {
     if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("never showed");
@@ -175,6 +200,7 @@ class Maker {
 
 LUMEN_REMOTE(WhereAmI, Make, AddOne, ReadLater, OwnAndDie, Hog);
 LUMEN_REMOTE(Maker::Create, &Maker::Make);
+LUMEN_REMOTE(Keeper::Create, &Keeper::Keep, &Keeper::ReadKept);
 LUMEN_REMOTE(Where::Create, &Where::Node, &Where::Calls, &Where::NodeOnceToldTo);
 
 namespace {
@@ -401,10 +427,11 @@ void CheckOwnerDies() {
   auto zones = NodesByZone();
   const char* status = std::getenv("STATUS_COMMAND");
   Expect(status != nullptr, "STATUS_COMMAND is not set");
+  auto keeper = lumen::Actor(Keeper::Create).Remote();
   auto died = lumen::Task(OwnAndDie)
                   .Options({.max_retries = 0,
                             .scheduling = lumen::NodeAffinityScheduling{.node_id = zones["c"]}})
-                  .Remote(NewLog("owner"), zones["b"], std::string(status));
+                  .Remote(NewLog("owner"), zones["b"], std::string(status), keeper);
   try {
     lumen::Get(died);
     throw Failure("the owner that killed itself returned");
@@ -418,6 +445,11 @@ void CheckOwnerDies() {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   std::printf("the dead owner's object was freed on node b\n");
+  // A borrower that kept a ref learns that its owner died (not a hang, not a plain loss).
+  const std::string read = lumen::Get(keeper.Task(&Keeper::ReadKept).Remote());
+  Expect(read.rfind("OwnerDiedError: ", 0) == 0, "the borrower's Get gave: " + read);
+  Expect(read.find("owner") != std::string::npos, "the error does not name the owner: " + read);
+  std::printf("the borrower got %s\n", read.c_str());
 }
 
 // Actors on node b when it is killed: one with max_restarts moves to another node, and its call

@@ -119,11 +119,13 @@ TEST_F(RecoveryTest, AnActorWithRestartsMovesToAnotherNodeWhenItsNodeDies) {
       << run.out;
 }
 
-// A worker that owns an object on another node is killed: that node frees the object.
+// A worker that owns an object on another node is killed: that node frees the object, and a
+// borrower that kept a ref gets OwnerDiedError when it reads it.
 TEST_F(RecoveryTest, ObjectsOfADeadOwnerAreFreedOnEveryNode) {
   auto run = Driver("owner_dies", "STATUS_COMMAND='" + Status() + "'");
   EXPECT_EQ(run.code, 0) << run.out;
   EXPECT_NE(run.out.find("the dead owner's object was freed"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("the borrower got OwnerDiedError"), std::string::npos) << run.out;
 }
 
 // A frozen node (SIGSTOP) keeps its connections open but stops its heartbeats: it is declared
