@@ -58,6 +58,21 @@ lumen::Buffer Make(std::string log, int seed, int64_t n) {
   return lumen::Buffer::FromVector(std::move(v));
 }
 
+void AwaitFile(const std::string& path);
+
+// A streaming task: yields `count` blobs of `n` bytes (seeds seed, seed + 1, ...); before the
+// one at `pause_at` it waits for the file `go`.
+void Blocks(lumen::Yield<lumen::Buffer>& out, std::string log, int seed, int count, int64_t n,
+            int pause_at, std::string go) {
+  LogRun(log, "Blocks", seed);
+  for (int k = 0; k < count; ++k) {
+    if (k == pause_at) AwaitFile(go);
+    std::vector<uint8_t> v(static_cast<size_t>(n));
+    for (size_t i = 0; i < v.size(); ++i) v[i] = PatternByte(seed + k, i);
+    out(lumen::Buffer::FromVector(std::move(v)));
+  }
+}
+
 lumen::Buffer AddOne(std::string log, int seed, lumen::Buffer in) {
   LogRun(log, "AddOne", seed);
   std::vector<uint8_t> v(in.data(), in.data() + in.size());
@@ -198,7 +213,7 @@ class Maker {
 
 }  // namespace
 
-LUMEN_REMOTE(WhereAmI, Make, AddOne, ReadLater, OwnAndDie, Hog);
+LUMEN_REMOTE(WhereAmI, Make, Blocks, AddOne, ReadLater, OwnAndDie, Hog);
 LUMEN_REMOTE(Maker::Create, &Maker::Make);
 LUMEN_REMOTE(Keeper::Create, &Keeper::Keep, &Keeper::ReadKept);
 LUMEN_REMOTE(Where::Create, &Where::Node, &Where::Calls, &Where::NodeOnceToldTo);
@@ -324,7 +339,18 @@ void CheckLineage() {
   auto reader = lumen::Task(ReadLater)
                     .Options({.scheduling = lumen::NodeAffinityScheduling{.node_id = zones["c"]}})
                     .Remote(waited, go, std::vector<lumen::ObjectRef<lumen::Buffer>>{borrowed});
+  // A streaming task that ended (its values have lineage), and one still running when b dies
+  // (its retry sends the lost values again).
+  std::vector<lumen::ObjectRef<lumen::Buffer>> streamed, live_values;
+  for (auto ref : lumen::Task(Blocks).Options(on_b).Remote(log, 21, 3, n, -1, std::string())) {
+    streamed.push_back(ref);
+  }
+  const std::string go_stream = log + ".go-stream";
+  auto live = lumen::Task(Blocks).Options(on_b).Remote(log, 31, 4, n, 2, go_stream);
+  for (int k = 0; k < 2; ++k) live_values.push_back(*live.Next());
   std::vector<lumen::AnyRef> all{chain, held, no_retries, from_actor, borrowed};
+  all.insert(all.end(), streamed.begin(), streamed.end());
+  all.insert(all.end(), live_values.begin(), live_values.end());
   auto ready = lumen::Wait(all, {.num_returns = all.size(), .fetch_local = false});
   Expect(ready.ready.size() == all.size(), "the first runs did not finish");
   for (const auto& r : ReadRuns(log)) {
@@ -338,6 +364,7 @@ void CheckLineage() {
   auto killed = std::chrono::steady_clock::now();
   KillVictim();
   ::close(::open(go.c_str(), O_CREAT | O_WRONLY, 0644));
+  ::close(::open(go_stream.c_str(), O_CREAT | O_WRONLY, 0644));
 
   ExpectPattern(lumen::Get(chain), 7, 2, n, "the end of the chain");
   ExpectPattern(lumen::Get(held), 9, 0, n, "the plain result");
@@ -375,9 +402,28 @@ void CheckLineage() {
   ExpectPattern(lumen::Get(borrowed), 13, 0, n, "the borrowed result");
   std::printf("the borrower on node c read the re-created copy\n");
 
+  for (int k = 0; k < 3; ++k) {
+    ExpectPattern(lumen::Get(streamed[k]), 21 + k, 0, n, "streamed value " + std::to_string(k));
+  }
+  while (auto ref = live.Next()) live_values.push_back(*ref);
+  Expect(live_values.size() == 4,
+         "the running stream gave " + std::to_string(live_values.size()) + " values, not 4");
+  for (int k = 0; k < 4; ++k) {
+    ExpectPattern(lumen::Get(live_values[k]), 31 + k, 0, n,
+                  "value " + std::to_string(k) + " of the stream running when its node died");
+  }
+  std::printf(
+      "the values of a finished stream came back from lineage, and those of a running "
+      "one with its retry\n");
+
   auto runs = ReadRuns(log);
-  for (auto [name, seed] : std::vector<std::pair<std::string, int>>{
-           {"Make", 7}, {"AddOne", 7}, {"AddOne", 8}, {"Make", 9}, {"Make", 13}}) {
+  for (auto [name, seed] : std::vector<std::pair<std::string, int>>{{"Make", 7},
+                                                                    {"AddOne", 7},
+                                                                    {"AddOne", 8},
+                                                                    {"Make", 9},
+                                                                    {"Make", 13},
+                                                                    {"Blocks", 21},
+                                                                    {"Blocks", 31}}) {
     auto nodes = NodesThatRan(runs, name, seed);
     Expect(nodes.size() == 2, name + " " + std::to_string(seed) + " ran " +
                                   std::to_string(nodes.size()) + " times, expected twice");

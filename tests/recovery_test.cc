@@ -95,6 +95,9 @@ class RecoveryTest : public ::testing::Test {
 TEST_F(RecoveryTest, ObjectsLostWithTheirNodeAreRecreatedFromLineage) {
   auto run = Driver("lineage");
   EXPECT_EQ(run.code, 0) << run.out;
+  EXPECT_NE(run.out.find("the values of a finished stream came back from lineage"),
+            std::string::npos)
+      << run.out;
   EXPECT_NE(run.out.find("every lost object came back from lineage"), std::string::npos) << run.out;
 }
 

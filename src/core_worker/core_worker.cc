@@ -98,6 +98,7 @@ CoreWorker::CoreWorker(CoreWorkerOptions options) : options_(std::move(options))
   hooks.take_slot = [this] { task_submitter_->TakeSlot(); };
   hooks.release_slot = [this] { task_submitter_->ReleaseSlot(); };
   hooks.forget_node = [this](const NodeID& node) { peers_->ForgetNode(node); };
+  hooks.stream_open = [this](const TaskID& task) { return streams_->IsOpen(task); };
   hooks.list_nodes = [this](std::function<void(const proto::NodeList*)> done) {
     if (!gcs_ || gcs_->closed()) {
       done(nullptr);
@@ -568,11 +569,26 @@ void CoreWorker::StoreReturns(proto::TaskResult* result) {
   }
 }
 
+void CoreWorker::FailUnmade(const std::vector<ObjectID>& ids, const proto::ErrorInfo& error) {
+  for (const auto& id : ids) {
+    if (!memory_store_.Get(id) && references_->HasValue(id)) StoreError({id}, error);
+  }
+}
+
 void CoreWorker::StoreOutcome(const TaskEntry& task, proto::TaskResult* result,
                               const proto::ErrorInfo* error) {
   const TaskID id = TaskID::FromBinary(task.spec.task_id());
   if (task.spec.streaming()) {  // its values came before; this ends the stream
-    streams_->OnEnd(id, result, error);
+    if (!streams_->OnEnd(id, result, error)) {
+      // A re-run re-creating lost values (its `returns`): those it did not send again fail.
+      proto::ErrorInfo failed;
+      failed.set_type(proto::OBJECT_RECONSTRUCTION_FAILED);
+      failed.set_message(
+          "the value was lost, and re-running streaming task " + task.spec.function_name() +
+          " to re-create it " +
+          (error ? "failed: " + error->message() : std::string("ended without yielding it again")));
+      FailUnmade(task.returns, failed);
+    }
   } else if (error) {
     StoreError(task.returns, *error);
   } else {

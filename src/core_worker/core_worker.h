@@ -180,6 +180,9 @@ class CoreWorker {
   void StoreError(const std::vector<ObjectID>& ids, const proto::ErrorInfo& error);
   // Stores the returns of a finished task (owner side); takes the inline values out of it.
   void StoreReturns(proto::TaskResult* result);
+  // Stores `error` as the value of those `ids` still referenced that have none (deleted to be
+  // re-made by a task that ended without making them).
+  void FailUnmade(const std::vector<ObjectID>& ids, const proto::ErrorInfo& error);
   // A submitted task or actor call ended, with `result` or failed with `error` (exactly one
   // given): stores its returns, or ends its stream; it is no longer a cancelled task.
   void StoreOutcome(const TaskEntry& task, proto::TaskResult* result,

@@ -26,39 +26,53 @@ void GeneratorStreams::StoreItem(proto::ReturnObject& ro) {
 void GeneratorStreams::OnItem(const rpc::ConnectionPtr& from, proto::GeneratorItem& item) {
   if (item.task_id().size() != TaskID::kSize || !item.has_item()) return;  // a bad message
   const TaskID task = TaskID::FromBinary(item.task_id());
-  const bool expected_id =
-      item.index() >= 0 &&
-      item.item().object_id() ==
-          ObjectID::ForReturn(task, static_cast<uint32_t>(item.index())).Binary();
+  if (item.index() < 0 ||
+      item.item().object_id() !=
+          ObjectID::ForReturn(task, static_cast<uint32_t>(item.index())).Binary()) {
+    return;  // not one of this task's values
+  }
+  const ObjectID id = ObjectID::FromBinary(item.item().object_id());
   bool released = false;
-  bool duplicate = false;
+  bool resent = false;
+  rpc::ConnectionPtr ack_to;
+  proto::GeneratorAck ack;
   {
     MutexLock lock(mu_);
     auto it = streams_.find(task);
-    if (it == streams_.end() || it->second.ended) return;
-    Stream& s = it->second;
-    if (!expected_id || item.index() > s.received) return;  // not this stream's next value
-    if (item.index() < s.received) {
-      duplicate = true;  // a retry sends the values again
+    if (it == streams_.end() || it->second.ended) {
+      resent = true;  // a re-run re-creating values lost after the stream ended
     } else {
-      s.producer = from;
-      ++s.received;
-      released = s.released;
-      if (released) s.consumed = s.received;
+      Stream& s = it->second;
+      if (item.index() > s.received) return;  // not this stream's next value
+      if (item.index() < s.received) {
+        resent = true;  // a retry sends the values again from the first
+        if (s.producer.lock() != from) {
+          // A new producer: it waits for acks counted from zero — tell it what was taken.
+          s.producer = from;
+          if (s.backpressure > 0) {
+            ack_to = from;
+            ack.set_task_id(task.Binary());
+            ack.set_consumed(s.consumed);
+          }
+        }
+      } else {
+        s.producer = from;
+        ++s.received;
+        released = s.released;
+        if (released) s.consumed = s.received;
+      }
     }
   }
-  if (duplicate) {
-    // Dropped. Its copy in shared memory goes too, unless it is the very copy kept here (the
-    // retry ran on the same node: the store kept the first one).
-    const ObjectID id = ObjectID::FromBinary(item.item().object_id());
-    const NodeID node = NodeID::FromBinary(item.item().node_id());
-    StoredObjectPtr kept = cw_.memory_store().Get(id);
-    if (item.item().in_plasma() && !(kept && kept->in_plasma && kept->node == node)) {
-      cw_.FreePlasma({{id, node}});
-    }
+  if (ack_to && !ack_to->closed()) ack_to->Send(rpc::kGeneratorAck, ack);
+  if (resent) {
+    // Kept only where the value is still referenced and its copy was lost with its node (or
+    // deleted to be re-made); any other copy is freed (StoreReturns of a re-run).
+    proto::TaskResult again;
+    again.set_attempt(1);
+    *again.add_returns() = std::move(*item.mutable_item());
+    cw_.StoreReturns(&again);
     return;
   }
-  const ObjectID id = ObjectID::FromBinary(item.item().object_id());
   StoreItem(*item.mutable_item());
   bool kept = false;
   if (!released) {
@@ -76,15 +90,26 @@ void GeneratorStreams::OnItem(const rpc::ConnectionPtr& from, proto::GeneratorIt
   cv_.NotifyAll();
 }
 
-void GeneratorStreams::OnEnd(const TaskID& task, proto::TaskResult* result,
+bool GeneratorStreams::OnEnd(const TaskID& task, proto::TaskResult* result,
                              const proto::ErrorInfo* error) {
   int64_t index = 0;
   {
     MutexLock lock(mu_);
     auto it = streams_.find(task);
-    if (it == streams_.end() || it->second.ended) return;
+    if (it == streams_.end() || it->second.ended) return false;
     index = it->second.received;
   }
+  // Values lost with their node while the task ran wait for its retry to send them again: a
+  // task that ended without doing so leaves them lost for good.
+  std::vector<ObjectID> sent;
+  for (int64_t i = 0; i < index; ++i)
+    sent.push_back(ObjectID::ForReturn(task, static_cast<uint32_t>(i)));
+  proto::ErrorInfo lost;
+  lost.set_type(proto::OBJECT_LOST);
+  lost.set_message("the value was lost with its node while the streaming task ran, and the task " +
+                   std::string(error ? "failed before it was sent again: " + error->message()
+                                     : "ended without sending it again"));
+  cw_.FailUnmade(sent, lost);
   // The last value: the generator's error (in its result), or the failure's.
   std::vector<ObjectID> last;
   if (result && result->returns_size() > 0) {
@@ -117,6 +142,19 @@ void GeneratorStreams::OnEnd(const TaskID& task, proto::TaskResult* result,
   }
   for (const auto& id : drop) cw_.references().RemoveLocalRef(id);
   cv_.NotifyAll();
+  return true;
+}
+
+bool GeneratorStreams::IsOpen(const TaskID& task) {
+  MutexLock lock(mu_);
+  auto it = streams_.find(task);
+  return it != streams_.end() && !it->second.ended;
+}
+
+int64_t GeneratorStreams::Received(const TaskID& task) {
+  MutexLock lock(mu_);
+  auto it = streams_.find(task);
+  return it == streams_.end() ? -1 : it->second.received;
 }
 
 ObjectID GeneratorStreams::Next(const TaskID& task, int64_t timeout_ms) {

@@ -5,7 +5,9 @@
 // A value is an owned object like a task's return (ObjectID::ForReturn(task, index)); the
 // stream holds one local reference to it until the caller takes it (that reference goes to
 // the caller's ObjectRef). A retried task sends its values again: those already here are
-// dropped by index.
+// dropped by index, those lost with their node meanwhile are kept. A finished stream's values
+// have lineage like returns (ObjectRecovery): a re-run sends them again with no stream open,
+// and the lost ones are kept.
 //
 // Thread safety: thread-safe. OnItem/OnEnd run on the I/O thread; Next blocks the caller.
 #pragma once
@@ -34,7 +36,12 @@ class GeneratorStreams {
   void OnItem(const rpc::ConnectionPtr& from, proto::GeneratorItem& item);
   // The task ended: with its final result (the stream's length; its error as the last value),
   // or, when it failed without one (worker died, cancelled before it ran), with `error`.
-  void OnEnd(const TaskID& task, proto::TaskResult* result, const proto::ErrorInfo* error);
+  // False when no stream was open for it (a re-run re-creating lost values).
+  bool OnEnd(const TaskID& task, proto::TaskResult* result, const proto::ErrorInfo* error);
+  // Whether `task`'s stream is still receiving values.
+  bool IsOpen(const TaskID& task);
+  // Values received so far (-1: no stream).
+  int64_t Received(const TaskID& task);
   // The caller's next value (an ID carrying one local reference), waiting for it; nil at the
   // end. Throws GetTimeoutError after `timeout_ms` (>= 0).
   ObjectID Next(const TaskID& task, int64_t timeout_ms);

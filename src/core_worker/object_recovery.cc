@@ -216,6 +216,13 @@ void ObjectRecovery::RecoverLocked(const ObjectID& id, const std::string& why, A
   }
   const TaskID tid = id.Task();
   auto it = lineage_.find(tid);
+  if (it == lineage_.end() && hooks_.stream_open && hooks_.stream_open(tid)) {
+    // A value of a streaming task still running: the task's worker was on the dead node, so
+    // the task is retried and sends its values again (GeneratorStreams keeps the lost ones;
+    // if it ends without doing so, they fail).
+    if (references_.Resurrect(id)) out->deleted.push_back(id);
+    return;
+  }
   if (it == lineage_.end()) {
     fail(proto::OBJECT_LOST,
          what + (!IsActorTask(tid) ? " and cannot be re-created: its owner kept no lineage for it"
@@ -249,6 +256,7 @@ void ObjectRecovery::RecoverLocked(const ObjectID& id, const std::string& why, A
   l.task->spec.set_attempt(attempt->spec.attempt());
   attempt->wire.clear();
   attempt->returns.clear();
+  attempt->spec.set_backpressure(0);  // a streaming re-run has no reader to wait for
   for (const auto& r : l.returns) {
     StoredObjectPtr cur = memory_store_.Get(r);
     if (cur && !IsLostLocked(cur)) continue;  // alive: the re-run's copy is not needed

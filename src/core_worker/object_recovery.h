@@ -3,7 +3,9 @@
 // referenced (the lineage, bounded by max_lineage_bytes, oldest evicted first), and learns from
 // the control service which nodes died. When every copy of an owned object is gone it re-runs
 // the task that made it — re-creating lost arguments first, recursively — counting against
-// that task's max_retries, or stores the typed error that says why it cannot:
+// that task's max_retries, or stores the typed error that says why it cannot. A streaming
+// task's values have lineage once it ended (a re-run sends them all; the lost ones are kept);
+// while it runs, a value lost with its node comes again with the task's retry.
 //   ObjectLostError                  a Put object or an actor task's result (no lineage),
 //   ObjectReconstructionFailedError  retries used up, lineage evicted, an argument that
 //                                    cannot be re-created.
@@ -50,6 +52,8 @@ class ObjectRecovery {
     std::function<void()> take_slot;                      // a re-run counts as a pending task
     std::function<void()> release_slot;                   // a retry that cannot happen
     std::function<void(const NodeID& node)> forget_node;  // nothing more is sent there
+    // Whether streaming task `task` is still sending values (its retry sends lost ones again).
+    std::function<bool(const TaskID& task)> stream_open;
     // Asks the control service for every node; `done` gets null when it cannot answer.
     std::function<void(std::function<void(const proto::NodeList* nodes)> done)> list_nodes;
     // Asks the owner of borrowed `id` again, telling it the copy on `lost_node` is gone.

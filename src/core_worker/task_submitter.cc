@@ -6,6 +6,7 @@
 #include "common/logging.h"
 #include "common/rpc/message_types.h"
 #include "core_worker/core_worker.h"
+#include "core_worker/generator_streams.h"
 #include "core_worker/object_recovery.h"
 #include "core_worker/peer_connections.h"
 #include "core_worker/task_spec.h"
@@ -618,6 +619,16 @@ void TaskSubmitter::Complete(std::vector<Completion>& done) {
     // arguments' entries pinned before the task lets go of them.
     bool in_plasma = false;
     for (const auto& ro : c.result.returns()) in_plasma |= ro.in_plasma();
+    if (c.task->spec.streaming() && !c.failed_by_system && !c.result.application_error()) {
+      // Its values came before the end: they are its returns for lineage (a re-run of it,
+      // re-creating lost values, ends here too and finds its entry).
+      const TaskID tid = TaskID::FromBinary(c.task->spec.task_id());
+      const int64_t sent = cw_.streams().Received(tid);
+      for (int64_t i = 0; i < sent; ++i) {
+        c.task->returns.push_back(ObjectID::ForReturn(tid, static_cast<uint32_t>(i)));
+      }
+      in_plasma = true;
+    }
     if (!c.failed_by_system && in_plasma && !c.result.application_error()) {
       cw_.recovery().RecordLineage(c.task);
     }
