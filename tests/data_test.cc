@@ -976,3 +976,64 @@ TEST_F(DataTest, AFifoSocketOrDeviceIsRefusedInsteadOfBlockingTheRead) {
 }
 
 }  // namespace
+
+// A read larger than ExecutionOptions::target_max_block_bytes goes through its chain in parts,
+// each passed downstream as a block of its own while the task goes on (read and map tasks are
+// streaming tasks): in order, with deterministic names for what is written from them.
+TEST_F(DataTest, ALargeReadIsSplitIntoBlocksPassedOnInOrder) {
+  std::string csv = "id,pad\n";
+  for (int i = 0; i < 20000; ++i) csv += std::to_string(i) + ",abcdefghijabcdefghijabcdefghij\n";
+  WriteFile("big/one.csv", csv);  // ~0.8 MB: one read task
+  const ld::ExecutionOptions split{
+      .progress = false, .preserve_order = true, .target_max_block_bytes = 64 << 10};
+  auto doubled = ld::ReadCsv(Path("big")).MapBatches(Double).WithOptions(split);
+  std::vector<int64_t> ids;
+  int blocks = 0;
+  for (const auto& b : doubled.IterBatches()) {
+    ++blocks;
+    EXPECT_LE(b.SizeBytes(), 2 * (64 << 10));
+    for (int64_t v : b.Int64("id")) ids.push_back(v);
+  }
+  EXPECT_GE(blocks, 8);
+  EXPECT_EQ(ids, Iota(20000, 2));  // every row once, in the file's order
+  auto read = FindOperator(doubled.Stats(), "ReadCsv");
+  ASSERT_TRUE(read.has_value()) << doubled.Stats().ToString();
+  EXPECT_EQ(read->tasks, 1);
+  EXPECT_EQ(read->rows_out, 20000);
+
+  // Written: one file per part, named after the block and its part; a re-run finds them all.
+  auto first = ld::ReadCsv(Path("big")).WithOptions(split).WriteCsv(Path("out"));
+  EXPECT_GE(first.files_written, 8);
+  EXPECT_TRUE(fs::exists(Path("out/part-000000.csv")));
+  EXPECT_TRUE(fs::exists(Path("out/part-000000_0001.csv")));
+  EXPECT_EQ(CsvIds(Path("out")), Iota(20000));
+  auto again = ld::ReadCsv(Path("big")).WithOptions(split).WriteCsv(Path("out"));
+  EXPECT_EQ(again.files_written, 0);
+  EXPECT_EQ(again.files_skipped, first.files_written);
+}
+
+// An expanding map (FlatMap) leaves its task as several blocks, and an actor pool passes the
+// parts of its outputs on in order too.
+TEST_F(DataTest, ExpandingMapsAndActorPoolsPassOnBlocksOfTheTargetSize) {
+  const ld::ExecutionOptions split{
+      .progress = false, .preserve_order = true, .target_max_block_bytes = 16 << 10};
+  auto twice = ld::Range(10000, {.num_blocks = 2}).FlatMap(Twice).WithOptions(split);
+  int blocks = 0;
+  std::vector<int64_t> ids;
+  for (const auto& b : twice.IterBatches()) {
+    ++blocks;
+    for (int64_t v : b.Int64("id")) ids.push_back(v);
+  }
+  EXPECT_GE(blocks, 8);  // 160 KB of ids from two tasks
+  ASSERT_EQ(ids.size(), 20000u);
+  for (size_t i = 0; i < ids.size(); ++i) ASSERT_EQ(ids[i], static_cast<int64_t>(i / 2)) << i;
+
+  auto scaled =
+      ld::Range(20000, {.num_blocks = 2})
+          .MapBatches<Scaler>({.concurrency = 2, .num_cpus = 0.5}, int64_t{3}, Path("scaler"))
+          .WithOptions(split)
+          .TakeAll();
+  auto got = Ids(scaled);
+  ASSERT_EQ(got.size(), 20000u);
+  for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], static_cast<int64_t>(3 * i)) << i;
+}

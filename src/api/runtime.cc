@@ -610,6 +610,12 @@ void ReleaseStream(const TaskID& task) {
   if (auto* cw = g_cw.load(std::memory_order_acquire)) cw->streams().Release(task);
 }
 
+bool StreamReady(const TaskID& task) { return CW().streams().Ready(task); }
+
+void OnStreamReady(const TaskID& task, std::function<void()> callback) {
+  CW().streams().OnReady(task, std::move(callback));
+}
+
 void YieldValue(SerializedValue value) { CW().YieldValue(std::move(value)); }
 
 void CancelTask(const ObjectID& id, bool force, bool recursive) {

@@ -87,7 +87,39 @@ void GeneratorStreams::OnItem(const rpc::ConnectionPtr& from, proto::GeneratorIt
     cw_.references().RemoveLocalRef(id);  // nobody reads it: freed now
     return;
   }
+  std::vector<std::function<void()>> waiters;
+  {
+    MutexLock lock(mu_);
+    waiters = TakeWaitersLocked(task);
+  }
   cv_.NotifyAll();
+  for (auto& w : waiters) w();
+}
+
+std::vector<std::function<void()>> GeneratorStreams::TakeWaitersLocked(const TaskID& task) {
+  auto it = streams_.find(task);
+  if (it == streams_.end()) return {};
+  std::vector<std::function<void()>> out;
+  out.swap(it->second.waiters);
+  return out;
+}
+
+bool GeneratorStreams::Ready(const TaskID& task) {
+  MutexLock lock(mu_);
+  auto it = streams_.find(task);
+  return it == streams_.end() || !it->second.ready.empty() || it->second.ended;
+}
+
+void GeneratorStreams::OnReady(const TaskID& task, std::function<void()> callback) {
+  {
+    MutexLock lock(mu_);
+    auto it = streams_.find(task);
+    if (it != streams_.end() && it->second.ready.empty() && !it->second.ended) {
+      it->second.waiters.push_back(std::move(callback));
+      return;
+    }
+  }
+  callback();
 }
 
 bool GeneratorStreams::OnEnd(const TaskID& task, proto::TaskResult* result,
@@ -123,8 +155,10 @@ bool GeneratorStreams::OnEnd(const TaskID& task, proto::TaskResult* result,
     cw_.StoreError(last, *error);
   }
   std::vector<ObjectID> drop;
+  std::vector<std::function<void()>> waiters;
   {
     MutexLock lock(mu_);
+    waiters = TakeWaitersLocked(task);
     auto it = streams_.find(task);
     if (it == streams_.end()) {
       drop = last;
@@ -142,6 +176,7 @@ bool GeneratorStreams::OnEnd(const TaskID& task, proto::TaskResult* result,
   }
   for (const auto& id : drop) cw_.references().RemoveLocalRef(id);
   cv_.NotifyAll();
+  for (auto& w : waiters) w();
   return true;
 }
 
@@ -200,6 +235,7 @@ void GeneratorStreams::Release(const TaskID& task) {
     auto it = streams_.find(task);
     if (it == streams_.end()) return;
     unread.swap(it->second.ready);
+    it->second.waiters.clear();
     if (it->second.ended) {
       streams_.erase(it);
     } else {

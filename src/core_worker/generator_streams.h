@@ -13,8 +13,10 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <unordered_map>
+#include <vector>
 
 #include "common.pb.h"
 #include "common/rpc/connection.h"
@@ -47,6 +49,11 @@ class GeneratorStreams {
   ObjectID Next(const TaskID& task, int64_t timeout_ms);
   // The caller dropped the stream: unread values are released, a running task is cancelled.
   void Release(const TaskID& task);
+  // Whether Next would return at once (a value waits, or the stream ended or is unknown).
+  bool Ready(const TaskID& task);
+  // Runs `callback` once when Next would return at once (here, now, if it already would;
+  // otherwise on the I/O thread; never if the stream is released first).
+  void OnReady(const TaskID& task, std::function<void()> callback);
 
  private:
   struct Stream {
@@ -58,7 +65,10 @@ class GeneratorStreams {
     bool ended = false;
     bool released = false;
     std::weak_ptr<rpc::Connection> producer;
+    std::vector<std::function<void()>> waiters;  // OnReady callbacks
   };
+  // The callbacks to run now that `task`'s stream has something (or ended).
+  std::vector<std::function<void()>> TakeWaitersLocked(const TaskID& task) LUMEN_REQUIRES(mu_);
   // Stores value `ro` as an owned object with one local reference (the stream's).
   void StoreItem(proto::ReturnObject& ro);
 

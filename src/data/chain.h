@@ -46,7 +46,47 @@ struct Step {
 struct Chain {
   std::string op_name;  // for error messages
   std::vector<Step> steps;
-  LUMEN_SERIALIZE(op_name, steps);
+  // A task's input block (or read) larger than this goes through the chain in parts, and an
+  // output larger than this leaves as several blocks (ExecutionOptions::target_max_block_bytes).
+  int64_t max_block_bytes = int64_t{128} << 20;
+  LUMEN_SERIALIZE(op_name, steps, max_block_bytes);
+};
+
+// A block's place in its dataset's order, and the name of what is written from it: the read
+// (or exchange partition) it comes from, then for each task on its way the part of that task's
+// output it is. Ordered lexicographically: {12, 0} < {12, 1} < {12, 1, 0} < {12, 2} < {13}; a
+// key is below the keys it is a prefix of, so a task's input key bounds what it will output.
+// All blocks entering one operator from one input have keys of the same length.
+struct BlockKey {
+  std::vector<int64_t> path;
+  LUMEN_SERIALIZE(path);
+
+  static BlockKey Of(int64_t i) { return BlockKey{{i}}; }
+  BlockKey Part(int64_t k) const {
+    BlockKey p = *this;
+    p.path.push_back(k);
+    return p;
+  }
+  // The path without its trailing zeros, "000012" or "000012_0001_0003": a task that does not
+  // split names its output as its input, and keys of one length keep distinct names.
+  std::string Name() const;
+  // For messages: "12", or "12.1.3" for parts.
+  std::string Label() const;
+  auto operator<=>(const BlockKey&) const = default;
+  bool operator==(const BlockKey&) const = default;
+};
+
+// What the driver learns of a block a task yielded (a small value beside the block, so that
+// the driver never fetches the block itself).
+struct BlockInfo {
+  int64_t rows = 0;
+  int64_t bytes = 0;
+  // The task's work for this part: all of the input on the first part, the time since the
+  // previous part.
+  int64_t rows_in = 0;
+  int64_t bytes_in = 0;
+  int64_t wall_us = 0;
+  int64_t cpu_us = 0;
 };
 
 // What a read task reads.
@@ -77,7 +117,7 @@ struct Listing {
 
 // Applies `chain` to `block` (in this process). `instance` is the callable object of an actor
 // pool step. Throws what user code throws; DataError for bad use.
-Batch ApplyChain(const Chain& chain, int64_t block_index, Batch block, void* instance = nullptr,
+Batch ApplyChain(const Chain& chain, const BlockKey& key, Batch block, void* instance = nullptr,
                  const struct CallableInfo* callable = nullptr);
 
 // Rows <-> batches (types inferred from the values; a column of mixed int64/float64 becomes
@@ -88,6 +128,6 @@ Batch RowsToBatch(const std::vector<Row>& rows);
 // Reads one block (runs in a read task).
 Batch ReadFiles(const ReadSpec& spec);
 // Writes `block` per `spec`; returns a one-row batch: files_written, files_skipped, bytes.
-Batch WriteBlock(const WriteSpec& spec, int64_t block_index, const Batch& block);
+Batch WriteBlock(const WriteSpec& spec, const BlockKey& key, const Batch& block);
 
 }  // namespace lumen::data::internal

@@ -246,8 +246,10 @@ Dataset Dataset::Materialize() const {
   std::vector<internal::RefBundle> blocks;
   RunAll(node_, last_stats_, [&](const internal::RefBundle& b) { blocks.push_back(b); });
   std::sort(blocks.begin(), blocks.end(),
-            [](const auto& a, const auto& b) { return a.meta.index < b.meta.index; });
-  for (size_t i = 0; i < blocks.size(); ++i) blocks[i].meta.index = static_cast<int64_t>(i);
+            [](const auto& a, const auto& b) { return a.meta.key < b.meta.key; });
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    blocks[i].meta.key = internal::BlockKey::Of(static_cast<int64_t>(i));
+  }
   auto n = Node(NodeKind::kBlocks, "Materialized(" + std::to_string(blocks.size()) + " blocks)");
   n->blocks = std::move(blocks);
   Dataset out(n);
@@ -398,7 +400,7 @@ Dataset BlocksNode(const std::string& label, const std::vector<Batch>& batches) 
   for (const auto& b : batches) {
     internal::RefBundle r;
     r.ref = lumen::Put(b.buffer());
-    r.meta.index = i++;
+    r.meta.key = internal::BlockKey::Of(i++);
     r.meta.rows = b.NumRows();
     r.meta.bytes = b.SizeBytes();
     n->blocks.push_back(std::move(r));

@@ -42,9 +42,7 @@ void PhysicalOp::Emit(RefBundle b) {
   stats_.peak_bytes_held = std::max(stats_.peak_bytes_held, HeldBytes());
 }
 
-void PhysicalOp::OnTaskDone(Executor& ex, uint64_t token, RefBundle out) {
-  ++stats_.tasks;
-  ++blocks_done;
+void PhysicalOp::OnOutput(Executor& ex, uint64_t token, RefBundle out) {
   stats_.rows_in += out.meta.exec.rows_in;
   stats_.bytes_in += out.meta.exec.bytes_in;
   stats_.rows_out += out.meta.rows;
@@ -53,6 +51,30 @@ void PhysicalOp::OnTaskDone(Executor& ex, uint64_t token, RefBundle out) {
   stats_.task_cpu_s += static_cast<double>(out.meta.exec.cpu_us) / 1e6;
   last_end = Clock::now();
   Emit(std::move(out));
+}
+
+void PhysicalOp::OnTaskEnd(Executor& ex, uint64_t token) {
+  ++stats_.tasks;
+  ++blocks_done;
+  last_end = Clock::now();
+}
+
+void PhysicalOp::OnTaskDone(Executor& ex, uint64_t token, RefBundle out) {
+  OnOutput(ex, token, std::move(out));
+  OnTaskEnd(ex, token);
+}
+
+namespace {
+void Lower(std::optional<BlockKey>& bound, const std::optional<BlockKey>& k) {
+  if (k && (!bound || *k < *bound)) bound = k;
+}
+}  // namespace
+
+std::optional<BlockKey> PhysicalOp::LowestFutureKey(const Executor& ex) const {
+  std::optional<BlockKey> bound = ex.LowestRunningKey(this);
+  for (const auto& b : inputs_) Lower(bound, b.meta.key);
+  for (const PhysicalOp* u : upstreams) Lower(bound, u->LowestFutureKey(ex));
+  return bound;
 }
 
 // ---- SourceOp --------------------------------------------------------------------------------
@@ -96,10 +118,16 @@ bool SourceOp::WantsToLaunch() const {
 }
 
 void SourceOp::LaunchOne(Executor& ex) {
-  int64_t index = static_cast<int64_t>(next_);
+  const BlockKey key = BlockKey::Of(static_cast<int64_t>(next_));
   const ReadSpec& spec = reads_[next_++];
-  auto ref = lumen::Task(ReadBlockTask).Options(options_).Remote(spec, chain_, index);
-  ex.Submit(this, ref, index, EstimateOutputBytes());
+  ex.SubmitStream(this, lumen::Task(ReadBlocksTask).Options(options_).Remote(spec, chain_, key),
+                  key, EstimateOutputBytes(), {});
+}
+
+std::optional<BlockKey> SourceOp::LowestFutureKey(const Executor& ex) const {
+  std::optional<BlockKey> bound = ex.LowestRunningKey(this);
+  if (!stopped_ && next_ < reads_.size()) Lower(bound, BlockKey::Of(static_cast<int64_t>(next_)));
+  return bound;
 }
 
 int64_t SourceOp::EstimateOutputBytes() const {
@@ -153,9 +181,10 @@ void MapOp::LaunchOne(Executor& ex) {
   RefBundle in = std::move(inputs_.front());
   inputs_.pop_front();
   int64_t est = EstimateOutputBytes();
-  auto ref = lumen::Task(RunChainTask).Options(options_).Remote(chain_, in.meta.index, in.ref);
-  ex.Submit(this, ref, in.meta.index, stats_.tasks > 0 ? est : in.meta.bytes, nullptr,
-            in.meta.bytes, in.meta.node);
+  ex.SubmitStream(this,
+                  lumen::Task(RunChainTask).Options(options_).Remote(chain_, in.meta.key, in.ref),
+                  in.meta.key, stats_.tasks > 0 ? est : in.meta.bytes,
+                  {.bytes = in.meta.bytes, .node = in.meta.node});
 }
 
 std::map<std::string, double> MapOp::PerTask() const { return ResourcesOf(options_); }
@@ -282,7 +311,7 @@ void ActorPoolOp::LaunchOne(Executor& ex) {
     RefBundle in = std::move(inputs_.front());
     inputs_.pop_front();
     ++blocks_done;
-    ex.RecordError(this, in.meta.index,
+    ex.RecordError(this, in.meta.key,
                    "no actor of the pool can run it: all " + std::to_string(actors_.size()) +
                        " actors died for good (last: " + last_death_ + ")");
     return;
@@ -294,22 +323,31 @@ void ActorPoolOp::LaunchOne(Executor& ex) {
   inputs_.erase(inputs_.begin() + static_cast<std::ptrdiff_t>(k));
   const size_t i = static_cast<size_t>(best);
   PoolActor& a = actors_[i];
-  auto ref = a.handle.Task(&UdfActor::Process).Remote(chain_, in.meta.index, in.ref);
   ++a.in_flight;
   uint64_t token = 0;
-  ex.Submit(this, ref, in.meta.index, stats_.tasks > 0 ? EstimateOutputBytes() : in.meta.bytes,
-            &token, in.meta.bytes, in.meta.node);
+  auto passed = passed_.find(in.meta.key);
+  ex.SubmitStream(this, a.handle.Task(&UdfActor::Process).Remote(chain_, in.meta.key, in.ref),
+                  in.meta.key, stats_.tasks > 0 ? EstimateOutputBytes() : in.meta.bytes,
+                  {.bytes = in.meta.bytes, .node = in.meta.node}, &token,
+                  passed == passed_.end() ? 0 : passed->second);
   calls_.emplace(token, Call{i, a.generation, std::move(in)});
 }
 
-void ActorPoolOp::OnTaskDone(Executor& ex, uint64_t token, RefBundle out) {
+void ActorPoolOp::OnOutput(Executor& ex, uint64_t token, RefBundle out) {
+  // Parts come in order, and a re-run's first ones (passed before) do not come here.
+  if (auto it = calls_.find(token); it != calls_.end()) ++passed_[it->second.input.meta.key];
+  PhysicalOp::OnOutput(ex, token, std::move(out));
+}
+
+void ActorPoolOp::OnTaskEnd(Executor& ex, uint64_t token) {
   if (auto it = calls_.find(token); it != calls_.end()) {
     PoolActor& a = actors_[it->second.actor];
     --a.in_flight;
     if (it->second.generation == a.generation) a.finished_a_block = true;
+    passed_.erase(it->second.input.meta.key);
     calls_.erase(it);
   }
-  PhysicalOp::OnTaskDone(ex, token, std::move(out));
+  PhysicalOp::OnTaskEnd(ex, token);
 }
 
 FailureAction ActorPoolOp::OnTaskFailed(Executor& ex, uint64_t token, const lumen::Error& error) {
@@ -323,11 +361,12 @@ FailureAction ActorPoolOp::OnTaskFailed(Executor& ex, uint64_t token, const lume
   if (dynamic_cast<const lumen::ActorDiedError*>(&error) == nullptr) return FailureAction::kRecord;
   if (call.generation == a.generation) OnActorDied(a, error.what());
   if (stopped_) return FailureAction::kHandled;  // a satisfied limit: the block is not needed
-  const int64_t index = call.input.meta.index;
-  int& retries = retries_[index];
+  const BlockKey key = call.input.meta.key;
+  int& retries = retries_[key];
   if (retries >= options_.max_block_retries) {
     ++blocks_done;
-    ex.RecordError(this, index,
+    passed_.erase(key);
+    ex.RecordError(this, key,
                    std::string(error.what()) + " (the block was re-run " + std::to_string(retries) +
                        " times after actor deaths: MapBatchesOptions::max_block_retries)");
     return FailureAction::kHandled;
@@ -410,13 +449,27 @@ void LimitOp::UpstreamDone(Executor& ex, size_t upstream) {
   if (AllUpstreamsDone()) done_ = true;
 }
 
-void UnionOp::AddInput(RefBundle b, size_t upstream) {
+int64_t UnionOp::Offset(size_t upstream) const {
   int64_t offset = 0;
   for (size_t i = 0; i < upstream; ++i) {
     int64_t t = upstreams[i]->TotalBlocks();
     offset += t >= 0 ? t : (int64_t{1} << 32);
   }
-  b.meta.index += offset;
+  return offset;
+}
+
+std::optional<BlockKey> UnionOp::LowestFutureKey(const Executor& ex) const {
+  std::optional<BlockKey> bound;
+  for (size_t i = 0; i < upstreams.size(); ++i) {
+    std::optional<BlockKey> k = upstreams[i]->LowestFutureKey(ex);
+    if (k && !k->path.empty()) k->path[0] += Offset(i);
+    Lower(bound, k);
+  }
+  return bound;
+}
+
+void UnionOp::AddInput(RefBundle b, size_t upstream) {
+  if (!b.meta.key.path.empty()) b.meta.key.path[0] += Offset(upstream);
   ++blocks_done;
   stats_.rows_in += b.meta.rows;
   stats_.bytes_in += b.meta.bytes;
@@ -461,7 +514,7 @@ void ExchangeOp::Advance(Executor& ex) {
                       std::make_move_iterator(inputs_.end()));
     inputs_.clear();
     std::sort(collected_.begin(), collected_.end(),
-              [](const RefBundle& a, const RefBundle& b) { return a.meta.index < b.meta.index; });
+              [](const RefBundle& a, const RefBundle& b) { return a.meta.key < b.meta.key; });
     if (!explicit_partitions_)
       spec_.partitions = std::max<int>(1, static_cast<int>(collected_.size()));
     first_rows_.clear();
@@ -546,8 +599,8 @@ void ExchangeOp::LaunchOne(Executor& ex) {
     ex.Submit(this, ref, static_cast<int64_t>(i), 4096);
   } else if (phase_ == Phase::kMap) {
     const RefBundle& b = collected_[i];
-    auto ref =
-        lumen::Task(PartitionTask).Remote(spec_, b.meta.index, first_rows_[i], total_rows_, b.ref);
+    auto ref = lumen::Task(PartitionTask)
+                   .Remote(spec_, static_cast<int64_t>(i), first_rows_[i], total_rows_, b.ref);
     ex.Submit(this, ref, static_cast<int64_t>(i), b.meta.bytes);
   } else {
     std::vector<lumen::ObjectRef<Buffer>> outs;
@@ -562,7 +615,7 @@ void ExchangeOp::LaunchOne(Executor& ex) {
 
 void ExchangeOp::OnTaskDone(Executor& ex, uint64_t token, RefBundle out) {
   --outstanding_;
-  size_t i = static_cast<size_t>(out.meta.index);
+  size_t i = static_cast<size_t>(out.meta.key.path.at(0));
   if (phase_ == Phase::kSample) {
     samples_[i] = std::move(out);
   } else if (phase_ == Phase::kMap) {
@@ -581,6 +634,16 @@ FailureAction ExchangeOp::OnTaskFailed(Executor& ex, uint64_t token, const lumen
 
 bool ExchangeOp::Finished() const { return phase_ == Phase::kDone && running_ == 0; }
 
+std::optional<BlockKey> ExchangeOp::LowestFutureKey(const Executor& ex) const {
+  if (Finished()) return std::nullopt;
+  if (phase_ != Phase::kReduce && phase_ != Phase::kDone) return BlockKey::Of(0);
+  std::optional<BlockKey> bound = ex.LowestRunningKey(this);
+  if (phase_ == Phase::kReduce && next_ < static_cast<size_t>(spec_.partitions)) {
+    Lower(bound, BlockKey::Of(static_cast<int64_t>(next_)));
+  }
+  return bound;
+}
+
 // ---- Executor --------------------------------------------------------------------------------
 
 Executor::Executor(std::vector<std::unique_ptr<PhysicalOp>> ops, ExecutionOptions options)
@@ -594,6 +657,9 @@ Executor::Executor(std::vector<std::unique_ptr<PhysicalOp>> ops, ExecutionOption
   for (auto& op : ops_) raw.push_back(op.get());
   progress_ = std::make_unique<ProgressReporter>(raw, options_.progress);
   start_ = last_progress_ = Clock::now();
+  for (auto& op : ops_) {
+    if (Chain* c = op->chain_ptr()) c->max_block_bytes = options_.target_max_block_bytes;
+  }
   CheckResources();
   if (options_.progress) ReportIgnoredFiles();
   for (auto& op : ops_) op->Start(*this);
@@ -606,8 +672,7 @@ Executor::~Executor() {
 }
 
 void Executor::Submit(PhysicalOp* op, const lumen::ObjectRef<Buffer>& ref, int64_t index,
-                      int64_t est_bytes, uint64_t* token_out, int64_t input_bytes,
-                      const NodeID& input_node) {
+                      int64_t est_bytes, uint64_t* token_out) {
   uint64_t token = NewToken();
   if (token_out) *token_out = token;
   if (!op->started) {
@@ -615,7 +680,13 @@ void Executor::Submit(PhysicalOp* op, const lumen::ObjectRef<Buffer>& ref, int64
     op->first_start = Clock::now();
   }
   ++op->running_;
-  pending_[token] = Pending{op, ref, index, est_bytes, input_bytes, Clock::now(), input_node};
+  Pending p;
+  p.op = op;
+  p.ref = ref;
+  p.key = BlockKey::Of(index);
+  p.est_bytes = est_bytes;
+  p.started = Clock::now();
+  pending_.emplace(token, std::move(p));
   std::weak_ptr<EventQueue> weak = events_;
   lumen::internal::OnObjectReady(ref.ID(), [weak, token] {
     auto q = weak.lock();
@@ -626,11 +697,44 @@ void Executor::Submit(PhysicalOp* op, const lumen::ObjectRef<Buffer>& ref, int64
   });
 }
 
-BlockMeta Executor::ReadMeta(const lumen::ObjectRef<Buffer>& ref, int64_t index) {
+void Executor::SubmitStream(PhysicalOp* op, lumen::ObjectRefStream<Buffer> stream,
+                            const BlockKey& key, int64_t est_bytes, const TaskInput& input,
+                            uint64_t* token_out, int64_t skip) {
+  uint64_t token = NewToken();
+  if (token_out) *token_out = token;
+  if (!op->started) {
+    op->started = true;
+    op->first_start = Clock::now();
+  }
+  ++op->running_;
+  Pending p;
+  p.op = op;
+  p.key = key;
+  p.est_bytes = est_bytes;
+  p.input = input;
+  p.started = Clock::now();
+  p.stream = std::make_shared<lumen::ObjectRefStream<Buffer>>(std::move(stream));
+  p.skip = skip;
+  auto [it, inserted] = pending_.emplace(token, std::move(p));
+  WatchStream(token, it->second);
+}
+
+void Executor::WatchStream(uint64_t token, const Pending& p) {
+  std::weak_ptr<EventQueue> weak = events_;
+  lumen::internal::OnStreamReady(p.stream->task_id(), [weak, token] {
+    auto q = weak.lock();
+    if (!q) return;
+    MutexLock lock(q->mu);
+    q->done.push_back(token);
+    q->cv.NotifyOne();
+  });
+}
+
+BlockMeta Executor::ReadMeta(const lumen::ObjectRef<Buffer>& ref, const BlockKey& key) {
   Buffer buf = lumen::Get(ref);
   Batch b = Batch::FromBuffer(buf);
   BlockMeta m;
-  m.index = index;
+  m.key = key;
   m.rows = b.NumRows();
   m.bytes = b.SizeBytes();
   m.exec = b.exec_stats();
@@ -638,10 +742,9 @@ BlockMeta Executor::ReadMeta(const lumen::ObjectRef<Buffer>& ref, int64_t index)
   return m;
 }
 
-void Executor::RecordError(PhysicalOp* op, int64_t index, const std::string& message) {
+void Executor::RecordError(PhysicalOp* op, const BlockKey& key, const std::string& message) {
   ++errors_;
-  std::string what =
-      "operator " + op->name() + " failed on block " + std::to_string(index) + ": " + message;
+  std::string what = "operator " + op->name() + " failed on block " + key.Label() + ": " + message;
   if (errors_ > options_.max_errored_blocks) {
     fatal_ = what + (options_.max_errored_blocks > 0
                          ? " (more than max_errored_blocks=" +
@@ -649,8 +752,86 @@ void Executor::RecordError(PhysicalOp* op, int64_t index, const std::string& mes
                          : "");
     return;
   }
-  op->stats().errored_blocks.push_back("block " + std::to_string(index) + ": " + message);
-  skipped_.insert(index);
+  op->stats().errored_blocks.push_back("block " + key.Label() + ": " + message);
+}
+
+std::optional<BlockKey> Executor::LowestRunningKey(const PhysicalOp* op) const {
+  std::optional<BlockKey> bound;
+  for (const auto& [t, p] : pending_) {
+    if (p.op != op) continue;
+    BlockKey k = p.stream ? p.key.Part(p.parts) : p.key;  // parts come in order
+    if (!bound || k < *bound) bound = std::move(k);
+  }
+  return bound;
+}
+
+void Executor::Failed(uint64_t token, Pending& p, const lumen::Error& e) {
+  --p.op->running_;
+  p.op->last_end = Clock::now();
+  if (p.op->OnTaskFailed(*this, token, e) == FailureAction::kRecord) {
+    ++p.op->blocks_done;
+    RecordError(p.op, p.key, e.what());
+  }
+}
+
+bool Executor::DrainStream(uint64_t token, Pending& p) {
+  // Items come in pairs — a block, then its BlockInfo — and a failure ends the stream with
+  // its error as one more item: in a block's place (known only when nothing follows it), or in
+  // the info's place (reading it throws). A block is never fetched here.
+  while (lumen::internal::StreamReady(p.stream->task_id())) {
+    std::optional<lumen::ObjectRef<Buffer>> item;
+    try {
+      item = p.stream->Next();
+    } catch (const lumen::Error& e) {
+      Failed(token, p, e);
+      return true;
+    }
+    if (!item) {
+      if (p.block) {
+        try {
+          lumen::Get(*p.block);  // the error the task ended with
+          throw DataError("a task's stream ended with a block and no figures");
+        } catch (const lumen::Error& e) {
+          Failed(token, p, e);
+        }
+        return true;
+      }
+      --p.op->running_;
+      p.op->OnTaskEnd(*this, token);
+      return true;
+    }
+    if (!p.block) {
+      p.block = std::move(*item);
+      continue;
+    }
+    BlockInfo info;
+    try {
+      info = DecodeBlockInfo(lumen::Get(*item));
+    } catch (const lumen::Error& e) {
+      Failed(token, p, e);
+      return true;
+    }
+    RefBundle out;
+    out.ref = std::move(*p.block);
+    p.block.reset();
+    out.meta.key = p.key.Part(p.parts);
+    if (p.parts++ < p.skip) continue;  // passed on by an earlier run of the same work
+    out.meta.rows = info.rows;
+    out.meta.bytes = info.bytes;
+    out.meta.exec = {.wall_us = info.wall_us,
+                     .cpu_us = info.cpu_us,
+                     .rows_in = info.rows_in,
+                     .bytes_in = info.bytes_in};
+    out.meta.node = lumen::internal::ObjectLocation(out.ref.ID());
+    p.est_bytes = std::max<int64_t>(0, p.est_bytes - info.bytes);
+    if (!p.input.node.IsNil() && !out.meta.node.IsNil() && p.input.node != out.meta.node) {
+      p.op->stats().bytes_moved += p.input.bytes;  // made on another node than its input's
+      p.input.node = NodeID::Nil();                // (counted once per task)
+    }
+    p.op->OnOutput(*this, token, std::move(out));
+  }
+  WatchStream(token, p);
+  return false;
 }
 
 void Executor::ProcessEvents() {
@@ -662,24 +843,22 @@ void Executor::ProcessEvents() {
   for (uint64_t token : done) {
     auto it = pending_.find(token);
     if (it == pending_.end()) continue;
+    last_progress_ = Clock::now();
+    if (it->second.stream) {
+      if (DrainStream(token, it->second)) pending_.erase(token);
+      continue;
+    }
     Pending p = std::move(it->second);
     pending_.erase(it);
     --p.op->running_;
-    last_progress_ = Clock::now();
     RefBundle out;
     try {
-      out.meta = ReadMeta(p.ref, p.index);
+      out.meta = ReadMeta(p.ref, p.key);
       out.ref = p.ref;
     } catch (const lumen::Error& e) {
-      p.op->last_end = Clock::now();
-      if (p.op->OnTaskFailed(*this, token, e) == FailureAction::kRecord) {
-        ++p.op->blocks_done;
-        RecordError(p.op, p.index, e.what());
-      }
+      ++p.op->running_;  // Failed counts it down
+      Failed(token, p, e);
       continue;
-    }
-    if (!p.input_node.IsNil() && !out.meta.node.IsNil() && p.input_node != out.meta.node) {
-      p.op->stats().bytes_moved += p.input_bytes;  // the result was made on another node
     }
     p.op->OnTaskDone(*this, token, std::move(out));
   }
@@ -716,7 +895,7 @@ void Executor::MoveBlocks() {
 int64_t Executor::BudgetUsed() const {
   int64_t used = 0;
   for (const auto& op : ops_) used += op->HeldBytes();
-  for (const auto& [t, p] : pending_) used += p.est_bytes + p.input_bytes;
+  for (const auto& [t, p] : pending_) used += p.est_bytes + p.input.bytes;
   return used;
 }
 
@@ -745,19 +924,18 @@ std::optional<RefBundle> Executor::TakeOutput() {
   while (!out->outputs().empty()) {
     RefBundle b = std::move(out->outputs().front());
     out->outputs().pop_front();
-    int64_t idx = b.meta.index;
-    reorder_.emplace(idx, std::move(b));
+    BlockKey key = b.meta.key;
+    reorder_.emplace(std::move(key), std::move(b));
   }
-  while (skipped_.count(next_output_index_)) ++next_output_index_;
   auto it = reorder_.begin();
-  bool finished = out->Finished();
-  if (it != reorder_.end() && (it->first <= next_output_index_ || finished)) {
-    RefBundle b = std::move(it->second);
-    next_output_index_ = it->first + 1;
-    reorder_.erase(it);
-    return b;
-  }
-  return std::nullopt;
+  if (it == reorder_.end()) return std::nullopt;
+  // The lowest block held goes once nothing upstream can still make a lower one (a failed
+  // block simply never comes).
+  std::optional<BlockKey> bound = out->LowestFutureKey(*this);
+  if (bound && *bound < it->first) return std::nullopt;
+  RefBundle b = std::move(it->second);
+  reorder_.erase(it);
+  return b;
 }
 
 void Executor::ReportIgnoredFiles() const {

@@ -33,7 +33,7 @@
 namespace lumen::data::internal {
 
 struct BlockMeta {
-  int64_t index = 0;  // position in its operator's output order
+  BlockKey key;  // its place in the dataset's order (and the name of what is written from it)
   int64_t rows = 0;
   int64_t bytes = 0;
   NodeID node;
@@ -71,8 +71,16 @@ class PhysicalOp {
   virtual void LaunchOne(Executor& ex) {}
   // Expected output bytes of one more task.
   virtual int64_t EstimateOutputBytes() const;
-  // A task started by this op finished; `out` is its block (metadata read).
+  // A task started by this op made block `out` (a streaming task may make several).
+  virtual void OnOutput(Executor& ex, uint64_t token, RefBundle out);
+  // A task started by this op finished successfully (after its outputs).
+  virtual void OnTaskEnd(Executor& ex, uint64_t token);
+  // A single-result task finished; `out` is its block (metadata read): OnOutput + OnTaskEnd.
   virtual void OnTaskDone(Executor& ex, uint64_t token, RefBundle out);
+  // The lowest key this op may still output (nullopt: none), for ordered output.
+  virtual std::optional<BlockKey> LowestFutureKey(const Executor& ex) const;
+  // The chain its tasks run, if any (the executor sets its max_block_bytes).
+  virtual Chain* chain_ptr() { return nullptr; }
   // A task failed with `error` (the typed error its result holds).
   virtual FailureAction OnTaskFailed(Executor& ex, uint64_t token, const lumen::Error& error) {
     return FailureAction::kRecord;
@@ -132,6 +140,8 @@ class SourceOp : public PhysicalOp {
   int64_t EstimateOutputBytes() const override;
   bool Finished() const override;
   int64_t TotalBlocks() const override;
+  std::optional<BlockKey> LowestFutureKey(const Executor& ex) const override;
+  Chain* chain_ptr() override { return &chain_; }
   Chain& chain() { return chain_; }
   lumen::TaskOptions& options() { return options_; }
   int& concurrency() { return concurrency_; }
@@ -159,6 +169,7 @@ class MapOp : public PhysicalOp {
   void LaunchOne(Executor& ex) override;
   int64_t TotalBlocks() const override;
   std::map<std::string, double> PerTask() const override;
+  Chain* chain_ptr() override { return &chain_; }
   Chain& chain() { return chain_; }
   lumen::TaskOptions& options() { return options_; }
   int& concurrency() { return concurrency_; }
@@ -188,9 +199,11 @@ class ActorPoolOp : public PhysicalOp {
   void Start(Executor& ex) override;
   bool WantsToLaunch() const override;
   void LaunchOne(Executor& ex) override;
-  void OnTaskDone(Executor& ex, uint64_t token, RefBundle out) override;
+  void OnOutput(Executor& ex, uint64_t token, RefBundle out) override;
+  void OnTaskEnd(Executor& ex, uint64_t token) override;
   FailureAction OnTaskFailed(Executor& ex, uint64_t token, const lumen::Error& error) override;
   int64_t TotalBlocks() const override;
+  Chain* chain_ptr() override { return &chain_; }
   // Actors, their state and queue depths, for stall reports.
   std::string ActorSummary() const;
   std::map<std::string, double> Reserved() const override;
@@ -215,6 +228,8 @@ class ActorPoolOp : public PhysicalOp {
     uint64_t generation;
     RefBundle input;  // re-queued if the actor dies
   };
+  // Blocks of an interrupted call already passed on: a re-run skips that many of its outputs.
+  std::map<BlockKey, int64_t> passed_;
 
   void CreateActor(PoolActor& a);
   // The actor of `a` died (first failure of its generation): restart, replace or drop it.
@@ -238,7 +253,7 @@ class ActorPoolOp : public PhysicalOp {
   int max_in_flight_ = 2;
   std::vector<PoolActor> actors_;
   std::unordered_map<uint64_t, Call> calls_;  // by executor token
-  std::unordered_map<int64_t, int> retries_;  // block index -> re-runs so far
+  std::map<BlockKey, int> retries_;           // block -> re-runs so far
   int replacements_ = 0;
   std::string last_death_;
 };
@@ -263,6 +278,11 @@ class UnionOp : public PhysicalOp {
   UnionOp() : PhysicalOp("Union") {}
   void AddInput(RefBundle b, size_t upstream) override;
   int64_t TotalBlocks() const override;
+  std::optional<BlockKey> LowestFutureKey(const Executor& ex) const override;
+
+ private:
+  // What is added to the first element of upstream `i`'s keys.
+  int64_t Offset(size_t upstream) const;
 };
 
 // All-to-all: sample (sort, group-by) -> partition every block -> reduce each partition.
@@ -276,6 +296,7 @@ class ExchangeOp : public PhysicalOp {
   void OnTaskDone(Executor& ex, uint64_t token, RefBundle out) override;
   FailureAction OnTaskFailed(Executor& ex, uint64_t token, const lumen::Error& error) override;
   bool Finished() const override;
+  std::optional<BlockKey> LowestFutureKey(const Executor& ex) const override;
   int64_t TotalBlocks() const override { return spec_.partitions; }
   std::map<std::string, double> PerTask() const override { return {{"CPU", 1}}; }
 
@@ -309,29 +330,50 @@ class Executor {
   DatasetStats Stats() const;
 
   // For operators.
-  // Registers a task of `op` producing block `index`. `input_bytes`: the block it reads,
-  // which stays in the object store until the task ends.
-  // `input_node`: where the task's input block lies; a result made elsewhere counts the
-  // input's bytes as moved (OperatorStats::bytes_moved).
+  // Where a task's input lies, for the memory budget and the locality figures.
+  struct TaskInput {
+    int64_t bytes = 0;  // the block it reads, held in the object store until the task ends
+    // Where it lies (Nil: unknown or several); an output made elsewhere counts the input's
+    // bytes as moved (OperatorStats::bytes_moved).
+    NodeID node;
+  };
+  // Registers a single-result task of `op` (exchanges) whose block takes key {index}.
   void Submit(PhysicalOp* op, const lumen::ObjectRef<Buffer>& ref, int64_t index, int64_t est_bytes,
-              uint64_t* token = nullptr, int64_t input_bytes = 0,
-              const NodeID& input_node = NodeID::Nil());
+              uint64_t* token = nullptr);
+  // Registers a streaming task of `op` (ReadBlocksTask, RunChainTask, UdfActor::Process: each
+  // block followed by its BlockInfo); its blocks take keys key.Part(0), key.Part(1), ...; the
+  // first `skip` are not passed on (an earlier run of the same work passed them).
+  void SubmitStream(PhysicalOp* op, lumen::ObjectRefStream<Buffer> stream, const BlockKey& key,
+                    int64_t est_bytes, const TaskInput& input, uint64_t* token = nullptr,
+                    int64_t skip = 0);
   uint64_t NewToken() { return next_token_++; }
   // Reads a finished block's metadata (maps it briefly). Throws the task's error.
-  static BlockMeta ReadMeta(const lumen::ObjectRef<Buffer>& ref, int64_t index);
+  static BlockMeta ReadMeta(const lumen::ObjectRef<Buffer>& ref, const BlockKey& key);
   const ExecutionOptions& options() const { return options_; }
-  void RecordError(PhysicalOp* op, int64_t index, const std::string& message);
+  void RecordError(PhysicalOp* op, const BlockKey& key, const std::string& message);
+  // The lowest key a running task of `op` may still output (nullopt: none running).
+  std::optional<BlockKey> LowestRunningKey(const PhysicalOp* op) const;
 
  private:
   struct Pending {
     PhysicalOp* op;
-    lumen::ObjectRef<Buffer> ref;
-    int64_t index;
+    lumen::ObjectRef<Buffer> ref;  // single-result tasks
+    BlockKey key;
     int64_t est_bytes;
-    int64_t input_bytes;
+    TaskInput input;
     std::chrono::steady_clock::time_point started;
-    NodeID input_node;  // where the input block lay (Nil: unknown or several)
+    // Streaming tasks: the stream, its last block while its BlockInfo is awaited, the blocks
+    // it has made so far, and how many of the first are not passed on.
+    std::shared_ptr<lumen::ObjectRefStream<Buffer>> stream;
+    std::optional<lumen::ObjectRef<Buffer>> block;
+    int64_t parts = 0;
+    int64_t skip = 0;
   };
+  // Takes what `token`'s stream has ready; true when the task is over (ended or failed).
+  bool DrainStream(uint64_t token, Pending& p);
+  void Failed(uint64_t token, Pending& p, const lumen::Error& e);
+  // Registers the callback that queues `token` when its stream has more.
+  void WatchStream(uint64_t token, const Pending& p);
 
   void ProcessEvents();
   void MoveBlocks();
@@ -360,10 +402,8 @@ class Executor {
   uint64_t next_token_ = 1;
   std::unordered_map<uint64_t, Pending> pending_;  // consumer thread only
 
-  // Ordered output (preserve_order).
-  int64_t next_output_index_ = 0;
-  std::map<int64_t, RefBundle> reorder_;
-  std::set<int64_t> skipped_;
+  // Ordered output (preserve_order): blocks held until no lower key can come.
+  std::map<BlockKey, RefBundle> reorder_;
 
   // Shared with object-ready callbacks.
   std::shared_ptr<struct EventQueue> events_;

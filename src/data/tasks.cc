@@ -227,18 +227,97 @@ Listing ListFiles(const std::string& pattern, const std::string& source, bool ig
   return Lister(source, ignore_missing).List(pattern);
 }
 
-Buffer ReadBlockTask(const ReadSpec& spec, const Chain& chain, int64_t block_index) {
-  TaskTimer timer;
-  Batch b = ReadFiles(spec);
-  timer.Consumed(b);
-  return timer.Finish(ApplyChain(chain, block_index, std::move(b)));
+namespace {
+
+// `b` in row ranges of about `max_bytes` each (itself when it is smaller, or has one row).
+std::vector<Batch> SplitBySize(Batch b, int64_t max_bytes) {
+  const int64_t rows = b.NumRows(), bytes = b.SizeBytes();
+  if (max_bytes <= 0 || bytes <= max_bytes || rows <= 1) return {std::move(b)};
+  const int64_t parts = std::min(rows, (bytes + max_bytes - 1) / max_bytes);
+  const int64_t per_part = (rows + parts - 1) / parts;
+  std::vector<Batch> out;
+  for (int64_t at = 0; at < rows; at += per_part) out.push_back(b.Slice(at, per_part));
+  return out;
 }
 
-Buffer RunChainTask(const Chain& chain, int64_t block_index, const Buffer& block) {
-  TaskTimer timer;
+// Yields a task's output blocks, each followed by its BlockInfo, with the task's work since
+// the previous block.
+class PartYielder {
+ public:
+  explicit PartYielder(lumen::Yield<Buffer>& out)
+      : out_(out), wall_(std::chrono::steady_clock::now()), cpu_(ThreadCpuUs()) {}
+  void Consumed(const Batch& in) {
+    rows_in_ += in.NumRows();
+    bytes_in_ += in.SizeBytes();
+  }
+  void Emit(const Batch& block) {
+    BlockInfo info;
+    info.rows = block.NumRows();
+    info.bytes = block.SizeBytes();
+    info.rows_in = std::exchange(rows_in_, 0);
+    info.bytes_in = std::exchange(bytes_in_, 0);
+    const auto now = std::chrono::steady_clock::now();
+    const int64_t cpu = ThreadCpuUs();
+    info.wall_us = std::chrono::duration_cast<std::chrono::microseconds>(now - wall_).count();
+    info.cpu_us = cpu - cpu_;
+    out_(block.buffer());
+    // The time spent handing the block over (back-pressure) is not the task's work.
+    wall_ = std::chrono::steady_clock::now();
+    cpu_ = ThreadCpuUs();
+    out_(Buffer::Copy(&info, sizeof(info)));  // plain figures: the driver's own build reads them
+  }
+
+ private:
+  lumen::Yield<Buffer>& out_;
+  std::chrono::steady_clock::time_point wall_;
+  int64_t cpu_;
+  int64_t rows_in_ = 0;
+  int64_t bytes_in_ = 0;
+};
+
+// Runs `chain` over `in` — in parts when it is larger than the chain's max_block_bytes, so
+// that downstream work starts on the first while the next is made — and yields every output,
+// split the same way.
+void RunInParts(const Chain& chain, const BlockKey& key, Batch in, PartYielder& out,
+                void* instance = nullptr, const CallableInfo* callable = nullptr) {
+  std::vector<Batch> pieces = SplitBySize(std::move(in), chain.max_block_bytes);
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    Batch result = ApplyChain(chain, key.Part(static_cast<int64_t>(i)), std::move(pieces[i]),
+                              instance, callable);
+    pieces[i] = Batch();
+    for (const Batch& part : SplitBySize(std::move(result), chain.max_block_bytes)) {
+      out.Emit(part);
+    }
+  }
+}
+
+}  // namespace
+
+BlockInfo DecodeBlockInfo(const Buffer& b) {
+  BlockInfo info;
+  if (b.size() != sizeof(info)) {
+    throw DataError("a task yielded " + std::to_string(b.size()) +
+                    " bytes where its block's figures belong (" + std::to_string(sizeof(info)) +
+                    " expected)");
+  }
+  std::memcpy(&info, b.data(), sizeof(info));
+  return info;
+}
+
+void ReadBlocksTask(lumen::Yield<Buffer>& out, const ReadSpec& spec, const Chain& chain,
+                    const BlockKey& key) {
+  PartYielder parts(out);
+  Batch b = ReadFiles(spec);
+  parts.Consumed(b);
+  RunInParts(chain, key, std::move(b), parts);
+}
+
+void RunChainTask(lumen::Yield<Buffer>& out, const Chain& chain, const BlockKey& key,
+                  const Buffer& block) {
+  PartYielder parts(out);
   Batch in = Batch::FromBuffer(block);
-  timer.Consumed(in);
-  return timer.Finish(ApplyChain(chain, block_index, std::move(in)));
+  parts.Consumed(in);
+  RunInParts(chain, key, std::move(in), parts);
 }
 
 UdfActor* UdfActor::Create(const std::string& callable, const std::string& ctor_args) {
@@ -251,11 +330,12 @@ UdfActor* UdfActor::Create(const std::string& callable, const std::string& ctor_
   return new UdfActor(info, info->create(ctor_args));
 }
 
-Buffer UdfActor::Process(const Chain& chain, int64_t block_index, const Buffer& block) {
-  TaskTimer timer;
+void UdfActor::Process(lumen::Yield<Buffer>& out, const Chain& chain, const BlockKey& key,
+                       const Buffer& block) {
+  PartYielder parts(out);
   Batch in = Batch::FromBuffer(block);
-  timer.Consumed(in);
-  return timer.Finish(ApplyChain(chain, block_index, std::move(in), instance_.get(), info_));
+  parts.Consumed(in);
+  RunInParts(chain, key, std::move(in), parts, instance_.get(), info_);
 }
 
 // ---- exchange ------------------------------------------------------------------------------
@@ -469,7 +549,7 @@ Buffer ReduceTask(const ExchangeSpec& spec, int64_t partition,
 }  // namespace lumen::data::internal
 
 // Qualified names: they cannot clash with a user's functions.
-LUMEN_REMOTE(lumen::data::internal::ListFiles, lumen::data::internal::ReadBlockTask,
+LUMEN_REMOTE(lumen::data::internal::ListFiles, lumen::data::internal::ReadBlocksTask,
              lumen::data::internal::RunChainTask, lumen::data::internal::UdfActor::Create,
              &lumen::data::internal::UdfActor::Process, lumen::data::internal::SampleTask,
              lumen::data::internal::PartitionTask, lumen::data::internal::ReduceTask);

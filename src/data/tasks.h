@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "data/chain.h"
+#include "lumen/generator.h"
 #include "lumen/lumen.h"
 
 namespace lumen::data::internal {
@@ -14,14 +15,21 @@ namespace lumen::data::internal {
 // refuse (see dataset.h); with `ignore_missing`, missing and unreadable entries are returned
 // in Listing::ignored instead.
 Listing ListFiles(const std::string& pattern, const std::string& source, bool ignore_missing);
-Buffer ReadBlockTask(const ReadSpec& spec, const Chain& chain, int64_t block_index);
-Buffer RunChainTask(const Chain& chain, int64_t block_index, const Buffer& block);
+// Streaming tasks: each output block is yielded, followed by its BlockInfo (DecodeBlockInfo).
+// Inputs larger than the chain's max_block_bytes go through the chain in parts; outputs larger
+// than it are split by rows.
+void ReadBlocksTask(lumen::Yield<Buffer>& out, const ReadSpec& spec, const Chain& chain,
+                    const BlockKey& key);
+void RunChainTask(lumen::Yield<Buffer>& out, const Chain& chain, const BlockKey& key,
+                  const Buffer& block);
+BlockInfo DecodeBlockInfo(const Buffer& b);
 
 // Hosts a callable class for an actor pool.
 class UdfActor {
  public:
   static UdfActor* Create(const std::string& callable, const std::string& ctor_args);
-  Buffer Process(const Chain& chain, int64_t block_index, const Buffer& block);
+  void Process(lumen::Yield<Buffer>& out, const Chain& chain, const BlockKey& key,
+               const Buffer& block);
 
  private:
   UdfActor(const CallableInfo* info, std::shared_ptr<void> instance)

@@ -52,7 +52,7 @@ Batch AddColumn(const Batch& block, const Batch& column, const std::string& name
 
 }  // namespace
 
-Batch ApplyChain(const Chain& chain, int64_t block_index, Batch block, void* instance,
+Batch ApplyChain(const Chain& chain, const BlockKey& key, Batch block, void* instance,
                  const CallableInfo* callable) {
   for (const Step& s : chain.steps) {
     switch (s.kind) {
@@ -107,7 +107,7 @@ Batch ApplyChain(const Chain& chain, int64_t block_index, Batch block, void* ins
         break;
       }
       case kStepWrite:
-        block = WriteBlock(s.write, block_index, block);
+        block = WriteBlock(s.write, key, block);
         break;
       default:
         throw DataError("unknown step " + std::to_string(s.kind) + " in " + chain.op_name);

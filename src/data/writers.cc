@@ -130,15 +130,14 @@ std::string CheckRelative(const std::string& rel) {
   return rel;
 }
 
-std::string PartName(int64_t index, int64_t part, const char* ext, bool split) {
-  char buf[64];
+std::string PartName(const BlockKey& key, int64_t part, const char* ext, bool split) {
+  std::string name = "part-" + key.Name();
   if (split) {
-    std::snprintf(buf, sizeof(buf), "part-%06lld-%04lld.%s", static_cast<long long>(index),
-                  static_cast<long long>(part), ext);
-  } else {
-    std::snprintf(buf, sizeof(buf), "part-%06lld.%s", static_cast<long long>(index), ext);
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "-%04lld", static_cast<long long>(part));
+    name += buf;
   }
-  return buf;
+  return name + "." + ext;
 }
 
 std::string CsvField(const Value& v) {
@@ -189,7 +188,25 @@ nlohmann::json JsonValue(const Value& v) {
 
 }  // namespace
 
-Batch WriteBlock(const WriteSpec& spec, int64_t block_index, const Batch& block) {
+namespace {
+// `key`'s path without its trailing zeros, each element formatted with `first` or `rest`.
+std::string JoinKey(const std::vector<int64_t>& path, const char* first, const char* rest) {
+  std::string out;
+  char buf[32];
+  size_t n = path.size();
+  while (n > 1 && path[n - 1] == 0) --n;
+  for (size_t i = 0; i < n; ++i) {
+    std::snprintf(buf, sizeof(buf), i == 0 ? first : rest, static_cast<long long>(path[i]));
+    out += buf;
+  }
+  return out;
+}
+}  // namespace
+
+std::string BlockKey::Name() const { return JoinKey(path, "%06lld", "_%04lld"); }
+std::string BlockKey::Label() const { return JoinKey(path, "%lld", ".%lld"); }
+
+Batch WriteBlock(const WriteSpec& spec, const BlockKey& key, const Batch& block) {
   Counts counts;
   const int64_t rows = block.NumRows();
   if (rows > 0) {
@@ -246,8 +263,7 @@ Batch WriteBlock(const WriteSpec& spec, int64_t block_index, const Batch& block)
         }
         out += "\n";
       }
-      std::string target =
-          spec.dir + "/" + PartName(block_index, part, json ? "jsonl" : "csv", split);
+      std::string target = spec.dir + "/" + PartName(key, part, json ? "jsonl" : "csv", split);
       if (Commit(spec.dir, target, out, json ? "WriteJson" : "WriteCsv")) {
         ++counts.written;
         counts.bytes += static_cast<int64_t>(out.size());

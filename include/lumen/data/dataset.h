@@ -122,6 +122,11 @@ struct ExecutionOptions {
   int64_t stall_report_ms = 60000;
   // Deliver blocks in source order (TakeAll, IterBatches) rather than as they finish.
   bool preserve_order = false;
+  // A task's input or output block larger than this is processed and passed on in parts of
+  // about this size (Ray Data's target_max_block_size), each sent downstream as soon as it is
+  // made: large files and expanding maps (FlatMap) stay within memory and keep the pipeline
+  // busy. A task that splits writes one file per part (WriteJson/WriteCsv: part-<block>_<k>).
+  int64_t target_max_block_bytes = int64_t{128} << 20;
 };
 
 struct IterOptions {

@@ -161,6 +161,10 @@ TaskID SubmitActorStreamingTask(const ActorID& actor, const RemoteFunction& meth
                                 const std::string& concurrency_group, int64_t backpressure);
 ObjectID NextStreamItem(const TaskID& task, int64_t timeout_ms);
 void ReleaseStream(const TaskID& task);
+// Whether NextStreamItem would return at once (a value is waiting, or the stream ended), and a
+// one-shot `callback` (any thread) for when it would: at once if it already would.
+bool StreamReady(const TaskID& task);
+void OnStreamReady(const TaskID& task, std::function<void()> callback);
 // Inside a streaming task: the next value (lumen::Yield).
 void YieldValue(SerializedValue value);
 
