@@ -40,6 +40,13 @@ int IgnoreCancel(std::string marker) {
   while (true) std::this_thread::sleep_for(std::chrono::milliseconds(5));
 }
 
+// Owns a 1 MiB object and returns a ref to it — once cancelled.
+std::vector<lumen::ObjectRef<lumen::Buffer>> LendWhenCancelled(std::string marker) {
+  auto owned = lumen::Put(lumen::Buffer::FromVector(std::vector<uint8_t>(1 << 20, 7)));
+  SpinUntilCancelled(std::move(marker));
+  return {owned};
+}
+
 // Submits a spinning child and waits for it.
 std::string Parent(std::string marker) {
   return lumen::Get(lumen::Task(SpinUntilCancelled).Remote(marker + ".child"));
@@ -51,8 +58,8 @@ class Worker {
   int Quick() { return 2; }
 };
 LUMEN_ACTOR(Worker);
-LUMEN_REMOTE(Hold, MarkRan, SpinUntilCancelled, IgnoreCancel, Parent, &Worker::Spin,
-             &Worker::Quick);
+LUMEN_REMOTE(Hold, MarkRan, SpinUntilCancelled, IgnoreCancel, Parent, LendWhenCancelled,
+             &Worker::Spin, &Worker::Quick);
 
 using CancelTest = lumen::testing::EmbeddedClusterWithDir;
 
@@ -85,6 +92,26 @@ TEST_F(CancelTest, ARunningTaskSeesIsCancelledAndItsResultIsTheCancellation) {
   lumen::Cancel(spin);
   ExpectCancelled(spin);
   EXPECT_TRUE(AwaitFile(dir_ + "/s.cancelled"));  // it stopped because it was asked to
+}
+
+// What a task cancelled while running returned is dropped, and so are the objects it lent
+// through refs inside it: nothing stays borrowed by the caller.
+TEST_F(CancelTest, ObjectsLentByTheResultOfACancelledTaskAreFreed) {
+  const int64_t before = lumen::GetObjectStoreStats().num_objects;
+  {
+    auto lent = lumen::Task(LendWhenCancelled).Remote(dir_ + "/l");
+    ASSERT_TRUE(AwaitFile(dir_ + "/l.started"));
+    EXPECT_GT(lumen::GetObjectStoreStats().num_objects, before);  // the object it owns
+    lumen::Cancel(lent);
+    ExpectCancelled(lent);
+  }
+  // The caller dropped the cancelled result: the owner frees its object.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (lumen::GetObjectStoreStats().num_objects > before &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(lumen::GetObjectStoreStats().num_objects, before);
 }
 
 TEST_F(CancelTest, AFinishedTaskKeepsItsResult) {

@@ -356,12 +356,19 @@ void TaskExecutor::Execute(const std::shared_ptr<Work>& work) {
   if (work->ctx.cancelled.load(std::memory_order_acquire)) {
     // Cancelled while it ran: whatever it returned, its result is the cancellation.
     std::vector<ObjectID> stored;
-    for (const auto& ro : r->returns()) {
+    // Refs inside what it returned: the caller was registered as their borrower when they were
+    // packed, so they ride along in the error value and the caller lets go of them with it.
+    google::protobuf::RepeatedPtrField<proto::ObjectRefInfo> nested;
+    for (auto& ro : *r->mutable_returns()) {
       if (ro.in_plasma()) stored.push_back(ObjectID::FromBinary(ro.object_id()));
+      for (auto& info : *ro.mutable_nested_refs()) *nested.Add() = std::move(info);
     }
     if (!stored.empty()) cw_.store().Free(stored);
     const proto::ErrorInfo e = TaskCancelledInfo(work->spec);
     SetError(r, work->spec, e.type(), e.message());
+    if (!nested.empty() && r->returns_size() > 0) {
+      *r->mutable_returns(0)->mutable_nested_refs() = std::move(nested);
+    }
     r->set_application_error(false);
     r->set_system_error(false);
   }
