@@ -671,63 +671,57 @@ Executor::~Executor() {
   events_->done.clear();
 }
 
-void Executor::Submit(PhysicalOp* op, const lumen::ObjectRef<Buffer>& ref, int64_t index,
-                      int64_t est_bytes, uint64_t* token_out) {
+uint64_t Executor::AddPending(Pending p, uint64_t* token_out) {
   uint64_t token = NewToken();
   if (token_out) *token_out = token;
+  PhysicalOp* op = p.op;
   if (!op->started) {
     op->started = true;
     op->first_start = Clock::now();
   }
   ++op->running_;
+  p.started = Clock::now();
+  pending_.emplace(token, std::move(p));
+  return token;
+}
+
+std::function<void()> Executor::Notifier(uint64_t token) const {
+  std::weak_ptr<EventQueue> weak = events_;
+  return [weak, token] {
+    auto q = weak.lock();
+    if (!q) return;  // the executor is gone
+    MutexLock lock(q->mu);
+    q->done.push_back(token);
+    q->cv.NotifyOne();
+  };
+}
+
+void Executor::Submit(PhysicalOp* op, const lumen::ObjectRef<Buffer>& ref, int64_t index,
+                      int64_t est_bytes, uint64_t* token_out) {
   Pending p;
   p.op = op;
   p.ref = ref;
   p.key = BlockKey::Of(index);
   p.est_bytes = est_bytes;
-  p.started = Clock::now();
-  pending_.emplace(token, std::move(p));
-  std::weak_ptr<EventQueue> weak = events_;
-  lumen::internal::OnObjectReady(ref.ID(), [weak, token] {
-    auto q = weak.lock();
-    if (!q) return;
-    MutexLock lock(q->mu);
-    q->done.push_back(token);
-    q->cv.NotifyOne();
-  });
+  lumen::internal::OnObjectReady(ref.ID(), Notifier(AddPending(std::move(p), token_out)));
 }
 
 void Executor::SubmitStream(PhysicalOp* op, lumen::ObjectRefStream<Buffer> stream,
                             const BlockKey& key, int64_t est_bytes, const TaskInput& input,
                             uint64_t* token_out, int64_t skip) {
-  uint64_t token = NewToken();
-  if (token_out) *token_out = token;
-  if (!op->started) {
-    op->started = true;
-    op->first_start = Clock::now();
-  }
-  ++op->running_;
   Pending p;
   p.op = op;
   p.key = key;
   p.est_bytes = est_bytes;
   p.input = input;
-  p.started = Clock::now();
   p.stream = std::make_shared<lumen::ObjectRefStream<Buffer>>(std::move(stream));
   p.skip = skip;
-  auto [it, inserted] = pending_.emplace(token, std::move(p));
-  WatchStream(token, it->second);
+  const TaskID task = p.stream->task_id();
+  lumen::internal::OnStreamReady(task, Notifier(AddPending(std::move(p), token_out)));
 }
 
 void Executor::WatchStream(uint64_t token, const Pending& p) {
-  std::weak_ptr<EventQueue> weak = events_;
-  lumen::internal::OnStreamReady(p.stream->task_id(), [weak, token] {
-    auto q = weak.lock();
-    if (!q) return;
-    MutexLock lock(q->mu);
-    q->done.push_back(token);
-    q->cv.NotifyOne();
-  });
+  lumen::internal::OnStreamReady(p.stream->task_id(), Notifier(token));
 }
 
 BlockMeta Executor::ReadMeta(const lumen::ObjectRef<Buffer>& ref, const BlockKey& key) {

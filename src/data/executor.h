@@ -15,6 +15,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -374,6 +375,10 @@ class Executor {
   void Failed(uint64_t token, Pending& p, const lumen::Error& e);
   // Registers the callback that queues `token` when its stream has more.
   void WatchStream(uint64_t token, const Pending& p);
+  // Registers a task (its start time set here); returns its token.
+  uint64_t AddPending(Pending p, uint64_t* token_out);
+  // A callback (any thread) that queues `token` for the consuming thread.
+  std::function<void()> Notifier(uint64_t token) const;
 
   void ProcessEvents();
   void MoveBlocks();
