@@ -401,6 +401,17 @@ void TaskExecutor::ExitActor(const std::string& why) {
   ::_exit(0);
 }
 
+bool TaskExecutor::StreamingAgrees(const proto::TaskSpec& spec, const internal::RemoteFunction& fn,
+                                   const std::string& name, const char* kind, const char* where,
+                                   proto::TaskResult* result) {
+  if (spec.streaming() == fn.is_generator) return true;
+  SetError(result, spec, proto::TYPE_ERROR,
+           name + (fn.is_generator ? " is a streaming " : " is not a streaming ") + kind +
+               (fn.is_generator ? " (lumen::Yield<T>&)" : "") + " in " + where +
+               " but not for its caller; rebuild so that both run the same program");
+  return false;
+}
+
 void TaskExecutor::SetError(proto::TaskResult* result, const proto::TaskSpec& spec,
                             proto::ErrorType type, const std::string& message,
                             const std::string& remote_type) {
@@ -633,15 +644,7 @@ proto::TaskResult TaskExecutor::RunTask(const std::shared_ptr<Work>& work) {
                        "', which the actor does not declare (ActorOptions::concurrency_groups)");
           return result;
         }
-        if (spec.streaming() != fn->is_generator) {
-          SetError(&result, spec, proto::TYPE_ERROR,
-                   name +
-                       (fn->is_generator ? " is a streaming method (lumen::Yield<T>&)"
-                                         : " is not a streaming method") +
-                       " in the actor but not for its caller; rebuild so that both run the "
-                       "same program");
-          return result;
-        }
+        if (!StreamingAgrees(spec, *fn, name, "method", "the actor", &result)) return result;
         internal::SerializedValue value = fn->invoke(instance_.get(), args);
         if (!BorrowsRegistered(spec, &result)) {
           cw_.references().RemoveSubmittedRefs(value.nested_refs);
@@ -676,15 +679,7 @@ proto::TaskResult TaskExecutor::RunTask(const std::shared_ptr<Work>& work) {
           StoreReturns(*work, std::move(values), &result);
           break;
         }
-        if (spec.streaming() != fn->is_generator) {
-          SetError(&result, spec, proto::TYPE_ERROR,
-                   name +
-                       (fn->is_generator ? " is a streaming function (lumen::Yield<T>&)"
-                                         : " is not a streaming function") +
-                       " in the worker but not for its caller; rebuild so that both run the "
-                       "same program");
-          return result;
-        }
+        if (!StreamingAgrees(spec, *fn, name, "function", "the worker", &result)) return result;
         internal::SerializedValue value = fn->invoke(nullptr, args);
         if (!BorrowsRegistered(spec, &result)) {
           cw_.references().RemoveSubmittedRefs(value.nested_refs);

@@ -87,6 +87,12 @@ class TaskExecutor {
   void Execute(const std::shared_ptr<Work>& work);
   proto::TaskResult RunTask(const std::shared_ptr<Work>& work);
   // Makes every return of the task (num_returns of them) the error.
+  // Whether `fn` streams (lumen::Yield) exactly when its caller expects it to; otherwise
+  // `result` is the TYPE_ERROR saying so (`kind`: "function" or "method"; `where`: this
+  // process, as the message names it).
+  static bool StreamingAgrees(const proto::TaskSpec& spec, const internal::RemoteFunction& fn,
+                              const std::string& name, const char* kind, const char* where,
+                              proto::TaskResult* result);
   static void SetError(proto::TaskResult* result, const proto::TaskSpec& spec,
                        proto::ErrorType type, const std::string& message,
                        const std::string& remote_type = "");
