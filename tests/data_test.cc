@@ -142,7 +142,10 @@ class GatedModel {
   }
   ld::Batch operator()(const ld::Batch& in) {
     auto ids = in.Int64("id");
-    if (!ids.empty() && ids[0] >= gate_from_) WaitForFile(dir_ + "/killed");
+    if (!ids.empty() && ids[0] >= gate_from_) {
+      std::ofstream(dir_ + "/gated." + std::to_string(::getpid())) << ids[0];
+      WaitForFile(dir_ + "/killed");
+    }
     std::ofstream(dir_ + "/calls." + std::to_string(::getpid()), std::ios::app)
         << (ids.empty() ? -1 : ids[0]) << "\n";
     return ld::BatchBuilder(in)
@@ -173,9 +176,11 @@ int CountLines(const std::string& path) {
       std::count(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>(), '\n'));
 }
 
-// Once some GatedModel actor has finished `blocks` blocks (its `calls.<pid>` file in `dir`),
-// SIGKILLs its process — once — and makes `<dir>/killed`. Returns the pid killed, or 0 if no
-// actor got that far within a minute (the gate opens anyway, so that the job ends).
+// Once some GatedModel actor has finished `blocks` blocks (its `calls.<pid>` file in `dir`)
+// and waits at the gate holding the next (`gated.<pid>`), SIGKILLs its process — once — and
+// makes `<dir>/killed`. Returns the pid killed, or 0 if no actor got that far within a minute
+// (the gate opens anyway, so that the job ends). The pool learns of a death from the calls it
+// interrupts: an actor killed while idle is restarted by the core before its next call.
 pid_t KillOnePoolActor(const std::filesystem::path& dir, int blocks) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   pid_t victim = 0;
@@ -183,6 +188,7 @@ pid_t KillOnePoolActor(const std::filesystem::path& dir, int blocks) {
     for (const auto& e : std::filesystem::directory_iterator(dir)) {
       std::string name = e.path().filename().string();
       if (name.rfind("calls.", 0) != 0 || CountLines(e.path().string()) < blocks) continue;
+      if (!std::filesystem::exists(dir / ("gated." + name.substr(6)))) continue;
       victim = static_cast<pid_t>(std::stol(name.substr(6)));
       break;
     }
