@@ -115,6 +115,11 @@ bool SameTree(const std::string& in, const std::string& out,
               const std::vector<std::pair<std::string, int64_t>>& files, std::string* why) {
   int64_t count = 0, bytes = 0;
   for (const auto& e : fs::recursive_directory_iterator(out)) {
+    const std::string name = e.path().filename().string();
+    // A Lumen write's records, not output: its manifest, _SUCCESS and its lock.
+    if (name == "_lumen_manifest.json" || name == "_SUCCESS" || name == ".lumen-write.lock") {
+      continue;
+    }
     if (e.is_regular_file()) {
       ++count;
       bytes += static_cast<int64_t>(e.file_size());

@@ -2,7 +2,8 @@
 // the results exactly once, and look at what happened.
 //
 //   build/examples/data_pipeline [input-dir] [output-dir]
-// Without arguments it makes a small input tree under /tmp/lumen-example first.
+// Without arguments it makes a small input tree under /tmp/lumen-example first (once: a
+// re-run resumes the same write and finds every file there).
 #include <lumen/data/dataset.h>
 #include <lumen/lumen.h>
 
@@ -56,7 +57,7 @@ int main(int argc, char** argv) {
   lumen::Init(argc, argv);  // first: workers run this program too
   std::string in = argc > 1 ? argv[1] : "/tmp/lumen-example/in";
   std::string out = argc > 2 ? argv[2] : "/tmp/lumen-example/out";
-  if (argc <= 1) {
+  if (argc <= 1 && !std::filesystem::exists(in)) {  // the same input on every run
     for (int i = 0; i < 200; ++i) {
       std::string dir = in + "/group" + std::to_string(i % 5);
       std::filesystem::create_directories(dir);

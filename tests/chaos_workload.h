@@ -132,7 +132,14 @@ inline std::string Round(int round, const std::string& in_dir, const std::string
            std::to_string(written.files_skipped) + " of " + std::to_string(sizes.files);
   }
   int found = 0;
-  for (const auto& e : std::filesystem::directory_iterator(out_dir)) found += e.is_regular_file();
+  for (const auto& e : std::filesystem::directory_iterator(out_dir)) {
+    // Not output: the write's records (its manifest, _SUCCESS, its lock).
+    const std::string name = e.path().filename().string();
+    if (name == "_lumen_manifest.json" || name == "_SUCCESS" || name == ".lumen-write.lock") {
+      continue;
+    }
+    found += e.is_regular_file();
+  }
   if (found != sizes.files) {
     return "pipeline: " + std::to_string(found) + " files in " + out_dir + ", expected " +
            std::to_string(sizes.files);

@@ -170,6 +170,19 @@ LUMEN_DATA_CALLABLE(Scaler, int64_t, std::string);
 LUMEN_DATA_CALLABLE(GatedModel, std::string, int64_t);
 LUMEN_DATA_CALLABLE(BrokenModel);
 
+// Regular files under `dir`, not counting a write's records (manifest, _SUCCESS, lock).
+int OutputFiles(const std::string& dir) {
+  int n = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name == "_lumen_manifest.json" || name == "_SUCCESS" || name == ".lumen-write.lock") {
+      continue;
+    }
+    n += e.is_regular_file();
+  }
+  return n;
+}
+
 int CountLines(const std::string& path) {
   std::ifstream f(path);
   return static_cast<int>(
@@ -464,8 +477,8 @@ TEST_F(DataTest, BinaryFilesCopyExactlyOnce) {
     WriteFile("in/" + rel, files[rel]);
   }
   auto ds = ld::ReadBinaryFiles(Path("in"), {.max_files_per_block = 8}).WithOptions(Quiet());
-  auto r = ds.MapBatches(UpperBytes, {.batch_size = 4})
-               .WriteFiles(Path("out"), {.path_column = "path", .data_column = "bytes"});
+  auto upper = ds.MapBatches(UpperBytes, {.batch_size = 4});
+  auto r = upper.WriteFiles(Path("out"), {.path_column = "path", .data_column = "bytes"});
   EXPECT_EQ(r.files_written, 50);
   EXPECT_EQ(r.files_skipped, 0);
   for (const auto& [rel, content] : files) {
@@ -473,20 +486,19 @@ TEST_F(DataTest, BinaryFilesCopyExactlyOnce) {
     for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     EXPECT_EQ(ReadFile(Path("out/" + rel)), upper) << rel;
   }
-  int count = 0;
-  for (const auto& e : fs::recursive_directory_iterator(Path("out"))) count += e.is_regular_file();
-  EXPECT_EQ(count, 50);  // no temporary or duplicate files
+  EXPECT_EQ(OutputFiles(Path("out")), 50);  // no temporary or duplicate files
   EXPECT_FALSE(fs::exists(Path("out/.lumen-staging")));
-  // Re-running skips what is committed.
-  auto again = ds.WriteFiles(Path("out"));
+  EXPECT_TRUE(fs::exists(Path("out/_SUCCESS")));
+  EXPECT_TRUE(fs::exists(Path("out/_lumen_manifest.json")));
+  // Re-running the same write skips what is committed.
+  auto again = upper.WriteFiles(Path("out"));
   EXPECT_EQ(again.files_written, 0);
   EXPECT_EQ(again.files_skipped, 50);
   // A partial earlier run: only the missing file is written.
-  fs::remove(Path("out/class1/img1.bin"));
-  auto resume = ds.WriteFiles(Path("out2"));
+  auto resume = upper.WriteFiles(Path("out2"));
   EXPECT_EQ(resume.files_written, 50);
   fs::remove(Path("out2/class1/img1.bin"));
-  auto resumed = ds.WriteFiles(Path("out2"));
+  auto resumed = upper.WriteFiles(Path("out2"));
   EXPECT_EQ(resumed.files_written, 1);
   EXPECT_EQ(resumed.files_skipped, 49);
 }
@@ -740,9 +752,7 @@ TEST_F(DataTest, AWorkerKilledMidPipelineIsRetriedAndTheOutputIsExact) {
                .WriteJson(Path("out"));
   EXPECT_TRUE(fs::exists(marker));  // the kill happened
   EXPECT_EQ(r.files_written, 10);
-  int files = 0;
-  for (const auto& e : fs::directory_iterator(Path("out"))) files += e.is_regular_file();
-  EXPECT_EQ(files, 10);
+  EXPECT_EQ(OutputFiles(Path("out")), 10);
   EXPECT_EQ(ld::ReadJson(Path("out")).WithOptions(Quiet()).Count(), 100);
 }
 

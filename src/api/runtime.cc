@@ -610,6 +610,8 @@ void ReleaseStream(const TaskID& task) {
   if (auto* cw = g_cw.load(std::memory_order_acquire)) cw->streams().Release(task);
 }
 
+void CancelStream(const TaskID& task) { CW().CancelTaskById(task, /*force=*/false, true); }
+
 bool StreamReady(const TaskID& task) { return CW().streams().Ready(task); }
 
 void OnStreamReady(const TaskID& task, std::function<void()> callback) {

@@ -18,7 +18,11 @@ struct WriteSpec {
   std::string path_column;
   std::string data_column;
   int64_t rows_per_file = 0;
-  LUMEN_SERIALIZE(format, dir, path_column, data_column, rows_per_file);
+  // Set when the write is planned (write_commit.h): part files are named part-<run_id>-<block>
+  // (appends); WriteFiles accepts an existing file only with the same bytes (appends).
+  std::string run_id;
+  bool append = false;
+  LUMEN_SERIALIZE(format, dir, path_column, data_column, rows_per_file, run_id, append);
 };
 
 enum StepKind : int {
@@ -105,7 +109,8 @@ struct FileEntry {
   std::string path;      // absolute
   std::string relative;  // relative to the listed root (or the file name)
   int64_t size = 0;
-  LUMEN_SERIALIZE(path, relative, size);
+  int64_t mtime_ns = 0;  // modification time (write manifests)
+  LUMEN_SERIALIZE(path, relative, size, mtime_ns);
 };
 
 // What listing one input path found.

@@ -8,6 +8,7 @@
 #include "data/executor.h"
 #include "data/plan.h"
 #include "data/progress.h"
+#include "data/write_commit.h"
 
 namespace lumen::data {
 
@@ -259,41 +260,76 @@ Dataset Dataset::Materialize() const {
 
 namespace {
 WriteResult Write(const Dataset& ds, const std::shared_ptr<DatasetStats>& stats,
-                  internal::WriteSpec spec, const std::string& label) {
-  std::error_code ec;
-  std::filesystem::create_directories(spec.dir, ec);
-  if (ec) throw DataError(label + ": cannot create " + spec.dir + ": " + ec.message());
+                  internal::WriteSpec spec, const std::string& label, WriteMode mode,
+                  const std::string& sink_line) {
+  internal::OutputDir out(spec.dir, label);
   internal::Step s;
   s.kind = internal::kStepWrite;
   s.write = spec;
   Dataset planned = MapNode(ds, s, label, {});
+  ExecutionOptions options;
+  auto ops = internal::Plan(planned.node(), &options);  // lists the inputs
+  internal::WriteRecord record;
+  record.plan = internal::DescribeWrite(ds.node(), sink_line);
+  record.inputs = internal::ListedInputs(ops);
+  const internal::WriteTarget target = out.Prepare(mode, std::move(record));
   WriteResult r;
-  RunAll(planned.node(), stats, [&](const internal::RefBundle& b) {
-    Batch counts = Batch::FromBuffer(lumen::Get(b.ref));
-    if (counts.NumRows() == 0) return;
-    r.files_written += counts.Int64("files_written")[0];
-    r.files_skipped += counts.Int64("files_skipped")[0];
-    r.bytes_written += counts.Int64("bytes_written")[0];
-  });
+  if (target.ignore) {
+    r.ignored = true;
+    return r;
+  }
+  for (auto& op : ops) {
+    internal::Chain* chain = op->chain_ptr();
+    if (chain == nullptr) continue;
+    for (auto& step : chain->steps) {
+      if (step.kind != internal::kStepWrite) continue;
+      step.write.dir = target.dir;
+      step.write.run_id = target.run_id;
+      step.write.append = mode == WriteMode::kAppend;
+    }
+  }
+  auto ex = std::make_unique<internal::Executor>(std::move(ops), options);
+  try {
+    while (auto b = ex->Next()) {
+      Batch counts = Batch::FromBuffer(lumen::Get(b->ref));
+      if (counts.NumRows() == 0) continue;
+      r.files_written += counts.Int64("files_written")[0];
+      r.files_skipped += counts.Int64("files_skipped")[0];
+      r.bytes_written += counts.Int64("bytes_written")[0];
+    }
+  } catch (...) {
+    // No task of a failed write may commit a file after it returned: the caller may go on
+    // to overwrite or resume the directory.
+    ex->CancelAndWait(std::chrono::seconds(60));
+    *stats = ex->Stats();
+    throw;
+  }
+  *stats = ex->Stats();
   // Every file is committed; the staging area only holds leftovers of killed attempts.
-  std::filesystem::remove_all(spec.dir + "/.lumen-staging", ec);
+  std::error_code ec;
+  std::filesystem::remove_all(target.dir + "/.lumen-staging", ec);
+  out.Commit();
   return r;
 }
 }  // namespace
 
 WriteResult Dataset::WriteFiles(const std::string& dir, WriteOptions options) const {
-  internal::WriteSpec s{"files", dir, options.path_column, options.data_column, 0};
-  return Write(*this, last_stats_, s, "WriteFiles(" + dir + ")");
+  internal::WriteSpec s{"files", dir, options.path_column, options.data_column, 0, "", false};
+  return Write(
+      *this, last_stats_, s, "WriteFiles(" + dir + ")", options.mode,
+      "WriteFiles path_column=" + options.path_column + " data_column=" + options.data_column);
 }
 
 WriteResult Dataset::WriteJson(const std::string& dir, WriteOptions options) const {
-  internal::WriteSpec s{"json", dir, "", "", options.rows_per_file};
-  return Write(*this, last_stats_, s, "WriteJson(" + dir + ")");
+  internal::WriteSpec s{"json", dir, "", "", options.rows_per_file, "", false};
+  return Write(*this, last_stats_, s, "WriteJson(" + dir + ")", options.mode,
+               "WriteJson rows_per_file=" + std::to_string(options.rows_per_file));
 }
 
 WriteResult Dataset::WriteCsv(const std::string& dir, WriteOptions options) const {
-  internal::WriteSpec s{"csv", dir, "", "", options.rows_per_file};
-  return Write(*this, last_stats_, s, "WriteCsv(" + dir + ")");
+  internal::WriteSpec s{"csv", dir, "", "", options.rows_per_file, "", false};
+  return Write(*this, last_stats_, s, "WriteCsv(" + dir + ")", options.mode,
+               "WriteCsv rows_per_file=" + std::to_string(options.rows_per_file));
 }
 
 BatchIterator Dataset::IterBatches(IterOptions options) const {

@@ -1037,6 +1037,27 @@ std::optional<RefBundle> Executor::Next() {
   }
 }
 
+void Executor::CancelAndWait(std::chrono::milliseconds limit) {
+  for (auto& [token, p] : pending_) {
+    try {
+      if (p.stream) {
+        lumen::internal::CancelStream(p.stream->task_id());
+      } else {
+        lumen::Cancel(p.ref);
+      }
+    } catch (const lumen::Error&) {
+      // Already over: its end is on its way to the event queue.
+    }
+  }
+  const auto deadline = Clock::now() + limit;
+  while (!pending_.empty() && Clock::now() < deadline) {
+    ProcessEvents();  // failures only add to the error already being reported
+    MutexLock lock(events_->mu);
+    events_->cv.WaitFor(events_->mu, std::chrono::milliseconds(200),
+                        [this]() LUMEN_REQUIRES(events_->mu) { return !events_->done.empty(); });
+  }
+}
+
 DatasetStats Executor::Stats() const {
   DatasetStats s;
   for (const auto& op : ops_) {

@@ -151,6 +151,7 @@ class SourceOp : public PhysicalOp {
   // Total bytes of the files to read (progress).
   int64_t input_bytes = 0;
   int64_t input_files = 0;
+  std::vector<FileEntry> listed_files;  // what the listing found (write manifests)
 
  private:
   std::vector<ReadSpec> reads_;
@@ -329,6 +330,10 @@ class Executor {
   // Throws DataError when a block fails beyond max_errored_blocks.
   std::optional<RefBundle> Next();
   DatasetStats Stats() const;
+  // After a failure: cancels every task still running or queued (a data task stops at its next
+  // part; one in the middle of committing a file finishes it) and waits up to `limit` for them
+  // all to end, so that none of them writes after this returns. Launches nothing more.
+  void CancelAndWait(std::chrono::milliseconds limit);
 
   // For operators.
   // Where a task's input lies, for the memory budget and the locality figures.

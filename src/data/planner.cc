@@ -53,7 +53,8 @@ int CombineConcurrency(int a, int b) {
 }
 
 std::vector<ReadSpec> ListAndGroup(const LogicalNode& n, int64_t* total_bytes, int64_t* files,
-                                   std::vector<std::string>* ignored) {
+                                   std::vector<std::string>* ignored,
+                                   std::vector<FileEntry>* listed) {
   std::vector<ReadSpec> specs;
   if (n.format == "range") {
     int64_t blocks = n.read.num_blocks > 0
@@ -101,7 +102,7 @@ std::vector<ReadSpec> ListAndGroup(const LogicalNode& n, int64_t* total_bytes, i
     cur = ReadSpec();
     cur_bytes = 0;
   };
-  for (auto& f : all) {
+  for (const auto& f : all) {
     if (cur.files.empty()) {
       cur.format = n.format;
       cur.columns = n.read.columns;
@@ -118,6 +119,7 @@ std::vector<ReadSpec> ListAndGroup(const LogicalNode& n, int64_t* total_bytes, i
     }
   }
   flush();
+  *listed = std::move(all);
   return specs;
 }
 
@@ -138,13 +140,15 @@ struct Builder {
       case NodeKind::kRead: {
         int64_t bytes = 0, files = 0;
         std::vector<std::string> ignored;
-        auto specs = ListAndGroup(*n, &bytes, &files, &ignored);
+        std::vector<FileEntry> listed;
+        auto specs = ListAndGroup(*n, &bytes, &files, &ignored, &listed);
         Chain chain;
         chain.op_name = n->label;
         auto op =
             std::make_unique<SourceOp>(n->label, std::move(specs), chain, lumen::TaskOptions(), 0);
         op->input_bytes = bytes;
         op->input_files = files;
+        op->listed_files = std::move(listed);
         op->stats().ignored_files = std::move(ignored);
         return Add(std::move(op), {});
       }

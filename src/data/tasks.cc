@@ -161,11 +161,14 @@ class Lister {
     }
     if (ec) return Missing(dir, "cannot be listed: " + ec.message());
     for (const auto& name : names) {
+      // Hidden and metadata entries (a writer's staging, _SUCCESS, _lumen_manifest.json), as
+      // Arrow and Spark skip them. A file named explicitly is still read.
+      if (name.starts_with('.') || name.starts_with('_')) continue;
       std::string path = (std::filesystem::path(dir) / name).string();
       struct stat cst;
       if (!Stat(path, &cst)) continue;
       if (S_ISDIR(cst.st_mode)) {
-        if (name != ".lumen-staging") Walk(path, prefix + name + "/", cst);  // a writer's
+        Walk(path, prefix + name + "/", cst);
         continue;
       }
       AddFile(path, prefix + name, cst);
@@ -183,7 +186,8 @@ class Lister {
     std::filesystem::path p(path);
     std::string abs = p.is_absolute() ? p.string() : std::filesystem::absolute(p).string();
     out_.files.push_back({std::filesystem::path(abs).lexically_normal().string(), rel,
-                          static_cast<int64_t>(st.st_size)});
+                          static_cast<int64_t>(st.st_size),
+                          int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec});
   }
 
   // stat() following links; false (after Missing) for what cannot be examined.
@@ -282,6 +286,7 @@ void RunInParts(const Chain& chain, const BlockKey& key, Batch in, PartYielder& 
                 void* instance = nullptr, const CallableInfo* callable = nullptr) {
   std::vector<Batch> pieces = SplitBySize(std::move(in), chain.max_block_bytes);
   for (size_t i = 0; i < pieces.size(); ++i) {
+    if (lumen::IsCancelled()) return;  // the job failed or stopped: its output is not wanted
     Batch result = ApplyChain(chain, key.Part(static_cast<int64_t>(i)), std::move(pieces[i]),
                               instance, callable);
     pieces[i] = Batch();

@@ -11,6 +11,8 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
@@ -118,6 +120,18 @@ bool Commit(const std::string& dir, const std::string& target, std::string_view 
   return true;
 }
 
+// An append found `target` committed: fine if an earlier attempt of this append wrote it (the
+// same bytes), an error if it is another file — an append never replaces one.
+void CheckSameBytes(const std::string& target, std::string_view bytes) {
+  std::ifstream f(target, std::ios::binary);
+  std::string have((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (f.bad() || have != bytes) {
+    throw DataError("WriteFiles: " + target +
+                    " already exists with other content, and WriteMode::kAppend never replaces a "
+                    "file (WriteMode::kOverwrite replaces the directory's output)");
+  }
+}
+
 std::string CheckRelative(const std::string& rel) {
   std::filesystem::path p(rel);
   if (rel.empty() || p.is_absolute()) {
@@ -130,8 +144,9 @@ std::string CheckRelative(const std::string& rel) {
   return rel;
 }
 
-std::string PartName(const BlockKey& key, int64_t part, const char* ext, bool split) {
-  std::string name = "part-" + key.Name();
+std::string PartName(const WriteSpec& spec, const BlockKey& key, int64_t part, const char* ext,
+                     bool split) {
+  std::string name = "part-" + (spec.run_id.empty() ? "" : spec.run_id + "-") + key.Name();
   if (split) {
     char buf[32];
     std::snprintf(buf, sizeof(buf), "-%04lld", static_cast<long long>(part));
@@ -234,6 +249,7 @@ Batch WriteBlock(const WriteSpec& spec, const BlockKey& key, const Batch& block)
         ++counts.written;
         counts.bytes += static_cast<int64_t>(bytes.size());
       } else {
+        if (spec.append) CheckSameBytes(target, bytes);
         ++counts.skipped;
       }
     }
@@ -263,7 +279,8 @@ Batch WriteBlock(const WriteSpec& spec, const BlockKey& key, const Batch& block)
         }
         out += "\n";
       }
-      std::string target = spec.dir + "/" + PartName(key, part, json ? "jsonl" : "csv", split);
+      std::string target =
+          spec.dir + "/" + PartName(spec, key, part, json ? "jsonl" : "csv", split);
       if (Commit(spec.dir, target, out, json ? "WriteJson" : "WriteCsv")) {
         ++counts.written;
         counts.bytes += static_cast<int64_t>(out.size());

@@ -20,7 +20,8 @@
 // Execution streams: blocks move to the next stage as soon as they exist; a memory budget in
 // bytes bounds what is held in the object store and in flight; consecutive compatible stages
 // are fused into one task. Writes are exactly-once: files appear under their final name only
-// when complete, names are deterministic, and re-running a write skips what is committed.
+// when complete, names are deterministic, and re-running the same write (same plan, same
+// inputs) skips what is committed; WriteOptions::mode says what happens to other output.
 //
 // Thread safety: Dataset values may be shared between threads; run one consumer at a time per
 // Dataset value.
@@ -102,12 +103,37 @@ struct ReadOptions {
   bool ignore_missing_files = false;
 };
 
+// What a write does with an output directory that already holds files. Every write records
+// `_lumen_manifest.json` (its plan and inputs) before it starts and `_SUCCESS` once complete;
+// readers skip both (directory listings skip names starting with `_` or `.`).
+enum class WriteMode {
+  // Default. An empty (or missing) directory is written; one whose manifest matches this plan
+  // and its inputs (operators and their parameters, input files with sizes and modification
+  // times, the content of in-memory blocks) is resumed: files already committed are kept and
+  // only the missing ones written. Anything else fails naming what changed and the mode to pick.
+  kResume,
+  // Fails if the directory holds anything.
+  kError,
+  // Writes the new output beside the old one (in a hidden directory) and replaces the old files
+  // only once the new output is complete; an overwrite interrupted while replacing is finished by
+  // the next write to the directory, one interrupted while writing is resumed by the same
+  // overwrite.
+  kOverwrite,
+  // Adds files under new names beside the old ones (`part-<write id>-<block>`; WriteFiles keeps
+  // its paths and fails on a path that holds other bytes). An interrupted append is resumed by
+  // the same append; a new append of the same plan adds its rows again, as asked.
+  kAppend,
+  // Does nothing if the directory holds output (WriteResult::ignored), else writes it.
+  kIgnore,
+};
+
 struct WriteOptions {
   // WriteFiles: the column with the relative output path, and the one with the bytes.
   std::string path_column = "path";
   std::string data_column = "bytes";
   // WriteJson / WriteCsv: rows per output file (0: one file per block).
   int64_t rows_per_file = 0;
+  WriteMode mode = WriteMode::kResume;
 };
 
 struct ExecutionOptions {
@@ -171,6 +197,7 @@ struct WriteResult {
   int64_t files_written = 0;
   int64_t files_skipped = 0;  // already committed by an earlier run
   int64_t bytes_written = 0;
+  bool ignored = false;  // WriteMode::kIgnore found output and wrote nothing
 };
 
 namespace internal {

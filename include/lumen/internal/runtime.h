@@ -161,6 +161,9 @@ TaskID SubmitActorStreamingTask(const ActorID& actor, const RemoteFunction& meth
                                 const std::string& concurrency_group, int64_t backpressure);
 ObjectID NextStreamItem(const TaskID& task, int64_t timeout_ms);
 void ReleaseStream(const TaskID& task);
+// lumen::Cancel (not forced, recursive) of a streaming task of this process, the stream kept:
+// it ends with TaskCancelledError unless it ended before.
+void CancelStream(const TaskID& task);
 // Whether NextStreamItem would return at once (a value is waiting, or the stream ended), and a
 // one-shot `callback` (any thread) for when it would: at once if it already would.
 bool StreamReady(const TaskID& task);

@@ -1,0 +1,494 @@
+#include "data/write_commit.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "lumen/ids.h"
+
+namespace lumen::data::internal {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kManifest = "_lumen_manifest.json";
+constexpr const char* kSuccess = "_SUCCESS";
+constexpr const char* kLock = ".lumen-write.lock";
+constexpr const char* kOverwritePrefix = ".lumen-overwrite-";
+constexpr const char* kSwapping = ".lumen-swapping";
+
+// 64-bit hash of bytes, 8 at a time (the content of in-memory blocks: memory speed).
+uint64_t Hash64(std::string_view data, uint64_t h = 0x9e3779b97f4a7c15ull) {
+  auto mix = [&h](uint64_t w) {
+    h ^= w + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+  };
+  size_t i = 0;
+  for (; i + 8 <= data.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, data.data() + i, 8);
+    mix(w);
+  }
+  uint64_t tail = 0;
+  std::memcpy(&tail, data.data() + i, data.size() - i);
+  mix(tail ^ (uint64_t{data.size()} << 56));
+  return h;
+}
+
+std::string Hex(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+std::string List(const std::vector<std::string>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + v[i];
+  return s + "]";
+}
+
+std::string NodeLine(const LogicalNode& n) {
+  std::string s = n.label;
+  const Step& st = n.step;
+  switch (n.kind) {
+    case NodeKind::kRead:
+      s += " format=" + n.format + " paths=" + List(n.paths) + " columns=" + List(n.read.columns) +
+           " delimiter=" + std::to_string(static_cast<int>(n.read.delimiter)) +
+           " target_block_bytes=" + std::to_string(n.read.target_block_bytes) +
+           " max_files_per_block=" + std::to_string(n.read.max_files_per_block) +
+           " num_blocks=" + std::to_string(n.read.num_blocks) +
+           " ignore_missing_files=" + std::to_string(n.read.ignore_missing_files) +
+           " n=" + std::to_string(n.range_n);
+      break;
+    case NodeKind::kBlocks: {
+      uint64_t h = 0x51ed270b27ull;
+      int64_t rows = 0;
+      for (const auto& b : n.blocks) {
+        Buffer buf = lumen::Get(b.ref);
+        h = Hash64(std::string_view(reinterpret_cast<const char*>(buf.data()), buf.size()), h);
+        rows += b.meta.rows;
+      }
+      s += " blocks=" + std::to_string(n.blocks.size()) + " rows=" + std::to_string(rows) +
+           " content=" + Hex(h);
+      break;
+    }
+    case NodeKind::kMap:
+    case NodeKind::kCallable:
+      s += " step=" + std::to_string(st.kind) + " fn=" + st.fn +
+           " batch_size=" + std::to_string(st.batch_size) + " columns=" + List(st.columns) +
+           " column=" + st.column;
+      if (n.kind == NodeKind::kCallable) {
+        s += " class=" + n.callable + " args=" + Hex(Hash64(n.ctor_args));
+      }
+      break;
+    case NodeKind::kLimit:
+      s += " limit=" + std::to_string(n.limit);
+      break;
+    case NodeKind::kExchange: {
+      const ExchangeSpec& e = n.exchange;
+      s += " kind=" + e.kind + " partitions=" + std::to_string(e.partitions) + " key=" + e.key +
+           " descending=" + std::to_string(e.descending) + " seed=" + std::to_string(e.seed) +
+           " agg=" + e.agg_op + "(" + e.agg_column + ")";
+      break;
+    }
+    case NodeKind::kUnion:
+      s += " inputs=" + std::to_string(n.inputs.size());
+      break;
+    case NodeKind::kOptions:
+      s += " target_max_block_bytes=" + std::to_string(n.options.target_max_block_bytes);
+      break;
+  }
+  return s;
+}
+
+std::string Quote(const std::string& s) { return "'" + s + "'"; }
+
+// What differs between the write recorded (`was`) and this one, in words.
+std::string WhatChanged(const WriteRecord& was, const WriteRecord& now) {
+  std::vector<std::string> parts;
+  if (was.plan != now.plan) {
+    size_t i = 0;
+    while (i < was.plan.size() && i < now.plan.size() && was.plan[i] == now.plan[i]) ++i;
+    if (i < was.plan.size() && i < now.plan.size()) {
+      parts.push_back("the plan changed: " + Quote(was.plan[i]) + " is now " + Quote(now.plan[i]));
+    } else {
+      parts.push_back("the plan changed: it had " + std::to_string(was.plan.size()) +
+                      " operators, now " + std::to_string(now.plan.size()));
+    }
+  }
+  std::map<std::string, const InputFile*> before;
+  for (const auto& f : was.inputs) before[f.path] = &f;
+  std::vector<std::string> added, changed, removed;
+  for (const auto& f : now.inputs) {
+    auto it = before.find(f.path);
+    if (it == before.end()) {
+      added.push_back(f.path);
+      continue;
+    }
+    const InputFile& o = *it->second;
+    if (o.size != f.size) {
+      changed.push_back(f.path + ": " + std::to_string(o.size) + " -> " + std::to_string(f.size) +
+                        " bytes");
+    } else if (o.mtime_ns != f.mtime_ns) {
+      changed.push_back(f.path + ": modified");
+    }
+    before.erase(it);
+  }
+  for (const auto& [path, f] : before) removed.push_back(path);
+  auto some = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (size_t i = 0; i < v.size() && i < 3; ++i) s += (i ? ", " : "") + v[i];
+    if (v.size() > 3) s += ", ...";
+    return s;
+  };
+  auto files = [](size_t n) {
+    return std::to_string(n) + (n == 1 ? " input file" : " input files");
+  };
+  if (!added.empty()) parts.push_back(files(added.size()) + " added (" + some(added) + ")");
+  if (!removed.empty()) parts.push_back(files(removed.size()) + " gone (" + some(removed) + ")");
+  if (!changed.empty()) parts.push_back(files(changed.size()) + " changed (" + some(changed) + ")");
+  if (parts.empty()) return "the same plan and inputs";
+  std::string s;
+  for (size_t i = 0; i < parts.size(); ++i) s += (i ? "; " : "") + parts[i];
+  return s;
+}
+
+nlohmann::json ToJson(const WriteRecord& r) {
+  nlohmann::json inputs = nlohmann::json::array();
+  for (const auto& f : r.inputs) inputs.push_back({f.path, f.size, f.mtime_ns});
+  return {{"id", r.id},
+          {"mode", r.mode},
+          {"plan", r.plan},
+          {"inputs", inputs},
+          {"complete", r.complete}};
+}
+
+WriteRecord FromJson(const nlohmann::json& j) {
+  WriteRecord r;
+  r.id = j.at("id").get<std::string>();
+  r.mode = j.at("mode").get<std::string>();
+  r.plan = j.at("plan").get<std::vector<std::string>>();
+  for (const auto& f : j.at("inputs")) {
+    r.inputs.push_back(
+        {f.at(0).get<std::string>(), f.at(1).get<int64_t>(), f.at(2).get<int64_t>()});
+  }
+  r.complete = j.at("complete").get<bool>();
+  return r;
+}
+
+const char* ModeName(WriteMode m) {
+  switch (m) {
+    case WriteMode::kResume:
+      return "resume";
+    case WriteMode::kError:
+      return "error";
+    case WriteMode::kOverwrite:
+      return "overwrite";
+    case WriteMode::kAppend:
+      return "append";
+    case WriteMode::kIgnore:
+      return "ignore";
+  }
+  return "?";
+}
+
+}  // namespace
+
+std::vector<std::string> DescribeWrite(const std::shared_ptr<LogicalNode>& root,
+                                       const std::string& sink_line) {
+  std::vector<std::string> lines;
+  std::function<void(const LogicalNode&, int)> walk = [&](const LogicalNode& n, int depth) {
+    lines.push_back(std::string(static_cast<size_t>(depth) * 2, ' ') + NodeLine(n));
+    for (const auto& in : n.inputs) walk(*in, depth + 1);
+  };
+  walk(*root, 1);
+  lines.insert(lines.begin(), sink_line);
+  return lines;
+}
+
+std::vector<InputFile> ListedInputs(const std::vector<std::unique_ptr<PhysicalOp>>& ops) {
+  std::vector<InputFile> out;
+  for (const auto& op : ops) {
+    if (const auto* src = dynamic_cast<const SourceOp*>(op.get())) {
+      for (const auto& f : src->listed_files) out.push_back({f.path, f.size, f.mtime_ns});
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const InputFile& a, const InputFile& b) { return a.path < b.path; });
+  return out;
+}
+
+// ---- OutputDir -------------------------------------------------------------------------------
+
+struct OutputDir::Manifest {
+  bool present = false;
+  std::vector<WriteRecord> writes;
+
+  static Manifest Load(const std::string& dir, const std::string& label) {
+    Manifest m;
+    const std::string path = dir + "/" + kManifest;
+    std::ifstream f(path);
+    if (!f) return m;
+    try {
+      nlohmann::json j = nlohmann::json::parse(f);
+      for (const auto& w : j.at("writes")) m.writes.push_back(FromJson(w));
+    } catch (const std::exception& e) {
+      throw DataError(label + ": " + path + " is not a write manifest Lumen can read (" + e.what() +
+                      "); WriteMode::kOverwrite replaces the directory's output");
+    }
+    m.present = true;
+    return m;
+  }
+
+  void Save(const std::string& dir, const std::string& label) const {
+    nlohmann::json writes_json = nlohmann::json::array();
+    for (const auto& w : writes) writes_json.push_back(ToJson(w));
+    nlohmann::json j = {
+        {"format", "lumen-write-manifest"}, {"version", 1}, {"writes", writes_json}};
+    const std::string tmp = dir + "/.lumen-manifest.tmp";
+    {
+      std::ofstream f(tmp, std::ios::trunc);
+      f << j.dump(1) << "\n";
+      if (!f.flush())
+        throw DataError(label + ": cannot write " + tmp + ": " + std::strerror(errno));
+    }
+    std::error_code ec;
+    fs::rename(tmp, dir + "/" + kManifest, ec);
+    if (ec) throw DataError(label + ": cannot write the manifest in " + dir + ": " + ec.message());
+  }
+
+  WriteRecord* Find(const std::string& id) {
+    for (auto& w : writes) {
+      if (w.id == id) return &w;
+    }
+    return nullptr;
+  }
+};
+
+namespace {
+
+// The entries of `dir` that are output (anything but Lumen's hidden .lumen-* entries), sorted.
+std::vector<std::string> OutputEntries(const std::string& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    std::string name = e.path().filename().string();
+    if (!name.starts_with(".lumen-")) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::string Entries(const std::vector<std::string>& names) {
+  std::string s = std::to_string(names.size()) + (names.size() == 1 ? " entry" : " entries") +
+                  " (" + names.front();
+  if (names.size() > 1) s += ", ...";
+  return s + ")";
+}
+
+void Touch(const std::string& path, const std::string& label) {
+  std::ofstream f(path, std::ios::trunc);
+  if (!f) throw DataError(label + ": cannot create " + path + ": " + std::strerror(errno));
+}
+
+void RemoveAll(const fs::path& p, const std::string& label) {
+  std::error_code ec;
+  fs::remove_all(p, ec);
+  if (ec) throw DataError(label + ": cannot remove " + p.string() + ": " + ec.message());
+}
+
+// Replaces `dir`'s output with what `staging` holds (a complete overwrite). Re-entrant: an
+// interrupted swap is finished by calling it again (the marker says the old files are gone).
+void Swap(const std::string& dir, const fs::path& staging, const std::string& label) {
+  const fs::path marker = staging / kSwapping;
+  std::error_code ec;
+  if (!fs::exists(marker)) {
+    for (const auto& name : OutputEntries(dir)) RemoveAll(fs::path(dir) / name, label);
+    RemoveAll(fs::path(dir) / ".lumen-staging", label);
+    Touch(marker.string(), label);
+  }
+  std::vector<fs::path> moving;
+  for (const auto& e : fs::directory_iterator(staging, ec)) moving.push_back(e.path());
+  if (ec) throw DataError(label + ": cannot list " + staging.string() + ": " + ec.message());
+  for (const auto& from : moving) {
+    const std::string name = from.filename().string();
+    if (name == kSwapping || name == ".lumen-staging") continue;
+    const fs::path to = fs::path(dir) / name;
+    RemoveAll(to, label);  // only ever a half-moved leftover
+    fs::rename(from, to, ec);
+    if (ec)
+      throw DataError(label + ": cannot move " + from.string() + " into place: " + ec.message());
+  }
+  RemoveAll(staging, label);
+}
+
+}  // namespace
+
+OutputDir::OutputDir(std::string dir, std::string label)
+    : label_(std::move(label)), dir_(std::move(dir)) {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec) throw DataError(label_ + ": cannot create " + dir_ + ": " + ec.message());
+  const std::string lock = dir_ + "/" + kLock;
+  lock_fd_ = ::open(lock.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0)
+    throw DataError(label_ + ": cannot create " + lock + ": " + std::strerror(errno));
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+    throw DataError(label_ + ": another write to " + dir_ +
+                    " is running (it holds .lumen-write.lock); one write at a time per directory");
+  }
+  // An overwrite that completed its output but was interrupted while replacing the old files.
+  for (const auto& e : fs::directory_iterator(dir_, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!name.starts_with(kOverwritePrefix)) continue;
+    Manifest m = Manifest::Load(e.path().string(), label_);
+    if (m.present && !m.writes.empty() && m.writes[0].complete) Swap(dir_, e.path(), label_);
+  }
+}
+
+OutputDir::~OutputDir() {
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the lock
+}
+
+WriteTarget OutputDir::Prepare(WriteMode mode, WriteRecord now) {
+  mode_ = mode;
+  now.mode = ModeName(mode);
+  now.complete = false;
+  record_ = now;
+  WriteTarget target;
+  target.dir = dir_;
+  Manifest m = Manifest::Load(dir_, label_);
+  const std::vector<std::string> entries = OutputEntries(dir_);
+  const std::string modes =
+      "Pick WriteOptions::mode = WriteMode::kOverwrite to replace it, kAppend to add to it or "
+      "kIgnore to keep it, or write to another directory";
+  // This same write (plan and inputs) started here before and did not finish: go on with it.
+  const bool own_unfinished = m.present && m.writes.size() == 1 && m.writes[0].id.empty() &&
+                              m.writes[0].SameWork(now) && !m.writes[0].complete;
+  auto fresh = [&] {
+    Manifest fresh_m;
+    fresh_m.writes.push_back(record_);
+    fresh_m.Save(dir_, label_);
+  };
+  switch (mode) {
+    case WriteMode::kResume:
+      if (!m.present) {
+        if (!entries.empty()) {
+          throw DataError(label_ + ": " + dir_ + " holds " + Entries(entries) +
+                          " that no Lumen write recorded (no " + kManifest +
+                          "), so resuming could mix them with this write's output. " + modes);
+        }
+        fresh();
+      } else if (m.writes.size() == 1 && m.writes[0].id.empty() && m.writes[0].SameWork(now)) {
+        RemoveAll(dir_ + "/" + kSuccess, label_);  // back once this run completes
+      } else {
+        const std::string what =
+            m.writes.size() == 1 && m.writes[0].id.empty()
+                ? WhatChanged(m.writes[0], now)
+                : "it holds the output of " + std::to_string(m.writes.size()) + " writes, appended";
+        throw DataError(label_ + ": " + dir_ + " holds the output of another write (" + what +
+                        "), so resuming would mix that output with this write's. " + modes);
+      }
+      break;
+    case WriteMode::kError:
+      if (!entries.empty()) {
+        throw DataError(label_ + ": " + dir_ + " holds " + Entries(entries) +
+                        " and WriteMode::kError writes only to an empty directory");
+      }
+      fresh();
+      break;
+    case WriteMode::kIgnore:
+      if (own_unfinished) break;
+      if (!entries.empty()) {
+        target.ignore = true;
+        return target;
+      }
+      fresh();
+      break;
+    case WriteMode::kAppend: {
+      WriteRecord* again = nullptr;
+      for (auto& w : m.writes) {
+        if (!w.id.empty() && !w.complete && w.SameWork(now)) again = &w;
+      }
+      if (again != nullptr) {
+        record_.id = again->id;  // an interrupted append, resumed under its names
+      } else {
+        uint8_t rnd[4];
+        lumen::internal::FillRandom(rnd, sizeof(rnd));
+        record_.id = lumen::internal::BytesToHex(rnd, sizeof(rnd));
+        m.writes.push_back(record_);
+      }
+      m.Save(dir_, label_);
+      RemoveAll(dir_ + "/" + kSuccess, label_);
+      target.run_id = record_.id;
+      break;
+    }
+    case WriteMode::kOverwrite: {
+      std::string plan_text;
+      for (const auto& l : now.plan) plan_text += l + "\n";
+      for (const auto& f : now.inputs) {
+        plan_text +=
+            f.path + " " + std::to_string(f.size) + " " + std::to_string(f.mtime_ns) + "\n";
+      }
+      const std::string name = kOverwritePrefix + Hex(Hash64(plan_text));
+      staging_ = dir_ + "/" + name;
+      // Other overwrites' unfinished output is never going to be used.
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator(dir_, ec)) {
+        const std::string n = e.path().filename().string();
+        if (n.starts_with(kOverwritePrefix) && n != name) RemoveAll(e.path(), label_);
+      }
+      Manifest staged = Manifest::Load(staging_, label_);
+      if (!(staged.present && staged.writes.size() == 1 && staged.writes[0].SameWork(now))) {
+        RemoveAll(staging_, label_);
+        fs::create_directories(staging_, ec);
+        if (ec) throw DataError(label_ + ": cannot create " + staging_ + ": " + ec.message());
+        Manifest fresh_m;
+        fresh_m.writes.push_back(record_);
+        fresh_m.Save(staging_, label_);
+      }
+      target.dir = staging_;
+      break;
+    }
+  }
+  return target;
+}
+
+void OutputDir::Commit() {
+  record_.complete = true;
+  if (mode_ == WriteMode::kOverwrite) {
+    Manifest m;
+    m.present = true;
+    m.writes.push_back(record_);
+    m.Save(staging_, label_);  // from here on the new output is the directory's
+    Touch(staging_ + "/" + kSuccess, label_);
+    Swap(dir_, staging_, label_);
+    return;
+  }
+  Manifest m = Manifest::Load(dir_, label_);
+  if (WriteRecord* w = m.Find(record_.id)) {
+    w->complete = true;
+  } else {
+    m.writes.push_back(record_);
+  }
+  m.Save(dir_, label_);
+  if (std::all_of(m.writes.begin(), m.writes.end(), [](const auto& w) { return w.complete; })) {
+    Touch(dir_ + "/" + kSuccess, label_);
+  }
+}
+
+}  // namespace lumen::data::internal
