@@ -124,6 +124,10 @@ Batch Batch::FromBuffer(Buffer buffer) {
     if (!inside(d->data_offset, d->data_size)) return fail("column data out of bounds");
     // Every column's shape is copied by Slice/TakeRows/Concat, not only a tensor's.
     if (d->ndim > internal::kMaxTensorDims) return fail("too many tensor dimensions");
+    if (d->validity_offset != -1 && (h->nrows > size || !inside(d->validity_offset, h->nrows) ||
+                                     d->null_count < 0 || d->null_count > h->nrows)) {
+      return fail("validity out of bounds");
+    }
     if (IsVariable(type)) {
       // Offsets are read in place as int64s.
       if (h->nrows > size / 8 || d->offsets_offset % 8 != 0 ||
@@ -200,6 +204,28 @@ int Batch::RequireColumn(std::string_view name, DataType type) const {
                     DataTypeName(type));
   }
   return FindColumn(name);
+}
+
+bool Batch::IsNull(std::string_view column, int64_t row) const {
+  std::span<const uint8_t> valid = Validity(column);
+  if (row < 0 || row >= NumRows()) {
+    throw TypeError("row " + std::to_string(row) + " out of range (batch has " +
+                    std::to_string(NumRows()) + " rows)");
+  }
+  return !valid.empty() && valid[static_cast<size_t>(row)] == 0;
+}
+
+int64_t Batch::NullCount(std::string_view column) const {
+  ColumnType(column);  // throws, listing the columns
+  const ColumnDesc* d = Desc(buffer_, FindColumn(column));
+  return d->validity_offset < 0 ? 0 : d->null_count;
+}
+
+std::span<const uint8_t> Batch::Validity(std::string_view column) const {
+  ColumnType(column);
+  const ColumnDesc* d = Desc(buffer_, FindColumn(column));
+  if (d->validity_offset < 0) return {};
+  return {buffer_.data() + d->validity_offset, static_cast<size_t>(NumRows())};
 }
 
 std::span<const int64_t> Batch::Int64(std::string_view name) const {
@@ -305,6 +331,11 @@ Batch Batch::Slice(int64_t offset, int64_t length) const {
           reinterpret_cast<const char*>(buffer_.data() + d->data_offset + offset * per_row),
           static_cast<size_t>(length * per_row));
     }
+    if (d->validity_offset >= 0) {
+      c.validity.assign(reinterpret_cast<const char*>(buffer_.data() + d->validity_offset + offset),
+                        static_cast<size_t>(length));
+      c.validity_set = true;
+    }
     b.Add(std::move(c));
   }
   Batch out = b.Build();
@@ -352,6 +383,14 @@ Batch Batch::TakeRows(const std::vector<int64_t>& rows) const {
                     per_row);
       }
     }
+    if (d->validity_offset >= 0) {
+      const uint8_t* valid = buffer_.data() + d->validity_offset;
+      c.validity.resize(rows.size());
+      for (size_t k = 0; k < rows.size(); ++k) {
+        c.validity[k] = static_cast<char>(valid[static_cast<size_t>(rows[k])]);
+      }
+      c.validity_set = true;
+    }
     b.Add(std::move(c));
   }
   return b.Build();
@@ -393,6 +432,9 @@ Batch Batch::Concat(const std::vector<Batch>& batches) {
     c.type = static_cast<DataType>(d0->type);
     c.shape.assign(d0->shape, d0->shape + d0->ndim);
     if (IsVariable(c.type)) c.offsets.push_back(0);
+    const bool any_nulls = std::any_of(parts.begin(), parts.end(), [&](const Batch* p) {
+      return Desc(p->buffer_, static_cast<int>(ci))->validity_offset >= 0;
+    });
     for (const Batch* p : parts) {
       const ColumnDesc* d = Desc(p->buffer_, static_cast<int>(ci));
       if (d->type != d0->type || d->ndim != d0->ndim ||
@@ -412,8 +454,17 @@ Batch Batch::Concat(const std::vector<Batch>& batches) {
         c.fixed.append(reinterpret_cast<const char*>(p->buffer_.data() + d->data_offset),
                        static_cast<size_t>(rows * per_row));
       }
+      if (any_nulls) {
+        if (d->validity_offset >= 0) {
+          c.validity.append(reinterpret_cast<const char*>(p->buffer_.data() + d->validity_offset),
+                            static_cast<size_t>(rows));
+        } else {
+          c.validity.append(static_cast<size_t>(rows), '\1');
+        }
+      }
       c.rows += rows;
     }
+    c.validity_set = any_nulls;
     out.Add(std::move(c));
   }
   return out.Build();
@@ -568,6 +619,57 @@ BatchBuilder& BatchBuilder::AddTensorUInt8(std::string name, std::vector<int64_t
   return *this;
 }
 
+BatchBuilder& BatchBuilder::SetValidity(const std::string& name, std::vector<uint8_t> valid) {
+  auto it = std::find_if(columns_.begin(), columns_.end(),
+                         [&](const Column& c) { return c.name == name; });
+  if (it == columns_.end()) {
+    throw TypeError("SetValidity: no column '" + name + "' added to the builder");
+  }
+  Column& c = *it;
+  if (static_cast<int64_t>(valid.size()) != c.rows) {
+    throw TypeError("SetValidity(" + name + "): " + std::to_string(valid.size()) +
+                    " flags for a column of " + std::to_string(c.rows) + " rows");
+  }
+  if (c.source_index >= 0) {  // own the values: null slots are cleared below
+    const Buffer& src = c.source.buffer_;
+    const ColumnDesc* d = Desc(src, c.source_index);
+    if (IsVariable(c.type)) {
+      const auto* off = reinterpret_cast<const int64_t*>(src.data() + d->offsets_offset);
+      c.offsets.assign(off, off + c.rows + 1);
+      c.bytes.assign(reinterpret_cast<const char*>(src.data() + d->data_offset),
+                     static_cast<size_t>(off[c.rows]));
+    } else {
+      c.fixed.assign(reinterpret_cast<const char*>(src.data() + d->data_offset),
+                     static_cast<size_t>(d->data_size));
+    }
+    c.source = Batch();
+    c.source_index = -1;
+  }
+  const size_t rows = valid.size();
+  if (IsVariable(c.type)) {
+    std::string bytes;
+    std::vector<int64_t> offsets{0};
+    for (size_t r = 0; r < rows; ++r) {
+      if (valid[r]) {
+        bytes.append(c.bytes, static_cast<size_t>(c.offsets[r]),
+                     static_cast<size_t>(c.offsets[r + 1] - c.offsets[r]));
+      }
+      offsets.push_back(static_cast<int64_t>(bytes.size()));
+    }
+    c.bytes = std::move(bytes);
+    c.offsets = std::move(offsets);
+  } else if (rows > 0) {
+    const size_t per_row = c.fixed.size() / rows;
+    for (size_t r = 0; r < rows; ++r) {
+      if (!valid[r]) std::memset(c.fixed.data() + r * per_row, 0, per_row);
+    }
+  }
+  c.validity.resize(rows);
+  for (size_t r = 0; r < rows; ++r) c.validity[r] = valid[r] ? 1 : 0;
+  c.validity_set = true;
+  return *this;
+}
+
 BatchBuilder& BatchBuilder::AddColumnFrom(const Batch& from, const std::string& name,
                                           const std::string& as) {
   int i = from.FindColumn(name);
@@ -602,10 +704,24 @@ Batch BatchBuilder::Build() const {
   int64_t pos = AlignUp(names_offset + names_size);
   struct Placed {
     int64_t data_offset, data_size, offsets_offset;
+    const char* validity;  // rows bytes, or null: no nulls
+    int64_t validity_offset, null_count;
   };
   std::vector<Placed> placed;
   for (const auto& c : columns_) {
-    Placed p{0, 0, -1};
+    Placed p{0, 0, -1, nullptr, -1, 0};
+    if (c.validity_set) {
+      p.validity = c.validity.data();
+    } else if (c.source_index >= 0) {
+      const ColumnDesc* d = Desc(c.source.buffer_, c.source_index);
+      if (d->validity_offset >= 0) {
+        p.validity = reinterpret_cast<const char*>(c.source.buffer_.data() + d->validity_offset);
+      }
+    }
+    if (p.validity != nullptr) {
+      p.null_count = std::count(p.validity, p.validity + rows, '\0');
+      if (p.null_count == 0) p.validity = nullptr;  // no nulls: no validity
+    }
     if (IsVariable(c.type)) {
       p.offsets_offset = pos;
       pos = AlignUp(pos + (rows + 1) * 8);
@@ -624,6 +740,10 @@ Batch BatchBuilder::Build() const {
     }
     p.data_offset = pos;
     pos = AlignUp(pos + p.data_size);
+    if (p.validity != nullptr) {
+      p.validity_offset = pos;
+      pos = AlignUp(pos + rows);
+    }
     placed.push_back(p);
   }
   int64_t total = pos;
@@ -650,6 +770,11 @@ Batch BatchBuilder::Build() const {
     d.data_offset = p.data_offset;
     d.data_size = p.data_size;
     d.offsets_offset = p.offsets_offset;
+    d.validity_offset = p.validity_offset;
+    d.null_count = p.validity != nullptr ? p.null_count : 0;
+    if (p.validity != nullptr) {
+      std::memcpy(base + p.validity_offset, p.validity, static_cast<size_t>(rows));
+    }
     std::memcpy(base + sizeof(BlockHeader) + i * sizeof(ColumnDesc), &d, sizeof(d));
     std::memcpy(base + names_offset + name_pos, c.name.data(), c.name.size());
     name_pos += static_cast<uint32_t>(c.name.size());
@@ -711,6 +836,7 @@ Batch MakePathBytesBlock(const std::vector<std::string>& paths, const std::vecto
   d.data_offset = path_data;
   d.data_size = path_off.back();
   d.offsets_offset = path_offsets;
+  d.validity_offset = -1;
   std::memcpy(base + sizeof(BlockHeader), &d, sizeof(d));
   d.name_offset = 4;
   d.name_len = 5;

@@ -6,7 +6,7 @@
 
 namespace lumen::data::internal {
 
-constexpr char kBlockMagic[4] = {'L', 'B', 'K', '1'};
+constexpr char kBlockMagic[4] = {'L', 'B', 'K', '2'};
 constexpr int64_t kBlockAlign = 64;
 constexpr int kMaxTensorDims = 3;
 
@@ -33,8 +33,13 @@ struct ColumnDesc {
   int64_t data_offset;  // from the start of the block
   int64_t data_size;
   int64_t offsets_offset;  // variable-length columns: nrows + 1 int64 offsets; else -1
+  // Nulls: nrows bytes, 1 where the row holds a value, 0 where it is null; -1 when the column
+  // has no nulls. A null row's slot in the data holds 0 (or an empty value).
+  int64_t validity_offset;
+  int64_t null_count;
+  uint8_t reserved[48];
 };
-static_assert(sizeof(ColumnDesc) == 64);
+static_assert(sizeof(ColumnDesc) == 128);
 
 inline int64_t AlignUp(int64_t n) { return (n + kBlockAlign - 1) / kBlockAlign * kBlockAlign; }
 

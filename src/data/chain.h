@@ -35,6 +35,7 @@ enum StepKind : int {
   kStepAddColumn = 7,
   kStepCallable = 8,
   kStepWrite = 9,
+  kStepCountValid = 10,  // one row: `count`, the values of `column` that are not null
 };
 
 struct Step {
@@ -102,7 +103,9 @@ struct ReadSpec {
   char delimiter = ',';
   int64_t range_start = 0;
   int64_t range_count = 0;
-  LUMEN_SERIALIZE(format, files, relative, columns, delimiter, range_start, range_count);
+  std::vector<std::string> null_values;  // csv
+  LUMEN_SERIALIZE(format, files, relative, columns, delimiter, range_start, range_count,
+                  null_values);
 };
 
 struct FileEntry {

@@ -243,6 +243,18 @@ int64_t Dataset::Count() const {
   return n;
 }
 
+int64_t Dataset::Count(const std::string& column) const {
+  internal::Step s;
+  s.kind = internal::kStepCountValid;
+  s.column = column;
+  Dataset counted = MapNode(*this, s, "Count(" + column + ")", {});
+  int64_t n = 0;
+  RunAll(counted.node(), last_stats_, [&](const internal::RefBundle& b) {
+    n += Batch::FromBuffer(lumen::Get(b.ref)).Int64("count")[0];
+  });
+  return n;
+}
+
 Dataset Dataset::Materialize() const {
   std::vector<internal::RefBundle> blocks;
   RunAll(node_, last_stats_, [&](const internal::RefBundle& b) { blocks.push_back(b); });

@@ -544,7 +544,10 @@ void ExchangeOp::Advance(Executor& ex) {
       std::vector<int64_t> order(static_cast<size_t>(all.NumRows()));
       std::iota(order.begin(), order.end(), 0);
       DataType t = all.ColumnType(spec_.key);
+      std::span<const uint8_t> valid = all.Validity(spec_.key);
+      auto null_at = [&](int64_t i) { return !valid.empty() && !valid[static_cast<size_t>(i)]; };
       auto less = [&](int64_t a, int64_t b) {
+        if (null_at(a) || null_at(b)) return !null_at(a) && null_at(b);  // nulls last
         if (t == DataType::kInt64)
           return all.Int64(spec_.key)[static_cast<size_t>(a)] <
                  all.Int64(spec_.key)[static_cast<size_t>(b)];

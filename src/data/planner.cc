@@ -43,7 +43,8 @@ bool SameResources(const lumen::TaskOptions& a, const lumen::TaskOptions& b) {
 
 // Steps that bring no resource needs of their own (they adopt those of what they fuse into).
 bool Neutral(const Step& s) {
-  return s.kind == kStepSelect || s.kind == kStepDrop || s.kind == kStepWrite;
+  return s.kind == kStepSelect || s.kind == kStepDrop || s.kind == kStepWrite ||
+         s.kind == kStepCountValid;
 }
 
 int CombineConcurrency(int a, int b) {
@@ -107,6 +108,7 @@ std::vector<ReadSpec> ListAndGroup(const LogicalNode& n, int64_t* total_bytes, i
       cur.format = n.format;
       cur.columns = n.read.columns;
       cur.delimiter = n.read.delimiter;
+      cur.null_values = n.read.null_values;
     }
     cur.files.push_back(f.path);
     cur.relative.push_back(f.relative);

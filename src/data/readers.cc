@@ -231,13 +231,26 @@ Batch ReadCsvFiles(const ReadSpec& spec) {
     }
   }
   BatchBuilder b;
+  auto is_null = [&](const std::string& v) {
+    return std::find(spec.null_values.begin(), spec.null_values.end(), v) != spec.null_values.end();
+  };
   for (size_t k = 0; k < keep.size(); ++k) {
     const std::string& name = header[static_cast<size_t>(keep[k])];
     auto& vals = columns[k];
-    bool all_int = !vals.empty(), all_num = !vals.empty();
+    std::vector<uint8_t> valid(vals.size(), 1);
+    bool any_null = false;
+    for (size_t i = 0; i < vals.size(); ++i) {
+      if (is_null(vals[i])) {
+        valid[i] = 0;
+        any_null = true;
+      }
+    }
+    // The type is inferred from the values that are not null (all null: int64).
+    bool all_int = true, all_num = true;
     std::vector<int64_t> ints(vals.size());
     std::vector<double> dbls(vals.size());
     for (size_t i = 0; i < vals.size() && (all_int || all_num); ++i) {
+      if (!valid[i]) continue;
       if (all_int && !ParseInt(vals[i], &ints[i])) all_int = false;
       if (all_num && !ParseDouble(vals[i], &dbls[i])) all_num = false;
     }
@@ -248,6 +261,7 @@ Batch ReadCsvFiles(const ReadSpec& spec) {
     } else {
       b.AddString(name, std::move(vals));
     }
+    if (any_null) b.SetValidity(name, std::move(valid));
   }
   return b.Build();
 }
@@ -266,9 +280,9 @@ Batch ReadJsonLines(const ReadSpec& spec) {
       std::string_view text(content.data() + start, end - start);
       start = end + 1;
       if (text.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-      nlohmann::json j;
+      nlohmann::ordered_json j;  // the input's field order
       try {
-        j = nlohmann::json::parse(text);
+        j = nlohmann::ordered_json::parse(text);
       } catch (const std::exception& e) {
         throw DataError("ReadJson: " + file + " line " + std::to_string(line) + ": " + e.what());
       }

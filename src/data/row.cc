@@ -1,5 +1,6 @@
 #include "lumen/data/row.h"
 
+#include <charconv>
 #include <cstdio>
 
 #include "lumen/errors.h"
@@ -63,9 +64,10 @@ std::string Value::ToString() const {
     case Kind::kInt64:
       return std::to_string(AsInt64());
     case Kind::kFloat64: {
+      // The shortest text that reads back as the same double (667622.6, not 667622.59999999963).
       char buf[64];
-      std::snprintf(buf, sizeof(buf), "%.17g", std::get<double>(v_));
-      return buf;
+      auto r = std::to_chars(buf, buf + sizeof(buf), std::get<double>(v_));
+      return std::string(buf, r.ptr);
     }
     case Kind::kBool:
       return AsBool() ? "true" : "false";
@@ -109,6 +111,8 @@ const Value& Row::Get(const std::string& name) const {
   for (const auto& f : fields_) names += (names.empty() ? "" : ", ") + f.first;
   throw TypeError("row has no field '" + name + "' (fields: " + names + ")");
 }
+
+bool Row::IsNull(const std::string& name) const { return Get(name).is_null(); }
 
 Row& Row::Erase(const std::string& name) {
   for (auto it = fields_.begin(); it != fields_.end(); ++it) {

@@ -353,10 +353,12 @@ struct KeyColumn {
   std::span<const int64_t> ints;
   std::span<const double> dbls;
   StringColumn strs;
+  std::span<const uint8_t> valid;  // empty: no nulls
 
   static KeyColumn Of(const Batch& b, const std::string& key) {
     KeyColumn k;
     k.type = b.ColumnType(key);
+    k.valid = b.Validity(key);
     switch (k.type) {
       case DataType::kInt64:
         k.ints = b.Int64(key);
@@ -373,8 +375,11 @@ struct KeyColumn {
     }
     return k;
   }
-  // -1, 0, 1
+  bool IsNull(size_t i) const { return !valid.empty() && !valid[i]; }
+  // -1, 0, 1; nulls are equal to each other and after every value (SQL's NULLS LAST).
   int Compare(size_t i, const KeyColumn& o, size_t j) const {
+    const bool a_null = IsNull(i), b_null = o.IsNull(j);
+    if (a_null || b_null) return a_null == b_null ? 0 : a_null ? 1 : -1;
     switch (type) {
       case DataType::kInt64:
         return ints[i] < o.ints[j] ? -1 : ints[i] > o.ints[j] ? 1 : 0;
@@ -479,6 +484,8 @@ Batch Aggregate(const ExchangeSpec& spec, const Batch& rows) {
     throw DataError(spec.agg_op + "(" + spec.agg_column + "): the column holds " + DataTypeName(t) +
                     ", not numbers");
   }
+  // Nulls are skipped, as in SQL; a group with no value gets null.
+  std::span<const uint8_t> valid = rows.Validity(spec.agg_column);
   std::vector<double> vals(static_cast<size_t>(n));
   if (t == DataType::kInt64) {
     auto v = rows.Int64(spec.agg_column);
@@ -490,18 +497,34 @@ Batch Aggregate(const ExchangeSpec& spec, const Batch& rows) {
   }
   std::string name = spec.agg_op + "(" + spec.agg_column + ")";
   std::vector<double> result(groups);
+  std::vector<uint8_t> result_valid(groups, 1);
+  bool any_null = false;
   for (size_t g = 0; g < groups; ++g) {
-    auto begin = vals.begin() + group_start[g], end = vals.begin() + group_start[g + 1];
+    double sum = 0, lo = 0, hi = 0;
+    int64_t count = 0;
+    for (int64_t i = group_start[g]; i < group_start[g + 1]; ++i) {
+      if (!valid.empty() && !valid[static_cast<size_t>(i)]) continue;
+      const double x = vals[static_cast<size_t>(i)];
+      sum += x;
+      lo = count == 0 ? x : std::min(lo, x);
+      hi = count == 0 ? x : std::max(hi, x);
+      ++count;
+    }
     if (spec.agg_op == "sum") {
-      result[g] = std::accumulate(begin, end, 0.0);
+      result[g] = sum;
     } else if (spec.agg_op == "mean") {
-      result[g] = std::accumulate(begin, end, 0.0) / static_cast<double>(end - begin);
+      result[g] = count > 0 ? sum / static_cast<double>(count) : 0;
     } else if (spec.agg_op == "min") {
-      result[g] = *std::min_element(begin, end);
+      result[g] = lo;
     } else if (spec.agg_op == "max") {
-      result[g] = *std::max_element(begin, end);
+      result[g] = hi;
     } else {
       throw DataError("unknown aggregation " + spec.agg_op);
+    }
+    if (count == 0) {
+      result[g] = 0;
+      result_valid[g] = 0;
+      any_null = true;
     }
   }
   bool keep_int = t == DataType::kInt64 && spec.agg_op != "mean";
@@ -511,6 +534,7 @@ Batch Aggregate(const ExchangeSpec& spec, const Batch& rows) {
   } else {
     out.AddFloat64(name, std::move(result));
   }
+  if (any_null) out.SetValidity(name, std::move(result_valid));
   return out.Build();
 }
 

@@ -109,6 +109,18 @@ Batch ApplyChain(const Chain& chain, const BlockKey& key, Batch block, void* ins
       case kStepWrite:
         block = WriteBlock(s.write, key, block);
         break;
+      case kStepCountValid: {
+        if (block.NumColumns() == 0 && block.NumRows() == 0) {  // an empty block: no schema
+          block = BatchBuilder().AddInt64("count", {0}).Build();
+          break;
+        }
+        if (!block.HasColumn(s.column)) {
+          block.ColumnType(s.column);  // throws, listing the columns
+        }
+        block =
+            BatchBuilder().AddInt64("count", {block.NumRows() - block.NullCount(s.column)}).Build();
+        break;
+      }
       default:
         throw DataError("unknown step " + std::to_string(s.kind) + " in " + chain.op_name);
     }
@@ -156,6 +168,10 @@ std::vector<Row> BatchToRows(const Batch& b) {
         throw TypeError("column '" + name + "' is a tensor; use MapBatches to process tensors");
       }
     }
+    std::span<const uint8_t> valid = b.Validity(name);
+    for (size_t i = 0; i < valid.size(); ++i) {
+      if (!valid[i]) rows[i].Set(name, Value());
+    }
   }
   return rows;
 }
@@ -193,6 +209,16 @@ Batch RowsToBatch(const std::vector<Row>& rows) {
     return nullptr;
   };
   for (const auto& name : order) {
+    // A field missing from a row, or null there, is a null of the column.
+    std::vector<uint8_t> valid(n, 1);
+    bool any_null = false;
+    for (size_t r = 0; r < n; ++r) {
+      const Value* x = field(r, name);
+      if (x == nullptr || x->is_null()) {
+        valid[r] = 0;
+        any_null = true;
+      }
+    }
     switch (kinds[name]) {
       case Value::Kind::kNull:
       case Value::Kind::kInt64: {
@@ -241,9 +267,9 @@ Batch RowsToBatch(const std::vector<Row>& rows) {
         break;
       }
     }
+    if (any_null) b.SetValidity(name, std::move(valid));
   }
-  Batch out = b.Build();
-  return out;
+  return b.Build();
 }
 
 }  // namespace lumen::data::internal

@@ -70,7 +70,7 @@ std::string NodeLine(const LogicalNode& n) {
            " max_files_per_block=" + std::to_string(n.read.max_files_per_block) +
            " num_blocks=" + std::to_string(n.read.num_blocks) +
            " ignore_missing_files=" + std::to_string(n.read.ignore_missing_files) +
-           " n=" + std::to_string(n.range_n);
+           " null_values=" + List(n.read.null_values) + " n=" + std::to_string(n.range_n);
       break;
     case NodeKind::kBlocks: {
       uint64_t h = 0x51ed270b27ull;

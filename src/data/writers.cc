@@ -166,11 +166,8 @@ std::string CsvField(const Value& v) {
       break;
     case Value::Kind::kNull:
       return "";
-    case Value::Kind::kFloat64: {
-      char buf[64];
-      std::snprintf(buf, sizeof(buf), "%.17g", v.AsDouble());
-      return buf;
-    }
+    case Value::Kind::kFloat64:
+      return v.ToString();  // the shortest text that reads back as the same value
     default:
       return v.ToString();
   }
@@ -183,7 +180,7 @@ std::string CsvField(const Value& v) {
   return q + "\"";
 }
 
-nlohmann::json JsonValue(const Value& v) {
+nlohmann::ordered_json JsonValue(const Value& v) {
   switch (v.kind()) {
     case Value::Kind::kNull:
       return nullptr;
@@ -270,7 +267,7 @@ Batch WriteBlock(const WriteSpec& spec, const BlockKey& key, const Batch& block)
       for (int64_t r = start; r < end; ++r) {
         const auto& fields = all[static_cast<size_t>(r)].fields();
         if (json) {
-          nlohmann::json obj = nlohmann::json::object();
+          nlohmann::ordered_json obj = nlohmann::ordered_json::object();  // the row's order
           for (const auto& [k, v] : fields) obj[k] = JsonValue(v);
           out += obj.dump();
         } else {

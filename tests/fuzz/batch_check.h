@@ -48,6 +48,10 @@ inline void TouchEveryColumn(const data::Batch& b) {
                    std::memory_order_relaxed);
   for (const std::string& name : b.ColumnNames()) {
     if (!b.HasColumn(name)) std::abort();  // a listed column must be found
+    ReadAll(b.Validity(name));
+    g_sink.fetch_add(static_cast<uint64_t>(b.NullCount(name)), std::memory_order_relaxed);
+    if (b.NumRows() > 0)
+      g_sink.fetch_add(b.IsNull(name, b.NumRows() - 1), std::memory_order_relaxed);
     switch (b.ColumnType(name)) {
       case data::DataType::kInt64:
         ReadAll(b.Int64(name));

@@ -84,6 +84,13 @@ void WriteSeeds(const std::string& dir) {
                 .AddTensorUInt8("mask", {1, 4}, {1, 0, 1, 0, 0, 1, 1, 1})
                 .AddTensorFloat64("v", {1}, {1.5, 2.5})
                 .Build());
+  WriteSeed(dir, "nulls",
+            BatchBuilder()
+                .AddInt64("n", {1, 0, 3})
+                .AddString("s", {"a", "", "c"})
+                .SetValidity("n", {1, 0, 1})
+                .SetValidity("s", {0, 1, 1})
+                .Build());
   WriteSeed(dir, "path_bytes",
             data::internal::MakePathBytesBlock(
                 {"x", "yy"}, {3, 0}, [](size_t, uint8_t* dst) { std::memcpy(dst, "abc", 3); }));

@@ -101,6 +101,15 @@ class Batch {
   // Throws lumen::TypeError naming the column when it is missing.
   DataType ColumnType(std::string_view name) const;
 
+  // Nulls. Any column may hold nulls (a JSON field missing from a row, an empty CSV field, a
+  // null Value). Typed accessors below return every row; a null row's slot holds 0 or an
+  // empty value, told apart by these. Each throws lumen::TypeError if the column is missing.
+  bool IsNull(std::string_view column, int64_t row) const;
+  int64_t NullCount(std::string_view column) const;
+  // One byte per row, 1 where the row holds a value and 0 where it is null; empty when the
+  // column has no nulls.
+  std::span<const uint8_t> Validity(std::string_view column) const;
+
   // Typed accessors; each throws lumen::TypeError if the column is missing or of another type.
   std::span<const int64_t> Int64(std::string_view name) const;
   std::span<const double> Float64(std::string_view name) const;
@@ -172,6 +181,10 @@ class BatchBuilder {
                               const std::string& as = "");
   // Replaces or removes a column added so far.
   BatchBuilder& Remove(const std::string& name);
+  // Marks rows of column `name` (added before) null: valid[i] == 0 makes row i null. The
+  // values of null rows are set to 0 or empty. Throws lumen::TypeError when the column is
+  // missing or `valid` has another length.
+  BatchBuilder& SetValidity(const std::string& name, std::vector<uint8_t> valid);
 
   // Encodes the batch. Throws lumen::TypeError when columns disagree on the number of rows or
   // a name repeats.
@@ -194,6 +207,9 @@ class BatchBuilder {
     // A column taken from an existing batch: encoded at Build from there.
     Batch source;
     int source_index = -1;
+    // One byte per row (0: null); empty: no nulls (or, for a source column, the source's).
+    std::string validity;
+    bool validity_set = false;
   };
   void Add(Column c);
 

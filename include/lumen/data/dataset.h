@@ -101,6 +101,9 @@ struct ReadOptions {
   // counted in the progress line and reported once on stderr. Either way a job with nothing
   // at all to read fails. Files that vanish after listing still fail the read.
   bool ignore_missing_files = false;
+  // ReadCsv: fields that read as null (an empty field by default; {} keeps every field as
+  // its text). A column's type is inferred from its other values.
+  std::vector<std::string> null_values{""};
 };
 
 // What a write does with an output directory that already holds files. Every write records
@@ -235,6 +238,8 @@ class Dataset {
   std::vector<Row> Take(int64_t n) const;
   std::vector<Row> TakeAll() const;
   int64_t Count() const;
+  // The values of `column` that are not null (Count() counts rows).
+  int64_t Count(const std::string& column) const;
   // Streams batches; the first arrives before the dataset is finished.
   BatchIterator IterBatches(IterOptions options = {}) const;
   // Runs the plan and keeps the blocks: later consumers start from them.

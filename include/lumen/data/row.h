@@ -37,7 +37,8 @@ class Value {
   bool AsBool() const;
   const std::string& AsString() const;
   const Buffer& AsBinary() const;
-  // A readable rendering (binary as its size).
+  // A readable rendering (binary as its size; float64 as the shortest text that reads back
+  // as the same value).
   std::string ToString() const;
   static const char* KindName(Kind k);
 
@@ -57,6 +58,9 @@ class Row {
   bool Has(const std::string& name) const;
   // Throws lumen::TypeError naming the field when it is missing.
   const Value& Get(const std::string& name) const;
+  // Whether the field holds null (a JSON field missing from this row, an empty CSV field, a
+  // null in the batch). Throws lumen::TypeError naming the field when the row has no such field.
+  bool IsNull(const std::string& name) const;
   int64_t GetInt64(const std::string& name) const { return Get(name).AsInt64(); }
   double GetDouble(const std::string& name) const { return Get(name).AsDouble(); }
   bool GetBool(const std::string& name) const { return Get(name).AsBool(); }
