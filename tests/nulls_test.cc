@@ -257,3 +257,47 @@ TEST_F(NullsTest, FloatsAreWrittenInTheirShortestExactForm) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(NullsTest, SchemaColumnsAndShowDescribeTheData) {
+  WriteFile("in/a.jsonl",
+            "{\"city\": \"Oslo\", \"qty\": 3, \"price\": 2.5}\n"
+            "{\"city\": \"a rather long name of a city that goes on and on\", \"qty\": null, "
+            "\"price\": 0.1}\n");
+  auto ds = ld::ReadJson(Path("in")).WithOptions(Quiet());
+  const ld::Schema schema = ds.Schema();
+  ASSERT_EQ(schema.Names(), (std::vector<std::string>{"city", "qty", "price"}));
+  EXPECT_EQ(ds.Columns(), schema.Names());
+  EXPECT_EQ(schema.Get("qty").type, ld::DataType::kInt64);
+  EXPECT_TRUE(schema.Get("qty").nullable);
+  EXPECT_FALSE(schema.Get("city").nullable);
+  EXPECT_EQ(schema.Get("price").type, ld::DataType::kFloat64);
+  EXPECT_THROW(schema.Get("nope"), lumen::TypeError);
+  std::ostringstream printed;
+  printed << schema;
+  EXPECT_EQ(printed.str(), "city   string\nqty    int64 (nulls)\nprice  float64\n");
+
+  std::ostringstream table;
+  ds.Show(10, table);
+  EXPECT_EQ(table.str(),
+            "city                                      qty    price\n"
+            "string                                    int64  float64\n"
+            "----------------------------------------  -----  -------\n"
+            "Oslo                                      3      2.5\n"
+            "a rather long name of a city that goe...  null   0.1\n"
+            "(2 rows)\n");
+
+  // Tensors show their shape.
+  auto tensors =
+      ld::FromBatches(
+          {ld::BatchBuilder().AddTensorFloat32("img", {2, 3}, std::vector<float>(12, 1)).Build()})
+          .WithOptions(Quiet());
+  EXPECT_EQ(tensors.Schema().Get("img").shape, (std::vector<int64_t>{2, 3}));
+  std::ostringstream shown;
+  tensors.Show(1, shown);
+  EXPECT_NE(shown.str().find("<tensor [2, 3]>"), std::string::npos) << shown.str();
+  EXPECT_NE(shown.str().find("(1 row)"), std::string::npos) << shown.str();
+}
+
+}  // namespace

@@ -196,6 +196,24 @@ inline std::ostream& operator<<(std::ostream& os, const DatasetStats& s) {
   return os << s.ToString();
 }
 
+// A column as Dataset::Schema() describes it.
+struct Field {
+  std::string name;
+  DataType type = DataType::kInt64;
+  bool nullable = false;            // the block examined holds nulls in this column
+  std::vector<int64_t> shape = {};  // tensors: the shape of one row
+};
+
+// The columns of a dataset, in order. `std::cout << schema` prints one column per line.
+struct Schema {
+  std::vector<Field> fields;
+  std::vector<std::string> Names() const;
+  // The field named `name`; throws lumen::TypeError listing the columns when there is none.
+  const Field& Get(const std::string& name) const;
+  std::string ToString() const;
+};
+inline std::ostream& operator<<(std::ostream& os, const Schema& s) { return os << s.ToString(); }
+
 struct WriteResult {
   int64_t files_written = 0;
   int64_t files_skipped = 0;  // already committed by an earlier run
@@ -247,6 +265,18 @@ class Dataset {
   WriteResult WriteFiles(const std::string& dir, WriteOptions options = {}) const;
   WriteResult WriteJson(const std::string& dir, WriteOptions options = {}) const;
   WriteResult WriteCsv(const std::string& dir, WriteOptions options = {}) const;
+
+  // The columns: names, types, tensor shapes and whether nulls occur, from the first block
+  // (as Ray's Dataset.schema(): the plan runs until one block exists, then stops). An empty
+  // dataset has no columns.
+  ::lumen::data::Schema Schema() const;
+  // The column names (Schema().Names()).
+  std::vector<std::string> Columns() const;
+  // Prints the first `rows` rows as a table to `out` (std::cout by default): a header of names
+  // and types, one line per row, nulls as `null`, long text cut at 40 characters, binary
+  // values and tensors by their size.
+  void Show(int64_t rows = 20) const;
+  void Show(int64_t rows, std::ostream& out) const;
 
   // Statistics of the last execution of this Dataset value (empty before any).
   DatasetStats Stats() const;
