@@ -738,6 +738,13 @@ TEST_F(DataTest, PlansThatCanNeverRunFailWithTheReason) {
     EXPECT_NE(what.find("MapBatches(Scaler)"), std::string::npos) << what;
     EXPECT_NE(what.find("could never run"), std::string::npos) << what;
   }
+  // The advice can be followed: reads and writes that reserve no CPU run beside the pool.
+  auto r = ld::Range(100, {.num_cpus = 0})
+               .MapBatches<Scaler>({.concurrency = 2, .num_cpus = 1}, int64_t{1}, Path("s"))
+               .WithOptions(Quiet())
+               .WriteJson(Path("out"), {.num_cpus = 0});
+  EXPECT_GE(r.files_written, 1);
+  EXPECT_EQ(ld::ReadJson(Path("out")).WithOptions(Quiet()).Count(), 100);
 }
 }  // namespace
 

@@ -272,15 +272,18 @@ Dataset Dataset::Materialize() const {
 
 namespace {
 WriteResult Write(const Dataset& ds, const std::shared_ptr<DatasetStats>& stats,
-                  internal::WriteSpec spec, const std::string& label, WriteMode mode,
+                  internal::WriteSpec spec, const std::string& label, const WriteOptions& options,
                   const std::string& sink_line) {
+  const WriteMode mode = options.mode;
   internal::OutputDir out(spec.dir, label);
   internal::Step s;
   s.kind = internal::kStepWrite;
   s.write = spec;
-  Dataset planned = MapNode(ds, s, label, {});
-  ExecutionOptions options;
-  auto ops = internal::Plan(planned.node(), &options);  // lists the inputs
+  MapBatchesOptions resources;
+  resources.num_cpus = options.num_cpus;
+  Dataset planned = MapNode(ds, s, label, resources);
+  ExecutionOptions execution;
+  auto ops = internal::Plan(planned.node(), &execution);  // lists the inputs
   internal::WriteRecord record;
   record.plan = internal::DescribeWrite(ds.node(), sink_line);
   record.inputs = internal::ListedInputs(ops);
@@ -300,7 +303,7 @@ WriteResult Write(const Dataset& ds, const std::shared_ptr<DatasetStats>& stats,
       step.write.append = mode == WriteMode::kAppend;
     }
   }
-  auto ex = std::make_unique<internal::Executor>(std::move(ops), options);
+  auto ex = std::make_unique<internal::Executor>(std::move(ops), execution);
   try {
     while (auto b = ex->Next()) {
       Batch counts = Batch::FromBuffer(lumen::Get(b->ref));
@@ -328,19 +331,19 @@ WriteResult Write(const Dataset& ds, const std::shared_ptr<DatasetStats>& stats,
 WriteResult Dataset::WriteFiles(const std::string& dir, WriteOptions options) const {
   internal::WriteSpec s{"files", dir, options.path_column, options.data_column, 0, "", false};
   return Write(
-      *this, last_stats_, s, "WriteFiles(" + dir + ")", options.mode,
+      *this, last_stats_, s, "WriteFiles(" + dir + ")", options,
       "WriteFiles path_column=" + options.path_column + " data_column=" + options.data_column);
 }
 
 WriteResult Dataset::WriteJson(const std::string& dir, WriteOptions options) const {
   internal::WriteSpec s{"json", dir, "", "", options.rows_per_file, "", false};
-  return Write(*this, last_stats_, s, "WriteJson(" + dir + ")", options.mode,
+  return Write(*this, last_stats_, s, "WriteJson(" + dir + ")", options,
                "WriteJson rows_per_file=" + std::to_string(options.rows_per_file));
 }
 
 WriteResult Dataset::WriteCsv(const std::string& dir, WriteOptions options) const {
   internal::WriteSpec s{"csv", dir, "", "", options.rows_per_file, "", false};
-  return Write(*this, last_stats_, s, "WriteCsv(" + dir + ")", options.mode,
+  return Write(*this, last_stats_, s, "WriteCsv(" + dir + ")", options,
                "WriteCsv rows_per_file=" + std::to_string(options.rows_per_file));
 }
 

@@ -146,8 +146,9 @@ struct Builder {
         auto specs = ListAndGroup(*n, &bytes, &files, &ignored, &listed);
         Chain chain;
         chain.op_name = n->label;
-        auto op =
-            std::make_unique<SourceOp>(n->label, std::move(specs), chain, lumen::TaskOptions(), 0);
+        lumen::TaskOptions options;
+        options.num_cpus = n->read.num_cpus;
+        auto op = std::make_unique<SourceOp>(n->label, std::move(specs), chain, options, 0);
         op->input_bytes = bytes;
         op->input_files = files;
         op->listed_files = std::move(listed);

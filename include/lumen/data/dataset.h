@@ -35,6 +35,7 @@
 #include <ostream>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "lumen/data/batch.h"
@@ -104,6 +105,8 @@ struct ReadOptions {
   // ReadCsv: fields that read as null (an empty field by default; {} keeps every field as
   // its text). A column's type is inferred from its other values.
   std::vector<std::string> null_values{""};
+  // CPUs each read task reserves (a read fused with the maps after it takes theirs).
+  double num_cpus = 1;
 };
 
 // What a write does with an output directory that already holds files. Every write records
@@ -137,6 +140,9 @@ struct WriteOptions {
   // WriteJson / WriteCsv: rows per output file (0: one file per block).
   int64_t rows_per_file = 0;
   WriteMode mode = WriteMode::kResume;
+  // CPUs each write task reserves when the write runs as tasks of its own (after an actor pool
+  // or an exchange); a write fused into the task that makes its blocks takes that task's.
+  double num_cpus = 1;
 };
 
 struct ExecutionOptions {
@@ -224,6 +230,12 @@ struct WriteResult {
 namespace internal {
 struct LogicalNode;
 class ExecutionHandle;
+// A lambda or another function object, given where a function registered with LUMEN_REMOTE is
+// needed (workers look functions up by name: a lambda cannot be sent to them).
+template <class F>
+concept FunctionObject = std::is_class_v<std::remove_cvref_t<F>>;
+template <class>
+inline constexpr bool kNeedsRegisteredFunction = false;
 }  // namespace internal
 
 class BatchIterator;
@@ -234,16 +246,62 @@ class Dataset {
   Dataset MapBatches(BatchFn fn, MapBatchesOptions options = {}) const;
   // A callable class run in an actor pool: C(ctor_args...) once per actor, then
   // `Batch C::operator()(const Batch&)` per batch. C must be registered with
-  // LUMEN_DATA_CALLABLE(C, ctor argument types...).
+  // LUMEN_DATA_CALLABLE(C, ctor argument types...). Each actor reserves `options.num_cpus`
+  // (default 1) and `num_gpus` (default 0) for its whole life: a pool of `concurrency` actors
+  // takes concurrency × num_cpus CPUs from the tasks of the other operators (0 CPUs for an
+  // actor that mostly waits on a GPU or on I/O).
   template <class C, class... Args>
   Dataset MapBatches(MapBatchesOptions options, Args&&... ctor_args) const;
   Dataset Map(RowFn fn, MapBatchesOptions options = {}) const;
   Dataset FlatMap(FlatRowFn fn, MapBatchesOptions options = {}) const;
   Dataset Filter(RowPredicate fn, MapBatchesOptions options = {}) const;
+  // A lambda passed to MapBatches, Map, FlatMap, Filter or AddColumn is a compile error that
+  // says what to write instead (`kDeducedOnly`: MapBatches<C>(...) never lands here).
+  template <int&... kDeducedOnly, internal::FunctionObject F>
+  Dataset MapBatches(F&&, MapBatchesOptions = {}) const {
+    static_assert(internal::kNeedsRegisteredFunction<F>,
+                  "lumen::data: MapBatches needs a function registered with LUMEN_REMOTE, not a "
+                  "lambda (workers run it by name): declare `ld::Batch Fn(const ld::Batch&)` at "
+                  "namespace scope, add LUMEN_REMOTE(Fn) and pass Fn; for state loaded once, use "
+                  "a callable class with LUMEN_DATA_CALLABLE and MapBatches<Class>(options)");
+    return *this;
+  }
+  template <internal::FunctionObject F>
+  Dataset Map(F&&, MapBatchesOptions = {}) const {
+    static_assert(internal::kNeedsRegisteredFunction<F>,
+                  "lumen::data: Map needs a function registered with LUMEN_REMOTE, not a lambda "
+                  "(workers run it by name): declare `ld::Row Fn(const ld::Row&)` at namespace "
+                  "scope, add LUMEN_REMOTE(Fn) and pass Fn");
+    return *this;
+  }
+  template <internal::FunctionObject F>
+  Dataset FlatMap(F&&, MapBatchesOptions = {}) const {
+    static_assert(internal::kNeedsRegisteredFunction<F>,
+                  "lumen::data: FlatMap needs a function registered with LUMEN_REMOTE, not a "
+                  "lambda (workers run it by name): declare `std::vector<ld::Row> Fn(const "
+                  "ld::Row&)` at namespace scope, add LUMEN_REMOTE(Fn) and pass Fn");
+    return *this;
+  }
+  template <internal::FunctionObject F>
+  Dataset Filter(F&&, MapBatchesOptions = {}) const {
+    static_assert(internal::kNeedsRegisteredFunction<F>,
+                  "lumen::data: Filter needs a function registered with LUMEN_REMOTE, not a "
+                  "lambda (workers run it by name): declare `bool Fn(const ld::Row&)` at "
+                  "namespace scope, add LUMEN_REMOTE(Fn) and pass Fn");
+    return *this;
+  }
   Dataset SelectColumns(std::vector<std::string> columns) const;
   Dataset DropColumns(std::vector<std::string> columns) const;
   // `fn` returns a batch with one column, named `name` in the output.
   Dataset AddColumn(const std::string& name, BatchFn fn) const;
+  template <internal::FunctionObject F>
+  Dataset AddColumn(const std::string&, F&&) const {
+    static_assert(internal::kNeedsRegisteredFunction<F>,
+                  "lumen::data: AddColumn needs a function registered with LUMEN_REMOTE, not a "
+                  "lambda (workers run it by name): declare `ld::Batch Fn(const ld::Batch&)` at "
+                  "namespace scope, add LUMEN_REMOTE(Fn) and pass Fn");
+    return *this;
+  }
   Dataset Limit(int64_t rows) const;
   Dataset Repartition(int num_blocks) const;
   Dataset RandomShuffle(uint64_t seed = 0) const;
