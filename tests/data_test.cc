@@ -825,6 +825,17 @@ TEST_F(DataTest, APoolActorKilledMidRunIsRestartedAndTheOutputIsExact) {
   std::string final_bar = screen.substr(screen.rfind("MapBatches(GatedModel)"));
   final_bar = final_bar.substr(0, final_bar.find('\n'));
   EXPECT_NE(final_bar.find("200/200 blocks (1 actor restart, "), std::string::npos) << screen;
+  // Once the read is done its rate stays what it was (it does not decay while others work).
+  std::set<std::string> done_rates;
+  for (size_t at = screen.find("Range(20000)"); at != std::string::npos;
+       at = screen.find("Range(20000)", at + 1)) {
+    std::string line = screen.substr(at, screen.find('\n', at) - at);
+    if (line.find("200/200 blocks") == std::string::npos) continue;
+    size_t end = line.find(" rows/s");
+    size_t start = line.rfind(", ", end);
+    done_rates.insert(line.substr(start + 2, end - start - 2));
+  }
+  EXPECT_EQ(done_rates.size(), 1u) << screen;
 }
 
 TEST_F(DataTest, APoolActorWhoseRestartsAreUsedUpIsReplacedByAFreshOne) {

@@ -412,6 +412,14 @@ std::map<std::string, double> ActorPoolOp::Reserved() const {
   return r;
 }
 
+int ActorPoolOp::ActorsStarting() const {
+  int n = 0;
+  for (const auto& a : actors_) {
+    n += a.state != ActorState::kDropped && lumen::internal::ActorLocation(a.handle.ID()).IsNil();
+  }
+  return n;
+}
+
 std::string ActorPoolOp::ActorSummary() const {
   std::string s;
   for (size_t i = 0; i < actors_.size(); ++i) {

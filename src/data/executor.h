@@ -208,6 +208,9 @@ class ActorPoolOp : public PhysicalOp {
   Chain* chain_ptr() override { return &chain_; }
   // Actors, their state and queue depths, for stall reports.
   std::string ActorSummary() const;
+  // Actors of the pool not yet placed and started (progress shows them).
+  int ActorsStarting() const;
+  int actor_count() const { return static_cast<int>(actors_.size()); }
   std::map<std::string, double> Reserved() const override;
 
  private:

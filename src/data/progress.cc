@@ -33,7 +33,7 @@ ProgressReporter::ProgressReporter(std::vector<PhysicalOp*> ops, bool enabled)
       tty_(::isatty(STDERR_FILENO) != 0),
       start_(std::chrono::steady_clock::now()) {}
 
-std::string ProgressReporter::Line(const PhysicalOp* op, double elapsed_s, bool final) const {
+std::string ProgressReporter::Line(const PhysicalOp* op, bool final) const {
   const int64_t total = op->TotalBlocks();
   const int64_t done = op->blocks_done;
   std::string bar;
@@ -47,8 +47,14 @@ std::string ProgressReporter::Line(const PhysicalOp* op, double elapsed_s, bool 
   std::string name = op->name();
   if (name.size() > 40) name = name.substr(0, 37) + "...";
   char buf[512];
-  // Throughput in rows consumed: a writer's output is one summary row per block.
-  double rate = elapsed_s > 0 ? static_cast<double>(s.rows_in) / elapsed_s : 0;
+  // Throughput in rows consumed (a writer's output is one summary row per block), over the
+  // time the operator has been running: it stays what it was once the operator is done.
+  double active_s = 0;
+  if (op->started) {
+    const auto end = op->Finished() ? op->last_end : std::chrono::steady_clock::now();
+    active_s = std::chrono::duration<double>(end - op->first_start).count();
+  }
+  double rate = active_s > 0 ? static_cast<double>(s.rows_in) / active_s : 0;
   std::string blocks =
       (total >= 0 ? std::to_string(done) + "/" + std::to_string(total) : std::to_string(done)) +
       " blocks";
@@ -58,6 +64,12 @@ std::string ProgressReporter::Line(const PhysicalOp* op, double elapsed_s, bool 
   }
   if (!s.ignored_files.empty()) {
     notes.push_back(std::to_string(s.ignored_files.size()) + " skipped as missing");
+  }
+  if (const auto* pool = dynamic_cast<const ActorPoolOp*>(op); pool && !final) {
+    if (int starting = pool->ActorsStarting(); starting > 0) {
+      notes.push_back(std::to_string(starting) + " of " + std::to_string(pool->actor_count()) +
+                      " actors starting");
+    }
   }
   if (s.actor_restarts > 0) {
     notes.push_back(Plural(s.actor_restarts, "actor restart") + ", " +
@@ -87,7 +99,7 @@ void ProgressReporter::Draw(int64_t held_bytes, int64_t budget, bool final) {
   if (tty_ && lines_drawn_ > 0) out += "\x1b[" + std::to_string(lines_drawn_) + "A";
   int lines = 0;
   for (const PhysicalOp* op : ops_) {
-    out += (tty_ ? "\x1b[2K" : "") + Line(op, elapsed, final) + "\n";
+    out += (tty_ ? "\x1b[2K" : "") + Line(op, final) + "\n";
     ++lines;
   }
   char buf[160];

@@ -19,7 +19,7 @@ class ProgressReporter {
   void Finish(int64_t held_bytes, int64_t budget);
 
  private:
-  std::string Line(const PhysicalOp* op, double elapsed_s, bool final) const;
+  std::string Line(const PhysicalOp* op, bool final) const;
   void Draw(int64_t held_bytes, int64_t budget, bool final);
 
   std::vector<PhysicalOp*> ops_;
