@@ -36,6 +36,8 @@ enum StepKind : int {
   kStepCallable = 8,
   kStepWrite = 9,
   kStepCountValid = 10,  // one row: `count`, the values of `column` that are not null
+  kStepWithColumn = 11,  // `column` = `expr`
+  kStepFilterExpr = 12,  // rows where `expr` is true
 };
 
 struct Step {
@@ -45,7 +47,8 @@ struct Step {
   std::vector<std::string> columns;
   std::string column;
   WriteSpec write;
-  LUMEN_SERIALIZE(kind, fn, batch_size, columns, column, write);
+  Expr expr;
+  LUMEN_SERIALIZE(kind, fn, batch_size, columns, column, write, expr);
 };
 
 struct Chain {
@@ -104,8 +107,9 @@ struct ReadSpec {
   int64_t range_start = 0;
   int64_t range_count = 0;
   std::vector<std::string> null_values;  // csv
+  std::vector<Expr> filters;             // csv, json: rows kept (a Filter pushed into the read)
   LUMEN_SERIALIZE(format, files, relative, columns, delimiter, range_start, range_count,
-                  null_values);
+                  null_values, filters);
 };
 
 struct FileEntry {

@@ -126,6 +126,21 @@ Dataset Dataset::Filter(RowPredicate fn, MapBatchesOptions options) const {
   return MapNode(*this, s, "Filter(" + s.fn + ")", options);
 }
 
+Dataset Dataset::WithColumn(const std::string& name, const Expr& value) const {
+  internal::Step s;
+  s.kind = internal::kStepWithColumn;
+  s.column = name;
+  s.expr = value;
+  return MapNode(*this, s, "WithColumn(" + name + " = " + value.ToString() + ")", {});
+}
+
+Dataset Dataset::Filter(const Expr& condition) const {
+  internal::Step s;
+  s.kind = internal::kStepFilterExpr;
+  s.expr = condition;
+  return MapNode(*this, s, "Filter(" + condition.ToString() + ")", {});
+}
+
 Dataset Dataset::SelectColumns(std::vector<std::string> columns) const {
   internal::Step s;
   s.kind = internal::kStepSelect;

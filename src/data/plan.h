@@ -33,6 +33,7 @@ struct LogicalNode {
   std::vector<std::string> paths;
   ReadOptions read;
   int64_t range_n = 0;
+  std::vector<Expr> filters;  // expression Filters pushed into a CSV / JSON read
   // kBlocks
   std::vector<RefBundle> blocks;
   // kMap / kCallable

@@ -13,7 +13,7 @@ namespace {
 
 bool RowPreserving(const Step& s) {
   return s.kind == kStepMapRows || s.kind == kStepSelect || s.kind == kStepDrop ||
-         s.kind == kStepAddColumn;
+         s.kind == kStepAddColumn || s.kind == kStepWithColumn;
 }
 
 std::shared_ptr<LogicalNode> Copy(const std::shared_ptr<LogicalNode>& n) {
@@ -44,7 +44,7 @@ bool SameResources(const lumen::TaskOptions& a, const lumen::TaskOptions& b) {
 // Steps that bring no resource needs of their own (they adopt those of what they fuse into).
 bool Neutral(const Step& s) {
   return s.kind == kStepSelect || s.kind == kStepDrop || s.kind == kStepWrite ||
-         s.kind == kStepCountValid;
+         s.kind == kStepCountValid || s.kind == kStepWithColumn || s.kind == kStepFilterExpr;
 }
 
 int CombineConcurrency(int a, int b) {
@@ -109,6 +109,7 @@ std::vector<ReadSpec> ListAndGroup(const LogicalNode& n, int64_t* total_bytes, i
       cur.columns = n.read.columns;
       cur.delimiter = n.read.delimiter;
       cur.null_values = n.read.null_values;
+      cur.filters = n.filters;
     }
     cur.files.push_back(f.path);
     cur.relative.push_back(f.relative);
@@ -231,13 +232,53 @@ std::shared_ptr<LogicalNode> Optimize(const std::shared_ptr<LogicalNode>& root) 
     map->inputs = {Optimize(limit)};
     return map;
   }
-  // SelectColumns right after a CSV / JSON read: parse only those columns.
-  if (n->kind == NodeKind::kMap && n->step.kind == kStepSelect &&
-      n->inputs[0]->kind == NodeKind::kRead &&
-      (n->inputs[0]->format == "csv" || n->inputs[0]->format == "json")) {
+  const auto text_read = [](const std::shared_ptr<LogicalNode>& in) {
+    return in->kind == NodeKind::kRead && (in->format == "csv" || in->format == "json");
+  };
+  // An expression Filter right after a CSV / JSON read runs in the read: on the columns it
+  // needs, before the others are built for the rows it drops.
+  if (n->kind == NodeKind::kMap && n->step.kind == kStepFilterExpr && text_read(n->inputs[0])) {
     auto read = Copy(n->inputs[0]);
-    read->read.columns = n->step.columns;
-    n->inputs[0] = read;
+    read->filters.push_back(n->step.expr);
+    read->label += "->" + n->label;
+    return read;
+  }
+  // SelectColumns over a CSV / JSON read, with only expression steps between: the read parses
+  // only the columns the selection and those steps need (its pushed-down filters' too); the
+  // selection then drops the extra ones and fixes the order.
+  if (n->kind == NodeKind::kMap && n->step.kind == kStepSelect) {
+    std::vector<std::shared_ptr<LogicalNode>*> path;  // links from n down to the read
+    std::shared_ptr<LogicalNode>* link = &n->inputs[0];
+    while ((*link)->kind == NodeKind::kMap &&
+           ((*link)->step.kind == kStepWithColumn || (*link)->step.kind == kStepFilterExpr)) {
+      path.push_back(link);
+      link = &(*link)->inputs[0];
+    }
+    if (text_read(*link) && (*link)->read.columns.empty()) {
+      std::vector<std::string> need = n->step.columns;
+      auto add = [&need](const std::vector<std::string>& cols) {
+        for (const auto& c : cols) {
+          if (std::find(need.begin(), need.end(), c) == need.end()) need.push_back(c);
+        }
+      };
+      for (auto* l : path) {  // from the top down: what each step makes is not read
+        const Step& st = (*l)->step;
+        if (st.kind == kStepWithColumn) {
+          need.erase(std::remove(need.begin(), need.end(), st.column), need.end());
+        }
+        add(st.expr.Columns());
+      }
+      for (const Expr& f : (*link)->filters) add(f.Columns());
+      // On copies (other plans may share these nodes), linked again from n down.
+      std::shared_ptr<LogicalNode>* at = &n->inputs[0];
+      for (size_t k = 0; k < path.size(); ++k) {
+        *at = Copy(*at);
+        at = &(*at)->inputs[0];
+      }
+      auto read = Copy(*at);
+      read->read.columns = std::move(need);
+      *at = read;
+    }
   }
   return n;
 }
@@ -255,7 +296,16 @@ std::string ExplainLogical(const std::shared_ptr<LogicalNode>& root) {
   std::string out;
   std::function<void(const std::shared_ptr<LogicalNode>&, int)> walk =
       [&](const std::shared_ptr<LogicalNode>& n, int depth) {
-        out += std::string(static_cast<size_t>(depth) * 2, ' ') + n->label + "\n";
+        std::string pushed;  // what a read does for the operators after it
+        if (n->kind == NodeKind::kRead && !n->read.columns.empty()) {
+          pushed += "columns ";
+          for (size_t i = 0; i < n->read.columns.size(); ++i) {
+            pushed += (i ? "," : "") + n->read.columns[i];
+          }
+        }
+        for (const Expr& f : n->filters) pushed += (pushed.empty() ? "" : "; ") + f.ToString();
+        out += std::string(static_cast<size_t>(depth) * 2, ' ') + n->label +
+               (pushed.empty() ? "" : " [pushed into the read: " + pushed + "]") + "\n";
         for (const auto& in : n->inputs) walk(in, depth + 1);
       };
   walk(root, 0);

@@ -9,6 +9,8 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "lumen/data/expr.h"
+
 #include "data/block_format.h"
 #include "data/chain.h"
 #include "lumen/errors.h"
@@ -230,13 +232,12 @@ Batch ReadCsvFiles(const ReadSpec& spec) {
       }
     }
   }
-  BatchBuilder b;
   auto is_null = [&](const std::string& v) {
     return std::find(spec.null_values.begin(), spec.null_values.end(), v) != spec.null_values.end();
   };
-  for (size_t k = 0; k < keep.size(); ++k) {
+  // Builds column `k` (its type inferred from its values) into `b`.
+  auto add_column = [&](BatchBuilder& b, size_t k, std::vector<std::string> vals) {
     const std::string& name = header[static_cast<size_t>(keep[k])];
-    auto& vals = columns[k];
     std::vector<uint8_t> valid(vals.size(), 1);
     bool any_null = false;
     for (size_t i = 0; i < vals.size(); ++i) {
@@ -262,7 +263,32 @@ Batch ReadCsvFiles(const ReadSpec& spec) {
       b.AddString(name, std::move(vals));
     }
     if (any_null) b.SetValidity(name, std::move(valid));
+  };
+  // Pushed-down filters: evaluated on the columns they read; the other columns are then built
+  // only for the rows kept.
+  for (const Expr& filter : spec.filters) {
+    BatchBuilder probe;
+    for (const auto& col : filter.Columns()) {
+      for (size_t k = 0; k < keep.size(); ++k) {
+        if (header[static_cast<size_t>(keep[k])] == col) add_column(probe, k, columns[k]);
+      }
+    }
+    Batch probed = probe.Build();
+    const size_t rows = columns.empty() ? 0 : columns[0].size();
+    if (probed.NumColumns() == 0) {  // no column read: a constant condition, or a missing one
+      probed = BatchBuilder().AddInt64("__rows", std::vector<int64_t>(rows, 0)).Build();
+    }
+    std::vector<int64_t> kept = RowsWhere(probed, filter);
+    if (kept.size() == rows) continue;
+    for (auto& vals : columns) {
+      std::vector<std::string> left;
+      left.reserve(kept.size());
+      for (int64_t r : kept) left.push_back(std::move(vals[static_cast<size_t>(r)]));
+      vals = std::move(left);
+    }
   }
+  BatchBuilder b;
+  for (size_t k = 0; k < keep.size(); ++k) add_column(b, k, std::move(columns[k]));
   return b.Build();
 }
 
@@ -314,11 +340,14 @@ Batch ReadJsonLines(const ReadSpec& spec) {
       rows.push_back(std::move(r));
     }
   }
+  Batch block;
   try {
-    return RowsToBatch(rows);
+    block = RowsToBatch(rows);
   } catch (const TypeError& e) {
     throw DataError("ReadJson: " + (spec.files.empty() ? "" : spec.files[0]) + ": " + e.what());
   }
+  for (const Expr& filter : spec.filters) block = FilterBy(block, filter);
+  return block;
 }
 
 Batch ReadRange(const ReadSpec& spec) {

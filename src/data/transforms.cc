@@ -109,6 +109,12 @@ Batch ApplyChain(const Chain& chain, const BlockKey& key, Batch block, void* ins
       case kStepWrite:
         block = WriteBlock(s.write, key, block);
         break;
+      case kStepWithColumn:
+        block = WithColumnOf(block, s.column, s.expr);
+        break;
+      case kStepFilterExpr:
+        block = FilterBy(block, s.expr);
+        break;
       case kStepCountValid: {
         if (block.NumColumns() == 0 && block.NumRows() == 0) {  // an empty block: no schema
           block = BatchBuilder().AddInt64("count", {0}).Build();

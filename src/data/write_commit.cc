@@ -71,6 +71,7 @@ std::string NodeLine(const LogicalNode& n) {
            " num_blocks=" + std::to_string(n.read.num_blocks) +
            " ignore_missing_files=" + std::to_string(n.read.ignore_missing_files) +
            " null_values=" + List(n.read.null_values) + " n=" + std::to_string(n.range_n);
+      for (const Expr& f : n.filters) s += " filter=" + f.ToString();
       break;
     case NodeKind::kBlocks: {
       uint64_t h = 0x51ed270b27ull;
@@ -86,7 +87,7 @@ std::string NodeLine(const LogicalNode& n) {
     }
     case NodeKind::kMap:
     case NodeKind::kCallable:
-      s += " step=" + std::to_string(st.kind) + " fn=" + st.fn +
+      s += " step=" + std::to_string(st.kind) + " fn=" + st.fn + " expr=" + st.expr.ToString() +
            " batch_size=" + std::to_string(st.batch_size) + " columns=" + List(st.columns) +
            " column=" + st.column;
       if (n.kind == NodeKind::kCallable) {

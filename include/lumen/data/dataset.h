@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "lumen/data/batch.h"
+#include "lumen/data/expr.h"
 #include "lumen/data/row.h"
 #include "lumen/errors.h"
 #include "lumen/remote.h"
@@ -233,7 +234,8 @@ class ExecutionHandle;
 // A lambda or another function object, given where a function registered with LUMEN_REMOTE is
 // needed (workers look functions up by name: a lambda cannot be sent to them).
 template <class F>
-concept FunctionObject = std::is_class_v<std::remove_cvref_t<F>>;
+concept FunctionObject =
+    std::is_class_v<std::remove_cvref_t<F>> && !std::is_same_v<std::remove_cvref_t<F>, Expr>;
 template <class>
 inline constexpr bool kNeedsRegisteredFunction = false;
 }  // namespace internal
@@ -290,6 +292,11 @@ class Dataset {
                   "namespace scope, add LUMEN_REMOTE(Fn) and pass Fn");
     return *this;
   }
+  // Expressions (expr.h): a computed column (replacing one of that name), and the rows where a
+  // condition is true. Vectorised, no registered function; a Filter right after ReadCsv or
+  // ReadJson runs inside the read, on the columns it needs, before the other columns are built.
+  Dataset WithColumn(const std::string& name, const Expr& value) const;
+  Dataset Filter(const Expr& condition) const;
   Dataset SelectColumns(std::vector<std::string> columns) const;
   Dataset DropColumns(std::vector<std::string> columns) const;
   // `fn` returns a batch with one column, named `name` in the output.
