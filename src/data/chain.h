@@ -127,6 +127,8 @@ struct Listing {
   LUMEN_SERIALIZE(files, ignored);
 };
 
+// The function registered under `name` as a BatchFn; throws FunctionNotFoundError or TypeError.
+BatchFn LookupBatchFn(const std::string& name);
 // Applies `chain` to `block` (in this process). `instance` is the callable object of an actor
 // pool step. Throws what user code throws; DataError for bad use.
 Batch ApplyChain(const Chain& chain, const BlockKey& key, Batch block, void* instance = nullptr,

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "data/aggregate.h"
 #include "data/chain.h"
 #include "data/executor.h"
 #include "data/plan.h"
@@ -198,7 +199,7 @@ Dataset Dataset::Sort(const std::string& key, bool descending) const {
   internal::ExchangeSpec s;
   s.kind = "sort";
   s.partitions = 0;
-  s.key = key;
+  s.keys = {key};
   s.descending = descending;
   return Exchange(*this, s, "Sort(" + key + (descending ? ", descending)" : ")"));
 }
@@ -209,7 +210,17 @@ Dataset Dataset::Union(const std::vector<Dataset>& others) const {
   return Dataset(Node(NodeKind::kUnion, "Union", inputs));
 }
 
-GroupedData Dataset::GroupBy(const std::string& key) const { return GroupedData(*this, key); }
+GroupedData Dataset::GroupBy(const std::string& key) const { return GroupedData(*this, {key}); }
+GroupedData Dataset::GroupBy(std::initializer_list<std::string> keys) const {
+  return GroupedData(*this, std::vector<std::string>(keys));
+}
+GroupedData Dataset::GroupBy(const std::vector<std::string>& keys) const {
+  return GroupedData(*this, keys);
+}
+
+Dataset Dataset::Aggregate(std::vector<AggregateFn> aggregations) const {
+  return GroupedData(*this, {}).Aggregate(std::move(aggregations));
+}
 
 Dataset Dataset::WithOptions(ExecutionOptions options) const {
   auto n = Node(NodeKind::kOptions, "Options", {node_});
@@ -217,21 +228,64 @@ Dataset Dataset::WithOptions(ExecutionOptions options) const {
   return Dataset(n);
 }
 
-Dataset GroupedData::Aggregate(const std::string& op, const std::string& column) const {
+// ---- aggregation --------------------------------------------------------------------------
+
+AggregateFn::AggregateFn(std::string op, std::string column, int ddof)
+    : op_(std::move(op)), column_(std::move(column)), ddof_(ddof) {
+  name_ = op_ + "(" + column_ + ")";
+}
+
+AggregateFn AggregateFn::As(std::string name) const {
+  if (name.empty()) throw DataError("AggregateFn::As: the name is empty");
+  AggregateFn a = *this;
+  a.name_ = std::move(name);
+  return a;
+}
+
+AggregateFn Count() { return AggregateFn("count", ""); }
+AggregateFn Count(std::string column) { return AggregateFn("count", std::move(column)); }
+AggregateFn Sum(std::string column) { return AggregateFn("sum", std::move(column)); }
+AggregateFn Mean(std::string column) { return AggregateFn("mean", std::move(column)); }
+AggregateFn Min(std::string column) { return AggregateFn("min", std::move(column)); }
+AggregateFn Max(std::string column) { return AggregateFn("max", std::move(column)); }
+AggregateFn Std(std::string column, int ddof) {
+  if (ddof < 0) throw DataError("Std: ddof must be >= 0, got " + std::to_string(ddof));
+  return AggregateFn("std", std::move(column), ddof);
+}
+AggregateFn CountDistinct(std::string column) {
+  return AggregateFn("count_distinct", std::move(column));
+}
+
+GroupedData::GroupedData(Dataset ds, std::vector<std::string> keys)
+    : ds_(std::move(ds)), keys_(std::move(keys)) {}
+
+Dataset GroupedData::Aggregate(std::vector<AggregateFn> aggregations) const {
+  internal::CheckAggregations(keys_, aggregations);
   internal::ExchangeSpec s;
   s.kind = "aggregate";
   s.partitions = 0;
-  s.key = key_;
-  s.agg_op = op;
-  s.agg_column = column;
-  return Exchange(ds_, s, "GroupBy(" + key_ + ")." + op + "(" + column + ")");
+  s.keys = keys_;
+  s.aggs = std::move(aggregations);
+  std::string label = keys_.empty() ? "Aggregate(" : "GroupBy(" + Join(keys_) + ").Aggregate(";
+  for (size_t i = 0; i < s.aggs.size(); ++i) label += (i ? ", " : "") + s.aggs[i].name();
+  return Exchange(ds_, s, label + ")");
 }
 
-Dataset GroupedData::Count() const { return Aggregate("count", ""); }
-Dataset GroupedData::Sum(const std::string& c) const { return Aggregate("sum", c); }
-Dataset GroupedData::Mean(const std::string& c) const { return Aggregate("mean", c); }
-Dataset GroupedData::Min(const std::string& c) const { return Aggregate("min", c); }
-Dataset GroupedData::Max(const std::string& c) const { return Aggregate("max", c); }
+Dataset GroupedData::MapGroups(BatchFn fn) const {
+  if (keys_.empty()) throw DataError("MapGroups: group by at least one key");
+  internal::ExchangeSpec s;
+  s.kind = "map_groups";
+  s.partitions = 0;
+  s.keys = keys_;
+  s.fn = RegisteredName(fn, "MapGroups");
+  return Exchange(ds_, s, "GroupBy(" + Join(keys_) + ").MapGroups(" + s.fn + ")");
+}
+
+Dataset GroupedData::Count() const { return Aggregate({lumen::data::Count()}); }
+Dataset GroupedData::Sum(const std::string& c) const { return Aggregate({lumen::data::Sum(c)}); }
+Dataset GroupedData::Mean(const std::string& c) const { return Aggregate({lumen::data::Mean(c)}); }
+Dataset GroupedData::Min(const std::string& c) const { return Aggregate({lumen::data::Min(c)}); }
+Dataset GroupedData::Max(const std::string& c) const { return Aggregate({lumen::data::Max(c)}); }
 
 // ---- consumers -------------------------------------------------------------------------------
 

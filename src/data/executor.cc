@@ -1,10 +1,13 @@
 #include "data/executor.h"
 
+#include "data/keys.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <numeric>
 
 #include "common/thread_annotations.h"
+#include "data/keys.h"
 #include "data/progress.h"
 
 namespace lumen::data::internal {
@@ -505,10 +508,10 @@ ExchangeOp::ExchangeOp(std::string name, ExchangeSpec spec)
 }
 
 std::string ExchangeOp::Describe() const {
-  return name_ + " [exchange: " +
-         (spec_.kind == "sort" || spec_.kind == "aggregate" ? "sample, range-partition, reduce"
-                                                            : "partition, reduce") +
-         "]";
+  std::string how =
+      spec_.RangePartitioned() ? "sample, range-partition, reduce" : "partition, reduce";
+  if (spec_.kind == "aggregate") how = "combine per block, " + how;
+  return name_ + " [exchange: " + how + "]";
 }
 
 void ExchangeOp::UpstreamDone(Executor& ex, size_t upstream) {
@@ -525,6 +528,7 @@ void ExchangeOp::Advance(Executor& ex) {
               [](const RefBundle& a, const RefBundle& b) { return a.meta.key < b.meta.key; });
     if (!explicit_partitions_)
       spec_.partitions = std::max<int>(1, static_cast<int>(collected_.size()));
+    if (spec_.kind == "aggregate" && spec_.keys.empty()) spec_.partitions = 1;  // one row
     first_rows_.clear();
     total_rows_ = 0;
     for (const auto& b : collected_) {
@@ -532,9 +536,8 @@ void ExchangeOp::Advance(Executor& ex) {
       total_rows_ += b.meta.rows;
     }
     next_ = 0;
-    phase_ = (spec_.kind == "sort" || spec_.kind == "aggregate") ? Phase::kSample : Phase::kMap;
-    if (spec_.kind == "sort" || spec_.kind == "aggregate")
-      samples_.assign(collected_.size(), RefBundle());
+    phase_ = spec_.RangePartitioned() ? Phase::kSample : Phase::kMap;
+    if (spec_.RangePartitioned()) samples_.assign(collected_.size(), RefBundle());
     map_outputs_.assign(collected_.size(), lumen::ObjectRef<Buffer>());
   } else if (phase_ == Phase::kSample) {
     // Boundaries: partitions - 1 evenly spaced keys of the sorted samples.
@@ -546,26 +549,7 @@ void ExchangeOp::Advance(Executor& ex) {
     Batch bounds;
     if (all.NumRows() > 0 && spec_.partitions > 1) {
       // Sort the samples by key with the same code the reducers use.
-      ExchangeSpec sort_spec = spec_;
-      sort_spec.kind = "sort";
-      sort_spec.descending = false;
-      std::vector<int64_t> order(static_cast<size_t>(all.NumRows()));
-      std::iota(order.begin(), order.end(), 0);
-      DataType t = all.ColumnType(spec_.key);
-      std::span<const uint8_t> valid = all.Validity(spec_.key);
-      auto null_at = [&](int64_t i) { return !valid.empty() && !valid[static_cast<size_t>(i)]; };
-      auto less = [&](int64_t a, int64_t b) {
-        if (null_at(a) || null_at(b)) return !null_at(a) && null_at(b);  // nulls last
-        if (t == DataType::kInt64)
-          return all.Int64(spec_.key)[static_cast<size_t>(a)] <
-                 all.Int64(spec_.key)[static_cast<size_t>(b)];
-        if (t == DataType::kFloat64)
-          return all.Float64(spec_.key)[static_cast<size_t>(a)] <
-                 all.Float64(spec_.key)[static_cast<size_t>(b)];
-        return all.String(spec_.key)[static_cast<size_t>(a)] <
-               all.String(spec_.key)[static_cast<size_t>(b)];
-      };
-      std::sort(order.begin(), order.end(), less);
+      std::vector<int64_t> order = KeyColumns(all, spec_.keys).SortedOrder(false);
       std::vector<int64_t> picks;
       for (int p = 1; p < spec_.partitions; ++p) {
         picks.push_back(
@@ -606,7 +590,7 @@ void ExchangeOp::LaunchOne(Executor& ex) {
   size_t i = next_++;
   ++outstanding_;
   if (phase_ == Phase::kSample) {
-    auto ref = lumen::Task(SampleTask).Remote(spec_.key, int64_t{64}, collected_[i].ref);
+    auto ref = lumen::Task(SampleTask).Remote(spec_.keys, int64_t{64}, collected_[i].ref);
     ex.Submit(this, ref, static_cast<int64_t>(i), 4096);
   } else if (phase_ == Phase::kMap) {
     const RefBundle& b = collected_[i];
@@ -620,7 +604,9 @@ void ExchangeOp::LaunchOne(Executor& ex) {
     }
     auto ref = lumen::Task(ReduceTask).Remote(spec_, static_cast<int64_t>(i), outs);
     int64_t est = total_rows_ > 0 ? 1 << 20 : 0;
-    ex.Submit(this, ref, static_cast<int64_t>(i), est);
+    uint64_t token = 0;
+    ex.Submit(this, ref, static_cast<int64_t>(i), est, &token);
+    reduce_tokens_[token] = i;
   }
 }
 
@@ -632,13 +618,29 @@ void ExchangeOp::OnTaskDone(Executor& ex, uint64_t token, RefBundle out) {
   } else if (phase_ == Phase::kMap) {
     map_outputs_[i] = out.ref;
   } else {
-    PhysicalOp::OnTaskDone(ex, token, std::move(out));
+    reduce_tokens_.erase(token);
+    PhysicalOp::OnTaskEnd(ex, token);
+    Release(ex, token, i, std::move(out));
   }
   if (outstanding_ == 0 && !WantsToLaunch() && phase_ != Phase::kDone) Advance(ex);
 }
 
+void ExchangeOp::Release(Executor& ex, uint64_t token, size_t partition,
+                         std::optional<RefBundle> out) {
+  held_.emplace(partition, std::move(out));
+  for (auto it = held_.find(next_out_); it != held_.end(); it = held_.find(++next_out_)) {
+    if (it->second) PhysicalOp::OnOutput(ex, token, std::move(*it->second));
+    held_.erase(it);
+  }
+}
+
 FailureAction ExchangeOp::OnTaskFailed(Executor& ex, uint64_t token, const lumen::Error& error) {
   --outstanding_;
+  if (auto it = reduce_tokens_.find(token); it != reduce_tokens_.end()) {
+    const size_t partition = it->second;
+    reduce_tokens_.erase(it);
+    Release(ex, token, partition, std::nullopt);  // the partitions after it go on
+  }
   if (outstanding_ == 0 && !WantsToLaunch() && phase_ != Phase::kDone) Advance(ex);
   return FailureAction::kRecord;
 }

@@ -318,6 +318,12 @@ class ExchangeOp : public PhysicalOp {
   std::vector<lumen::ObjectRef<Buffer>> map_outputs_;
   std::vector<int64_t> first_rows_;
   int64_t total_rows_ = 0;
+  // Reduce outputs leave in partition order (sorted and grouped data reads in key order):
+  // those that finished early wait here; a failed partition leaves a gap (nullopt).
+  std::map<size_t, std::optional<RefBundle>> held_;
+  size_t next_out_ = 0;
+  std::map<uint64_t, size_t> reduce_tokens_;  // running reduce task -> its partition
+  void Release(Executor& ex, uint64_t token, size_t partition, std::optional<RefBundle> out);
   int outstanding_ = 0;
 };
 

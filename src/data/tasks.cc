@@ -17,6 +17,8 @@
 #include <unordered_map>
 
 #include "common/thread_annotations.h"
+#include "data/aggregate.h"
+#include "data/keys.h"
 
 namespace lumen::data::internal {
 
@@ -347,52 +349,6 @@ void UdfActor::Process(lumen::Yield<Buffer>& out, const Chain& chain, const Bloc
 
 namespace {
 
-// A key column compared generically.
-struct KeyColumn {
-  DataType type;
-  std::span<const int64_t> ints;
-  std::span<const double> dbls;
-  StringColumn strs;
-  std::span<const uint8_t> valid;  // empty: no nulls
-
-  static KeyColumn Of(const Batch& b, const std::string& key) {
-    KeyColumn k;
-    k.type = b.ColumnType(key);
-    k.valid = b.Validity(key);
-    switch (k.type) {
-      case DataType::kInt64:
-        k.ints = b.Int64(key);
-        break;
-      case DataType::kFloat64:
-        k.dbls = b.Float64(key);
-        break;
-      case DataType::kString:
-        k.strs = b.String(key);
-        break;
-      default:
-        throw DataError("column '" + key + "' of type " + DataTypeName(k.type) +
-                        " cannot be a sort or group key (use int64, float64 or string)");
-    }
-    return k;
-  }
-  bool IsNull(size_t i) const { return !valid.empty() && !valid[i]; }
-  // -1, 0, 1; nulls are equal to each other and after every value (SQL's NULLS LAST).
-  int Compare(size_t i, const KeyColumn& o, size_t j) const {
-    const bool a_null = IsNull(i), b_null = o.IsNull(j);
-    if (a_null || b_null) return a_null == b_null ? 0 : a_null ? 1 : -1;
-    switch (type) {
-      case DataType::kInt64:
-        return ints[i] < o.ints[j] ? -1 : ints[i] > o.ints[j] ? 1 : 0;
-      case DataType::kFloat64:
-        return dbls[i] < o.dbls[j] ? -1 : dbls[i] > o.dbls[j] ? 1 : 0;
-      default: {
-        int c = strs[i].compare(o.strs[j]);
-        return c < 0 ? -1 : c > 0 ? 1 : 0;
-      }
-    }
-  }
-};
-
 Batch WithPartitions(const Batch& block, const std::vector<int64_t>& part) {
   std::vector<int64_t> order(part.size());
   std::iota(order.begin(), order.end(), 0);
@@ -408,14 +364,63 @@ Batch WithPartitions(const Batch& block, const std::vector<int64_t>& part) {
   return b.Build();
 }
 
+// The partition of each row of `b` by its keys against the sorted `boundaries` rows.
+std::vector<int64_t> RangePartitions(const ExchangeSpec& spec, const Batch& b) {
+  const int64_t n = b.NumRows();
+  std::vector<int64_t> part(static_cast<size_t>(n), 0);
+  Batch bounds = Batch::FromBuffer(spec.boundaries);
+  if (bounds.NumRows() == 0 || n == 0) return part;
+  KeyColumns keys(b, spec.keys);
+  KeyColumns bk(bounds, spec.keys);
+  if (!keys.SameTypes(bk)) throw DataError("a key column changes type between blocks");
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t lo = 0, hi = bounds.NumRows();  // first boundary > key
+    while (lo < hi) {
+      int64_t mid = (lo + hi) / 2;
+      if (bk.Compare(static_cast<size_t>(mid), keys, static_cast<size_t>(i)) <= 0) {
+        lo = mid + 1;
+      } else {
+        hi = mid;
+      }
+    }
+    part[static_cast<size_t>(i)] = spec.descending ? bounds.NumRows() - lo : lo;
+  }
+  return part;
+}
+
+// MapGroups: `fn` over each run of equal keys of `rows` (sorted by them).
+Batch MapEachGroup(const ExchangeSpec& spec, const Batch& rows) {
+  if (rows.NumRows() == 0) return Batch();
+  BatchFn fn = LookupBatchFn(spec.fn);
+  KeyColumns keys(rows, spec.keys);
+  std::vector<Batch> outs;
+  const int64_t n = rows.NumRows();
+  for (int64_t start = 0; start < n;) {
+    int64_t end = start + 1;
+    while (end < n &&
+           keys.Compare(static_cast<size_t>(end), keys, static_cast<size_t>(start)) == 0) {
+      ++end;
+    }
+    outs.push_back(fn(rows.Slice(start, end - start)));
+    start = end;
+  }
+  try {
+    return Batch::Concat(outs);
+  } catch (const TypeError& e) {
+    throw DataError("MapGroups(" + spec.fn +
+                    "): the groups' results differ in columns: " + e.what());
+  }
+}
+
 }  // namespace
 
-Buffer SampleTask(const std::string& key, int64_t count, const Buffer& block) {
+Buffer SampleTask(const std::vector<std::string>& keys, int64_t count, const Buffer& block) {
   Batch b = Batch::FromBuffer(block);
   int64_t n = b.NumRows();
   std::vector<int64_t> rows;
   for (int64_t i = 0; i < std::min(count, n); ++i) rows.push_back(i * n / std::min(count, n));
-  return b.SelectColumns({key}).TakeRows(rows).buffer();
+  if (n == 0) return Batch().buffer();
+  return b.SelectColumns(keys).TakeRows(rows).buffer();
 }
 
 Buffer PartitionTask(const ExchangeSpec& spec, int64_t block_index, int64_t first_row,
@@ -423,8 +428,9 @@ Buffer PartitionTask(const ExchangeSpec& spec, int64_t block_index, int64_t firs
   TaskTimer timer;
   Batch b = Batch::FromBuffer(block);
   timer.Consumed(b);
-  const int64_t n = b.NumRows();
   const int64_t parts = std::max(1, spec.partitions);
+  if (spec.kind == "aggregate") b = PartialAggregate(spec.keys, spec.aggs, b);
+  const int64_t n = b.NumRows();
   std::vector<int64_t> part(static_cast<size_t>(n), 0);
   if (spec.kind == "repartition") {
     for (int64_t i = 0; i < n; ++i) {
@@ -433,112 +439,11 @@ Buffer PartitionTask(const ExchangeSpec& spec, int64_t block_index, int64_t firs
   } else if (spec.kind == "shuffle") {
     std::mt19937_64 rng(spec.seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(block_index));
     for (auto& p : part) p = static_cast<int64_t>(rng() % static_cast<uint64_t>(parts));
-  } else {  // sort, aggregate: range partition on the key
-    Batch bounds = Batch::FromBuffer(spec.boundaries);
-    if (bounds.NumRows() > 0 && n > 0) {
-      KeyColumn keys = KeyColumn::Of(b, spec.key);
-      KeyColumn bk = KeyColumn::Of(bounds, spec.key);
-      if (keys.type != bk.type) throw DataError("sort key changes type between blocks");
-      for (int64_t i = 0; i < n; ++i) {
-        int64_t lo = 0, hi = bounds.NumRows();  // first boundary > key
-        while (lo < hi) {
-          int64_t mid = (lo + hi) / 2;
-          if (bk.Compare(static_cast<size_t>(mid), keys, static_cast<size_t>(i)) <= 0) {
-            lo = mid + 1;
-          } else {
-            hi = mid;
-          }
-        }
-        part[static_cast<size_t>(i)] = spec.descending ? bounds.NumRows() - lo : lo;
-      }
-    }
+  } else if (spec.RangePartitioned()) {
+    part = RangePartitions(spec, b);
   }
   return timer.Finish(WithPartitions(b, part));
 }
-
-namespace {
-
-Batch Aggregate(const ExchangeSpec& spec, const Batch& rows) {
-  const int64_t n = rows.NumRows();
-  if (n == 0) return Batch();
-  KeyColumn keys = KeyColumn::Of(rows, spec.key);
-  std::vector<int64_t> group_start;
-  for (int64_t i = 0; i < n; ++i) {
-    if (i == 0 || keys.Compare(static_cast<size_t>(i), keys, static_cast<size_t>(i - 1)) != 0) {
-      group_start.push_back(i);
-    }
-  }
-  group_start.push_back(n);
-  std::vector<int64_t> first_rows(group_start.begin(), group_start.end() - 1);
-  BatchBuilder out;
-  out.AddColumnFrom(rows.SelectColumns({spec.key}).TakeRows(first_rows), spec.key);
-  const size_t groups = first_rows.size();
-  if (spec.agg_op == "count") {
-    std::vector<int64_t> counts(groups);
-    for (size_t g = 0; g < groups; ++g) counts[g] = group_start[g + 1] - group_start[g];
-    out.AddInt64("count()", std::move(counts));
-    return out.Build();
-  }
-  DataType t = rows.ColumnType(spec.agg_column);
-  if (t != DataType::kInt64 && t != DataType::kFloat64) {
-    throw DataError(spec.agg_op + "(" + spec.agg_column + "): the column holds " + DataTypeName(t) +
-                    ", not numbers");
-  }
-  // Nulls are skipped, as in SQL; a group with no value gets null.
-  std::span<const uint8_t> valid = rows.Validity(spec.agg_column);
-  std::vector<double> vals(static_cast<size_t>(n));
-  if (t == DataType::kInt64) {
-    auto v = rows.Int64(spec.agg_column);
-    for (int64_t i = 0; i < n; ++i)
-      vals[static_cast<size_t>(i)] = static_cast<double>(v[static_cast<size_t>(i)]);
-  } else {
-    auto v = rows.Float64(spec.agg_column);
-    std::copy(v.begin(), v.end(), vals.begin());
-  }
-  std::string name = spec.agg_op + "(" + spec.agg_column + ")";
-  std::vector<double> result(groups);
-  std::vector<uint8_t> result_valid(groups, 1);
-  bool any_null = false;
-  for (size_t g = 0; g < groups; ++g) {
-    double sum = 0, lo = 0, hi = 0;
-    int64_t count = 0;
-    for (int64_t i = group_start[g]; i < group_start[g + 1]; ++i) {
-      if (!valid.empty() && !valid[static_cast<size_t>(i)]) continue;
-      const double x = vals[static_cast<size_t>(i)];
-      sum += x;
-      lo = count == 0 ? x : std::min(lo, x);
-      hi = count == 0 ? x : std::max(hi, x);
-      ++count;
-    }
-    if (spec.agg_op == "sum") {
-      result[g] = sum;
-    } else if (spec.agg_op == "mean") {
-      result[g] = count > 0 ? sum / static_cast<double>(count) : 0;
-    } else if (spec.agg_op == "min") {
-      result[g] = lo;
-    } else if (spec.agg_op == "max") {
-      result[g] = hi;
-    } else {
-      throw DataError("unknown aggregation " + spec.agg_op);
-    }
-    if (count == 0) {
-      result[g] = 0;
-      result_valid[g] = 0;
-      any_null = true;
-    }
-  }
-  bool keep_int = t == DataType::kInt64 && spec.agg_op != "mean";
-  if (keep_int) {
-    std::vector<int64_t> ints(result.begin(), result.end());
-    out.AddInt64(name, std::move(ints));
-  } else {
-    out.AddFloat64(name, std::move(result));
-  }
-  if (any_null) out.SetValidity(name, std::move(result_valid));
-  return out.Build();
-}
-
-}  // namespace
 
 Buffer ReduceTask(const ExchangeSpec& spec, int64_t partition,
                   const std::vector<lumen::ObjectRef<Buffer>>& map_outputs) {
@@ -546,6 +451,7 @@ Buffer ReduceTask(const ExchangeSpec& spec, int64_t partition,
   std::vector<Batch> parts;
   for (const auto& ref : map_outputs) {
     Batch b = Batch::FromBuffer(lumen::Get(ref));
+    if (b.NumRows() == 0) continue;
     auto p = b.Int64("__partition");
     auto lo = std::lower_bound(p.begin(), p.end(), partition);
     auto hi = std::upper_bound(p.begin(), p.end(), partition);
@@ -555,23 +461,21 @@ Buffer ReduceTask(const ExchangeSpec& spec, int64_t partition,
   }
   Batch rows = Batch::Concat(parts);
   const int64_t n = rows.NumRows();
+  if (spec.kind == "aggregate") {
+    // A global aggregate has one partition, and one row even over nothing.
+    if (n == 0 && !spec.keys.empty()) return timer.Finish(Batch());
+    return timer.Finish(FinalAggregate(spec.keys, spec.aggs, rows));
+  }
   if (spec.kind == "shuffle" && n > 1) {
     std::vector<int64_t> order(static_cast<size_t>(n));
     std::iota(order.begin(), order.end(), 0);
     std::mt19937_64 rng(spec.seed ^ (0xabcdef12345ull + static_cast<uint64_t>(partition)));
     std::shuffle(order.begin(), order.end(), rng);
     rows = rows.TakeRows(order);
-  } else if ((spec.kind == "sort" || spec.kind == "aggregate") && n > 1) {
-    KeyColumn keys = KeyColumn::Of(rows, spec.key);
-    std::vector<int64_t> order(static_cast<size_t>(n));
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-      int c = keys.Compare(static_cast<size_t>(a), keys, static_cast<size_t>(b));
-      return spec.descending ? c > 0 : c < 0;
-    });
-    rows = rows.TakeRows(order);
+  } else if ((spec.kind == "sort" || spec.kind == "map_groups") && n > 1) {
+    rows = rows.TakeRows(KeyColumns(rows, spec.keys).SortedOrder(spec.descending));
   }
-  if (spec.kind == "aggregate") rows = Aggregate(spec, rows);
+  if (spec.kind == "map_groups") rows = MapEachGroup(spec, rows);
   return timer.Finish(rows);
 }
 

@@ -40,24 +40,29 @@ class UdfActor {
 
 // ---- all-to-all operations (repartition, shuffle, sort, group-by) -------------------------
 struct ExchangeSpec {
-  std::string kind;  // "repartition", "shuffle", "sort", "aggregate"
+  std::string kind;  // "repartition", "shuffle", "sort", "aggregate", "map_groups"
   int partitions = 1;
-  std::string key;  // sort / aggregate key column
+  std::vector<std::string> keys;  // sort / aggregate / map_groups key columns
   bool descending = false;
   uint64_t seed = 0;
-  Buffer boundaries;   // sort / aggregate: encoded one-column batch of partitions - 1 keys
-  std::string agg_op;  // count, sum, mean, min, max
-  std::string agg_column;
-  LUMEN_SERIALIZE(kind, partitions, key, descending, seed, boundaries, agg_op, agg_column);
+  Buffer boundaries;              // range partitioning: encoded batch of partitions - 1 key rows
+  std::vector<AggregateFn> aggs;  // aggregate
+  std::string fn;                 // map_groups: the registered BatchFn
+  LUMEN_SERIALIZE(kind, partitions, keys, descending, seed, boundaries, aggs, fn);
+  bool RangePartitioned() const {
+    return !keys.empty() && (kind == "sort" || kind == "aggregate" || kind == "map_groups");
+  }
 };
 
-// Up to `count` evenly spaced values of `key` (a one-column batch).
-Buffer SampleTask(const std::string& key, int64_t count, const Buffer& block);
-// Rows of `block` grouped by target partition, with a leading `__partition` column.
-// `first_row`: global index of the block's first row (repartition).
+// Up to `count` evenly spaced rows of the `keys` columns of `block`.
+Buffer SampleTask(const std::vector<std::string>& keys, int64_t count, const Buffer& block);
+// Rows of `block` grouped by target partition, with a leading `__partition` column
+// (aggregate: the block's partial aggregates, one row per group). `first_row`: global index of
+// the block's first row (repartition).
 Buffer PartitionTask(const ExchangeSpec& spec, int64_t block_index, int64_t first_row,
                      int64_t total_rows, const Buffer& block);
-// Partition `partition` of every map output, combined (sorted / shuffled / aggregated).
+// Partition `partition` of every map output, combined (sorted / shuffled / aggregated / mapped
+// per group).
 Buffer ReduceTask(const ExchangeSpec& spec, int64_t partition,
                   const std::vector<lumen::ObjectRef<Buffer>>& map_outputs);
 

@@ -52,6 +52,8 @@ Batch AddColumn(const Batch& block, const Batch& column, const std::string& name
 
 }  // namespace
 
+BatchFn LookupBatchFn(const std::string& name) { return LookupFn<BatchFn>(name); }
+
 Batch ApplyChain(const Chain& chain, const BlockKey& key, Batch block, void* instance,
                  const CallableInfo* callable) {
   for (const Step& s : chain.steps) {

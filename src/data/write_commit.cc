@@ -99,9 +99,13 @@ std::string NodeLine(const LogicalNode& n) {
       break;
     case NodeKind::kExchange: {
       const ExchangeSpec& e = n.exchange;
-      s += " kind=" + e.kind + " partitions=" + std::to_string(e.partitions) + " key=" + e.key +
-           " descending=" + std::to_string(e.descending) + " seed=" + std::to_string(e.seed) +
-           " agg=" + e.agg_op + "(" + e.agg_column + ")";
+      s += " kind=" + e.kind + " partitions=" + std::to_string(e.partitions) +
+           " keys=" + List(e.keys) + " descending=" + std::to_string(e.descending) +
+           " seed=" + std::to_string(e.seed) + " fn=" + e.fn;
+      for (const auto& a : e.aggs) {
+        s +=
+            " agg=" + a.op() + "(" + a.column() + ")/" + std::to_string(a.ddof()) + "->" + a.name();
+      }
       break;
     }
     case NodeKind::kUnion:

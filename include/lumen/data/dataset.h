@@ -29,6 +29,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -242,6 +243,41 @@ inline constexpr bool kNeedsRegisteredFunction = false;
 
 class BatchIterator;
 
+// One aggregation of GroupBy(...).Aggregate({...}) or Dataset::Aggregate({...}), named as in
+// Ray Data: Count() -> "count()", Count("x") -> "count(x)", Sum("x") -> "sum(x)", Mean ->
+// "mean(x)", Min -> "min(x)", Max -> "max(x)", Std -> "std(x)", CountDistinct ->
+// "count_distinct(x)"; `.As("total")` renames. Nulls are skipped as in SQL: a group with no
+// value gets null (sum, mean, min, max, std), count(x) and count_distinct(x) count values.
+// Sum, Min and Max keep int64 as int64; Mean and Std are float64; Std is the sample standard
+// deviation (ddof = 1: null for fewer than two values).
+class AggregateFn {
+ public:
+  AggregateFn() = default;
+  AggregateFn(std::string op, std::string column, int ddof = 1);
+  AggregateFn As(std::string name) const;
+  const std::string& name() const { return name_; }
+  const std::string& op() const { return op_; }
+  const std::string& column() const { return column_; }
+  int ddof() const { return ddof_; }
+
+ private:
+  std::string op_;
+  std::string column_;
+  std::string name_;
+  int ddof_ = 1;
+
+ public:
+  LUMEN_SERIALIZE(op_, column_, name_, ddof_);
+};
+AggregateFn Count();
+AggregateFn Count(std::string column);
+AggregateFn Sum(std::string column);
+AggregateFn Mean(std::string column);
+AggregateFn Min(std::string column);
+AggregateFn Max(std::string column);
+AggregateFn Std(std::string column, int ddof = 1);
+AggregateFn CountDistinct(std::string column);
+
 class Dataset {
  public:
   // ---- transforms (lazy) ---------------------------------------------------------------
@@ -314,7 +350,12 @@ class Dataset {
   Dataset RandomShuffle(uint64_t seed = 0) const;
   Dataset Sort(const std::string& key, bool descending = false) const;
   Dataset Union(const std::vector<Dataset>& others) const;
+  // Groups by one or more key columns (nulls form a group): GroupBy("a"), GroupBy({"a", "b"}).
   class GroupedData GroupBy(const std::string& key) const;
+  class GroupedData GroupBy(std::initializer_list<std::string> keys) const;
+  class GroupedData GroupBy(const std::vector<std::string>& keys) const;
+  // Aggregations over the whole dataset: one row (count() 0 and nulls when it is empty).
+  Dataset Aggregate(std::vector<AggregateFn> aggregations) const;
   Dataset WithOptions(ExecutionOptions options) const;
 
   // ---- consumers (execute) -------------------------------------------------------------
@@ -359,9 +400,27 @@ class Dataset {
   std::shared_ptr<DatasetStats> last_stats_;
 };
 
+// Rows grouped by key columns. Every operation is an all-to-all exchange: the rows are
+// range-partitioned on the keys (sampled), so the output comes sorted by the keys (nulls last).
+// Aggregations are combined within each input block before the exchange (only one row per
+// group and block crosses it).
 class GroupedData {
  public:
-  GroupedData(Dataset ds, std::string key) : ds_(std::move(ds)), key_(std::move(key)) {}
+  GroupedData(Dataset ds, std::vector<std::string> keys);
+  // One row per group: the keys, then each aggregation under its name.
+  Dataset Aggregate(std::vector<AggregateFn> aggregations) const;
+  // `fn` (registered with LUMEN_REMOTE) gets all the rows of one group as a batch and returns
+  // any rows; the results of every group make the output.
+  Dataset MapGroups(BatchFn fn) const;
+  template <internal::FunctionObject F>
+  Dataset MapGroups(F&&) const {
+    static_assert(internal::kNeedsRegisteredFunction<F>,
+                  "lumen::data: MapGroups needs a function registered with LUMEN_REMOTE, not a "
+                  "lambda (workers run it by name): declare `ld::Batch Fn(const ld::Batch& "
+                  "group)` at namespace scope, add LUMEN_REMOTE(Fn) and pass Fn");
+    return ds_;
+  }
+  // Shorthands: Aggregate({ld::Count()}), Aggregate({ld::Sum(column)}), ...
   Dataset Count() const;
   Dataset Sum(const std::string& column) const;
   Dataset Mean(const std::string& column) const;
@@ -369,9 +428,8 @@ class GroupedData {
   Dataset Max(const std::string& column) const;
 
  private:
-  Dataset Aggregate(const std::string& op, const std::string& column) const;
   Dataset ds_;
-  std::string key_{};
+  std::vector<std::string> keys_{};
 };
 
 class BatchIterator {

@@ -1,0 +1,44 @@
+// Key columns of a batch, compared and grouped as sort, group-by and range partitioning need
+// them: lexicographic over several columns, nulls equal to each other and after every value
+// (SQL's NULLS LAST). Internal to src/data.
+#pragma once
+
+#include <span>
+#include <string>
+#include <vector>
+
+#include "lumen/data/batch.h"
+#include "lumen/data/dataset.h"
+
+namespace lumen::data::internal {
+
+class KeyColumns {
+ public:
+  // Throws DataError for a key of a type that cannot be compared (binary, tensors).
+  KeyColumns(const Batch& b, const std::vector<std::string>& names);
+
+  // -1, 0, 1: row i of these keys against row j of `o` (same names and types).
+  int Compare(size_t i, const KeyColumns& o, size_t j) const;
+  // Whether `o` has the same key types (blocks whose key changes type cannot be compared).
+  bool SameTypes(const KeyColumns& o) const;
+  // Group ids 0.. of every row, in order of first appearance (equal keys: one group; nulls
+  // one group), and the first row of each group.
+  std::vector<uint32_t> Groups(std::vector<int64_t>* first_rows) const;
+  // The rows in key order (stable); `descending`: the reverse order (nulls first, as in
+  // PostgreSQL).
+  std::vector<int64_t> SortedOrder(bool descending) const;
+
+ private:
+  struct Column {
+    DataType type;
+    std::span<const int64_t> ints;
+    std::span<const double> dbls;
+    StringColumn strs;
+    std::span<const uint8_t> valid;  // empty: no nulls
+    bool IsNull(size_t i) const { return !valid.empty() && !valid[i]; }
+  };
+  std::vector<Column> cols_;
+  size_t rows_ = 0;
+};
+
+}  // namespace lumen::data::internal
