@@ -1075,9 +1075,11 @@ void GcsServer::HandleWorkerDied(const rpc::ConnectionPtr& c, rpc::Frame& f) {
   ActorID id = ActorID::FromBinary(req.actor_id());
   auto it = actors_.find(id);
   if (it == actors_.end()) return;
-  if (it->second.worker != WorkerID::FromBinary(req.worker_id()) && !it->second.worker.IsNil()) {
+  const WorkerID worker = WorkerID::FromBinary(req.worker_id());
+  if (it->second.worker != worker && !it->second.worker.IsNil()) {
     return;  // an older incarnation
   }
+  if (!worker.IsNil() && worker == it->second.killed_worker) return;  // restarted already
   OnActorWorkerDied(id, req.cause());
 }
 
@@ -1146,6 +1148,13 @@ void GcsServer::HandleKillActor(const rpc::ConnectionPtr& c, rpc::Frame& f) {
     std::string reason = req.reason().empty() ? "killed by lumen::Kill" : req.reason();
     if (req.no_restart()) SetActorDead(a, reason);
     KillActorWorker(a, reason);
+    if (!req.no_restart() && !a.worker.IsNil()) {
+      // Restarting now, not when the node reports the death: the update reaches the caller
+      // before this reply (one connection, in order), so calls it makes after lumen::Kill
+      // returned wait for the new instance instead of reaching the one being killed.
+      a.killed_worker = a.worker;
+      OnActorWorkerDied(it->first, "its worker process was " + reason);
+    }
   }
   c->Reply(f, proto::Empty());
 }

@@ -73,6 +73,7 @@ class GcsServer {
     proto::TaskSpec creation;
     NodeID node;
     WorkerID worker;
+    WorkerID killed_worker;          // killed by lumen::Kill to restart: its death is not news
     rpc::ConnectionPtr worker_conn;  // used to push the creation task
     std::vector<std::weak_ptr<rpc::Connection>> subscribers;
     uint64_t schedule_attempt = 0;
