@@ -513,6 +513,13 @@ bool TaskExecutor::StoreReturn(const Work& work, const ObjectID& id,
                                   static_cast<size_t>(size));
   } else {
     auto created = cw_.store().Create(id, size, static_cast<int32_t>(value.format), *work.caller);
+    if (!created.ok() && cw_.daemon() && cw_.daemon()->closed()) {
+      // The node daemon (and its store) is gone, and this worker with it: reporting the failure
+      // as the task's error would fail its caller for good; dying lets the owner retry the task.
+      LUMEN_LOG(ERROR) << "lost the node daemon while storing the result of "
+                       << spec.function_name() << " (" << created.status() << "); exiting";
+      ::_exit(1);
+    }
     if (!created.ok()) {
       SetError(result, spec,
                created.status().code() == StatusCode::kResourceExhausted ? proto::OBJECT_STORE_FULL
@@ -701,6 +708,13 @@ proto::TaskResult TaskExecutor::RunTask(const std::shared_ptr<Work>& work) {
     SetError(&result, spec, proto::TYPE_ERROR,
              "argument " + std::to_string(e.index + 1) + " of " + name + ": " + e.message);
   } catch (const std::exception& e) {
+    if (cw_.daemon() && cw_.daemon()->closed()) {
+      // What the task threw is most likely the loss of its node (a Get or Put through the gone
+      // daemon): it is not the task's own failure, and this worker goes with its node anyway.
+      LUMEN_LOG(ERROR) << "lost the node daemon while running " << name << " (" << e.what()
+                       << "); exiting";
+      ::_exit(1);
+    }
     SetError(&result, spec, proto::TASK_ERROR, e.what(), internal::Demangle(typeid(e).name()));
     result.set_application_error(true);
   } catch (...) {
