@@ -39,7 +39,7 @@ std::string RegisteredName(F fn, const char* where) {
   return r->name;
 }
 
-std::string Join(const std::vector<std::string>& v) {
+std::string JoinNames(const std::vector<std::string>& v) {
   std::string s;
   for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
   return s;
@@ -146,14 +146,14 @@ Dataset Dataset::SelectColumns(std::vector<std::string> columns) const {
   internal::Step s;
   s.kind = internal::kStepSelect;
   s.columns = std::move(columns);
-  return MapNode(*this, s, "SelectColumns(" + Join(s.columns) + ")", {});
+  return MapNode(*this, s, "SelectColumns(" + JoinNames(s.columns) + ")", {});
 }
 
 Dataset Dataset::DropColumns(std::vector<std::string> columns) const {
   internal::Step s;
   s.kind = internal::kStepDrop;
   s.columns = std::move(columns);
-  return MapNode(*this, s, "DropColumns(" + Join(s.columns) + ")", {});
+  return MapNode(*this, s, "DropColumns(" + JoinNames(s.columns) + ")", {});
 }
 
 Dataset Dataset::AddColumn(const std::string& name, BatchFn fn) const {
@@ -218,6 +218,37 @@ GroupedData Dataset::GroupBy(const std::vector<std::string>& keys) const {
   return GroupedData(*this, keys);
 }
 
+Dataset Dataset::Join(const Dataset& right, JoinOptions options) const {
+  internal::JoinSpec spec;
+  spec.how = static_cast<int>(options.how);
+  if (!options.on.empty()) {
+    if (!options.left_on.empty() || !options.right_on.empty()) {
+      throw DataError("Join: give the keys either as `on` or as `left_on` and `right_on`");
+    }
+    spec.left_keys = spec.right_keys = options.on;
+    spec.shared_keys = true;
+  } else {
+    if (options.left_on.empty() || options.left_on.size() != options.right_on.size()) {
+      throw DataError("Join: `left_on` and `right_on` need the same number of keys (or use `on`)");
+    }
+    spec.left_keys = options.left_on;
+    spec.right_keys = options.right_on;
+  }
+  if (options.how < JoinType::kInner || options.how > JoinType::kAnti) {
+    throw DataError("Join: unknown JoinType " + std::to_string(spec.how));
+  }
+  if (options.num_partitions < 0) throw DataError("Join: num_partitions must be >= 0");
+  spec.left_suffix = options.left_suffix;
+  spec.right_suffix = options.right_suffix;
+  spec.partitions = options.num_partitions;
+  static const char* kHow[] = {"inner", "left outer", "right outer", "full outer", "semi", "anti"};
+  std::string label = std::string("Join(") + kHow[spec.how] + " on " + JoinNames(spec.left_keys);
+  if (!spec.shared_keys) label += " = " + JoinNames(spec.right_keys);
+  auto n = Node(NodeKind::kJoin, label + ")", {node_, right.node()});
+  n->join = std::move(spec);
+  return Dataset(n);
+}
+
 Dataset Dataset::Aggregate(std::vector<AggregateFn> aggregations) const {
   return GroupedData(*this, {}).Aggregate(std::move(aggregations));
 }
@@ -266,7 +297,7 @@ Dataset GroupedData::Aggregate(std::vector<AggregateFn> aggregations) const {
   s.partitions = 0;
   s.keys = keys_;
   s.aggs = std::move(aggregations);
-  std::string label = keys_.empty() ? "Aggregate(" : "GroupBy(" + Join(keys_) + ").Aggregate(";
+  std::string label = keys_.empty() ? "Aggregate(" : "GroupBy(" + JoinNames(keys_) + ").Aggregate(";
   for (size_t i = 0; i < s.aggs.size(); ++i) label += (i ? ", " : "") + s.aggs[i].name();
   return Exchange(ds_, s, label + ")");
 }
@@ -278,7 +309,7 @@ Dataset GroupedData::MapGroups(BatchFn fn) const {
   s.partitions = 0;
   s.keys = keys_;
   s.fn = RegisteredName(fn, "MapGroups");
-  return Exchange(ds_, s, "GroupBy(" + Join(keys_) + ").MapGroups(" + s.fn + ")");
+  return Exchange(ds_, s, "GroupBy(" + JoinNames(keys_) + ").MapGroups(" + s.fn + ")");
 }
 
 Dataset GroupedData::Count() const { return Aggregate({lumen::data::Count()}); }
@@ -506,7 +537,7 @@ namespace {
 Dataset ReadNode(const std::string& source, const std::string& format,
                  const std::vector<std::string>& paths, ReadOptions options) {
   if (paths.empty()) throw DataError(source + ": no paths given");
-  auto n = Node(NodeKind::kRead, source + "(" + Join(paths) + ")");
+  auto n = Node(NodeKind::kRead, source + "(" + JoinNames(paths) + ")");
   n->source = source;
   n->format = format;
   n->paths = paths;

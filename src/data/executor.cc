@@ -499,6 +499,130 @@ int64_t UnionOp::TotalBlocks() const {
   return total;
 }
 
+// ---- JoinOp ----------------------------------------------------------------------------------
+
+JoinOp::JoinOp(std::string name, JoinSpec spec)
+    : PhysicalOp(std::move(name)), spec_(std::move(spec)) {
+  explicit_partitions_ = spec_.partitions > 0;
+  if (!explicit_partitions_) spec_.partitions = 1;
+}
+
+std::string JoinOp::Describe() const {
+  return name_ + " [exchange: hash-partition both sides, join each partition]";
+}
+
+void JoinOp::AddInput(RefBundle b, size_t upstream) {
+  inputs_.push_back(std::move(b));  // held (and counted) until the map phase
+  input_sides_.push_back(upstream);
+}
+
+void JoinOp::UpstreamDone(Executor& ex, size_t upstream) {
+  PhysicalOp::UpstreamDone(ex, upstream);
+  if (!AllUpstreamsDone() || phase_ != Phase::kCollect) return;
+  Advance();
+  while (phase_ != Phase::kDone && outstanding_ == 0 && !WantsToLaunch()) Advance();
+}
+
+void JoinOp::Advance() {
+  if (phase_ == Phase::kCollect) {
+    while (!inputs_.empty()) {
+      sides_[input_sides_.front()].push_back(std::move(inputs_.front()));
+      inputs_.pop_front();
+      input_sides_.pop_front();
+    }
+    for (auto& side : sides_) {
+      std::sort(side.begin(), side.end(),
+                [](const RefBundle& a, const RefBundle& b) { return a.meta.key < b.meta.key; });
+    }
+    if (!explicit_partitions_) {
+      spec_.partitions =
+          static_cast<int>(std::max<size_t>(1, std::max(sides_[0].size(), sides_[1].size())));
+    }
+    for (size_t side = 0; side < 2; ++side) {
+      map_outputs_[side].assign(sides_[side].size(), lumen::ObjectRef<Buffer>());
+      for (size_t i = 0; i < sides_[side].size(); ++i) map_jobs_.emplace_back(side, i);
+    }
+    next_ = 0;
+    phase_ = Phase::kMap;
+  } else if (phase_ == Phase::kMap) {
+    sides_[0].clear();  // the inputs are no longer needed: freed
+    sides_[1].clear();
+    next_ = 0;
+    phase_ = Phase::kReduce;
+  } else if (phase_ == Phase::kReduce) {
+    map_outputs_[0].clear();
+    map_outputs_[1].clear();
+    phase_ = Phase::kDone;
+  }
+}
+
+bool JoinOp::WantsToLaunch() const {
+  if (stopped_) return false;
+  if (phase_ == Phase::kMap) return next_ < map_jobs_.size();
+  if (phase_ == Phase::kReduce) return next_ < static_cast<size_t>(spec_.partitions);
+  return false;
+}
+
+void JoinOp::LaunchOne(Executor& ex) {
+  const size_t i = next_++;
+  ++outstanding_;
+  uint64_t token = 0;
+  if (phase_ == Phase::kMap) {
+    const auto [side, block] = map_jobs_[i];
+    const RefBundle& b = sides_[side][block];
+    auto ref = lumen::Task(HashPartitionTask)
+                   .Remote(side == 0 ? spec_.left_keys : spec_.right_keys,
+                           int64_t{spec_.partitions}, b.ref);
+    ex.Submit(this, ref, static_cast<int64_t>(i), b.meta.bytes, &token);
+    map_tokens_[token] = {side, block};
+    return;
+  }
+  std::vector<lumen::ObjectRef<Buffer>> outs[2];
+  for (size_t side = 0; side < 2; ++side) {
+    for (const auto& r : map_outputs_[side]) {
+      if (!r.IsNil()) outs[side].push_back(r);
+    }
+  }
+  auto ref = lumen::Task(JoinTask).Remote(spec_, static_cast<int64_t>(i), outs[0], outs[1]);
+  ex.Submit(this, ref, static_cast<int64_t>(i), 1 << 20);
+}
+
+void JoinOp::OnTaskDone(Executor& ex, uint64_t token, RefBundle out) {
+  --outstanding_;
+  if (auto it = map_tokens_.find(token); it != map_tokens_.end()) {
+    map_outputs_[it->second.first][it->second.second] = out.ref;
+    map_tokens_.erase(it);
+  } else {
+    PhysicalOp::OnTaskDone(ex, token, std::move(out));
+  }
+  while (outstanding_ == 0 && !WantsToLaunch() && phase_ != Phase::kDone &&
+         phase_ != Phase::kCollect) {
+    Advance();
+  }
+}
+
+FailureAction JoinOp::OnTaskFailed(Executor& ex, uint64_t token, const lumen::Error& error) {
+  --outstanding_;
+  map_tokens_.erase(token);
+  while (outstanding_ == 0 && !WantsToLaunch() && phase_ != Phase::kDone &&
+         phase_ != Phase::kCollect) {
+    Advance();
+  }
+  return FailureAction::kRecord;
+}
+
+bool JoinOp::Finished() const { return phase_ == Phase::kDone && running_ == 0; }
+
+std::optional<BlockKey> JoinOp::LowestFutureKey(const Executor& ex) const {
+  if (Finished()) return std::nullopt;
+  if (phase_ != Phase::kReduce && phase_ != Phase::kDone) return BlockKey::Of(0);
+  std::optional<BlockKey> bound = ex.LowestRunningKey(this);
+  if (phase_ == Phase::kReduce && next_ < static_cast<size_t>(spec_.partitions)) {
+    Lower(bound, BlockKey::Of(static_cast<int64_t>(next_)));
+  }
+  return bound;
+}
+
 // ---- ExchangeOp ------------------------------------------------------------------------------
 
 ExchangeOp::ExchangeOp(std::string name, ExchangeSpec spec)

@@ -291,6 +291,39 @@ class UnionOp : public PhysicalOp {
 };
 
 // All-to-all: sample (sort, group-by) -> partition every block -> reduce each partition.
+// A hash join of its two upstreams (0: left, 1: right): once both are complete, every block is
+// hash-partitioned on its side's keys, then each partition joined in a task.
+class JoinOp : public PhysicalOp {
+ public:
+  JoinOp(std::string name, JoinSpec spec);
+  std::string Describe() const override;
+  void AddInput(RefBundle b, size_t upstream) override;
+  void UpstreamDone(Executor& ex, size_t upstream) override;
+  bool WantsToLaunch() const override;
+  void LaunchOne(Executor& ex) override;
+  void OnTaskDone(Executor& ex, uint64_t token, RefBundle out) override;
+  FailureAction OnTaskFailed(Executor& ex, uint64_t token, const lumen::Error& error) override;
+  bool Finished() const override;
+  std::optional<BlockKey> LowestFutureKey(const Executor& ex) const override;
+  int64_t TotalBlocks() const override { return spec_.partitions; }
+  std::map<std::string, double> PerTask() const override { return {{"CPU", 1}}; }
+
+ private:
+  enum class Phase { kCollect, kMap, kReduce, kDone };
+  void Advance();
+
+  JoinSpec spec_;
+  bool explicit_partitions_;
+  Phase phase_ = Phase::kCollect;
+  std::deque<size_t> input_sides_;  // the side of each block in inputs_
+  std::vector<RefBundle> sides_[2];
+  std::vector<std::pair<size_t, size_t>> map_jobs_;  // (side, block)
+  std::vector<lumen::ObjectRef<Buffer>> map_outputs_[2];
+  std::map<uint64_t, std::pair<size_t, size_t>> map_tokens_;
+  size_t next_ = 0;
+  int outstanding_ = 0;
+};
+
 class ExchangeOp : public PhysicalOp {
  public:
   ExchangeOp(std::string name, ExchangeSpec spec);

@@ -81,34 +81,44 @@ std::vector<uint32_t> KeyColumns::Groups(std::vector<int64_t>* first_rows) const
     }
     return gid;
   }
-  // Any keys: each row's key tuple as bytes (a null flag, then the value).
+  // Any keys: each row's key tuple as bytes.
   std::unordered_map<std::string, uint32_t> ids;
-  std::string key;
   for (size_t r = 0; r < rows_; ++r) {
-    key.clear();
-    for (const Column& c : cols_) {
-      if (c.IsNull(r)) {
-        key += '\0';
-        continue;
-      }
-      key += '\1';
-      if (c.type == DataType::kInt64) {
-        key.append(reinterpret_cast<const char*>(&c.ints[r]), 8);
-      } else if (c.type == DataType::kFloat64) {
-        double d = c.dbls[r] == 0 ? 0.0 : c.dbls[r];  // -0.0 and 0.0: one group
-        key.append(reinterpret_cast<const char*>(&d), 8);
-      } else {
-        std::string_view s = c.strs[r];
-        const uint32_t n = static_cast<uint32_t>(s.size());
-        key.append(reinterpret_cast<const char*>(&n), 4);
-        key.append(s);
-      }
-    }
-    auto [it, added] = ids.try_emplace(key, static_cast<uint32_t>(first_rows->size()));
+    auto [it, added] = ids.try_emplace(Bytes(r), static_cast<uint32_t>(first_rows->size()));
     if (added) first_rows->push_back(static_cast<int64_t>(r));
     gid[r] = it->second;
   }
   return gid;
+}
+
+std::string KeyColumns::Bytes(size_t r) const {
+  std::string key;  // per column: a null flag, then the value
+  for (const Column& c : cols_) {
+    if (c.IsNull(r)) {
+      key += '\0';
+      continue;
+    }
+    key += '\1';
+    if (c.type == DataType::kInt64) {
+      key.append(reinterpret_cast<const char*>(&c.ints[r]), 8);
+    } else if (c.type == DataType::kFloat64) {
+      double d = c.dbls[r] == 0 ? 0.0 : c.dbls[r];  // -0.0 and 0.0: one key
+      key.append(reinterpret_cast<const char*>(&d), 8);
+    } else {
+      std::string_view s = c.strs[r];
+      const uint32_t n = static_cast<uint32_t>(s.size());
+      key.append(reinterpret_cast<const char*>(&n), 4);
+      key.append(s);
+    }
+  }
+  return key;
+}
+
+bool KeyColumns::HasNull(size_t r) const {
+  for (const Column& c : cols_) {
+    if (c.IsNull(r)) return true;
+  }
+  return false;
 }
 
 std::vector<int64_t> KeyColumns::SortedOrder(bool descending) const {

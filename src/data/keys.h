@@ -24,6 +24,9 @@ class KeyColumns {
   // Group ids 0.. of every row, in order of first appearance (equal keys: one group; nulls
   // one group), and the first row of each group.
   std::vector<uint32_t> Groups(std::vector<int64_t>* first_rows) const;
+  // Row i's key as bytes (equal keys of equal types: equal bytes), and whether it has a null.
+  std::string Bytes(size_t i) const;
+  bool HasNull(size_t i) const;
   // The rows in key order (stable); `descending`: the reverse order (nulls first, as in
   // PostgreSQL).
   std::vector<int64_t> SortedOrder(bool descending) const;

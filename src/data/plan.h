@@ -19,6 +19,7 @@ enum class NodeKind {
   kLimit,
   kExchange,  // repartition, shuffle, sort, aggregate
   kUnion,
+  kJoin,  // inputs: left, right
   kOptions,
 };
 
@@ -45,6 +46,8 @@ struct LogicalNode {
   int64_t limit = 0;
   // kExchange
   ExchangeSpec exchange;
+  // kJoin
+  JoinSpec join;
   // kOptions
   ExecutionOptions options;
 };

@@ -206,6 +206,11 @@ struct Builder {
         PhysicalOp* child = Build(n->inputs[0]);
         return Add(std::make_unique<ExchangeOp>(n->label, n->exchange), {child});
       }
+      case NodeKind::kJoin: {
+        PhysicalOp* left = Build(n->inputs[0]);
+        PhysicalOp* right = Build(n->inputs[1]);
+        return Add(std::make_unique<JoinOp>(n->label, n->join), {left, right});
+      }
       case NodeKind::kUnion: {
         std::vector<PhysicalOp*> ups;
         for (const auto& in : n->inputs) ups.push_back(Build(in));

@@ -485,4 +485,5 @@ Buffer ReduceTask(const ExchangeSpec& spec, int64_t partition,
 LUMEN_REMOTE(lumen::data::internal::ListFiles, lumen::data::internal::ReadBlocksTask,
              lumen::data::internal::RunChainTask, lumen::data::internal::UdfActor::Create,
              &lumen::data::internal::UdfActor::Process, lumen::data::internal::SampleTask,
-             lumen::data::internal::PartitionTask, lumen::data::internal::ReduceTask);
+             lumen::data::internal::PartitionTask, lumen::data::internal::ReduceTask,
+             lumen::data::internal::HashPartitionTask, lumen::data::internal::JoinTask);

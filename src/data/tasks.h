@@ -54,6 +54,25 @@ struct ExchangeSpec {
   }
 };
 
+struct JoinSpec {
+  int how = 0;  // JoinType
+  std::vector<std::string> left_keys;
+  std::vector<std::string> right_keys;
+  std::string left_suffix;
+  std::string right_suffix;
+  int partitions = 1;
+  bool shared_keys = false;  // `on`: one set of key columns in the output
+  LUMEN_SERIALIZE(how, left_keys, right_keys, left_suffix, right_suffix, partitions, shared_keys);
+};
+// Rows of `block` by the hash of their `keys` (a row with a null key: partition 0), with a
+// leading `__partition` column.
+Buffer HashPartitionTask(const std::vector<std::string>& keys, int64_t partitions,
+                         const Buffer& block);
+// Partition `partition` of both sides' HashPartitionTask outputs, joined.
+Buffer JoinTask(const JoinSpec& spec, int64_t partition,
+                const std::vector<lumen::ObjectRef<Buffer>>& left,
+                const std::vector<lumen::ObjectRef<Buffer>>& right);
+
 // Up to `count` evenly spaced rows of the `keys` columns of `block`.
 Buffer SampleTask(const std::vector<std::string>& keys, int64_t count, const Buffer& block);
 // Rows of `block` grouped by target partition, with a leading `__partition` column

@@ -108,6 +108,13 @@ std::string NodeLine(const LogicalNode& n) {
       }
       break;
     }
+    case NodeKind::kJoin: {
+      const JoinSpec& j = n.join;
+      s += " how=" + std::to_string(j.how) + " left=" + List(j.left_keys) +
+           " right=" + List(j.right_keys) + " suffixes=" + j.left_suffix + "," + j.right_suffix +
+           " partitions=" + std::to_string(j.partitions);
+      break;
+    }
     case NodeKind::kUnion:
       s += " inputs=" + std::to_string(n.inputs.size());
       break;

@@ -243,6 +243,24 @@ inline constexpr bool kNeedsRegisteredFunction = false;
 
 class BatchIterator;
 
+enum class JoinType { kInner, kLeftOuter, kRightOuter, kFullOuter, kSemi, kAnti };
+
+// Dataset::Join. Keys: `on` (the same names on both sides), or `left_on` and `right_on`
+// (pairwise). Rows match when every key is equal; a null key matches nothing (SQL). Output:
+// the left columns, then the right ones without the `on` keys (with `left_on`/`right_on` both
+// sides' keys are kept); a non-key name on both sides gets the suffixes. Outer joins fill the
+// side without a match with nulls (an `on` key takes the value of the side that has one);
+// kSemi / kAnti give the left rows with / without a match, left columns only.
+struct JoinOptions {
+  std::vector<std::string> on{};
+  JoinType how = JoinType::kInner;
+  std::vector<std::string> left_on{};
+  std::vector<std::string> right_on{};
+  std::string left_suffix{};
+  std::string right_suffix = "_right";
+  int num_partitions = 0;  // hash partitions of the exchange; 0: the larger side's blocks
+};
+
 // One aggregation of GroupBy(...).Aggregate({...}) or Dataset::Aggregate({...}), named as in
 // Ray Data: Count() -> "count()", Count("x") -> "count(x)", Sum("x") -> "sum(x)", Mean ->
 // "mean(x)", Min -> "min(x)", Max -> "max(x)", Std -> "std(x)", CountDistinct ->
@@ -354,6 +372,9 @@ class Dataset {
   class GroupedData GroupBy(const std::string& key) const;
   class GroupedData GroupBy(std::initializer_list<std::string> keys) const;
   class GroupedData GroupBy(const std::vector<std::string>& keys) const;
+  // Joins this dataset (left) with `right` on key columns: both sides are hash-partitioned on
+  // the keys and each partition joined in a task (Ray Data's join, on its hash shuffle).
+  Dataset Join(const Dataset& right, JoinOptions options) const;
   // Aggregations over the whole dataset: one row (count() 0 and nulls when it is empty).
   Dataset Aggregate(std::vector<AggregateFn> aggregations) const;
   Dataset WithOptions(ExecutionOptions options) const;
