@@ -14,6 +14,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev                # tests
   libbenchmark-dev                         # micro-benchmarks
   python3 python3-distributed python3-dask # Dask: the peer baseline in bench/
+  python3-pandas                           # Dask's dataframe (lumen_bench_dataframe)
   procps psmisc                            # ps/pkill used by fault tests
   iproute2 util-linux                      # ip netns + unshare: the three-host test
   clang-14 libclang-rt-14-dev llvm-14      # TSan + -Wthread-safety build, libFuzzer targets
@@ -40,4 +41,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 else
   echo "lumen setup: all packages present"
+fi
+# Node.js and npm: lumen_bench_dataframe installs DuckDB (@duckdb/node-api) with npm into its
+# own work folder. Only when no npm is there: a Node.js from elsewhere brings its own.
+if ! command -v npm >/dev/null; then
+  echo "lumen setup: installing nodejs npm"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
 fi

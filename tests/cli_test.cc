@@ -167,6 +167,17 @@ TEST_F(CliTest, BadArgumentsGetClearErrors) {
 }
 
 // Ports pinned for firewalls and sizes with units: the node daemon listens on
+// A driver returning from main without lumen::Shutdown(): its embedded cluster stops in
+// order (before, static teardown stopped the control service under the live driver, which then
+// waited 60 s for it to come back).
+TEST_F(CliTest, ADriverThatReturnsWithoutShutdownStopsCleanly) {
+  Result run = Shell(env_ + NO_SHUTDOWN_DRIVER + std::string(" 2>&1"));
+  EXPECT_EQ(run.code, 0) << run.out;
+  EXPECT_NE(run.out.find("42"), std::string::npos) << run.out;
+  EXPECT_EQ(run.out.find("lost the control service"), std::string::npos) << run.out;
+  EXPECT_EQ(run.out.find("lost the node daemon"), std::string::npos) << run.out;
+}
+
 // --node-manager-port, workers in [--min-worker-port, --max-worker-port]; the token comes from a
 // file.
 TEST_F(CliTest, PinnedPortsSizesWithUnitsAndATokenFile) {

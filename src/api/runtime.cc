@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <thread>
 
 #include "api/local_cluster.h"
@@ -298,6 +299,11 @@ void Init(int argc, char** argv, const InitOptions& options) {
   }
   g_worker = std::move(*cw);
   g_cw.store(g_worker.get(), std::memory_order_release);
+  // A driver that returns from main without lumen::Shutdown() shuts down in order (as Ray's
+  // atexit hook does): otherwise the embedded cluster's static teardown could stop the control
+  // service under a live driver, which would then wait for it to come back.
+  static std::once_flag at_exit;
+  std::call_once(at_exit, [] { std::atexit([] { Shutdown(); }); });
 }
 
 void Shutdown() {
