@@ -190,7 +190,7 @@ int main(int argc, char** argv) {
   // ---- Dask ------------------------------------------------------------------------------
   {
     std::string out =
-        Run("python3 '" + std::string(LUMEN_BENCH_DIR) + "/dataframe/dask_queries.py' " +
+        Run("/usr/bin/python3 '" + std::string(LUMEN_BENCH_DIR) + "/dataframe/dask_queries.py' " +
             std::to_string(rows) + " " + std::to_string(dim_rows) + " 8 2>&1");
     auto dask = Figures(out);
     if (dask.count("dask_groupby_sum_s") == 0) {

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 #include "data/aggregate.h"
+#include "data_fixture.h"
 #include "lumen/data/dataset.h"
 #include "lumen/lumen.h"
 
@@ -33,22 +34,9 @@ ld::Batch FailOnFive(const ld::Batch& group) {
 }
 LUMEN_REMOTE(TopOfGroup, FailOnFive);
 
-ld::ExecutionOptions Quiet() {
-  ld::ExecutionOptions o;
-  o.progress = false;
-  return o;
-}
+using lumen::testing::Quiet;
 
-class AggregateTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    lumen::InitOptions o;
-    o.num_cpus = 2;
-    o.object_store_memory = 256ll << 20;
-    lumen::Init(o);
-  }
-  static void TearDownTestSuite() { lumen::Shutdown(); }
-};
+class AggregateTest : public lumen::testing::DataFixture {};
 
 struct Item {
   std::string a;

@@ -8,6 +8,7 @@
 #include <random>
 
 #include <gtest/gtest.h>
+#include "data_fixture.h"
 #include "lumen/data/dataset.h"
 #include "lumen/lumen.h"
 
@@ -156,32 +157,9 @@ TEST(Expressions, MistakesFailNamingTheExpression) {
 
 // ---- on a cluster ------------------------------------------------------------------------
 
-ld::ExecutionOptions Quiet() {
-  ld::ExecutionOptions o;
-  o.progress = false;
-  return o;
-}
+using lumen::testing::Quiet;
 
-class ExpressionsTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    lumen::InitOptions o;
-    o.num_cpus = 2;
-    o.object_store_memory = 256ll << 20;
-    lumen::Init(o);
-  }
-  static void TearDownTestSuite() { lumen::Shutdown(); }
-  void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           ("lumen-expr-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string Path(const std::string& rel) const { return (dir_ / rel).string(); }
-  fs::path dir_;
-};
+class ExpressionsTest : public lumen::testing::DataFixture {};
 
 struct Sale {
   std::string city;

@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include <gtest/gtest.h>
+#include "data_fixture.h"
 #include "lumen/data/dataset.h"
 #include "lumen/lumen.h"
 
@@ -14,22 +15,9 @@ namespace ld = lumen::data;
 
 namespace {
 
-ld::ExecutionOptions Quiet() {
-  ld::ExecutionOptions o;
-  o.progress = false;
-  return o;
-}
+using lumen::testing::Quiet;
 
-class JoinTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    lumen::InitOptions o;
-    o.num_cpus = 2;
-    o.object_store_memory = 256ll << 20;
-    lumen::Init(o);
-  }
-  static void TearDownTestSuite() { lumen::Shutdown(); }
-};
+class JoinTest : public lumen::testing::DataFixture {};
 
 struct L {
   std::optional<int64_t> id;

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include <gtest/gtest.h>
+#include "data_fixture.h"
 #include "lumen/data/dataset.h"
 #include "lumen/lumen.h"
 
@@ -98,28 +99,8 @@ ld::ExecutionOptions Quiet() {
   return o;
 }
 
-class NullsTest : public ::testing::Test {
+class NullsTest : public lumen::testing::DataFixture {
  protected:
-  static void SetUpTestSuite() {
-    lumen::InitOptions o;
-    o.num_cpus = 2;
-    o.object_store_memory = 256ll << 20;
-    lumen::Init(o);
-  }
-  static void TearDownTestSuite() { lumen::Shutdown(); }
-  void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           ("lumen-nulls-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string Path(const std::string& rel) const { return (dir_ / rel).string(); }
-  void WriteFile(const std::string& rel, const std::string& content) const {
-    fs::create_directories(fs::path(Path(rel)).parent_path());
-    std::ofstream(Path(rel), std::ios::binary) << content;
-  }
   // The content of every output file of `dir` (not its records), in name order.
   std::string Output(const std::string& rel) const {
     std::vector<fs::path> files;
@@ -139,7 +120,6 @@ class NullsTest : public ::testing::Test {
     }
     return all;
   }
-  fs::path dir_;
 };
 
 TEST_F(NullsTest, JsonMissingFieldsAndNullsAreNullsAndAreWrittenAsNull) {

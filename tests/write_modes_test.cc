@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include <gtest/gtest.h>
+#include "data_fixture.h"
 #include "lumen/data/dataset.h"
 #include "lumen/lumen.h"
 
@@ -48,11 +49,7 @@ ld::Batch Tenfold(const ld::Batch& in) {
 }
 LUMEN_REMOTE(FailOnceOn7, AlwaysFailOn7, Tenfold);
 
-ld::ExecutionOptions Quiet() {
-  ld::ExecutionOptions o;
-  o.progress = false;
-  return o;
-}
+using lumen::testing::Quiet;
 
 bool IsRecord(const std::string& name) {
   return name == "_lumen_manifest.json" || name == "_SUCCESS" || name.starts_with(".lumen-");
@@ -94,28 +91,8 @@ std::map<std::string, double> Totals(const std::vector<ld::Row>& rows) {
   return t;
 }
 
-class WriteModesTest : public ::testing::Test {
+class WriteModesTest : public lumen::testing::DataFixture {
  protected:
-  static void SetUpTestSuite() {
-    lumen::InitOptions o;
-    o.num_cpus = 2;
-    o.object_store_memory = 256ll << 20;
-    lumen::Init(o);
-  }
-  static void TearDownTestSuite() { lumen::Shutdown(); }
-  void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           ("lumen-write-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string Path(const std::string& rel) const { return (dir_ / rel).string(); }
-  void WriteFile(const std::string& rel, const std::string& content) const {
-    fs::create_directories(fs::path(Path(rel)).parent_path());
-    std::ofstream(Path(rel), std::ios::binary) << content;
-  }
   // `rows` sales rows for `city` with qty 1, 2, ... as a CSV file under in/.
   void Sales(const std::string& name, const std::string& city, int rows) const {
     std::string csv = "city,qty\n";
@@ -128,7 +105,6 @@ class WriteModesTest : public ::testing::Test {
   std::vector<ld::Row> ReadBack(const std::string& rel) const {
     return ld::ReadCsv(Path(rel)).WithOptions(Quiet()).TakeAll();
   }
-  fs::path dir_;
 };
 
 // The report: an input file added, the same GroupBy -> WriteCsv re-run. Before, the

@@ -40,43 +40,63 @@ DataType InputType(const AggregateFn& a, const Batch& b) {
   return t;
 }
 
-// Per-group state of one aggregation.
+// Per-group state of one aggregation (sum, mean, min, max or std) over raw values.
 struct State {
+  enum class Op { kSum, kMean, kMin, kMax, kStd };
+  Op op = Op::kSum;
+  bool ints = false;  // si holds the values (int64 input), else sd
   std::vector<int64_t> n;
   std::vector<int64_t> si;  // sum of int64 / min or max of int64
   std::vector<double> sd;   // sum of float64 (and mean's sum) / min or max of float64
   std::vector<double> mean, m2;
-  std::vector<std::set<std::string>> distinct;
-  bool ints = false;  // si holds the values (int64 input), else sd
 
-  void Resize(size_t groups) {
+  State(const std::string& name, bool int_input, size_t groups) : ints(int_input) {
+    op = name == "sum"    ? Op::kSum
+         : name == "mean" ? Op::kMean
+         : name == "min"  ? Op::kMin
+         : name == "max"  ? Op::kMax
+                          : Op::kStd;
     n.assign(groups, 0);
-    si.assign(groups, 0);
-    sd.assign(groups, 0);
-    mean.assign(groups, 0);
-    m2.assign(groups, 0);
-    distinct.assign(groups, {});
+    if (ints && op != Op::kMean && op != Op::kStd) {
+      si.assign(groups, 0);
+    } else {
+      sd.assign(groups, 0);
+    }
+    if (op == Op::kStd) {
+      mean.assign(groups, 0);
+      m2.assign(groups, 0);
+    }
   }
   // Adds a value (as int64 or double) to group g.
-  void Add(const std::string& op, size_t g, int64_t iv, double dv) {
+  void Add(size_t g, int64_t iv, double dv) {
     const int64_t before = n[g]++;
-    if (op == "sum" || op == "mean") {
-      if (ints && op == "sum") {
-        si[g] = static_cast<int64_t>(static_cast<uint64_t>(si[g]) + static_cast<uint64_t>(iv));
-      } else {
+    switch (op) {
+      case Op::kSum:
+        if (ints) {
+          si[g] = static_cast<int64_t>(static_cast<uint64_t>(si[g]) + static_cast<uint64_t>(iv));
+        } else {
+          sd[g] += dv;
+        }
+        break;
+      case Op::kMean:
         sd[g] += dv;
+        break;
+      case Op::kMin:
+      case Op::kMax: {
+        const bool lower = op == Op::kMin;
+        if (ints) {
+          if (before == 0 || (lower ? iv < si[g] : iv > si[g])) si[g] = iv;
+        } else {
+          if (before == 0 || (lower ? dv < sd[g] : dv > sd[g])) sd[g] = dv;
+        }
+        break;
       }
-    } else if (op == "min" || op == "max") {
-      const bool lower = op == "min";
-      if (ints) {
-        if (before == 0 || (lower ? iv < si[g] : iv > si[g])) si[g] = iv;
-      } else {
-        if (before == 0 || (lower ? dv < sd[g] : dv > sd[g])) sd[g] = dv;
+      case Op::kStd: {  // Welford
+        const double delta = dv - mean[g];
+        mean[g] += delta / static_cast<double>(n[g]);
+        m2[g] += delta * (dv - mean[g]);
+        break;
       }
-    } else if (op == "std") {  // Welford
-      const double delta = dv - mean[g];
-      mean[g] += delta / static_cast<double>(n[g]);
-      m2[g] += delta * (dv - mean[g]);
     }
   }
 };
@@ -178,16 +198,14 @@ Batch PartialAggregate(const std::vector<std::string>& keys, const std::vector<A
       out.AddBinary(StateName(i, "d"), std::move(encoded));
       continue;
     }
-    State st;
-    st.ints = t == DataType::kInt64;
-    st.Resize(groups);
+    State st(a.op(), t == DataType::kInt64, groups);
     std::span<const int64_t> iv = st.ints ? block.Int64(a.column()) : std::span<const int64_t>();
     std::span<const double> dv = st.ints ? std::span<const double>() : block.Float64(a.column());
     for (size_t r = 0; r < rows; ++r) {
       if (!is_valid(r)) continue;
       const int64_t x = st.ints ? iv[r] : 0;
       const double y = st.ints ? static_cast<double>(iv[r]) : dv[r];
-      st.Add(a.op(), gid[r], x, y);
+      st.Add(gid[r], x, y);
     }
     out.AddInt64(StateName(i, "n"), st.n);
     if (a.op() == "std") {

@@ -499,6 +499,21 @@ int64_t UnionOp::TotalBlocks() const {
   return total;
 }
 
+namespace {
+// The lowest key an all-to-all operator may still output: 0 until its reducers start, then the
+// lowest running or not yet launched partition.
+std::optional<BlockKey> ReducerLowestKey(const Executor& ex, const PhysicalOp* op, bool finished,
+                                         bool reducing, bool done, size_t next, int partitions) {
+  if (finished) return std::nullopt;
+  if (!reducing && !done) return BlockKey::Of(0);
+  std::optional<BlockKey> bound = ex.LowestRunningKey(op);
+  if (reducing && next < static_cast<size_t>(partitions)) {
+    Lower(bound, BlockKey::Of(static_cast<int64_t>(next)));
+  }
+  return bound;
+}
+}  // namespace
+
 // ---- JoinOp ----------------------------------------------------------------------------------
 
 JoinOp::JoinOp(std::string name, JoinSpec spec)
@@ -614,13 +629,8 @@ FailureAction JoinOp::OnTaskFailed(Executor& ex, uint64_t token, const lumen::Er
 bool JoinOp::Finished() const { return phase_ == Phase::kDone && running_ == 0; }
 
 std::optional<BlockKey> JoinOp::LowestFutureKey(const Executor& ex) const {
-  if (Finished()) return std::nullopt;
-  if (phase_ != Phase::kReduce && phase_ != Phase::kDone) return BlockKey::Of(0);
-  std::optional<BlockKey> bound = ex.LowestRunningKey(this);
-  if (phase_ == Phase::kReduce && next_ < static_cast<size_t>(spec_.partitions)) {
-    Lower(bound, BlockKey::Of(static_cast<int64_t>(next_)));
-  }
-  return bound;
+  return ReducerLowestKey(ex, this, Finished(), phase_ == Phase::kReduce, phase_ == Phase::kDone,
+                          next_, spec_.partitions);
 }
 
 // ---- ExchangeOp ------------------------------------------------------------------------------
@@ -772,13 +782,8 @@ FailureAction ExchangeOp::OnTaskFailed(Executor& ex, uint64_t token, const lumen
 bool ExchangeOp::Finished() const { return phase_ == Phase::kDone && running_ == 0; }
 
 std::optional<BlockKey> ExchangeOp::LowestFutureKey(const Executor& ex) const {
-  if (Finished()) return std::nullopt;
-  if (phase_ != Phase::kReduce && phase_ != Phase::kDone) return BlockKey::Of(0);
-  std::optional<BlockKey> bound = ex.LowestRunningKey(this);
-  if (phase_ == Phase::kReduce && next_ < static_cast<size_t>(spec_.partitions)) {
-    Lower(bound, BlockKey::Of(static_cast<int64_t>(next_)));
-  }
-  return bound;
+  return ReducerLowestKey(ex, this, Finished(), phase_ == Phase::kReduce, phase_ == Phase::kDone,
+                          next_, spec_.partitions);
 }
 
 // ---- Executor --------------------------------------------------------------------------------

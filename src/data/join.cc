@@ -123,18 +123,7 @@ Buffer HashPartitionTask(const std::vector<std::string>& keys, int64_t partition
                   : static_cast<int64_t>(hash(key_cols.Bytes(r)) %
                                          static_cast<uint64_t>(std::max<int64_t>(1, partitions)));
   }
-  std::vector<int64_t> order(part.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t c) {
-    return part[static_cast<size_t>(a)] < part[static_cast<size_t>(c)];
-  });
-  std::vector<int64_t> sorted_parts(part.size());
-  for (size_t i = 0; i < order.size(); ++i) sorted_parts[i] = part[static_cast<size_t>(order[i])];
-  Batch rows = b.TakeRows(order);
-  BatchBuilder out;
-  out.AddInt64("__partition", std::move(sorted_parts));
-  for (const auto& name : rows.ColumnNames()) out.AddColumnFrom(rows, name);
-  return out.Build().buffer();
+  return WithPartitions(b, part).buffer();
 }
 
 Buffer JoinTask(const JoinSpec& spec, int64_t partition,

@@ -72,7 +72,7 @@ std::vector<uint32_t> KeyColumns::Groups(std::vector<int64_t>* first_rows) const
   if (cols_.size() == 1 && cols_[0].type == DataType::kInt64 && cols_[0].valid.empty()) {
     // The common case: one int64 key without nulls.
     std::unordered_map<int64_t, uint32_t> ids;
-    ids.reserve(std::min<size_t>(rows_, 1 << 16));
+    ids.reserve(rows_);
     for (size_t r = 0; r < rows_; ++r) {
       auto [it, added] =
           ids.try_emplace(cols_[0].ints[r], static_cast<uint32_t>(first_rows->size()));

@@ -349,21 +349,6 @@ void UdfActor::Process(lumen::Yield<Buffer>& out, const Chain& chain, const Bloc
 
 namespace {
 
-Batch WithPartitions(const Batch& block, const std::vector<int64_t>& part) {
-  std::vector<int64_t> order(part.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-    return part[static_cast<size_t>(a)] < part[static_cast<size_t>(b)];
-  });
-  std::vector<int64_t> sorted_parts(part.size());
-  for (size_t i = 0; i < order.size(); ++i) sorted_parts[i] = part[static_cast<size_t>(order[i])];
-  Batch rows = block.TakeRows(order);
-  BatchBuilder b;
-  b.AddInt64("__partition", std::move(sorted_parts));
-  for (const auto& n : rows.ColumnNames()) b.AddColumnFrom(rows, n);
-  return b.Build();
-}
-
 // The partition of each row of `b` by its keys against the sorted `boundaries` rows.
 std::vector<int64_t> RangePartitions(const ExchangeSpec& spec, const Batch& b) {
   const int64_t n = b.NumRows();
@@ -413,6 +398,21 @@ Batch MapEachGroup(const ExchangeSpec& spec, const Batch& rows) {
 }
 
 }  // namespace
+
+Batch WithPartitions(const Batch& block, const std::vector<int64_t>& part) {
+  std::vector<int64_t> order(part.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return part[static_cast<size_t>(a)] < part[static_cast<size_t>(b)];
+  });
+  std::vector<int64_t> sorted_parts(part.size());
+  for (size_t i = 0; i < order.size(); ++i) sorted_parts[i] = part[static_cast<size_t>(order[i])];
+  Batch rows = block.TakeRows(order);
+  BatchBuilder b;
+  b.AddInt64("__partition", std::move(sorted_parts));
+  for (const auto& n : rows.ColumnNames()) b.AddColumnFrom(rows, n);
+  return b.Build();
+}
 
 Buffer SampleTask(const std::vector<std::string>& keys, int64_t count, const Buffer& block) {
   Batch b = Batch::FromBuffer(block);

@@ -73,6 +73,8 @@ Buffer JoinTask(const JoinSpec& spec, int64_t partition,
                 const std::vector<lumen::ObjectRef<Buffer>>& left,
                 const std::vector<lumen::ObjectRef<Buffer>>& right);
 
+// `block`'s rows ordered by `part` (their partitions), with a leading `__partition` column.
+Batch WithPartitions(const Batch& block, const std::vector<int64_t>& part);
 // Up to `count` evenly spaced rows of the `keys` columns of `block`.
 Buffer SampleTask(const std::vector<std::string>& keys, int64_t count, const Buffer& block);
 // Rows of `block` grouped by target partition, with a leading `__partition` column
