@@ -232,9 +232,9 @@ std::vector<int64_t> Sorted(std::vector<int64_t> v) {
   return v;
 }
 
-std::vector<int64_t> Iota(int64_t n, int64_t step = 1) {
+std::vector<int64_t> Iota(int64_t n, int64_t step = 1, int64_t from = 0) {
   std::vector<int64_t> v;
-  for (int64_t i = 0; i < n; ++i) v.push_back(i * step);
+  for (int64_t i = 0; i < n; ++i) v.push_back(from + i * step);
   return v;
 }
 
@@ -1071,3 +1071,42 @@ TEST_F(DataTest, ExpandingMapsAndActorPoolsPassOnBlocksOfTheTargetSize) {
   ASSERT_EQ(got.size(), 20000u);
   for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], static_cast<int64_t>(3 * i)) << i;
 }
+
+namespace {
+
+TEST_F(DataTest, SplitAndTrainTestSplitPartitionTheRowsInOrder) {
+  auto ds = ld::Range(1003, {.num_blocks = 10}).WithOptions(Quiet());
+  // Equal: 1003 / 4 = 250 rows each, in order; the 3 left over are dropped (as Ray does).
+  auto equal = ds.Split(4, /*equal=*/true);
+  ASSERT_EQ(equal.size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    auto ids = Ids(equal[static_cast<size_t>(i)].WithOptions(Quiet()).TakeAll());
+    EXPECT_EQ(Sorted(ids), Iota(250, 1, 250 * i)) << "split " << i;
+  }
+  // Whole blocks: every row once, in order across the splits, none empty.
+  auto blocks = ds.Split(3);
+  std::vector<int64_t> all;
+  for (auto& part : blocks) {
+    auto ids = Sorted(Ids(part.WithOptions(Quiet()).TakeAll()));
+    EXPECT_FALSE(ids.empty());
+    if (!all.empty() && !ids.empty()) {
+      EXPECT_LT(all.back(), ids.front());
+    }
+    all.insert(all.end(), ids.begin(), ids.end());
+  }
+  EXPECT_EQ(all, Iota(1003));
+  // Train / test: the last quarter is the test set; shuffled, the same rows in other places.
+  auto [train, test] = ds.TrainTestSplit(0.25);
+  EXPECT_EQ(Sorted(Ids(train.WithOptions(Quiet()).TakeAll())), Iota(752));
+  EXPECT_EQ(Sorted(Ids(test.WithOptions(Quiet()).TakeAll())), Iota(251, 1, 752));
+  auto [strain, stest] = ds.TrainTestSplit(0.25, /*shuffle=*/true, 7);
+  auto s1 = Ids(strain.WithOptions(Quiet()).TakeAll());
+  auto s2 = Ids(stest.WithOptions(Quiet()).TakeAll());
+  EXPECT_EQ(s1.size(), 752u);
+  s1.insert(s1.end(), s2.begin(), s2.end());
+  EXPECT_EQ(Sorted(s1), Iota(1003));
+  EXPECT_THROW(ds.Split(0), ld::DataError);
+  EXPECT_THROW(ds.TrainTestSplit(1.5), ld::DataError);
+}
+
+}  // namespace

@@ -1,6 +1,7 @@
 // The Dataset API: builds logical nodes; consumers plan and run them.
 #include "lumen/data/dataset.h"
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 
@@ -368,6 +369,73 @@ Dataset Dataset::Materialize() const {
   Dataset out(n);
   *out.last_stats_ = *last_stats_;
   return out;
+}
+
+namespace {
+// Rows [from, to) of the materialised `blocks` (in order), as a materialised dataset.
+Dataset RowsOf(const std::vector<internal::RefBundle>& blocks, int64_t from, int64_t to,
+               const std::string& label) {
+  std::vector<internal::RefBundle> part;
+  int64_t at = 0;
+  for (const auto& b : blocks) {
+    const int64_t lo = std::max(from, at), hi = std::min(to, at + b.meta.rows);
+    if (lo < hi) {
+      internal::RefBundle piece = b;
+      if (lo != at || hi != at + b.meta.rows) {
+        Batch sliced = Batch::FromBuffer(lumen::Get(b.ref)).Slice(lo - at, hi - lo);
+        piece.ref = lumen::Put(sliced.buffer());
+        piece.meta.rows = sliced.NumRows();
+        piece.meta.bytes = sliced.SizeBytes();
+      }
+      piece.meta.key = internal::BlockKey::Of(static_cast<int64_t>(part.size()));
+      part.push_back(std::move(piece));
+    }
+    at += b.meta.rows;
+  }
+  auto n = Node(NodeKind::kBlocks, label + "(" + std::to_string(to - from) + " rows)");
+  n->blocks = std::move(part);
+  return Dataset(n);
+}
+}  // namespace
+
+std::vector<Dataset> Dataset::Split(int n, bool equal) const {
+  if (n <= 0) throw DataError("Split: n must be positive, got " + std::to_string(n));
+  Dataset all = Materialize();
+  const auto& blocks = all.node()->blocks;
+  int64_t total = 0;
+  for (const auto& b : blocks) total += b.meta.rows;
+  std::vector<Dataset> out;
+  if (equal) {
+    const int64_t per = total / n;
+    for (int i = 0; i < n; ++i) {
+      out.push_back(RowsOf(blocks, i * per, (i + 1) * per, "Split " + std::to_string(i)));
+    }
+    return out;
+  }
+  // Whole blocks: split i takes the blocks that start before row (i + 1) * total / n.
+  size_t next = 0;
+  int64_t at = 0;
+  for (int i = 0; i < n; ++i) {
+    const int64_t boundary = (i + 1) * total / n;
+    const int64_t from = at;
+    while (next < blocks.size() && (at < boundary || i == n - 1)) at += blocks[next++].meta.rows;
+    out.push_back(RowsOf(blocks, from, at, "Split " + std::to_string(i)));
+  }
+  return out;
+}
+
+std::pair<Dataset, Dataset> Dataset::TrainTestSplit(double test_fraction, bool shuffle,
+                                                    uint64_t seed) const {
+  if (!(test_fraction > 0 && test_fraction < 1)) {
+    throw DataError("TrainTestSplit: test_fraction must be between 0 and 1, got " +
+                    std::to_string(test_fraction));
+  }
+  Dataset all = (shuffle ? RandomShuffle(seed) : *this).Materialize();
+  const auto& blocks = all.node()->blocks;
+  int64_t total = 0;
+  for (const auto& b : blocks) total += b.meta.rows;
+  const int64_t train = total - static_cast<int64_t>(std::ceil(test_fraction * total));
+  return {RowsOf(blocks, 0, train, "Train"), RowsOf(blocks, train, total, "Test")};
 }
 
 namespace {

@@ -389,6 +389,15 @@ class Dataset {
   BatchIterator IterBatches(IterOptions options = {}) const;
   // Runs the plan and keeps the blocks: later consumers start from them.
   Dataset Materialize() const;
+  // Runs the plan once and splits the rows, in order, into `n` datasets (Ray's split): of
+  // whole blocks as even in rows as blocks allow, or with `equal` of exactly total / n rows
+  // each (the remainder, fewer than n rows, is dropped, as in Ray). Each is a materialised
+  // dataset that several consumers (trainer actors) can read at once.
+  std::vector<Dataset> Split(int n, bool equal = false) const;
+  // The first (1 - test_fraction) of the rows and the rest, as {train, test}, after a
+  // RandomShuffle(seed) when `shuffle` (Ray's train_test_split).
+  std::pair<Dataset, Dataset> TrainTestSplit(double test_fraction, bool shuffle = false,
+                                             uint64_t seed = 0) const;
   WriteResult WriteFiles(const std::string& dir, WriteOptions options = {}) const;
   WriteResult WriteJson(const std::string& dir, WriteOptions options = {}) const;
   WriteResult WriteCsv(const std::string& dir, WriteOptions options = {}) const;
