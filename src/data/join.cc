@@ -158,24 +158,52 @@ Buffer JoinTask(const JoinSpec& spec, int64_t partition,
                     DataTypeName(right.ColumnType(spec.right_keys[0])) + " " + spec.right_keys[0] +
                     ", ...): cast one side with WithColumn first");
   }
-  std::unordered_map<std::string, std::vector<int64_t>> table;
-  for (size_t r = 0; r < nr; ++r) {
-    if (!rk->HasNull(r)) table[rk->Bytes(r)].push_back(static_cast<int64_t>(r));
+  // Each key's first right row, and for each right row the next one of its key (ascending).
+  std::vector<int64_t> next(nr, -1);
+  std::unordered_map<int64_t, int64_t> int_head;  // one int64 key: no bytes built per row
+  std::unordered_map<std::string, int64_t> bytes_head;
+  const auto rints = rk ? rk->SoleInt64() : std::nullopt;
+  const auto lints = lk ? lk->SoleInt64() : std::nullopt;
+  const bool ints = rints && lints;
+  auto chain = [&next](auto& head, auto key, size_t r) {
+    auto [it, added] = head.try_emplace(std::move(key), static_cast<int64_t>(r));
+    if (!added) {
+      next[r] = it->second;
+      it->second = static_cast<int64_t>(r);
+    }
+  };
+  if (ints) {
+    int_head.reserve(nr);
+  } else {
+    bytes_head.reserve(nr);
   }
+  for (size_t r = nr; r-- > 0;) {
+    if (rk->HasNull(r)) continue;
+    if (ints) {
+      chain(int_head, (*rints)[r], r);
+    } else {
+      chain(bytes_head, rk->Bytes(r), r);
+    }
+  }
+  auto first_match = [&](size_t l) -> int64_t {
+    if (nr == 0 || lk->HasNull(l)) return -1;
+    if (ints) {
+      auto it = int_head.find((*lints)[l]);
+      return it == int_head.end() ? -1 : it->second;
+    }
+    auto it = bytes_head.find(lk->Bytes(l));
+    return it == bytes_head.end() ? -1 : it->second;
+  };
   std::vector<int64_t> li, ri;
   std::vector<uint8_t> right_matched(nr, 0);
   for (size_t l = 0; l < nl; ++l) {
-    const std::vector<int64_t>* match = nullptr;
-    if (!lk->HasNull(l)) {
-      auto it = table.find(lk->Bytes(l));
-      if (it != table.end()) match = &it->second;
-    }
+    const int64_t match = first_match(l);
     if (how == JoinType::kSemi || how == JoinType::kAnti) {
-      if ((match != nullptr) == (how == JoinType::kSemi)) li.push_back(static_cast<int64_t>(l));
+      if ((match >= 0) == (how == JoinType::kSemi)) li.push_back(static_cast<int64_t>(l));
       continue;
     }
-    if (match) {
-      for (int64_t r : *match) {
+    if (match >= 0) {
+      for (int64_t r = match; r >= 0; r = next[static_cast<size_t>(r)]) {
         li.push_back(static_cast<int64_t>(l));
         ri.push_back(r);
         right_matched[static_cast<size_t>(r)] = 1;

@@ -3,6 +3,7 @@
 // (SQL's NULLS LAST). Internal to src/data.
 #pragma once
 
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -27,6 +28,11 @@ class KeyColumns {
   // Row i's key as bytes (equal keys of equal types: equal bytes), and whether it has a null.
   std::string Bytes(size_t i) const;
   bool HasNull(size_t i) const;
+  // The values when the key is one int64 column (the common case joins take a fast path for).
+  std::optional<std::span<const int64_t>> SoleInt64() const {
+    if (cols_.size() != 1 || cols_[0].type != DataType::kInt64) return std::nullopt;
+    return cols_[0].ints;
+  }
   // The rows in key order (stable); `descending`: the reverse order (nulls first, as in
   // PostgreSQL).
   std::vector<int64_t> SortedOrder(bool descending) const;
