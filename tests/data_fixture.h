@@ -22,6 +22,12 @@ inline data::ExecutionOptions Quiet() {
   return o;
 }
 
+// A write's records in its output directory (manifest, _SUCCESS, lock, overwrite staging), not
+// its output.
+inline bool IsWriteRecord(const std::string& name) {
+  return name == "_lumen_manifest.json" || name == "_SUCCESS" || name.starts_with(".lumen-");
+}
+
 class DataFixture : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {

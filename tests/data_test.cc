@@ -22,6 +22,7 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include "data_fixture.h"
 #include "lumen/data/dataset.h"
 #include "lumen/lumen.h"
 
@@ -174,10 +175,7 @@ LUMEN_DATA_CALLABLE(BrokenModel);
 int OutputFiles(const std::string& dir) {
   int n = 0;
   for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
-    const std::string name = e.path().filename().string();
-    if (name == "_lumen_manifest.json" || name == "_SUCCESS" || name == ".lumen-write.lock") {
-      continue;
-    }
+    if (lumen::testing::IsWriteRecord(e.path().filename().string())) continue;
     n += e.is_regular_file();
   }
   return n;
@@ -336,35 +334,14 @@ TEST(Batch, MalformedBytesAreRejected) {
 
 // ---- pipelines --------------------------------------------------------------------------------
 
-class DataTest : public ::testing::Test {
+class DataTest : public lumen::testing::DataFixture {
  protected:
-  static void SetUpTestSuite() {
+  static void SetUpTestSuite() {  // 512 MiB of store, twice the fixture's
     lumen::InitOptions o;
     o.num_cpus = 2;
     o.object_store_memory = 512ll << 20;
     lumen::Init(o);
   }
-  static void TearDownTestSuite() { lumen::Shutdown(); }
-  void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           ("lumen-data-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string Path(const std::string& rel) const { return (dir_ / rel).string(); }
-  void WriteFile(const std::string& rel, const std::string& content) const {
-    fs::create_directories(fs::path(Path(rel)).parent_path());
-    std::ofstream(Path(rel), std::ios::binary) << content;
-  }
-  static std::string ReadFile(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-  }
-  fs::path dir_;
 };
 
 TEST_F(DataTest, RangeCountAndMapBatches) {

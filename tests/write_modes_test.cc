@@ -51,9 +51,7 @@ LUMEN_REMOTE(FailOnceOn7, AlwaysFailOn7, Tenfold);
 
 using lumen::testing::Quiet;
 
-bool IsRecord(const std::string& name) {
-  return name == "_lumen_manifest.json" || name == "_SUCCESS" || name.starts_with(".lumen-");
-}
+using lumen::testing::IsWriteRecord;
 
 // Output file name -> content, not counting a write's records (manifest, _SUCCESS, lock).
 std::map<std::string, std::string> Snapshot(const std::string& dir) {
@@ -62,7 +60,7 @@ std::map<std::string, std::string> Snapshot(const std::string& dir) {
        ++it) {
     const fs::directory_entry& e = *it;
     std::string rel = fs::relative(e.path(), dir).string();
-    if (IsRecord(e.path().filename().string())) {
+    if (IsWriteRecord(e.path().filename().string())) {
       if (e.is_directory()) it.disable_recursion_pending();  // an overwrite's staging
       continue;
     }

@@ -1,9 +1,6 @@
 // Hash joins (Dataset::Join): both sides hash-partitioned on their keys, each partition joined
 // in a task with a hash table over its right rows.
-#include <time.h>
-
 #include <algorithm>
-#include <chrono>
 #include <functional>
 #include <numeric>
 #include <optional>
@@ -20,12 +17,6 @@ namespace {
 bool IsTensor(DataType t) {
   return t == DataType::kTensorFloat32 || t == DataType::kTensorFloat64 ||
          t == DataType::kTensorInt64 || t == DataType::kTensorUInt8;
-}
-
-int64_t ThreadCpuUs() {
-  timespec ts;
-  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return int64_t{ts.tv_sec} * 1000000 + ts.tv_nsec / 1000;
 }
 
 // `rows` of `b` (-1: a row of nulls) as a new batch; `b` may have no rows (only columns).
@@ -82,8 +73,8 @@ Batch TakeOrNull(const Batch& b, const std::vector<int64_t>& rows) {
 
 // This partition's rows of one side: the slices of every map output, and (when none has
 // rows) a column-only batch from any map output that has columns.
-Batch Gather(const std::vector<lumen::ObjectRef<Buffer>>& outs, int64_t partition, int64_t* rows_in,
-             int64_t* bytes_in) {
+Batch Gather(const std::vector<lumen::ObjectRef<Buffer>>& outs, int64_t partition,
+             TaskTimer& timer) {
   std::vector<Batch> parts;
   Batch schema;
   bool have_schema = false;
@@ -99,8 +90,7 @@ Batch Gather(const std::vector<lumen::ObjectRef<Buffer>>& outs, int64_t partitio
     auto hi = std::upper_bound(p.begin(), p.end(), partition);
     if (lo == hi) continue;
     parts.push_back(b.Slice(lo - p.begin(), hi - lo).DropColumns({"__partition"}));
-    *rows_in += parts.back().NumRows();
-    *bytes_in += parts.back().SizeBytes();
+    timer.Consumed(parts.back());
   }
   if (parts.empty()) return schema;
   return Batch::Concat(parts);
@@ -129,17 +119,9 @@ Buffer HashPartitionTask(const std::vector<std::string>& keys, int64_t partition
 Buffer JoinTask(const JoinSpec& spec, int64_t partition,
                 const std::vector<lumen::ObjectRef<Buffer>>& left_outs,
                 const std::vector<lumen::ObjectRef<Buffer>>& right_outs) {
-  const auto wall = std::chrono::steady_clock::now();
-  const int64_t cpu = ThreadCpuUs();
-  auto stats = [&](int64_t rows_in, int64_t bytes_in) {
-    return Batch::ExecStats{std::chrono::duration_cast<std::chrono::microseconds>(
-                                std::chrono::steady_clock::now() - wall)
-                                .count(),
-                            ThreadCpuUs() - cpu, rows_in, bytes_in};
-  };
-  int64_t rows_in = 0, bytes_in = 0;
-  const Batch left = Gather(left_outs, partition, &rows_in, &bytes_in);
-  const Batch right = Gather(right_outs, partition, &rows_in, &bytes_in);
+  TaskTimer timer;
+  const Batch left = Gather(left_outs, partition, timer);
+  const Batch right = Gather(right_outs, partition, timer);
   const auto how = static_cast<JoinType>(spec.how);
   const size_t nl = static_cast<size_t>(left.NumRows()), nr = static_cast<size_t>(right.NumRows());
   if (left.NumColumns() == 0 &&
@@ -214,9 +196,7 @@ Buffer JoinTask(const JoinSpec& spec, int64_t partition,
     }
   }
   if (how == JoinType::kSemi || how == JoinType::kAnti) {
-    Batch out = left.TakeRows(li);
-    out.set_exec_stats(stats(rows_in, bytes_in));
-    return out.buffer();
+    return timer.Finish(left.TakeRows(li));
   }
   if (how == JoinType::kRightOuter || how == JoinType::kFullOuter) {
     for (size_t r = 0; r < nr; ++r) {
@@ -273,8 +253,7 @@ Buffer JoinTask(const JoinSpec& spec, int64_t partition,
     throw DataError(std::string("join: ") + e.what() +
                     " (set JoinOptions::left_suffix / right_suffix so that names differ)");
   }
-  result.set_exec_stats(stats(rows_in, bytes_in));
-  return result.buffer();
+  return timer.Finish(std::move(result));
 }
 
 }  // namespace lumen::data::internal

@@ -22,40 +22,32 @@
 
 namespace lumen::data::internal {
 
-namespace {
-
 int64_t ThreadCpuUs() {
   timespec ts{};
   ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
 }
 
-// Measures a task body and stamps its output block with the figures and what it consumed.
-class TaskTimer {
- public:
-  TaskTimer() : wall_(std::chrono::steady_clock::now()), cpu_(ThreadCpuUs()) {}
-  void Consumed(const Batch& in) {
-    rows_in_ += in.NumRows();
-    bytes_in_ += in.SizeBytes();
-  }
-  Buffer Finish(Batch out) const {
-    Batch::ExecStats s;
-    s.rows_in = rows_in_;
-    s.bytes_in = bytes_in_;
-    s.wall_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                    std::chrono::steady_clock::now() - wall_)
-                    .count();
-    s.cpu_us = ThreadCpuUs() - cpu_;
-    out.set_exec_stats(s);
-    return out.buffer();
-  }
+TaskTimer::TaskTimer() : wall_(std::chrono::steady_clock::now()), cpu_(ThreadCpuUs()) {}
 
- private:
-  std::chrono::steady_clock::time_point wall_;
-  int64_t cpu_;
-  int64_t rows_in_ = 0;
-  int64_t bytes_in_ = 0;
-};
+void TaskTimer::Consumed(const Batch& in) {
+  rows_in_ += in.NumRows();
+  bytes_in_ += in.SizeBytes();
+}
+
+Buffer TaskTimer::Finish(Batch out) const {
+  Batch::ExecStats s;
+  s.rows_in = rows_in_;
+  s.bytes_in = bytes_in_;
+  s.wall_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                  std::chrono::steady_clock::now() - wall_)
+                  .count();
+  s.cpu_us = ThreadCpuUs() - cpu_;
+  out.set_exec_stats(s);
+  return out.buffer();
+}
+
+namespace {
 
 Mutex g_callables_mu;
 std::unordered_map<std::string, CallableInfo>& Callables() LUMEN_REQUIRES(g_callables_mu) {

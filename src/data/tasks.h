@@ -1,6 +1,7 @@
 // The remote functions and actor class lumen::data runs in workers. Internal to src/data.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -9,6 +10,23 @@
 #include "lumen/lumen.h"
 
 namespace lumen::data::internal {
+
+// CPU time of the calling thread, in microseconds.
+int64_t ThreadCpuUs();
+
+// Measures a task body and stamps its output block with the figures and what it consumed.
+class TaskTimer {
+ public:
+  TaskTimer();
+  void Consumed(const Batch& in);
+  Buffer Finish(Batch out) const;
+
+ private:
+  std::chrono::steady_clock::time_point wall_;
+  int64_t cpu_;
+  int64_t rows_in_ = 0;
+  int64_t bytes_in_ = 0;
+};
 
 // Lists the regular files under `pattern` (a file, a directory — recursively — or a glob),
 // sorted by relative path. Throws DataError naming the path for what ReadBinaryFiles & co.
