@@ -184,6 +184,12 @@ TEST_F(AggregateTest, MistakesAreReportedWithTheAggregationsName) {
         << e.what();
   }
   try {
+    ds.GroupBy({"a", "nope"}).Aggregate({ld::Count()}).Count();
+    FAIL() << "grouped by a missing column";
+  } catch (const ld::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("no column 'nope'"), std::string::npos) << e.what();
+  }
+  try {
     ds.GroupBy("a").Aggregate({ld::Sum("nope")}).Count();
     FAIL() << "a missing column";
   } catch (const ld::DataError& e) {

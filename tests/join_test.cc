@@ -167,6 +167,12 @@ TEST_F(JoinTest, BadOptionsAndMismatchedKeysAreErrors) {
   EXPECT_THROW(l.Join(r, {.on = {"id"}, .left_on = {"id"}}), ld::DataError);
   EXPECT_THROW(l.Join(r, {.left_on = {"id"}, .right_on = {}}), ld::DataError);
   try {
+    l.Join(r, {.on = {"nope"}}).Count();
+    FAIL() << "joined on a column neither side has";
+  } catch (const ld::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("no column 'nope'"), std::string::npos) << e.what();
+  }
+  try {
     l.Join(r.WithColumn("id", ld::Col("rv")), {.on = {"id"}}).Count();  // float64 against int64
     FAIL() << "joined int64 keys with float64 ones";
   } catch (const ld::DataError& e) {
