@@ -12,12 +12,14 @@
 // Each Lumen figure times one job over tables already in the object store (Materialize);
 // DuckDB's and Dask's time the same operation over their in-memory tables. Results are checked
 // against DuckDB's (row counts and sums). Prints `name value unit` lines; no arguments needed
-// (`--quick`: 1,000,000 rows). DuckDB comes from npm (@duckdb/node-api), installed into
+// (`--quick`: 1,000,000 rows; `--only groupby_sum|join_inner|sort|filter_project`: one figure,
+// without Dask). DuckDB comes from npm (@duckdb/node-api), installed into
 // $LUMEN_BENCH_DIR/dataframe by this program; Dask from Debian (python3-dask, python3-pandas).
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <string>
@@ -75,7 +77,14 @@ int main(int argc, char** argv) {
   lumen::InitOptions init;
   init.object_store_memory = 6ll << 30;
   lumen::Init(argc, argv, init);
-  const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+  bool quick = false;
+  std::string only;  // --only NAME: that figure alone (and no Dask), for profiling
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--quick") quick = true;
+    if (arg == "--only" && i + 1 < argc) only = argv[++i];
+  }
+  auto wanted = [&](const char* name) { return only.empty() || only == name; };
   const int64_t rows = quick ? 1000000 : 10000000;
   const int64_t dim_rows = quick ? 100000 : 1000000;
   const char* env_dir = std::getenv("LUMEN_BENCH_DIR");
@@ -133,11 +142,12 @@ int main(int argc, char** argv) {
     if (d != duck.end() && d->second > 0) Report(name + "_vs_duckdb", lumen_s / d->second, "x");
   };
 
-  {  // group-by
+  if (wanted("groupby_sum")) {
     auto grouped = fact.GroupBy("key").Aggregate({ld::Sum("a"), ld::Mean("b")}).WithOptions(eo);
     double t = Now();
     auto result = grouped.Materialize();
     figure("groupby_sum", Now() - t);
+    if (!only.empty()) std::cerr << result.Stats() << "\n";
     auto check = result.Aggregate({ld::Count(), ld::Sum("sum(a)")}).TakeAll();
     Report("groupby_rows_equal",
            Check(duck, "duckdb_groupby_rows", static_cast<double>(check[0].GetInt64("count()")), 0),
@@ -145,7 +155,7 @@ int main(int argc, char** argv) {
     Report("groupby_sum_equal",
            Check(duck, "duckdb_groupby_sum_a", check[0].GetDouble("sum(sum(a))"), 1e-9), "bool");
   }
-  {  // join
+  if (wanted("join_inner")) {
     auto joined = fact.Join(dim, {.on = {"key"}}).WithOptions(eo);
     double t = Now();
     auto result = joined.Materialize();
@@ -157,14 +167,14 @@ int main(int argc, char** argv) {
     Report("join_sum_equal", Check(duck, "duckdb_join_sum_d", check[0].GetDouble("sum(d)"), 1e-9),
            "bool");
   }
-  {  // sort
+  if (wanted("sort")) {
     auto sorted = fact.Sort("a").WithOptions(eo);
     double t = Now();
     int64_t n = sorted.Count();
     figure("sort", Now() - t);
     Report("sort_rows_equal", n == rows ? 1 : 0, "bool");
   }
-  {  // filter + computed column
+  if (wanted("filter_project")) {  // filter + computed column
     auto filtered = fact.Filter(ld::Col("a") > 0.5 && ld::Col("s").StartsWith("s1"))
                         .WithColumn("c", ld::Col("a") * ld::Col("b") + 1.0)
                         .WithOptions(eo);
@@ -188,7 +198,7 @@ int main(int argc, char** argv) {
          "x");
 
   // ---- Dask ------------------------------------------------------------------------------
-  {
+  if (only.empty()) {
     std::string out =
         Run("/usr/bin/python3 '" + std::string(LUMEN_BENCH_DIR) + "/dataframe/dask_queries.py' " +
             std::to_string(rows) + " " + std::to_string(dim_rows) + " 8 2>&1");

@@ -1,5 +1,6 @@
 // lumen::Init / Shutdown and the entry points of lumen/internal/runtime.h, forwarding to this
 // process's core worker.
+#include <malloc.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -74,7 +75,20 @@ std::string ArgValue(int argc, char** argv, const std::string& flag) {
   return "";
 }
 
+// Workers allocate and free block-sized buffers all day. glibc hands such memory back to the
+// kernel (and serves large requests with fresh mappings), so each task faults its pages in
+// again: on a virtual machine every first touch of a page exits to the hypervisor, and a
+// group-by spent more time there than computing. One arena that keeps up to 256 MiB of freed
+// memory makes a worker reuse warm pages. A GLIBC_TUNABLES set by the user wins.
+void TuneWorkerMalloc() {
+  if (std::getenv("GLIBC_TUNABLES")) return;
+  ::mallopt(M_ARENA_MAX, 1);
+  ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}
+
 [[noreturn]] void RunWorker() {
+  TuneWorkerMalloc();
   std::string parent = Env("LUMEN_PARENT_PID");
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (!parent.empty() && std::to_string(::getppid()) != parent) ::_exit(1);  // parent gone

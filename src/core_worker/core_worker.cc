@@ -740,7 +740,13 @@ StatusOr<internal::ValueView> CoreWorker::ReadValue(const ObjectID& id, const St
   if (!obj->node.IsNil() && obj->node != node_id_) {
     LUMEN_RETURN_IF_ERROR(PullToLocal(id, obj->node, timeout_ms));
   }
-  LUMEN_ASSIGN_OR_RETURN(auto bufs, WhileBlocked([&] { return store_->Get({id}, timeout_ms); }));
+  // An object already in the local store (the common case: its owner saw it sealed) is read
+  // without handing the CPU back: a reduce task reading forty ready blocks must not make the
+  // node start forty workers. Only a real wait (a restore from spill) blocks.
+  LUMEN_ASSIGN_OR_RETURN(auto bufs, store_->Get({id}, 0));
+  if (!bufs[0] && timeout_ms != 0) {
+    LUMEN_ASSIGN_OR_RETURN(bufs, WhileBlocked([&] { return store_->Get({id}, timeout_ms); }));
+  }
   if (!bufs[0]) {
     return DeadlineExceededError("object " + id.Hex() + " is not in the local object store");
   }
@@ -777,7 +783,25 @@ std::vector<internal::ValueView> CoreWorker::Get(const std::vector<ObjectID>& id
   size_t have = 0;
   for (bool r : ready) have += r;
   if (have < ids.size()) {
-    ready = WhileBlocked([&] { return memory_store_.Wait(ids, ids.size(), timeout_ms); });
+    // A borrowed ref that is ready is usually known within the owner's answer: the CPU is
+    // handed back (and the node may start another worker for it) only when the wait lasts
+    // longer than that. A reduce task reading forty ready blocks must not start forty workers.
+    constexpr int64_t kBlockGraceMs = 20;
+    if (timeout_ms < 0 || timeout_ms > kBlockGraceMs) {
+      ready = memory_store_.Wait(ids, ids.size(), kBlockGraceMs);
+      have = 0;
+      for (bool r : ready) have += r;
+    }
+  }
+  if (have < ids.size()) {
+    int64_t rest = timeout_ms;
+    if (timeout_ms >= 0) {
+      rest =
+          std::max<int64_t>(0, timeout_ms - std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                std::chrono::steady_clock::now() - start)
+                                                .count());
+    }
+    ready = WhileBlocked([&] { return memory_store_.Wait(ids, ids.size(), rest); });
     size_t missing = 0;
     ObjectID first;
     for (size_t i = 0; i < ids.size(); ++i) {
@@ -798,6 +822,21 @@ std::vector<internal::ValueView> CoreWorker::Get(const std::vector<ObjectID>& id
                      .count();
     return std::max<int64_t>(timeout_ms - spent, 0);
   };
+  // One store round trip for the objects already in this node's store, not one per object:
+  // the reads below find them in the client's cache while `pinned` holds them.
+  std::vector<std::shared_ptr<object_store::PlasmaBuffer>> pinned;
+  if (ids.size() > 1 && store_) {
+    std::vector<ObjectID> local;
+    for (const auto& id : ids) {
+      StoredObjectPtr obj = memory_store_.Get(id);
+      if (obj && obj->in_plasma && (obj->node.IsNil() || obj->node == node_id_)) {
+        local.push_back(id);
+      }
+    }
+    if (local.size() > 1) {
+      if (auto got = store_->Get(local, 0); got.ok()) pinned = std::move(*got);
+    }
+  }
   std::vector<internal::ValueView> out;
   out.reserve(ids.size());
   for (const auto& id : ids) {

@@ -412,51 +412,68 @@ Batch Batch::DropColumns(const std::vector<std::string>& names) const {
 }
 
 Batch Batch::Concat(const std::vector<Batch>& batches) {
-  std::vector<const Batch*> parts;
-  for (const auto& b : batches) {
-    if (b.NumRows() > 0 || b.NumColumns() > 0) parts.push_back(&b);
+  std::vector<internal::RowRange> parts;
+  for (const auto& b : batches) parts.push_back({&b, 0, b.NumRows()});
+  return internal::ConcatRanges(parts, {});
+}
+
+namespace internal {
+
+Batch ConcatRanges(const std::vector<RowRange>& ranges, const std::vector<std::string>& drop) {
+  std::vector<RowRange> parts;
+  for (const auto& r : ranges) {
+    if (r.batch->NumRows() > 0 || r.batch->NumColumns() > 0) parts.push_back(r);
   }
   if (parts.empty()) return Batch();
-  if (parts.size() == 1) return *parts[0];
-  auto names = parts[0]->ColumnNames();
-  for (const Batch* p : parts) {
-    if (p->ColumnNames() != names) {
+  if (parts.size() == 1 && drop.empty() && parts[0].offset == 0 &&
+      parts[0].length == parts[0].batch->NumRows()) {
+    return *parts[0].batch;
+  }
+  auto names = parts[0].batch->ColumnNames();
+  for (const auto& p : parts) {
+    if (p.batch->ColumnNames() != names) {
       throw TypeError("cannot concatenate batches with different columns");
     }
   }
   BatchBuilder out;
   for (size_t ci = 0; ci < names.size(); ++ci) {
-    const ColumnDesc* d0 = Desc(parts[0]->buffer_, static_cast<int>(ci));
+    if (std::find(drop.begin(), drop.end(), names[ci]) != drop.end()) continue;
+    const Buffer& first = parts[0].batch->buffer();
+    const ColumnDesc* d0 = Desc(first, static_cast<int>(ci));
     BatchBuilder::Column c;
     c.name = names[ci];
     c.type = static_cast<DataType>(d0->type);
     c.shape.assign(d0->shape, d0->shape + d0->ndim);
     if (IsVariable(c.type)) c.offsets.push_back(0);
-    const bool any_nulls = std::any_of(parts.begin(), parts.end(), [&](const Batch* p) {
-      return Desc(p->buffer_, static_cast<int>(ci))->validity_offset >= 0;
+    const bool any_nulls = std::any_of(parts.begin(), parts.end(), [&](const RowRange& p) {
+      return Desc(p.batch->buffer(), static_cast<int>(ci))->validity_offset >= 0;
     });
-    for (const Batch* p : parts) {
-      const ColumnDesc* d = Desc(p->buffer_, static_cast<int>(ci));
+    int64_t total = 0;
+    for (const auto& p : parts) total += p.length;
+    if (IsVariable(c.type)) c.offsets.reserve(static_cast<size_t>(total) + 1);
+    for (const auto& p : parts) {
+      const Buffer& buf = p.batch->buffer();
+      const ColumnDesc* d = Desc(buf, static_cast<int>(ci));
       if (d->type != d0->type || d->ndim != d0->ndim ||
           !std::equal(d->shape, d->shape + d->ndim, d0->shape)) {
         throw TypeError("cannot concatenate: column '" + names[ci] + "' differs in type or shape");
       }
-      int64_t rows = p->NumRows();
+      const int64_t from = p.offset, rows = p.length;
       if (IsVariable(c.type)) {
-        const auto* off = reinterpret_cast<const int64_t*>(p->buffer_.data() + d->offsets_offset);
-        int64_t base = static_cast<int64_t>(c.bytes.size());
-        for (int64_t r = 1; r <= rows; ++r) c.offsets.push_back(base + off[r]);
-        c.bytes.append(reinterpret_cast<const char*>(p->buffer_.data() + d->data_offset),
-                       static_cast<size_t>(off[rows]));
+        const auto* off = reinterpret_cast<const int64_t*>(buf.data() + d->offsets_offset);
+        const int64_t base = static_cast<int64_t>(c.bytes.size()) - off[from];
+        for (int64_t r = from + 1; r <= from + rows; ++r) c.offsets.push_back(base + off[r]);
+        c.bytes.append(reinterpret_cast<const char*>(buf.data() + d->data_offset + off[from]),
+                       static_cast<size_t>(off[from + rows] - off[from]));
       } else {
         int64_t per_row = static_cast<int64_t>(FixedWidth(c.type));
         for (int k = 0; k < d->ndim; ++k) per_row *= d->shape[k];
-        c.fixed.append(reinterpret_cast<const char*>(p->buffer_.data() + d->data_offset),
+        c.fixed.append(reinterpret_cast<const char*>(buf.data() + d->data_offset + from * per_row),
                        static_cast<size_t>(rows * per_row));
       }
       if (any_nulls) {
         if (d->validity_offset >= 0) {
-          c.validity.append(reinterpret_cast<const char*>(p->buffer_.data() + d->validity_offset),
+          c.validity.append(reinterpret_cast<const char*>(buf.data() + d->validity_offset + from),
                             static_cast<size_t>(rows));
         } else {
           c.validity.append(static_cast<size_t>(rows), '\1');
@@ -469,6 +486,8 @@ Batch Batch::Concat(const std::vector<Batch>& batches) {
   }
   return out.Build();
 }
+
+}  // namespace internal
 
 // ---- builder -----------------------------------------------------------------------------
 

@@ -56,6 +56,16 @@ namespace lumen::data::internal {
 // A block with a string column `path` and a binary column `bytes` whose values are filled in
 // place: fill(i, dst) writes the sizes[i] bytes of value i to dst. One allocation, no copies
 // (readers read files straight into the block).
+// Rows [offset, offset + length) of each batch, concatenated in order, without the columns
+// named in `drop`: one copy where Slice, DropColumns and Concat would copy three times. The
+// batches have the same columns (TypeError otherwise, as Batch::Concat).
+struct RowRange {
+  const Batch* batch;
+  int64_t offset;
+  int64_t length;
+};
+Batch ConcatRanges(const std::vector<RowRange>& ranges, const std::vector<std::string>& drop);
+
 Batch MakePathBytesBlock(const std::vector<std::string>& paths, const std::vector<int64_t>& sizes,
                          const std::function<void(size_t, uint8_t*)>& fill);
 

@@ -7,6 +7,8 @@
 #include <set>
 #include <unordered_map>
 
+#include "data/block_format.h"
+#include "data/int64_map.h"
 #include "data/keys.h"
 #include "data/tasks.h"
 
@@ -75,11 +77,13 @@ Batch TakeOrNull(const Batch& b, const std::vector<int64_t>& rows) {
 // rows) a column-only batch from any map output that has columns.
 Batch Gather(const std::vector<lumen::ObjectRef<Buffer>>& outs, int64_t partition,
              TaskTimer& timer) {
-  std::vector<Batch> parts;
+  std::vector<Batch> blocks;  // holds what `ranges` points into
+  blocks.reserve(outs.size());
+  std::vector<RowRange> ranges;
   Batch schema;
   bool have_schema = false;
-  for (const auto& ref : outs) {
-    Batch b = Batch::FromBuffer(lumen::Get(ref));
+  for (Buffer& buffer : lumen::Get(outs)) {
+    Batch b = Batch::FromBuffer(std::move(buffer));
     if (b.NumColumns() == 0) continue;
     if (!have_schema) {
       schema = b.Slice(0, 0).DropColumns({"__partition"});
@@ -89,11 +93,13 @@ Batch Gather(const std::vector<lumen::ObjectRef<Buffer>>& outs, int64_t partitio
     auto lo = std::lower_bound(p.begin(), p.end(), partition);
     auto hi = std::upper_bound(p.begin(), p.end(), partition);
     if (lo == hi) continue;
-    parts.push_back(b.Slice(lo - p.begin(), hi - lo).DropColumns({"__partition"}));
-    timer.Consumed(parts.back());
+    blocks.push_back(std::move(b));
+    ranges.push_back({&blocks.back(), lo - p.begin(), hi - lo});
   }
-  if (parts.empty()) return schema;
-  return Batch::Concat(parts);
+  if (ranges.empty()) return schema;
+  Batch rows = ConcatRanges(ranges, {"__partition"});
+  timer.Consumed(rows);
+  return rows;
 }
 
 }  // namespace
@@ -142,36 +148,38 @@ Buffer JoinTask(const JoinSpec& spec, int64_t partition,
   }
   // Each key's first right row, and for each right row the next one of its key (ascending).
   std::vector<int64_t> next(nr, -1);
-  std::unordered_map<int64_t, int64_t> int_head;  // one int64 key: no bytes built per row
+  Int64Map int_head;  // one int64 key: no bytes built per row
   std::unordered_map<std::string, int64_t> bytes_head;
   const auto rints = rk ? rk->SoleInt64() : std::nullopt;
   const auto lints = lk ? lk->SoleInt64() : std::nullopt;
   const bool ints = rints && lints;
-  auto chain = [&next](auto& head, auto key, size_t r) {
-    auto [it, added] = head.try_emplace(std::move(key), static_cast<int64_t>(r));
+  auto chain = [&next](int64_t& head, bool added, size_t r) {
     if (!added) {
-      next[r] = it->second;
-      it->second = static_cast<int64_t>(r);
+      next[r] = head;
+      head = static_cast<int64_t>(r);
     }
   };
   if (ints) {
-    int_head.reserve(nr);
+    int_head = Int64Map(nr);
   } else {
     bytes_head.reserve(nr);
   }
   for (size_t r = nr; r-- > 0;) {
     if (rk->HasNull(r)) continue;
     if (ints) {
-      chain(int_head, (*rints)[r], r);
+      bool added;
+      int64_t& head = int_head.TryEmplace((*rints)[r], static_cast<int64_t>(r), &added);
+      chain(head, added, r);
     } else {
-      chain(bytes_head, rk->Bytes(r), r);
+      auto [it, added] = bytes_head.try_emplace(rk->Bytes(r), static_cast<int64_t>(r));
+      chain(it->second, added, r);
     }
   }
   auto first_match = [&](size_t l) -> int64_t {
     if (nr == 0 || lk->HasNull(l)) return -1;
     if (ints) {
-      auto it = int_head.find((*lints)[l]);
-      return it == int_head.end() ? -1 : it->second;
+      const int64_t* head = int_head.Find((*lints)[l]);
+      return head ? *head : -1;
     }
     auto it = bytes_head.find(lk->Bytes(l));
     return it == bytes_head.end() ? -1 : it->second;

@@ -1,5 +1,7 @@
 #include "data/keys.h"
 
+#include "data/int64_map.h"
+
 #include <algorithm>
 #include <cstring>
 #include <numeric>
@@ -71,13 +73,13 @@ std::vector<uint32_t> KeyColumns::Groups(std::vector<int64_t>* first_rows) const
   first_rows->clear();
   if (cols_.size() == 1 && cols_[0].type == DataType::kInt64 && cols_[0].valid.empty()) {
     // The common case: one int64 key without nulls.
-    std::unordered_map<int64_t, uint32_t> ids;
-    ids.reserve(rows_);
+    Int64Map ids(rows_);
     for (size_t r = 0; r < rows_; ++r) {
-      auto [it, added] =
-          ids.try_emplace(cols_[0].ints[r], static_cast<uint32_t>(first_rows->size()));
+      bool added;
+      const int64_t id =
+          ids.TryEmplace(cols_[0].ints[r], static_cast<int64_t>(first_rows->size()), &added);
       if (added) first_rows->push_back(static_cast<int64_t>(r));
-      gid[r] = it->second;
+      gid[r] = static_cast<uint32_t>(id);
     }
     return gid;
   }

@@ -33,6 +33,11 @@ class KeyColumns {
     if (cols_.size() != 1 || cols_[0].type != DataType::kInt64) return std::nullopt;
     return cols_[0].ints;
   }
+  // The same, only when that column has no nulls (its values alone order and group the rows).
+  std::optional<std::span<const int64_t>> SoleInt64WithoutNulls() const {
+    if (cols_.size() != 1 || !cols_[0].valid.empty()) return std::nullopt;
+    return SoleInt64();
+  }
   // The rows in key order (stable); `descending`: the reverse order (nulls first, as in
   // PostgreSQL).
   std::vector<int64_t> SortedOrder(bool descending) const;

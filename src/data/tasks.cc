@@ -18,6 +18,7 @@
 
 #include "common/thread_annotations.h"
 #include "data/aggregate.h"
+#include "data/block_format.h"
 #include "data/keys.h"
 
 namespace lumen::data::internal {
@@ -352,6 +353,17 @@ std::vector<int64_t> RangePartitions(const ExchangeSpec& spec, const Batch& b) {
   KeyColumns keys(b, spec.keys);
   KeyColumns bk(bounds, spec.keys);
   if (!keys.SameTypes(bk)) throw DataError("a key column changes type between blocks");
+  const auto ints = keys.SoleInt64WithoutNulls();
+  const auto bound_ints = bk.SoleInt64WithoutNulls();
+  if (ints && bound_ints) {  // one int64 key without nulls: a search over the numbers
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t lo = std::upper_bound(bound_ints->begin(), bound_ints->end(),
+                                          (*ints)[static_cast<size_t>(i)]) -
+                         bound_ints->begin();
+      part[static_cast<size_t>(i)] = spec.descending ? bounds.NumRows() - lo : lo;
+    }
+    return part;
+  }
   for (int64_t i = 0; i < n; ++i) {
     int64_t lo = 0, hi = bounds.NumRows();  // first boundary > key
     while (lo < hi) {
@@ -394,13 +406,19 @@ Batch MapEachGroup(const ExchangeSpec& spec, const Batch& rows) {
 }  // namespace
 
 Batch WithPartitions(const Batch& block, const std::vector<int64_t>& part) {
+  // A counting sort: partitions are few, rows many; rows keep their order within a partition.
+  int64_t parts = 0;
+  for (int64_t p : part) parts = std::max(parts, p + 1);
+  std::vector<int64_t> start(static_cast<size_t>(parts) + 1, 0);
+  for (int64_t p : part) ++start[static_cast<size_t>(p) + 1];
+  for (size_t p = 1; p < start.size(); ++p) start[p] += start[p - 1];
   std::vector<int64_t> order(part.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-    return part[static_cast<size_t>(a)] < part[static_cast<size_t>(b)];
-  });
   std::vector<int64_t> sorted_parts(part.size());
-  for (size_t i = 0; i < order.size(); ++i) sorted_parts[i] = part[static_cast<size_t>(order[i])];
+  for (size_t i = 0; i < part.size(); ++i) {
+    const int64_t at = start[static_cast<size_t>(part[i])]++;
+    order[static_cast<size_t>(at)] = static_cast<int64_t>(i);
+    sorted_parts[static_cast<size_t>(at)] = part[i];
+  }
   Batch rows = block.TakeRows(order);
   BatchBuilder b;
   b.AddInt64("__partition", std::move(sorted_parts));
@@ -442,18 +460,21 @@ Buffer PartitionTask(const ExchangeSpec& spec, int64_t block_index, int64_t firs
 Buffer ReduceTask(const ExchangeSpec& spec, int64_t partition,
                   const std::vector<lumen::ObjectRef<Buffer>>& map_outputs) {
   TaskTimer timer;
-  std::vector<Batch> parts;
-  for (const auto& ref : map_outputs) {
-    Batch b = Batch::FromBuffer(lumen::Get(ref));
+  std::vector<Batch> blocks;  // holds what `ranges` points into
+  blocks.reserve(map_outputs.size());
+  std::vector<RowRange> ranges;
+  for (Buffer& buffer : lumen::Get(map_outputs)) {
+    Batch b = Batch::FromBuffer(std::move(buffer));
     if (b.NumRows() == 0) continue;
     auto p = b.Int64("__partition");
     auto lo = std::lower_bound(p.begin(), p.end(), partition);
     auto hi = std::upper_bound(p.begin(), p.end(), partition);
     if (lo == hi) continue;
-    parts.push_back(b.Slice(lo - p.begin(), hi - lo).DropColumns({"__partition"}));
-    timer.Consumed(parts.back());
+    blocks.push_back(std::move(b));
+    ranges.push_back({&blocks.back(), lo - p.begin(), hi - lo});
   }
-  Batch rows = Batch::Concat(parts);
+  Batch rows = ConcatRanges(ranges, {"__partition"});
+  timer.Consumed(rows);
   const int64_t n = rows.NumRows();
   if (spec.kind == "aggregate") {
     // A global aggregate has one partition, and one row even over nothing.

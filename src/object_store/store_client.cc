@@ -58,6 +58,27 @@ StoreClient::StoreClient(rpc::ConnectionPtr daemon, std::shared_ptr<Mapping> map
 
 StoreClient::~StoreClient() = default;
 
+namespace {
+
+// The creator writes every byte of a new object. A large one gets its page-table entries in
+// one call instead of one fault per 4 KiB page on the first write: half the cost of the first
+// touch on a virtual machine, where each fault also exits to the hypervisor. Best effort (the
+// call needs Linux 5.14; without it the pages fault in as they are written).
+void PrepareForWrite(uint8_t* data, int64_t size) {
+#ifndef MADV_POPULATE_WRITE
+  constexpr int MADV_POPULATE_WRITE = 23;
+#endif
+  constexpr int64_t kMinBytes = 256 << 10;
+  if (size < kMinBytes) return;
+  static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) & ~(page - 1);
+  const uintptr_t end =
+      (reinterpret_cast<uintptr_t>(data) + static_cast<uintptr_t>(size)) & ~(page - 1);
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);
+}
+
+}  // namespace
+
 StatusOr<StoreClient::Created> StoreClient::Create(const ObjectID& id, int64_t size, int32_t format,
                                                    const proto::Address& owner) {
   proto::StoreCreateRequest req;
@@ -75,7 +96,9 @@ StatusOr<StoreClient::Created> StoreClient::Create(const ObjectID& id, int64_t s
     if (reply.already_exists()) return Created{nullptr, true};
     return InternalError("store returned an out-of-range offset");
   }
-  return Created{mapping_->base + reply.offset(), reply.already_exists()};
+  uint8_t* data = mapping_->base + reply.offset();
+  if (!reply.already_exists()) PrepareForWrite(data, size);
+  return Created{data, reply.already_exists()};
 }
 
 void StoreClient::Seal(const ObjectID& id) {

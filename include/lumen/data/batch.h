@@ -87,6 +87,12 @@ class TensorColumn {
   std::vector<int64_t> shape_;
 };
 
+class Batch;
+namespace internal {  // lumen::data's own block operations (src/data), not part of the API
+struct RowRange;
+Batch ConcatRanges(const std::vector<RowRange>& ranges, const std::vector<std::string>& drop);
+}  // namespace internal
+
 class Batch {
  public:
   // An empty batch (no rows, no columns).
@@ -192,6 +198,8 @@ class BatchBuilder {
 
  private:
   friend class Batch;
+  friend Batch internal::ConcatRanges(const std::vector<internal::RowRange>& ranges,
+                                      const std::vector<std::string>& drop);
   struct Column {
     Column() = default;
     Column(std::string n, DataType t, std::vector<int64_t> s, int64_t r)
