@@ -3,6 +3,7 @@
 // partial aggregates combined within each block before the exchange.
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -46,13 +47,16 @@ struct Item {
   std::optional<std::string> u;
 };
 
-std::vector<Item> MakeItems(int n, uint64_t seed) {
+// `spread(i)`: how many values key b of row i draws from (few: blocks combine into partial
+// aggregates; many: nearly every key is unique and blocks cross the exchange as rows).
+std::vector<Item> MakeItems(
+    int n, uint64_t seed, const std::function<uint64_t(int)>& spread = [](int) { return 4; }) {
   std::mt19937_64 rng(seed);
   std::vector<Item> items;
   for (int i = 0; i < n; ++i) {
     Item it;
     it.a = std::string(1, static_cast<char>('p' + rng() % 3));
-    it.b = static_cast<int64_t>(rng() % 4);
+    it.b = static_cast<int64_t>(rng() % spread(i));
     if (rng() % 5 != 0) it.x = static_cast<int64_t>(rng() % 100) - 30;
     it.y = static_cast<double>(rng() % 1000) / 7.0;
     if (rng() % 4 != 0) it.u = "u" + std::to_string(rng() % 6);
@@ -72,8 +76,7 @@ std::vector<ld::Row> Rows(const std::vector<Item>& items) {
   return rows;
 }
 
-TEST_F(AggregateTest, MultiKeyAggregationsMatchAPlainLoop) {
-  const auto items = MakeItems(3000, 11);
+void ExpectPlainLoopResults(const std::vector<Item>& items) {
   struct Want {
     int64_t count = 0, sum_x = 0, n_x = 0;
     std::optional<int64_t> min_x, max_x;
@@ -137,6 +140,16 @@ TEST_F(AggregateTest, MultiKeyAggregationsMatchAPlainLoop) {
     }
     EXPECT_EQ(r.GetInt64("count_distinct(u)"), static_cast<int64_t>(w.us.size()));
   }
+}
+
+TEST_F(AggregateTest, MultiKeyAggregationsMatchAPlainLoop) {
+  ExpectPlainLoopResults(MakeItems(3000, 11));
+}
+
+TEST_F(AggregateTest, NearlyUniqueKeysCrossAsRowsAndStillMatchAPlainLoop) {
+  // The first blocks' keys are nearly all distinct (sent as rows), the last ones' few (sent
+  // as partial aggregates): reducers combine both kinds.
+  ExpectPlainLoopResults(MakeItems(3000, 12, [](int i) { return i < 1800 ? 1000000 : 3; }));
 }
 
 TEST_F(AggregateTest, GlobalAggregatesGiveOneRowEvenWhenEmpty) {
@@ -232,6 +245,28 @@ TEST_F(AggregateTest, AFailedPartitionDoesNotHoldBackThePartitionsAfterIt) {
   size_t errored = 0;
   for (const auto& op : ds.Stats().operators) errored += op.errored_blocks.size();
   EXPECT_EQ(errored, 1u);
+}
+
+TEST(PartialAggregate, BlocksOfNearlyUniqueKeysCrossAsTheirRows) {
+  const std::vector<ld::AggregateFn> aggs = {ld::Sum("v"), ld::Count()};
+  ld::Batch unique = ld::BatchBuilder()
+                         .AddInt64("k", {1, 2, 3, 4, 5, 6, 7, 1})
+                         .AddFloat64("v", {1, 2, 3, 4, 5, 6, 7, 8})
+                         .AddString("unused", {"a", "b", "c", "d", "e", "f", "g", "h"})
+                         .Build();
+  ld::Batch sent = ld::internal::CombineForExchange({"k"}, aggs, unique);
+  EXPECT_FALSE(ld::internal::HoldsPartials(aggs, sent));
+  EXPECT_EQ(sent.NumRows(), 8);
+  EXPECT_EQ(sent.ColumnNames(), (std::vector<std::string>{"k", "v"}));  // projected
+  ld::Batch repeated = ld::BatchBuilder()
+                           .AddInt64("k", {1, 2, 1, 2, 1, 2, 1, 2})
+                           .AddFloat64("v", {1, 2, 3, 4, 5, 6, 7, 8})
+                           .Build();
+  ld::Batch combined = ld::internal::CombineForExchange({"k"}, aggs, repeated);
+  EXPECT_TRUE(ld::internal::HoldsPartials(aggs, combined));
+  EXPECT_EQ(combined.NumRows(), 2);
+  // A missing column fails at the map either way, naming the aggregation.
+  EXPECT_THROW(ld::internal::CombineForExchange({"k"}, {ld::Sum("nope")}, unique), ld::DataError);
 }
 
 TEST(PartialAggregate, OneRowPerGroupCrossesTheExchange) {

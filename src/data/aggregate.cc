@@ -161,13 +161,55 @@ void CheckAggregations(const std::vector<std::string>& keys, const std::vector<A
   }
 }
 
+namespace {
+
+// PartialAggregate over groups already found: `gid` of each row, `first_rows` of each group.
+Batch PartialAggregateOf(const std::vector<std::string>& keys, const std::vector<AggregateFn>& aggs,
+                         const Batch& block, const std::vector<uint32_t>& gid,
+                         const std::vector<int64_t>& first_rows);
+
+}  // namespace
+
 Batch PartialAggregate(const std::vector<std::string>& keys, const std::vector<AggregateFn>& aggs,
                        const Batch& block) {
-  const size_t rows = static_cast<size_t>(block.NumRows());
-  if (rows == 0) return Batch();
-  KeyColumns key_cols(block, keys);
+  if (block.NumRows() == 0) return Batch();
   std::vector<int64_t> first_rows;
-  const std::vector<uint32_t> gid = key_cols.Groups(&first_rows);
+  const std::vector<uint32_t> gid = KeyColumns(block, keys).Groups(&first_rows);
+  return PartialAggregateOf(keys, aggs, block, gid, first_rows);
+}
+
+Batch CombineForExchange(const std::vector<std::string>& keys, const std::vector<AggregateFn>& aggs,
+                         const Batch& block) {
+  const int64_t rows = block.NumRows();
+  if (rows == 0) return Batch();
+  std::vector<int64_t> first_rows;
+  const std::vector<uint32_t> gid = KeyColumns(block, keys).Groups(&first_rows);
+  const int64_t groups = static_cast<int64_t>(first_rows.size());
+  if (keys.empty() || groups * 4 <= rows * 3) {
+    return PartialAggregateOf(keys, aggs, block, gid, first_rows);
+  }
+  std::vector<std::string> columns = keys;
+  for (const auto& a : aggs) {
+    if (a.column().empty()) continue;  // count()
+    InputType(a, block);               // the same errors, from the same place, as combining
+    if (std::find(columns.begin(), columns.end(), a.column()) == columns.end()) {
+      columns.push_back(a.column());
+    }
+  }
+  return block.SelectColumns(columns);
+}
+
+bool HoldsPartials(const std::vector<AggregateFn>& aggs, const Batch& b) {
+  // Every aggregation's states start with its count, but count_distinct's ("_d").
+  return !aggs.empty() && (b.HasColumn(StateName(0, "n")) || b.HasColumn(StateName(0, "d")));
+}
+
+namespace {
+
+Batch PartialAggregateOf(const std::vector<std::string>& keys, const std::vector<AggregateFn>& aggs,
+                         const Batch& block, const std::vector<uint32_t>& gid,
+                         const std::vector<int64_t>& first_rows) {
+  const size_t rows = static_cast<size_t>(block.NumRows());
   const size_t groups = first_rows.size();
   BatchBuilder out;
   if (!keys.empty()) out = BatchBuilder(KeysAt(block, keys, first_rows));
@@ -220,6 +262,8 @@ Batch PartialAggregate(const std::vector<std::string>& keys, const std::vector<A
   }
   return out.Build();
 }
+
+}  // namespace
 
 Batch FinalAggregate(const std::vector<std::string>& keys, const std::vector<AggregateFn>& aggs,
                      const Batch& partials) {

@@ -441,7 +441,7 @@ Buffer PartitionTask(const ExchangeSpec& spec, int64_t block_index, int64_t firs
   Batch b = Batch::FromBuffer(block);
   timer.Consumed(b);
   const int64_t parts = std::max(1, spec.partitions);
-  if (spec.kind == "aggregate") b = PartialAggregate(spec.keys, spec.aggs, b);
+  if (spec.kind == "aggregate") b = CombineForExchange(spec.keys, spec.aggs, b);
   const int64_t n = b.NumRows();
   std::vector<int64_t> part(static_cast<size_t>(n), 0);
   if (spec.kind == "repartition") {
@@ -460,9 +460,10 @@ Buffer PartitionTask(const ExchangeSpec& spec, int64_t block_index, int64_t firs
 Buffer ReduceTask(const ExchangeSpec& spec, int64_t partition,
                   const std::vector<lumen::ObjectRef<Buffer>>& map_outputs) {
   TaskTimer timer;
-  std::vector<Batch> blocks;  // holds what `ranges` points into
+  std::vector<Batch> blocks;  // holds what the ranges point into
   blocks.reserve(map_outputs.size());
   std::vector<RowRange> ranges;
+  std::vector<RowRange> raw;  // aggregate: map outputs that sent their rows, not partials
   for (Buffer& buffer : lumen::Get(map_outputs)) {
     Batch b = Batch::FromBuffer(std::move(buffer));
     if (b.NumRows() == 0) continue;
@@ -471,10 +472,17 @@ Buffer ReduceTask(const ExchangeSpec& spec, int64_t partition,
     auto hi = std::upper_bound(p.begin(), p.end(), partition);
     if (lo == hi) continue;
     blocks.push_back(std::move(b));
-    ranges.push_back({&blocks.back(), lo - p.begin(), hi - lo});
+    const bool rows_not_partials =
+        spec.kind == "aggregate" && !HoldsPartials(spec.aggs, blocks.back());
+    (rows_not_partials ? raw : ranges).push_back({&blocks.back(), lo - p.begin(), hi - lo});
   }
   Batch rows = ConcatRanges(ranges, {"__partition"});
   timer.Consumed(rows);
+  if (!raw.empty()) {  // combined here, then with the partials of the other map outputs
+    Batch raw_rows = ConcatRanges(raw, {"__partition"});
+    timer.Consumed(raw_rows);
+    rows = Batch::Concat({rows, PartialAggregate(spec.keys, spec.aggs, raw_rows)});
+  }
   const int64_t n = rows.NumRows();
   if (spec.kind == "aggregate") {
     // A global aggregate has one partition, and one row even over nothing.
