@@ -10,11 +10,23 @@
 // work out of the box. A lumen::Buffer travels without being copied (see buffer.h).
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <list>
+#include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
+#include <tuple>
+#include <type_traits>
 #include <typeinfo>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
 #include <vector>
 
 #ifndef MSGPACK_NO_BOOST
@@ -63,8 +75,83 @@ struct StringWriter {
 template <class T>
 struct IsBuffer : std::is_same<std::decay_t<T>, Buffer> {};
 
+// ---- compile-time check: user structs need LUMEN_SERIALIZE -------------------------------
+// A plain struct (an aggregate) without LUMEN_SERIALIZE, alone or inside a standard container,
+// would fail deep inside msgpack-c ("has no member named 'msgpack_unpack'" under pages of
+// notes). LacksSerialize finds it first; Serialize and Deserialize then stop with one message.
+template <class T>
+concept HasMsgpackDefine = requires(const T& v, msgpack::packer<StringWriter>& p) {
+  v.msgpack_pack(p);
+};
+
+template <class T>
+struct LacksSerialize {
+  // The offending type itself: an aggregate class other than std::array without the macro.
+  static constexpr bool value =
+      std::is_class_v<T> && std::is_aggregate_v<T> && !HasMsgpackDefine<T>;
+};
+template <class T>
+struct LacksSerialize<const T> : LacksSerialize<T> {};
+template <class T, class... R>
+struct LacksSerialize<std::vector<T, R...>> : LacksSerialize<T> {};
+template <class T, size_t N>
+struct LacksSerialize<std::array<T, N>> : LacksSerialize<T> {};
+template <class T>
+struct LacksSerialize<std::optional<T>> : LacksSerialize<T> {};
+template <class T>
+struct LacksSerialize<std::shared_ptr<T>> : LacksSerialize<T> {};
+template <class T, class... R>
+struct LacksSerialize<std::unique_ptr<T, R...>> : LacksSerialize<T> {};
+template <class T, class... R>
+struct LacksSerialize<std::list<T, R...>> : LacksSerialize<T> {};
+template <class T, class... R>
+struct LacksSerialize<std::deque<T, R...>> : LacksSerialize<T> {};
+template <class T, class... R>
+struct LacksSerialize<std::set<T, R...>> : LacksSerialize<T> {};
+template <class T, class... R>
+struct LacksSerialize<std::unordered_set<T, R...>> : LacksSerialize<T> {};
+template <class K, class V, class... R>
+struct LacksSerialize<std::map<K, V, R...>> {
+  static constexpr bool value = LacksSerialize<K>::value || LacksSerialize<V>::value;
+};
+template <class K, class V, class... R>
+struct LacksSerialize<std::unordered_map<K, V, R...>> {
+  static constexpr bool value = LacksSerialize<K>::value || LacksSerialize<V>::value;
+};
+template <class K, class V>
+struct LacksSerialize<std::pair<K, V>> {
+  static constexpr bool value = LacksSerialize<K>::value || LacksSerialize<V>::value;
+};
+template <class... T>
+struct LacksSerialize<std::tuple<T...>> {
+  static constexpr bool value = (LacksSerialize<T>::value || ...);
+};
+
+// Instantiated only for a type that cannot be serialised: the compiler names it here
+// ("required from ... TypeNeedsLumenSerialize<Point>").
+template <class T>
+struct TypeNeedsLumenSerialize {
+  static_assert(!LacksSerialize<T>::value,
+                "a value passed to or returned from a task, an actor method or lumen::Put must "
+                "be serialisable: add LUMEN_SERIALIZE(field1, field2, ...) inside the struct "
+                "named in TypeNeedsLumenSerialize<...> (or in a container of it) above");
+  static constexpr bool ok = !LacksSerialize<T>::value;
+};
+
+template <class T>
+SerializedValue SerializeChecked(const T& value);
+
 template <class T>
 SerializedValue Serialize(const T& value) {
+  if constexpr (TypeNeedsLumenSerialize<T>::ok) {
+    return SerializeChecked(value);
+  } else {
+    std::abort();  // (does not compile: see TypeNeedsLumenSerialize)
+  }
+}
+
+template <class T>
+SerializedValue SerializeChecked(const T& value) {
   SerializedValue out;
   if constexpr (IsBuffer<T>::value) {
     out.format = ValueFormat::kRaw;
@@ -100,7 +187,19 @@ inline bool ZeroCopyBinary(msgpack::type::object_type type, std::size_t, void*) 
 }
 
 template <class T>
+T DeserializeChecked(const ValueView& view);
+
+template <class T>
 T Deserialize(const ValueView& view) {
+  if constexpr (TypeNeedsLumenSerialize<T>::ok) {
+    return DeserializeChecked<T>(view);
+  } else {
+    std::abort();  // (does not compile: see TypeNeedsLumenSerialize)
+  }
+}
+
+template <class T>
+T DeserializeChecked(const ValueView& view) {
   if constexpr (IsBuffer<T>::value) {
     if (view.format == ValueFormat::kRaw) {
       return Buffer(view.data, view.size, view.holder);
