@@ -10,6 +10,7 @@
 #include "data/executor.h"
 #include "data/plan.h"
 #include "data/progress.h"
+#include "data/streaming_split.h"
 #include "data/write_commit.h"
 
 namespace lumen::data {
@@ -518,6 +519,23 @@ WriteResult Dataset::WriteCsv(const std::string& dir, WriteOptions options) cons
 BatchIterator Dataset::IterBatches(IterOptions options) const {
   return BatchIterator(std::make_unique<internal::ExecutionHandle>(Start(node_), last_stats_),
                        options.batch_size);
+}
+
+std::vector<SplitIterator> Dataset::StreamingSplit(int n, StreamingSplitOptions options) const {
+  if (n < 1) throw DataError("StreamingSplit: n must be positive, got " + std::to_string(n));
+  ActorOptions actor;
+  actor.max_concurrency = n + 4;  // n waiting consumers, the pump, Finish / Stop
+  auto coordinator =
+      lumen::Actor(internal::SplitCoordinator::Create).Options(actor).Remote(n, options.equal);
+  auto pump = std::make_shared<internal::SplitPump>(
+      std::make_unique<internal::ExecutionHandle>(Start(node_), last_stats_), coordinator);
+  std::vector<SplitIterator> out(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    out[static_cast<size_t>(i)].coordinator_ = coordinator;
+    out[static_cast<size_t>(i)].index_ = i;
+    out[static_cast<size_t>(i)].pump_ = pump;
+  }
+  return out;
 }
 
 DatasetStats Dataset::Stats() const { return *last_stats_; }

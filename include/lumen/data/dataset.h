@@ -39,6 +39,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "lumen/actor.h"
 #include "lumen/data/batch.h"
 #include "lumen/data/expr.h"
 #include "lumen/data/row.h"
@@ -229,9 +230,19 @@ struct WriteResult {
   bool ignored = false;  // WriteMode::kIgnore found output and wrote nothing
 };
 
+// Dataset::StreamingSplit.
+struct StreamingSplitOptions {
+  // Every iterator gets the same number of rows: blocks are cut where needed and the fewer
+  // than n rows left at the end are dropped (as Ray's streaming_split(equal=True)). Without
+  // it, whole blocks go to whichever consumer asks first (faster consumers read more).
+  bool equal = false;
+};
+
 namespace internal {
 struct LogicalNode;
 class ExecutionHandle;
+class SplitCoordinator;
+class SplitPump;
 // A lambda or another function object, given where a function registered with LUMEN_REMOTE is
 // needed (workers look functions up by name: a lambda cannot be sent to them).
 template <class F>
@@ -242,6 +253,7 @@ inline constexpr bool kNeedsRegisteredFunction = false;
 }  // namespace internal
 
 class BatchIterator;
+class SplitIterator;
 
 enum class JoinType { kInner, kLeftOuter, kRightOuter, kFullOuter, kSemi, kAnti };
 
@@ -394,6 +406,14 @@ class Dataset {
   // each (the remainder, fewer than n rows, is dropped, as in Ray). Each is a materialised
   // dataset that several consumers (trainer actors) can read at once.
   std::vector<Dataset> Split(int n, bool equal = false) const;
+  // Runs the plan once, streaming, and deals its blocks to `n` iterators that n consumers
+  // (trainer actors, tasks, threads) read at the same time (Ray's streaming_split): each block
+  // goes to one iterator only, a consumer gets blocks on its own node first, and the plan
+  // runs only as fast as the consumers read (a few blocks per consumer are held). Iterators
+  // are serialisable: pass each to its consumer. The stream runs while any of the returned
+  // iterators lives in this process; an iterator read after that, or when the job failed,
+  // throws DataError. Throws DataError for n < 1.
+  std::vector<SplitIterator> StreamingSplit(int n, StreamingSplitOptions options = {}) const;
   // The first (1 - test_fraction) of the rows and the rest, as {train, test}, after a
   // RandomShuffle(seed) when `shuffle` (Ray's train_test_split).
   std::pair<Dataset, Dataset> TrainTestSplit(double test_fraction, bool shuffle = false,
@@ -499,6 +519,46 @@ class BatchIterator {
   std::vector<Batch> pending_{};
   int64_t pending_rows_ = 0;
   bool done_ = false;
+};
+
+// One consumer's share of Dataset::StreamingSplit. Copies read the same share (a block goes
+// to one of them). Not thread-safe: one consumer reads it.
+class SplitIterator {
+ public:
+  SplitIterator();
+  // This share's next block, or nullopt once the stream has ended for it. Blocks until one is
+  // ready. Throws DataError if the job failed or the stream was stopped.
+  std::optional<Batch> Next();
+  int index() const { return index_; }
+
+  class iterator {  // range-for support
+   public:
+    explicit iterator(SplitIterator* it) : it_(it) { Advance(); }
+    const Batch& operator*() const { return *current_; }
+    iterator& operator++() {
+      Advance();
+      return *this;
+    }
+    bool operator!=(const iterator& o) const {
+      return current_.has_value() || o.current_.has_value();
+    }
+
+   private:
+    void Advance() { current_ = it_ ? it_->Next() : std::nullopt; }
+    SplitIterator* it_;
+    std::optional<Batch> current_;
+  };
+  iterator begin() { return iterator(this); }
+  iterator end() { return iterator(nullptr); }
+
+  // The coordinator actor and the share: what crosses to a consumer.
+  LUMEN_SERIALIZE(coordinator_, index_);
+
+ private:
+  friend class Dataset;
+  lumen::ActorHandle<internal::SplitCoordinator> coordinator_;  // deals the blocks
+  int index_ = 0;
+  std::shared_ptr<internal::SplitPump> pump_;  // in the driver only: runs the plan
 };
 
 // ---- sources ---------------------------------------------------------------------------
