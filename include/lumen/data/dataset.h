@@ -521,8 +521,8 @@ class BatchIterator {
   bool done_ = false;
 };
 
-// One consumer's share of Dataset::StreamingSplit. Copies read the same share (a block goes
-// to one of them). Not thread-safe: one consumer reads it.
+// One consumer's share of Dataset::StreamingSplit. Not thread-safe; one consumer (one copy)
+// reads a share.
 class SplitIterator {
  public:
   SplitIterator();
