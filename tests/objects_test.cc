@@ -3,6 +3,8 @@
 // keep objects alive.
 #include <cstring>
 
+#include <utility>
+
 #include <gtest/gtest.h>
 #include "lumen/lumen.h"
 
@@ -34,12 +36,15 @@ class Holder {
     return s;
   }
   void Drop() { kept_.clear(); }
+  // Hands the refs back to the caller and lets go of them.
+  std::vector<lumen::ObjectRef<lumen::Buffer>> GiveBack() { return std::exchange(kept_, {}); }
 
  private:
   std::vector<lumen::ObjectRef<lumen::Buffer>> kept_;
 };
 
-LUMEN_REMOTE(Checksum, MakeBlock, Holder::Create, &Holder::Keep, &Holder::SumKept, &Holder::Drop);
+LUMEN_REMOTE(Checksum, MakeBlock, Holder::Create, &Holder::Keep, &Holder::SumKept, &Holder::Drop,
+             &Holder::GiveBack);
 
 constexpr int64_t kStore = 64ll << 20;
 
@@ -53,6 +58,27 @@ class ObjectTest : public ::testing::Test {
   }
   static void TearDownTestSuite() { lumen::Shutdown(); }
 };
+
+TEST_F(ObjectTest, AnActorHandingTheOwnersOwnRefsBackKeepsThemAlive) {
+  // The driver owns the objects and keeps no other reference: the actor's release of its
+  // borrow must not free them before the reply that carries them back arrives.
+  auto holder = lumen::Actor(Holder::Create).Remote();
+  for (int round = 0; round < 30; ++round) {
+    {
+      std::vector<lumen::ObjectRef<lumen::Buffer>> refs;
+      for (int i = 0; i < 4; ++i)
+        refs.push_back(lumen::Put(Filled(1 << 20, static_cast<uint8_t>(i))));
+      lumen::Get(holder.Task(&Holder::Keep).Remote(refs));
+    }
+    auto back = lumen::Get(holder.Task(&Holder::GiveBack).Remote());
+    ASSERT_EQ(back.size(), 4u);
+    for (int i = 0; i < 4; ++i) {
+      EXPECT_EQ(Checksum(lumen::Get(back[static_cast<size_t>(i)])),
+                Checksum(Filled(1 << 20, static_cast<uint8_t>(i))))
+          << "round " << round;
+    }
+  }
+}
 
 TEST_F(ObjectTest, DroppingReferencesFreesTheStore) {
   const int64_t before = lumen::GetObjectStoreStats().used;

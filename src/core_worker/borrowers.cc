@@ -93,17 +93,22 @@ void BorrowerProtocol::Release(const ObjectID& id, const proto::Address& owner, 
   if (conn) conn->Send(rpc::kRemoveBorrower, req);
 }
 
-Status BorrowerProtocol::HandOff(const std::vector<ObjectID>& refs,
-                                 const proto::Address& borrower) {
+Status BorrowerProtocol::HandOff(const std::vector<ObjectID>& refs, const proto::Address& borrower,
+                                 const TaskID& task) {
   WorkerID who = WorkerID::FromBinary(borrower.worker_id());
   if (who == WorkerID::FromBinary(self_->worker_id())) return Status::OK();
+  proto::ReturnedRefs going_home;  // refs `borrower` owns
   for (const auto& id : refs) {
     if (references_->IsOwned(id)) {
       AddBorrower(id, borrower);
       continue;
     }
     auto owner = references_->OwnerOf(id);
-    if (!owner || WorkerID::FromBinary(owner->worker_id()) == who) continue;
+    if (!owner) continue;
+    if (WorkerID::FromBinary(owner->worker_id()) == who) {
+      going_home.add_object_ids(id.Binary());
+      continue;
+    }
     auto conn = peers_->Connect(*owner);
     if (!conn.ok()) {
       return UnavailableError("cannot hand object " + id.Hex() + " on: its owner (pid " +
@@ -122,7 +127,57 @@ Status BorrowerProtocol::HandOff(const std::vector<ObjectID>& refs,
                               ") did not register the receiver as a borrower: " + st.message());
     }
   }
+  if (going_home.object_ids_size() > 0) {
+    going_home.set_task_id(task.Binary());
+    auto conn = peers_->Connect(borrower);
+    Status st = conn.status();
+    proto::Empty ack;
+    if (st.ok()) {
+      st = (*conn)->CallSync(rpc::kPinReturnedRefs, going_home, &ack,
+                             Config::Get().borrower_ack_timeout_ms());
+    }
+    if (!st.ok()) {
+      return UnavailableError("cannot hand " + std::to_string(going_home.object_ids_size()) +
+                              " object(s) back to their owner (pid " +
+                              std::to_string(borrower.pid()) + "): " + st.message());
+    }
+  }
   return Status::OK();
+}
+
+void BorrowerProtocol::HandlePinReturnedRefs(const rpc::ConnectionPtr& c, rpc::Frame& f) {
+  proto::ReturnedRefs req;
+  if (!rpc::ParsePayload(f.payload, &req) || req.task_id().size() != TaskID::kSize) {
+    c->ReplyError(f, InvalidArgumentError("malformed PinReturnedRefs"));
+    return;
+  }
+  const TaskID task = TaskID::FromBinary(req.task_id());
+  std::vector<ObjectID> pinned;
+  for (const auto& b : req.object_ids()) {
+    if (b.size() != ObjectID::kSize) continue;
+    const ObjectID id = ObjectID::FromBinary(b);
+    if (!references_->IsOwned(id)) continue;  // not ours (or already gone): nothing to keep
+    references_->AddLocalRef(id);
+    pinned.push_back(id);
+  }
+  {
+    MutexLock lock(mu_);
+    auto& pins = return_pins_[task];
+    pins.insert(pins.end(), pinned.begin(), pinned.end());
+  }
+  c->Reply(f, proto::Empty());
+}
+
+void BorrowerProtocol::UnpinReturned(const TaskID& task) {
+  std::vector<ObjectID> pinned;
+  {
+    MutexLock lock(mu_);
+    auto it = return_pins_.find(task);
+    if (it == return_pins_.end()) return;
+    pinned = std::move(it->second);
+    return_pins_.erase(it);
+  }
+  for (const auto& id : pinned) references_->RemoveLocalRef(id);
 }
 
 void BorrowerProtocol::AddBorrower(const ObjectID& id, const proto::Address& borrower) {

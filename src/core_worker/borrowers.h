@@ -43,14 +43,20 @@ class BorrowerProtocol {
   void Release(const ObjectID& id, const proto::Address& owner, bool connect);
 
   // Registers `borrower` with the owner of each ref before a value containing them leaves
-  // (this worker, for refs it owns). Fails when an owner could not be reached or did not
-  // acknowledge. Blocking; not on the I/O thread.
-  Status HandOff(const std::vector<ObjectID>& refs, const proto::Address& borrower)
-      LUMEN_EXCLUDES(mu_);
+  // (this worker, for refs it owns). Refs going back to their own owner (`borrower` owns
+  // them) are pinned there for task `task` instead: this worker's release of its borrow may
+  // reach the owner before the reply does, and must not free them on the way. Fails when an
+  // owner could not be reached or did not acknowledge. Blocking; not on the I/O thread.
+  Status HandOff(const std::vector<ObjectID>& refs, const proto::Address& borrower,
+                 const TaskID& task) LUMEN_EXCLUDES(mu_);
 
   // Owner side.
   void HandleAddBorrower(const rpc::ConnectionPtr& c, rpc::Frame& f) LUMEN_EXCLUDES(mu_);
   void HandleRemoveBorrower(const rpc::ConnectionPtr& c, rpc::Frame& f);
+  // Pins refs a task hands back (kPinReturnedRefs) until UnpinReturned(task): called once the
+  // task's outcome (its value, or its error) has been processed.
+  void HandlePinReturnedRefs(const rpc::ConnectionPtr& c, rpc::Frame& f) LUMEN_EXCLUDES(mu_);
+  void UnpinReturned(const TaskID& task) LUMEN_EXCLUDES(mu_);
   // A peer's connection closed: a borrower there no longer holds anything.
   void OnPeerClosed(const rpc::ConnectionPtr& conn) LUMEN_EXCLUDES(mu_);
 
@@ -69,6 +75,8 @@ class BorrowerProtocol {
   std::unordered_map<ObjectID, std::string> failed_ LUMEN_GUARDED_BY(mu_);
   // Borrowers of owned objects: the address to reach them, to watch their death.
   std::unordered_map<WorkerID, proto::Address> borrower_addresses_ LUMEN_GUARDED_BY(mu_);
+  // Owned objects pinned for the tasks handing them back (owner side).
+  std::unordered_map<TaskID, std::vector<ObjectID>> return_pins_ LUMEN_GUARDED_BY(mu_);
 };
 
 }  // namespace lumen::core

@@ -252,6 +252,9 @@ void CoreWorker::RegisterHandlers() {
   dispatcher_.Register(rpc::kRemoveBorrower, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
     borrowers_->HandleRemoveBorrower(c, f);
   });
+  dispatcher_.Register(rpc::kPinReturnedRefs, [this](const rpc::ConnectionPtr& c, rpc::Frame& f) {
+    borrowers_->HandlePinReturnedRefs(c, f);
+  });
   dispatcher_.Register(rpc::kWorkerExit, [this](const rpc::ConnectionPtr&, rpc::Frame&) {
     if (executor_) executor_->Stop();
   });
@@ -595,6 +598,9 @@ void CoreWorker::StoreOutcome(const TaskEntry& task, proto::TaskResult* result,
     StoreReturns(result);
   }
   ForgetCancelled(id);
+  // Refs the task handed back to us were kept alive for this moment: the value holding them
+  // is stored (or the task failed).
+  borrowers_->UnpinReturned(id);
 }
 
 bool CoreWorker::KeepReturn(const ObjectID& id, const proto::ReturnObject& ro) {

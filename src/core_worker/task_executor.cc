@@ -496,7 +496,8 @@ bool TaskExecutor::StoreReturn(const Work& work, const ObjectID& id,
   const proto::TaskSpec& spec = work.spec;
   // The caller must be a registered borrower of every ref inside the value before it leaves.
   if (!value.nested_refs.empty()) {
-    Status handed = cw_.borrowers().HandOff(value.nested_refs, *work.caller);
+    Status handed = cw_.borrowers().HandOff(value.nested_refs, *work.caller,
+                                            TaskID::FromBinary(spec.task_id()));
     if (!handed.ok()) {
       SetError(result, spec, proto::OWNER_DIED,
                "returning the value of " + spec.function_name() + ": " + handed.message());

@@ -59,7 +59,6 @@ SplitItem SplitCoordinator::Next(int index, const std::string& node) {
     return item;
   }
   int64_t& given = given_[static_cast<size_t>(index)];
-  last_given_[static_cast<size_t>(index)] = lumen::ObjectRef<Buffer>();  // the consumer has it
   for (;;) {
     if (!error_.empty()) {
       item.state = SplitItem::kError;
@@ -85,7 +84,6 @@ SplitItem SplitCoordinator::Next(int index, const std::string& node) {
       item.offset = h.offset;
       item.rows = take;
       given += take;
-      last_given_[static_cast<size_t>(index)] = h.ref;
       if (take == h.rows) {
         held_.erase(held_.begin() + static_cast<std::ptrdiff_t>(at));
       } else {

@@ -57,11 +57,7 @@ class SplitCoordinator {
   SplitItem Next(int index, const std::string& node);
 
  private:
-  SplitCoordinator(int n, bool equal)
-      : n_(n),
-        equal_(equal),
-        given_(static_cast<size_t>(n), 0),
-        last_given_(static_cast<size_t>(n)) {}
+  SplitCoordinator(int n, bool equal) : n_(n), equal_(equal), given_(static_cast<size_t>(n), 0) {}
   struct Held {
     lumen::ObjectRef<Buffer> ref;
     int64_t offset;
@@ -77,12 +73,8 @@ class SplitCoordinator {
   std::condition_variable cv_;
   std::deque<Held> held_;
   std::vector<int64_t> given_;  // rows dealt to each share
-  // Each share's last block, held until the share's next call: a consumer that owns the block
-  // (the driver reading a share) must have it back before this actor lets go of it, or the
-  // block could be freed while the reply is on its way.
-  std::vector<lumen::ObjectRef<Buffer>> last_given_;
-  int64_t offered_ = 0;  // rows offered in all
-  int waiting_ = 0;      // Next calls that found nothing to take
+  int64_t offered_ = 0;         // rows offered in all
+  int waiting_ = 0;             // Next calls that found nothing to take
   bool finished_ = false;
   bool stopped_ = false;
   std::string error_;

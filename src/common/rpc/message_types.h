@@ -84,6 +84,7 @@ enum MsgType : uint16_t {
   kCancelTask = 307,       // CancelTaskRequest (owner -> the worker running it, one-way)
   kGeneratorItem = 308,    // GeneratorItem (worker -> owner, one-way)
   kGeneratorAck = 309,     // GeneratorAck (owner -> worker, one-way)
+  kPinReturnedRefs = 310,  // ReturnedRefs -> Empty (worker -> owner, before the reply)
 };
 
 }  // namespace lumen::rpc
