@@ -152,6 +152,39 @@ TEST_F(AggregateTest, NearlyUniqueKeysCrossAsRowsAndStillMatchAPlainLoop) {
   ExpectPlainLoopResults(MakeItems(3000, 12, [](int i) { return i < 1800 ? 1000000 : 3; }));
 }
 
+TEST_F(AggregateTest, MinAndMaxOfStringsAreInByteOrderAndSkipNulls) {
+  const auto items = MakeItems(2000, 13);
+  std::map<std::string, std::pair<std::optional<std::string>, std::optional<std::string>>> want;
+  for (const auto& it : items) {
+    auto& [lo, hi] = want[it.a];
+    if (!it.u) continue;
+    if (!lo || *it.u < *lo) lo = *it.u;
+    if (!hi || *it.u > *hi) hi = *it.u;
+  }
+  auto rows = ld::FromItems(Rows(items), {.num_blocks = 5})
+                  .GroupBy("a")
+                  .Aggregate({ld::Min("u"), ld::Max("u"), ld::Max("a").As("self")})
+                  .WithOptions(Quiet())
+                  .TakeAll();
+  ASSERT_EQ(rows.size(), want.size());
+  for (const auto& r : rows) {
+    const auto& [lo, hi] = want.at(r.GetString("a"));
+    ASSERT_TRUE(lo.has_value());
+    EXPECT_EQ(r.GetString("min(u)"), *lo);
+    EXPECT_EQ(r.GetString("max(u)"), *hi);
+    EXPECT_EQ(r.GetString("self"), r.GetString("a"));
+  }
+  // A group whose values are all null: null, as SQL.
+  auto nulls = ld::FromItems({ld::Row{{"k", 1}, {"s", ld::Value()}}, ld::Row{{"k", 2}, {"s", "x"}}})
+                   .GroupBy("k")
+                   .Max("s")
+                   .WithOptions(Quiet())
+                   .TakeAll();
+  ASSERT_EQ(nulls.size(), 2u);
+  EXPECT_TRUE(nulls[0].IsNull("max(s)"));
+  EXPECT_EQ(nulls[1].GetString("max(s)"), "x");
+}
+
 TEST_F(AggregateTest, GlobalAggregatesGiveOneRowEvenWhenEmpty) {
   const auto items = MakeItems(500, 3);
   int64_t sum = 0, n = 0;

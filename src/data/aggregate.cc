@@ -31,8 +31,11 @@ DataType InputType(const AggregateFn& a, const Batch& b) {
   }
   DataType t = b.ColumnType(a.column());
   const std::string& op = a.op();
-  if ((op == "sum" || op == "mean" || op == "min" || op == "max" || op == "std") && !Numeric(t)) {
+  if ((op == "sum" || op == "mean" || op == "std") && !Numeric(t)) {
     Fail(a, std::string("the column holds ") + DataTypeName(t) + ", not numbers");
+  }
+  if ((op == "min" || op == "max") && !Numeric(t) && t != DataType::kString) {
+    Fail(a, std::string("the column holds ") + DataTypeName(t) + ", not numbers or strings");
   }
   if (op == "count_distinct" && !Numeric(t) && t != DataType::kString && t != DataType::kBool) {
     Fail(a, std::string("cannot count distinct ") + DataTypeName(t) + " values");
@@ -240,6 +243,20 @@ Batch PartialAggregateOf(const std::vector<std::string>& keys, const std::vector
       out.AddBinary(StateName(i, "d"), std::move(encoded));
       continue;
     }
+    if (t == DataType::kString) {  // min / max of strings (byte order)
+      const bool lower = a.op() == "min";
+      StringColumn values = block.String(a.column());
+      std::vector<int64_t> n(groups, 0);
+      std::vector<std::string_view> best(groups);
+      for (size_t r = 0; r < rows; ++r) {
+        if (!is_valid(r)) continue;
+        const size_t g = gid[r];
+        if (n[g]++ == 0 || (lower ? values[r] < best[g] : values[r] > best[g])) best[g] = values[r];
+      }
+      out.AddInt64(StateName(i, "n"), std::move(n));
+      out.AddString(StateName(i, "m"), std::vector<std::string>(best.begin(), best.end()));
+      continue;
+    }
     State st(a.op(), t == DataType::kInt64, groups);
     std::span<const int64_t> iv = st.ints ? block.Int64(a.column()) : std::span<const int64_t>();
     std::span<const double> dv = st.ints ? std::span<const double>() : block.Float64(a.column());
@@ -348,6 +365,20 @@ Batch FinalAggregate(const std::vector<std::string>& keys, const std::vector<Agg
         if (ok) result[g] = std::sqrt(m2[g] / static_cast<double>(n[g] - a.ddof()));
       }
       out.AddFloat64(a.name(), ordered(result));
+    } else if ((a.op() == "min" || a.op() == "max") && rows > 0 &&
+               partials.ColumnType(StateName(i, "m")) == DataType::kString) {
+      const bool lower = a.op() == "min";
+      auto pn = partials.Int64(n_col);
+      StringColumn pm = partials.String(StateName(i, "m"));
+      std::vector<std::string_view> best(groups);
+      std::vector<int64_t> seen(groups, 0);
+      for (size_t r = 0; r < rows; ++r) {
+        const size_t g = gid[r];
+        if (pn[r] == 0) continue;
+        if (seen[g]++ == 0 || (lower ? pm[r] < best[g] : pm[r] > best[g])) best[g] = pm[r];
+      }
+      for (size_t g = 0; g < groups; ++g) null_unless(n[g] > 0, g);
+      out.AddString(a.name(), ordered(std::vector<std::string>(best.begin(), best.end())));
     } else {
       const char* part = a.op() == "sum" || a.op() == "mean" ? "s" : "m";
       const bool ints = rows > 0 && partials.ColumnType(StateName(i, part)) == DataType::kInt64;
