@@ -2,7 +2,7 @@
 """doc_snippets.py DOC OUT: a gtest file running every example of DOC.
 
 An example is a ```cpp block whose first line is `// Example: <name>`; it holds namespace-scope
-code with a `void Run(const std::string& dir)` (dir: an empty directory of its own). Each goes
+code with a `void Run(const std::string& dir)` (dir: an empty directory of its own, removed after). Each goes
 into namespace doc_<name>; one test per example runs it on an embedded cluster."""
 import re
 import sys
@@ -18,9 +18,6 @@ if not examples:
     sys.exit(f"{doc}: no examples found")
 
 parts = [f"""// Generated from {doc} by tests/doc_snippets.py: do not edit.
-#include <unistd.h>
-
-#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -28,6 +25,7 @@ parts = [f"""// Generated from {doc} by tests/doc_snippets.py: do not edit.
 #include <vector>
 
 #include <gtest/gtest.h>
+#include "data_fixture.h"
 #include "lumen/data/dataset.h"
 #include "lumen/lumen.h"
 
@@ -38,30 +36,12 @@ for name, code in examples:
 parts.append("""
 namespace {
 
-class DocExamples : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    lumen::InitOptions o;
-    o.num_cpus = 2;
-    o.object_store_memory = 256ll << 20;
-    lumen::Init(o);
-  }
-  static void TearDownTestSuite() { lumen::Shutdown(); }
-  static std::string FreshDir(const std::string& name) {
-    auto dir = std::filesystem::path(::testing::TempDir()) /
-               ("lumen-doc-" + name + "-" + std::to_string(::getpid()));
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-    return dir.string();
-  }
-};
+class DocExamples : public lumen::testing::DataFixture {};
 """)
 for name, _ in examples:
     parts.append(f"""
 TEST_F(DocExamples, {name}) {{
-  const std::string dir = FreshDir("{name}");
-  EXPECT_NO_THROW(doc_{name}::Run(dir));
-  std::filesystem::remove_all(dir);
+  EXPECT_NO_THROW(doc_{name}::Run(dir_.string()));
 }}
 """)
 parts.append("\n}  // namespace\n")

@@ -250,6 +250,26 @@ concept FunctionObject =
     std::is_class_v<std::remove_cvref_t<F>> && !std::is_same_v<std::remove_cvref_t<F>, Expr>;
 template <class>
 inline constexpr bool kNeedsRegisteredFunction = false;
+
+// Range-for over a source of batches (`std::optional<Batch> Next()`, nullopt at the end).
+template <class Source>
+class NextIterator {
+ public:
+  explicit NextIterator(Source* source) : source_(source) { Advance(); }
+  const Batch& operator*() const { return *current_; }
+  NextIterator& operator++() {
+    Advance();
+    return *this;
+  }
+  bool operator!=(const NextIterator& o) const {
+    return current_.has_value() || o.current_.has_value();
+  }
+
+ private:
+  void Advance() { current_ = source_ ? source_->Next() : std::nullopt; }
+  Source* source_;
+  std::optional<Batch> current_;
+};
 }  // namespace internal
 
 class BatchIterator;
@@ -491,23 +511,7 @@ class BatchIterator {
   std::optional<Batch> Next();
 
   // Range-for support.
-  class iterator {
-   public:
-    explicit iterator(BatchIterator* it) : it_(it) { Advance(); }
-    const Batch& operator*() const { return *current_; }
-    iterator& operator++() {
-      Advance();
-      return *this;
-    }
-    bool operator!=(const iterator& o) const {
-      return current_.has_value() || o.current_.has_value();
-    }
-
-   private:
-    void Advance() { current_ = it_ ? it_->Next() : std::nullopt; }
-    BatchIterator* it_;
-    std::optional<Batch> current_;
-  };
+  using iterator = internal::NextIterator<BatchIterator>;
   iterator begin() { return iterator(this); }
   iterator end() { return iterator(nullptr); }
 
@@ -531,23 +535,8 @@ class SplitIterator {
   std::optional<Batch> Next();
   int index() const { return index_; }
 
-  class iterator {  // range-for support
-   public:
-    explicit iterator(SplitIterator* it) : it_(it) { Advance(); }
-    const Batch& operator*() const { return *current_; }
-    iterator& operator++() {
-      Advance();
-      return *this;
-    }
-    bool operator!=(const iterator& o) const {
-      return current_.has_value() || o.current_.has_value();
-    }
-
-   private:
-    void Advance() { current_ = it_ ? it_->Next() : std::nullopt; }
-    SplitIterator* it_;
-    std::optional<Batch> current_;
-  };
+  // Range-for support.
+  using iterator = internal::NextIterator<SplitIterator>;
   iterator begin() { return iterator(this); }
   iterator end() { return iterator(nullptr); }
 
