@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include "data/streaming_split.h"
 #include "data_fixture.h"
 #include "lumen/data/dataset.h"
 #include "lumen/lumen.h"
@@ -136,6 +137,63 @@ TEST_F(StreamingSplitTest, AStreamWhoseDriverIteratorsAreGoneTellsTheConsumer) {
   EXPECT_NE(error.find("stream was stopped"), std::string::npos) << error;
   EXPECT_THROW(ld::SplitIterator().Next(), ld::DataError);  // not from a split
   EXPECT_THROW(ld::Range(1).StreamingSplit(0), ld::DataError);
+}
+
+// The coordinator's dealing, without a cluster (blocks by their node and size only).
+using ld::internal::SplitCoordinator;
+using ld::internal::SplitItem;
+
+ld::internal::OfferedBlock Block(int64_t rows, const std::string& node) {
+  return {lumen::ObjectRef<lumen::Buffer>(), rows, node};
+}
+
+TEST(SplitCoordinator, AConsumerGetsABlockOnItsOwnNodeFirst) {
+  std::unique_ptr<SplitCoordinator> c(SplitCoordinator::Create(2, false));
+  ASSERT_TRUE(c->Offer(Block(10, "a")));
+  ASSERT_TRUE(c->Offer(Block(20, "b")));
+  ASSERT_TRUE(c->Offer(Block(30, "a")));
+  EXPECT_EQ(c->Next(1, "b").rows, 20);  // not the older block on node a
+  EXPECT_EQ(c->Next(0, "a").rows, 10);
+  EXPECT_EQ(c->Next(0, "c").rows, 30);  // nothing on its node: the oldest
+  c->Finish();
+  EXPECT_EQ(c->Next(1, "b").state, SplitItem::kEnd);
+}
+
+TEST(SplitCoordinator, EqualSharesAreCutFromBlocksAndTheRemainderDropped) {
+  std::unique_ptr<SplitCoordinator> c(SplitCoordinator::Create(3, true));
+  ASSERT_TRUE(c->Offer(Block(7, "a")));
+  // 7 rows offered: no share may have more than 7 / 3 = 2 yet.
+  SplitItem first = c->Next(0, "a");
+  EXPECT_EQ(first.state, SplitItem::kBlock);
+  EXPECT_EQ(first.offset, 0);
+  EXPECT_EQ(first.rows, 2);
+  ASSERT_TRUE(c->Offer(Block(4, "a")));  // 11 rows: 3 each in the end, 2 dropped
+  c->Finish();
+  int64_t total[3] = {2, 0, 0};
+  for (int share = 0; share < 3; ++share) {
+    for (;;) {
+      SplitItem item = c->Next(share, "a");
+      if (item.state == SplitItem::kEnd) break;
+      ASSERT_EQ(item.state, SplitItem::kBlock);
+      total[share] += item.rows;
+    }
+  }
+  EXPECT_EQ(total[0], 3);
+  EXPECT_EQ(total[1], 3);
+  EXPECT_EQ(total[2], 3);
+}
+
+TEST(SplitCoordinator, FailureStopAndBadSharesAnswerWithAnError) {
+  std::unique_ptr<SplitCoordinator> c(SplitCoordinator::Create(2, false));
+  EXPECT_EQ(c->Next(5, "a").state, SplitItem::kError);
+  c->Fail("operator X failed on block 3: boom");
+  SplitItem failed = c->Next(0, "a");
+  EXPECT_EQ(failed.state, SplitItem::kError);
+  EXPECT_EQ(failed.error, "operator X failed on block 3: boom");
+  std::unique_ptr<SplitCoordinator> d(SplitCoordinator::Create(1, false));
+  d->Stop();
+  EXPECT_FALSE(d->Offer(Block(1, "a")));
+  EXPECT_NE(d->Next(0, "a").error.find("stopped"), std::string::npos);
 }
 
 }  // namespace
