@@ -766,6 +766,14 @@ StatusOr<internal::ValueView> CoreWorker::ReadValue(const ObjectID& id, const St
 std::vector<internal::ValueView> CoreWorker::Get(const std::vector<ObjectID>& ids,
                                                  int64_t timeout_ms) {
   auto start = std::chrono::steady_clock::now();
+  // What is left of the timeout (-1: none).
+  auto left = [&]() -> int64_t {
+    if (timeout_ms < 0) return -1;
+    auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - start)
+                     .count();
+    return std::max<int64_t>(timeout_ms - spent, 0);
+  };
   std::vector<bool> present = memory_store_.SpinWait(ids, ids.size(), 0);
   size_t absent = 0;
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -800,14 +808,7 @@ std::vector<internal::ValueView> CoreWorker::Get(const std::vector<ObjectID>& id
     }
   }
   if (have < ids.size()) {
-    int64_t rest = timeout_ms;
-    if (timeout_ms >= 0) {
-      rest =
-          std::max<int64_t>(0, timeout_ms - std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                std::chrono::steady_clock::now() - start)
-                                                .count());
-    }
-    ready = WhileBlocked([&] { return memory_store_.Wait(ids, ids.size(), rest); });
+    ready = WhileBlocked([&] { return memory_store_.Wait(ids, ids.size(), left()); });
     size_t missing = 0;
     ObjectID first;
     for (size_t i = 0; i < ids.size(); ++i) {
@@ -821,13 +822,6 @@ std::vector<internal::ValueView> CoreWorker::Get(const std::vector<ObjectID>& id
                             " objects not ready (first: " + first.Hex() + ")");
     }
   }
-  auto left = [&]() -> int64_t {
-    if (timeout_ms < 0) return -1;
-    auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(
-                     std::chrono::steady_clock::now() - start)
-                     .count();
-    return std::max<int64_t>(timeout_ms - spent, 0);
-  };
   // One store round trip for the objects already in this node's store, not one per object:
   // the reads below find them in the client's cache while `pinned` holds them.
   std::vector<std::shared_ptr<object_store::PlasmaBuffer>> pinned;

@@ -7,7 +7,6 @@
 #include <set>
 #include <unordered_map>
 
-#include "data/block_format.h"
 #include "data/int64_map.h"
 #include "data/keys.h"
 #include "data/tasks.h"
@@ -77,27 +76,12 @@ Batch TakeOrNull(const Batch& b, const std::vector<int64_t>& rows) {
 // rows) a column-only batch from any map output that has columns.
 Batch Gather(const std::vector<lumen::ObjectRef<Buffer>>& outs, int64_t partition,
              TaskTimer& timer) {
-  std::vector<Batch> blocks;  // holds what `ranges` points into
-  blocks.reserve(outs.size());
-  std::vector<RowRange> ranges;
-  Batch schema;
-  bool have_schema = false;
-  for (Buffer& buffer : lumen::Get(outs)) {
-    Batch b = Batch::FromBuffer(std::move(buffer));
-    if (b.NumColumns() == 0) continue;
-    if (!have_schema) {
-      schema = b.Slice(0, 0).DropColumns({"__partition"});
-      have_schema = true;
-    }
-    auto p = b.Int64("__partition");
-    auto lo = std::lower_bound(p.begin(), p.end(), partition);
-    auto hi = std::upper_bound(p.begin(), p.end(), partition);
-    if (lo == hi) continue;
-    blocks.push_back(std::move(b));
-    ranges.push_back({&blocks.back(), lo - p.begin(), hi - lo});
+  PartitionSlices slices = SlicesOf(outs, partition);
+  if (slices.ranges.empty()) {
+    if (slices.schema.NumColumns() == 0) return Batch();
+    return slices.schema.Slice(0, 0).DropColumns({"__partition"});
   }
-  if (ranges.empty()) return schema;
-  Batch rows = ConcatRanges(ranges, {"__partition"});
+  Batch rows = ConcatRanges(slices.ranges, {"__partition"});
   timer.Consumed(rows);
   return rows;
 }

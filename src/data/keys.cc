@@ -71,13 +71,12 @@ int KeyColumns::Compare(size_t i, const KeyColumns& o, size_t j) const {
 std::vector<uint32_t> KeyColumns::Groups(std::vector<int64_t>* first_rows) const {
   std::vector<uint32_t> gid(rows_);
   first_rows->clear();
-  if (cols_.size() == 1 && cols_[0].type == DataType::kInt64 && cols_[0].valid.empty()) {
-    // The common case: one int64 key without nulls.
+  if (const auto ints = SoleInt64WithoutNulls()) {  // the common case
     Int64Map ids(rows_);
     for (size_t r = 0; r < rows_; ++r) {
       bool added;
       const int64_t id =
-          ids.TryEmplace(cols_[0].ints[r], static_cast<int64_t>(first_rows->size()), &added);
+          ids.TryEmplace((*ints)[r], static_cast<int64_t>(first_rows->size()), &added);
       if (added) first_rows->push_back(static_cast<int64_t>(r));
       gid[r] = static_cast<uint32_t>(id);
     }

@@ -18,16 +18,19 @@
 
 #include "common/thread_annotations.h"
 #include "data/aggregate.h"
-#include "data/block_format.h"
 #include "data/keys.h"
 
 namespace lumen::data::internal {
+
+namespace {
 
 int64_t ThreadCpuUs() {
   timespec ts{};
   ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
 }
+
+}  // namespace
 
 TaskTimer::TaskTimer() : wall_(std::chrono::steady_clock::now()), cpu_(ThreadCpuUs()) {}
 
@@ -457,24 +460,36 @@ Buffer PartitionTask(const ExchangeSpec& spec, int64_t block_index, int64_t firs
   return timer.Finish(WithPartitions(b, part));
 }
 
-Buffer ReduceTask(const ExchangeSpec& spec, int64_t partition,
-                  const std::vector<lumen::ObjectRef<Buffer>>& map_outputs) {
-  TaskTimer timer;
-  std::vector<Batch> blocks;  // holds what the ranges point into
-  blocks.reserve(map_outputs.size());
-  std::vector<RowRange> ranges;
-  std::vector<RowRange> raw;  // aggregate: map outputs that sent their rows, not partials
-  for (Buffer& buffer : lumen::Get(map_outputs)) {
+PartitionSlices SlicesOf(const std::vector<lumen::ObjectRef<Buffer>>& outs, int64_t partition) {
+  PartitionSlices s;
+  s.blocks.reserve(outs.size());  // no reallocation: `ranges` points into it
+  bool have_schema = false;
+  for (Buffer& buffer : lumen::Get(outs)) {
     Batch b = Batch::FromBuffer(std::move(buffer));
-    if (b.NumRows() == 0) continue;
+    if (b.NumColumns() == 0) continue;
+    if (!have_schema) {
+      s.schema = b;
+      have_schema = true;
+    }
     auto p = b.Int64("__partition");
     auto lo = std::lower_bound(p.begin(), p.end(), partition);
     auto hi = std::upper_bound(p.begin(), p.end(), partition);
     if (lo == hi) continue;
-    blocks.push_back(std::move(b));
-    const bool rows_not_partials =
-        spec.kind == "aggregate" && !HoldsPartials(spec.aggs, blocks.back());
-    (rows_not_partials ? raw : ranges).push_back({&blocks.back(), lo - p.begin(), hi - lo});
+    s.blocks.push_back(std::move(b));
+    s.ranges.push_back({&s.blocks.back(), lo - p.begin(), hi - lo});
+  }
+  return s;
+}
+
+Buffer ReduceTask(const ExchangeSpec& spec, int64_t partition,
+                  const std::vector<lumen::ObjectRef<Buffer>>& map_outputs) {
+  TaskTimer timer;
+  PartitionSlices slices = SlicesOf(map_outputs, partition);
+  std::vector<RowRange> ranges;
+  std::vector<RowRange> raw;  // aggregate: map outputs that sent their rows, not partials
+  for (const RowRange& r : slices.ranges) {
+    const bool rows_not_partials = spec.kind == "aggregate" && !HoldsPartials(spec.aggs, *r.batch);
+    (rows_not_partials ? raw : ranges).push_back(r);
   }
   Batch rows = ConcatRanges(ranges, {"__partition"});
   timer.Consumed(rows);

@@ -5,14 +5,12 @@
 #include <string>
 #include <vector>
 
+#include "data/block_format.h"
 #include "data/chain.h"
 #include "lumen/generator.h"
 #include "lumen/lumen.h"
 
 namespace lumen::data::internal {
-
-// CPU time of the calling thread, in microseconds.
-int64_t ThreadCpuUs();
 
 // Measures a task body and stamps its output block with the figures and what it consumed.
 class TaskTimer {
@@ -90,6 +88,20 @@ Buffer HashPartitionTask(const std::vector<std::string>& keys, int64_t partition
 Buffer JoinTask(const JoinSpec& spec, int64_t partition,
                 const std::vector<lumen::ObjectRef<Buffer>>& left,
                 const std::vector<lumen::ObjectRef<Buffer>>& right);
+
+// Partition `partition` of map outputs whose rows are ordered by a leading `__partition`
+// column (PartitionTask, HashPartitionTask): each output that holds rows of it, with their
+// range. `blocks` owns what `ranges` points into (so it is moved, never copied); `schema` is
+// the first output that has columns, rows of the partition or not.
+struct PartitionSlices {
+  PartitionSlices() = default;
+  PartitionSlices(PartitionSlices&&) = default;
+  PartitionSlices(const PartitionSlices&) = delete;
+  std::vector<Batch> blocks;
+  std::vector<RowRange> ranges;
+  Batch schema;
+};
+PartitionSlices SlicesOf(const std::vector<lumen::ObjectRef<Buffer>>& outs, int64_t partition);
 
 // `block`'s rows ordered by `part` (their partitions), with a leading `__partition` column.
 Batch WithPartitions(const Batch& block, const std::vector<int64_t>& part);
