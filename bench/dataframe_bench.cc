@@ -29,6 +29,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -148,6 +149,15 @@ int main(int argc, char** argv) {
     const std::string arg = argv[i];
     if (arg == "--quick") quick = true;
     if (arg == "--only" && i + 1 < argc) only = argv[++i];
+  }
+  const std::set<std::string> figures = {"groupby_sum", "join_inner", "sort", "filter_project"};
+  if (!only.empty() && !figures.count(only)) {
+    std::fprintf(stderr,
+                 "lumen_bench_dataframe: --only takes groupby_sum, join_inner, sort or "
+                 "filter_project, not '%s'\n",
+                 only.c_str());
+    lumen::Shutdown();
+    return 2;
   }
   auto wanted = [&](const char* name) { return only.empty() || only == name; };
   const int64_t rows = quick ? 1000000 : 10000000;
