@@ -118,9 +118,12 @@ inline std::string Round(int round, const std::string& in_dir, const std::string
     }
   }
 
+  // Where a round that hangs is (stderr: the benchmark's figures are on stdout).
+  std::fprintf(stderr, "chaos round %d: the tree is exact, the pipeline starts\n", round);
   namespace ld = lumen::data;
   ld::ExecutionOptions quiet;
   quiet.progress = false;
+  quiet.stall_report_ms = 20000;  // a stuck pipeline says what it waits on
   auto written = ld::ReadBinaryFiles(in_dir, {.target_block_bytes = 4 * sizes.file})
                      .MapBatches(Invert)
                      .WithOptions(quiet)

@@ -73,11 +73,35 @@ class RecoveryTest : public ::testing::Test {
     return env_ + LUMEN_CLI + " status --address " + address_ + " --token " + kToken;
   }
 
-  lumen::testing::ShellResult Driver(const std::string& check, const std::string& env = "") {
+  // Runs the driver's `check` with `env` added to its environment; `limit_s` > 0 kills it
+  // after that many seconds (its output so far is kept).
+  lumen::testing::ShellResult Driver(const std::string& check, const std::string& env = "",
+                                     int limit_s = 0) {
     return Shell(env_ + env + " " + "RENDEZVOUS_DIR=" + root_ +
                  "/rendezvous LUMEN_ADDRESS=" + address_ + " LUMEN_TOKEN=" + kToken +
-                 " VICTIM_PID=" + std::to_string(victim_pid_) + " " + RECOVERY_DRIVER + " " +
-                 check);
+                 " VICTIM_PID=" + std::to_string(victim_pid_) + " " +
+                 (limit_s > 0 ? "timeout -s KILL " + std::to_string(limit_s) + " " : "") +
+                 RECOVERY_DRIVER + " " + check);
+  }
+
+  // The last `lines` lines of every driver log and daemon log of the cluster's sessions: what
+  // a failed test shows of the cluster's side.
+  std::string LogTails(size_t lines) const {
+    std::string out;
+    std::error_code ec;
+    for (const auto& session : std::filesystem::directory_iterator(root_, ec)) {
+      for (const auto& log : std::filesystem::directory_iterator(session.path() / "logs", ec)) {
+        const std::string name = log.path().filename().string();
+        if (name.rfind("driver-", 0) != 0 && name != "lumen-daemon.log") continue;
+        auto text = lumen::ReadFile(log.path().string());
+        if (!text.ok() || text->empty()) continue;
+        size_t at = text->size();
+        for (size_t n = 0; n <= lines && at > 0; ++n) at = text->rfind('\n', at - 1);
+        out += "--- " + log.path().string() + "\n" +
+               text->substr(at == std::string::npos ? 0 : at + 1);
+      }
+    }
+    return out;
   }
 
   static constexpr const char* kToken = "0123456789abcdef0123456789abcdef";
@@ -177,7 +201,9 @@ TEST_F(RecoveryTest, ResultsStayExactWhileNodesAreKilledAndRestarted) {
   std::atomic<bool> done{false};
   lumen::testing::ShellResult run;
   std::thread driver([&] {
-    run = Driver("chaos", "CHAOS_ROUNDS=12");
+    // Rounds take about a second each: a driver still running after 4 minutes hangs, and is
+    // stopped so that its output and the cluster's logs tell where.
+    run = Driver("chaos", "CHAOS_ROUNDS=12", /*limit_s=*/240);
     done = true;
   });
   const int kills =
@@ -191,7 +217,7 @@ TEST_F(RecoveryTest, ResultsStayExactWhileNodesAreKilledAndRestarted) {
   driver.join();
   std::printf("%s%d node kills during the run\n", run.out.c_str(), kills);
   EXPECT_GT(kills, 0) << run.out;
-  EXPECT_EQ(run.code, 0) << run.out;
+  EXPECT_EQ(run.code, 0) << run.out << LogTails(40);
   EXPECT_NE(run.out.find("chaos: 12 of 12 rounds exact"), std::string::npos) << run.out;
 }
 
