@@ -106,6 +106,34 @@ ld::Batch WaitForGo(const ld::Batch& in) {
       .Build();
 }
 
+std::string ReadFileText(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+// Batches of 10 of the lines "<row>\t<progress log>" of one block. The first batch stands
+// for a model's work on a batch (0.2 s); the second waits until the driver's progress, written
+// to the log, counts the first batch's 10 rows as consumed — while the block is still being
+// worked on. Column `seen`: 1 if it did (or need not wait), 0 on timeout.
+ld::Batch WaitForBatchProgress(const ld::Batch& in) {
+  const std::string line(in.String("text")[0]);
+  const size_t tab = line.find('\t');
+  const int64_t first = std::stoll(line.substr(0, tab));
+  const std::string log = line.substr(tab + 1);
+  bool seen = true;
+  if (first == 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  if (first == 10) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!(seen = ReadFileText(log).find(" in 10 rows") != std::string::npos) &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  return ld::BatchBuilder()
+      .AddInt64("seen", std::vector<int64_t>(static_cast<size_t>(in.NumRows()), seen ? 1 : 0))
+      .Build();
+}
+
 // Appends a line per call to the file named in the `log` column (counts executions).
 ld::Batch LogCall(const ld::Batch& in) {
   if (in.NumRows() > 0) std::ofstream(std::string(in.String("log")[0]), std::ios::app) << "x\n";
@@ -166,7 +194,7 @@ class BrokenModel {
 };
 
 LUMEN_REMOTE(Double, AddOne, IsEven, Twice, Squares, CountRows, UpperBytes, FailOn7, KillOnce,
-             WaitForGo, LogCall);
+             WaitForGo, WaitForBatchProgress, LogCall);
 LUMEN_DATA_CALLABLE(Scaler, int64_t, std::string);
 LUMEN_DATA_CALLABLE(GatedModel, std::string, int64_t);
 LUMEN_DATA_CALLABLE(BrokenModel);
@@ -548,6 +576,39 @@ TEST_F(DataTest, ProgressBarsCountWhatWasConsumedAndEndFull) {
   EXPECT_GE(write.bytes_in, file_bytes);
   EXPECT_EQ(write.rows_out, 4);
   EXPECT_NE(stats.ToString().find("in 30 rows"), std::string::npos) << stats.ToString();
+}
+
+// A block worked on in batches shows its progress batch by batch: the rows of the batches
+// done count as consumed before the block is over (WaitForBatchProgress waits to see it in the
+// progress the driver writes, here to a log every 50 ms).
+TEST_F(DataTest, ProgressCountsRowsBatchByBatchWithinABlock) {
+  const std::string log = Path("progress.log");
+  std::string lines;
+  for (int i = 0; i < 40; ++i) lines += std::to_string(i) + "\t" + log + "\n";
+  WriteFile("in/rows.txt", lines);
+  auto ds = ld::ReadText(Path("in"))
+                .MapBatches(WaitForBatchProgress, {.batch_size = 10})
+                .WithOptions({.progress = true, .progress_interval_ms = 50});
+  std::fflush(stderr);
+  const int saved = ::dup(STDERR_FILENO);
+  const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ASSERT_GE(fd, 0);
+  ::dup2(fd, STDERR_FILENO);
+  std::vector<ld::Row> rows;
+  try {
+    rows = ds.TakeAll();
+  } catch (...) {
+    ::dup2(saved, STDERR_FILENO);
+    throw;
+  }
+  std::fflush(stderr);
+  ::dup2(saved, STDERR_FILENO);
+  ::close(saved);
+  ::close(fd);
+  ASSERT_EQ(rows.size(), 40u);
+  for (const auto& r : rows) EXPECT_EQ(r.GetInt64("seen"), 1) << ReadFile(log);
+  EXPECT_EQ(ds.Stats().operators.back().rows_in, 40) << ds.Stats();
+  EXPECT_NE(ReadFile(log).find(" in 40 rows"), std::string::npos) << ReadFile(log);
 }
 
 TEST_F(DataTest, TextCsvJsonSourcesAndSinks) {

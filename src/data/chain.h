@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -86,7 +87,12 @@ struct BlockKey {
 
 // What the driver learns of a block a task yielded (a small value beside the block, so that
 // the driver never fetches the block itself).
+//
+// A progress record between blocks (kProgressRecord rows) follows an empty block in its
+// place: rows_in is then how many rows of the task's input its chain has got through so far
+// (batch by batch), the other figures are zero.
 struct BlockInfo {
+  static constexpr int64_t kProgressRecord = -1;
   int64_t rows = 0;
   int64_t bytes = 0;
   // The task's work for this part: all of the input on the first part, the time since the
@@ -129,10 +135,14 @@ struct Listing {
 
 // The function registered under `name` as a BatchFn; throws FunctionNotFoundError or TypeError.
 BatchFn LookupBatchFn(const std::string& name);
+// Told after each batch of a step that runs in batches (MapBatches with a batch_size smaller
+// than the block): the fraction of the chain's work on the block done, its steps weighing
+// alike. Called on the thread running the chain.
+using ChainProgress = std::function<void(double fraction)>;
 // Applies `chain` to `block` (in this process). `instance` is the callable object of an actor
 // pool step. Throws what user code throws; DataError for bad use.
 Batch ApplyChain(const Chain& chain, const BlockKey& key, Batch block, void* instance = nullptr,
-                 const struct CallableInfo* callable = nullptr);
+                 const struct CallableInfo* callable = nullptr, const ChainProgress& progress = {});
 
 // Rows <-> batches (types inferred from the values; a column of mixed int64/float64 becomes
 // float64; nulls become 0/""/false and are not preserved).

@@ -797,7 +797,8 @@ Executor::Executor(std::vector<std::unique_ptr<PhysicalOp>> ops, ExecutionOption
   }
   std::vector<PhysicalOp*> raw;
   for (auto& op : ops_) raw.push_back(op.get());
-  progress_ = std::make_unique<ProgressReporter>(raw, options_.progress);
+  progress_ =
+      std::make_unique<ProgressReporter>(raw, options_.progress, options_.progress_interval_ms);
   start_ = last_progress_ = Clock::now();
   for (auto& op : ops_) {
     if (Chain* c = op->chain_ptr()) c->max_block_bytes = options_.target_max_block_bytes;
@@ -910,6 +911,12 @@ void Executor::Failed(uint64_t token, Pending& p, const lumen::Error& e) {
   }
 }
 
+void Executor::ShowLive(Pending& p, bool over) {
+  const int64_t live = over || p.skip > 0 ? 0 : std::max<int64_t>(0, p.rows_done - p.rows_counted);
+  p.op->live_rows_in += live - p.live_shown;
+  p.live_shown = live;
+}
+
 bool Executor::DrainStream(uint64_t token, Pending& p) {
   // Items come in pairs — a block, then its BlockInfo — and a failure ends the stream with
   // its error as one more item: in a block's place (known only when nothing follows it), or in
@@ -947,11 +954,19 @@ bool Executor::DrainStream(uint64_t token, Pending& p) {
       Failed(token, p, e);
       return true;
     }
+    if (info.rows == BlockInfo::kProgressRecord) {  // after an empty block, not a block
+      p.block.reset();
+      p.rows_done = std::max(p.rows_done, info.rows_in);
+      ShowLive(p);
+      continue;
+    }
     RefBundle out;
     out.ref = std::move(*p.block);
     p.block.reset();
     out.meta.key = p.key.Part(p.parts);
     if (p.parts++ < p.skip) continue;  // passed on by an earlier run of the same work
+    p.rows_counted += info.rows_in;
+    ShowLive(p);
     out.meta.rows = info.rows;
     out.meta.bytes = info.bytes;
     out.meta.exec = {.wall_us = info.wall_us,
@@ -981,7 +996,10 @@ void Executor::ProcessEvents() {
     if (it == pending_.end()) continue;
     last_progress_ = Clock::now();
     if (it->second.stream) {
-      if (DrainStream(token, it->second)) pending_.erase(token);
+      if (DrainStream(token, it->second)) {
+        ShowLive(it->second, /*over=*/true);
+        pending_.erase(token);
+      }
       continue;
     }
     Pending p = std::move(it->second);
@@ -1171,7 +1189,7 @@ std::optional<RefBundle> Executor::Next() {
     }
     {
       MutexLock lock(events_->mu);
-      events_->cv.WaitFor(events_->mu, std::chrono::milliseconds(200),
+      events_->cv.WaitFor(events_->mu, progress_->TickEvery(),
                           [this]() LUMEN_REQUIRES(events_->mu) { return !events_->done.empty(); });
     }
     progress_->Tick(BudgetUsed(), budget_);

@@ -110,8 +110,10 @@ class PhysicalOp {
   std::vector<PhysicalOp*> upstreams;
   PhysicalOp* downstream = nullptr;
 
-  // Progress figures.
+  // Progress figures. live_rows_in: rows of the input of running tasks that their progress
+  // records say are done but no block of theirs has counted in stats().rows_in yet.
   int64_t blocks_done = 0;
+  int64_t live_rows_in = 0;
   std::chrono::steady_clock::time_point first_start{}, last_end{};
   bool started = false;
 
@@ -389,7 +391,8 @@ class Executor {
   void Submit(PhysicalOp* op, const lumen::ObjectRef<Buffer>& ref, int64_t index, int64_t est_bytes,
               uint64_t* token = nullptr);
   // Registers a streaming task of `op` (ReadBlocksTask, RunChainTask, UdfActor::Process: each
-  // block followed by its BlockInfo); its blocks take keys key.Part(0), key.Part(1), ...; the
+  // block followed by its BlockInfo, progress records between them); its blocks take keys
+  // key.Part(0), key.Part(1), ...; the
   // first `skip` are not passed on (an earlier run of the same work passed them).
   void SubmitStream(PhysicalOp* op, lumen::ObjectRefStream<Buffer> stream, const BlockKey& key,
                     int64_t est_bytes, const TaskInput& input, uint64_t* token = nullptr,
@@ -416,7 +419,15 @@ class Executor {
     std::optional<lumen::ObjectRef<Buffer>> block;
     int64_t parts = 0;
     int64_t skip = 0;
+    // Progress between blocks: the rows its last progress record said are done, the rows_in
+    // its blocks have counted, and what it adds to its op's live_rows_in.
+    int64_t rows_done = 0;
+    int64_t rows_counted = 0;
+    int64_t live_shown = 0;
   };
+  // Sets what `p` adds to its op's live_rows_in (the rows done beyond those its blocks
+  // counted; nothing once `over`, or for a re-run that skips blocks already counted).
+  static void ShowLive(Pending& p, bool over = false);
   // Takes what `token`'s stream has ready; true when the task is over (ended or failed).
   bool DrainStream(uint64_t token, Pending& p);
   void Failed(uint64_t token, Pending& p, const lumen::Error& e);

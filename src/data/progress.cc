@@ -27,11 +27,18 @@ std::string Plural(int64_t n, const std::string& what) {
   return std::to_string(n) + " " + what + (n == 1 ? "" : "s");
 }
 
-ProgressReporter::ProgressReporter(std::vector<PhysicalOp*> ops, bool enabled)
+ProgressReporter::ProgressReporter(std::vector<PhysicalOp*> ops, bool enabled, int64_t interval_ms)
     : ops_(std::move(ops)),
       enabled_(enabled),
       tty_(::isatty(STDERR_FILENO) != 0),
+      every_(interval_ms > 0 ? std::chrono::milliseconds(interval_ms)
+             : tty_          ? std::chrono::milliseconds(200)
+                             : std::chrono::milliseconds(10000)),
       start_(std::chrono::steady_clock::now()) {}
+
+std::chrono::milliseconds ProgressReporter::TickEvery() const {
+  return std::min(every_, std::chrono::milliseconds(200));
+}
 
 std::string ProgressReporter::Line(const PhysicalOp* op, bool final) const {
   const int64_t total = op->TotalBlocks();
@@ -54,7 +61,9 @@ std::string ProgressReporter::Line(const PhysicalOp* op, bool final) const {
     const auto end = op->Finished() ? op->last_end : std::chrono::steady_clock::now();
     active_s = std::chrono::duration<double>(end - op->first_start).count();
   }
-  double rate = active_s > 0 ? static_cast<double>(s.rows_in) / active_s : 0;
+  // Rows of running tasks count as their progress records arrive (batch by batch).
+  const int64_t rows_in = s.rows_in + (final ? 0 : op->live_rows_in);
+  double rate = active_s > 0 ? static_cast<double>(rows_in) / active_s : 0;
   std::string blocks =
       (total >= 0 ? std::to_string(done) + "/" + std::to_string(total) : std::to_string(done)) +
       " blocks";
@@ -81,7 +90,7 @@ std::string ProgressReporter::Line(const PhysicalOp* op, bool final) const {
     blocks += ")";
   }
   std::snprintf(buf, sizeof(buf), "%-40s %s%s, in %lld rows %s, out %lld rows %s, %.0f rows/s",
-                name.c_str(), bar.c_str(), blocks.c_str(), static_cast<long long>(s.rows_in),
+                name.c_str(), bar.c_str(), blocks.c_str(), static_cast<long long>(rows_in),
                 HumanBytes(s.bytes_in).c_str(), static_cast<long long>(s.rows_out),
                 HumanBytes(s.bytes_out).c_str(), rate);
   std::string line = buf;
@@ -117,9 +126,8 @@ void ProgressReporter::Draw(int64_t held_bytes, int64_t budget, bool final) {
 void ProgressReporter::Tick(int64_t held_bytes, int64_t budget, bool force) {
   if (!enabled_) return;
   auto now = std::chrono::steady_clock::now();
-  auto every = tty_ ? std::chrono::milliseconds(200) : std::chrono::milliseconds(10000);
-  if (!force && now - last_draw_ < every) return;
-  if (!tty_ && !force && now - start_ < every) return;  // short jobs: only the final line
+  if (!force && now - last_draw_ < every_) return;
+  if (!tty_ && !force && now - start_ < every_) return;  // short jobs: only the final line
   last_draw_ = now;
   Draw(held_bytes, budget, false);
 }

@@ -12,7 +12,10 @@ class PhysicalOp;
 
 class ProgressReporter {
  public:
-  ProgressReporter(std::vector<PhysicalOp*> ops, bool enabled);
+  // `interval_ms`: ExecutionOptions::progress_interval_ms.
+  ProgressReporter(std::vector<PhysicalOp*> ops, bool enabled, int64_t interval_ms);
+  // How long the executor may wait for events between Ticks.
+  std::chrono::milliseconds TickEvery() const;
   // Redraws if enough time has passed since the last drawing (or `force`).
   void Tick(int64_t held_bytes, int64_t budget, bool force = false);
   // Final state: every bar at its end.
@@ -25,6 +28,7 @@ class ProgressReporter {
   std::vector<PhysicalOp*> ops_;
   bool enabled_;
   bool tty_;
+  std::chrono::milliseconds every_;
   int lines_drawn_ = 0;
   std::chrono::steady_clock::time_point start_;
   std::chrono::steady_clock::time_point last_draw_{};

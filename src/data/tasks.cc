@@ -245,11 +245,17 @@ std::vector<Batch> SplitBySize(Batch b, int64_t max_bytes) {
 }
 
 // Yields a task's output blocks, each followed by its BlockInfo, with the task's work since
-// the previous block.
+// the previous block; and between blocks, at most every kProgressEvery, a progress record of
+// the rows of its input got through so far.
 class PartYielder {
  public:
+  static constexpr auto kProgressEvery = std::chrono::milliseconds(100);
+
   explicit PartYielder(lumen::Yield<Buffer>& out)
-      : out_(out), wall_(std::chrono::steady_clock::now()), cpu_(ThreadCpuUs()) {}
+      : out_(out),
+        wall_(std::chrono::steady_clock::now()),
+        cpu_(ThreadCpuUs()),
+        last_record_(wall_) {}
   void Consumed(const Batch& in) {
     rows_in_ += in.NumRows();
     bytes_in_ += in.SizeBytes();
@@ -268,28 +274,49 @@ class PartYielder {
     // The time spent handing the block over (back-pressure) is not the task's work.
     wall_ = std::chrono::steady_clock::now();
     cpu_ = ThreadCpuUs();
+    last_record_ = wall_;
     out_(Buffer::Copy(&info, sizeof(info)));  // plain figures: the driver's own build reads them
+  }
+  // The chain has got through `rows` rows of the task's input (counted from its start).
+  void Progress(int64_t rows) {
+    const auto now = std::chrono::steady_clock::now();
+    if (rows <= rows_recorded_ || now - last_record_ < kProgressEvery) return;
+    rows_recorded_ = rows;
+    last_record_ = now;
+    BlockInfo info;
+    info.rows = BlockInfo::kProgressRecord;
+    info.rows_in = rows;
+    out_(Buffer());
+    out_(Buffer::Copy(&info, sizeof(info)));
   }
 
  private:
   lumen::Yield<Buffer>& out_;
   std::chrono::steady_clock::time_point wall_;
   int64_t cpu_;
+  std::chrono::steady_clock::time_point last_record_;
+  int64_t rows_recorded_ = 0;
   int64_t rows_in_ = 0;
   int64_t bytes_in_ = 0;
 };
 
 // Runs `chain` over `in` — in parts when it is larger than the chain's max_block_bytes, so
 // that downstream work starts on the first while the next is made — and yields every output,
-// split the same way.
+// split the same way, with progress records between them.
 void RunInParts(const Chain& chain, const BlockKey& key, Batch in, PartYielder& out,
                 void* instance = nullptr, const CallableInfo* callable = nullptr) {
   std::vector<Batch> pieces = SplitBySize(std::move(in), chain.max_block_bytes);
+  int64_t rows_before = 0;  // of the pieces already through the chain
   for (size_t i = 0; i < pieces.size(); ++i) {
     if (lumen::IsCancelled()) return;  // the job failed or stopped: its output is not wanted
+    const int64_t rows = pieces[i].NumRows();
+    const ChainProgress progress = [&](double fraction) {
+      out.Progress(rows_before + static_cast<int64_t>(fraction * static_cast<double>(rows)));
+    };
     Batch result = ApplyChain(chain, key.Part(static_cast<int64_t>(i)), std::move(pieces[i]),
-                              instance, callable);
+                              instance, callable, progress);
     pieces[i] = Batch();
+    rows_before += rows;
     for (const Batch& part : SplitBySize(std::move(result), chain.max_block_bytes)) {
       out.Emit(part);
     }

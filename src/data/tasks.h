@@ -31,7 +31,8 @@ class TaskTimer {
 // refuse (see dataset.h); with `ignore_missing`, missing and unreadable entries are returned
 // in Listing::ignored instead.
 Listing ListFiles(const std::string& pattern, const std::string& source, bool ignore_missing);
-// Streaming tasks: each output block is yielded, followed by its BlockInfo (DecodeBlockInfo).
+// Streaming tasks: each output block is yielded, followed by its BlockInfo (DecodeBlockInfo);
+// between blocks, progress records (BlockInfo::kProgressRecord).
 // Inputs larger than the chain's max_block_bytes go through the chain in parts; outputs larger
 // than it are split by rows.
 void ReadBlocksTask(lumen::Yield<Buffer>& out, const ReadSpec& spec, const Chain& chain,

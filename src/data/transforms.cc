@@ -26,13 +26,19 @@ F LookupFn(const std::string& name) {
   return reinterpret_cast<F>(fn->raw);
 }
 
-template <class F>
-Batch InBatches(const Batch& block, int64_t batch_size, F&& f) {
+// `f` over `block` in batches of `batch_size` rows; `done(fraction)` after each batch but the
+// last.
+template <class F, class D>
+Batch InBatches(const Batch& block, int64_t batch_size, F&& f, D&& done) {
   const int64_t rows = block.NumRows();
   if (batch_size <= 0 || rows <= batch_size) return f(block);
   std::vector<Batch> out;
-  for (int64_t off = 0; off < rows; off += batch_size)
+  for (int64_t off = 0; off < rows; off += batch_size) {
     out.push_back(f(block.Slice(off, batch_size)));
+    if (off + batch_size < rows) {
+      done(static_cast<double>(off + batch_size) / static_cast<double>(rows));
+    }
+  }
   return Batch::Concat(out);
 }
 
@@ -55,18 +61,25 @@ Batch AddColumn(const Batch& block, const Batch& column, const std::string& name
 BatchFn LookupBatchFn(const std::string& name) { return LookupFn<BatchFn>(name); }
 
 Batch ApplyChain(const Chain& chain, const BlockKey& key, Batch block, void* instance,
-                 const CallableInfo* callable) {
-  for (const Step& s : chain.steps) {
+                 const CallableInfo* callable, const ChainProgress& progress) {
+  const double steps = static_cast<double>(chain.steps.size());
+  for (size_t i = 0; i < chain.steps.size(); ++i) {
+    const Step& s = chain.steps[i];
+    const auto step_done = [&](double fraction) {
+      if (progress) progress((static_cast<double>(i) + fraction) / steps);
+    };
     switch (s.kind) {
       case kStepMapBatches: {
         BatchFn fn = LookupFn<BatchFn>(s.fn);
-        block = InBatches(block, s.batch_size, [&](const Batch& b) { return fn(b); });
+        block = InBatches(
+            block, s.batch_size, [&](const Batch& b) { return fn(b); }, step_done);
         break;
       }
       case kStepCallable: {
         if (!instance || !callable) throw DataError("callable step outside an actor pool");
-        block = InBatches(block, s.batch_size,
-                          [&](const Batch& b) { return callable->call(instance, b); });
+        block = InBatches(
+            block, s.batch_size, [&](const Batch& b) { return callable->call(instance, b); },
+            step_done);
         break;
       }
       case kStepMapRows: {

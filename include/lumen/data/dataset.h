@@ -165,6 +165,9 @@ struct ExecutionOptions {
   // made: large files and expanding maps (FlatMap) stay within memory and keep the pipeline
   // busy. A task that splits writes one file per part (WriteJson/WriteCsv: part-<block>_<k>).
   int64_t target_max_block_bytes = int64_t{128} << 20;
+  // How often progress is drawn (with `progress`): 0 is every 200 ms on a terminal and every
+  // 10 s in a log (a job shorter than that prints only its final lines).
+  int64_t progress_interval_ms = 0;
 };
 
 struct IterOptions {
