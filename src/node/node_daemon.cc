@@ -4,6 +4,9 @@
 
 #include <cmath>
 #include <future>
+#include <set>
+#include <string>
+#include <unordered_set>
 
 #include "common/binary_store.h"
 #include "common/config.h"
@@ -506,9 +509,9 @@ void NodeDaemon::OnClusterView(const rpc::ConnectionPtr&, rpc::Frame& f) {
 }
 
 void NodeDaemon::SetClusterView(const proto::ClusterView& view) {
-  std::set<std::string> was_alive;
+  std::unordered_set<NodeID> was_alive;
   for (const auto& n : view_) {
-    if (n.alive && n.id != node_id_) was_alive.insert(n.address);
+    if (n.alive && n.id != node_id_) was_alive.insert(n.id);
   }
   view_ = scheduling::ViewFromProto(view);
   for (const auto& n : view_) {
@@ -522,8 +525,18 @@ void NodeDaemon::SetClusterView(const proto::ClusterView& view) {
     on_shutdown_.Run();
     return;
   }
+  // Transfers from a node declared dead fail now. Not when a node alive now has its address:
+  // a node started again can take the port of one killed moments before whose death is only
+  // now declared, and the connection to that address is the new node's (the old one's closed
+  // when its process died).
+  std::set<std::string> alive_addresses;
   for (const auto& n : view_) {
-    if (!n.alive && was_alive.count(n.address) && objects_) objects_->NodeDied(n.address);
+    if (n.alive) alive_addresses.insert(n.address);
+  }
+  for (const auto& n : view_) {
+    if (!n.alive && was_alive.count(n.id) && !alive_addresses.count(n.address) && objects_) {
+      objects_->NodeDied(n.address);
+    }
   }
   groups_.clear();
   for (const auto& g : view.placement_groups()) {
