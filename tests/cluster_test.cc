@@ -242,6 +242,13 @@ TEST_F(ClusterTest, DataPipelinesSpreadOverTheNodesAndKeepBlocksWhereTheyAre) {
   EXPECT_NE(r.out.find("files exact"), std::string::npos) << r.out;
 }
 
+TEST_F(ClusterTest, StreamingSplitDealsEachTrainerTheBlocksOfItsOwnNodeFirst) {
+  auto r = Driver("split_locality");
+  std::printf("%s", r.out.c_str());
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("rows read on the node that made them"), std::string::npos) << r.out;
+}
+
 TEST_F(ClusterTest, ARuntimeEnvWorkingDirReachesEveryNodeThatRunsItsWork) {
   auto r = Driver("runtime_env");
   EXPECT_EQ(r.code, 0) << r.out;

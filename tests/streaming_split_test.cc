@@ -1,8 +1,10 @@
 // Dataset::StreamingSplit: n consumers (actors, as trainers are) read one stream at once.
 #include <algorithm>
+#include <future>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -157,6 +159,27 @@ TEST(SplitCoordinator, AConsumerGetsABlockOnItsOwnNodeFirst) {
   EXPECT_EQ(c->Next(0, "c").rows, 30);  // nothing on its node: the oldest
   c->Finish();
   EXPECT_EQ(c->Next(1, "b").state, SplitItem::kEnd);
+}
+
+// Consumers waiting on nodes a and b: a block made on b goes to b's consumer, whoever asked
+// first; a's consumer goes on waiting and gets the next block made on a.
+TEST(SplitCoordinator, ABlockGoesToTheConsumerWaitingOnItsNode) {
+  std::unique_ptr<SplitCoordinator> c(SplitCoordinator::Create(2, false));
+  auto on_a = std::async(std::launch::async, [&] { return c->Next(0, "a"); });
+  while (c->Waiting() < 1) std::this_thread::yield();
+  auto on_b = std::async(std::launch::async, [&] { return c->Next(1, "b"); });
+  while (c->Waiting() < 2) std::this_thread::yield();
+  ASSERT_TRUE(c->Offer(Block(20, "b")));
+  EXPECT_EQ(on_b.get().rows, 20);
+  ASSERT_TRUE(c->Offer(Block(10, "a")));
+  EXPECT_EQ(on_a.get().rows, 10);
+  // A block of a node no consumer waits on goes to whoever waits.
+  auto any = std::async(std::launch::async, [&] { return c->Next(1, "b"); });
+  while (c->Waiting() < 1) std::this_thread::yield();
+  ASSERT_TRUE(c->Offer(Block(5, "c")));
+  EXPECT_EQ(any.get().rows, 5);
+  c->Finish();
+  EXPECT_EQ(c->Next(0, "a").state, SplitItem::kEnd);
 }
 
 TEST(SplitCoordinator, EqualSharesAreCutFromBlocksAndTheRemainderDropped) {

@@ -43,11 +43,19 @@ void SplitCoordinator::Stop() {
   cv_.notify_all();
 }
 
-size_t SplitCoordinator::Pick(const std::string& node) const {
+std::optional<size_t> SplitCoordinator::Pick(const std::string& node) const {
   for (size_t i = 0; i < held_.size(); ++i) {
     if (held_[i].node == node) return i;
   }
-  return 0;
+  for (size_t i = 0; i < held_.size(); ++i) {
+    if (!takers_.contains(held_[i].node)) return i;
+  }
+  return std::nullopt;
+}
+
+int SplitCoordinator::Waiting() {
+  std::lock_guard lock(mu_);
+  return waiting_;
 }
 
 SplitItem SplitCoordinator::Next(int index, const std::string& node) {
@@ -75,9 +83,9 @@ SplitItem SplitCoordinator::Next(int index, const std::string& node) {
     // With `equal`, a share never gets more than offered / n rows: the final share (total / n)
     // is at least that, so what is held always covers what every share is still owed.
     const int64_t room = equal_ ? offered_ / n_ - given : std::numeric_limits<int64_t>::max();
-    if (!held_.empty() && room > 0) {
-      const size_t at = Pick(node);
-      Held& h = held_[at];
+    const std::optional<size_t> at = room > 0 ? Pick(node) : std::nullopt;
+    if (at) {
+      Held& h = held_[*at];
       const int64_t take = std::min(room, h.rows);
       item.state = SplitItem::kBlock;
       item.ref = h.ref;
@@ -85,7 +93,7 @@ SplitItem SplitCoordinator::Next(int index, const std::string& node) {
       item.rows = take;
       given += take;
       if (take == h.rows) {
-        held_.erase(held_.begin() + static_cast<std::ptrdiff_t>(at));
+        held_.erase(held_.begin() + static_cast<std::ptrdiff_t>(*at));
       } else {
         h.offset += take;
         h.rows -= take;
@@ -93,13 +101,16 @@ SplitItem SplitCoordinator::Next(int index, const std::string& node) {
       cv_.notify_all();  // room for the pump
       return item;
     }
-    if (finished_) {
+    if (finished_ && (held_.empty() || room <= 0)) {
       item.state = SplitItem::kEnd;  // (with `equal`: the fewer than n rows left are dropped)
       return item;
     }
+    // Nothing for this consumer now (blocks held are for consumers waiting on their nodes).
     ++waiting_;
+    const auto taker = room > 0 ? takers_.insert(node) : takers_.end();
     cv_.notify_all();  // the pump may offer past `enough` now
     cv_.wait(lock);
+    if (taker != takers_.end()) takers_.erase(taker);
     --waiting_;
   }
 }

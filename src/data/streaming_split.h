@@ -7,6 +7,8 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -53,8 +55,12 @@ class SplitCoordinator {
   void Finish();
   void Fail(const std::string& error);
   void Stop();
-  // Share `index`'s next block for a consumer on `node` (hex): one held on that node first.
+  // Share `index`'s next block for a consumer on `node` (hex): one held on that node first,
+  // else one no waiting consumer on its own node could take; with neither, it waits (the
+  // blocks go to the consumers on their nodes, and it gets the next).
   SplitItem Next(int index, const std::string& node);
+  // Next calls waiting now (tests).
+  int Waiting();
 
  private:
   SplitCoordinator(int n, bool equal) : n_(n), equal_(equal), given_(static_cast<size_t>(n), 0) {}
@@ -64,17 +70,19 @@ class SplitCoordinator {
     int64_t rows;
     std::string node;
   };
-  // The held block a consumer on `node` should get (its own node's first).
-  size_t Pick(const std::string& node) const;
+  // The held block a consumer on `node` should get: its own node's first, else one that no
+  // waiting consumer on its own node could take; nullopt if every held block has one.
+  std::optional<size_t> Pick(const std::string& node) const;
 
   const int n_;
   const bool equal_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Held> held_;
-  std::vector<int64_t> given_;  // rows dealt to each share
-  int64_t offered_ = 0;         // rows offered in all
-  int waiting_ = 0;             // Next calls that found nothing to take
+  std::vector<int64_t> given_;         // rows dealt to each share
+  int64_t offered_ = 0;                // rows offered in all
+  int waiting_ = 0;                    // Next calls that found nothing to take
+  std::multiset<std::string> takers_;  // the nodes of those that could take a block
   bool finished_ = false;
   bool stopped_ = false;
   std::string error_;
