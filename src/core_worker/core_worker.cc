@@ -544,6 +544,7 @@ void CoreWorker::StoreError(const std::vector<ObjectID>& ids, const proto::Error
 }
 
 void CoreWorker::StoreReturns(proto::TaskResult* result) {
+  std::vector<ObjectID> on_dead_nodes;
   for (auto& ro : *result->mutable_returns()) {
     ObjectID id = ObjectID::FromBinary(ro.object_id());
     if (result->attempt() > 0 && !KeepReturn(id, ro)) continue;
@@ -569,7 +570,10 @@ void CoreWorker::StoreReturns(proto::TaskResult* result) {
     }
     references_->AddContained(id, nested);
     references_->SetReady(id, ro.in_plasma(), obj->node);
+    if (obj->in_plasma && recovery_->IsNodeDead(obj->node)) on_dead_nodes.push_back(id);
   }
+  // Made on a node that died before the report arrived (its death handled already).
+  for (const auto& id : on_dead_nodes) recovery_->OnArrivedFromDeadNode(id);
 }
 
 void CoreWorker::FailUnmade(const std::vector<ObjectID>& ids, const proto::ErrorInfo& error) {

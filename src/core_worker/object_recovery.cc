@@ -326,6 +326,41 @@ void ObjectRecovery::Run(Actions& a) {
   }
 }
 
+void ObjectRecovery::LostLocked(const ObjectID& id, const std::string& why, Actions* a) {
+  if (!references_.IsOwned(id)) {
+    a->deleted.push_back(id);  // a borrower asks the owner again
+    return;
+  }
+  std::vector<NodeID> alive;
+  if (auto c = copies_.find(id); c != copies_.end()) alive = c->second;
+  DropDeadLocked(&alive);
+  if (alive.empty()) {
+    RecoverLocked(id, why, a);
+    return;
+  }
+  // Readers wait (the entry goes, the value is pending) until a copy is kept.
+  references_.Resurrect(id);
+  a->deleted.push_back(id);
+  a->promote.push_back({id, memory_store_.Get(id), std::move(alive), why});
+}
+
+void ObjectRecovery::OnArrivedFromDeadNode(const ObjectID& id) {
+  const StoredObjectPtr obj = memory_store_.Get(id);
+  if (!obj || !obj->in_plasma || obj->node.IsNil()) return;
+  Actions a;
+  {
+    MutexLock lock(mu_);
+    auto dead = dead_.find(obj->node);
+    if (dead == dead_.end()) return;
+    LostLocked(id,
+               "its copy was on node " + Short(obj->node) +
+                   ", which had died by the time the value was reported: " + dead->second,
+               &a);
+    ExpandLocked(&a, 0);
+  }
+  Run(a);
+}
+
 void ObjectRecovery::OnNodeDead(const NodeID& node, const std::string& cause) {
   {
     MutexLock lock(mu_);
@@ -336,23 +371,7 @@ void ObjectRecovery::OnNodeDead(const NodeID& node, const std::string& cause) {
   Actions a;
   {
     MutexLock lock(mu_);
-    for (const auto& id : memory_store_.InPlasmaOn(node)) {
-      if (references_.IsOwned(id)) {
-        std::vector<NodeID> alive;
-        if (auto c = copies_.find(id); c != copies_.end()) alive = c->second;
-        DropDeadLocked(&alive);
-        if (alive.empty()) {
-          RecoverLocked(id, why, &a);
-          continue;
-        }
-        // Readers wait (the entry goes, the value is pending) until a copy is kept.
-        references_.Resurrect(id);
-        a.deleted.push_back(id);
-        a.promote.push_back({id, memory_store_.Get(id), std::move(alive), why});
-      } else {
-        a.deleted.push_back(id);  // a borrower asks the owner again
-      }
-    }
+    for (const auto& id : memory_store_.InPlasmaOn(node)) LostLocked(id, why, &a);
     ExpandLocked(&a, 0);
   }
   if (!a.errors.empty() || !a.resubmit.empty() || !a.promote.empty()) {
@@ -404,7 +423,11 @@ bool ObjectRecovery::OnReadFailed(const ObjectID& id, const StoredObjectPtr& obj
     handled_cv_.Wait(mu_, [&]() LUMEN_REQUIRES(mu_) { return handled_.count(obj->node) > 0; });
   }
   if (memory_store_.Get(id) != obj) return true;  // re-created or failed meanwhile
-  if (references_.IsOwned(id)) return false;
+  if (references_.IsOwned(id)) {
+    // Stored after the death was handled (a late report): handled now.
+    OnArrivedFromDeadNode(id);
+    return memory_store_.Get(id) != obj;
+  }
   // Borrowed, and the owner still names the dead node: it is told, and answers once it knows.
   memory_store_.Delete(id);
   hooks_.fetch_from_owner(id, obj->node);
@@ -414,7 +437,14 @@ bool ObjectRecovery::OnReadFailed(const ObjectID& id, const StoredObjectPtr& obj
 void ObjectRecovery::OnBorrowerLost(const ObjectID& id, const NodeID& node,
                                     std::function<void()> then) {
   StoredObjectPtr cur = memory_store_.Get(id);
-  if (!cur || !cur->in_plasma || cur->node != node || IsNodeDead(node)) {
+  if (cur && cur->in_plasma && cur->node == node && IsNodeDead(node)) {
+    // Still naming a node whose death was handled (a late report): re-created, kept from a
+    // copy or failed now, so the borrower is not sent back to the dead node.
+    OnArrivedFromDeadNode(id);
+    then();
+    return;
+  }
+  if (!cur || !cur->in_plasma || cur->node != node) {
     then();
     return;
   }

@@ -84,6 +84,11 @@ class ObjectRecovery {
   // forgotten so that its owner is asked again (borrowed).
   void OnNodeDead(const NodeID& node, const std::string& cause) LUMEN_EXCLUDES(mu_);
   bool IsNodeDead(const NodeID& node) const LUMEN_EXCLUDES(mu_);
+  // `id`'s entry was just stored (a task's result, a stream's value) naming a node already
+  // known dead — its death was handled before the report arrived: handled now as that death
+  // would have (re-created, kept from a copy, failed, or forgotten if borrowed). Without this
+  // the entry would send every reader to the dead node for ever.
+  void OnArrivedFromDeadNode(const ObjectID& id) LUMEN_EXCLUDES(mu_);
   // Asks the control service which nodes are dead and handles the ones this process had not
   // heard of; then runs `then` (on the I/O thread, or here when the question cannot be sent).
   void RefreshNodeDeaths(std::function<void()> then);
@@ -133,6 +138,9 @@ class ObjectRecovery {
 
   // Re-creates owned `id` (lost) or records the error that says why not.
   void RecoverLocked(const ObjectID& id, const std::string& why, Actions* out) LUMEN_REQUIRES(mu_);
+  // `id`'s copy is gone with its node: owned, kept from a copy elsewhere or re-created;
+  // borrowed, forgotten (its owner is asked again).
+  void LostLocked(const ObjectID& id, const std::string& why, Actions* out) LUMEN_REQUIRES(mu_);
   // Makes sure the arguments of `task` will be there: lost owned ones are re-created, lost
   // borrowed ones forgotten (their owner is asked again). False (with out->failure) when one
   // is gone for good.
