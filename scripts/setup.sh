@@ -11,6 +11,8 @@ PACKAGES=(
   nlohmann-json3-dev                       # lumen::data JSON lines
   libhiredis-dev redis-server              # control service state in Redis (+ its tests)
   libssl-dev                               # SHA-256 of programs stored by content
+  libcurl4-openssl-dev libtinyxml2-dev     # lumen::data's S3 client
+  awscli                                   # the independent S3 client of the S3 tests
   libgtest-dev libgmock-dev                # tests
   libbenchmark-dev                         # micro-benchmarks
   python3 python3-distributed python3-dask # Dask: the peer baseline in bench/
@@ -48,4 +50,16 @@ if ! command -v npm >/dev/null; then
   echo "lumen setup: installing nodejs npm"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+# s3rver, the S3 server the S3 tests and lumen_bench_s3 start on loopback, from the npm
+# registry into the project's .tools/ (not committed). Pinned: its answers are what the tests
+# were written against.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+S3RVER_VERSION=3.7.1
+if [ ! -x "$ROOT/.tools/s3rver/node_modules/.bin/s3rver" ] ||
+  ! grep -q "\"version\": \"$S3RVER_VERSION\"" "$ROOT/.tools/s3rver/node_modules/s3rver/package.json"; then
+  echo "lumen setup: installing s3rver $S3RVER_VERSION (npm) into .tools/s3rver"
+  mkdir -p "$ROOT/.tools/s3rver"
+  npm install --prefix "$ROOT/.tools/s3rver" --no-audit --no-fund --loglevel=error \
+    "s3rver@$S3RVER_VERSION" >/dev/null
 fi

@@ -114,16 +114,18 @@ struct ReadSpec {
   int64_t range_count = 0;
   std::vector<std::string> null_values;  // csv
   std::vector<Expr> filters;             // csv, json: rows kept (a Filter pushed into the read)
+  S3Options s3;                          // s3:// files
   LUMEN_SERIALIZE(format, files, relative, columns, delimiter, range_start, range_count,
-                  null_values, filters);
+                  null_values, filters, s3);
 };
 
 struct FileEntry {
-  std::string path;      // absolute
+  std::string path;      // absolute, or an s3:// URI
   std::string relative;  // relative to the listed root (or the file name)
   int64_t size = 0;
   int64_t mtime_ns = 0;  // modification time (write manifests)
-  LUMEN_SERIALIZE(path, relative, size, mtime_ns);
+  std::string etag;      // S3 objects: their ETag (write manifests)
+  LUMEN_SERIALIZE(path, relative, size, mtime_ns, etag);
 };
 
 // What listing one input path found.

@@ -10,6 +10,7 @@
 #include "data/executor.h"
 #include "data/plan.h"
 #include "data/progress.h"
+#include "data/s3_client.h"
 #include "data/streaming_split.h"
 #include "data/write_commit.h"
 
@@ -444,6 +445,9 @@ WriteResult Write(const Dataset& ds, const std::shared_ptr<DatasetStats>& stats,
                   internal::WriteSpec spec, const std::string& label, const WriteOptions& options,
                   const std::string& sink_line) {
   const WriteMode mode = options.mode;
+  if (internal::IsS3Uri(spec.dir)) {
+    throw DataError(label + ": writing to S3 is not supported yet (reading is)");
+  }
   internal::OutputDir out(spec.dir, label);
   internal::Step s;
   s.kind = internal::kStepWrite;

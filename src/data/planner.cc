@@ -75,7 +75,8 @@ std::vector<ReadSpec> ListAndGroup(const LogicalNode& n, int64_t* total_bytes, i
   // List every path in parallel tasks.
   std::vector<lumen::ObjectRef<Listing>> listings;
   for (const auto& p : n.paths) {
-    listings.push_back(lumen::Task(ListFiles).Remote(p, n.source, n.read.ignore_missing_files));
+    listings.push_back(
+        lumen::Task(ListFiles).Remote(p, n.source, n.read.ignore_missing_files, n.read.s3));
   }
   std::vector<FileEntry> all;
   for (auto& l : listings) {
@@ -110,6 +111,7 @@ std::vector<ReadSpec> ListAndGroup(const LogicalNode& n, int64_t* total_bytes, i
       cur.delimiter = n.read.delimiter;
       cur.null_values = n.read.null_values;
       cur.filters = n.filters;
+      cur.s3 = n.read.s3;
     }
     cur.files.push_back(f.path);
     cur.relative.push_back(f.relative);

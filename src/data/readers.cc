@@ -3,16 +3,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "lumen/data/expr.h"
 
 #include "data/block_format.h"
 #include "data/chain.h"
+#include "data/s3_client.h"
+#include "data/s3_files.h"
 #include "lumen/errors.h"
 
 namespace lumen::data::internal {
@@ -42,8 +48,13 @@ int OpenRegularFile(const std::string& path, const char* source, struct stat* st
   return fd;
 }
 
-// Appends the whole file to `out`.
-void ReadWholeFile(const std::string& path, std::string* out, const char* source) {
+// Appends the whole file (or S3 object) to `out`.
+void ReadWholeFile(const std::string& path, std::string* out, const char* source,
+                   const S3Options& s3) {
+  if (IsS3Uri(path)) {
+    out->append(ReadS3Object(path, s3));
+    return;
+  }
   struct stat st;
   int fd = OpenRegularFile(path, source, &st);
   if (st.st_size > 0) out->reserve(out->size() + static_cast<size_t>(st.st_size));
@@ -71,7 +82,43 @@ void ReadWholeFile(const std::string& path, std::string* out, const char* source
   ::close(fd);
 }
 
+// ReadBinary of S3 objects: each fetched whole (a few at once), then copied into the block.
+Batch ReadBinaryObjects(const ReadSpec& spec) {
+  std::vector<std::string> bodies(spec.files.size());
+  std::vector<int64_t> sizes(spec.files.size());
+  std::atomic<size_t> next{0};
+  std::mutex mu;
+  std::exception_ptr failure;
+  std::vector<std::thread> pool;
+  const size_t threads = std::min<size_t>(spec.files.size(), 8);
+  for (size_t t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      for (size_t i; (i = next++) < spec.files.size();) {
+        try {
+          if (IsS3Uri(spec.files[i])) {
+            bodies[i] = ReadS3Object(spec.files[i], spec.s3);
+          } else {
+            ReadWholeFile(spec.files[i], &bodies[i], "ReadBinaryFiles", spec.s3);
+          }
+        } catch (...) {
+          std::lock_guard lock(mu);
+          if (!failure) failure = std::current_exception();
+          return;
+        }
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  if (failure) std::rethrow_exception(failure);
+  for (size_t i = 0; i < bodies.size(); ++i) sizes[i] = static_cast<int64_t>(bodies[i].size());
+  return MakePathBytesBlock(spec.relative, sizes, [&](size_t i, uint8_t* dst) {
+    std::memcpy(dst, bodies[i].data(), bodies[i].size());
+    std::string().swap(bodies[i]);
+  });
+}
+
 Batch ReadBinary(const ReadSpec& spec) {
+  if (std::any_of(spec.files.begin(), spec.files.end(), IsS3Uri)) return ReadBinaryObjects(spec);
   // Open everything first to learn the sizes, then read each file straight into the block.
   std::vector<int> fds;
   std::vector<int64_t> sizes;
@@ -111,7 +158,7 @@ Batch ReadTextLines(const ReadSpec& spec) {
   std::vector<std::string> lines;
   for (const auto& f : spec.files) {
     std::string content;
-    ReadWholeFile(f, &content, "ReadText");
+    ReadWholeFile(f, &content, "ReadText", spec.s3);
     size_t start = 0;
     while (start < content.size()) {
       size_t nl = content.find('\n', start);
@@ -197,7 +244,7 @@ Batch ReadCsvFiles(const ReadSpec& spec) {
   std::vector<int> keep;  // header index of each kept column
   for (const auto& file : spec.files) {
     std::string content;
-    ReadWholeFile(file, &content, "ReadCsv");
+    ReadWholeFile(file, &content, "ReadCsv", spec.s3);
     size_t pos = 0;
     int64_t line = 1;
     std::vector<std::string> rec;
@@ -296,7 +343,7 @@ Batch ReadJsonLines(const ReadSpec& spec) {
   std::vector<Row> rows;
   for (const auto& file : spec.files) {
     std::string content;
-    ReadWholeFile(file, &content, "ReadJson");
+    ReadWholeFile(file, &content, "ReadJson", spec.s3);
     size_t start = 0;
     int64_t line = 0;
     while (start < content.size()) {

@@ -19,6 +19,8 @@
 #include "common/thread_annotations.h"
 #include "data/aggregate.h"
 #include "data/keys.h"
+#include "data/s3_client.h"
+#include "data/s3_files.h"
 
 namespace lumen::data::internal {
 
@@ -187,7 +189,7 @@ class Lister {
     std::string abs = p.is_absolute() ? p.string() : std::filesystem::absolute(p).string();
     out_.files.push_back({std::filesystem::path(abs).lexically_normal().string(), rel,
                           static_cast<int64_t>(st.st_size),
-                          int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec});
+                          int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec, ""});
   }
 
   // stat() following links; false (after Missing) for what cannot be examined.
@@ -227,7 +229,9 @@ class Lister {
 
 }  // namespace
 
-Listing ListFiles(const std::string& pattern, const std::string& source, bool ignore_missing) {
+Listing ListFiles(const std::string& pattern, const std::string& source, bool ignore_missing,
+                  const S3Options& s3) {
+  if (IsS3Uri(pattern)) return ListS3(pattern, source, ignore_missing, s3);
   return Lister(source, ignore_missing).List(pattern);
 }
 

@@ -30,7 +30,9 @@ class TaskTimer {
 // sorted by relative path. Throws DataError naming the path for what ReadBinaryFiles & co.
 // refuse (see dataset.h); with `ignore_missing`, missing and unreadable entries are returned
 // in Listing::ignored instead.
-Listing ListFiles(const std::string& pattern, const std::string& source, bool ignore_missing);
+// s3:// patterns are listed on S3 with `s3` (ListS3).
+Listing ListFiles(const std::string& pattern, const std::string& source, bool ignore_missing,
+                  const S3Options& s3);
 // Streaming tasks: each output block is yielded, followed by its BlockInfo (DecodeBlockInfo);
 // between blocks, progress records (BlockInfo::kProgressRecord).
 // Inputs larger than the chain's max_block_bytes go through the chain in parts; outputs larger

@@ -43,6 +43,7 @@
 #include "lumen/data/batch.h"
 #include "lumen/data/expr.h"
 #include "lumen/data/row.h"
+#include "lumen/data/s3.h"
 #include "lumen/errors.h"
 #include "lumen/remote.h"
 #include "lumen/serialization.h"
@@ -110,6 +111,8 @@ struct ReadOptions {
   std::vector<std::string> null_values{""};
   // CPUs each read task reserves (a read fused with the maps after it takes theirs).
   double num_cpus = 1;
+  // s3:// paths: where and as whom (empty fields: the AWS conventions, see lumen/data/s3.h).
+  S3Options s3{};
 };
 
 // What a write does with an output directory that already holds files. Every write records

@@ -1,0 +1,87 @@
+#include "data/s3_files.h"
+
+#include <fnmatch.h>
+
+#include <algorithm>
+
+#include "data/s3_client.h"
+#include "lumen/data/dataset.h"
+
+namespace lumen::data::internal {
+
+namespace {
+
+bool HasGlob(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
+
+std::string Base(const std::string& key) {
+  const auto slash = key.rfind('/');
+  return slash == std::string::npos ? key : key.substr(slash + 1);
+}
+
+// Whether any '/'-separated part of `rel` starts with '_' or '.' (hidden or a write's record).
+bool Hidden(const std::string& rel) {
+  size_t start = 0;
+  while (start < rel.size()) {
+    if (rel[start] == '_' || rel[start] == '.') return true;
+    const auto slash = rel.find('/', start);
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  return false;
+}
+
+}  // namespace
+
+Listing ListS3(const std::string& pattern, const std::string& source, bool ignore_missing,
+               const S3Options& options) {
+  const S3Uri uri = S3Uri::Parse(pattern);
+  const S3Client client(S3Config::Resolve(options, uri.anonymous));
+  const std::string root =
+      "s3://" + std::string(uri.anonymous ? "anonymous@" : "") + uri.bucket + "/";
+  Listing out;
+  auto add = [&](const S3Object& o, std::string rel) {
+    out.files.push_back({root + o.key, std::move(rel), o.size, o.mtime_ns, o.etag});
+  };
+  auto missing = [&](const std::string& why) {
+    if (ignore_missing) {
+      out.ignored.push_back(pattern + ": " + why);
+      return;
+    }
+    throw DataError(source + ": '" + pattern + "' " + why +
+                    " (set ReadOptions::ignore_missing_files to skip what is missing)");
+  };
+  // Every object under `prefix`, named relative to it, hidden names and folder markers aside.
+  auto add_folder = [&](const std::string& prefix) {
+    size_t found = 0;
+    for (const S3Object& o : client.List(uri.bucket, prefix)) {
+      const std::string rel = o.key.substr(prefix.size());
+      if (rel.empty() || rel.back() == '/' || Hidden(rel)) continue;
+      add(o, rel);
+      ++found;
+    }
+    return found;
+  };
+  if (HasGlob(uri.key)) {
+    const std::string prefix = uri.key.substr(0, uri.key.find_first_of("*?["));
+    for (const S3Object& o : client.List(uri.bucket, prefix)) {
+      if (::fnmatch(uri.key.c_str(), o.key.c_str(), FNM_PATHNAME) == 0) add(o, Base(o.key));
+    }
+    if (out.files.empty()) missing("matches no objects");
+  } else if (uri.key.empty() || uri.key.back() == '/') {
+    if (add_folder(uri.key) == 0) missing("holds no objects");
+  } else if (auto head = client.Head(uri.bucket, uri.key)) {
+    add(*head, Base(uri.key));
+  } else if (add_folder(uri.key + "/") == 0) {
+    missing("does not exist");
+  }
+  std::sort(out.files.begin(), out.files.end(),
+            [](const FileEntry& a, const FileEntry& b) { return a.relative < b.relative; });
+  return out;
+}
+
+std::string ReadS3Object(const std::string& uri, const S3Options& options) {
+  const S3Uri u = S3Uri::Parse(uri);
+  return S3Client(S3Config::Resolve(options, u.anonymous)).Get(u.bucket, u.key);
+}
+
+}  // namespace lumen::data::internal

@@ -1,0 +1,23 @@
+// lumen::data's sources and sinks on S3: listing URIs as the local Lister lists paths,
+// reading objects, and committing output objects. Internal to src/data; runs in tasks.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "data/chain.h"
+#include "lumen/data/s3.h"
+
+namespace lumen::data::internal {
+
+// Lists `pattern` — s3://bucket/key (one object; a key that names no object but is a prefix
+// of some is listed as the folder it is), s3://bucket/prefix/ (every object under it, except
+// names starting with '_' or '.' as local listings skip them) or a glob over keys (*, ?, [..];
+// '*' does not cross '/') — sorted by relative name. Errors as ListFiles.
+Listing ListS3(const std::string& pattern, const std::string& source, bool ignore_missing,
+               const S3Options& options);
+
+// The whole object at `uri`. Throws DataError naming it.
+std::string ReadS3Object(const std::string& uri, const S3Options& options);
+
+}  // namespace lumen::data::internal
