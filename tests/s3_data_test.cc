@@ -155,4 +155,76 @@ TEST_F(S3DataTest, MissingBucketsKeysAndBadUrisFailNamingThem) {
   EXPECT_NE(ignored[0].find("s3://lumen-in/absent.bin"), std::string::npos) << ignored[0];
 }
 
+// Objects read from one bucket and written to another: the AWS CLI finds every object, with
+// the same size and bytes, next to the write's manifest and _SUCCESS. A second run resumes
+// (writes nothing), a changed input makes the default mode refuse, an overwrite replaces the
+// old objects, and JSON lines written in parts read back whole.
+TEST_F(S3DataTest, WritesLandExactlyOnceAndTheAwsCliReadsThemBack) {
+  for (int i = 0; i < 24; ++i)
+    WriteFile("src/d" + std::to_string(i % 2) + "/f" + std::to_string(i), Content(i));
+  Upload("src", "copy-in/");
+  ld::WriteOptions to_s3;
+  to_s3.s3 = S3();
+  auto copy = [&] {
+    return ld::ReadBinaryFiles("s3://lumen-in/copy-in/", Read())
+        .WithOptions(lumen::testing::Quiet())
+        .WriteFiles("s3://lumen-out/copy/", to_s3);
+  };
+  ld::WriteResult first = copy();
+  EXPECT_EQ(first.files_written, 24);
+  auto ls = server_.Aws("s3 ls --recursive --summarize s3://lumen-out/copy/");
+  ASSERT_EQ(ls.code, 0) << ls.out;
+  EXPECT_NE(ls.out.find("Total Objects: 26"), std::string::npos) << ls.out;  // + manifest, _SUCCESS
+  EXPECT_NE(ls.out.find("copy/_SUCCESS"), std::string::npos) << ls.out;
+  EXPECT_NE(ls.out.find("copy/_lumen_manifest.json"), std::string::npos) << ls.out;
+  auto down = server_.Aws("s3 cp --recursive s3://lumen-out/copy/ " + Path("down"));
+  ASSERT_EQ(down.code, 0) << down.out;
+  for (int i = 0; i < 24; ++i) {
+    EXPECT_EQ(ReadFile(Path("down/d" + std::to_string(i % 2) + "/f" + std::to_string(i))),
+              Content(i));
+  }
+  // The same write again: everything is there already.
+  ld::WriteResult again = copy();
+  EXPECT_EQ(again.files_written, 0);
+  EXPECT_EQ(again.files_skipped, 24);
+  // A new input: resuming would mix two writes' output.
+  WriteFile("more/d0/new", "new");
+  Upload("more", "copy-in/");
+  try {
+    copy();
+    ADD_FAILURE() << "resumed over another write's output";
+  } catch (const ld::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("1 input file added"), std::string::npos) << e.what();
+  }
+  ld::WriteOptions overwrite = to_s3;
+  overwrite.mode = ld::WriteMode::kOverwrite;
+  auto fewer = ld::ReadBinaryFiles("s3://lumen-in/copy-in/d0/", Read())
+                   .WithOptions(lumen::testing::Quiet())
+                   .WriteFiles("s3://lumen-out/copy/", overwrite);
+  EXPECT_EQ(fewer.files_written, 13);  // d0's twelve and the new one, under their names in d0/
+  auto after = server_.Aws("s3 ls --recursive --summarize s3://lumen-out/copy/");
+  EXPECT_NE(after.out.find("Total Objects: 15"), std::string::npos) << after.out;
+  EXPECT_EQ(after.out.find("d1/"), std::string::npos) << after.out;      // the old output is gone
+  EXPECT_EQ(after.out.find(".lumen-"), std::string::npos) << after.out;  // no staging left
+  // JSON lines in parts of 7 rows: every part listed, every row read back.
+  ld::WriteOptions json = to_s3;
+  json.rows_per_file = 7;
+  auto rows = ld::Range(100, {.num_blocks = 3})
+                  .WithOptions(lumen::testing::Quiet())
+                  .WriteJson("s3://lumen-out/json/", json);
+  auto listed = server_.Aws("s3 ls --recursive s3://lumen-out/json/");
+  int parts = 0;
+  for (size_t at = 0; (at = listed.out.find(".jsonl", at)) != std::string::npos; ++at) ++parts;
+  EXPECT_EQ(parts, rows.files_written);
+  EXPECT_EQ(
+      ld::ReadJson("s3://lumen-out/json/", Read()).WithOptions(lumen::testing::Quiet()).Count(),
+      100);
+  // kError refuses a prefix that holds objects.
+  ld::WriteOptions strict = to_s3;
+  strict.mode = ld::WriteMode::kError;
+  EXPECT_THROW(
+      ld::Range(3).WithOptions(lumen::testing::Quiet()).WriteJson("s3://lumen-out/json/", strict),
+      ld::DataError);
+}
+
 }  // namespace

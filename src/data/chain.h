@@ -23,7 +23,8 @@ struct WriteSpec {
   // (appends); WriteFiles accepts an existing file only with the same bytes (appends).
   std::string run_id;
   bool append = false;
-  LUMEN_SERIALIZE(format, dir, path_column, data_column, rows_per_file, run_id, append);
+  S3Options s3{};  // an s3:// dir
+  LUMEN_SERIALIZE(format, dir, path_column, data_column, rows_per_file, run_id, append, s3);
 };
 
 enum StepKind : int {

@@ -445,10 +445,12 @@ WriteResult Write(const Dataset& ds, const std::shared_ptr<DatasetStats>& stats,
                   internal::WriteSpec spec, const std::string& label, const WriteOptions& options,
                   const std::string& sink_line) {
   const WriteMode mode = options.mode;
-  if (internal::IsS3Uri(spec.dir)) {
-    throw DataError(label + ": writing to S3 is not supported yet (reading is)");
+  if (internal::IsS3Uri(spec.dir)) internal::S3Uri::Parse(spec.dir);  // a bad URI fails here
+  while (spec.dir.size() > 1 && spec.dir.back() == '/' && !spec.dir.ends_with("//")) {
+    spec.dir.pop_back();  // s3://bucket/out/ and out/ name the same place as without the '/'
   }
-  internal::OutputDir out(spec.dir, label);
+  spec.s3 = options.s3;
+  internal::OutputDir out(spec.dir, label, options.s3);
   internal::Step s;
   s.kind = internal::kStepWrite;
   s.write = spec;
@@ -472,6 +474,7 @@ WriteResult Write(const Dataset& ds, const std::shared_ptr<DatasetStats>& stats,
     for (auto& step : chain->steps) {
       if (step.kind != internal::kStepWrite) continue;
       step.write.dir = target.dir;
+      step.write.s3 = options.s3;
       step.write.run_id = target.run_id;
       step.write.append = mode == WriteMode::kAppend;
     }
@@ -494,8 +497,10 @@ WriteResult Write(const Dataset& ds, const std::shared_ptr<DatasetStats>& stats,
   }
   *stats = ex->Stats();
   // Every file is committed; the staging area only holds leftovers of killed attempts.
-  std::error_code ec;
-  std::filesystem::remove_all(target.dir + "/.lumen-staging", ec);
+  if (!internal::IsS3Uri(target.dir)) {
+    std::error_code ec;
+    std::filesystem::remove_all(target.dir + "/.lumen-staging", ec);
+  }
   out.Commit();
   return r;
 }

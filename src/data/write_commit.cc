@@ -248,13 +248,13 @@ struct OutputDir::Manifest {
   bool present = false;
   std::vector<WriteRecord> writes;
 
-  static Manifest Load(const std::string& dir, const std::string& label) {
+  static Manifest Load(const OutputStore& store, const std::string& dir, const std::string& label) {
     Manifest m;
     const std::string path = dir + "/" + kManifest;
-    std::ifstream f(path);
-    if (!f) return m;
+    std::optional<std::string> text = store.Read(path);
+    if (!text) return m;
     try {
-      nlohmann::json j = nlohmann::json::parse(f);
+      nlohmann::json j = nlohmann::json::parse(*text);
       for (const auto& w : j.at("writes")) m.writes.push_back(FromJson(w));
     } catch (const std::exception& e) {
       throw DataError(label + ": " + path + " is not a write manifest Lumen can read (" + e.what() +
@@ -264,21 +264,16 @@ struct OutputDir::Manifest {
     return m;
   }
 
-  void Save(const std::string& dir, const std::string& label) const {
+  void Save(const OutputStore& store, const std::string& dir, const std::string& label) const {
     nlohmann::json writes_json = nlohmann::json::array();
     for (const auto& w : writes) writes_json.push_back(ToJson(w));
     nlohmann::json j = {
         {"format", "lumen-write-manifest"}, {"version", 1}, {"writes", writes_json}};
-    const std::string tmp = dir + "/.lumen-manifest.tmp";
-    {
-      std::ofstream f(tmp, std::ios::trunc);
-      f << j.dump(1) << "\n";
-      if (!f.flush())
-        throw DataError(label + ": cannot write " + tmp + ": " + std::strerror(errno));
+    try {
+      store.Replace(dir + "/" + kManifest, j.dump(1) + "\n");
+    } catch (const DataError& e) {
+      throw DataError(label + ": cannot write the manifest: " + e.what());
     }
-    std::error_code ec;
-    fs::rename(tmp, dir + "/" + kManifest, ec);
-    if (ec) throw DataError(label + ": cannot write the manifest in " + dir + ": " + ec.message());
   }
 
   WriteRecord* Find(const std::string& id) {
@@ -292,14 +287,11 @@ struct OutputDir::Manifest {
 namespace {
 
 // The entries of `dir` that are output (anything but Lumen's hidden .lumen-* entries), sorted.
-std::vector<std::string> OutputEntries(const std::string& dir) {
+std::vector<std::string> OutputEntries(const OutputStore& store, const std::string& dir) {
   std::vector<std::string> names;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    std::string name = e.path().filename().string();
-    if (!name.starts_with(".lumen-")) names.push_back(name);
+  for (auto& name : store.Entries(dir)) {
+    if (!name.starts_with(".lumen-")) names.push_back(std::move(name));
   }
-  std::sort(names.begin(), names.end());
   return names;
 }
 
@@ -310,65 +302,75 @@ std::string Entries(const std::vector<std::string>& names) {
   return s + ")";
 }
 
-void Touch(const std::string& path, const std::string& label) {
-  std::ofstream f(path, std::ios::trunc);
-  if (!f) throw DataError(label + ": cannot create " + path + ": " + std::strerror(errno));
+void Touch(const OutputStore& store, const std::string& path, const std::string& label) {
+  try {
+    store.Replace(path, "");
+  } catch (const DataError& e) {
+    throw DataError(label + ": " + e.what());
+  }
 }
 
-void RemoveAll(const fs::path& p, const std::string& label) {
-  std::error_code ec;
-  fs::remove_all(p, ec);
-  if (ec) throw DataError(label + ": cannot remove " + p.string() + ": " + ec.message());
+void RemoveAll(const OutputStore& store, const std::string& path, const std::string& label) {
+  try {
+    store.RemoveAll(path);
+  } catch (const DataError& e) {
+    throw DataError(label + ": " + e.what());
+  }
 }
 
 // Replaces `dir`'s output with what `staging` holds (a complete overwrite). Re-entrant: an
 // interrupted swap is finished by calling it again (the marker says the old files are gone).
-void Swap(const std::string& dir, const fs::path& staging, const std::string& label) {
-  const fs::path marker = staging / kSwapping;
-  std::error_code ec;
-  if (!fs::exists(marker)) {
-    for (const auto& name : OutputEntries(dir)) RemoveAll(fs::path(dir) / name, label);
-    RemoveAll(fs::path(dir) / ".lumen-staging", label);
-    Touch(marker.string(), label);
+void Swap(const OutputStore& store, const std::string& dir, const std::string& staging,
+          const std::string& label) {
+  const std::string marker = staging + "/" + kSwapping;
+  if (!store.Exists(marker)) {
+    for (const auto& name : OutputEntries(store, dir)) RemoveAll(store, dir + "/" + name, label);
+    RemoveAll(store, dir + "/.lumen-staging", label);
+    Touch(store, marker, label);
   }
-  std::vector<fs::path> moving;
-  for (const auto& e : fs::directory_iterator(staging, ec)) moving.push_back(e.path());
-  if (ec) throw DataError(label + ": cannot list " + staging.string() + ": " + ec.message());
-  for (const auto& from : moving) {
-    const std::string name = from.filename().string();
+  for (const auto& name : store.Entries(staging)) {
     if (name == kSwapping || name == ".lumen-staging") continue;
-    const fs::path to = fs::path(dir) / name;
-    RemoveAll(to, label);  // only ever a half-moved leftover
-    fs::rename(from, to, ec);
-    if (ec)
-      throw DataError(label + ": cannot move " + from.string() + " into place: " + ec.message());
+    const std::string to = dir + "/" + name;
+    RemoveAll(store, to, label);  // only ever a half-moved leftover
+    try {
+      store.Move(staging + "/" + name, to);
+    } catch (const DataError& e) {
+      throw DataError(label + ": " + e.what());
+    }
   }
-  RemoveAll(staging, label);
+  RemoveAll(store, staging, label);
 }
 
 }  // namespace
 
-OutputDir::OutputDir(std::string dir, std::string label)
-    : label_(std::move(label)), dir_(std::move(dir)) {
-  std::error_code ec;
-  fs::create_directories(dir_, ec);
-  if (ec) throw DataError(label_ + ": cannot create " + dir_ + ": " + ec.message());
-  const std::string lock = dir_ + "/" + kLock;
-  lock_fd_ = ::open(lock.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
-  if (lock_fd_ < 0)
-    throw DataError(label_ + ": cannot create " + lock + ": " + std::strerror(errno));
-  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    ::close(lock_fd_);
-    lock_fd_ = -1;
-    throw DataError(label_ + ": another write to " + dir_ +
-                    " is running (it holds .lumen-write.lock); one write at a time per directory");
+OutputDir::OutputDir(std::string dir, std::string label, const S3Options& s3)
+    : label_(std::move(label)), dir_(std::move(dir)), store_(OutputStore::For(dir_, s3)) {
+  try {
+    store_->MakeDir(dir_);
+  } catch (const DataError& e) {
+    throw DataError(label_ + ": " + e.what());
+  }
+  if (!store_->is_s3()) {  // S3 has no locks: one write at a time is the user's to keep
+    const std::string lock = dir_ + "/" + kLock;
+    lock_fd_ = ::open(lock.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    if (lock_fd_ < 0)
+      throw DataError(label_ + ": cannot create " + lock + ": " + std::strerror(errno));
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(lock_fd_);
+      lock_fd_ = -1;
+      throw DataError(label_ + ": another write to " + dir_ +
+                      " is running (it holds .lumen-write.lock); one write at a time per "
+                      "directory");
+    }
   }
   // An overwrite that completed its output but was interrupted while replacing the old files.
-  for (const auto& e : fs::directory_iterator(dir_, ec)) {
-    const std::string name = e.path().filename().string();
+  for (const auto& name : store_->Entries(dir_)) {
     if (!name.starts_with(kOverwritePrefix)) continue;
-    Manifest m = Manifest::Load(e.path().string(), label_);
-    if (m.present && !m.writes.empty() && m.writes[0].complete) Swap(dir_, e.path(), label_);
+    const std::string staged = dir_ + "/" + name;
+    Manifest m = Manifest::Load(*store_, staged, label_);
+    if (m.present && !m.writes.empty() && m.writes[0].complete) {
+      Swap(*store_, dir_, staged, label_);
+    }
   }
 }
 
@@ -383,8 +385,8 @@ WriteTarget OutputDir::Prepare(WriteMode mode, WriteRecord now) {
   record_ = now;
   WriteTarget target;
   target.dir = dir_;
-  Manifest m = Manifest::Load(dir_, label_);
-  const std::vector<std::string> entries = OutputEntries(dir_);
+  Manifest m = Manifest::Load(*store_, dir_, label_);
+  const std::vector<std::string> entries = OutputEntries(*store_, dir_);
   const std::string modes =
       "Pick WriteOptions::mode = WriteMode::kOverwrite to replace it, kAppend to add to it or "
       "kIgnore to keep it, or write to another directory";
@@ -394,7 +396,7 @@ WriteTarget OutputDir::Prepare(WriteMode mode, WriteRecord now) {
   auto fresh = [&] {
     Manifest fresh_m;
     fresh_m.writes.push_back(record_);
-    fresh_m.Save(dir_, label_);
+    fresh_m.Save(*store_, dir_, label_);
   };
   switch (mode) {
     case WriteMode::kResume:
@@ -406,7 +408,7 @@ WriteTarget OutputDir::Prepare(WriteMode mode, WriteRecord now) {
         }
         fresh();
       } else if (m.writes.size() == 1 && m.writes[0].id.empty() && m.writes[0].SameWork(now)) {
-        RemoveAll(dir_ + "/" + kSuccess, label_);  // back once this run completes
+        RemoveAll(*store_, dir_ + "/" + kSuccess, label_);  // back once this run completes
       } else {
         const std::string what =
             m.writes.size() == 1 && m.writes[0].id.empty()
@@ -444,8 +446,8 @@ WriteTarget OutputDir::Prepare(WriteMode mode, WriteRecord now) {
         record_.id = lumen::internal::BytesToHex(rnd, sizeof(rnd));
         m.writes.push_back(record_);
       }
-      m.Save(dir_, label_);
-      RemoveAll(dir_ + "/" + kSuccess, label_);
+      m.Save(*store_, dir_, label_);
+      RemoveAll(*store_, dir_ + "/" + kSuccess, label_);
       target.run_id = record_.id;
       break;
     }
@@ -459,19 +461,21 @@ WriteTarget OutputDir::Prepare(WriteMode mode, WriteRecord now) {
       const std::string name = kOverwritePrefix + Hex(Hash64(plan_text));
       staging_ = dir_ + "/" + name;
       // Other overwrites' unfinished output is never going to be used.
-      std::error_code ec;
-      for (const auto& e : fs::directory_iterator(dir_, ec)) {
-        const std::string n = e.path().filename().string();
-        if (n.starts_with(kOverwritePrefix) && n != name) RemoveAll(e.path(), label_);
+      for (const auto& n : store_->Entries(dir_)) {
+        if (n.starts_with(kOverwritePrefix) && n != name)
+          RemoveAll(*store_, dir_ + "/" + n, label_);
       }
-      Manifest staged = Manifest::Load(staging_, label_);
+      Manifest staged = Manifest::Load(*store_, staging_, label_);
       if (!(staged.present && staged.writes.size() == 1 && staged.writes[0].SameWork(now))) {
-        RemoveAll(staging_, label_);
-        fs::create_directories(staging_, ec);
-        if (ec) throw DataError(label_ + ": cannot create " + staging_ + ": " + ec.message());
+        RemoveAll(*store_, staging_, label_);
+        try {
+          store_->MakeDir(staging_);
+        } catch (const DataError& e) {
+          throw DataError(label_ + ": " + e.what());
+        }
         Manifest fresh_m;
         fresh_m.writes.push_back(record_);
-        fresh_m.Save(staging_, label_);
+        fresh_m.Save(*store_, staging_, label_);
       }
       target.dir = staging_;
       break;
@@ -486,20 +490,20 @@ void OutputDir::Commit() {
     Manifest m;
     m.present = true;
     m.writes.push_back(record_);
-    m.Save(staging_, label_);  // from here on the new output is the directory's
-    Touch(staging_ + "/" + kSuccess, label_);
-    Swap(dir_, staging_, label_);
+    m.Save(*store_, staging_, label_);  // from here on the new output is the directory's
+    Touch(*store_, staging_ + "/" + kSuccess, label_);
+    Swap(*store_, dir_, staging_, label_);
     return;
   }
-  Manifest m = Manifest::Load(dir_, label_);
+  Manifest m = Manifest::Load(*store_, dir_, label_);
   if (WriteRecord* w = m.Find(record_.id)) {
     w->complete = true;
   } else {
     m.writes.push_back(record_);
   }
-  m.Save(dir_, label_);
+  m.Save(*store_, dir_, label_);
   if (std::all_of(m.writes.begin(), m.writes.end(), [](const auto& w) { return w.complete; })) {
-    Touch(dir_ + "/" + kSuccess, label_);
+    Touch(*store_, dir_ + "/" + kSuccess, label_);
   }
 }
 

@@ -2,7 +2,7 @@
 // that makes resuming safe, and the commit (the _SUCCESS marker, an overwrite's replacement of
 // the old files). Runs in the driver; the files themselves are committed by tasks (writers.cc).
 //
-// Layout of an output directory:
+// Layout of an output directory (a local directory or an S3 prefix, see output_store.h):
 //   _lumen_manifest.json        the writes that made the directory's files: for each its plan
 //                               (one line per operator, with parameters), its inputs and
 //                               whether it completed; appends add entries
@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "data/executor.h"
+#include "data/output_store.h"
 #include "data/plan.h"
 #include "lumen/data/dataset.h"
 
@@ -59,9 +60,10 @@ struct WriteTarget {
 
 class OutputDir {
  public:
-  // Creates `dir`, takes its lock and finishes an overwrite that was interrupted while
-  // replacing the old files. `label` names the write in errors ("WriteCsv(out/)").
-  OutputDir(std::string dir, std::string label);
+  // Creates `dir`, takes its lock (local directories; S3 has none) and finishes an overwrite
+  // that was interrupted while replacing the old files. `label` names the write in errors
+  // ("WriteCsv(out/)"); `s3` reaches an s3:// dir.
+  OutputDir(std::string dir, std::string label, const S3Options& s3 = {});
   ~OutputDir();
   OutputDir(const OutputDir&) = delete;
   OutputDir& operator=(const OutputDir&) = delete;
@@ -78,6 +80,7 @@ class OutputDir {
   struct Manifest;
   std::string label_;
   std::string dir_;
+  std::unique_ptr<OutputStore> store_;
   int lock_fd_ = -1;
   WriteMode mode_ = WriteMode::kResume;
   WriteRecord record_;

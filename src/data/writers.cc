@@ -1,6 +1,6 @@
 // Sinks with exactly-once output: every file appears under its final, deterministic name only
-// when complete (see Commit); a file that already exists was committed by an earlier run (or
-// attempt) and is skipped; empty blocks write nothing.
+// when complete (OutputStore::CreateOnce, local or on S3); a file that already exists was committed
+// by an earlier run (or attempt) and is skipped; empty blocks write nothing.
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -17,6 +17,7 @@
 #include <unordered_map>
 
 #include "data/chain.h"
+#include "data/output_store.h"
 #include "lumen/errors.h"
 #include "lumen/ids.h"
 
@@ -24,108 +25,17 @@ namespace lumen::data::internal {
 
 namespace {
 
-struct Status {
-  explicit Status(int e) : err(e) {}
-  int err;
-};
-
 struct Counts {
   int64_t written = 0;
   int64_t skipped = 0;
   int64_t bytes = 0;
 };
 
-std::string StagingDir(const std::string& dir) { return dir + "/.lumen-staging"; }
-
-void MakeParents(const std::string& path) {
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-}
-
-Status WriteAll(int fd, std::string_view data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status(errno);
-    }
-    off += static_cast<size_t>(n);
-  }
-  return Status(0);
-}
-
-// Commits `data` as `target` unless it exists. Returns true if written.
-//
-// Preferred: an unnamed file (O_TMPFILE) in the target's directory, linked to its final name
-// only when complete. linkat never replaces an existing file, and an unnamed file vanishes with
-// a crashed attempt: no partial or duplicate file can appear. Filesystems without O_TMPFILE
-// use a staging directory and renameat2(RENAME_NOREPLACE) instead.
-bool Commit(const std::string& dir, const std::string& target, std::string_view data,
-            const char* sink, bool may_exist = true) {
-  struct stat st;
-  if (may_exist && ::stat(target.c_str(), &st) == 0) return false;  // committed before
-  const std::string parent = std::filesystem::path(target).parent_path().string();
-  int fd = ::open(parent.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
-  if (fd < 0 && errno == ENOENT) {
-    std::error_code ec;
-    std::filesystem::create_directories(parent, ec);
-    fd = ::open(parent.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
-  }
-  if (fd >= 0) {
-    Status w = WriteAll(fd, data);
-    if (w.err != 0) {
-      ::close(fd);
-      throw DataError(std::string(sink) + ": cannot write " + target + ": " + std::strerror(w.err));
-    }
-    std::string proc = "/proc/self/fd/" + std::to_string(fd);
-    int rc = ::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, target.c_str(), AT_SYMLINK_FOLLOW);
-    int err = errno;
-    ::close(fd);
-    if (rc == 0) return true;
-    if (err == EEXIST) return false;  // another attempt committed it first
-    throw DataError(std::string(sink) + ": cannot commit " + target + ": " + std::strerror(err));
-  }
-  // No O_TMPFILE here: write under a private name in the staging directory, then rename.
-  static std::atomic<uint64_t> counter{0};
-  uint8_t rnd[8];
-  lumen::internal::FillRandom(rnd, sizeof(rnd));
-  std::string tmp = StagingDir(dir) + "/" + std::to_string(::getpid()) + "-" +
-                    std::to_string(counter++) + "-" + lumen::internal::BytesToHex(rnd, 8);
-  MakeParents(tmp);
-  fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    throw DataError(std::string(sink) + ": cannot create " + tmp + ": " + std::strerror(errno));
-  }
-  Status w = WriteAll(fd, data);
-  ::close(fd);
-  if (w.err != 0) {
-    ::unlink(tmp.c_str());
-    throw DataError(std::string(sink) + ": cannot write " + target + ": " + std::strerror(w.err));
-  }
-  auto rename = [&] {
-    return ::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, target.c_str(), RENAME_NOREPLACE);
-  };
-  int rc = rename();
-  if (rc != 0 && errno == ENOENT) {
-    MakeParents(target);
-    rc = rename();
-  }
-  if (rc != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    if (err == EEXIST) return false;
-    throw DataError(std::string(sink) + ": cannot commit " + target + ": " + std::strerror(err));
-  }
-  return true;
-}
-
 // An append found `target` committed: fine if an earlier attempt of this append wrote it (the
 // same bytes), an error if it is another file — an append never replaces one.
-void CheckSameBytes(const std::string& target, std::string_view bytes) {
-  std::ifstream f(target, std::ios::binary);
-  std::string have((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  if (f.bad() || have != bytes) {
+void CheckSameBytes(const OutputStore& store, const std::string& target, std::string_view bytes) {
+  std::optional<std::string> have = store.Read(target);
+  if (!have || *have != bytes) {
     throw DataError("WriteFiles: " + target +
                     " already exists with other content, and WriteMode::kAppend never replaces a "
                     "file (WriteMode::kOverwrite replaces the directory's output)");
@@ -221,11 +131,8 @@ std::string BlockKey::Label() const { return JoinKey(path, "%lld", ".%lld"); }
 Batch WriteBlock(const WriteSpec& spec, const BlockKey& key, const Batch& block) {
   Counts counts;
   const int64_t rows = block.NumRows();
-  if (rows > 0) {
-    std::error_code ec;
-    std::filesystem::create_directories(spec.dir, ec);
-    if (ec) throw DataError("cannot create output directory " + spec.dir + ": " + ec.message());
-  }
+  const std::unique_ptr<OutputStore> store = OutputStore::For(spec.dir, spec.s3);
+  if (rows > 0) store->MakeDir(spec.dir);
   if (spec.format == "files" && rows > 0) {
     auto paths = block.String(spec.path_column);
     bool binary = block.ColumnType(spec.data_column) == DataType::kBinary;
@@ -236,17 +143,21 @@ Batch WriteBlock(const WriteSpec& spec, const BlockKey& key, const Batch& block)
       std::string rel = CheckRelative(std::string(paths[static_cast<size_t>(i)]));
       std::string_view bytes = data[static_cast<size_t>(i)];
       std::string target = spec.dir + "/" + rel;
-      std::string parent = std::filesystem::path(target).parent_path().string();
-      auto known = dir_existed.find(parent);
-      if (known == dir_existed.end()) {
-        struct stat st;
-        known = dir_existed.emplace(parent, ::stat(parent.c_str(), &st) == 0).first;
+      bool may_exist = true;
+      if (!store->is_s3()) {
+        std::string parent = std::filesystem::path(target).parent_path().string();
+        auto known = dir_existed.find(parent);
+        if (known == dir_existed.end()) {
+          struct stat st;
+          known = dir_existed.emplace(parent, ::stat(parent.c_str(), &st) == 0).first;
+        }
+        may_exist = known->second;
       }
-      if (Commit(spec.dir, target, bytes, "WriteFiles", known->second)) {
+      if (store->CreateOnce(target, bytes, may_exist)) {
         ++counts.written;
         counts.bytes += static_cast<int64_t>(bytes.size());
       } else {
-        if (spec.append) CheckSameBytes(target, bytes);
+        if (spec.append) CheckSameBytes(*store, target, bytes);
         ++counts.skipped;
       }
     }
@@ -278,7 +189,7 @@ Batch WriteBlock(const WriteSpec& spec, const BlockKey& key, const Batch& block)
       }
       std::string target =
           spec.dir + "/" + PartName(spec, key, part, json ? "jsonl" : "csv", split);
-      if (Commit(spec.dir, target, out, json ? "WriteJson" : "WriteCsv")) {
+      if (store->CreateOnce(target, out)) {
         ++counts.written;
         counts.bytes += static_cast<int64_t>(out.size());
       } else {

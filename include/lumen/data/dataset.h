@@ -149,6 +149,8 @@ struct WriteOptions {
   // CPUs each write task reserves when the write runs as tasks of its own (after an actor pool
   // or an exchange); a write fused into the task that makes its blocks takes that task's.
   double num_cpus = 1;
+  // An s3:// dir: where and as whom (empty fields: the AWS conventions, see lumen/data/s3.h).
+  S3Options s3{};
 };
 
 struct ExecutionOptions {
