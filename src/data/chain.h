@@ -23,8 +23,9 @@ struct WriteSpec {
   // (appends); WriteFiles accepts an existing file only with the same bytes (appends).
   std::string run_id;
   bool append = false;
-  S3Options s3{};  // an s3:// dir
-  LUMEN_SERIALIZE(format, dir, path_column, data_column, rows_per_file, run_id, append, s3);
+  S3Options s3{};      // an s3:// dir
+  bool fresh = false;  // the write found nothing there (WriteTarget::fresh)
+  LUMEN_SERIALIZE(format, dir, path_column, data_column, rows_per_file, run_id, append, s3, fresh);
 };
 
 enum StepKind : int {
@@ -109,6 +110,7 @@ struct ReadSpec {
   std::string format;                 // "binary", "text", "csv", "json", "range"
   std::vector<std::string> files;     // absolute paths
   std::vector<std::string> relative;  // the `path` column values (binary files)
+  std::vector<int64_t> sizes;         // of each file as listed (-1: unknown)
   std::vector<std::string> columns;   // projection (csv, json)
   char delimiter = ',';
   int64_t range_start = 0;
@@ -116,7 +118,7 @@ struct ReadSpec {
   std::vector<std::string> null_values;  // csv
   std::vector<Expr> filters;             // csv, json: rows kept (a Filter pushed into the read)
   S3Options s3;                          // s3:// files
-  LUMEN_SERIALIZE(format, files, relative, columns, delimiter, range_start, range_count,
+  LUMEN_SERIALIZE(format, files, relative, sizes, columns, delimiter, range_start, range_count,
                   null_values, filters, s3);
 };
 

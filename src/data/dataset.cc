@@ -475,6 +475,7 @@ WriteResult Write(const Dataset& ds, const std::shared_ptr<DatasetStats>& stats,
       if (step.kind != internal::kStepWrite) continue;
       step.write.dir = target.dir;
       step.write.s3 = options.s3;
+      step.write.fresh = target.fresh;
       step.write.run_id = target.run_id;
       step.write.append = mode == WriteMode::kAppend;
     }

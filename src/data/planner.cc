@@ -115,6 +115,7 @@ std::vector<ReadSpec> ListAndGroup(const LogicalNode& n, int64_t* total_bytes, i
     }
     cur.files.push_back(f.path);
     cur.relative.push_back(f.relative);
+    cur.sizes.push_back(f.size);
     cur_bytes += f.size;
     *total_bytes += f.size;
     ++*files;

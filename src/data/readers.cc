@@ -96,7 +96,8 @@ Batch ReadBinaryObjects(const ReadSpec& spec) {
       for (size_t i; (i = next++) < spec.files.size();) {
         try {
           if (IsS3Uri(spec.files[i])) {
-            bodies[i] = ReadS3Object(spec.files[i], spec.s3);
+            bodies[i] =
+                ReadS3Object(spec.files[i], spec.s3, i < spec.sizes.size() ? spec.sizes[i] : -1);
           } else {
             ReadWholeFile(spec.files[i], &bodies[i], "ReadBinaryFiles", spec.s3);
           }

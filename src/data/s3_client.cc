@@ -590,11 +590,16 @@ std::string S3Client::GetRange(const std::string& bucket, const std::string& key
   return "";
 }
 
-std::string S3Client::Get(const std::string& bucket, const std::string& key) const {
+std::string S3Client::Get(const std::string& bucket, const std::string& key, int64_t size) const {
   const S3Options& o = config_.options;
-  if (o.multipart_threshold > 0) {
-    // Large objects in parallel ranges; a HEAD first tells the size.
-    std::optional<S3Object> head = Head(bucket, key);
+  if (o.multipart_threshold > 0 && (size < 0 || size >= o.multipart_threshold)) {
+    // Large objects in parallel ranges; without a listed size a HEAD first tells it.
+    std::optional<S3Object> head;
+    if (size >= 0) {
+      head = S3Object{key, size, "", 0};
+    } else {
+      head = Head(bucket, key);
+    }
     if (!head) Fail(bucket, key, "GET", "HTTP 404 NoSuchKey: the object does not exist");
     if (head->size >= o.multipart_threshold && o.part_size > 0) {
       std::string out(static_cast<size_t>(head->size), '\0');

@@ -61,7 +61,8 @@ class S3Client {
   // The object's size and ETag; nullopt if there is no such key.
   std::optional<S3Object> Head(const std::string& bucket, const std::string& key) const;
   // The whole object (parallel ranged GETs when it is at least multipart_threshold bytes).
-  std::string Get(const std::string& bucket, const std::string& key) const;
+  // `size`: the object's size when known (a listing said), else -1 (a HEAD asks).
+  std::string Get(const std::string& bucket, const std::string& key, int64_t size = -1) const;
   // Writes the object: one PUT, or a multipart upload for multipart_threshold bytes and more
   // (aborted on failure: no parts are left behind). The object appears only when complete.
   void Put(const std::string& bucket, const std::string& key, std::string_view data) const;

@@ -79,9 +79,9 @@ Listing ListS3(const std::string& pattern, const std::string& source, bool ignor
   return out;
 }
 
-std::string ReadS3Object(const std::string& uri, const S3Options& options) {
+std::string ReadS3Object(const std::string& uri, const S3Options& options, int64_t size) {
   const S3Uri u = S3Uri::Parse(uri);
-  return S3Client(S3Config::Resolve(options, u.anonymous)).Get(u.bucket, u.key);
+  return S3Client(S3Config::Resolve(options, u.anonymous)).Get(u.bucket, u.key, size);
 }
 
 }  // namespace lumen::data::internal

@@ -17,7 +17,7 @@ namespace lumen::data::internal {
 Listing ListS3(const std::string& pattern, const std::string& source, bool ignore_missing,
                const S3Options& options);
 
-// The whole object at `uri`. Throws DataError naming it.
-std::string ReadS3Object(const std::string& uri, const S3Options& options);
+// The whole object at `uri` (`size`: as listed, or -1). Throws DataError naming it.
+std::string ReadS3Object(const std::string& uri, const S3Options& options, int64_t size = -1);
 
 }  // namespace lumen::data::internal

@@ -394,6 +394,7 @@ WriteTarget OutputDir::Prepare(WriteMode mode, WriteRecord now) {
   const bool own_unfinished = m.present && m.writes.size() == 1 && m.writes[0].id.empty() &&
                               m.writes[0].SameWork(now) && !m.writes[0].complete;
   auto fresh = [&] {
+    target.fresh = true;
     Manifest fresh_m;
     fresh_m.writes.push_back(record_);
     fresh_m.Save(*store_, dir_, label_);
@@ -476,6 +477,7 @@ WriteTarget OutputDir::Prepare(WriteMode mode, WriteRecord now) {
         Manifest fresh_m;
         fresh_m.writes.push_back(record_);
         fresh_m.Save(*store_, staging_, label_);
+        target.fresh = true;
       }
       target.dir = staging_;
       break;

@@ -56,6 +56,7 @@ struct WriteTarget {
   bool ignore = false;  // kIgnore found output: write nothing
   std::string dir;      // the directory tasks write to (an overwrite's staging directory)
   std::string run_id;   // appends: the name prefix
+  bool fresh = false;   // nothing was there: tasks need not look for files already written
 };
 
 class OutputDir {

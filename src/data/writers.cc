@@ -13,8 +13,11 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "data/chain.h"
 #include "data/output_store.h"
@@ -24,6 +27,9 @@
 namespace lumen::data::internal {
 
 namespace {
+
+// Objects a write task puts to S3 at once.
+constexpr int64_t kS3WritesInFlight = 8;
 
 struct Counts {
   int64_t written = 0;
@@ -137,28 +143,57 @@ Batch WriteBlock(const WriteSpec& spec, const BlockKey& key, const Batch& block)
     auto paths = block.String(spec.path_column);
     bool binary = block.ColumnType(spec.data_column) == DataType::kBinary;
     StringColumn data = binary ? block.Binary(spec.data_column) : block.String(spec.data_column);
-    // No file can exist yet in a directory that did not exist when this block started.
-    std::unordered_map<std::string, bool> dir_existed;
-    for (int64_t i = 0; i < rows; ++i) {
-      std::string rel = CheckRelative(std::string(paths[static_cast<size_t>(i)]));
-      std::string_view bytes = data[static_cast<size_t>(i)];
-      std::string target = spec.dir + "/" + rel;
-      bool may_exist = true;
-      if (!store->is_s3()) {
+    auto commit = [&](const std::string& target, std::string_view bytes, bool may_exist,
+                      Counts& c) {
+      if (store->CreateOnce(target, bytes, may_exist)) {
+        ++c.written;
+        c.bytes += static_cast<int64_t>(bytes.size());
+      } else {
+        if (spec.append) CheckSameBytes(*store, target, bytes);
+        ++c.skipped;
+      }
+    };
+    if (store->is_s3()) {
+      // One request at a time would leave the task waiting on round trips: a few at once.
+      // A fresh write has nothing to find already written (a retry re-puts the same bytes).
+      std::atomic<int64_t> next{0};
+      std::mutex mu;
+      std::exception_ptr failure;
+      std::vector<std::thread> pool;
+      for (int t = 0; t < std::min<int64_t>(rows, kS3WritesInFlight); ++t) {
+        pool.emplace_back([&] {
+          Counts mine;
+          for (int64_t i; (i = next++) < rows;) {
+            try {
+              commit(spec.dir + "/" + CheckRelative(std::string(paths[static_cast<size_t>(i)])),
+                     data[static_cast<size_t>(i)], !spec.fresh, mine);
+            } catch (...) {
+              std::lock_guard lock(mu);
+              if (!failure) failure = std::current_exception();
+              next = rows;
+            }
+          }
+          std::lock_guard lock(mu);
+          counts.written += mine.written;
+          counts.skipped += mine.skipped;
+          counts.bytes += mine.bytes;
+        });
+      }
+      for (auto& t : pool) t.join();
+      if (failure) std::rethrow_exception(failure);
+    } else {
+      // No file can exist yet in a directory that did not exist when this block started.
+      std::unordered_map<std::string, bool> dir_existed;
+      for (int64_t i = 0; i < rows; ++i) {
+        std::string target =
+            spec.dir + "/" + CheckRelative(std::string(paths[static_cast<size_t>(i)]));
         std::string parent = std::filesystem::path(target).parent_path().string();
         auto known = dir_existed.find(parent);
         if (known == dir_existed.end()) {
           struct stat st;
           known = dir_existed.emplace(parent, ::stat(parent.c_str(), &st) == 0).first;
         }
-        may_exist = known->second;
-      }
-      if (store->CreateOnce(target, bytes, may_exist)) {
-        ++counts.written;
-        counts.bytes += static_cast<int64_t>(bytes.size());
-      } else {
-        if (spec.append) CheckSameBytes(*store, target, bytes);
-        ++counts.skipped;
+        commit(target, data[static_cast<size_t>(i)], known->second, counts);
       }
     }
   } else if ((spec.format == "json" || spec.format == "csv") && rows > 0) {
