@@ -14,6 +14,7 @@
 
 #include "common/process.h"
 #include "gcs/redis_gcs_store.h"
+#include "server_process.h"
 
 namespace lumen::testing {
 
@@ -45,43 +46,18 @@ class RedisServer {
     if (!password_.empty()) so.argv.insert(so.argv.end(), {"--requirepass", password_});
     so.env = EnvironmentWith({});
     so.log_path = dir_ + "/redis.log";
-    auto child = SpawnProcess(so);
-    if (!child.ok()) {
-      *error = child.status().ToString();
-      return false;
-    }
-    pid_ = child->pid;
-    if (child->pidfd >= 0) ::close(child->pidfd);
     gcs::RedisOptions o;
     o.address = address();
     o.password = password_;
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (gcs::RedisGcsStore::Connect(o).ok()) return true;
-      int status;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        *error = "redis-server " + DescribeExit(status) + "; see " + so.log_path;
-        return false;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling for readiness
-    }
-    *error = "redis-server did not answer within 20 s; see " + so.log_path;
-    return false;
+    return process_.Start(
+        so, "redis-server", [&] { return gcs::RedisGcsStore::Connect(o).ok(); }, error,
+        std::chrono::seconds(20));
   }
 
   // Freezes the server (SIGSTOP): it accepts nothing and answers nothing until Resume().
-  void Pause() { ::kill(pid_, SIGSTOP); }
-  void Resume() { ::kill(pid_, SIGCONT); }
-
-  void Stop() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGCONT);
-    ::kill(pid_, SIGTERM);
-    int status;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-  }
+  void Pause() { process_.Pause(); }
+  void Resume() { process_.Resume(); }
+  void Stop() { process_.Stop(); }
 
   // Full path of `name` found in $PATH (SpawnProcess does not search it); `name` if absent.
   static std::string FindInPath(const std::string& name) {
@@ -104,7 +80,7 @@ class RedisServer {
  private:
   std::string dir_;
   std::string password_;
-  pid_t pid_ = -1;
+  ServerProcess process_;
 };
 
 }  // namespace lumen::testing

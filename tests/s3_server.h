@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/process.h"
+#include "server_process.h"
 #include "shell.h"
 
 namespace lumen::testing {
@@ -51,39 +52,14 @@ class S3Server {
     for (const auto& b : buckets) so.argv.insert(so.argv.end(), {"--configure-bucket", b});
     so.env = EnvironmentWith({"NODE_OPTIONS=--openssl-legacy-provider"});
     so.log_path = dir_ + "/s3rver.log";
-    auto child = SpawnProcess(so);
-    if (!child.ok()) {
-      *error = child.status().ToString();
-      return false;
-    }
-    pid_ = child->pid;
-    if (child->pidfd >= 0) ::close(child->pidfd);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (Aws("s3api list-buckets").code == 0) return true;
-      int status;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        *error = "s3rver " + DescribeExit(status) + "; see " + so.log_path;
-        return false;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));  // polling for readiness
-    }
-    *error = "s3rver did not answer within 30 s; see " + so.log_path;
-    return false;
+    return process_.Start(
+        so, "s3rver", [&] { return Aws("s3api list-buckets").code == 0; }, error);
   }
 
-  void Stop() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGCONT);
-    ::kill(pid_, SIGTERM);
-    int status;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-  }
+  void Stop() { process_.Stop(); }
   // Freezes the server (SIGSTOP): connections are accepted by the kernel, nothing answers.
-  void Pause() { ::kill(pid_, SIGSTOP); }
-  void Resume() { ::kill(pid_, SIGCONT); }
+  void Pause() { process_.Pause(); }
+  void Resume() { process_.Resume(); }
 
   std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
   // What the server logged (a line per request; "Stored part N of <upload>" per part).
@@ -116,7 +92,7 @@ class S3Server {
  private:
   std::string dir_;
   int port_ = 0;
-  pid_t pid_ = -1;
+  ServerProcess process_;
 };
 
 }  // namespace lumen::testing
