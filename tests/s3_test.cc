@@ -10,7 +10,9 @@
 
 #include <gtest/gtest.h>
 
+#include "data/output_store.h"
 #include "data/s3_client.h"
+#include "fault_proxy.h"
 #include "lumen/data/dataset.h"
 #include "s3_server.h"
 
@@ -170,6 +172,70 @@ TEST_F(S3ClientTest, AnUnreachableOrFrozenServerFailsInsteadOfHanging) {
     EXPECT_NE(std::string(e.what()).find("s3://lumen-in/k"), std::string::npos) << e.what();
   }
   EXPECT_EQ(c.Get("lumen-in", "k"), "v");  // and the server is fine again
+}
+
+// Between the client and the server, a proxy that throttles or cuts connections: throttling
+// and cut transfers are retried until they pass; when they never pass, the write fails naming
+// the object and the server's answer, and no object (partial or whole) is left.
+TEST_F(S3ClientTest, ThrottlingAndCutTransfersAreRetriedAndNeverLeaveAPartialObject) {
+  const int server_port = std::stoi(server_.endpoint().substr(server_.endpoint().rfind(':') + 1));
+  auto through = [&](lumen::testing::FaultProxy& proxy) {
+    ld::S3Options o = Options();
+    o.endpoint_url = "http://127.0.0.1:" + std::to_string(proxy.port());
+    return o;
+  };
+  S3Client direct = Client();
+  {
+    lumen::testing::FaultProxy proxy(server_port, {.refuse_first = 3});
+    ASSERT_TRUE(proxy.Start());
+    Client(through(proxy)).Put("lumen-out", "throttled.bin", Bytes(100000, 3));
+    EXPECT_EQ(proxy.refused(), 3);
+    EXPECT_TRUE(direct.Get("lumen-out", "throttled.bin") == Bytes(100000, 3));
+  }
+  {
+    lumen::testing::FaultProxy proxy(server_port, {.refuse_first = 1000});
+    ASSERT_TRUE(proxy.Start());
+    ld::S3Options o = through(proxy);
+    o.max_retries = 2;
+    try {
+      Client(o).Put("lumen-out", "never.bin", "x");
+      ADD_FAILURE() << "a write through a server that always throttles succeeded";
+    } catch (const ld::DataError& e) {
+      EXPECT_NE(std::string(e.what()).find("s3://lumen-out/never.bin"), std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find("SlowDown"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(proxy.refused(), 3);  // the first try and two retries
+    EXPECT_FALSE(direct.Head("lumen-out", "never.bin").has_value());
+  }
+  {
+    // Every connection is cut after 1 MiB went up: a 3 MiB PUT never completes.
+    lumen::testing::FaultProxy proxy(server_port, {.cut_after_bytes = 1 << 20});
+    ASSERT_TRUE(proxy.Start());
+    ld::S3Options o = through(proxy);
+    o.max_retries = 2;
+    // (Through OutputStore, as writers commit objects: s3rver keeps what a cut PUT sent,
+    // S3 would not; the writer removes it.)
+    auto store = ld::internal::OutputStore::For("s3://lumen-out", o);
+    EXPECT_THROW(store->CreateOnce("s3://lumen-out/cut.bin", Bytes(3 << 20, 4)), ld::DataError);
+    EXPECT_GE(proxy.cut(), 3);
+    EXPECT_FALSE(direct.Head("lumen-out", "cut.bin").has_value());
+  }
+  {
+    // Cut after 6 MiB per connection: parts of 5 MiB pass on a fresh connection, so a
+    // multipart upload gets through with some parts retried, whole and exact.
+    lumen::testing::FaultProxy proxy(server_port, {.cut_after_bytes = 6 << 20});
+    ASSERT_TRUE(proxy.Start());
+    ld::S3Options o = through(proxy);
+    o.part_size = 5 << 20;
+    o.multipart_threshold = 8 << 20;
+    o.max_concurrency = 1;  // parts one after another on one connection: the cuts come
+    const std::string big = Bytes(21 << 20, 5);
+    Client(o).Put("lumen-out", "multi.bin", big);
+    EXPECT_GE(proxy.cut(), 1);
+    EXPECT_TRUE(direct.Get("lumen-out", "multi.bin") == big);
+    EXPECT_EQ(server_.OpenUploads("lumen-out"), 0);
+  }
 }
 
 // Settings follow the AWS conventions: code first, then the environment, then ~/.aws files.

@@ -203,10 +203,23 @@ class S3Store : public OutputStore {
 
   // An object appears only once its PUT (or multipart upload) completes. A retried task
   // finds the key written and leaves it; two attempts racing write the same bytes.
+  //
+  // A PUT that failed for good may have left a partial object on a server that stores what it
+  // got of a cut request (S3 itself never does; s3rver does): the key, absent before, is
+  // removed again, best effort.
   bool CreateOnce(const std::string& path, std::string_view data, bool may_exist) const override {
     const S3Uri u = S3Uri::Parse(path);
     if (may_exist && client_.Head(u.bucket, u.key)) return false;
-    client_.Put(u.bucket, u.key, data);
+    try {
+      client_.Put(u.bucket, u.key, data);
+    } catch (const DataError&) {
+      try {
+        client_.Delete(u.bucket, u.key);
+      } catch (const DataError&) {
+        // The server is gone too: the error being thrown says so.
+      }
+      throw;
+    }
     return true;
   }
 
