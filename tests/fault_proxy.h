@@ -24,9 +24,10 @@ namespace lumen::testing {
 class FaultProxy {
  public:
   struct Faults {
-    // The first `refuse_first` connections get a 503 SlowDown (S3's throttling) instead of
-    // the server.
+    // The first `refuse_first` connections get a 503 SlowDown (S3's throttling), or with
+    // `internal_error` a 500 InternalError, instead of the server.
     int refuse_first = 0;
+    bool internal_error = false;
     // Piped connections are cut once this many bytes went upstream (0: never).
     int64_t cut_after_bytes = 0;
   };
@@ -96,12 +97,16 @@ class FaultProxy {
         head.append(buf, static_cast<size_t>(got));
       }
       const std::string body =
-          "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message>"
-          "</Error>";
+          faults_.internal_error
+              ? "<Error><Code>InternalError</Code><Message>We encountered an internal error. "
+                "Please try again.</Message></Error>"
+              : "<Error><Code>SlowDown</Code><Message>Please reduce your request rate."
+                "</Message></Error>";
       const std::string refusal =
-          "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n"
-          "Content-Length: " +
-          std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+          std::string(faults_.internal_error ? "HTTP/1.1 500 Internal Server Error"
+                                             : "HTTP/1.1 503 Slow Down") +
+          "\r\nContent-Type: application/xml\r\nContent-Length: " + std::to_string(body.size()) +
+          "\r\nConnection: close\r\n\r\n" + body;
       ++refused_;  // counted before the client can see it
       ::send(client, refusal.data(), refusal.size(), MSG_NOSIGNAL);
       ::close(client);

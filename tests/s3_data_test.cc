@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "data_fixture.h"
+#include "fault_proxy.h"
 #include "lumen/data/dataset.h"
 #include "s3_server.h"
 
@@ -225,6 +226,34 @@ TEST_F(S3DataTest, WritesLandExactlyOnceAndTheAwsCliReadsThemBack) {
   EXPECT_THROW(
       ld::Range(3).WithOptions(lumen::testing::Quiet()).WriteJson("s3://lumen-out/json/", strict),
       ld::DataError);
+}
+
+// A job whose server throttles its first requests and answers the next ones with 500
+// InternalError (two proxies): every request is retried until it passes; the output is exact.
+TEST_F(S3DataTest, AJobThroughAFailingServerEndsWithExactOutput) {
+  for (int i = 0; i < 40; ++i) WriteFile("f/" + std::to_string(i), Content(i));
+  Upload("f", "flaky-in/");
+  const std::string endpoint = server_.endpoint();
+  const int port = std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+  lumen::testing::FaultProxy errors(port, {.refuse_first = 2, .internal_error = true});
+  ASSERT_TRUE(errors.Start());
+  lumen::testing::FaultProxy throttle(errors.port(), {.refuse_first = 2});
+  ASSERT_TRUE(throttle.Start());
+  ld::S3Options through = S3();
+  through.endpoint_url = "http://127.0.0.1:" + std::to_string(throttle.port());
+  ld::ReadOptions read;
+  read.s3 = through;
+  ld::WriteOptions write;
+  write.s3 = through;
+  auto written = ld::ReadBinaryFiles("s3://lumen-in/flaky-in/", read)
+                     .WithOptions(lumen::testing::Quiet())
+                     .WriteFiles("s3://lumen-out/flaky-out/", write);
+  EXPECT_EQ(written.files_written, 40);
+  EXPECT_EQ(throttle.refused(), 2);
+  EXPECT_EQ(errors.refused(), 2);
+  auto down = server_.Aws("s3 cp --recursive s3://lumen-out/flaky-out/ " + Path("down"));
+  ASSERT_EQ(down.code, 0) << down.out;
+  for (int i = 0; i < 40; ++i) EXPECT_EQ(ReadFile(Path("down/" + std::to_string(i))), Content(i));
 }
 
 }  // namespace
