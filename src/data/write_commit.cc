@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "lumen/ids.h"
 
@@ -355,7 +357,15 @@ OutputDir::OutputDir(std::string dir, std::string label, const S3Options& s3)
     lock_fd_ = ::open(lock.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
     if (lock_fd_ < 0)
       throw DataError(label_ + ": cannot create " + lock + ": " + std::strerror(errno));
-    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    // A process being spawned by this one (a worker) holds a copy of the descriptor, and with
+    // it an earlier write's lock, until it has exec'd: a moment, so the lock is tried for a
+    // second before another write is taken to hold it.
+    bool locked = false;
+    for (int attempt = 0; attempt < 50 && !locked; ++attempt) {
+      locked = ::flock(lock_fd_, LOCK_EX | LOCK_NB) == 0;
+      if (!locked) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (!locked) {
       ::close(lock_fd_);
       lock_fd_ = -1;
       throw DataError(label_ + ": another write to " + dir_ +
