@@ -7,11 +7,13 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <thread>
 
 #include "data/s3_client.h"
 #include "lumen/data/dataset.h"
@@ -205,19 +207,15 @@ class S3Store : public OutputStore {
   // finds the key written and leaves it; two attempts racing write the same bytes.
   //
   // A PUT that failed for good may have left a partial object on a server that stores what it
-  // got of a cut request (S3 itself never does; s3rver does): the key, absent before, is
-  // removed again, best effort.
+  // got of a cut request (S3 itself never does; s3rver does, once it has noticed the cut):
+  // the key, absent before, is removed again — and again while it reappears, for a moment.
   bool CreateOnce(const std::string& path, std::string_view data, bool may_exist) const override {
     const S3Uri u = S3Uri::Parse(path);
     if (may_exist && client_.Head(u.bucket, u.key)) return false;
     try {
       client_.Put(u.bucket, u.key, data);
     } catch (const DataError&) {
-      try {
-        client_.Delete(u.bucket, u.key);
-      } catch (const DataError&) {
-        // The server is gone too: the error being thrown says so.
-      }
+      RemoveLeftover(u);
       throw;
     }
     return true;
@@ -249,6 +247,18 @@ class S3Store : public OutputStore {
   }
 
  private:
+  // Best effort: the server may be gone too (the error being thrown says so).
+  void RemoveLeftover(const S3Uri& u) const {
+    try {
+      for (int check = 0; check < 10; ++check) {
+        client_.Delete(u.bucket, u.key);
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        if (!client_.Head(u.bucket, u.key)) return;
+      }
+    } catch (const DataError&) {
+    }
+  }
+
   // "a/b" -> "a/b/", "" -> "" (the whole bucket).
   static std::string Folder(const std::string& key) {
     return key.empty() || key.back() == '/' ? key : key + "/";
