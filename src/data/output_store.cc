@@ -208,7 +208,7 @@ class S3Store : public OutputStore {
   //
   // A PUT that failed for good may have left a partial object on a server that stores what it
   // got of a cut request (S3 itself never does; s3rver does, once it has noticed the cut):
-  // the key, absent before, is removed again — and again while it reappears, for a moment.
+  // the key, absent before, is removed again — and again if it reappears soon after.
   bool CreateOnce(const std::string& path, std::string_view data, bool may_exist) const override {
     const S3Uri u = S3Uri::Parse(path);
     if (may_exist && client_.Head(u.bucket, u.key)) return false;
@@ -250,10 +250,16 @@ class S3Store : public OutputStore {
   // Best effort: the server may be gone too (the error being thrown says so).
   void RemoveLeftover(const S3Uri& u) const {
     try {
-      for (int check = 0; check < 10; ++check) {
-        client_.Delete(u.bucket, u.key);
+      client_.Delete(u.bucket, u.key);
+      // Gone for three checks in a row (0.6 s), or up to four seconds of checking.
+      for (int check = 0, absent = 0; check < 20 && absent < 3; ++check) {
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
-        if (!client_.Head(u.bucket, u.key)) return;
+        if (client_.Head(u.bucket, u.key)) {
+          client_.Delete(u.bucket, u.key);
+          absent = 0;
+        } else {
+          ++absent;
+        }
       }
     } catch (const DataError&) {
     }
