@@ -82,22 +82,27 @@ void ReadWholeFile(const std::string& path, std::string* out, const char* source
   ::close(fd);
 }
 
-// ReadBinary of S3 objects: each fetched whole (a few at once), then copied into the block.
+// ReadBinary of S3 objects. Small ones are fetched a few at once, then copied into the block;
+// a large one (multipart_threshold and more) is read in parallel ranges straight into it.
 Batch ReadBinaryObjects(const ReadSpec& spec) {
-  std::vector<std::string> bodies(spec.files.size());
-  std::vector<int64_t> sizes(spec.files.size());
+  const size_t n = spec.files.size();
+  auto listed = [&](size_t i) { return i < spec.sizes.size() ? spec.sizes[i] : int64_t{-1}; };
+  auto large = [&](size_t i) {
+    return IsS3Uri(spec.files[i]) && listed(i) >= spec.s3.multipart_threshold &&
+           spec.s3.multipart_threshold > 0;
+  };
+  std::vector<std::string> bodies(n);
   std::atomic<size_t> next{0};
   std::mutex mu;
   std::exception_ptr failure;
   std::vector<std::thread> pool;
-  const size_t threads = std::min<size_t>(spec.files.size(), 8);
-  for (size_t t = 0; t < threads; ++t) {
+  for (size_t t = 0; t < std::min<size_t>(n, 8); ++t) {
     pool.emplace_back([&] {
-      for (size_t i; (i = next++) < spec.files.size();) {
+      for (size_t i; (i = next++) < n;) {
+        if (large(i)) continue;
         try {
           if (IsS3Uri(spec.files[i])) {
-            bodies[i] =
-                ReadS3Object(spec.files[i], spec.s3, i < spec.sizes.size() ? spec.sizes[i] : -1);
+            bodies[i] = ReadS3Object(spec.files[i], spec.s3, listed(i));
           } else {
             ReadWholeFile(spec.files[i], &bodies[i], "ReadBinaryFiles", spec.s3);
           }
@@ -111,8 +116,15 @@ Batch ReadBinaryObjects(const ReadSpec& spec) {
   }
   for (auto& t : pool) t.join();
   if (failure) std::rethrow_exception(failure);
-  for (size_t i = 0; i < bodies.size(); ++i) sizes[i] = static_cast<int64_t>(bodies[i].size());
+  std::vector<int64_t> sizes(n);
+  for (size_t i = 0; i < n; ++i) {
+    sizes[i] = large(i) ? listed(i) : static_cast<int64_t>(bodies[i].size());
+  }
   return MakePathBytesBlock(spec.relative, sizes, [&](size_t i, uint8_t* dst) {
+    if (large(i)) {
+      ReadS3ObjectInto(spec.files[i], spec.s3, sizes[i], reinterpret_cast<char*>(dst));
+      return;
+    }
     std::memcpy(dst, bodies[i].data(), bodies[i].size());
     std::string().swap(bodies[i]);
   });

@@ -590,51 +590,58 @@ std::string S3Client::GetRange(const std::string& bucket, const std::string& key
   return "";
 }
 
+void S3Client::GetInto(const std::string& bucket, const std::string& key, int64_t size,
+                       char* dst) const {
+  const S3Options& o = config_.options;
+  if (size == 0) return;
+  if (o.multipart_threshold <= 0 || size < o.multipart_threshold || o.part_size <= 0) {
+    const std::string error = GetRange(bucket, key, 0, size, dst);
+    if (!error.empty()) Fail(bucket, key, "GET", error + " (changed since it was listed?)");
+    return;
+  }
+  const int64_t parts = (size + o.part_size - 1) / o.part_size;
+  const int threads =
+      static_cast<int>(std::min<int64_t>(parts, std::max(1, std::min(8, o.max_concurrency))));
+  std::atomic<int64_t> next{0};
+  std::mutex mu;
+  std::string failure;
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      for (int64_t p; (p = next++) < parts;) {
+        const int64_t off = p * o.part_size;
+        const int64_t n = std::min(o.part_size, size - off);
+        std::string error;
+        try {
+          error = GetRange(bucket, key, off, n, dst + off);
+        } catch (const std::exception& e) {
+          error = e.what();
+        }
+        std::lock_guard lock(mu);
+        if (!error.empty() && failure.empty()) failure = error;
+        if (!failure.empty()) return;
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  if (!failure.empty()) {
+    if (failure.rfind("s3://", 0) == 0) throw DataError(failure);
+    Fail(bucket, key, "GET", failure);
+  }
+}
+
 std::string S3Client::Get(const std::string& bucket, const std::string& key, int64_t size) const {
   const S3Options& o = config_.options;
   if (o.multipart_threshold > 0 && (size < 0 || size >= o.multipart_threshold)) {
     // Large objects in parallel ranges; without a listed size a HEAD first tells it.
-    std::optional<S3Object> head;
-    if (size >= 0) {
-      head = S3Object{key, size, "", 0};
-    } else {
-      head = Head(bucket, key);
+    if (size < 0) {
+      std::optional<S3Object> head = Head(bucket, key);
+      if (!head) Fail(bucket, key, "GET", "HTTP 404 NoSuchKey: the object does not exist");
+      size = head->size;
     }
-    if (!head) Fail(bucket, key, "GET", "HTTP 404 NoSuchKey: the object does not exist");
-    if (head->size >= o.multipart_threshold && o.part_size > 0) {
-      std::string out(static_cast<size_t>(head->size), '\0');
-      const int64_t parts = (head->size + o.part_size - 1) / o.part_size;
-      const int threads =
-          static_cast<int>(std::min<int64_t>(parts, std::max(1, std::min(8, o.max_concurrency))));
-      std::atomic<int64_t> next{0};
-      std::mutex mu;
-      std::string failure;
-      std::vector<std::thread> pool;
-      for (int t = 0; t < threads; ++t) {
-        pool.emplace_back([&] {
-          for (int64_t p; (p = next++) < parts;) {
-            const int64_t off = p * o.part_size;
-            const int64_t n = std::min(o.part_size, head->size - off);
-            try {
-              std::string error = GetRange(bucket, key, off, n, out.data() + off);
-              if (!error.empty()) {
-                std::lock_guard lock(mu);
-                if (failure.empty()) failure = error;
-              }
-            } catch (const std::exception& e) {
-              std::lock_guard lock(mu);
-              if (failure.empty()) failure = e.what();
-            }
-            std::lock_guard lock(mu);
-            if (!failure.empty()) return;
-          }
-        });
-      }
-      for (auto& t : pool) t.join();
-      if (!failure.empty()) {
-        if (failure.rfind("s3://", 0) == 0) throw DataError(failure);
-        Fail(bucket, key, "GET", failure);
-      }
+    if (size >= o.multipart_threshold) {
+      std::string out(static_cast<size_t>(size), '\0');
+      GetInto(bucket, key, size, out.data());
       return out;
     }
   }

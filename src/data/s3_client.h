@@ -63,6 +63,9 @@ class S3Client {
   // The whole object (parallel ranged GETs when it is at least multipart_threshold bytes).
   // `size`: the object's size when known (a listing said), else -1 (a HEAD asks).
   std::string Get(const std::string& bucket, const std::string& key, int64_t size = -1) const;
+  // The object, of `size` bytes as listed, straight into `dst` (parallel ranges when large).
+  // Throws DataError when it does not have that size any more.
+  void GetInto(const std::string& bucket, const std::string& key, int64_t size, char* dst) const;
   // Writes the object: one PUT, or a multipart upload for multipart_threshold bytes and more
   // (aborted on failure: no parts are left behind). The object appears only when complete.
   void Put(const std::string& bucket, const std::string& key, std::string_view data) const;

@@ -84,4 +84,9 @@ std::string ReadS3Object(const std::string& uri, const S3Options& options, int64
   return S3Client(S3Config::Resolve(options, u.anonymous)).Get(u.bucket, u.key, size);
 }
 
+void ReadS3ObjectInto(const std::string& uri, const S3Options& options, int64_t size, char* dst) {
+  const S3Uri u = S3Uri::Parse(uri);
+  S3Client(S3Config::Resolve(options, u.anonymous)).GetInto(u.bucket, u.key, size, dst);
+}
+
 }  // namespace lumen::data::internal

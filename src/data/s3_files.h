@@ -19,5 +19,7 @@ Listing ListS3(const std::string& pattern, const std::string& source, bool ignor
 
 // The whole object at `uri` (`size`: as listed, or -1). Throws DataError naming it.
 std::string ReadS3Object(const std::string& uri, const S3Options& options, int64_t size = -1);
+// The object at `uri`, `size` bytes as listed, straight into `dst`.
+void ReadS3ObjectInto(const std::string& uri, const S3Options& options, int64_t size, char* dst);
 
 }  // namespace lumen::data::internal
