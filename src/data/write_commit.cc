@@ -155,7 +155,7 @@ std::string WhatChanged(const WriteRecord& was, const WriteRecord& now) {
     if (o.size != f.size) {
       changed.push_back(f.path + ": " + std::to_string(o.size) + " -> " + std::to_string(f.size) +
                         " bytes");
-    } else if (o.mtime_ns != f.mtime_ns) {
+    } else if (o.mtime_ns != f.mtime_ns || o.etag != f.etag) {
       changed.push_back(f.path + ": modified");
     }
     before.erase(it);
@@ -181,7 +181,11 @@ std::string WhatChanged(const WriteRecord& was, const WriteRecord& now) {
 
 nlohmann::json ToJson(const WriteRecord& r) {
   nlohmann::json inputs = nlohmann::json::array();
-  for (const auto& f : r.inputs) inputs.push_back({f.path, f.size, f.mtime_ns});
+  for (const auto& f : r.inputs) {
+    nlohmann::json one = {f.path, f.size, f.mtime_ns};
+    if (!f.etag.empty()) one.push_back(f.etag);  // S3 objects
+    inputs.push_back(std::move(one));
+  }
   return {{"id", r.id},
           {"mode", r.mode},
           {"plan", r.plan},
@@ -195,8 +199,8 @@ WriteRecord FromJson(const nlohmann::json& j) {
   r.mode = j.at("mode").get<std::string>();
   r.plan = j.at("plan").get<std::vector<std::string>>();
   for (const auto& f : j.at("inputs")) {
-    r.inputs.push_back(
-        {f.at(0).get<std::string>(), f.at(1).get<int64_t>(), f.at(2).get<int64_t>()});
+    r.inputs.push_back({f.at(0).get<std::string>(), f.at(1).get<int64_t>(), f.at(2).get<int64_t>(),
+                        f.size() > 3 ? f.at(3).get<std::string>() : ""});
   }
   r.complete = j.at("complete").get<bool>();
   return r;
@@ -236,7 +240,7 @@ std::vector<InputFile> ListedInputs(const std::vector<std::unique_ptr<PhysicalOp
   std::vector<InputFile> out;
   for (const auto& op : ops) {
     if (const auto* src = dynamic_cast<const SourceOp*>(op.get())) {
-      for (const auto& f : src->listed_files) out.push_back({f.path, f.size, f.mtime_ns});
+      for (const auto& f : src->listed_files) out.push_back({f.path, f.size, f.mtime_ns, f.etag});
     }
   }
   std::sort(out.begin(), out.end(),
@@ -466,8 +470,8 @@ WriteTarget OutputDir::Prepare(WriteMode mode, WriteRecord now) {
       std::string plan_text;
       for (const auto& l : now.plan) plan_text += l + "\n";
       for (const auto& f : now.inputs) {
-        plan_text +=
-            f.path + " " + std::to_string(f.size) + " " + std::to_string(f.mtime_ns) + "\n";
+        plan_text += f.path + " " + std::to_string(f.size) + " " + std::to_string(f.mtime_ns) +
+                     " " + f.etag + "\n";
       }
       const std::string name = kOverwritePrefix + Hex(Hash64(plan_text));
       staging_ = dir_ + "/" + name;

@@ -29,6 +29,7 @@ struct InputFile {
   std::string path;
   int64_t size = 0;
   int64_t mtime_ns = 0;
+  std::string etag;  // S3 objects: what their content is (an object replaced by another changes it)
   bool operator==(const InputFile&) const = default;
 };
 
