@@ -4,19 +4,17 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "lumen/data/expr.h"
 
 #include "data/block_format.h"
 #include "data/chain.h"
+#include "data/parallel.h"
 #include "data/s3_client.h"
 #include "data/s3_files.h"
 #include "lumen/errors.h"
@@ -92,30 +90,15 @@ Batch ReadBinaryObjects(const ReadSpec& spec) {
            spec.s3.multipart_threshold > 0;
   };
   std::vector<std::string> bodies(n);
-  std::atomic<size_t> next{0};
-  std::mutex mu;
-  std::exception_ptr failure;
-  std::vector<std::thread> pool;
-  for (size_t t = 0; t < std::min<size_t>(n, 8); ++t) {
-    pool.emplace_back([&] {
-      for (size_t i; (i = next++) < n;) {
-        if (large(i)) continue;
-        try {
-          if (IsS3Uri(spec.files[i])) {
-            bodies[i] = ReadS3Object(spec.files[i], spec.s3, listed(i));
-          } else {
-            ReadWholeFile(spec.files[i], &bodies[i], "ReadBinaryFiles", spec.s3);
-          }
-        } catch (...) {
-          std::lock_guard lock(mu);
-          if (!failure) failure = std::current_exception();
-          return;
-        }
-      }
-    });
-  }
-  for (auto& t : pool) t.join();
-  if (failure) std::rethrow_exception(failure);
+  ParallelFor(static_cast<int64_t>(n), 8, [&](int64_t j) {
+    const size_t i = static_cast<size_t>(j);
+    if (large(i)) return;
+    if (IsS3Uri(spec.files[i])) {
+      bodies[i] = ReadS3Object(spec.files[i], spec.s3, listed(i));
+    } else {
+      ReadWholeFile(spec.files[i], &bodies[i], "ReadBinaryFiles", spec.s3);
+    }
+  });
   std::vector<int64_t> sizes(n);
   for (size_t i = 0; i < n; ++i) {
     sizes[i] = large(i) ? listed(i) : static_cast<int64_t>(bodies[i].size());

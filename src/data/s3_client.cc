@@ -16,6 +16,7 @@
 #include <random>
 #include <thread>
 
+#include "data/parallel.h"
 #include "lumen/data/dataset.h"
 
 namespace lumen::data::internal {
@@ -600,34 +601,12 @@ void S3Client::GetInto(const std::string& bucket, const std::string& key, int64_
     return;
   }
   const int64_t parts = (size + o.part_size - 1) / o.part_size;
-  const int threads =
-      static_cast<int>(std::min<int64_t>(parts, std::max(1, std::min(8, o.max_concurrency))));
-  std::atomic<int64_t> next{0};
-  std::mutex mu;
-  std::string failure;
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&] {
-      for (int64_t p; (p = next++) < parts;) {
-        const int64_t off = p * o.part_size;
-        const int64_t n = std::min(o.part_size, size - off);
-        std::string error;
-        try {
-          error = GetRange(bucket, key, off, n, dst + off);
-        } catch (const std::exception& e) {
-          error = e.what();
-        }
-        std::lock_guard lock(mu);
-        if (!error.empty() && failure.empty()) failure = error;
-        if (!failure.empty()) return;
-      }
-    });
-  }
-  for (auto& t : pool) t.join();
-  if (!failure.empty()) {
-    if (failure.rfind("s3://", 0) == 0) throw DataError(failure);
-    Fail(bucket, key, "GET", failure);
-  }
+  ParallelFor(parts, std::min(8, o.max_concurrency), [&](int64_t p) {
+    const int64_t off = p * o.part_size;
+    const std::string error =
+        GetRange(bucket, key, off, std::min(o.part_size, size - off), dst + off);
+    if (!error.empty()) Fail(bucket, key, "GET", error);
+  });
 }
 
 std::string S3Client::Get(const std::string& bucket, const std::string& key, int64_t size) const {
@@ -696,46 +675,27 @@ void S3Client::PutMultipart(const std::string& bucket, const std::string& key,
   const int64_t size = static_cast<int64_t>(data.size());
   const int64_t parts = (size + o.part_size - 1) / o.part_size;
   std::vector<std::string> etags(static_cast<size_t>(parts));
-  std::atomic<int64_t> next{0};
-  std::mutex mu;
   std::string failure;
-  const int threads =
-      static_cast<int>(std::min<int64_t>(parts, std::max(1, std::min(4, o.max_concurrency))));
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&] {
-      for (int64_t p; (p = next++) < parts;) {
-        {
-          std::lock_guard lock(mu);
-          if (!failure.empty()) return;
-        }
-        const int64_t off = p * o.part_size;
-        Request part;
-        part.method = "PUT";
-        part.bucket = bucket;
-        part.key = key;
-        part.query = Query({{"partNumber", std::to_string(p + 1)}, {"uploadId", upload_id}});
-        part.body = data.substr(static_cast<size_t>(off),
-                                static_cast<size_t>(std::min(o.part_size, size - off)));
-        part.what = "uploading part " + std::to_string(p + 1);
-        try {
-          Response r = Send(part);
-          std::lock_guard lock(mu);
-          if (!r.ok() || r.etag.empty()) {
-            if (failure.empty()) {
-              failure = part.what + ": " + (r.ok() ? "no ETag in the answer" : r.ErrorText());
-            }
-          } else {
-            etags[static_cast<size_t>(p)] = r.etag;
-          }
-        } catch (const std::exception& e) {
-          std::lock_guard lock(mu);
-          if (failure.empty()) failure = e.what();
-        }
+  try {
+    ParallelFor(parts, std::min(4, o.max_concurrency), [&](int64_t p) {
+      const int64_t off = p * o.part_size;
+      Request part;
+      part.method = "PUT";
+      part.bucket = bucket;
+      part.key = key;
+      part.query = Query({{"partNumber", std::to_string(p + 1)}, {"uploadId", upload_id}});
+      part.body = data.substr(static_cast<size_t>(off),
+                              static_cast<size_t>(std::min(o.part_size, size - off)));
+      part.what = "uploading part " + std::to_string(p + 1);
+      Response r = Send(part);
+      if (!r.ok() || r.etag.empty()) {
+        throw DataError(part.what + ": " + (r.ok() ? "no ETag in the answer" : r.ErrorText()));
       }
+      etags[static_cast<size_t>(p)] = r.etag;
     });
+  } catch (const std::exception& e) {
+    failure = e.what();
   }
-  for (auto& t : pool) t.join();
   auto abort = [&](const std::string& why) {
     Request req;
     req.method = "DELETE";

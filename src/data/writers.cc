@@ -15,12 +15,12 @@
 #include <iterator>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "data/chain.h"
 #include "data/output_store.h"
+#include "data/parallel.h"
 #include "lumen/errors.h"
 #include "lumen/ids.h"
 
@@ -156,31 +156,16 @@ Batch WriteBlock(const WriteSpec& spec, const BlockKey& key, const Batch& block)
     if (store->is_s3()) {
       // One request at a time would leave the task waiting on round trips: a few at once.
       // A fresh write has nothing to find already written (a retry re-puts the same bytes).
-      std::atomic<int64_t> next{0};
       std::mutex mu;
-      std::exception_ptr failure;
-      std::vector<std::thread> pool;
-      for (int t = 0; t < std::min<int64_t>(rows, kS3WritesInFlight); ++t) {
-        pool.emplace_back([&] {
-          Counts mine;
-          for (int64_t i; (i = next++) < rows;) {
-            try {
-              commit(spec.dir + "/" + CheckRelative(std::string(paths[static_cast<size_t>(i)])),
-                     data[static_cast<size_t>(i)], !spec.fresh, mine);
-            } catch (...) {
-              std::lock_guard lock(mu);
-              if (!failure) failure = std::current_exception();
-              next = rows;
-            }
-          }
-          std::lock_guard lock(mu);
-          counts.written += mine.written;
-          counts.skipped += mine.skipped;
-          counts.bytes += mine.bytes;
-        });
-      }
-      for (auto& t : pool) t.join();
-      if (failure) std::rethrow_exception(failure);
+      ParallelFor(rows, kS3WritesInFlight, [&](int64_t i) {
+        Counts one;
+        commit(spec.dir + "/" + CheckRelative(std::string(paths[static_cast<size_t>(i)])),
+               data[static_cast<size_t>(i)], !spec.fresh, one);
+        std::lock_guard lock(mu);
+        counts.written += one.written;
+        counts.skipped += one.skipped;
+        counts.bytes += one.bytes;
+      });
     } else {
       // No file can exist yet in a directory that did not exist when this block started.
       std::unordered_map<std::string, bool> dir_existed;
