@@ -46,11 +46,16 @@ int OpenRegularFile(const std::string& path, const char* source, struct stat* st
   return fd;
 }
 
-// Appends the whole file (or S3 object) to `out`.
-void ReadWholeFile(const std::string& path, std::string* out, const char* source,
-                   const S3Options& s3) {
+// The size the listing gave file `i` of `spec` (-1: unknown).
+int64_t ListedSize(const ReadSpec& spec, size_t i) {
+  return i < spec.sizes.size() ? spec.sizes[i] : -1;
+}
+
+// Appends the whole of file `i` of `spec` (a local file or an S3 object) to `out`.
+void ReadWholeFile(const ReadSpec& spec, size_t i, std::string* out, const char* source) {
+  const std::string& path = spec.files[i];
   if (IsS3Uri(path)) {
-    out->append(ReadS3Object(path, s3));
+    out->append(ReadS3Object(path, spec.s3, ListedSize(spec, i)));
     return;
   }
   struct stat st;
@@ -84,7 +89,7 @@ void ReadWholeFile(const std::string& path, std::string* out, const char* source
 // a large one (multipart_threshold and more) is read in parallel ranges straight into it.
 Batch ReadBinaryObjects(const ReadSpec& spec) {
   const size_t n = spec.files.size();
-  auto listed = [&](size_t i) { return i < spec.sizes.size() ? spec.sizes[i] : int64_t{-1}; };
+  auto listed = [&](size_t i) { return ListedSize(spec, i); };
   auto large = [&](size_t i) {
     return IsS3Uri(spec.files[i]) && listed(i) >= spec.s3.multipart_threshold &&
            spec.s3.multipart_threshold > 0;
@@ -93,11 +98,7 @@ Batch ReadBinaryObjects(const ReadSpec& spec) {
   ParallelFor(static_cast<int64_t>(n), 8, [&](int64_t j) {
     const size_t i = static_cast<size_t>(j);
     if (large(i)) return;
-    if (IsS3Uri(spec.files[i])) {
-      bodies[i] = ReadS3Object(spec.files[i], spec.s3, listed(i));
-    } else {
-      ReadWholeFile(spec.files[i], &bodies[i], "ReadBinaryFiles", spec.s3);
-    }
+    ReadWholeFile(spec, i, &bodies[i], "ReadBinaryFiles");
   });
   std::vector<int64_t> sizes(n);
   for (size_t i = 0; i < n; ++i) {
@@ -152,9 +153,9 @@ Batch ReadBinary(const ReadSpec& spec) {
 
 Batch ReadTextLines(const ReadSpec& spec) {
   std::vector<std::string> lines;
-  for (const auto& f : spec.files) {
+  for (size_t i = 0; i < spec.files.size(); ++i) {
     std::string content;
-    ReadWholeFile(f, &content, "ReadText", spec.s3);
+    ReadWholeFile(spec, i, &content, "ReadText");
     size_t start = 0;
     while (start < content.size()) {
       size_t nl = content.find('\n', start);
@@ -238,9 +239,10 @@ Batch ReadCsvFiles(const ReadSpec& spec) {
   std::vector<std::string> header;
   std::vector<std::vector<std::string>> columns;
   std::vector<int> keep;  // header index of each kept column
-  for (const auto& file : spec.files) {
+  for (size_t i = 0; i < spec.files.size(); ++i) {
+    const std::string& file = spec.files[i];
     std::string content;
-    ReadWholeFile(file, &content, "ReadCsv", spec.s3);
+    ReadWholeFile(spec, i, &content, "ReadCsv");
     size_t pos = 0;
     int64_t line = 1;
     std::vector<std::string> rec;
@@ -337,9 +339,10 @@ Batch ReadCsvFiles(const ReadSpec& spec) {
 
 Batch ReadJsonLines(const ReadSpec& spec) {
   std::vector<Row> rows;
-  for (const auto& file : spec.files) {
+  for (size_t i = 0; i < spec.files.size(); ++i) {
+    const std::string& file = spec.files[i];
     std::string content;
-    ReadWholeFile(file, &content, "ReadJson", spec.s3);
+    ReadWholeFile(spec, i, &content, "ReadJson");
     size_t start = 0;
     int64_t line = 0;
     while (start < content.size()) {
