@@ -13,6 +13,8 @@ PACKAGES=(
   libssl-dev                               # SHA-256 of programs stored by content
   libcurl4-openssl-dev libtinyxml2-dev     # lumen::data's S3 client
   awscli                                   # the independent S3 client of the S3 tests
+  libturbojpeg0-dev libpng-dev             # lumen::data's image decoders and encoders
+  python3-pil                              # Pillow: the independent codec of the image tests
   libgtest-dev libgmock-dev                # tests
   libbenchmark-dev                         # micro-benchmarks
   python3 python3-distributed python3-dask # Dask: the peer baseline in bench/

@@ -630,15 +630,51 @@ TEST_F(DataTest, TextCsvJsonSourcesAndSinks) {
   ASSERT_EQ(json.size(), 2u);
   EXPECT_DOUBLE_EQ(json[1].GetDouble("a"), 2.5);
   EXPECT_TRUE(json[1].GetBool("c"));
-  // Sinks: JSON lines and CSV, split by rows_per_file, deterministic names.
+  // Sinks: JSON lines and CSV, split by rows_per_file across blocks, deterministic names.
   auto r = ld::Range(25, {.num_blocks = 2})
                .WithOptions(Quiet())
                .WriteJson(Path("oj"), {.rows_per_file = 10});
-  EXPECT_EQ(r.files_written, 4);  // blocks of 12 and 13 rows -> 2 files each
+  EXPECT_EQ(r.files_written, 3);  // blocks of 12 and 13 rows -> files of 10, 10 and 5
   EXPECT_TRUE(fs::exists(Path("oj/part-000000-0000.jsonl")));
   EXPECT_EQ(ld::ReadJson(Path("oj")).WithOptions(Quiet()).Count(), 25);
   ld::Range(25).WithOptions(Quiet()).WriteCsv(Path("oc"));
   EXPECT_EQ(ld::ReadCsv(Path("oc")).WithOptions(Quiet()).Count(), 25);
+}
+
+// Reference engines write fewer files than asked for (517 of 1,000) because they cut each block
+// on its own: here files hold exactly rows_per_file rows, across many uneven blocks, in order.
+TEST_F(DataTest, RowsPerFileMakesExactlyTheCeilingOfRowsOverNFiles) {
+  auto uneven = ld::Range(1000, {.num_blocks = 37}).Filter(ld::Col("id") % 7 != 3);  // 857 rows
+  auto quiet = uneven.WithOptions(Quiet());
+  auto r = quiet.WriteJson(Path("j"), {.rows_per_file = 100});
+  EXPECT_EQ(r.files_written, 9) << quiet.Stats();  // ⌈857 ÷ 100⌉
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(Path("j"))) {
+    if (!lumen::testing::IsWriteRecord(e.path().filename().string())) {
+      files.push_back(e.path().string());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  ASSERT_EQ(files.size(), 9u);
+  int64_t expect = 0;  // every id but those = 3 mod 7, in order across the files
+  for (size_t f = 0; f < files.size(); ++f) {
+    std::ifstream in(files[f]);
+    std::string line;
+    int64_t lines = 0;
+    while (std::getline(in, line)) {
+      if (expect % 7 == 3) ++expect;
+      EXPECT_EQ(line, "{\"id\":" + std::to_string(expect) + "}") << files[f];
+      ++expect;
+      ++lines;
+    }
+    EXPECT_EQ(lines, f + 1 < files.size() ? 100 : 57) << files[f];
+  }
+  // CSV alike, and a file per row.
+  auto csv = ld::Range(10, {.num_blocks = 4})
+                 .WithOptions(Quiet())
+                 .WriteCsv(Path("c"), {.rows_per_file = 1});
+  EXPECT_EQ(csv.files_written, 10);
+  EXPECT_THROW(ld::Range(3).WriteCsv(Path("bad"), {.rows_per_file = -1}), ld::DataError);
 }
 
 TEST_F(DataTest, BadInputNamesTheFileAndLine) {

@@ -32,7 +32,21 @@ size_t FixedWidth(DataType t) {
   }
 }
 
-bool IsVariable(DataType t) { return t == DataType::kString || t == DataType::kBinary; }
+bool IsVariable(DataType t) {
+  return t == DataType::kString || t == DataType::kBinary || t == DataType::kImage;
+}
+
+// Whether value `v` of a kImage column is a header and exactly the pixels it announces (or
+// empty: a null row).
+bool ValidImageValue(const uint8_t* v, int64_t len) {
+  if (len == 0) return true;
+  if (len < static_cast<int64_t>(sizeof(internal::ImageValueHeader))) return false;
+  internal::ImageValueHeader h;
+  std::memcpy(&h, v, sizeof(h));
+  if (h.height < 0 || h.width < 0 || h.channels < 1 || h.channels > 4) return false;
+  return int64_t{h.height} * h.width * h.channels ==
+         len - static_cast<int64_t>(sizeof(internal::ImageValueHeader));
+}
 
 const BlockHeader* Header(const Buffer& b) {
   return reinterpret_cast<const BlockHeader*>(b.data());
@@ -77,6 +91,8 @@ const char* DataTypeName(DataType type) {
       return "tensor<int64>";
     case DataType::kTensorUInt8:
       return "tensor<uint8>";
+    case DataType::kImage:
+      return "image";
   }
   return "unknown";
 }
@@ -120,7 +136,7 @@ Batch Batch::FromBuffer(Buffer buffer) {
     const ColumnDesc* d = Desc(buffer, static_cast<int>(i));
     if (h->names_offset + d->name_offset + d->name_len > size) return fail("name out of bounds");
     auto type = static_cast<DataType>(d->type);
-    if (d->type < 1 || d->type > 9) return fail("unknown column type");
+    if (d->type < 1 || d->type > 10) return fail("unknown column type");
     if (!inside(d->data_offset, d->data_size)) return fail("column data out of bounds");
     // Every column's shape is copied by Slice/TakeRows/Concat, not only a tensor's.
     if (d->ndim > internal::kMaxTensorDims) return fail("too many tensor dimensions");
@@ -140,6 +156,12 @@ Batch Batch::FromBuffer(Buffer buffer) {
         if (off[r + 1] < off[r]) return fail("offsets not increasing");
       }
       if (off[h->nrows] > d->data_size) return fail("values out of bounds");
+      if (type == DataType::kImage) {
+        const uint8_t* data = buffer.data() + d->data_offset;
+        for (int64_t r = 0; r < h->nrows; ++r) {
+          if (!ValidImageValue(data + off[r], off[r + 1] - off[r])) return fail("bad image value");
+        }
+      }
     } else {
       int64_t per_row = static_cast<int64_t>(FixedWidth(type));
       if (d->data_offset % per_row != 0) return fail("column data not aligned");
@@ -285,6 +307,68 @@ TensorColumn<int64_t> Batch::TensorInt64(std::string_view name) const {
 TensorColumn<uint8_t> Batch::TensorUInt8(std::string_view name) const {
   return Tensor<uint8_t>(buffer_, Desc(buffer_, RequireColumn(name, DataType::kTensorUInt8)),
                          NumRows());
+}
+
+ImageColumn ImageColumn::Variable(const int64_t* offsets, const uint8_t* data, size_t rows) {
+  ImageColumn c;
+  c.offsets_ = offsets;
+  c.data_ = data;
+  c.rows_ = rows;
+  return c;
+}
+
+ImageColumn ImageColumn::Fixed(const TensorColumn<uint8_t>& tensor) {
+  ImageColumn c;
+  c.data_ = tensor.values().data();
+  c.rows_ = tensor.size();
+  c.height_ = tensor.shape()[0];
+  c.width_ = tensor.shape()[1];
+  c.channels_ = tensor.shape().size() == 3 ? tensor.shape()[2] : 1;
+  return c;
+}
+
+ImageView ImageColumn::operator[](size_t i) const {
+  if (offsets_ == nullptr) {
+    const size_t per_row = static_cast<size_t>(height_ * width_ * channels_);
+    return {height_, width_, channels_, {data_ + i * per_row, per_row}};
+  }
+  internal::ImageValueHeader h;
+  const uint8_t* v = data_ + offsets_[i];
+  if (offsets_[i + 1] - offsets_[i] < static_cast<int64_t>(sizeof(h))) return {};  // null
+  std::memcpy(&h, v, sizeof(h));
+  return {h.height,
+          h.width,
+          h.channels,
+          {v + sizeof(h), static_cast<size_t>(offsets_[i + 1] - offsets_[i]) - sizeof(h)}};
+}
+
+ImageColumn Batch::Images(std::string_view name) const {
+  const DataType type = ColumnType(name);
+  if (type == DataType::kTensorUInt8) {
+    TensorColumn<uint8_t> t = TensorUInt8(name);
+    if (t.shape().size() == 2 || (t.shape().size() == 3 && t.shape()[2] <= 4)) {
+      return ImageColumn::Fixed(t);
+    }
+    std::string shape;
+    for (int64_t d : t.shape()) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+    throw TypeError("column '" + std::string(name) + "' holds uint8 tensors of shape {" + shape +
+                    "}, not images ({height, width, channels} with 1 to 4 channels)");
+  }
+  if (type != DataType::kImage) {
+    throw TypeError("column '" + std::string(name) + "' holds " + DataTypeName(type) +
+                    ", not images");
+  }
+  const ColumnDesc* d = Desc(buffer_, FindColumn(name));
+  return ImageColumn::Variable(reinterpret_cast<const int64_t*>(buffer_.data() + d->offsets_offset),
+                               buffer_.data() + d->data_offset, static_cast<size_t>(NumRows()));
+}
+
+ImageView Batch::ImageAt(int64_t row, std::string_view column) const {
+  if (row < 0 || row >= NumRows()) {
+    throw TypeError("row " + std::to_string(row) + " out of range (batch has " +
+                    std::to_string(NumRows()) + " rows)");
+  }
+  return Images(column)[static_cast<size_t>(row)];
 }
 
 Batch::ExecStats Batch::exec_stats() const {
@@ -589,6 +673,34 @@ BatchBuilder& BatchBuilder::AddBinaryConcatenated(std::string name, std::string 
   Column c{std::move(name), DataType::kBinary, {}, static_cast<int64_t>(offsets.size()) - 1};
   c.bytes = std::move(bytes);
   c.offsets = std::move(offsets);
+  Add(std::move(c));
+  return *this;
+}
+
+BatchBuilder& BatchBuilder::AddImages(std::string name, const std::vector<ImageView>& images) {
+  Column c{std::move(name), DataType::kImage, {}, static_cast<int64_t>(images.size())};
+  size_t total = 0;
+  for (const ImageView& im : images) {
+    if (im.height < 0 || im.width < 0 || im.channels < 1 || im.channels > 4 ||
+        im.height > INT32_MAX || im.width > INT32_MAX ||
+        static_cast<int64_t>(im.pixels.size()) != im.height * im.width * im.channels) {
+      throw TypeError("AddImages(" + c.name + "): an image of " + std::to_string(im.height) +
+                      " x " + std::to_string(im.width) + " x " + std::to_string(im.channels) +
+                      " has " + std::to_string(im.pixels.size()) + " bytes of pixels");
+    }
+    total += sizeof(internal::ImageValueHeader) + im.pixels.size();
+  }
+  c.bytes.reserve(total);
+  c.offsets.reserve(images.size() + 1);
+  c.offsets.push_back(0);
+  for (const ImageView& im : images) {
+    const internal::ImageValueHeader h{static_cast<int32_t>(im.height),
+                                       static_cast<int32_t>(im.width),
+                                       static_cast<int32_t>(im.channels), 0};
+    c.bytes.append(reinterpret_cast<const char*>(&h), sizeof(h));
+    c.bytes.append(reinterpret_cast<const char*>(im.pixels.data()), im.pixels.size());
+    c.offsets.push_back(static_cast<int64_t>(c.bytes.size()));
+  }
   Add(std::move(c));
   return *this;
 }

@@ -41,6 +41,16 @@ struct ColumnDesc {
 };
 static_assert(sizeof(ColumnDesc) == 128);
 
+// A kImage value (a variable-length column): this header, then height * width * channels
+// bytes of pixels.
+struct ImageValueHeader {
+  int32_t height;
+  int32_t width;
+  int32_t channels;
+  int32_t reserved;
+};
+static_assert(sizeof(ImageValueHeader) == 16);
+
 inline int64_t AlignUp(int64_t n) { return (n + kBlockAlign - 1) / kBlockAlign * kBlockAlign; }
 
 }  // namespace lumen::data::internal

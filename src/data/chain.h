@@ -14,7 +14,7 @@
 namespace lumen::data::internal {
 
 struct WriteSpec {
-  std::string format;  // "files", "json", "csv"
+  std::string format;  // "files", "json", "csv", "images"
   std::string dir;
   std::string path_column;
   std::string data_column;
@@ -23,9 +23,12 @@ struct WriteSpec {
   // (appends); WriteFiles accepts an existing file only with the same bytes (appends).
   std::string run_id;
   bool append = false;
-  S3Options s3{};      // an s3:// dir
-  bool fresh = false;  // the write found nothing there (WriteTarget::fresh)
-  LUMEN_SERIALIZE(format, dir, path_column, data_column, rows_per_file, run_id, append, s3, fresh);
+  S3Options s3{};              // an s3:// dir
+  bool fresh = false;          // the write found nothing there (WriteTarget::fresh)
+  std::string image_format{};  // "images": png or jpeg, and the JPEG quality
+  int quality = 90;
+  LUMEN_SERIALIZE(format, dir, path_column, data_column, rows_per_file, run_id, append, s3, fresh,
+                  image_format, quality);
 };
 
 enum StepKind : int {
@@ -93,8 +96,12 @@ struct BlockKey {
 // A progress record between blocks (kProgressRecord rows) follows an empty block in its
 // place: rows_in is then how many rows of the task's input its chain has got through so far
 // (batch by batch), the other figures are zero.
+//
+// A skip record (kSkipRecord rows) also follows an empty block: an input the task skipped
+// (ReadImages with OnError::kSkip); its "path: why" follows the figures in the same item.
 struct BlockInfo {
   static constexpr int64_t kProgressRecord = -1;
+  static constexpr int64_t kSkipRecord = -2;
   int64_t rows = 0;
   int64_t bytes = 0;
   // The task's work for this part: all of the input on the first part, the time since the
@@ -118,8 +125,14 @@ struct ReadSpec {
   std::vector<std::string> null_values;  // csv
   std::vector<Expr> filters;             // csv, json: rows kept (a Filter pushed into the read)
   S3Options s3;                          // s3:// files
+  // images: the target size (0 x 0: each its own), ImageMode, and whether a file that does not
+  // decode is skipped (reported as a skip record) instead of failing the read.
+  int64_t image_height = 0;
+  int64_t image_width = 0;
+  int image_mode = 0;
+  bool skip_errors = false;
   LUMEN_SERIALIZE(format, files, relative, sizes, columns, delimiter, range_start, range_count,
-                  null_values, filters, s3);
+                  null_values, filters, s3, image_height, image_width, image_mode, skip_errors);
 };
 
 struct FileEntry {
@@ -154,8 +167,9 @@ Batch ApplyChain(const Chain& chain, const BlockKey& key, Batch block, void* ins
 std::vector<Row> BatchToRows(const Batch& b);
 Batch RowsToBatch(const std::vector<Row>& rows);
 
-// Reads one block (runs in a read task).
-Batch ReadFiles(const ReadSpec& spec);
+// Reads one block (runs in a read task). Files skipped under spec.skip_errors are appended to
+// `skipped` as "path: why".
+Batch ReadFiles(const ReadSpec& spec, std::vector<std::string>* skipped = nullptr);
 // Writes `block` per `spec`; returns a one-row batch: files_written, files_skipped, bytes.
 Batch WriteBlock(const WriteSpec& spec, const BlockKey& key, const Batch& block);
 

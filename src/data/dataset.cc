@@ -8,6 +8,7 @@
 #include "data/aggregate.h"
 #include "data/chain.h"
 #include "data/executor.h"
+#include "data/image_codec.h"
 #include "data/plan.h"
 #include "data/progress.h"
 #include "data/s3_client.h"
@@ -514,16 +515,56 @@ WriteResult Dataset::WriteFiles(const std::string& dir, WriteOptions options) co
       "WriteFiles path_column=" + options.path_column + " data_column=" + options.data_column);
 }
 
+namespace {
+// The rows of `ds` in blocks of exactly `rows_per_file` rows (the last one: the rest), in
+// order, so that a writer makes ⌈rows ÷ rows_per_file⌉ files whatever the blocks upstream.
+Dataset InFileSizedBlocks(const Dataset& ds, int64_t rows_per_file) {
+  if (rows_per_file < 0) {
+    throw DataError("rows_per_file must be positive (or 0: one file per block), got " +
+                    std::to_string(rows_per_file));
+  }
+  if (rows_per_file == 0) return ds;
+  internal::ExchangeSpec s;
+  s.kind = "repartition";
+  s.partitions = 0;
+  s.rows_per_partition = rows_per_file;
+  return Exchange(ds, s, "RowsPerFile(" + std::to_string(rows_per_file) + ")");
+}
+}  // namespace
+
 WriteResult Dataset::WriteJson(const std::string& dir, WriteOptions options) const {
   internal::WriteSpec s{"json", dir, "", "", options.rows_per_file, "", false};
-  return Write(*this, last_stats_, s, "WriteJson(" + dir + ")", options,
+  return Write(InFileSizedBlocks(*this, options.rows_per_file), last_stats_, s,
+               "WriteJson(" + dir + ")", options,
                "WriteJson rows_per_file=" + std::to_string(options.rows_per_file));
 }
 
 WriteResult Dataset::WriteCsv(const std::string& dir, WriteOptions options) const {
   internal::WriteSpec s{"csv", dir, "", "", options.rows_per_file, "", false};
-  return Write(*this, last_stats_, s, "WriteCsv(" + dir + ")", options,
+  return Write(InFileSizedBlocks(*this, options.rows_per_file), last_stats_, s,
+               "WriteCsv(" + dir + ")", options,
                "WriteCsv rows_per_file=" + std::to_string(options.rows_per_file));
+}
+
+WriteResult Dataset::WriteImages(const std::string& dir, ImageWriteOptions options) const {
+  internal::ImageExtension(options.format);  // an unknown format fails before anything runs
+  if (options.format != "png" && (options.quality < 1 || options.quality > 100)) {
+    throw DataError("WriteImages: JPEG quality must be 1 to 100, got " +
+                    std::to_string(options.quality));
+  }
+  internal::WriteSpec s{"images", dir, options.path_column, options.column, 0, "", false};
+  s.image_format = options.format;
+  s.quality = options.quality;
+  WriteOptions w;
+  w.path_column = options.path_column;
+  w.data_column = options.column;
+  w.mode = options.mode;
+  w.num_cpus = options.num_cpus;
+  w.s3 = options.s3;
+  return Write(*this, last_stats_, s, "WriteImages(" + dir + ")", w,
+               "WriteImages format=" + options.format +
+                   " quality=" + std::to_string(options.quality) + " column=" + options.column +
+                   " path_column=" + options.path_column);
 }
 
 BatchIterator Dataset::IterBatches(IterOptions options) const {
@@ -582,6 +623,7 @@ std::string DatasetStats::ToString() const {
     }
     for (const auto& e : o.errored_blocks) out += "  skipped " + e + "\n";
     for (const auto& f : o.ignored_files) out += "  ignored " + f + "\n";
+    for (const auto& f : o.skipped_inputs) out += "  skipped input " + f + "\n";
   }
   std::snprintf(buf, sizeof(buf), "total: %.3f s, peak memory %s\n", wall_s,
                 internal::HumanBytes(peak_memory_bytes).c_str());
@@ -667,6 +709,18 @@ Dataset ReadCsv(const std::vector<std::string>& paths, ReadOptions options) {
 }
 Dataset ReadJson(const std::vector<std::string>& paths, ReadOptions options) {
   return ReadNode("ReadJson", "json", paths, std::move(options));
+}
+
+Dataset ReadImages(const std::vector<std::string>& paths, ImageReadOptions options) {
+  const ImageSize size = options.size;
+  if (size.height < 0 || size.width < 0 || (size.height == 0) != (size.width == 0)) {
+    throw DataError("ReadImages: size " + std::to_string(size.height) + " x " +
+                    std::to_string(size.width) +
+                    " needs both a positive height and width (or neither: each image's own)");
+  }
+  Dataset ds = ReadNode("ReadImages", "images", paths, std::move(options.read));
+  ds.node()->image = options;
+  return ds;
 }
 
 Dataset Range(int64_t n, ReadOptions options) {

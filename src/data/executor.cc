@@ -669,6 +669,10 @@ void ExchangeOp::Advance(Executor& ex) {
       first_rows_.push_back(total_rows_);
       total_rows_ += b.meta.rows;
     }
+    if (spec_.rows_per_partition > 0) {  // exactly that many rows per output block
+      spec_.partitions = static_cast<int>(std::max<int64_t>(
+          1, (total_rows_ + spec_.rows_per_partition - 1) / spec_.rows_per_partition));
+    }
     next_ = 0;
     phase_ = spec_.RangePartitioned() ? Phase::kSample : Phase::kMap;
     if (spec_.RangePartitioned()) samples_.assign(collected_.size(), RefBundle());
@@ -733,8 +737,16 @@ void ExchangeOp::LaunchOne(Executor& ex) {
     ex.Submit(this, ref, static_cast<int64_t>(i), b.meta.bytes);
   } else {
     std::vector<lumen::ObjectRef<Buffer>> outs;
-    for (const auto& r : map_outputs_) {
-      if (!r.IsNil()) outs.push_back(r);
+    for (size_t k = 0; k < map_outputs_.size(); ++k) {
+      if (map_outputs_[k].IsNil()) continue;
+      if (spec_.rows_per_partition > 0) {  // only the blocks that hold rows of partition i
+        const int64_t begin = first_rows_[k];
+        const int64_t end = k + 1 < first_rows_.size() ? first_rows_[k + 1] : total_rows_;
+        const int64_t lo = static_cast<int64_t>(i) * spec_.rows_per_partition;
+        const int64_t hi = lo + spec_.rows_per_partition;
+        if (end <= lo || begin >= hi) continue;
+      }
+      outs.push_back(map_outputs_[k]);
     }
     auto ref = lumen::Task(ReduceTask).Remote(spec_, static_cast<int64_t>(i), outs);
     int64_t est = total_rows_ > 0 ? 1 << 20 : 0;
@@ -948,11 +960,28 @@ bool Executor::DrainStream(uint64_t token, Pending& p) {
       continue;
     }
     BlockInfo info;
+    std::string note;
     try {
-      info = DecodeBlockInfo(lumen::Get(*item));
+      info = DecodeBlockInfo(lumen::Get(*item), &note);
     } catch (const lumen::Error& e) {
       Failed(token, p, e);
       return true;
+    }
+    if (info.rows == BlockInfo::kSkipRecord) {  // after an empty block, not a block
+      p.block.reset();
+      auto& skipped = p.op->stats().skipped_inputs;  // a re-run reports its skips again
+      if (std::find(skipped.begin(), skipped.end(), note) == skipped.end()) {
+        constexpr size_t kShown = 5;  // all of them are in Stats()
+        if (skipped.size() < kShown) {
+          std::fprintf(stderr, "lumen::data: %s skips %s (OnError::kSkip)\n", p.op->name().c_str(),
+                       note.c_str());
+        } else if (skipped.size() == kShown) {
+          std::fprintf(stderr, "lumen::data: %s skips more inputs; Stats() lists them all\n",
+                       p.op->name().c_str());
+        }
+        skipped.push_back(std::move(note));
+      }
+      continue;
     }
     if (info.rows == BlockInfo::kProgressRecord) {  // after an empty block, not a block
       p.block.reset();

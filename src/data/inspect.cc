@@ -54,6 +54,10 @@ std::string Cell(const Batch& b, const std::string& col, size_t row) {
       return "<tensor " + ShapeText(b.TensorInt64(col).shape()) + ">";
     case DataType::kTensorUInt8:
       return "<tensor " + ShapeText(b.TensorUInt8(col).shape()) + ">";
+    case DataType::kImage: {
+      const ImageView im = b.ImageAt(static_cast<int64_t>(row), col);
+      return "<image " + ShapeText({im.height, im.width, im.channels}) + ">";
+    }
   }
   return "?";
 }

@@ -35,6 +35,7 @@ struct LogicalNode {
   ReadOptions read;
   int64_t range_n = 0;
   std::vector<Expr> filters;  // expression Filters pushed into a CSV / JSON read
+  ImageReadOptions image;     // ReadImages (its `read` is in `read`)
   // kBlocks
   std::vector<RefBundle> blocks;
   // kMap / kCallable

@@ -112,6 +112,10 @@ std::vector<ReadSpec> ListAndGroup(const LogicalNode& n, int64_t* total_bytes, i
       cur.null_values = n.read.null_values;
       cur.filters = n.filters;
       cur.s3 = n.read.s3;
+      cur.image_height = n.image.size.height;
+      cur.image_width = n.image.size.width;
+      cur.image_mode = static_cast<int>(n.image.mode);
+      cur.skip_errors = n.image.on_error == OnError::kSkip;
     }
     cur.files.push_back(f.path);
     cur.relative.push_back(f.relative);

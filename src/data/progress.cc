@@ -74,6 +74,9 @@ std::string ProgressReporter::Line(const PhysicalOp* op, bool final) const {
   if (!s.ignored_files.empty()) {
     notes.push_back(std::to_string(s.ignored_files.size()) + " skipped as missing");
   }
+  if (!s.skipped_inputs.empty()) {
+    notes.push_back(std::to_string(s.skipped_inputs.size()) + " skipped as undecodable");
+  }
   if (const auto* pool = dynamic_cast<const ActorPoolOp*>(op); pool && !final) {
     if (int starting = pool->ActorsStarting(); starting > 0) {
       notes.push_back(std::to_string(starting) + " of " + std::to_string(pool->actor_count()) +

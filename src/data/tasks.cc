@@ -281,6 +281,16 @@ class PartYielder {
     last_record_ = wall_;
     out_(Buffer::Copy(&info, sizeof(info)));  // plain figures: the driver's own build reads them
   }
+  // An input the task skipped: "path: why" (a skip record).
+  void Skipped(const std::string& what) {
+    BlockInfo info;
+    info.rows = BlockInfo::kSkipRecord;
+    Buffer record = Buffer::Allocate(sizeof(info) + what.size());
+    std::memcpy(record.mutable_data(), &info, sizeof(info));
+    std::memcpy(record.mutable_data() + sizeof(info), what.data(), what.size());
+    out_(Buffer());
+    out_(Buffer(record.data(), record.size(), record.owner()));
+  }
   // The chain has got through `rows` rows of the task's input (counted from its start).
   void Progress(int64_t rows) {
     const auto now = std::chrono::steady_clock::now();
@@ -329,8 +339,15 @@ void RunInParts(const Chain& chain, const BlockKey& key, Batch in, PartYielder& 
 
 }  // namespace
 
-BlockInfo DecodeBlockInfo(const Buffer& b) {
+BlockInfo DecodeBlockInfo(const Buffer& b, std::string* note) {
   BlockInfo info;
+  if (b.size() > sizeof(info) && note != nullptr) {  // a skip record's text
+    std::memcpy(&info, b.data(), sizeof(info));
+    if (info.rows == BlockInfo::kSkipRecord) {
+      note->assign(reinterpret_cast<const char*>(b.data()) + sizeof(info), b.size() - sizeof(info));
+      return info;
+    }
+  }
   if (b.size() != sizeof(info)) {
     throw DataError("a task yielded " + std::to_string(b.size()) +
                     " bytes where its block's figures belong (" + std::to_string(sizeof(info)) +
@@ -343,7 +360,9 @@ BlockInfo DecodeBlockInfo(const Buffer& b) {
 void ReadBlocksTask(lumen::Yield<Buffer>& out, const ReadSpec& spec, const Chain& chain,
                     const BlockKey& key) {
   PartYielder parts(out);
-  Batch b = ReadFiles(spec);
+  std::vector<std::string> skipped;
+  Batch b = ReadFiles(spec, &skipped);
+  for (const std::string& what : skipped) parts.Skipped(what);
   parts.Consumed(b);
   RunInParts(chain, key, std::move(b), parts);
 }
@@ -478,7 +497,10 @@ Buffer PartitionTask(const ExchangeSpec& spec, int64_t block_index, int64_t firs
   if (spec.kind == "aggregate") b = CombineForExchange(spec.keys, spec.aggs, b);
   const int64_t n = b.NumRows();
   std::vector<int64_t> part(static_cast<size_t>(n), 0);
-  if (spec.kind == "repartition") {
+  if (spec.kind == "repartition" && spec.rows_per_partition > 0) {
+    for (int64_t i = 0; i < n; ++i)
+      part[static_cast<size_t>(i)] = (first_row + i) / spec.rows_per_partition;
+  } else if (spec.kind == "repartition") {
     for (int64_t i = 0; i < n; ++i) {
       part[static_cast<size_t>(i)] = total_rows > 0 ? (first_row + i) * parts / total_rows : 0;
     }

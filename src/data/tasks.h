@@ -34,14 +34,16 @@ class TaskTimer {
 Listing ListFiles(const std::string& pattern, const std::string& source, bool ignore_missing,
                   const S3Options& s3);
 // Streaming tasks: each output block is yielded, followed by its BlockInfo (DecodeBlockInfo);
-// between blocks, progress records (BlockInfo::kProgressRecord).
+// between blocks, progress records (BlockInfo::kProgressRecord); before them, a skip record
+// (BlockInfo::kSkipRecord) for each input a read skipped.
 // Inputs larger than the chain's max_block_bytes go through the chain in parts; outputs larger
 // than it are split by rows.
 void ReadBlocksTask(lumen::Yield<Buffer>& out, const ReadSpec& spec, const Chain& chain,
                     const BlockKey& key);
 void RunChainTask(lumen::Yield<Buffer>& out, const Chain& chain, const BlockKey& key,
                   const Buffer& block);
-BlockInfo DecodeBlockInfo(const Buffer& b);
+// `note` receives the text of a skip record (BlockInfo::kSkipRecord).
+BlockInfo DecodeBlockInfo(const Buffer& b, std::string* note = nullptr);
 
 // Hosts a callable class for an actor pool.
 class UdfActor {
@@ -67,7 +69,11 @@ struct ExchangeSpec {
   Buffer boundaries;              // range partitioning: encoded batch of partitions - 1 key rows
   std::vector<AggregateFn> aggs;  // aggregate
   std::string fn;                 // map_groups: the registered BatchFn
-  LUMEN_SERIALIZE(kind, partitions, keys, descending, seed, boundaries, aggs, fn);
+  // repartition: partition p holds rows [p * rows_per_partition, (p + 1) * rows_per_partition)
+  // of the dataset, in order (partitions: as many as that takes); 0: `partitions` even parts.
+  int64_t rows_per_partition = 0;
+  LUMEN_SERIALIZE(kind, partitions, keys, descending, seed, boundaries, aggs, fn,
+                  rows_per_partition);
   bool RangePartitioned() const {
     return !keys.empty() && (kind == "sort" || kind == "aggregate" || kind == "map_groups");
   }

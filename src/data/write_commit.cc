@@ -74,6 +74,12 @@ std::string NodeLine(const LogicalNode& n) {
            " ignore_missing_files=" + std::to_string(n.read.ignore_missing_files) +
            " null_values=" + List(n.read.null_values) + " n=" + std::to_string(n.range_n);
       for (const Expr& f : n.filters) s += " filter=" + f.ToString();
+      if (n.format == "images") {
+        s += " size=" + std::to_string(n.image.size.height) + "x" +
+             std::to_string(n.image.size.width) +
+             " mode=" + std::to_string(static_cast<int>(n.image.mode)) +
+             " on_error=" + std::to_string(static_cast<int>(n.image.on_error));
+      }
       break;
     case NodeKind::kBlocks: {
       uint64_t h = 0x51ed270b27ull;

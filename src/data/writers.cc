@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "data/chain.h"
+#include "data/image_codec.h"
 #include "data/output_store.h"
 #include "data/parallel.h"
 #include "lumen/errors.h"
@@ -58,6 +59,11 @@ std::string CheckRelative(const std::string& rel) {
       throw DataError("WriteFiles: output path '" + rel + "' leaves the output directory");
   }
   return rel;
+}
+
+// `rel` with its extension replaced by `ext` ("cats/a.jpg" -> "cats/a.png").
+std::string WithExtension(const std::string& rel, const std::string& ext) {
+  return std::filesystem::path(rel).replace_extension(ext).string();
 }
 
 std::string PartName(const WriteSpec& spec, const BlockKey& key, int64_t part, const char* ext,
@@ -139,10 +145,32 @@ Batch WriteBlock(const WriteSpec& spec, const BlockKey& key, const Batch& block)
   const int64_t rows = block.NumRows();
   const std::unique_ptr<OutputStore> store = OutputStore::For(spec.dir, spec.s3);
   if (rows > 0) store->MakeDir(spec.dir);
-  if (spec.format == "files" && rows > 0) {
-    auto paths = block.String(spec.path_column);
-    bool binary = block.ColumnType(spec.data_column) == DataType::kBinary;
-    StringColumn data = binary ? block.Binary(spec.data_column) : block.String(spec.data_column);
+  if ((spec.format == "files" || spec.format == "images") && rows > 0) {
+    // Each row is one file: its relative name and its bytes.
+    std::vector<std::string> names(static_cast<size_t>(rows));
+    std::vector<std::string> encoded;
+    StringColumn data;
+    if (spec.format == "images") {
+      const std::string ext = ImageExtension(spec.image_format);
+      const bool named = block.HasColumn(spec.path_column);
+      StringColumn paths = named ? block.String(spec.path_column) : StringColumn();
+      ImageColumn images = block.Images(spec.data_column);
+      encoded.resize(static_cast<size_t>(rows));
+      for (size_t i = 0; i < names.size(); ++i) {
+        names[i] = named ? WithExtension(CheckRelative(std::string(paths[i])), ext)
+                         : "image-" + key.Name() + "-" + std::to_string(i) + "." + ext;
+        encoded[i] = EncodeImage(images[i], spec.image_format, spec.quality,
+                                 "WriteImages: " + spec.dir + "/" + names[i]);
+      }
+    } else {
+      auto paths = block.String(spec.path_column);
+      for (size_t i = 0; i < names.size(); ++i) names[i] = CheckRelative(std::string(paths[i]));
+      bool binary = block.ColumnType(spec.data_column) == DataType::kBinary;
+      data = binary ? block.Binary(spec.data_column) : block.String(spec.data_column);
+    }
+    auto bytes_of = [&](size_t i) -> std::string_view {
+      return encoded.empty() ? data[i] : std::string_view(encoded[i]);
+    };
     auto commit = [&](const std::string& target, std::string_view bytes, bool may_exist,
                       Counts& c) {
       if (store->CreateOnce(target, bytes, may_exist)) {
@@ -159,8 +187,8 @@ Batch WriteBlock(const WriteSpec& spec, const BlockKey& key, const Batch& block)
       std::mutex mu;
       ParallelFor(rows, kS3WritesInFlight, [&](int64_t i) {
         Counts one;
-        commit(spec.dir + "/" + CheckRelative(std::string(paths[static_cast<size_t>(i)])),
-               data[static_cast<size_t>(i)], !spec.fresh, one);
+        const auto row = static_cast<size_t>(i);
+        commit(spec.dir + "/" + names[row], bytes_of(row), !spec.fresh, one);
         std::lock_guard lock(mu);
         counts.written += one.written;
         counts.skipped += one.skipped;
@@ -169,16 +197,15 @@ Batch WriteBlock(const WriteSpec& spec, const BlockKey& key, const Batch& block)
     } else {
       // No file can exist yet in a directory that did not exist when this block started.
       std::unordered_map<std::string, bool> dir_existed;
-      for (int64_t i = 0; i < rows; ++i) {
-        std::string target =
-            spec.dir + "/" + CheckRelative(std::string(paths[static_cast<size_t>(i)]));
+      for (size_t i = 0; i < names.size(); ++i) {
+        std::string target = spec.dir + "/" + names[i];
         std::string parent = std::filesystem::path(target).parent_path().string();
         auto known = dir_existed.find(parent);
         if (known == dir_existed.end()) {
           struct stat st;
           known = dir_existed.emplace(parent, ::stat(parent.c_str(), &st) == 0).first;
         }
-        commit(target, data[static_cast<size_t>(i)], known->second, counts);
+        commit(target, bytes_of(i), known->second, counts);
       }
     }
   } else if ((spec.format == "json" || spec.format == "csv") && rows > 0) {
@@ -216,7 +243,8 @@ Batch WriteBlock(const WriteSpec& spec, const BlockKey& key, const Batch& block)
         ++counts.skipped;
       }
     }
-  } else if (spec.format != "files" && spec.format != "json" && spec.format != "csv") {
+  } else if (spec.format != "files" && spec.format != "json" && spec.format != "csv" &&
+             spec.format != "images") {
     throw DataError("unknown sink format '" + spec.format + "'");
   }
   return BatchBuilder()

@@ -37,6 +37,9 @@ enum class DataType : uint8_t {
   kTensorFloat64 = 7,
   kTensorInt64 = 8,
   kTensorUInt8 = 9,
+  // 8-bit images whose size differs from row to row (ReadImages without a target size): each
+  // value is {height, width, channels} pixels; see lumen/data/image.h.
+  kImage = 10,
 };
 
 const char* DataTypeName(DataType type);
@@ -87,6 +90,32 @@ class TensorColumn {
   std::vector<int64_t> shape_;
 };
 
+// One image: height * width * channels bytes, row-major, channels interleaved.
+struct ImageView {
+  int64_t height = 0;
+  int64_t width = 0;
+  int64_t channels = 0;
+  std::span<const uint8_t> pixels;
+};
+
+// The images of a column: a kImage column, or a uint8 tensor column of shape {h, w, c} (or
+// {h, w}: one channel). Element i is a view into the batch's buffer.
+class ImageColumn {
+ public:
+  ImageColumn() = default;
+  // A kImage column: value i is `offsets[i]..offsets[i+1]` of `data` (see block_format.h).
+  static ImageColumn Variable(const int64_t* offsets, const uint8_t* data, size_t rows);
+  static ImageColumn Fixed(const TensorColumn<uint8_t>& tensor);
+  size_t size() const { return rows_; }
+  ImageView operator[](size_t i) const;
+
+ private:
+  const int64_t* offsets_ = nullptr;  // variable: per-row offsets
+  const uint8_t* data_ = nullptr;
+  size_t rows_ = 0;
+  int64_t height_ = 0, width_ = 0, channels_ = 0;  // fixed
+};
+
 class Batch;
 namespace internal {  // lumen::data's own block operations (src/data), not part of the API
 struct RowRange;
@@ -126,6 +155,9 @@ class Batch {
   TensorColumn<double> TensorFloat64(std::string_view name) const;
   TensorColumn<int64_t> TensorInt64(std::string_view name) const;
   TensorColumn<uint8_t> TensorUInt8(std::string_view name) const;
+  // A kImage column, or a uint8 tensor column of images ({h, w, c} or {h, w}).
+  ImageColumn Images(std::string_view name) const;
+  ImageView ImageAt(int64_t row, std::string_view column = "image") const;
 
   // Rows [offset, offset + length) as a new batch.
   Batch Slice(int64_t offset, int64_t length) const;
@@ -182,6 +214,9 @@ class BatchBuilder {
                                  std::vector<double> values);
   BatchBuilder& AddTensorUInt8(std::string name, std::vector<int64_t> shape,
                                std::vector<uint8_t> values);
+  // A kImage column: row i is images[i] (copied). Throws lumen::TypeError when an image's
+  // pixels do not match its size.
+  BatchBuilder& AddImages(std::string name, const std::vector<ImageView>& images);
   // Copies column `name` of `from` (same row count), optionally under another name.
   BatchBuilder& AddColumnFrom(const Batch& from, const std::string& name,
                               const std::string& as = "");

@@ -42,6 +42,7 @@
 #include "lumen/actor.h"
 #include "lumen/data/batch.h"
 #include "lumen/data/expr.h"
+#include "lumen/data/image.h"
 #include "lumen/data/row.h"
 #include "lumen/data/s3.h"
 #include "lumen/errors.h"
@@ -139,6 +140,25 @@ enum class WriteMode {
   kIgnore,
 };
 
+// What a reader does with an input it cannot decode (ReadImages).
+enum class OnError : uint8_t {
+  kFail = 0,  // the read fails, naming the file and the decoder's reason
+  kSkip = 1,  // the file is skipped, listed in Stats() (OperatorStats::skipped_inputs) and on
+              // stderr
+};
+
+// ReadImages.
+struct ImageReadOptions {
+  // Every image resized to this (antialiased; see lumen/data/image.h): the `image` column is a
+  // uint8 tensor of shape {height, width, channels}. Empty: each image keeps its own size and
+  // the column has type DataType::kImage (Batch::Images / Batch::ImageAt).
+  ImageSize size{};
+  ImageMode mode = ImageMode::kRGB;
+  OnError on_error = OnError::kFail;
+  // Grouping into read tasks (by file bytes, before decoding), num_cpus, missing files, S3.
+  ReadOptions read{};
+};
+
 struct WriteOptions {
   // WriteFiles: the column with the relative output path, and the one with the bytes.
   std::string path_column = "path";
@@ -150,6 +170,19 @@ struct WriteOptions {
   // or an exchange); a write fused into the task that makes its blocks takes that task's.
   double num_cpus = 1;
   // An s3:// dir: where and as whom (empty fields: the AWS conventions, see lumen/data/s3.h).
+  S3Options s3{};
+};
+
+// WriteImages.
+struct ImageWriteOptions {
+  std::string format = "png";  // "png" (lossless) or "jpeg"
+  int quality = 90;            // jpeg: 1..100
+  std::string column = "image";
+  // Each image is written under this column's relative path with the format's extension
+  // ("cats/a.jpg" -> "cats/a.png"); without the column, as image-<block>-<row>.<ext>.
+  std::string path_column = "path";
+  WriteMode mode = WriteMode::kResume;
+  double num_cpus = 1;
   S3Options s3{};
 };
 
@@ -200,6 +233,8 @@ struct OperatorStats {
   int64_t bytes_moved = 0;
   // File sources: entries skipped under ReadOptions::ignore_missing_files ("path: why").
   std::vector<std::string> ignored_files{};
+  // ReadImages with OnError::kSkip: files that did not decode ("path: why").
+  std::vector<std::string> skipped_inputs{};
 };
 
 struct DatasetStats {
@@ -449,6 +484,8 @@ class Dataset {
   WriteResult WriteFiles(const std::string& dir, WriteOptions options = {}) const;
   WriteResult WriteJson(const std::string& dir, WriteOptions options = {}) const;
   WriteResult WriteCsv(const std::string& dir, WriteOptions options = {}) const;
+  // The images of a column (lumen/data/image.h), encoded as PNG or JPEG, one file each.
+  WriteResult WriteImages(const std::string& dir, ImageWriteOptions options = {}) const;
 
   // The columns: names, types, tensor shapes and whether nulls occur, from the first block
   // (as Ray's Dataset.schema(): the plan runs until one block exists, then stops). An empty
@@ -576,6 +613,11 @@ Dataset ReadText(const std::vector<std::string>& paths, ReadOptions options = {}
 Dataset ReadCsv(const std::vector<std::string>& paths, ReadOptions options = {});
 // JSON lines: one object per line; fields become columns (types inferred).
 Dataset ReadJson(const std::vector<std::string>& paths, ReadOptions options = {});
+// JPEG and PNG files (told by their contents, whatever their names), decoded in the read
+// tasks with libjpeg-turbo and libpng. Columns: path (string, as ReadBinaryFiles), image (see
+// ImageReadOptions::size). A file that is not an image, empty, truncated or corrupt fails the
+// read naming it and the decoder's reason, or is skipped under OnError::kSkip.
+Dataset ReadImages(const std::vector<std::string>& paths, ImageReadOptions options = {});
 // Column: id (int64), 0 .. n-1.
 Dataset Range(int64_t n, ReadOptions options = {});
 Dataset FromItems(const std::vector<Row>& rows, ReadOptions options = {});
@@ -593,6 +635,9 @@ inline Dataset ReadCsv(const std::string& path, ReadOptions o = {}) {
 }
 inline Dataset ReadJson(const std::string& path, ReadOptions o = {}) {
   return ReadJson(std::vector<std::string>{path}, std::move(o));
+}
+inline Dataset ReadImages(const std::string& path, ImageReadOptions o = {}) {
+  return ReadImages(std::vector<std::string>{path}, std::move(o));
 }
 
 // ---- callable classes (actor pools) -------------------------------------------------------

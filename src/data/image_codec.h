@@ -1,0 +1,32 @@
+// JPEG and PNG decoding and encoding for lumen::data's image readers and writers: libjpeg-turbo
+// (its TurboJPEG API) and libpng. Internal to src/data. Thread-safe (each thread keeps its own
+// TurboJPEG handles).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "lumen/data/image.h"
+
+namespace lumen::data::internal {
+
+// Decodes `bytes` — a JPEG or a PNG, told by its signature — to `mode` (Pillow's conversions:
+// alpha dropped, gray from RGB by ITU-R 601 luma). With a non-empty `size` the image is
+// resized to it (Resize); a JPEG is first scaled in the DCT by the largest of libjpeg-turbo's
+// factors (1/8 .. 7/8) that keeps it at least `size`, so a large photo is never decoded at full
+// size only to be shrunk. PNG is decoded bit-exactly (16-bit samples keep their high byte,
+// palettes are expanded, gamma is not applied: as Pillow).
+// Throws DataError "<path>: <why>" for anything else: not an image, truncated, corrupt (bad CRC,
+// bad Huffman data), empty.
+Image DecodeImage(std::string_view bytes, const std::string& path, ImageMode mode, ImageSize size);
+
+// Encodes `image` as "png" or "jpeg" (quality 1..100; 4:2:0 chroma subsampling, as Pillow's
+// default). Throws DataError naming `path` on failure or an unknown format.
+std::string EncodeImage(const ImageView& image, const std::string& format, int quality,
+                        const std::string& path);
+
+// The file extension an encoded format is written with ("png", "jpg"); DataError when unknown.
+std::string ImageExtension(const std::string& format);
+
+}  // namespace lumen::data::internal
