@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up, builds and runs every test: the normal build (warnings as errors), the same suite
+# Sets up, builds and runs every test: the normal build (warnings as errors, with LibTorch's
+# lumen::lumen_torch), the same suite (without LibTorch, which is not built with sanitizers)
 # under AddressSanitizer + UndefinedBehaviorSanitizer, then under ThreadSanitizer with clang
 # (whose -Wthread-safety -Werror also proves the lock annotations), then each libFuzzer target
 # for a bounded time (scripts/fuzz.sh).
@@ -30,7 +31,7 @@ fi
 if [ "$mode" = "all" ] || [ "$mode" = "--sanitize" ]; then
   echo "== tests under ASan + UBSan =="
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    run_suite build-asan -DLUMEN_SANITIZE=address -DLUMEN_BUILD_BENCH=OFF
+    run_suite build-asan -DLUMEN_SANITIZE=address -DLUMEN_BUILD_BENCH=OFF -DLUMEN_TORCH=OFF
 fi
 if [ "$mode" = "all" ] || [ "$mode" = "--tsan" ]; then
   echo "== tests under ThreadSanitizer (clang, -Wthread-safety) =="
@@ -42,7 +43,7 @@ if [ "$mode" = "all" ] || [ "$mode" = "--tsan" ]; then
   # Fault tests crash workers on purpose (SIGSEGV, abort): those signals kill, not report.
   TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 log_path=$reports/tsan handle_segv=0 handle_abort=0 handle_sigbus=0 handle_sigfpe=0 handle_sigill=0" \
     CC=clang-14 CXX=clang++-14 \
-    run_suite build-tsan -DLUMEN_SANITIZE=thread -DLUMEN_BUILD_BENCH=OFF
+    run_suite build-tsan -DLUMEN_SANITIZE=thread -DLUMEN_BUILD_BENCH=OFF -DLUMEN_TORCH=OFF
   if compgen -G "$reports/tsan*" >/dev/null; then
     echo "ThreadSanitizer reported:"
     cat "$reports"/tsan*

@@ -741,6 +741,15 @@ BatchBuilder& BatchBuilder::AddTensorFloat64(std::string name, std::vector<int64
   return *this;
 }
 
+BatchBuilder& BatchBuilder::AddTensorInt64(std::string name, std::vector<int64_t> shape,
+                                           std::vector<int64_t> values) {
+  int64_t rows = RowsOf(values.size(), shape, name);
+  Column c{std::move(name), DataType::kTensorInt64, std::move(shape), rows};
+  c.fixed = Bytes(values);
+  Add(std::move(c));
+  return *this;
+}
+
 BatchBuilder& BatchBuilder::AddTensorUInt8(std::string name, std::vector<int64_t> shape,
                                            std::vector<uint8_t> values) {
   int64_t rows = RowsOf(values.size(), shape, name);

@@ -227,7 +227,9 @@ void ActorPoolOp::Start(Executor& ex) {
 }
 
 void ActorPoolOp::CreateActor(PoolActor& a) {
-  a.handle = lumen::Actor(UdfActor::Create).Options(actor_options_).Remote(callable_, ctor_args_);
+  a.handle = lumen::Actor(UdfActor::Create)
+                 .Options(actor_options_)
+                 .Remote(callable_, ctor_args_, options_.num_cpus, options_.num_gpus);
   a.state = ActorState::kLive;
   a.node = NodeID::Nil();
   a.deaths = 0;

@@ -375,7 +375,18 @@ void RunChainTask(lumen::Yield<Buffer>& out, const Chain& chain, const BlockKey&
   RunInParts(chain, key, std::move(in), parts);
 }
 
-UdfActor* UdfActor::Create(const std::string& callable, const std::string& ctor_args) {
+namespace {
+// The pool resources of the actor this process hosts (one actor per worker process).
+Mutex g_actor_resources_mu;
+ActorResources g_actor_resources LUMEN_GUARDED_BY(g_actor_resources_mu);
+}  // namespace
+
+UdfActor* UdfActor::Create(const std::string& callable, const std::string& ctor_args,
+                           double num_cpus, double num_gpus) {
+  {
+    MutexLock lock(g_actor_resources_mu);
+    g_actor_resources = {num_cpus, num_gpus};
+  }
   const CallableInfo* info = FindCallable(callable);
   if (!info) {
     throw FunctionNotFoundError("callable class " + callable +
@@ -571,6 +582,13 @@ Buffer ReduceTask(const ExchangeSpec& spec, int64_t partition,
 }
 
 }  // namespace lumen::data::internal
+
+namespace lumen::data {
+ActorResources PoolActorResources() {
+  MutexLock lock(internal::g_actor_resources_mu);
+  return internal::g_actor_resources;
+}
+}  // namespace lumen::data
 
 // Qualified names: they cannot clash with a user's functions.
 LUMEN_REMOTE(lumen::data::internal::ListFiles, lumen::data::internal::ReadBlocksTask,

@@ -48,7 +48,9 @@ BlockInfo DecodeBlockInfo(const Buffer& b, std::string* note = nullptr);
 // Hosts a callable class for an actor pool.
 class UdfActor {
  public:
-  static UdfActor* Create(const std::string& callable, const std::string& ctor_args);
+  // `num_cpus` / `num_gpus`: what the pool reserves per actor (PoolActorResources()).
+  static UdfActor* Create(const std::string& callable, const std::string& ctor_args,
+                          double num_cpus, double num_gpus);
   void Process(lumen::Yield<Buffer>& out, const Chain& chain, const BlockKey& key,
                const Buffer& block);
 

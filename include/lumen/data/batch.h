@@ -212,6 +212,8 @@ class BatchBuilder {
                                  std::vector<float> values);
   BatchBuilder& AddTensorFloat64(std::string name, std::vector<int64_t> shape,
                                  std::vector<double> values);
+  BatchBuilder& AddTensorInt64(std::string name, std::vector<int64_t> shape,
+                               std::vector<int64_t> values);
   BatchBuilder& AddTensorUInt8(std::string name, std::vector<int64_t> shape,
                                std::vector<uint8_t> values);
   // A kImage column: row i is images[i] (copied). Throws lumen::TypeError when an image's

@@ -641,6 +641,16 @@ inline Dataset ReadImages(const std::string& path, ImageReadOptions o = {}) {
 }
 
 // ---- callable classes (actor pools) -------------------------------------------------------
+
+// What each actor of a pool holds (MapBatchesOptions::num_cpus and num_gpus), for a callable
+// class to size itself: its constructor and calls see their pool's; elsewhere {1, 0}. A GPU
+// actor's process also sees CUDA_VISIBLE_DEVICES set to its devices.
+struct ActorResources {
+  double num_cpus = 1;
+  double num_gpus = 0;
+};
+ActorResources PoolActorResources();
+
 namespace internal {
 
 struct CallableInfo {
