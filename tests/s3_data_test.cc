@@ -2,6 +2,7 @@
 // objects are put there by an independent client, the AWS CLI.
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -160,6 +161,56 @@ TEST_F(S3DataTest, MissingBucketsKeysAndBadUrisFailNamingThem) {
 // the same size and bytes, next to the write's manifest and _SUCCESS. A second run resumes
 // (writes nothing), a changed input makes the default mode refuse, an overwrite replaces the
 // old objects, and JSON lines written in parts read back whole.
+// Images on S3: objects the AWS CLI uploaded are decoded by ReadImages, and WriteImages puts
+// one object per image.
+TEST_F(S3DataTest, ImagesAreReadFromAndWrittenToBuckets) {
+  std::vector<ld::Image> images;
+  std::vector<ld::ImageView> views;
+  std::vector<std::string> names;
+  for (int i = 0; i < 7; ++i) {
+    ld::Image im{20 + i, 30, 3, {}};
+    for (int64_t p = 0; p < im.height * im.width * 3; ++p) {
+      im.pixels.push_back(static_cast<uint8_t>(p * (i + 1) % 251));
+    }
+    images.push_back(std::move(im));
+    names.push_back("cats/cat" + std::to_string(i) + ".raw");
+  }
+  for (const auto& im : images) views.push_back(im.view());
+  ld::FromBatches({ld::BatchBuilder().AddString("path", names).AddImages("image", views).Build()})
+      .WithOptions(lumen::testing::Quiet())
+      .WriteImages(Path("local"), {.format = "png"});
+  Upload("local", "pictures/");
+  std::map<std::string, std::string> read;
+  for (const ld::Batch& b : ld::ReadImages("s3://lumen-in/pictures/", {.read = Read()})
+                                .WithOptions(lumen::testing::Quiet())
+                                .IterBatches()) {
+    for (int64_t r = 0; r < b.NumRows(); ++r) {
+      const ld::ImageView v = b.ImageAt(r);
+      read[std::string(b.String("path")[static_cast<size_t>(r)])] =
+          std::string(reinterpret_cast<const char*>(v.pixels.data()), v.pixels.size());
+    }
+  }
+  ASSERT_EQ(read.size(), 7u);
+  for (int i = 0; i < 7; ++i) {
+    const std::string key = "cats/cat" + std::to_string(i) + ".png";
+    ASSERT_TRUE(read.count(key)) << key;
+    EXPECT_TRUE(read[key] == std::string(images[static_cast<size_t>(i)].pixels.begin(),
+                                         images[static_cast<size_t>(i)].pixels.end()))
+        << key;  // PNG is lossless
+  }
+  ld::ImageWriteOptions out{.format = "jpeg", .quality = 90};
+  out.s3 = S3();
+  ld::WriteResult r = ld::ReadImages("s3://lumen-in/pictures/", {.size = {16, 16}, .read = Read()})
+                          .WithOptions(lumen::testing::Quiet())
+                          .WriteImages("s3://lumen-out/thumbs/", out);
+  EXPECT_EQ(r.files_written, 7);
+  auto listed = server_.Aws("s3 ls --recursive s3://lumen-out/thumbs/");
+  for (int i = 0; i < 7; ++i) {
+    EXPECT_NE(listed.out.find("thumbs/cats/cat" + std::to_string(i) + ".jpg"), std::string::npos)
+        << listed.out;
+  }
+}
+
 TEST_F(S3DataTest, WritesLandExactlyOnceAndTheAwsCliReadsThemBack) {
   for (int i = 0; i < 24; ++i)
     WriteFile("src/d" + std::to_string(i % 2) + "/f" + std::to_string(i), Content(i));
