@@ -64,26 +64,45 @@ inline uint8_t Clip8(int32_t v) {
   return static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
+// One row resampled horizontally, for C channels known at compile time (all channels of a
+// pixel summed in one pass, as Pillow does).
+template <int C>
+void HorizontalRow(const uint8_t* src, uint8_t* dst, const Coefficients& c, int64_t out_w) {
+  for (int64_t x = 0; x < out_w; ++x) {
+    const int32_t* k = &c.weights[static_cast<size_t>(x * c.ksize)];
+    const uint8_t* s = src + c.first[static_cast<size_t>(x)] * C;
+    const int n = c.count[static_cast<size_t>(x)];
+    int32_t ss[C];
+    for (int b = 0; b < C; ++b) ss[b] = 1 << (kPrecisionBits - 1);
+    for (int i = 0; i < n; ++i) {
+      for (int b = 0; b < C; ++b) ss[b] += s[i * C + b] * k[i];
+    }
+    for (int b = 0; b < C; ++b) dst[x * C + b] = Clip8(ss[b]);
+  }
+}
+
 // Rows [row0, row0 + rows) of `in` (width w, channels ch) resampled horizontally to `c`'s
-// output width.
-std::vector<uint8_t> Horizontal(const uint8_t* in, int64_t w, int64_t ch, int64_t row0,
-                                int64_t rows, const Coefficients& c, int64_t out_w) {
-  std::vector<uint8_t> out(static_cast<size_t>(rows * out_w * ch));
+// output width, into `out`.
+void Horizontal(const uint8_t* in, int64_t w, int64_t ch, int64_t row0, int64_t rows,
+                const Coefficients& c, int64_t out_w, std::vector<uint8_t>& out) {
+  out.resize(static_cast<size_t>(rows * out_w * ch));
   for (int64_t y = 0; y < rows; ++y) {
     const uint8_t* src = in + (row0 + y) * w * ch;
     uint8_t* dst = out.data() + y * out_w * ch;
-    for (int64_t x = 0; x < out_w; ++x) {
-      const int32_t* k = &c.weights[static_cast<size_t>(x * c.ksize)];
-      const uint8_t* s = src + c.first[static_cast<size_t>(x)] * ch;
-      const int n = c.count[static_cast<size_t>(x)];
-      for (int64_t b = 0; b < ch; ++b) {
-        int32_t ss = 1 << (kPrecisionBits - 1);
-        for (int i = 0; i < n; ++i) ss += s[i * ch + b] * k[i];
-        dst[x * ch + b] = Clip8(ss);
-      }
+    switch (ch) {
+      case 1:
+        HorizontalRow<1>(src, dst, c, out_w);
+        break;
+      case 2:
+        HorizontalRow<2>(src, dst, c, out_w);
+        break;
+      case 3:
+        HorizontalRow<3>(src, dst, c, out_w);
+        break;
+      default:
+        HorizontalRow<4>(src, dst, c, out_w);
     }
   }
-  return out;
 }
 
 // `in` (rows of `row_bytes`) resampled vertically to `c`'s output height; c.first counts from
@@ -108,7 +127,7 @@ std::vector<uint8_t> Vertical(const uint8_t* in, int64_t row_bytes, int64_t row0
 }
 
 void CheckImage(const ImageView& image, const char* what) {
-  if (image.height <= 0 || image.width <= 0 || image.channels < 1 ||
+  if (image.height <= 0 || image.width <= 0 || image.channels < 1 || image.channels > 4 ||
       static_cast<int64_t>(image.pixels.size()) != image.height * image.width * image.channels) {
     throw TypeError(std::string(what) + ": an image of " + std::to_string(image.height) + " x " +
                     std::to_string(image.width) + " x " + std::to_string(image.channels) +
@@ -194,15 +213,16 @@ Image Resize(const ImageView& image, ImageSize size) {
   }
   const Coefficients horiz = Bilinear(image.width, size.width);
   if (size.height == image.height) {
-    out.pixels =
-        Horizontal(image.pixels.data(), image.width, ch, 0, image.height, horiz, size.width);
+    Horizontal(image.pixels.data(), image.width, ch, 0, image.height, horiz, size.width,
+               out.pixels);
     return out;
   }
-  // Only the rows the vertical pass reads are resampled horizontally.
+  // Only the rows the vertical pass reads are resampled horizontally, into a buffer this
+  // thread reuses.
   const int64_t first = vert.first.front();
   const int64_t last = vert.first.back() + vert.count.back();
-  std::vector<uint8_t> tmp =
-      Horizontal(image.pixels.data(), image.width, ch, first, last - first, horiz, size.width);
+  thread_local std::vector<uint8_t> tmp;
+  Horizontal(image.pixels.data(), image.width, ch, first, last - first, horiz, size.width, tmp);
   out.pixels = Vertical(tmp.data(), size.width * ch, first, vert, size.height);
   return out;
 }

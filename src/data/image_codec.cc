@@ -115,14 +115,13 @@ Image DecodeJpeg(std::string_view bytes, const std::string& path, ImageMode mode
     fail(std::string("not a valid JPEG: ") + tjGetErrorStr2(tj));
   }
   if (width <= 0 || height <= 0) fail("not a valid JPEG: it has no pixels");
-  // The smallest DCT scaling that keeps the image at least the target size.
+  // The smallest DCT scaling of 1/2, 1/4 or 1/8 that keeps the image at least the target size:
+  // libjpeg-turbo has SIMD code for those; its 3/8, 5/8 ... IDCTs are plain C, slower than a
+  // full decode.
   int out_w = width, out_h = height;
   if (!size.empty()) {
-    int count = 0;
-    tjscalingfactor* factors = tjGetScalingFactors(&count);
-    for (int i = 0; i < count; ++i) {
-      const tjscalingfactor f = factors[i];
-      if (f.num > f.denom) continue;  // never upscale in the DCT
+    for (const tjscalingfactor f :
+         {tjscalingfactor{1, 2}, tjscalingfactor{1, 4}, tjscalingfactor{1, 8}}) {
       const int w = TJSCALED(width, f), h = TJSCALED(height, f);
       if (w >= size.width && h >= size.height && int64_t{w} * h < int64_t{out_w} * out_h) {
         out_w = w;
@@ -135,9 +134,15 @@ Image DecodeJpeg(std::string_view bytes, const std::string& path, ImageMode mode
                       : mode == ImageMode::kGray ? TJPF_GRAY
                       : mode == ImageMode::kRGBA ? TJPF_RGBA
                                                  : TJPF_RGB;
+  const bool resize = !size.empty() && (out_h != size.height || out_w != size.width);
+  // Decoded straight into the pixels returned, or — when they are resized next — into a
+  // buffer this thread reuses (a fresh one per image costs page faults as much as decoding).
+  thread_local std::vector<uint8_t> scratch;
+  const bool use_scratch = resize && !cmyk;
   Image img{out_h, out_w, tjPixelSize[format], {}};
-  img.pixels.resize(static_cast<size_t>(img.height * img.width * img.channels));
-  if (tjDecompress2(tj, data, len, img.pixels.data(), out_w, 0, out_h, format, 0) != 0) {
+  std::vector<uint8_t>& dst = use_scratch ? scratch : img.pixels;
+  dst.resize(static_cast<size_t>(img.height * img.width * img.channels));
+  if (tjDecompress2(tj, data, len, dst.data(), out_w, 0, out_h, format, 0) != 0) {
     const std::string why = tjGetErrorStr2(tj);
     // A warning leaves a decoded image behind: acceptable only when the data was all there
     // and intact (stray bytes between segments). A truncated file or corrupt entropy-coded
@@ -146,6 +151,9 @@ Image DecodeJpeg(std::string_view bytes, const std::string& path, ImageMode mode
       fail("corrupt JPEG: " + why);
     }
     handle.Reset();  // a warning: the decode went on, the handle is fresh for the next
+  }
+  if (use_scratch) {  // decoded in `mode` already (no CMYK)
+    return Resize({img.height, img.width, img.channels, {dst.data(), dst.size()}}, size);
   }
   if (cmyk) {  // Adobe's inverted CMYK, as Pillow converts it
     Image rgb{img.height, img.width, 3, {}};
