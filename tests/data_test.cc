@@ -187,6 +187,35 @@ class GatedModel {
   int64_t gate_from_;
 };
 
+// Each call waits (up to a minute) until `want` actors of its pool have made a call: it ends
+// only if the pool grew. Column `met`: 1 if they did, 0 on timeout.
+class Rendezvous {
+ public:
+  Rendezvous(std::string dir, int64_t want) : dir_(std::move(dir)), want_(want) {}
+  ld::Batch operator()(const ld::Batch& in) {
+    std::ofstream(dir_ + "/actor." + std::to_string(::getpid())) << "x";
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    bool met = false;
+    while (!met && std::chrono::steady_clock::now() < deadline) {
+      int64_t actors = 0;
+      for (const auto& e : std::filesystem::directory_iterator(dir_)) {
+        actors += e.path().filename().string().starts_with("actor.");
+      }
+      met = actors >= want_;
+      if (!met) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    const size_t n = static_cast<size_t>(in.NumRows());
+    return ld::BatchBuilder(in)
+        .AddInt64("pid", std::vector<int64_t>(n, ::getpid()))
+        .AddInt64("met", std::vector<int64_t>(n, met))
+        .Build();
+  }
+
+ private:
+  std::string dir_;
+  int64_t want_;
+};
+
 class BrokenModel {
  public:
   BrokenModel() { throw std::runtime_error("model weights not found"); }
@@ -198,6 +227,7 @@ LUMEN_REMOTE(Double, AddOne, IsEven, Twice, Squares, CountRows, UpperBytes, Fail
 LUMEN_DATA_CALLABLE(Scaler, int64_t, std::string);
 LUMEN_DATA_CALLABLE(GatedModel, std::string, int64_t);
 LUMEN_DATA_CALLABLE(BrokenModel);
+LUMEN_DATA_CALLABLE(Rendezvous, std::string, int64_t);
 
 // Regular files under `dir`, not counting a write's records (manifest, _SUCCESS, lock).
 int OutputFiles(const std::string& dir) {
@@ -929,6 +959,39 @@ TEST_F(DataTest, APoolActorWhoseRestartsAreUsedUpIsReplacedByAFreshOne) {
   const std::optional<ld::OperatorStats> pool = FindOperator(ds.Stats(), "MapBatches(GatedModel)");
   ASSERT_TRUE(pool.has_value());
   EXPECT_EQ(pool->actor_restarts, 1);
+}
+
+// `.concurrency = {1, 3}` starts one actor and adds more while blocks wait for one: every call
+// waits for a second actor, so the job ends only if the pool grew (with a fixed pool of one, each
+// call times out and `met` is 0).
+TEST_F(DataTest, AnAutoscalingPoolAddsActorsWhileBlocksWait) {
+  fs::create_directories(Path("rv"));
+  ld::Dataset ds =
+      ld::Range(120, {.num_blocks = 12})
+          .MapBatches<Rendezvous>({.concurrency = {1, 3}, .num_cpus = 0.5}, Path("rv"), int64_t{2})
+          .WithOptions(Quiet());
+  std::set<int64_t> pids;
+  int64_t rows = 0;
+  for (const ld::Batch& b : ds.IterBatches()) {
+    for (int64_t r = 0; r < b.NumRows(); ++r) {
+      EXPECT_EQ(b.Int64("met")[static_cast<size_t>(r)], 1);
+      pids.insert(b.Int64("pid")[static_cast<size_t>(r)]);
+    }
+    rows += b.NumRows();
+  }
+  EXPECT_EQ(rows, 120);
+  EXPECT_GE(pids.size(), 2u);
+  int64_t added = 0;
+  for (const auto& op : ds.Stats().operators) added += op.actors_added;
+  EXPECT_GE(added, 1) << ds.Stats();
+  EXPECT_LE(pids.size(), 3u);  // never above the maximum
+  // The plan says what the pool may do; an autoscale written as Autoscale reads the same.
+  EXPECT_NE(ld::Range(1)
+                .MapBatches<Rendezvous>({.concurrency = ld::Autoscale{.min = 1, .max = 8}},
+                                        Path("rv"), int64_t{1})
+                .Explain()
+                .find("actor pool of 1 to 8"),
+            std::string::npos);
 }
 
 TEST_F(DataTest, APoolWhoseActorsCannotBeConstructedFailsWithTheConstructorsError) {

@@ -621,6 +621,10 @@ std::string DatasetStats::ToString() const {
       out += "  " + internal::Plural(o.actor_restarts, "actor restart") + ", " +
              internal::Plural(o.blocks_retried, "block") + " re-run\n";
     }
+    if (o.actors_added > 0 || o.actors_retired > 0) {
+      out += "  autoscaling: " + internal::Plural(o.actors_added, "actor") + " added, " +
+             std::to_string(o.actors_retired) + " retired\n";
+    }
     for (const auto& e : o.errored_blocks) out += "  skipped " + e + "\n";
     for (const auto& f : o.ignored_files) out += "  ignored " + f + "\n";
     for (const auto& f : o.skipped_inputs) out += "  skipped input " + f + "\n";

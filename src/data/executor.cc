@@ -210,8 +210,11 @@ ActorPoolOp::ActorPoolOp(std::string name, std::string callable, std::string cto
 }
 
 std::string ActorPoolOp::Describe() const {
-  return name_ + " [actor pool of " + std::to_string(std::max(1, options_.concurrency)) + ", " +
-         std::to_string(max_in_flight_) + " in flight per actor]";
+  const std::string size = autoscaling() ? std::to_string(std::max(1, options_.concurrency.min())) +
+                                               " to " + std::to_string(options_.concurrency.max())
+                                         : std::to_string(std::max(1, options_.concurrency.max()));
+  return name_ + " [actor pool of " + size + ", " + std::to_string(max_in_flight_) +
+         " in flight per actor]";
 }
 
 void ActorPoolOp::Start(Executor& ex) {
@@ -222,8 +225,65 @@ void ActorPoolOp::Start(Executor& ex) {
   actor_options_.max_restarts = options_.max_actor_restarts;
   actor_options_.max_task_retries = 0;  // the pool re-runs interrupted blocks itself
   actor_options_.scheduling = lumen::SpreadScheduling{};  // one pool over the cluster's nodes
-  actors_.resize(static_cast<size_t>(std::max(1, options_.concurrency)));
+  actors_.resize(static_cast<size_t>(std::max(1, options_.concurrency.min())));
   for (auto& a : actors_) CreateActor(a);
+}
+
+int ActorPoolOp::actor_count() const {
+  return static_cast<int>(std::count_if(actors_.begin(), actors_.end(), [](const PoolActor& a) {
+    return a.state == ActorState::kLive || a.state == ActorState::kRestarting;
+  }));
+}
+
+void ActorPoolOp::Adjust(Executor& ex) {
+  if (!autoscaling() || stopped_) return;
+  const auto now = Clock::now();
+  RefreshActors();
+  const int held = actor_count();
+  // Grow: blocks wait that no actor can take now. As many actors at once as the waiting blocks
+  // would keep busy and the cluster has room for (checked at most every 0.2 s).
+  if (!inputs_.empty() && held < options_.concurrency.max() && Pick().second < 0 &&
+      now - last_scale_check_ >= std::chrono::milliseconds(200)) {
+    last_scale_check_ = now;
+    int want =
+        std::min<int>(options_.concurrency.max() - held,
+                      static_cast<int>((inputs_.size() + static_cast<size_t>(max_in_flight_) - 1) /
+                                       static_cast<size_t>(max_in_flight_)));
+    const lumen::ClusterResourceSummary cluster = lumen::GetClusterResources();
+    auto room_for = [&](const char* name, double need, double keep) {
+      if (need <= 0) return want;
+      auto it = cluster.available.find(name);
+      const double free = it == cluster.available.end() ? 0 : it->second - keep;
+      return static_cast<int>(std::floor(std::max(0.0, free) / need + 1e-9));
+    };
+    // While upstream work remains, a CPU is left for it: the pool must not starve its input.
+    const bool upstream_busy = !AllUpstreamsDone();
+    want = std::min(want, room_for("CPU", options_.num_cpus, upstream_busy ? 1.0 : 0.0));
+    want = std::min(want, room_for("GPU", options_.num_gpus, 0));
+    for (int i = 0; i < want; ++i) {
+      auto slot = std::find_if(actors_.begin(), actors_.end(),
+                               [](const PoolActor& a) { return a.state == ActorState::kRetired; });
+      if (slot == actors_.end()) slot = actors_.insert(actors_.end(), PoolActor());
+      CreateActor(*slot);
+      slot->idle_since = now;
+      ++stats_.actors_added;
+    }
+  }
+  // Shrink: an actor idle for autoscale_idle_s goes while the pool is above its minimum and
+  // nothing waits.
+  if (!inputs_.empty()) return;
+  const auto idle_for = std::chrono::duration<double>(options_.autoscale_idle_s);
+  int count = held;
+  for (auto& a : actors_) {
+    if (count <= std::max(1, options_.concurrency.min())) break;
+    if (a.state != ActorState::kLive || a.in_flight > 0 || now - a.idle_since < idle_for) continue;
+    lumen::Kill(a.handle);
+    a.state = ActorState::kRetired;
+    a.node = NodeID::Nil();
+    ++stats_.actors_retired;
+    --count;
+  }
+  (void)ex;
 }
 
 void ActorPoolOp::CreateActor(PoolActor& a) {
@@ -252,8 +312,9 @@ void ActorPoolOp::RefreshActors() {
 }
 
 bool ActorPoolOp::AllDropped() const {
-  return std::all_of(actors_.begin(), actors_.end(),
-                     [](const PoolActor& a) { return a.state == ActorState::kDropped; });
+  return std::all_of(actors_.begin(), actors_.end(), [](const PoolActor& a) {
+    return a.state == ActorState::kDropped || a.state == ActorState::kRetired;
+  });
 }
 
 std::pair<size_t, int> ActorPoolOp::Pick() const {
@@ -264,7 +325,10 @@ std::pair<size_t, int> ActorPoolOp::Pick() const {
   std::vector<int> room;  // actors that can take a block now
   for (size_t i = 0; i < actors_.size(); ++i) {
     const PoolActor& a = actors_[i];
-    if (a.state == ActorState::kDropped || a.in_flight >= max_in_flight_) continue;
+    if (a.state == ActorState::kDropped || a.state == ActorState::kRetired ||
+        a.in_flight >= max_in_flight_) {
+      continue;
+    }
     if (any_up && !IsUp(a)) continue;
     room.push_back(static_cast<int>(i));
   }
@@ -347,7 +411,7 @@ void ActorPoolOp::OnOutput(Executor& ex, uint64_t token, RefBundle out) {
 void ActorPoolOp::OnTaskEnd(Executor& ex, uint64_t token) {
   if (auto it = calls_.find(token); it != calls_.end()) {
     PoolActor& a = actors_[it->second.actor];
-    --a.in_flight;
+    if (--a.in_flight == 0) a.idle_since = Clock::now();
     if (it->second.generation == a.generation) a.finished_a_block = true;
     passed_.erase(it->second.input.meta.key);
     calls_.erase(it);
@@ -410,7 +474,7 @@ int64_t ActorPoolOp::TotalBlocks() const {
 
 std::map<std::string, double> ActorPoolOp::Reserved() const {
   std::map<std::string, double> r;
-  double n = std::max(1, options_.concurrency);
+  double n = std::max(1, options_.concurrency.min());  // an autoscaling pool's floor
   if (options_.num_cpus > 0) r["CPU"] = options_.num_cpus * n;
   if (options_.num_gpus > 0) r["GPU"] = options_.num_gpus * n;
   if (options_.memory > 0) r["memory"] = static_cast<double>(options_.memory) * n;
@@ -420,7 +484,8 @@ std::map<std::string, double> ActorPoolOp::Reserved() const {
 int ActorPoolOp::ActorsStarting() const {
   int n = 0;
   for (const auto& a : actors_) {
-    n += a.state != ActorState::kDropped && lumen::internal::ActorLocation(a.handle.ID()).IsNil();
+    n += (a.state == ActorState::kLive || a.state == ActorState::kRestarting) &&
+         lumen::internal::ActorLocation(a.handle.ID()).IsNil();
   }
   return n;
 }
@@ -433,6 +498,7 @@ std::string ActorPoolOp::ActorSummary() const {
          std::to_string(a.in_flight) + " in flight";
     if (a.state == ActorState::kRestarting) s += ", restarting";
     if (a.state == ActorState::kDropped) s += ", dead";
+    if (a.state == ActorState::kRetired) s += ", retired";
   }
   return s;
 }
@@ -1088,6 +1154,7 @@ void Executor::Schedule() {
   int64_t used = BudgetUsed();
   for (auto it = ops_.rbegin(); it != ops_.rend(); ++it) {  // downstream first: frees memory
     PhysicalOp* op = it->get();
+    op->Adjust(*this);
     while (op->WantsToLaunch()) {
       int64_t est = op->EstimateOutputBytes();
       if (used + est > budget_ && !pending_.empty()) break;

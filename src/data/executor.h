@@ -68,6 +68,8 @@ class PhysicalOp {
   virtual void AddInput(RefBundle b, size_t upstream) { inputs_.push_back(std::move(b)); }
   virtual void UpstreamDone(Executor& ex, size_t upstream);
   // Whether a task could start now (memory aside).
+  // Called before each round of launches: an operator may adjust itself (pool size).
+  virtual void Adjust(Executor& ex) {}
   virtual bool WantsToLaunch() const { return false; }
   virtual void LaunchOne(Executor& ex) {}
   // Expected output bytes of one more task.
@@ -201,6 +203,9 @@ class ActorPoolOp : public PhysicalOp {
               MapBatchesOptions options);
   std::string Describe() const override;
   void Start(Executor& ex) override;
+  // Autoscaling pools (a concurrency range): adds actors while blocks wait and the cluster has
+  // room, retires idle ones down to the minimum.
+  void Adjust(Executor& ex) override;
   bool WantsToLaunch() const override;
   void LaunchOne(Executor& ex) override;
   void OnOutput(Executor& ex, uint64_t token, RefBundle out) override;
@@ -212,7 +217,10 @@ class ActorPoolOp : public PhysicalOp {
   std::string ActorSummary() const;
   // Actors of the pool not yet placed and started (progress shows them).
   int ActorsStarting() const;
-  int actor_count() const { return static_cast<int>(actors_.size()); }
+  // Actors the pool holds now (not retired or dead for good).
+  int actor_count() const;
+  bool autoscaling() const { return !options_.concurrency.fixed(); }
+  const Concurrency& concurrency() const { return options_.concurrency; }
   std::map<std::string, double> Reserved() const override;
 
  private:
@@ -220,6 +228,7 @@ class ActorPoolOp : public PhysicalOp {
     kLive,        // created (maybe still starting): gets blocks
     kRestarting,  // died; the core restarts it. Gets blocks only when no actor is live
     kDropped,     // dead for good and not replaced
+    kRetired,     // an autoscaling pool let it go (idle)
   };
   struct PoolActor {
     lumen::ActorHandle<UdfActor> handle;
@@ -229,6 +238,7 @@ class ActorPoolOp : public PhysicalOp {
     uint64_t generation = 0;  // bumped at every death of the slot's actor; never reset
     int deaths = 0;           // of the current actor, as the pool saw them
     bool finished_a_block = false;
+    std::chrono::steady_clock::time_point idle_since;  // when in_flight last became 0
   };
   struct Call {
     size_t actor;
@@ -263,6 +273,7 @@ class ActorPoolOp : public PhysicalOp {
   std::map<BlockKey, int> retries_;           // block -> re-runs so far
   int replacements_ = 0;
   std::string last_death_;
+  std::chrono::steady_clock::time_point last_scale_check_{};
 };
 
 // Passes the first `limit` rows.

@@ -176,7 +176,7 @@ struct Builder {
           src->chain().steps.push_back(n->step);
           if (!neutral) {
             src->options() = want;
-            src->concurrency() = CombineConcurrency(src->concurrency(), n->map.concurrency);
+            src->concurrency() = CombineConcurrency(src->concurrency(), n->map.concurrency.max());
           }
           src->chain().op_name = src->name() + "->" + n->label;
           src->set_name(src->chain().op_name);
@@ -186,7 +186,7 @@ struct Builder {
             map && !map->downstream && (neutral || SameResources(map->options(), want))) {
           map->chain().steps.push_back(n->step);
           if (!neutral)
-            map->concurrency() = CombineConcurrency(map->concurrency(), n->map.concurrency);
+            map->concurrency() = CombineConcurrency(map->concurrency(), n->map.concurrency.max());
           map->chain().op_name = map->name() + "->" + n->label;
           map->set_name(map->chain().op_name);
           return map;
@@ -194,7 +194,7 @@ struct Builder {
         Chain chain;
         chain.op_name = n->label;
         chain.steps.push_back(n->step);
-        return Add(std::make_unique<MapOp>(n->label, chain, want, n->map.concurrency), {child});
+        return Add(std::make_unique<MapOp>(n->label, chain, want, n->map.concurrency.max()), {child});
       }
       case NodeKind::kCallable: {
         PhysicalOp* child = Build(n->inputs[0]);

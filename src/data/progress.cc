@@ -82,6 +82,11 @@ std::string ProgressReporter::Line(const PhysicalOp* op, bool final) const {
       notes.push_back(std::to_string(starting) + " of " + std::to_string(pool->actor_count()) +
                       " actors starting");
     }
+    if (pool->autoscaling()) {
+      notes.push_back(std::to_string(pool->actor_count()) + " actors (" +
+                      std::to_string(std::max(1, pool->concurrency().min())) + " to " +
+                      std::to_string(pool->concurrency().max()) + ")");
+    }
   }
   if (s.actor_restarts > 0) {
     notes.push_back(Plural(s.actor_restarts, "actor restart") + ", " +

@@ -62,11 +62,37 @@ using RowFn = Row (*)(const Row&);
 using FlatRowFn = std::vector<Row> (*)(const Row&);
 using RowPredicate = bool (*)(const Row&);
 
+// An actor pool's size range (MapBatchesOptions::concurrency).
+struct Autoscale {
+  int min = 1;
+  int max = 1;
+};
+
+// MapBatchesOptions::concurrency: a number (`.concurrency = 4`), or for an actor pool a range
+// it sizes itself within (`.concurrency = {1, 8}`, or `ld::Autoscale{.min = 1, .max = 8}`).
+// (C++ lets a designated list `{.min, .max}` initialise only a plain struct, which an int
+// could not then initialise; the pair of numbers or Autoscale say the same.)
+class Concurrency {
+ public:
+  Concurrency(int n = 0) : min_(n), max_(n) {}  // NOLINT: implicit on purpose
+  Concurrency(int min, int max) : min_(min), max_(max) {}
+  Concurrency(Autoscale range) : min_(range.min), max_(range.max) {}  // NOLINT
+  int min() const { return min_; }
+  int max() const { return max_; }
+  bool fixed() const { return min_ == max_; }
+
+ private:
+  int min_;
+  int max_;
+};
+
 struct MapBatchesOptions {
   int64_t batch_size = 0;  // rows per call; 0: one call per block
-  // Functions: cap on concurrent tasks (0: as many as resources allow).
-  // Callable classes: the number of actors in the pool (0: 1).
-  int concurrency = 0;
+  // Functions: cap on concurrent tasks (0: as many as resources allow; a range: its max).
+  // Callable classes: the number of actors in the pool (0: 1), or a range: the pool starts
+  // `min` actors, adds actors — several at once — while blocks wait for one and the cluster
+  // has room for them, up to `max`, and retires actors idle for autoscale_idle_s down to `min`.
+  Concurrency concurrency = 0;
   double num_cpus = 1;
   double num_gpus = 0;
   int64_t memory = 0;
@@ -90,6 +116,8 @@ struct MapBatchesOptions {
   // actor anywhere — so blocks seldom cross the network. false: to an actor with room chosen
   // at random (the baseline of the locality benchmark).
   bool locality_aware = true;
+  // Autoscaling pools: seconds an actor may stay idle before it is retired (down to min).
+  double autoscale_idle_s = 10;
 };
 
 struct ReadOptions {
@@ -228,6 +256,9 @@ struct OperatorStats {
   // the actor running them died.
   int64_t actor_restarts = 0;
   int64_t blocks_retried = 0;
+  // Autoscaling pools: actors added above the minimum, and idle ones retired.
+  int64_t actors_added = 0;
+  int64_t actors_retired = 0;
   // Input bytes of its tasks that lay on another node than the one that ran the task (pulled
   // across the network), as the blocks' locations showed.
   int64_t bytes_moved = 0;
