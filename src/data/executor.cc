@@ -235,7 +235,7 @@ int ActorPoolOp::actor_count() const {
   }));
 }
 
-void ActorPoolOp::Adjust(Executor& ex) {
+void ActorPoolOp::Adjust(Executor& /*ex*/) {
   if (!autoscaling() || stopped_) return;
   const auto now = Clock::now();
   RefreshActors();
@@ -283,7 +283,6 @@ void ActorPoolOp::Adjust(Executor& ex) {
     ++stats_.actors_retired;
     --count;
   }
-  (void)ex;
 }
 
 void ActorPoolOp::CreateActor(PoolActor& a) {
