@@ -7,7 +7,7 @@
 // type DataType::kImage (Batch::Images / Batch::ImageAt). Batch::Images reads both.
 //
 // @code
-//   ld::Batch Preprocess(const ld::Batch& in) {   // registered with LUMEN_DATA_FN
+//   ld::Batch Preprocess(const ld::Batch& in) {   // registered with LUMEN_REMOTE
 //     ld::Batch b = ld::ResizeShorterSide(in, 256);
 //     b = ld::CenterCropImages(b, {224, 224});
 //     return ld::NormalizeImages(b);  // float32 column "tensor" of shape {3, 224, 224}
