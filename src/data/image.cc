@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "data/image_codec.h"
 #include "lumen/errors.h"
 
 namespace lumen::data {
@@ -162,29 +163,41 @@ Batch MapImages(const Batch& in, const std::string& column, Fn fn) {
     same = same && out.back().height == out.front().height &&
            out.back().width == out.front().width && out.back().channels == out.front().channels;
   }
+  std::vector<int64_t> shape;
+  if (same && !out.empty()) shape = {out.front().height, out.front().width, out.front().channels};
   BatchBuilder b;
   for (const std::string& name : in.ColumnNames()) {
     if (name != column) {
       b.AddColumnFrom(in, name);
-      continue;
-    }
-    if (same && !out.empty()) {
-      std::vector<uint8_t> pixels;
-      pixels.reserve(out.size() * out.front().pixels.size());
-      for (const Image& im : out) pixels.insert(pixels.end(), im.pixels.begin(), im.pixels.end());
-      b.AddTensorUInt8(column, {out.front().height, out.front().width, out.front().channels},
-                       std::move(pixels));
     } else {
-      std::vector<ImageView> views;
-      views.reserve(out.size());
-      for (const Image& im : out) views.push_back(im.view());
-      b.AddImages(column, views);
+      internal::AddImageColumn(b, column, std::move(out), shape);
     }
   }
   return b.Build();
 }
 
 }  // namespace
+
+namespace internal {
+void AddImageColumn(BatchBuilder& b, const std::string& name, std::vector<Image> images,
+                    const std::vector<int64_t>& tensor_shape) {
+  if (tensor_shape.empty()) {
+    std::vector<ImageView> views;
+    views.reserve(images.size());
+    for (const Image& im : images) views.push_back(im.view());
+    b.AddImages(name, views);
+    return;
+  }
+  std::vector<uint8_t> pixels;
+  pixels.reserve(images.size() *
+                 static_cast<size_t>(tensor_shape[0] * tensor_shape[1] * tensor_shape[2]));
+  for (Image& im : images) {
+    pixels.insert(pixels.end(), im.pixels.begin(), im.pixels.end());
+    std::vector<uint8_t>().swap(im.pixels);
+  }
+  b.AddTensorUInt8(name, tensor_shape, std::move(pixels));
+}
+}  // namespace internal
 
 int ChannelsOf(ImageMode mode) {
   switch (mode) {

@@ -101,6 +101,8 @@ bool IsJpeg(std::string_view b) {
          static_cast<uint8_t>(b[1]) == 0xD8 && static_cast<uint8_t>(b[2]) == 0xFF;
 }
 
+// Decoded in `mode`, scaled in the DCT toward `size`; resized to it when decoding went through
+// the thread's scratch buffer (else DecodeImage resizes what this returns).
 Image DecodeJpeg(std::string_view bytes, const std::string& path, ImageMode mode, ImageSize size) {
   TjHandle& handle = Decompressor();
   tjhandle tj = handle.get();
@@ -167,11 +169,7 @@ Image DecodeJpeg(std::string_view bytes, const std::string& path, ImageMode mode
     }
     img = std::move(rgb);
   }
-  img = Convert(std::move(img), mode);
-  if (!size.empty() && (img.height != size.height || img.width != size.width)) {
-    img = Resize(img.view(), size);
-  }
-  return img;
+  return Convert(std::move(img), mode);
 }
 
 // ---- PNG ----------------------------------------------------------------------------------
@@ -254,16 +252,12 @@ bool IsPng(std::string_view b) {
   return b.size() >= 8 && png_sig_cmp(reinterpret_cast<png_const_bytep>(b.data()), 0, 8) == 0;
 }
 
-Image DecodePng(std::string_view bytes, const std::string& path, ImageMode mode, ImageSize size) {
+Image DecodePng(std::string_view bytes, const std::string& path, ImageMode mode) {
   PngState st;
   st.bytes = bytes;
   st.mode = mode;
   if (!ReadPng(&st)) Fail(path, std::string("corrupt PNG: ") + st.message);
-  Image img = Convert(std::move(st.image), mode);
-  if (!size.empty() && (img.height != size.height || img.width != size.width)) {
-    img = Resize(img.view(), size);
-  }
-  return img;
+  return Convert(std::move(st.image), mode);
 }
 
 std::string EncodePng(const ImageView& image, const std::string& path) {
@@ -335,9 +329,18 @@ Image DecodeImage(std::string_view bytes, const std::string& path, ImageMode mod
                    " needs both a positive height and width (or neither)");
   }
   if (bytes.empty()) Fail(path, "the file is empty (0 bytes): not an image");
-  if (IsJpeg(bytes)) return DecodeJpeg(bytes, path, mode, size);
-  if (IsPng(bytes)) return DecodePng(bytes, path, mode, size);
-  Fail(path, "not a JPEG or PNG image (its first bytes match neither signature)");
+  Image img;
+  if (IsJpeg(bytes)) {
+    img = DecodeJpeg(bytes, path, mode, size);
+  } else if (IsPng(bytes)) {
+    img = DecodePng(bytes, path, mode);
+  } else {
+    Fail(path, "not a JPEG or PNG image (its first bytes match neither signature)");
+  }
+  if (!size.empty() && (img.height != size.height || img.width != size.width)) {
+    img = Resize(img.view(), size);
+  }
+  return img;
 }
 
 std::string EncodeImage(const ImageView& image, const std::string& format, int quality,

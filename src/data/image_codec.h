@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "lumen/data/image.h"
 
@@ -28,5 +29,11 @@ std::string EncodeImage(const ImageView& image, const std::string& format, int q
 
 // The file extension an encoded format is written with ("png", "jpg"); DataError when unknown.
 std::string ImageExtension(const std::string& format);
+
+// Adds `images` to `b` as column `name`: a uint8 tensor column of `tensor_shape` ({h, w, c};
+// every image must have it) when that is given — also when there are no images — else a kImage
+// column. Each image's pixels are released once copied. (Defined in image.cc.)
+void AddImageColumn(BatchBuilder& b, const std::string& name, std::vector<Image> images,
+                    const std::vector<int64_t>& tensor_shape);
 
 }  // namespace lumen::data::internal

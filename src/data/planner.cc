@@ -194,7 +194,8 @@ struct Builder {
         Chain chain;
         chain.op_name = n->label;
         chain.steps.push_back(n->step);
-        return Add(std::make_unique<MapOp>(n->label, chain, want, n->map.concurrency.max()), {child});
+        return Add(std::make_unique<MapOp>(n->label, chain, want, n->map.concurrency.max()),
+                   {child});
       }
       case NodeKind::kCallable: {
         PhysicalOp* child = Build(n->inputs[0]);

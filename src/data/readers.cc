@@ -432,21 +432,10 @@ Batch ReadImageFiles(const ReadSpec& spec, std::vector<std::string>* skipped) {
   }
   BatchBuilder b;
   b.AddString("path", std::move(paths));
-  if (!size.empty()) {
-    const int64_t channels = ChannelsOf(mode);
-    std::vector<uint8_t> pixels;
-    pixels.reserve(images.size() * static_cast<size_t>(size.height * size.width * channels));
-    for (Image& im : images) {
-      pixels.insert(pixels.end(), im.pixels.begin(), im.pixels.end());
-      std::vector<uint8_t>().swap(im.pixels);
-    }
-    b.AddTensorUInt8("image", {size.height, size.width, channels}, std::move(pixels));
-  } else {
-    std::vector<ImageView> views;
-    views.reserve(images.size());
-    for (const Image& im : images) views.push_back(im.view());
-    b.AddImages("image", views);
-  }
+  const std::vector<int64_t> shape =
+      size.empty() ? std::vector<int64_t>{}
+                   : std::vector<int64_t>{size.height, size.width, ChannelsOf(mode)};
+  AddImageColumn(b, "image", std::move(images), shape);
   return b.Build();
 }
 
