@@ -15,6 +15,7 @@
 #include <mutex>
 #include <random>
 #include <thread>
+#include <vector>
 
 #include "data/parallel.h"
 #include "lumen/data/dataset.h"
@@ -30,8 +31,10 @@ std::string Env(const char* name) {
 
 // ---- process-wide curl state -----------------------------------------------------------------
 
-// One share handle per process: connections, DNS answers and TLS sessions are reused by
-// every request of every thread.
+// One share handle per process: DNS answers and TLS sessions are reused by every request of
+// every thread. Not connections: libcurl's shared connection cache is not thread-safe (its
+// known bug 11.11 — a connection's timestamps were written into freed memory, corrupting an
+// upload's bytes), so connections live in the easy handles of EasyPool instead.
 class CurlShare {
  public:
   static CurlShare& Get() {
@@ -47,7 +50,6 @@ class CurlShare {
     curl_share_setopt(share_, CURLSHOPT_LOCKFUNC, &Lock);
     curl_share_setopt(share_, CURLSHOPT_UNLOCKFUNC, &Unlock);
     curl_share_setopt(share_, CURLSHOPT_USERDATA, this);
-    curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
     curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
   }
@@ -62,18 +64,43 @@ class CurlShare {
   std::mutex mu_[kLocks];
 };
 
-// One easy handle per thread (reset before each request; its connections live in the share).
-CURL* ThreadEasy() {
-  struct Holder {
-    CURL* easy = nullptr;
-    ~Holder() {
-      if (easy) curl_easy_cleanup(easy);
+// Idle easy handles of this process, each with the connections it opened: a request takes one
+// (any thread, one at a time per handle) and gives it back, so connections are reused across
+// requests and threads — also by the short-lived threads of ParallelFor — without the shared
+// connection cache. At most kMaxIdle are kept (the rest are cleaned up).
+class EasyPool {
+ public:
+  static EasyPool& Get() {
+    static EasyPool* p = new EasyPool();  // never destroyed, like the share
+    return *p;
+  }
+  CURL* Take() {
+    {
+      std::lock_guard lock(mu_);
+      if (!idle_.empty()) {
+        CURL* easy = idle_.back();
+        idle_.pop_back();
+        return easy;
+      }
     }
-  };
-  thread_local Holder h;
-  if (!h.easy) h.easy = curl_easy_init();
-  return h.easy;
-}
+    return curl_easy_init();
+  }
+  void Give(CURL* easy) {
+    {
+      std::lock_guard lock(mu_);
+      if (idle_.size() < kMaxIdle) {
+        idle_.push_back(easy);
+        return;
+      }
+    }
+    curl_easy_cleanup(easy);
+  }
+
+ private:
+  static constexpr size_t kMaxIdle = 64;
+  std::mutex mu_;
+  std::vector<CURL*> idle_;
+};
 
 // At most `limit` requests in flight in this process.
 class Limiter {
@@ -419,7 +446,14 @@ bool Retriable(CURLcode c) {
 
 S3Client::Response S3Client::SendOnce(const Request& req) const {
   Response r;
-  CURL* easy = ThreadEasy();
+  struct Lease {  // back to the pool however this returns, with no pointer to this frame left
+    CURL* easy = EasyPool::Get().Take();
+    ~Lease() {
+      curl_easy_reset(easy);  // options only: the handle's connections stay
+      EasyPool::Get().Give(easy);
+    }
+  } lease;
+  CURL* easy = lease.easy;
   curl_easy_reset(easy);
   const std::string url = Url(req.bucket, req.key, req.query);
   curl_easy_setopt(easy, CURLOPT_URL, url.c_str());

@@ -3,9 +3,9 @@
 //
 // Every request is retried on connection errors, timeouts, 5xx and throttling (SlowDown, 429)
 // with jittered exponential back-off, up to S3Options::max_retries times; connections are
-// reused (one curl share handle per process); at most S3Options::max_concurrency requests are
-// in flight per process. A failure throws DataError naming the URI, the operation and the
-// server's code and message.
+// reused (a pool of easy handles per process; DNS and TLS sessions in one share handle); at most
+// S3Options::max_concurrency requests are in flight per process. A failure throws DataError naming
+// the URI, the operation and the server's code and message.
 //
 // Thread safety: an S3Client may be used from several threads at once.
 #pragma once
