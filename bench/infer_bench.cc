@@ -6,26 +6,42 @@
 // run on the same files:
 //   decode_resize_images_per_s_per_core      Lumen's decoder + resize to 224 x 224, one thread
 //   decode_resize_pillow_images_per_s_per_core  Pillow (Debian's python3-pil), one process
-//   infer_model_only_images_per_s            ResNet-18 on preloaded tensors in a worker: the
-//   ceiling infer_dataset_images_per_s               files -> predictions on disk with lumen::data
-//   infer_dataset_vs_model_only              the ratio (target >= 0.9)
-//   infer_model_busy_fraction                time the model actors spend in forward / wall
-// The pipeline collects the predictions in the driver (no file output yet). Images are
-// generated once (photo-like JPEGs of 500 x 375, ~110 KB) under
+//   infer_model_only_images_per_s            the model on preloaded tensors in a worker holding
+//                                            both CPUs: the ceiling
+//   infer_dataset_images_per_s               files -> predictions on disk (JSON) with lumen::data
+//   infer_handwritten_core_images_per_s      the same on the core API, as the reference
+//                                            measurements' hand-written pipeline: decode tasks,
+//                                            a fixed pool of model actors, 2 calls in flight each
+//   infer_torch_dataloader_images_per_s      PyTorch's DataLoader with Pillow
+//   (bench/torch_infer.py) infer_model_busy_fraction                time the model actor spends in
+//   forward / wall infer_peak_rss_bytes, infer_peak_pss_bytes  peak memory of every Lumen process
+//   of the
+//                                            dataset run (summed resident / proportional set
+//                                            sizes: PSS counts shared memory once), with
+//                                            `images` and with 4 x `images` images
+// Every pipeline runs one model: torchvision's ResNet-18 saved as TorchScript by
+// bench/torch_infer.py (seeded weights), or without python3-torch, ResNet-18 built in C++.
+// Images are generated once (photo-like JPEGs of 500 x 375, ~110 KB) under
 // $LUMEN_BENCH_DIR/infer (default /tmp/lumen-bench).
+#include <dirent.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench_inputs.h"
@@ -55,53 +71,157 @@ constexpr int kThreads = 2;  // the model's threads (this machine's cores)
 
 }  // namespace
 
+// ResNet-18: the TorchScript file at `path`, or (empty path) built in C++ with seeded weights.
+class Model {
+ public:
+  Model(const std::string& path, torch::Device device) : device_(device) {
+    if (!path.empty()) {
+      script_ = ld::LoadTorchScript(path, device);
+    } else {
+      torch::manual_seed(0);
+      net_ = ld::ResNet(18);
+      net_->eval();
+      net_->to(device);
+    }
+  }
+  // Logits of a {n, 3, 224, 224} float batch.
+  torch::Tensor Forward(const torch::Tensor& x) {
+    torch::NoGradGuard no_grad;
+    if (script_) return script_->forward({x.to(device_)}).toTensor();
+    return net_->forward(x.to(device_));
+  }
+
+ private:
+  torch::Device device_;
+  std::optional<torch::jit::Module> script_;
+  torch::nn::Sequential net_{nullptr};
+};
+
 // Crop and normalise: the model's input.
 ld::Batch Normalise(const ld::Batch& in) { return ld::NormalizeImages(in); }
 LUMEN_REMOTE(Normalise);
 
-// ResNet-18 (seeded weights) in a pool actor; reports the time spent in forward.
+// The dataset's pool actor; reports the time spent in forward.
 class Resnet18 {
  public:
-  Resnet18() : device_(ld::SetUpTorchForActor()) {
-    torch::manual_seed(0);
-    net_ = ld::ResNet(18);
-    net_->eval();
-  }
+  explicit Resnet18(std::string path) : model_(path, ld::SetUpTorchForActor()) {}
   ld::Batch operator()(const ld::Batch& in) {
-    torch::NoGradGuard no_grad;
     const auto start = Clock::now();
-    torch::Tensor logits = net_->forward(ld::TensorView(in, "tensor").to(device_));
+    torch::Tensor labels = model_.Forward(ld::TensorView(in, "tensor")).argmax(1);
     const double forward_s = Seconds(start);
-    ld::Batch out = ld::WithTensor(in.SelectColumns({"path"}), "label", logits.argmax(1));
+    ld::Batch out = ld::WithTensor(in.SelectColumns({"path"}), "label", labels);
     std::vector<double> time(static_cast<size_t>(in.NumRows()), 0.0);
     if (!time.empty()) time[0] = forward_s;  // once per batch
     return ld::BatchBuilder(out).AddFloat64("forward_s", std::move(time)).Build();
   }
 
  private:
-  torch::Device device_;
-  torch::nn::Sequential net_{nullptr};
+  Model model_;
 };
-LUMEN_DATA_CALLABLE(Resnet18);
+LUMEN_DATA_CALLABLE(Resnet18, std::string);
 
 // The model alone on preloaded tensors, in a worker as the pool's actor is (same threads and
 // batch size): images per second.
-double ModelOnly(int64_t images) {
+double ModelOnly(std::string path, int64_t images) {
   torch::set_num_threads(kThreads);
-  torch::manual_seed(0);
-  torch::nn::Sequential net = ld::ResNet(18);
-  net->eval();
-  torch::NoGradGuard no_grad;
+  Model model(path, torch::kCPU);
   torch::Tensor x = torch::randn({kBatch, 3, 224, 224});
-  net->forward(x);  // warm-up
+  model.Forward(x);  // warm-up
   const int64_t batches = std::max<int64_t>(4, images / kBatch);
   const auto start = Clock::now();
-  for (int64_t b = 0; b < batches; ++b) net->forward(x);
+  for (int64_t b = 0; b < batches; ++b) model.Forward(x);
   return static_cast<double>(batches * kBatch) / Seconds(start);
 }
 LUMEN_REMOTE(ModelOnly);
 
+// ---- the hand-written pipeline on the core API ----------------------------------------------
+
+// Reads, decodes, resizes and normalises `paths` into one float32 {n, 3, 224, 224} batch.
+lumen::Buffer DecodeBatch(std::vector<std::string> paths) {
+  constexpr int64_t kPlane = 3 * 224 * 224;
+  lumen::Buffer out = lumen::Buffer::Allocate(paths.size() * kPlane * sizeof(float));
+  auto* floats = reinterpret_cast<float*>(out.mutable_data());
+  for (size_t i = 0; i < paths.size(); ++i) {
+    std::ifstream f(paths[i], std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    ld::Image im = ld::internal::DecodeImage(bytes, paths[i], ld::ImageMode::kRGB, {224, 224});
+    ld::Normalize(im.view(), std::span<float>(floats + i * kPlane, kPlane));
+  }
+  return out;
+}
+LUMEN_REMOTE(DecodeBatch);
+
+// A model actor: predicted labels of a DecodeBatch batch.
+class Predictor {
+ public:
+  explicit Predictor(std::string path) : model_(ThreadsSet(std::move(path)), torch::kCPU) {}
+  std::vector<int64_t> Predict(lumen::Buffer batch) {
+    const int64_t n = static_cast<int64_t>(batch.size() / (3 * 224 * 224 * sizeof(float)));
+    torch::Tensor x =
+        torch::from_blob(const_cast<uint8_t*>(batch.data()), {n, 3, 224, 224}, torch::kFloat32);
+    torch::Tensor labels = model_.Forward(x).argmax(1).contiguous();
+    return std::vector<int64_t>(labels.data_ptr<int64_t>(), labels.data_ptr<int64_t>() + n);
+  }
+
+ private:
+  static std::string ThreadsSet(std::string path) {  // before the model loads
+    torch::set_num_threads(kThreads);
+    return path;
+  }
+  Model model_;
+};
+LUMEN_ACTOR(Predictor, std::string);
+LUMEN_REMOTE(&Predictor::Predict);
+
 namespace {
+
+// Decode tasks feed a fixed pool of model actors, each with its own queue of at most two calls
+// in flight (one running, one with its input ready); predictions are written as JSON lines by
+// the driver. Images per second, files to predictions on disk.
+double Handwritten(const std::vector<std::string>& files, const std::string& model,
+                   const std::string& out_path, int64_t* rows) {
+  constexpr int kActors = 1;  // one model actor holds 1.5 of the 2 CPUs, as the dataset's pool
+  constexpr int kInFlight = 2;
+  lumen::ActorOptions actor;
+  actor.num_cpus = 1.5;
+  lumen::TaskOptions decode;
+  decode.num_cpus = 0.25;
+  std::vector<lumen::ActorHandle<Predictor>> pool;
+  for (int a = 0; a < kActors; ++a) {
+    pool.push_back(lumen::Actor<Predictor>().Options(actor).Remote(model));
+  }
+  const auto start = Clock::now();
+  struct Call {
+    std::vector<std::string> paths;
+    lumen::ObjectRef<std::vector<int64_t>> labels;
+  };
+  std::vector<std::deque<Call>> queues(kActors);
+  std::ofstream out(out_path);
+  *rows = 0;
+  auto drain_one = [&](std::deque<Call>& q) {
+    Call c = std::move(q.front());
+    q.pop_front();
+    const std::vector<int64_t> labels = lumen::Get(c.labels);
+    for (size_t i = 0; i < labels.size(); ++i) {
+      out << "{\"path\":\"" << c.paths[i] << "\",\"label\":" << labels[i] << "}\n";
+    }
+    *rows += static_cast<int64_t>(labels.size());
+  };
+  for (size_t first = 0, k = 0; first < files.size(); first += kBatch, ++k) {
+    std::vector<std::string> paths(
+        files.begin() + static_cast<std::ptrdiff_t>(first),
+        files.begin() + static_cast<std::ptrdiff_t>(std::min(files.size(), first + kBatch)));
+    std::deque<Call>& q = queues[k % kActors];
+    if (q.size() >= kInFlight) drain_one(q);
+    auto batch = lumen::Task(DecodeBatch).Options(decode).Remote(paths);
+    q.push_back({std::move(paths), pool[k % kActors].Task(&Predictor::Predict).Remote(batch)});
+  }
+  for (auto& q : queues) {
+    while (!q.empty()) drain_one(q);
+  }
+  out.close();
+  return static_cast<double>(*rows) / Seconds(start);
+}
 
 // Photo-like JPEGs: smooth colour fields, edges and grain (so they compress like photos).
 std::vector<std::string> MakeImages(const std::string& dir, int n) {
@@ -164,6 +284,134 @@ double PillowRate(const std::string& dir, int n) {
   return rate;
 }
 
+// The first line of `cmd`'s output ("" when it cannot run).
+std::string FirstLine(const std::string& cmd) {
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return "";
+  char line[512] = {0};
+  if (std::fgets(line, sizeof(line), p) == nullptr) line[0] = 0;
+  ::pclose(p);
+  return line;
+}
+
+// Peak memory of this process and every process below it (the embedded cluster's daemons and
+// workers), sampled every 50 ms while it lives: the sum of their resident set sizes, and of
+// their proportional set sizes (a page shared by k processes, such as the object store's,
+// counts 1/k in each: the memory the job really holds; RSS counts shared pages once per
+// process that maps them).
+class PeakMemory {
+ public:
+  struct Bytes {
+    int64_t rss = 0;
+    int64_t pss = 0;
+  };
+  PeakMemory() : sampler_([this] { Sample(); }) {}
+  ~PeakMemory() { Stop(); }
+  Bytes Stop() {
+    if (sampler_.joinable()) {
+      stop_ = true;
+      sampler_.join();
+    }
+    return peak_;
+  }
+
+ private:
+  static Bytes OfProcess(int pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/smaps_rollup");
+    std::string key;
+    Bytes b;
+    int64_t kb = 0;
+    while (f >> key) {
+      if (key == "Rss:" && f >> kb) b.rss = kb * 1024;
+      if (key == "Pss:" && f >> kb) b.pss = kb * 1024;
+      f.ignore(1 << 20, '\n');
+    }
+    return b;
+  }
+  static Bytes OfTree() {
+    std::map<int, std::vector<int>> children;
+    if (DIR* d = ::opendir("/proc")) {
+      while (dirent* e = ::readdir(d)) {
+        const int pid = std::atoi(e->d_name);
+        if (pid <= 0) continue;
+        std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+        std::string line;
+        std::getline(stat, line);
+        const auto close = line.rfind(')');
+        if (close == std::string::npos || close + 2 >= line.size()) continue;
+        std::istringstream rest(line.substr(close + 2));
+        char state;
+        int ppid = 0;
+        rest >> state >> ppid;
+        children[ppid].push_back(pid);
+      }
+      ::closedir(d);
+    }
+    Bytes total;
+    std::vector<int> todo{::getpid()};
+    while (!todo.empty()) {
+      const int pid = todo.back();
+      todo.pop_back();
+      const Bytes b = OfProcess(pid);
+      total.rss += b.rss;
+      total.pss += b.pss;
+      for (int c : children[pid]) todo.push_back(c);
+    }
+    return total;
+  }
+  void Sample() {
+    while (!stop_) {
+      const Bytes now = OfTree();
+      peak_.rss = std::max(peak_.rss, now.rss);
+      peak_.pss = std::max(peak_.pss, now.pss);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  std::atomic<bool> stop_{false};
+  Bytes peak_;  // written by the sampler, read once it has stopped
+  std::thread sampler_;
+};
+
+struct DatasetRun {
+  double images_per_s = 0;
+  double busy = 0;  // forward time / wall
+  int64_t rows = 0;
+  int64_t files = 0;
+  PeakMemory::Bytes peak;
+};
+
+// files -> decode + resize (read tasks) -> normalise -> ResNet-18 pool -> JSON lines on disk.
+DatasetRun RunDataset(const std::string& dir, const std::string& model, const std::string& out) {
+  ld::ExecutionOptions quiet;
+  quiet.progress = false;
+  ld::ImageReadOptions read{.size = {224, 224}, .mode = ld::ImageMode::kRGB};
+  read.read.num_cpus = 0.25;  // decoding is 1/50 of the model's work: it takes little CPU
+  ld::WriteOptions write;
+  write.mode = ld::WriteMode::kOverwrite;
+  write.num_cpus = 0.25;  // writing a few lines of JSON
+  DatasetRun r;
+  PeakMemory memory;
+  const auto start = Clock::now();
+  ld::WriteResult written =
+      ld::ReadImages(dir, read)
+          .MapBatches(Normalise, {.num_cpus = 0.25})
+          .MapBatches<Resnet18>({.batch_size = kBatch, .concurrency = 1, .num_cpus = 1.5}, model)
+          .WithOptions(quiet)
+          .WriteJson(out, write);
+  const double wall = Seconds(start);
+  r.peak = memory.Stop();
+  r.files = written.files_written;
+  // The predictions as written: rows, and the forward time each batch recorded.
+  double forward_s = 0;
+  for (const ld::Batch& b : ld::ReadJson(out).WithOptions(quiet).IterBatches()) {
+    for (double s : b.Float64("forward_s")) forward_s += s;
+    r.rows += b.NumRows();
+  }
+  r.images_per_s = static_cast<double>(r.rows) / wall;
+  r.busy = forward_s / wall;
+  return r;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -199,39 +447,70 @@ int main(int argc, char** argv) {
     if (checksum < 0) std::printf("unreachable\n");
   }
 
+  // The one model: torchvision's ResNet-18 as TorchScript (python3-torch), else built in C++.
+  const std::string script = std::string(LUMEN_BENCH_SOURCE_DIR) + "/torch_infer.py";
+  std::string model = root + "/resnet18.pt";
+  if (!fs::exists(model) && std::system(("/usr/bin/python3 " + script + " script " + model +
+                                         ".tmp 2>/dev/null && mv " + model + ".tmp " + model)
+                                            .c_str()) != 0) {
+    std::fprintf(stderr,
+                 "python3-torch is missing: ResNet-18 built in C++ instead, no "
+                 "DataLoader baseline\n");
+    model.clear();
+  }
+  Print("infer_model_is_torchscript", model.empty() ? 0 : 1, "bool");
+
   // The model alone on preloaded tensors: the ceiling (in a worker holding both CPUs).
   double model_rate = 0;
   {
     lumen::TaskOptions t;
     t.num_cpus = kThreads;
-    model_rate = lumen::Get(lumen::Task(ModelOnly).Options(t).Remote(int64_t{n / 2}));
+    model_rate = lumen::Get(lumen::Task(ModelOnly).Options(t).Remote(model, int64_t{n / 2}));
     Print("infer_model_only_images_per_s", model_rate, "images/s");
   }
 
-  // The pipeline: files -> decode + resize (read tasks) -> normalise -> ResNet-18 pool -> JSON.
+  const DatasetRun run = RunDataset(dir, model, root + "/predictions-" + std::to_string(n));
+  Print("infer_dataset_images_per_s", run.images_per_s, "images/s");
+  Print("infer_dataset_vs_model_only", model_rate > 0 ? run.images_per_s / model_rate : 0, "x");
+  Print("infer_model_busy_fraction", run.busy, "fraction");
+  Print("infer_output_rows_equal", run.rows == n && run.files > 0 ? 1 : 0, "bool");
+  Print("infer_peak_rss_bytes", static_cast<double>(run.peak.rss), "bytes");
+  Print("infer_peak_pss_bytes", static_cast<double>(run.peak.pss), "bytes");
+
   {
-    ld::ExecutionOptions quiet;
-    quiet.progress = false;
-    ld::ImageReadOptions read{.size = {224, 224}, .mode = ld::ImageMode::kRGB};
-    read.read.num_cpus = 0.25;  // decoding is 1/50 of the model's work: it takes little CPU
-    ld::Dataset preds =
-        ld::ReadImages(dir, read)
-            .MapBatches(Normalise, {.num_cpus = 0.25})
-            .MapBatches<Resnet18>({.batch_size = kBatch, .concurrency = 1, .num_cpus = 1.5})
-            .WithOptions(quiet);
-    const auto start = Clock::now();
-    double forward_s = 0;
     int64_t rows = 0;
-    for (const ld::Batch& b : preds.IterBatches()) {
-      for (double s : b.Float64("forward_s")) forward_s += s;
-      rows += b.NumRows();
-    }
-    const double wall = Seconds(start);
-    const double rate = static_cast<double>(rows) / wall;
-    Print("infer_dataset_images_per_s", rate, "images/s");
-    Print("infer_dataset_vs_model_only", model_rate > 0 ? rate / model_rate : 0, "x");
-    Print("infer_model_busy_fraction", forward_s / wall, "fraction");
-    Print("infer_output_rows_equal", rows == n ? 1 : 0, "bool");
+    const double rate = Handwritten(files, model, root + "/handwritten.jsonl", &rows);
+    Print("infer_handwritten_core_images_per_s", rate, "images/s");
+    Print("infer_dataset_vs_handwritten", rate > 0 ? run.images_per_s / rate : 0, "x");
+    Print("infer_handwritten_rows_equal", rows == n ? 1 : 0, "bool");
+  }
+
+  if (!model.empty()) {
+    const std::string line =
+        FirstLine("/usr/bin/python3 " + script + " dataloader " + dir + " " + std::to_string(n) +
+                  " " + model + " " + std::to_string(kBatch) + " " + std::to_string(kThreads) +
+                  " " + root + "/dataloader.jsonl");
+    double rate = 0;
+    int64_t rows = 0;
+    std::istringstream(line) >> rate >> rows;
+    Print("infer_torch_dataloader_images_per_s", rate, "images/s");
+    Print("infer_dataset_vs_torch_dataloader", rate > 0 ? run.images_per_s / rate : 0, "x");
+    Print("infer_torch_dataloader_rows_equal", rows == n ? 1 : 0, "bool");
+  }
+
+  // Memory does not grow with the input: the same pipeline over 4 x the images.
+  {
+    const std::string more = root + "/images-" + std::to_string(4 * n);
+    MakeImages(more, 4 * n);
+    const DatasetRun big = RunDataset(more, model, root + "/predictions-" + std::to_string(4 * n));
+    Print("infer_peak_rss_bytes_4x_images", static_cast<double>(big.peak.rss), "bytes");
+    Print("infer_peak_pss_bytes_4x_images", static_cast<double>(big.peak.pss), "bytes");
+    Print("infer_peak_pss_4x_vs_1x",
+          run.peak.pss > 0 ? static_cast<double>(big.peak.pss) / static_cast<double>(run.peak.pss)
+                           : 0,
+          "x");
+    Print("infer_dataset_4x_images_per_s", big.images_per_s, "images/s");
+    Print("infer_output_rows_equal_4x", big.rows == 4 * n ? 1 : 0, "bool");
   }
   lumen::Shutdown();
   return 0;

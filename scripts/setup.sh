@@ -15,6 +15,7 @@ PACKAGES=(
   awscli                                   # the independent S3 client of the S3 tests
   libturbojpeg0-dev libpng-dev             # lumen::data's image decoders and encoders
   python3-pil                              # Pillow: the independent codec of the image tests
+  python3-torch python3-torchvision        # PyTorch DataLoader baseline of lumen_bench_infer
   libtorch-dev                             # LibTorch: lumen::lumen_torch, the inference example
   libgtest-dev libgmock-dev                # tests
   libbenchmark-dev                         # micro-benchmarks

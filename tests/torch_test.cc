@@ -2,7 +2,10 @@
 // batches, a model in an actor pool giving the predictions LibTorch gives when called
 // directly, device and thread set-up from the pool's resources (declared GPUs: nothing here
 // needs a real one), and a model file that does not load.
+#include <unistd.h>
+
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <set>
 
@@ -60,11 +63,17 @@ class GpuProbe {
   bool cuda_;
 };
 
+// A TorchScript model from a file, applied to the float value of column `id`: column `y`.
 class ScriptedModel {
  public:
   explicit ScriptedModel(const std::string& path)
       : model_(ld::LoadTorchScript(path, ld::SetUpTorchForActor())) {}
-  ld::Batch operator()(const ld::Batch& in) { return in; }
+  ld::Batch operator()(const ld::Batch& in) {
+    std::vector<int64_t> ids(in.Int64("id").begin(), in.Int64("id").end());
+    torch::Tensor x = torch::tensor(ids).to(torch::kFloat32);
+    torch::NoGradGuard no_grad;
+    return ld::WithTensor(in, "y", model_.forward({x}).toTensor());
+  }
 
  private:
   torch::jit::Module model_;
@@ -157,6 +166,34 @@ TEST_F(TorchPoolTest, AModelFileThatDoesNotLoadFailsAtActorStartWithItsPath) {
         << what;
     EXPECT_NE(what.find("MapBatches(ScriptedModel)"), std::string::npos) << what;
   }
+}
+
+// A TorchScript file (saved here by LibTorch's own scripting) loads once per actor and serves
+// every batch.
+TEST_F(TorchPoolTest, ATorchScriptFileIsLoadedAndServesEveryBatch) {
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("lumen-scripted-" + std::to_string(::getpid()) + ".pt"))
+                               .string();
+  torch::jit::Module m("Affine");
+  m.register_parameter("w", torch::tensor({2.0f}), /*is_buffer=*/false);
+  m.define(R"(
+def forward(self, x):
+    return x * self.w + 1.0
+)");
+  m.save(path);
+  int64_t rows = 0;
+  for (const ld::Batch& b : ld::Range(200, {.num_blocks = 8})
+                                .MapBatches<ScriptedModel>({.concurrency = 2, .num_cpus = 0}, path)
+                                .WithOptions(lumen::testing::Quiet())
+                                .IterBatches()) {
+    for (int64_t r = 0; r < b.NumRows(); ++r) {  // one value per row: a plain column
+      const auto i = static_cast<size_t>(r);
+      EXPECT_DOUBLE_EQ(b.Float64("y")[i], 2.0 * static_cast<double>(b.Int64("id")[i]) + 1.0);
+      ++rows;
+    }
+  }
+  EXPECT_EQ(rows, 200);
+  std::filesystem::remove(path);
 }
 
 // GPUs declared to the cluster, none present: placement and CUDA_VISIBLE_DEVICES are Lumen's.
