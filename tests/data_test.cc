@@ -216,6 +216,63 @@ class Rendezvous {
   int64_t want_;
 };
 
+// Whether process `pid` has exited (gone, or a zombie not yet reaped).
+bool Exited(int64_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  const auto close = line.rfind(')');
+  return close == std::string::npos || line.substr(close + 2, 1) == "Z";
+}
+
+// A pool actor of an autoscaling pool: the blocks before row 20 wait until two actors are
+// registered (so the pool grows to two), and the block starting at row `last` waits until
+// another actor of the pool has exited (it can only if the pool retires its idle actor).
+// Column `ok` is 1 when the wait ended that way, 0 after a minute without.
+class Retiree {
+ public:
+  Retiree(std::string dir, int64_t last) : dir_(std::move(dir)), last_(last) {}
+  ld::Batch operator()(const ld::Batch& in) {
+    std::ofstream(dir_ + "/actor." + std::to_string(::getpid())) << "x";
+    const int64_t first = in.Int64("id")[0];
+    auto others = [&](auto&& count) {
+      int64_t n = 0;
+      for (const auto& e : std::filesystem::directory_iterator(dir_)) {
+        const std::string name = e.path().filename().string();
+        if (!name.starts_with("actor.")) continue;
+        const int64_t pid = std::stoll(name.substr(6));
+        if (pid != ::getpid()) n += count(pid);
+      }
+      return n;
+    };
+    std::function<bool()> done = [] { return true; };
+    if (first < 20) done = [&] { return others([](int64_t) { return 1; }) >= 1; };
+    if (first == last_) done = [&] { return others(Exited) >= 1; };
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    bool ok = done();
+    while (!ok && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling the condition
+      ok = done();
+    }
+    const size_t n = static_cast<size_t>(in.NumRows());
+    return ld::BatchBuilder(in).AddInt64("ok", std::vector<int64_t>(n, ok)).Build();
+  }
+
+ private:
+  std::string dir_;
+  int64_t last_;
+};
+
+// Constructed in `ms` milliseconds (a model loading); each call takes 20 ms in user code.
+class SlowStart {
+ public:
+  explicit SlowStart(int64_t ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+  ld::Batch operator()(const ld::Batch& in) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return in;
+  }
+};
+
 class BrokenModel {
  public:
   BrokenModel() { throw std::runtime_error("model weights not found"); }
@@ -228,6 +285,8 @@ LUMEN_DATA_CALLABLE(Scaler, int64_t, std::string);
 LUMEN_DATA_CALLABLE(GatedModel, std::string, int64_t);
 LUMEN_DATA_CALLABLE(BrokenModel);
 LUMEN_DATA_CALLABLE(Rendezvous, std::string, int64_t);
+LUMEN_DATA_CALLABLE(Retiree, std::string, int64_t);
+LUMEN_DATA_CALLABLE(SlowStart, int64_t);
 
 // Regular files under `dir`, not counting a write's records (manifest, _SUCCESS, lock).
 int OutputFiles(const std::string& dir) {
@@ -992,6 +1051,51 @@ TEST_F(DataTest, AnAutoscalingPoolAddsActorsWhileBlocksWait) {
                 .Explain()
                 .find("actor pool of 1 to 8"),
             std::string::npos);
+}
+
+// An actor left idle for autoscale_idle_s is retired (its process ends) while the pool is above
+// its minimum: the last block waits for that, so without retirement its rows are not `ok`.
+TEST_F(DataTest, AnAutoscalingPoolRetiresAnIdleActorDownToItsMinimum) {
+  fs::create_directories(Path("rt"));
+  ld::MapBatchesOptions options{.concurrency = {1, 2}, .num_cpus = 0.5};
+  options.autoscale_idle_s = 0.5;
+  ld::Dataset ds = ld::Range(120, {.num_blocks = 12})
+                       .MapBatches<Retiree>(options, Path("rt"), int64_t{110})
+                       .WithOptions(Quiet());
+  int64_t rows = 0;
+  for (const ld::Batch& b : ds.IterBatches()) {
+    for (int64_t ok : b.Int64("ok")) EXPECT_EQ(ok, 1);
+    rows += b.NumRows();
+  }
+  EXPECT_EQ(rows, 120);
+  const std::optional<ld::OperatorStats> pool = FindOperator(ds.Stats(), "MapBatches(Retiree)");
+  ASSERT_TRUE(pool.has_value());
+  EXPECT_GE(pool->actors_added, 1);
+  EXPECT_GE(pool->actors_retired, 1);
+  EXPECT_NE(ds.Stats().ToString().find(" retired\n"), std::string::npos) << ds.Stats();
+}
+
+// Stats() tells how long the pool's actors took to come up (their constructors sleep 0.3 s)
+// and how much of the tasks' time was spent in the user's code (each call sleeps 20 ms).
+TEST_F(DataTest, StatsTellActorStartUpAndTimeInUserCode) {
+  ld::Dataset ds = ld::Range(100, {.num_blocks = 5})
+                       .MapBatches<SlowStart>({.concurrency = 2, .num_cpus = 0}, int64_t{300})
+                       .WithOptions(Quiet());
+  int64_t rows = 0;
+  for (const ld::Batch& b : ds.IterBatches()) rows += b.NumRows();
+  EXPECT_EQ(rows, 100);
+  const ld::DatasetStats stats = ds.Stats();
+  const std::optional<ld::OperatorStats> pool = FindOperator(stats, "MapBatches(SlowStart)");
+  ASSERT_TRUE(pool.has_value());
+  EXPECT_EQ(pool->actors_started, 2);
+  EXPECT_GE(pool->actor_start_s, 0.3);  // at least its constructor's sleep
+  EXPECT_GE(pool->user_code_s, 5 * 0.02);
+  EXPECT_LE(pool->user_code_s, pool->task_wall_s);
+  const std::optional<ld::OperatorStats> read = FindOperator(stats, "Range(100)");
+  ASSERT_TRUE(read.has_value());
+  EXPECT_EQ(read->user_code_s, 0);  // Lumen's own work only
+  EXPECT_NE(stats.ToString().find("2 actors started, the slowest in"), std::string::npos) << stats;
+  EXPECT_NE(stats.ToString().find("in user code"), std::string::npos) << stats;
 }
 
 TEST_F(DataTest, APoolWhoseActorsCannotBeConstructedFailsWithTheConstructorsError) {

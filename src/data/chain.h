@@ -110,7 +110,11 @@ struct BlockInfo {
   int64_t bytes_in = 0;
   int64_t wall_us = 0;
   int64_t cpu_us = 0;
+  int64_t user_code_us = 0;  // of wall_us, in the user's functions (UserCodeUs)
 };
+
+// Microseconds this thread has spent in user functions called by ApplyChain so far.
+int64_t UserCodeUs();
 
 // What a read task reads.
 struct ReadSpec {

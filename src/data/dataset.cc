@@ -621,6 +621,15 @@ std::string DatasetStats::ToString() const {
       out += "  " + internal::Plural(o.actor_restarts, "actor restart") + ", " +
              internal::Plural(o.blocks_retried, "block") + " re-run\n";
     }
+    if (o.user_code_s > 0) {
+      std::snprintf(buf, sizeof(buf), "  in user code %.3f s of task wall\n", o.user_code_s);
+      out += buf;
+    }
+    if (o.actors_started > 0) {
+      std::snprintf(buf, sizeof(buf), "  %s started, the slowest in %.3f s\n",
+                    internal::Plural(o.actors_started, "actor").c_str(), o.actor_start_s);
+      out += buf;
+    }
     if (o.actors_added > 0 || o.actors_retired > 0) {
       out += "  autoscaling: " + internal::Plural(o.actors_added, "actor") + " added, " +
              std::to_string(o.actors_retired) + " retired\n";

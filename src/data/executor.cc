@@ -52,6 +52,7 @@ void PhysicalOp::OnOutput(Executor& ex, uint64_t token, RefBundle out) {
   stats_.bytes_out += out.meta.bytes;
   stats_.task_wall_s += static_cast<double>(out.meta.exec.wall_us) / 1e6;
   stats_.task_cpu_s += static_cast<double>(out.meta.exec.cpu_us) / 1e6;
+  stats_.user_code_s += static_cast<double>(out.meta.user_code_us) / 1e6;
   last_end = Clock::now();
   Emit(std::move(out));
 }
@@ -236,9 +237,9 @@ int ActorPoolOp::actor_count() const {
 }
 
 void ActorPoolOp::Adjust(Executor& /*ex*/) {
+  RefreshActors();  // every pool: notes actors that came up (and when, within a tick)
   if (!autoscaling() || stopped_) return;
   const auto now = Clock::now();
-  RefreshActors();
   const int held = actor_count();
   // Grow: blocks wait that no actor can take now. As many actors at once as the waiting blocks
   // would keep busy and the cluster has room for (checked at most every 0.2 s).
@@ -293,6 +294,7 @@ void ActorPoolOp::CreateActor(PoolActor& a) {
   a.node = NodeID::Nil();
   a.deaths = 0;
   a.finished_a_block = false;
+  a.asked = std::chrono::steady_clock::now();
 }
 
 bool ActorPoolOp::IsUp(const PoolActor& a) const {
@@ -306,6 +308,12 @@ void ActorPoolOp::RefreshActors() {
     if (a.state == ActorState::kRestarting && IsUp(a)) a.state = ActorState::kLive;
     if (a.state == ActorState::kLive && a.node.IsNil()) {
       a.node = lumen::internal::ActorLocation(a.handle.ID());
+      if (!a.node.IsNil() && a.deaths == 0) {  // up for the first time: how long that took
+        const double s =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - a.asked).count();
+        stats_.actor_start_s = std::max(stats_.actor_start_s, s);
+        ++stats_.actors_started;
+      }
     }
   }
 }
@@ -414,6 +422,7 @@ void ActorPoolOp::OnTaskEnd(Executor& ex, uint64_t token) {
     if (it->second.generation == a.generation) a.finished_a_block = true;
     passed_.erase(it->second.input.meta.key);
     calls_.erase(it);
+    if (a.node.IsNil()) RefreshActors();  // up, whether or not a tick saw it come up
   }
   PhysicalOp::OnTaskEnd(ex, token);
 }
@@ -485,6 +494,15 @@ int ActorPoolOp::ActorsStarting() const {
   for (const auto& a : actors_) {
     n += (a.state == ActorState::kLive || a.state == ActorState::kRestarting) &&
          lumen::internal::ActorLocation(a.handle.ID()).IsNil();
+  }
+  return n;
+}
+
+int ActorPoolOp::ActorsUp(bool busy) const {
+  int n = 0;
+  for (const auto& a : actors_) {
+    n += (a.state == ActorState::kLive || a.state == ActorState::kRestarting) &&
+         !lumen::internal::ActorLocation(a.handle.ID()).IsNil() && (a.in_flight > 0) == busy;
   }
   return n;
 }
@@ -1069,6 +1087,7 @@ bool Executor::DrainStream(uint64_t token, Pending& p) {
                      .cpu_us = info.cpu_us,
                      .rows_in = info.rows_in,
                      .bytes_in = info.bytes_in};
+    out.meta.user_code_us = info.user_code_us;
     out.meta.node = lumen::internal::ObjectLocation(out.ref.ID());
     p.est_bytes = std::max<int64_t>(0, p.est_bytes - info.bytes);
     if (!p.input.node.IsNil() && !out.meta.node.IsNil() && p.input.node != out.meta.node) {

@@ -39,6 +39,7 @@ struct BlockMeta {
   int64_t bytes = 0;
   NodeID node;
   Batch::ExecStats exec;
+  int64_t user_code_us = 0;  // of exec.wall_us, in the user's functions
 };
 
 struct RefBundle {
@@ -203,8 +204,8 @@ class ActorPoolOp : public PhysicalOp {
               MapBatchesOptions options);
   std::string Describe() const override;
   void Start(Executor& ex) override;
-  // Autoscaling pools (a concurrency range): adds actors while blocks wait and the cluster has
-  // room, retires idle ones down to the minimum.
+  // Notes the actors that came up; autoscaling pools (a concurrency range) add actors while
+  // blocks wait and the cluster has room, and retire idle ones down to the minimum.
   void Adjust(Executor& ex) override;
   bool WantsToLaunch() const override;
   void LaunchOne(Executor& ex) override;
@@ -215,8 +216,10 @@ class ActorPoolOp : public PhysicalOp {
   Chain* chain_ptr() override { return &chain_; }
   // Actors, their state and queue depths, for stall reports.
   std::string ActorSummary() const;
-  // Actors of the pool not yet placed and started (progress shows them).
+  // Actors of the pool not yet placed and started, ready (idle) and busy (progress shows them).
   int ActorsStarting() const;
+  int ActorsReady() const { return ActorsUp(/*busy=*/false); }
+  int ActorsBusy() const { return ActorsUp(/*busy=*/true); }
   // Actors the pool holds now (not retired or dead for good).
   int actor_count() const;
   bool autoscaling() const { return !options_.concurrency.fixed(); }
@@ -239,6 +242,7 @@ class ActorPoolOp : public PhysicalOp {
     int deaths = 0;           // of the current actor, as the pool saw them
     bool finished_a_block = false;
     std::chrono::steady_clock::time_point idle_since;  // when in_flight last became 0
+    std::chrono::steady_clock::time_point asked;       // when CreateActor asked for it
   };
   struct Call {
     size_t actor;
@@ -248,6 +252,7 @@ class ActorPoolOp : public PhysicalOp {
   // Blocks of an interrupted call already passed on: a re-run skips that many of its outputs.
   std::map<BlockKey, int64_t> passed_;
 
+  int ActorsUp(bool busy) const;  // started actors with (busy) or without calls in flight
   void CreateActor(PoolActor& a);
   // The actor of `a` died (first failure of its generation): restart, replace or drop it.
   void OnActorDied(PoolActor& a, const std::string& why);

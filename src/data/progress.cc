@@ -78,15 +78,22 @@ std::string ProgressReporter::Line(const PhysicalOp* op, bool final) const {
     notes.push_back(std::to_string(s.skipped_inputs.size()) + " skipped as undecodable");
   }
   if (const auto* pool = dynamic_cast<const ActorPoolOp*>(op); pool && !final) {
-    if (int starting = pool->ActorsStarting(); starting > 0) {
-      notes.push_back(std::to_string(starting) + " of " + std::to_string(pool->actor_count()) +
-                      " actors starting");
+    // "actors: 1 starting, 2 ready, 3 busy of 6 (1 to 8)"
+    std::string actors = "actors:";
+    const char* sep = " ";
+    for (const auto& [n, what] :
+         {std::pair{pool->ActorsStarting(), "starting"}, std::pair{pool->ActorsReady(), "ready"},
+          std::pair{pool->ActorsBusy(), "busy"}}) {
+      if (n == 0) continue;
+      actors += sep + std::to_string(n) + " " + what;
+      sep = ", ";
     }
+    actors += " of " + std::to_string(pool->actor_count());
     if (pool->autoscaling()) {
-      notes.push_back(std::to_string(pool->actor_count()) + " actors (" +
-                      std::to_string(std::max(1, pool->concurrency().min())) + " to " +
-                      std::to_string(pool->concurrency().max()) + ")");
+      actors += " (" + std::to_string(std::max(1, pool->concurrency().min())) + " to " +
+                std::to_string(pool->concurrency().max()) + ")";
     }
+    notes.push_back(actors);
   }
   if (s.actor_restarts > 0) {
     notes.push_back(Plural(s.actor_restarts, "actor restart") + ", " +

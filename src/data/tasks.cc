@@ -259,6 +259,7 @@ class PartYielder {
       : out_(out),
         wall_(std::chrono::steady_clock::now()),
         cpu_(ThreadCpuUs()),
+        user_(UserCodeUs()),
         last_record_(wall_) {}
   void Consumed(const Batch& in) {
     rows_in_ += in.NumRows();
@@ -274,10 +275,12 @@ class PartYielder {
     const int64_t cpu = ThreadCpuUs();
     info.wall_us = std::chrono::duration_cast<std::chrono::microseconds>(now - wall_).count();
     info.cpu_us = cpu - cpu_;
+    info.user_code_us = UserCodeUs() - user_;
     out_(block.buffer());
     // The time spent handing the block over (back-pressure) is not the task's work.
     wall_ = std::chrono::steady_clock::now();
     cpu_ = ThreadCpuUs();
+    user_ = UserCodeUs();
     last_record_ = wall_;
     out_(Buffer::Copy(&info, sizeof(info)));  // plain figures: the driver's own build reads them
   }
@@ -308,6 +311,7 @@ class PartYielder {
   lumen::Yield<Buffer>& out_;
   std::chrono::steady_clock::time_point wall_;
   int64_t cpu_;
+  int64_t user_;  // UserCodeUs() when the part began
   std::chrono::steady_clock::time_point last_record_;
   int64_t rows_recorded_ = 0;
   int64_t rows_in_ = 0;

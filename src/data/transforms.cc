@@ -12,6 +12,22 @@ namespace lumen::data::internal {
 
 namespace {
 
+thread_local int64_t t_user_code_us = 0;
+
+// Runs `f` (a call into user code), adding its time to this thread's UserCodeUs.
+template <class F>
+auto InUserCode(F&& f) {
+  struct Clock {
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+    ~Clock() {
+      t_user_code_us += std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::chrono::steady_clock::now() - start)
+                            .count();
+    }
+  } clock;
+  return f();
+}
+
 template <class F>
 F LookupFn(const std::string& name) {
   const lumen::internal::RemoteFunction* fn = lumen::internal::FindRemoteByName(name);
@@ -60,6 +76,8 @@ Batch AddColumn(const Batch& block, const Batch& column, const std::string& name
 
 BatchFn LookupBatchFn(const std::string& name) { return LookupFn<BatchFn>(name); }
 
+int64_t UserCodeUs() { return t_user_code_us; }
+
 Batch ApplyChain(const Chain& chain, const BlockKey& key, Batch block, void* instance,
                  const CallableInfo* callable, const ChainProgress& progress) {
   const double steps = static_cast<double>(chain.steps.size());
@@ -72,31 +90,38 @@ Batch ApplyChain(const Chain& chain, const BlockKey& key, Batch block, void* ins
       case kStepMapBatches: {
         BatchFn fn = LookupFn<BatchFn>(s.fn);
         block = InBatches(
-            block, s.batch_size, [&](const Batch& b) { return fn(b); }, step_done);
+            block, s.batch_size, [&](const Batch& b) { return InUserCode([&] { return fn(b); }); },
+            step_done);
         break;
       }
       case kStepCallable: {
         if (!instance || !callable) throw DataError("callable step outside an actor pool");
         block = InBatches(
-            block, s.batch_size, [&](const Batch& b) { return callable->call(instance, b); },
+            block, s.batch_size,
+            [&](const Batch& b) { return InUserCode([&] { return callable->call(instance, b); }); },
             step_done);
         break;
       }
       case kStepMapRows: {
         RowFn fn = LookupFn<RowFn>(s.fn);
         std::vector<Row> rows = BatchToRows(block);
-        for (auto& r : rows) r = fn(r);
+        InUserCode([&] {
+          for (auto& r : rows) r = fn(r);
+        });
         block = RowsToBatch(rows);
         break;
       }
       case kStepFlatMap: {
         FlatRowFn fn = LookupFn<FlatRowFn>(s.fn);
         std::vector<Row> out;
-        for (const auto& r : BatchToRows(block)) {
-          auto more = fn(r);
-          out.insert(out.end(), std::make_move_iterator(more.begin()),
-                     std::make_move_iterator(more.end()));
-        }
+        const std::vector<Row> rows = BatchToRows(block);
+        InUserCode([&] {
+          for (const auto& r : rows) {
+            auto more = fn(r);
+            out.insert(out.end(), std::make_move_iterator(more.begin()),
+                       std::make_move_iterator(more.end()));
+          }
+        });
         block = RowsToBatch(out);
         break;
       }
@@ -104,9 +129,11 @@ Batch ApplyChain(const Chain& chain, const BlockKey& key, Batch block, void* ins
         RowPredicate fn = LookupFn<RowPredicate>(s.fn);
         std::vector<Row> rows = BatchToRows(block);
         std::vector<int64_t> keep;
-        for (size_t i = 0; i < rows.size(); ++i) {
-          if (fn(rows[i])) keep.push_back(static_cast<int64_t>(i));
-        }
+        InUserCode([&] {
+          for (size_t i = 0; i < rows.size(); ++i) {
+            if (fn(rows[i])) keep.push_back(static_cast<int64_t>(i));
+          }
+        });
         if (keep.size() != rows.size()) block = block.TakeRows(keep);
         break;
       }
@@ -118,7 +145,8 @@ Batch ApplyChain(const Chain& chain, const BlockKey& key, Batch block, void* ins
         break;
       case kStepAddColumn: {
         BatchFn fn = LookupFn<BatchFn>(s.fn);
-        block = AddColumn(block, fn(block), s.column, s.fn);
+        Batch column = InUserCode([&] { return fn(block); });
+        block = AddColumn(block, column, s.column, s.fn);
         break;
       }
       case kStepWrite:

@@ -259,6 +259,14 @@ struct OperatorStats {
   // Autoscaling pools: actors added above the minimum, and idle ones retired.
   int64_t actors_added = 0;
   int64_t actors_retired = 0;
+  // Actor pools: the longest time from asking for an actor to its being ready (placed, its
+  // process started, the callable constructed — a model loaded), and the actors measured.
+  double actor_start_s = 0;
+  int64_t actors_started = 0;
+  // Summed over tasks: time spent in the user's functions (MapBatches functions and callables,
+  // Map, FlatMap, Filter, AddColumn), the rest of task_wall_s being Lumen's (reading, decoding,
+  // writing, handing blocks over).
+  double user_code_s = 0;
   // Input bytes of its tasks that lay on another node than the one that ran the task (pulled
   // across the network), as the blocks' locations showed.
   int64_t bytes_moved = 0;
