@@ -52,6 +52,15 @@ std::string Bytes(const lumen::Buffer& b) {
   return std::string(reinterpret_cast<const char*>(b.data()), b.size());
 }
 
+// Every value of `bytes` reversed.
+ld::Batch Reverse(const ld::Batch& in) {
+  ld::StringColumn bytes = in.Binary("bytes");
+  std::vector<std::string> out;
+  for (size_t r = 0; r < bytes.size(); ++r) out.emplace_back(bytes[r].rbegin(), bytes[r].rend());
+  return ld::BatchBuilder(in).Remove("bytes").AddBinary("bytes", std::move(out)).Build();
+}
+LUMEN_REMOTE(Reverse);
+
 std::string Content(int i) { return "object " + std::to_string(i) + std::string(i * 37, 'x'); }
 
 // A prefix is read as a folder: every object under it once, by its path below the prefix,
@@ -277,6 +286,46 @@ TEST_F(S3DataTest, WritesLandExactlyOnceAndTheAwsCliReadsThemBack) {
   EXPECT_THROW(
       ld::Range(3).WithOptions(lumen::testing::Quiet()).WriteJson("s3://lumen-out/json/", strict),
       ld::DataError);
+}
+
+// Downloads and uploads only wait on the network: ReadBinaryFiles of objects and WriteFiles to a
+// bucket hold no CPU and run as tasks of their own beside a map that holds CPUs, so transfers
+// overlap its work (and a read straight into a write stays one task).
+TEST_F(S3DataTest, TransfersRunBesideTheMapThatHoldsTheCpus) {
+  for (int i = 0; i < 30; ++i) WriteFile("io/" + std::to_string(i), Content(i));
+  Upload("io", "io-in/");
+  ld::Dataset mapped = ld::ReadBinaryFiles("s3://lumen-in/io-in/", Read())
+                           .MapBatches(Reverse)
+                           .WithOptions(lumen::testing::Quiet());
+  const std::string explain = mapped.Explain();
+  EXPECT_NE(explain.find("ReadBinaryFiles(s3://lumen-in/io-in/) [1 blocks, read tasks, 0 CPUs "
+                         "per task, concurrency 8]"),
+            std::string::npos)
+      << explain;
+  EXPECT_NE(explain.find("MapBatches(Reverse) [tasks]"), std::string::npos) << explain;
+  ld::WriteOptions to_s3;
+  to_s3.s3 = S3();
+  EXPECT_EQ(mapped.WriteFiles("s3://lumen-out/io-out/", to_s3).files_written, 30);
+  std::vector<std::string> ops;
+  for (const auto& op : mapped.Stats().operators) ops.push_back(op.name);
+  EXPECT_EQ(
+      ops, (std::vector<std::string>{"ReadBinaryFiles(s3://lumen-in/io-in/)", "MapBatches(Reverse)",
+                                     "WriteFiles(s3://lumen-out/io-out/)"}))
+      << mapped.Stats();
+  auto down = server_.Aws("s3 cp --recursive s3://lumen-out/io-out/ " + Path("io-down"));
+  ASSERT_EQ(down.code, 0) << down.out;
+  for (int i = 0; i < 30; ++i) {
+    const std::string want = Content(i);
+    EXPECT_EQ(ReadFile(Path("io-down/" + std::to_string(i))),
+              std::string(want.rbegin(), want.rend()));
+  }
+  // Without a map between them, the read and the write are one task holding no CPU.
+  ld::Dataset copy =
+      ld::ReadBinaryFiles("s3://lumen-in/io-in/", Read()).WithOptions(lumen::testing::Quiet());
+  EXPECT_EQ(copy.WriteFiles("s3://lumen-out/io-copy/", to_s3).files_written, 30);
+  ASSERT_EQ(copy.Stats().operators.size(), 1u) << copy.Stats();
+  EXPECT_EQ(copy.Stats().operators[0].name,
+            "ReadBinaryFiles(s3://lumen-in/io-in/)->WriteFiles(s3://lumen-out/io-copy/)");
 }
 
 // A job whose server throttles its first requests and answers the next ones with 500

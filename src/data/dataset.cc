@@ -457,6 +457,11 @@ WriteResult Write(const Dataset& ds, const std::shared_ptr<DatasetStats>& stats,
   s.write = spec;
   MapBatchesOptions resources;
   resources.num_cpus = options.num_cpus;
+  if (options.num_cpus < 0) {  // WriteFiles to s3:// only waits on the network
+    const bool network_bound = spec.format == "files" && internal::IsS3Uri(spec.dir);
+    resources.num_cpus = network_bound ? 0 : 1;
+  }
+  if (resources.num_cpus == 0) resources.concurrency = kIoTasksInFlight;
   Dataset planned = MapNode(ds, s, label, resources);
   ExecutionOptions execution;
   auto ops = internal::Plan(planned.node(), &execution);  // lists the inputs

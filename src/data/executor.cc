@@ -98,9 +98,19 @@ SourceOp::SourceOp(std::string name, std::vector<ReadSpec> reads, Chain chain,
 SourceOp::SourceOp(std::string name, std::vector<RefBundle> existing)
     : PhysicalOp(std::move(name)), existing_(std::move(existing)) {}
 
+namespace {
+// ", 0 CPUs per task" for Explain: the CPUs a task reserves, when not the usual one.
+std::string CpusOtherThanOne(const lumen::TaskOptions& o) {
+  if (o.num_cpus == 1) return "";
+  char buf[48];
+  std::snprintf(buf, sizeof(buf), ", %g CPUs per task", o.num_cpus);
+  return buf;
+}
+}  // namespace
+
 std::string SourceOp::Describe() const {
   std::string d = name_ + " [" + std::to_string(TotalBlocks()) + " blocks";
-  if (!reads_.empty()) d += ", read tasks";
+  if (!reads_.empty()) d += ", read tasks" + CpusOtherThanOne(options_);
   if (concurrency_ > 0) d += ", concurrency " + std::to_string(concurrency_);
   return d + "]";
 }
@@ -172,7 +182,7 @@ MapOp::MapOp(std::string name, Chain chain, lumen::TaskOptions options, int conc
       concurrency_(concurrency) {}
 
 std::string MapOp::Describe() const {
-  std::string d = name_ + " [tasks";
+  std::string d = name_ + " [tasks" + CpusOtherThanOne(options_);
   if (concurrency_ > 0) d += ", concurrency " + std::to_string(concurrency_);
   return d + "]";
 }

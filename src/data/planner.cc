@@ -6,6 +6,7 @@
 
 #include "data/plan.h"
 #include "data/progress.h"
+#include "data/s3_client.h"
 
 namespace lumen::data::internal {
 
@@ -45,6 +46,13 @@ bool SameResources(const lumen::TaskOptions& a, const lumen::TaskOptions& b) {
 bool Neutral(const Step& s) {
   return s.kind == kStepSelect || s.kind == kStepDrop || s.kind == kStepWrite ||
          s.kind == kStepCountValid || s.kind == kStepWithColumn || s.kind == kStepFilterExpr;
+}
+
+// ReadOptions::num_cpus, -1 resolved: 0 for binary reads of s3:// objects (network-bound).
+double ReadCpus(const LogicalNode& n) {
+  if (n.read.num_cpus >= 0) return n.read.num_cpus;
+  const bool s3 = !n.paths.empty() && std::all_of(n.paths.begin(), n.paths.end(), IsS3Uri);
+  return n.format == "binary" && s3 ? 0 : 1;
 }
 
 int CombineConcurrency(int a, int b) {
@@ -155,8 +163,10 @@ struct Builder {
         Chain chain;
         chain.op_name = n->label;
         lumen::TaskOptions options;
-        options.num_cpus = n->read.num_cpus;
-        auto op = std::make_unique<SourceOp>(n->label, std::move(specs), chain, options, 0);
+        options.num_cpus = ReadCpus(*n);
+        // Network-bound reads hold no CPU: their number is bounded instead.
+        auto op = std::make_unique<SourceOp>(n->label, std::move(specs), chain, options,
+                                             options.num_cpus == 0 ? kIoTasksInFlight : 0);
         op->input_bytes = bytes;
         op->input_files = files;
         op->listed_files = std::move(listed);
@@ -168,7 +178,10 @@ struct Builder {
       case NodeKind::kMap: {
         PhysicalOp* child = Build(n->inputs[0]);
         lumen::TaskOptions want = TaskOptionsOf(n->map);
-        bool neutral = Neutral(n->step);
+        // A write that asked for 0 CPUs (network-bound: WriteFiles to s3://) runs where it
+        // holds none: fused into a read that holds none, else as tasks of its own, so that
+        // uploads overlap the work of a map that holds CPUs.
+        bool neutral = Neutral(n->step) && !(n->step.kind == kStepWrite && want.num_cpus == 0);
         // Fuse into the read or map task that produces the input.
         if (auto* src = dynamic_cast<SourceOp*>(child);
             src && src->fusable() && !src->downstream &&

@@ -120,6 +120,9 @@ struct MapBatchesOptions {
   double autoscale_idle_s = 10;
 };
 
+// Tasks of one network-bound read or write (0 CPUs) that run at once.
+inline constexpr int kIoTasksInFlight = 8;
+
 struct ReadOptions {
   // Files per read task are grouped up to this many bytes (one block per task).
   int64_t target_block_bytes = 4 << 20;
@@ -138,8 +141,11 @@ struct ReadOptions {
   // ReadCsv: fields that read as null (an empty field by default; {} keeps every field as
   // its text). A column's type is inferred from its other values.
   std::vector<std::string> null_values{""};
-  // CPUs each read task reserves (a read fused with the maps after it takes theirs).
-  double num_cpus = 1;
+  // CPUs each read task reserves (a read fused with the maps after it takes theirs). -1: 1,
+  // but 0 for ReadBinaryFiles of s3:// objects, which only waits on the network: it does not
+  // hold a CPU the maps after it could use, and it is not fused with them, so downloads
+  // overlap their work (at most kIoTasksInFlight such reads run at once).
+  double num_cpus = -1;
   // s3:// paths: where and as whom (empty fields: the AWS conventions, see lumen/data/s3.h).
   S3Options s3{};
 };
@@ -196,7 +202,10 @@ struct WriteOptions {
   WriteMode mode = WriteMode::kResume;
   // CPUs each write task reserves when the write runs as tasks of its own (after an actor pool
   // or an exchange); a write fused into the task that makes its blocks takes that task's.
-  double num_cpus = 1;
+  // -1: 1, but 0 for WriteFiles to s3://, which only waits on the network: it runs as tasks
+  // of its own after a map that reserves CPUs (at most kIoTasksInFlight at once), so uploads
+  // overlap the map's work.
+  double num_cpus = -1;
   // An s3:// dir: where and as whom (empty fields: the AWS conventions, see lumen/data/s3.h).
   S3Options s3{};
 };
