@@ -1059,15 +1059,19 @@ TEST_F(DataTest, AnAutoscalingPoolRetiresAnIdleActorDownToItsMinimum) {
   fs::create_directories(Path("rt"));
   ld::MapBatchesOptions options{.concurrency = {1, 2}, .num_cpus = 0.5};
   options.autoscale_idle_s = 0.5;
-  ld::Dataset ds = ld::Range(120, {.num_blocks = 12})
-                       .MapBatches<Retiree>(options, Path("rt"), int64_t{110})
-                       .WithOptions(Quiet());
+  ld::Dataset ds =
+      ld::Range(120, {.num_blocks = 12}).MapBatches<Retiree>(options, Path("rt"), int64_t{110});
   int64_t rows = 0;
-  for (const ld::Batch& b : ds.IterBatches()) {
-    for (int64_t ok : b.Int64("ok")) EXPECT_EQ(ok, 1);
-    rows += b.NumRows();
-  }
+  const std::string screen = StderrOnTerminal([&] {
+    for (const ld::Batch& b : ds.IterBatches()) {
+      for (int64_t ok : b.Int64("ok")) EXPECT_EQ(ok, 1);
+      rows += b.NumRows();
+    }
+  });
   EXPECT_EQ(rows, 120);
+  // While the last block waits, its line shows the pool's actors by state and its range: one
+  // busy and one idle before the idle one is retired (at least half a second of redraws).
+  EXPECT_NE(screen.find("actors: 1 ready, 1 busy of 2 (1 to 2)"), std::string::npos) << screen;
   const std::optional<ld::OperatorStats> pool = FindOperator(ds.Stats(), "MapBatches(Retiree)");
   ASSERT_TRUE(pool.has_value());
   EXPECT_GE(pool->actors_added, 1);
