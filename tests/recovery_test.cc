@@ -92,7 +92,10 @@ class RecoveryTest : public ::testing::Test {
     for (const auto& session : std::filesystem::directory_iterator(root_, ec)) {
       for (const auto& log : std::filesystem::directory_iterator(session.path() / "logs", ec)) {
         const std::string name = log.path().filename().string();
-        if (name.rfind("driver-", 0) != 0 && name != "lumen-daemon.log") continue;
+        // Drivers, daemons, and what workers wrote to stderr (their warnings: a task stuck on
+        // an object says so there).
+        const bool worker = name.rfind("worker-", 0) == 0 && name.ends_with(".err");
+        if (name.rfind("driver-", 0) != 0 && name != "lumen-daemon.log" && !worker) continue;
         auto text = lumen::ReadFile(log.path().string());
         if (!text.ok() || text->empty()) continue;
         size_t at = text->size();
