@@ -333,6 +333,17 @@ TEST_F(ObjectRecoveryBorrowed, ACopyOnADeadNodeIsAskedForAgain) {
   EXPECT_TRUE(o.submitted.empty());  // not ours to re-create
 }
 
+// A node's death drops the borrowed entry that names it and asks the owner where the object is
+// now, at once: a reader that found the entry just before it went is waiting for an answer
+// that only a question brings (the chaos test hung on this under TSan).
+TEST_F(ObjectRecoveryBorrowed, ANodesDeathAsksTheOwnerOfABorrowedCopyThereAtOnce) {
+  o.recovery->OnNodeDead(kB, "its daemon disconnected");
+  EXPECT_FALSE(o.store.Contains(b));
+  ASSERT_EQ(o.asked.size(), 1u);
+  EXPECT_EQ(o.asked[0].first, b);
+  EXPECT_EQ(o.asked[0].second, kB);  // telling it which copy is gone
+}
+
 // The read was cut off as the node died, before the control service declared it dead: the
 // reader asks again until it does, rather than failing on the first answer.
 TEST_F(ObjectRecoveryBorrowed, AReadCutOffByADyingNodeWaitsForTheControlServiceToSaySo) {

@@ -283,7 +283,10 @@ bool ObjectRecovery::RecoverArgsLocked(const TaskEntry& task, Actions* out) {
       return false;
     }
     if (!references_.IsOwned(id)) {
-      if (IsLostLocked(cur)) out->deleted.push_back(id);  // its owner is asked again
+      if (IsLostLocked(cur)) {  // its owner is asked again
+        out->deleted.push_back(id);
+        out->refetch.emplace_back(id, cur->node);
+      }
       continue;
     }
     if (cur && !IsLostLocked(cur)) continue;
@@ -317,6 +320,11 @@ void ObjectRecovery::ExpandLocked(Actions* out, size_t from) {
 
 void ObjectRecovery::Run(Actions& a) {
   for (const auto& id : a.deleted) memory_store_.Delete(id);
+  // A reader that saw the entry just before it went may already be waiting for it to come
+  // back (having found nothing to ask for): the owner is asked now, whoever reads it.
+  for (const auto& [id, node] : a.refetch) {
+    if (hooks_.fetch_from_owner && references_.Has(id)) hooks_.fetch_from_owner(id, node);
+  }
   for (auto& p : a.promote) Promote(std::move(p));
   for (const auto& [id, err] : a.errors) hooks_.store_error({id}, err);
   for (auto& task : a.resubmit) {
@@ -329,6 +337,8 @@ void ObjectRecovery::Run(Actions& a) {
 void ObjectRecovery::LostLocked(const ObjectID& id, const std::string& why, Actions* a) {
   if (!references_.IsOwned(id)) {
     a->deleted.push_back(id);  // a borrower asks the owner again
+    const StoredObjectPtr cur = memory_store_.Get(id);
+    a->refetch.emplace_back(id, cur ? cur->node : NodeID::Nil());
     return;
   }
   std::vector<NodeID> alive;

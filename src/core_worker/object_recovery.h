@@ -126,6 +126,10 @@ class ObjectRecovery {
     std::vector<std::pair<ObjectID, proto::ErrorInfo>> errors;
     std::vector<std::shared_ptr<TaskEntry>> resubmit;
     std::vector<ObjectID> deleted;  // entries to drop from the memory store
+    // Borrowed entries among `deleted` (with the dead node they named): their owners are asked
+    // again at once, so a reader waiting for the entry to come back is never left without a
+    // question in flight.
+    std::vector<std::pair<ObjectID, NodeID>> refetch;
     struct Promotion {
       ObjectID id;
       StoredObjectPtr was;  // the entry naming the dead node
