@@ -499,22 +499,17 @@ std::map<std::string, double> ActorPoolOp::Reserved() const {
   return r;
 }
 
-int ActorPoolOp::ActorsStarting() const {
-  int n = 0;
+ActorPoolOp::ActorCounts ActorPoolOp::CountActors() const {
+  ActorCounts c;
   for (const auto& a : actors_) {
-    n += (a.state == ActorState::kLive || a.state == ActorState::kRestarting) &&
-         lumen::internal::ActorLocation(a.handle.ID()).IsNil();
+    if (a.state != ActorState::kLive && a.state != ActorState::kRestarting) continue;
+    if (lumen::internal::ActorLocation(a.handle.ID()).IsNil()) {
+      ++c.starting;
+    } else {
+      ++(a.in_flight > 0 ? c.busy : c.ready);
+    }
   }
-  return n;
-}
-
-int ActorPoolOp::ActorsUp(bool busy) const {
-  int n = 0;
-  for (const auto& a : actors_) {
-    n += (a.state == ActorState::kLive || a.state == ActorState::kRestarting) &&
-         !lumen::internal::ActorLocation(a.handle.ID()).IsNil() && (a.in_flight > 0) == busy;
-  }
-  return n;
+  return c;
 }
 
 std::string ActorPoolOp::ActorSummary() const {

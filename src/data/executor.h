@@ -216,10 +216,14 @@ class ActorPoolOp : public PhysicalOp {
   Chain* chain_ptr() override { return &chain_; }
   // Actors, their state and queue depths, for stall reports.
   std::string ActorSummary() const;
-  // Actors of the pool not yet placed and started, ready (idle) and busy (progress shows them).
-  int ActorsStarting() const;
-  int ActorsReady() const { return ActorsUp(/*busy=*/false); }
-  int ActorsBusy() const { return ActorsUp(/*busy=*/true); }
+  // The pool's actors by state (progress shows them): not yet placed and started, started and
+  // idle, started with calls in flight.
+  struct ActorCounts {
+    int starting = 0;
+    int ready = 0;
+    int busy = 0;
+  };
+  ActorCounts CountActors() const;
   // Actors the pool holds now (not retired or dead for good).
   int actor_count() const;
   bool autoscaling() const { return !options_.concurrency.fixed(); }
@@ -252,7 +256,6 @@ class ActorPoolOp : public PhysicalOp {
   // Blocks of an interrupted call already passed on: a re-run skips that many of its outputs.
   std::map<BlockKey, int64_t> passed_;
 
-  int ActorsUp(bool busy) const;  // started actors with (busy) or without calls in flight
   void CreateActor(PoolActor& a);
   // The actor of `a` died (first failure of its generation): restart, replace or drop it.
   void OnActorDied(PoolActor& a, const std::string& why);

@@ -81,9 +81,9 @@ std::string ProgressReporter::Line(const PhysicalOp* op, bool final) const {
     // "actors: 1 starting, 2 ready, 3 busy of 6 (1 to 8)"
     std::string actors = "actors:";
     const char* sep = " ";
-    for (const auto& [n, what] :
-         {std::pair{pool->ActorsStarting(), "starting"}, std::pair{pool->ActorsReady(), "ready"},
-          std::pair{pool->ActorsBusy(), "busy"}}) {
+    const ActorPoolOp::ActorCounts c = pool->CountActors();
+    for (const auto& [n, what] : {std::pair{c.starting, "starting"}, std::pair{c.ready, "ready"},
+                                  std::pair{c.busy, "busy"}}) {
       if (n == 0) continue;
       actors += sep + std::to_string(n) + " " + what;
       sep = ", ";

@@ -453,8 +453,7 @@ S3Client::Response S3Client::SendOnce(const Request& req) const {
       EasyPool::Get().Give(easy);
     }
   } lease;
-  CURL* easy = lease.easy;
-  curl_easy_reset(easy);
+  CURL* easy = lease.easy;  // fresh, or reset when it was given back
   const std::string url = Url(req.bucket, req.key, req.query);
   curl_easy_setopt(easy, CURLOPT_URL, url.c_str());
   curl_easy_setopt(easy, CURLOPT_SHARE, CurlShare::Get().handle());
@@ -513,8 +512,7 @@ S3Client::Response S3Client::SendOnce(const Request& req) const {
   if (req.dst && r.curl == CURLE_OK && (r.status < 200 || r.status >= 300)) {
     r.body.assign(req.dst, static_cast<size_t>(std::min(r.received, req.dst_size)));
   }
-  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, nullptr);
-  curl_slist_free_all(headers);
+  curl_slist_free_all(headers);  // the handle's pointer to them goes with its reset (Lease)
   return r;
 }
 
