@@ -1102,6 +1102,26 @@ TEST_F(DataTest, StatsTellActorStartUpAndTimeInUserCode) {
   EXPECT_NE(stats.ToString().find("in user code"), std::string::npos) << stats;
 }
 
+// num_cpus is -1 (resolved per source and sink) or a count; anything else is refused by name.
+TEST_F(DataTest, ANegativeNumCpusOtherThanTheDefaultIsRefused) {
+  try {
+    ld::Range(10, {.num_cpus = -2}).WithOptions(Quiet()).Count();
+    ADD_FAILURE() << "a read with num_cpus -2 ran";
+  } catch (const ld::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("ReadOptions::num_cpus must be -1"), std::string::npos)
+        << e.what();
+  }
+  ld::WriteOptions write;
+  write.num_cpus = -0.5;
+  try {
+    ld::Range(10).WithOptions(Quiet()).WriteJson(Path("neg"), write);
+    ADD_FAILURE() << "a write with num_cpus -0.5 ran";
+  } catch (const ld::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("num_cpus must be -1"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(Path("neg/_SUCCESS")));
+}
+
 TEST_F(DataTest, APoolWhoseActorsCannotBeConstructedFailsWithTheConstructorsError) {
   try {
     ld::Range(100, {.num_blocks = 4})

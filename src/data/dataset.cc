@@ -457,6 +457,10 @@ WriteResult Write(const Dataset& ds, const std::shared_ptr<DatasetStats>& stats,
   s.write = spec;
   MapBatchesOptions resources;
   resources.num_cpus = options.num_cpus;
+  if (options.num_cpus < 0 && options.num_cpus != -1) {
+    throw DataError(label + ": num_cpus must be -1 (the default) or at least 0, got " +
+                    std::to_string(options.num_cpus));
+  }
   if (options.num_cpus < 0) {  // WriteFiles to s3:// only waits on the network
     const bool network_bound = spec.format == "files" && internal::IsS3Uri(spec.dir);
     resources.num_cpus = network_bound ? 0 : 1;

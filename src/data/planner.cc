@@ -51,6 +51,11 @@ bool Neutral(const Step& s) {
 // ReadOptions::num_cpus, -1 resolved: 0 for binary reads of s3:// objects (network-bound).
 double ReadCpus(const LogicalNode& n) {
   if (n.read.num_cpus >= 0) return n.read.num_cpus;
+  if (n.read.num_cpus != -1) {
+    throw DataError(n.label +
+                    ": ReadOptions::num_cpus must be -1 (the default) or at least 0, got " +
+                    std::to_string(n.read.num_cpus));
+  }
   const bool s3 = !n.paths.empty() && std::all_of(n.paths.begin(), n.paths.end(), IsS3Uri);
   return n.format == "binary" && s3 ? 0 : 1;
 }
