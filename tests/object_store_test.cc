@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <future>
@@ -43,6 +44,19 @@ TEST(Allocator, ReusesTheBestFittingHole) {
   a.Free(blocks[51], 64);
   EXPECT_EQ(*a.Allocate(64), blocks[10]);  // the 64-byte hole, not the 128-byte one
   EXPECT_EQ(*a.Allocate(128), blocks[50]);
+}
+
+TEST(Allocator, PacksTowardsTheStartAmongHolesOfTheSameSize) {
+  Allocator a(64 * 100);
+  std::vector<int64_t> blocks;
+  for (int i = 0; i < 100; ++i) blocks.push_back(*a.Allocate(64));
+  // Three holes of the same size, freed high to low and low to high.
+  a.Free(blocks[70], 64);
+  a.Free(blocks[20], 64);
+  a.Free(blocks[40], 64);
+  EXPECT_EQ(*a.Allocate(64), blocks[20]);
+  EXPECT_EQ(*a.Allocate(64), blocks[40]);
+  EXPECT_EQ(*a.Allocate(64), blocks[70]);
 }
 
 class ObjectStoreTest : public ::testing::Test {
@@ -197,6 +211,42 @@ TEST_F(ObjectStoreTest, SpillsUnpinnedObjectsAndRestoresThemOnGet) {
   for (auto& id : ids) Free(id);
   EXPECT_EQ(Stats().num_objects, 0);
   EXPECT_EQ(Stats().spilled_bytes, 0);
+}
+
+// Freed pages stay in RAM until the store gives them back; the objects still stored keep every
+// byte, and the given-back memory is usable again.
+TEST_F(ObjectStoreTest, TrimGivesBackFreePagesAndKeepsLiveObjects) {
+  constexpr int64_t kSize = 256 << 10;
+  const ObjectID kept = ObjectID::FromRandom(), a = ObjectID::FromRandom(),
+                 b = ObjectID::FromRandom();
+  Put(1, kept, kSize, 'k');
+  Put(1, a, kSize, 'a');
+  Put(1, b, kSize, 'b');
+  Free(a);
+  Free(b);
+  const int64_t resident = OnLoop([&] { return store_->ResidentBytes(); });
+  EXPECT_GE(resident, 3 * kSize);  // freed, still warm
+  const int64_t released = OnLoop([&] { return store_->Trim(0); });
+  EXPECT_GE(released, 2 * kSize - 2 * 4096);
+  StoreStats s = Stats();
+  EXPECT_LE(s.resident, kSize + 2 * 4096);
+  EXPECT_EQ(s.released_total, released);
+  auto e = Get(1, {kept}, 1000);
+  ASSERT_TRUE(e[0].found);
+  const uint8_t* p = store_->base() + e[0].offset;
+  EXPECT_EQ(std::count(p, p + kSize, 'k'), kSize);
+  Release(1, kept);
+  // A later object lands in the given-back range and reads as written.
+  const ObjectID c = ObjectID::FromRandom();
+  Put(1, c, 2 * kSize, 'c');
+  e = Get(1, {c}, 1000);
+  ASSERT_TRUE(e[0].found);
+  p = store_->base() + e[0].offset;
+  EXPECT_EQ(std::count(p, p + 2 * kSize, 'c'), 2 * kSize);
+  Release(1, c);
+  // Nothing to give back beyond what is kept.
+  const int64_t now = Stats().resident;
+  EXPECT_EQ(OnLoop([&] { return store_->Trim(now); }), 0);
 }
 
 TEST_F(ObjectStoreTest, CreateFailsAfterTheGracePeriodWhenEverythingIsPinned) {

@@ -61,6 +61,11 @@ struct ObjectStoreStats {
   int64_t spilled_bytes = 0;  // bytes on disk now
   int64_t num_spilled = 0;
   int64_t restored_bytes = 0;  // bytes read back from disk so far
+  // Bytes of the store's memory in RAM: objects, and freed pages kept warm for reuse. Free
+  // pages beyond the peak in use over the last ~10 s (+25 %, at least 64 MiB) are given back
+  // to the kernel within a second or two.
+  int64_t resident = 0;
+  int64_t released_bytes = 0;  // free pages given back so far
 };
 ObjectStoreStats GetObjectStoreStats();
 

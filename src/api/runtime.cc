@@ -352,6 +352,8 @@ ObjectStoreStats GetObjectStoreStats() {
   out.capacity = s.store_capacity();
   out.used = s.store_used();
   out.peak_used = s.store_peak_used();
+  out.resident = s.store_resident();
+  out.released_bytes = s.store_released_bytes();
   out.pinned = s.store_pinned();
   out.num_objects = s.num_objects();
   out.spilled_bytes = s.spilled_bytes();

@@ -1321,6 +1321,8 @@ proto::NodeStats NodeDaemon::Stats() {
   s.set_store_capacity(st.capacity);
   s.set_store_used(st.used);
   s.set_store_peak_used(st.peak_used);
+  s.set_store_resident(st.resident);
+  s.set_store_released_bytes(st.released_total);
   s.set_transfer_bytes_sent(objects_ ? objects_->stats().bytes_sent : 0);
   s.set_transfer_bytes_received(objects_ ? objects_->stats().bytes_received : 0);
   s.set_pulls_redirected(objects_ ? objects_->stats().pulls_redirected : 0);

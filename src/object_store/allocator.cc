@@ -14,22 +14,16 @@ void Allocator::Insert(int64_t offset, int64_t size) {
 }
 
 void Allocator::Erase(std::map<int64_t, int64_t>::iterator it) {
-  auto range = by_size_.equal_range(it->second);
-  for (auto s = range.first; s != range.second; ++s) {
-    if (s->second == it->first) {
-      by_size_.erase(s);
-      break;
-    }
-  }
+  by_size_.erase({it->second, it->first});
   by_offset_.erase(it);
 }
 
 std::optional<int64_t> Allocator::Allocate(int64_t size) {
   int64_t need = Rounded(std::max<int64_t>(size, 1));
-  auto fit = by_size_.lower_bound(need);
+  auto fit = by_size_.lower_bound({need, 0});
   if (fit == by_size_.end()) return std::nullopt;
-  int64_t offset = fit->second;
-  int64_t block = fit->first;
+  const int64_t block = fit->first;
+  const int64_t offset = fit->second;
   Erase(by_offset_.find(offset));
   if (block > need) Insert(offset + need, block - need);
   used_ += need;

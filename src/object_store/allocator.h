@@ -1,11 +1,15 @@
 // Best-fit allocator over a fixed range [0, capacity) of the shared-memory region. Blocks are
-// 64-byte aligned (the layout lumen::data blocks rely on); freed neighbours coalesce.
+// 64-byte aligned (the layout lumen::data blocks rely on); freed neighbours coalesce. Among
+// free blocks of the best size the lowest offset wins, so live objects pack towards the start
+// of the region and the pages at its end stay untouched (or can be given back: free_blocks()).
 // Not thread-safe: owned by the object store's loop.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
+#include <utility>
 
 namespace lumen::object_store {
 
@@ -24,6 +28,8 @@ class Allocator {
   int64_t used() const { return used_; }
   int64_t largest_free_block() const;
   static int64_t Rounded(int64_t size) { return (size + kAlignment - 1) / kAlignment * kAlignment; }
+  // Free blocks, offset -> size, in offset order.
+  const std::map<int64_t, int64_t>& free_blocks() const { return by_offset_; }
 
  private:
   void Insert(int64_t offset, int64_t size);
@@ -31,8 +37,8 @@ class Allocator {
 
   const int64_t capacity_;
   int64_t used_ = 0;
-  std::map<int64_t, int64_t> by_offset_;     // offset -> size
-  std::multimap<int64_t, int64_t> by_size_;  // size -> offset
+  std::map<int64_t, int64_t> by_offset_;           // offset -> size
+  std::set<std::pair<int64_t, int64_t>> by_size_;  // (size, offset)
 };
 
 }  // namespace lumen::object_store

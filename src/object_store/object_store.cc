@@ -2,10 +2,12 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "common/fs.h"
@@ -56,6 +58,12 @@ Status ReadAllAt(int fd, uint8_t* data, int64_t size, int64_t file_offset) {
   return Status::OK();
 }
 
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<ObjectStore>> ObjectStore::Open(rpc::EventLoop* loop,
@@ -88,9 +96,12 @@ ObjectStore::ObjectStore(rpc::EventLoop* loop, StoreOptions options, int fd, uin
       base_(base),
       allocator_(options_.capacity) {
   io_thread_ = std::thread([this] { IoThreadMain(); });
+  window_start_ms_ = SteadyMs();
+  ScheduleTrim();
 }
 
 ObjectStore::~ObjectStore() {
+  if (trim_timer_ != 0) loop_->CancelTimer(trim_timer_);
   {
     MutexLock lock(io_mu_);
     io_stop_ = true;
@@ -204,7 +215,7 @@ void ObjectStore::AllocateOrWait(int64_t size, std::string what,
   if (pending_allocs_.empty()) {
     auto off = allocator_.Allocate(size);
     if (off) {
-      peak_used_ = std::max(peak_used_, allocator_.used());
+      NoteUsed();
       done(Status::OK(), *off);
       return;
     }
@@ -230,6 +241,61 @@ void ObjectStore::AllocateOrWait(int64_t size, std::string what,
   MaybeSpill();
 }
 
+void ObjectStore::NoteUsed() {
+  peak_used_ = std::max(peak_used_, allocator_.used());
+  window_peak_ = std::max(window_peak_, allocator_.used());
+}
+
+void ObjectStore::ScheduleTrim() {
+  if (options_.trim_window_ms <= 0) return;
+  trim_timer_ = loop_->RunAfter(std::chrono::milliseconds(1000), [this] {
+    trim_timer_ = 0;
+    TrimTick();
+    ScheduleTrim();
+  });
+}
+
+void ObjectStore::TrimTick() {
+  const int64_t now = SteadyMs();
+  window_peak_ = std::max(window_peak_, allocator_.used());
+  const int64_t needed = std::max(window_peak_, previous_window_peak_);
+  if (now - window_start_ms_ >= options_.trim_window_ms / 2) {
+    previous_window_peak_ = window_peak_;
+    window_peak_ = allocator_.used();
+    window_start_ms_ = now;
+  }
+  const int64_t keep = std::max(options_.min_warm_bytes, needed + needed / 4);
+  // Hysteresis: a few MiB over are not worth the page faults of warming them again.
+  if (ResidentBytes() > keep + (8 << 20)) Trim(keep);
+}
+
+int64_t ObjectStore::ResidentBytes() const {
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) return 0;
+  return static_cast<int64_t>(st.st_blocks) * 512;
+}
+
+int64_t ObjectStore::Trim(int64_t keep_bytes) {
+  static const int64_t page = ::sysconf(_SC_PAGESIZE);
+  int64_t resident = ResidentBytes();
+  const int64_t before = resident;
+  const auto& free = allocator_.free_blocks();
+  for (auto it = free.rbegin(); it != free.rend() && resident > keep_bytes; ++it) {
+    // Whole pages only: the partial pages at the ends belong to neighbouring objects too.
+    const int64_t begin = (it->first + page - 1) / page * page;
+    const int64_t end = (it->first + it->second) / page * page;
+    if (end - begin < page) continue;
+    if (::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, begin, end - begin) != 0) {
+      LUMEN_LOG(WARNING) << "object store: cannot give back free memory: " << std::strerror(errno);
+      break;
+    }
+    resident = ResidentBytes();
+  }
+  const int64_t released = std::max<int64_t>(0, before - resident);
+  released_total_ += released;
+  return released;
+}
+
 void ObjectStore::ProcessPendingAllocs() {
   while (!pending_allocs_.empty()) {
     auto off = allocator_.Allocate(pending_allocs_.front().size);
@@ -237,7 +303,7 @@ void ObjectStore::ProcessPendingAllocs() {
     PendingAlloc p = std::move(pending_allocs_.front());
     pending_allocs_.pop_front();
     loop_->CancelTimer(p.timer);
-    peak_used_ = std::max(peak_used_, allocator_.used());
+    NoteUsed();
     p.done(Status::OK(), *off);
   }
   if (!pending_allocs_.empty()) MaybeSpill();
@@ -658,6 +724,8 @@ StoreStats ObjectStore::Stats() const {
   s.capacity = allocator_.capacity();
   s.used = allocator_.used();
   s.peak_used = peak_used_;
+  s.resident = ResidentBytes();
+  s.released_total = released_total_;
   s.pinned = pinned_bytes_;
   s.num_objects = static_cast<int64_t>(objects_.size());
   s.spilled_bytes = spilled_bytes_;

@@ -8,6 +8,13 @@
 // file, written by a background thread) and restored on the next Get; a create that still
 // does not fit after `full_timeout_ms` fails with an error that names the sizes involved.
 //
+// Memory: a page of the memfd stays in RAM once written, also after its object is freed (fast
+// to reuse, but a burst would hold its peak for the node's life). Once a second the store gives
+// back (fallocate PUNCH_HOLE) the pages of free ranges, highest offsets first, while it holds
+// more than it needed lately: the peak in use over the last `trim_window_ms`, plus a quarter,
+// and at least `min_warm_bytes`. The allocator packs objects at low offsets, so what is given
+// back is what the store is least likely to need soon.
+//
 // Thread safety: not thread-safe. Every method must run on `loop`'s thread; callbacks run on
 // it too. Spill and restore I/O run on an internal thread.
 #pragma once
@@ -39,6 +46,8 @@ struct StoreOptions {
   std::string spill_dir;
   int64_t full_timeout_ms = 10000;
   int64_t min_spill_bytes = 64 << 20;
+  int64_t trim_window_ms = 10000;  // 0: never give memory back
+  int64_t min_warm_bytes = 64 << 20;
 };
 
 struct CreateResult {
@@ -66,6 +75,8 @@ struct StoreStats {
   int64_t num_spilled = 0;
   int64_t restored_bytes_total = 0;
   int64_t spilled_bytes_total = 0;
+  int64_t resident = 0;        // bytes of the memfd in RAM (objects and warm free pages)
+  int64_t released_total = 0;  // bytes of free pages given back to the kernel so far
 };
 
 class ObjectStore {
@@ -113,6 +124,12 @@ class ObjectStore {
   // Being created or sealed: a Get of it will find it once its creator seals it.
   bool Known(const ObjectID& id) const { return objects_.count(id) > 0; }
   StoreStats Stats() const;
+  // Bytes of the memfd held in RAM now.
+  int64_t ResidentBytes() const;
+  // Gives back the pages of free ranges, highest offsets first, until at most `keep_bytes`
+  // are resident (or no free range is left). Objects' pages are never touched. Returns the
+  // bytes given back.
+  int64_t Trim(int64_t keep_bytes);
 
  private:
   enum class State { kCreating, kSealed };
@@ -186,6 +203,9 @@ class ObjectStore {
   void TryCompleteGet(const std::shared_ptr<GetRequest>& req, bool timed_out);
   std::string FullMessage(int64_t size, const std::string& what) const;
   void IoThreadMain();
+  void NoteUsed();      // after an allocation: peaks
+  void ScheduleTrim();  // TrimTick once a second
+  void TrimTick();      // Trim what was not needed lately
 
   rpc::EventLoop* const loop_;
   const StoreOptions options_;
@@ -200,6 +220,12 @@ class ObjectStore {
   uint64_t next_alloc_seq_ = 1;
   uint64_t tick_ = 0;
   int64_t peak_used_ = 0;
+  // Peak `used` in the current and the previous half of the trim window.
+  int64_t window_peak_ = 0;
+  int64_t previous_window_peak_ = 0;
+  int64_t window_start_ms_ = 0;
+  int64_t released_total_ = 0;
+  uint64_t trim_timer_ = 0;
   int64_t pinned_bytes_ = 0;
   int64_t spilled_bytes_ = 0;
   int64_t num_spilled_ = 0;
