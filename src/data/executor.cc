@@ -905,7 +905,10 @@ Executor::Executor(std::vector<std::unique_ptr<PhysicalOp>> ops, ExecutionOption
   for (auto& op : ops_) {
     if (Chain* c = op->chain_ptr()) c->max_block_bytes = options_.target_max_block_bytes;
   }
-  CheckResources();
+  const lumen::ClusterResourceSummary cluster = lumen::GetClusterResources();
+  CheckResources(cluster);
+  auto cpus = cluster.total.find("CPU");
+  cluster_cpus_ = std::max(1, static_cast<int>(cpus == cluster.total.end() ? 1 : cpus->second));
   if (options_.progress) ReportIgnoredFiles();
   for (auto& op : ops_) op->Start(*this);
 }
@@ -1179,6 +1182,9 @@ void Executor::Schedule() {
     PhysicalOp* op = it->get();
     op->Adjust(*this);
     while (op->WantsToLaunch()) {
+      // Until one of its tasks has ended its output size is a guess: a wrong one must not
+      // launch the whole input at once.
+      if (op->stats().tasks == 0 && op->running() >= op->FirstWave(cluster_cpus_)) break;
       int64_t est = op->EstimateOutputBytes();
       if (used + est > budget_ && !pending_.empty()) break;
       op->LaunchOne(*this);
@@ -1228,8 +1234,7 @@ void Executor::ReportIgnoredFiles() const {
   }
 }
 
-void Executor::CheckResources() const {
-  lumen::ClusterResourceSummary cluster = lumen::GetClusterResources();
+void Executor::CheckResources(lumen::ClusterResourceSummary cluster) const {
   std::map<std::string, double> reserved;
   std::string pools;
   for (const auto& op : ops_) {

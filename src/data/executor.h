@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -72,6 +73,10 @@ class PhysicalOp {
   // Called before each round of launches: an operator may adjust itself (pool size).
   virtual void Adjust(Executor& ex) {}
   virtual bool WantsToLaunch() const { return false; }
+  // How many tasks it may run before one has ended and told the size of its output: one wave,
+  // as many as the cluster has CPUs (the estimate before that, the input's bytes, can be far
+  // off: a decode or a FlatMap makes many times more).
+  virtual int FirstWave(int cluster_cpus) const { return cluster_cpus; }
   virtual void LaunchOne(Executor& ex) {}
   // Expected output bytes of one more task.
   virtual int64_t EstimateOutputBytes() const;
@@ -208,6 +213,8 @@ class ActorPoolOp : public PhysicalOp {
   // blocks wait and the cluster has room, and retire idle ones down to the minimum.
   void Adjust(Executor& ex) override;
   bool WantsToLaunch() const override;
+  // Its actors and their calls in flight bound it already; all of them may be needed at once.
+  int FirstWave(int /*cluster_cpus*/) const override { return std::numeric_limits<int>::max(); }
   void LaunchOne(Executor& ex) override;
   void OnOutput(Executor& ex, uint64_t token, RefBundle out) override;
   void OnTaskEnd(Executor& ex, uint64_t token) override;
@@ -464,7 +471,7 @@ class Executor {
   int64_t BudgetUsed() const;
   void CheckStall();
   // Fails early when actor pools reserve what task operators need to run at all.
-  void CheckResources() const;
+  void CheckResources(lumen::ClusterResourceSummary cluster) const;
   // Tells on stderr which inputs the sources skip under ReadOptions::ignore_missing_files.
   void ReportIgnoredFiles() const;
   std::optional<RefBundle> TakeOutput();
@@ -473,6 +480,7 @@ class Executor {
   std::set<PhysicalOp*> signaled_done_;
   ExecutionOptions options_;
   int64_t budget_;
+  int cluster_cpus_ = 1;  // for FirstWave
   std::unique_ptr<ProgressReporter> progress_;
   std::chrono::steady_clock::time_point start_;
   std::chrono::steady_clock::time_point last_progress_;
