@@ -13,12 +13,13 @@
 //                                            measurements' hand-written pipeline: decode tasks,
 //                                            a fixed pool of model actors, 2 calls in flight each
 //   infer_torch_dataloader_images_per_s      PyTorch's DataLoader with Pillow
-//   (bench/torch_infer.py) infer_model_busy_fraction                time the model actor spends in
-//   forward / wall infer_peak_rss_bytes, infer_peak_pss_bytes  peak memory of every Lumen process
-//   of the
+//                                            (bench/torch_infer.py)
+//   infer_model_busy_fraction                time the model actor spends in forward / wall
+//   infer_peak_rss_bytes, infer_peak_pss_bytes  peak memory of every Lumen process during the
 //                                            dataset run (summed resident / proportional set
 //                                            sizes: PSS counts shared memory once), with
-//                                            `images` and with 4 x `images` images
+//                                            `images` and with 4 x `images` images; *_job_*
+//                                            is the peak PSS less the PSS before the run
 // Every pipeline runs one model: torchvision's ResNet-18 saved as TorchScript by
 // bench/torch_infer.py (seeded weights), or without python3-torch, ResNet-18 built in C++.
 // Images are generated once (photo-like JPEGs of 500 x 375, ~110 KB) under
@@ -305,8 +306,12 @@ class PeakMemory {
   struct Bytes {
     int64_t rss = 0;
     int64_t pss = 0;
+    int64_t store_used = 0;      // the object store's bytes in objects
+    int64_t store_resident = 0;  // and in RAM (objects and warm free pages)
   };
-  PeakMemory() : sampler_([this] { Sample(); }) {}
+  PeakMemory() : before_(OfTree()), sampler_([this] { Sample(); }) {}
+  // The processes' memory when the sampler started.
+  Bytes before() const { return before_; }
   ~PeakMemory() { Stop(); }
   Bytes Stop() {
     if (sampler_.joinable()) {
@@ -365,12 +370,16 @@ class PeakMemory {
       const Bytes now = OfTree();
       peak_.rss = std::max(peak_.rss, now.rss);
       peak_.pss = std::max(peak_.pss, now.pss);
+      const lumen::ObjectStoreStats store = lumen::GetObjectStoreStats();
+      peak_.store_used = std::max(peak_.store_used, store.used);
+      peak_.store_resident = std::max(peak_.store_resident, store.resident);
       // Reading smaps walks every mapping of every process (kernel time taken from the
       // pipeline measured): a few times a second is enough for a job of minutes.
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
   }
   std::atomic<bool> stop_{false};
+  const Bytes before_;
   Bytes peak_;  // written by the sampler, read once it has stopped
   std::thread sampler_;
 };
@@ -381,6 +390,7 @@ struct DatasetRun {
   int64_t rows = 0;
   int64_t files = 0;
   PeakMemory::Bytes peak;
+  PeakMemory::Bytes before;
 };
 
 // files -> decode + resize (read tasks) -> normalise -> ResNet-18 pool -> JSON lines on disk.
@@ -409,6 +419,7 @@ DatasetRun RunDataset(const std::string& dir, const std::string& model, const st
           .WriteJson(out, write);
   const double wall = Seconds(start);
   r.peak = memory.Stop();
+  r.before = memory.before();
   r.files = written.files_written;
   // The predictions as written: rows, and the forward time each batch recorded.
   double forward_s = 0;
@@ -485,7 +496,33 @@ int main(int argc, char** argv) {
   Print("infer_output_rows_equal", run.rows == n && run.files > 0 ? 1 : 0, "bool");
   Print("infer_peak_rss_bytes", static_cast<double>(run.peak.rss), "bytes");
   Print("infer_peak_pss_bytes", static_cast<double>(run.peak.pss), "bytes");
+  Print("infer_peak_job_pss_bytes", static_cast<double>(run.peak.pss - run.before.pss), "bytes");
+  Print("infer_peak_object_store_used_bytes", static_cast<double>(run.peak.store_used), "bytes");
+  Print("infer_peak_object_store_resident_bytes", static_cast<double>(run.peak.store_resident),
+        "bytes");
   Print("infer_memory_budget_bytes", static_cast<double>(kBudget), "bytes");
+
+  // Memory does not grow with the input: the same pipeline over 4 x the images, right after
+  // the first (the processes the baselines below start would count otherwise).
+  {
+    const std::string more = root + "/images-" + std::to_string(4 * n);
+    MakeImages(more, 4 * n);
+    const DatasetRun big = RunDataset(more, model, root + "/predictions-" + std::to_string(4 * n));
+    Print("infer_peak_rss_bytes_4x_images", static_cast<double>(big.peak.rss), "bytes");
+    Print("infer_peak_pss_bytes_4x_images", static_cast<double>(big.peak.pss), "bytes");
+    Print("infer_peak_job_pss_bytes_4x_images", static_cast<double>(big.peak.pss - big.before.pss),
+          "bytes");
+    Print("infer_peak_object_store_used_bytes_4x_images", static_cast<double>(big.peak.store_used),
+          "bytes");
+    Print("infer_peak_object_store_resident_bytes_4x_images",
+          static_cast<double>(big.peak.store_resident), "bytes");
+    Print("infer_peak_pss_4x_vs_1x",
+          run.peak.pss > 0 ? static_cast<double>(big.peak.pss) / static_cast<double>(run.peak.pss)
+                           : 0,
+          "x");
+    Print("infer_dataset_4x_images_per_s", big.images_per_s, "images/s");
+    Print("infer_output_rows_equal_4x", big.rows == 4 * n ? 1 : 0, "bool");
+  }
 
   {
     int64_t rows = 0;
@@ -508,20 +545,6 @@ int main(int argc, char** argv) {
     Print("infer_torch_dataloader_rows_equal", rows == n ? 1 : 0, "bool");
   }
 
-  // Memory does not grow with the input: the same pipeline over 4 x the images.
-  {
-    const std::string more = root + "/images-" + std::to_string(4 * n);
-    MakeImages(more, 4 * n);
-    const DatasetRun big = RunDataset(more, model, root + "/predictions-" + std::to_string(4 * n));
-    Print("infer_peak_rss_bytes_4x_images", static_cast<double>(big.peak.rss), "bytes");
-    Print("infer_peak_pss_bytes_4x_images", static_cast<double>(big.peak.pss), "bytes");
-    Print("infer_peak_pss_4x_vs_1x",
-          run.peak.pss > 0 ? static_cast<double>(big.peak.pss) / static_cast<double>(run.peak.pss)
-                           : 0,
-          "x");
-    Print("infer_dataset_4x_images_per_s", big.images_per_s, "images/s");
-    Print("infer_output_rows_equal_4x", big.rows == 4 * n ? 1 : 0, "bool");
-  }
   lumen::Shutdown();
   return 0;
 }
