@@ -152,7 +152,12 @@ struct FileEntry {
 struct Listing {
   std::vector<FileEntry> files;
   std::vector<std::string> ignored;  // "path: why", skipped under ignore_missing_files
-  LUMEN_SERIALIZE(files, ignored);
+  // A split listing (an s3:// folder): the folder's URI and keys that cut its key space; the
+  // caller lists each range (cut i-1, cut i] (the first from the start, the last to the end)
+  // in a task of its own. `files` is empty then.
+  std::string split_uri;
+  std::vector<std::string> cuts;
+  LUMEN_SERIALIZE(files, ignored, split_uri, cuts);
 };
 
 // The function registered under `name` as a BatchFn; throws FunctionNotFoundError or TypeError.

@@ -68,7 +68,7 @@ int CombineConcurrency(int a, int b) {
 
 std::vector<ReadSpec> ListAndGroup(const LogicalNode& n, int64_t* total_bytes, int64_t* files,
                                    std::vector<std::string>* ignored,
-                                   std::vector<FileEntry>* listed) {
+                                   std::vector<FileEntry>* listed, int64_t* listing_tasks) {
   std::vector<ReadSpec> specs;
   if (n.format == "range") {
     int64_t blocks = n.read.num_blocks > 0
@@ -85,25 +85,60 @@ std::vector<ReadSpec> ListAndGroup(const LogicalNode& n, int64_t* total_bytes, i
     *total_bytes = n.range_n * 8;
     return specs;
   }
-  // List every path in parallel tasks.
+  // List every path in parallel tasks. An S3 folder with sub-folders comes back as cuts of its
+  // key space: its ranges are listed in parallel tasks too.
   std::vector<lumen::ObjectRef<Listing>> listings;
   for (const auto& p : n.paths) {
-    listings.push_back(
-        lumen::Task(ListFiles).Remote(p, n.source, n.read.ignore_missing_files, n.read.s3));
+    listings.push_back(lumen::Task(ListFiles).Remote(p, n.source, n.read.ignore_missing_files,
+                                                     n.read.s3, /*split=*/true, std::string(),
+                                                     std::string()));
   }
-  std::vector<FileEntry> all;
-  for (auto& l : listings) {
-    Listing part;
+  auto get = [](lumen::ObjectRef<Listing>& l) {
     try {
-      part = lumen::Get(l);
+      return lumen::Get(l);
     } catch (const lumen::TaskError& e) {
       throw DataError(e.remote_message());
     }
-    all.insert(all.end(), std::make_move_iterator(part.files.begin()),
-               std::make_move_iterator(part.files.end()));
+  };
+  std::vector<FileEntry> all;
+  for (size_t i = 0; i < listings.size(); ++i) {
+    Listing part = get(listings[i]);
     ignored->insert(ignored->end(), std::make_move_iterator(part.ignored.begin()),
                     std::make_move_iterator(part.ignored.end()));
+    if (part.cuts.empty()) {
+      all.insert(all.end(), std::make_move_iterator(part.files.begin()),
+                 std::make_move_iterator(part.files.end()));
+      continue;
+    }
+    // At most kMaxListingRanges ranges, cut at evenly spaced folders.
+    constexpr size_t kMaxListingRanges = 64;
+    std::vector<std::string> cuts;
+    const size_t n_cuts = part.cuts.size();
+    const size_t want = std::min(n_cuts, kMaxListingRanges - 1);
+    for (size_t k = 0; k < want; ++k) cuts.push_back(part.cuts[(k + 1) * n_cuts / (want + 1)]);
+    std::vector<lumen::ObjectRef<Listing>> ranges;
+    for (size_t k = 0; k <= cuts.size(); ++k) {
+      ranges.push_back(lumen::Task(ListFiles).Remote(
+          part.split_uri, n.source, /*ignore_missing=*/true, n.read.s3, /*split=*/false,
+          k == 0 ? std::string() : cuts[k - 1], k == cuts.size() ? std::string() : cuts[k]));
+    }
+    *listing_tasks += static_cast<int64_t>(ranges.size());
+    const size_t from = all.size();
+    for (auto& r : ranges) {
+      Listing range = get(r);
+      all.insert(all.end(), std::make_move_iterator(range.files.begin()),
+                 std::make_move_iterator(range.files.end()));
+    }
+    if (all.size() == from) {  // only hidden objects and folder markers
+      const std::string why = "'" + n.paths[i] + "' holds no objects";
+      if (!n.read.ignore_missing_files) {
+        throw DataError(n.source + ": " + why +
+                        " (set ReadOptions::ignore_missing_files to skip what is missing)");
+      }
+      ignored->push_back(n.paths[i] + ": holds no objects");
+    }
   }
+  *listing_tasks += static_cast<int64_t>(listings.size());
   if (all.empty()) {  // only possible when everything was skipped as missing
     throw DataError(n.label + ": no files to read: all " + std::to_string(ignored->size()) +
                     " entries are missing or unreadable (first: " +
@@ -164,7 +199,8 @@ struct Builder {
         int64_t bytes = 0, files = 0;
         std::vector<std::string> ignored;
         std::vector<FileEntry> listed;
-        auto specs = ListAndGroup(*n, &bytes, &files, &ignored, &listed);
+        int64_t listing_tasks = 0;
+        auto specs = ListAndGroup(*n, &bytes, &files, &ignored, &listed, &listing_tasks);
         Chain chain;
         chain.op_name = n->label;
         lumen::TaskOptions options;
@@ -176,6 +212,7 @@ struct Builder {
         op->input_files = files;
         op->listed_files = std::move(listed);
         op->stats().ignored_files = std::move(ignored);
+        op->stats().listing_tasks = listing_tasks;
         return Add(std::move(op), {});
       }
       case NodeKind::kBlocks:

@@ -555,11 +555,16 @@ namespace {
 
 }  // namespace
 
-std::vector<S3Object> S3Client::List(const std::string& bucket, const std::string& prefix) const {
+std::vector<S3Object> S3Client::List(const std::string& bucket, const std::string& prefix,
+                                     const S3ListOptions& options,
+                                     std::vector<std::string>* folders) const {
   std::vector<S3Object> out;
   std::string token;
+  int pages = 0;
   for (;;) {
     std::map<std::string, std::string> params{{"list-type", "2"}, {"prefix", prefix}};
+    if (!options.delimiter.empty()) params["delimiter"] = options.delimiter;
+    if (!options.start_after.empty()) params["start-after"] = options.start_after;
     if (!token.empty()) params["continuation-token"] = token;
     Request req;
     req.bucket = bucket;
@@ -572,15 +577,25 @@ std::vector<S3Object> S3Client::List(const std::string& bucket, const std::strin
       Fail(bucket, prefix, "listing", "the server's answer is not XML");
     }
     const tinyxml2::XMLElement* root = doc.RootElement();
+    bool past = false;  // a key beyond options.until: this page is the last one needed
     for (auto* c = root->FirstChildElement("Contents"); c; c = c->NextSiblingElement("Contents")) {
       S3Object o;
       o.key = Text(c, "Key");
+      if (!options.until.empty() && o.key > options.until) {
+        past = true;
+        break;
+      }
       o.size = std::atoll(Text(c, "Size"));
       o.etag = Unquote(Text(c, "ETag"));
       o.mtime_ns = ParseTime(Text(c, "LastModified"));
       out.push_back(std::move(o));
     }
-    if (std::string(Text(root, "IsTruncated")) != "true") break;
+    for (auto* c = root->FirstChildElement("CommonPrefixes"); c && folders;
+         c = c->NextSiblingElement("CommonPrefixes")) {
+      folders->push_back(Text(c, "Prefix"));
+    }
+    if (past || std::string(Text(root, "IsTruncated")) != "true") break;
+    if (options.max_pages > 0 && ++pages >= options.max_pages) break;
     token = Text(root, "NextContinuationToken");
     if (token.empty())
       Fail(bucket, prefix, "listing", "a truncated page without a continuation token");

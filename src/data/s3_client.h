@@ -52,12 +52,24 @@ struct S3Config {
   static S3Config Resolve(const S3Options& options, bool anonymous_uri);
 };
 
+struct S3ListOptions {
+  // Only keys without it after the prefix; the folders below (key prefixes up to it, the
+  // AWS CLI's "PRE" lines) go to `folders`. Servers differ: s3rver leaves out a folder that
+  // holds only folders.
+  std::string delimiter{};
+  std::string start_after{};  // keys after it only
+  std::string until{};        // keys up to it only (paging stops past it); "": no bound
+  int max_pages = 0;          // stop after this many pages (0: all)
+};
+
 class S3Client {
  public:
   explicit S3Client(S3Config config);
 
   // Every object under `prefix` (all pages of ListObjectsV2), in key order.
-  std::vector<S3Object> List(const std::string& bucket, const std::string& prefix) const;
+  std::vector<S3Object> List(const std::string& bucket, const std::string& prefix,
+                             const S3ListOptions& options = {},
+                             std::vector<std::string>* folders = nullptr) const;
   // The object's size and ETag; nullopt if there is no such key.
   std::optional<S3Object> Head(const std::string& bucket, const std::string& key) const;
   // The whole object (parallel ranged GETs when it is at least multipart_threshold bytes).

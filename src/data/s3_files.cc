@@ -33,7 +33,8 @@ bool Hidden(const std::string& rel) {
 }  // namespace
 
 Listing ListS3(const std::string& pattern, const std::string& source, bool ignore_missing,
-               const S3Options& options) {
+               const S3Options& options, bool split, const std::string& after,
+               const std::string& until) {
   const S3Uri uri = S3Uri::Parse(pattern);
   const S3Client client(S3Config::Resolve(options, uri.anonymous));
   const std::string root =
@@ -50,10 +51,12 @@ Listing ListS3(const std::string& pattern, const std::string& source, bool ignor
     throw DataError(source + ": '" + pattern + "' " + why +
                     " (set ReadOptions::ignore_missing_files to skip what is missing)");
   };
-  // Every object under `prefix`, named relative to it, hidden names and folder markers aside.
+  // Every object under `prefix` (in the range asked for), named relative to it, hidden names
+  // and folder markers aside. Returns the objects found.
   auto add_folder = [&](const std::string& prefix) {
     size_t found = 0;
-    for (const S3Object& o : client.List(uri.bucket, prefix)) {
+    const S3ListOptions range{.start_after = after, .until = until};
+    for (const S3Object& o : client.List(uri.bucket, prefix, range)) {
       const std::string rel = o.key.substr(prefix.size());
       if (rel.empty() || rel.back() == '/' || Hidden(rel)) continue;
       add(o, rel);
@@ -61,6 +64,30 @@ Listing ListS3(const std::string& pattern, const std::string& source, bool ignor
     }
     return found;
   };
+  // split: the sub-folders of `prefix` (through lone ones) as cuts, if it has any. The first
+  // pages say enough: cuts need not be all folders (a flat folder costs one page more).
+  auto split_folder = [&](const std::string& prefix) {
+    std::string at = prefix;
+    for (int depth = 0; depth < 8; ++depth) {
+      std::vector<std::string> folders;
+      const auto direct =
+          client.List(uri.bucket, at, {.delimiter = "/", .max_pages = 10}, &folders);
+      if (folders.size() == 1 && direct.empty()) {
+        at = folders.front();
+        continue;
+      }
+      if (folders.empty()) return false;
+      out.split_uri = root + prefix;
+      out.cuts = std::move(folders);
+      return true;
+    }
+    return false;
+  };
+  const bool ranged = !after.empty() || !until.empty();
+  if (ranged) {  // one range of a split listing: `pattern` is the folder
+    add_folder(uri.key);
+    return out;
+  }
   if (HasGlob(uri.key)) {
     const std::string prefix = uri.key.substr(0, uri.key.find_first_of("*?["));
     for (const S3Object& o : client.List(uri.bucket, prefix)) {
@@ -68,9 +95,12 @@ Listing ListS3(const std::string& pattern, const std::string& source, bool ignor
     }
     if (out.files.empty()) missing("matches no objects");
   } else if (uri.key.empty() || uri.key.back() == '/') {
+    if (split && split_folder(uri.key)) return out;
     if (add_folder(uri.key) == 0) missing("holds no objects");
   } else if (auto head = client.Head(uri.bucket, uri.key)) {
     add(*head, Base(uri.key));
+  } else if (split && split_folder(uri.key + "/")) {
+    return out;
   } else if (add_folder(uri.key + "/") == 0) {
     missing("does not exist");
   }

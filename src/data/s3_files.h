@@ -14,8 +14,15 @@ namespace lumen::data::internal {
 // of some is listed as the folder it is), s3://bucket/prefix/ (every object under it, except
 // names starting with '_' or '.' as local listings skip them) or a glob over keys (*, ?, [..];
 // '*' does not cross '/') — sorted by relative name. Errors as ListFiles.
+// With `split`, a folder that has sub-folders is not listed here: its sub-folders (one level
+// down; a lone one is descended into) become the cuts of a split listing (Listing::cuts) that
+// the caller lists range by range in parallel tasks. The cuts only divide the key space, so a
+// server that leaves folders out of its answer (s3rver does, for a folder of folders) makes
+// fewer ranges, never loses keys. `after` / `until` (keys, "" for no bound): only the objects
+// whose keys lie in (after, until] — one range of a split listing; an empty range is no error.
 Listing ListS3(const std::string& pattern, const std::string& source, bool ignore_missing,
-               const S3Options& options);
+               const S3Options& options, bool split = false, const std::string& after = "",
+               const std::string& until = "");
 
 // The whole object at `uri` (`size`: as listed, or -1). Throws DataError naming it.
 std::string ReadS3Object(const std::string& uri, const S3Options& options, int64_t size = -1);

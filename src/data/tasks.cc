@@ -230,8 +230,9 @@ class Lister {
 }  // namespace
 
 Listing ListFiles(const std::string& pattern, const std::string& source, bool ignore_missing,
-                  const S3Options& s3) {
-  if (IsS3Uri(pattern)) return ListS3(pattern, source, ignore_missing, s3);
+                  const S3Options& s3, bool split, const std::string& after,
+                  const std::string& until) {
+  if (IsS3Uri(pattern)) return ListS3(pattern, source, ignore_missing, s3, split, after, until);
   return Lister(source, ignore_missing).List(pattern);
 }
 

@@ -30,9 +30,10 @@ class TaskTimer {
 // sorted by relative path. Throws DataError naming the path for what ReadBinaryFiles & co.
 // refuse (see dataset.h); with `ignore_missing`, missing and unreadable entries are returned
 // in Listing::ignored instead.
-// s3:// patterns are listed on S3 with `s3` (ListS3).
+// s3:// patterns are listed on S3 with `s3` (ListS3: `split`, `after`, `until` as there).
 Listing ListFiles(const std::string& pattern, const std::string& source, bool ignore_missing,
-                  const S3Options& s3);
+                  const S3Options& s3, bool split, const std::string& after,
+                  const std::string& until);
 // Streaming tasks: each output block is yielded, followed by its BlockInfo (DecodeBlockInfo);
 // between blocks, progress records (BlockInfo::kProgressRecord); before them, a skip record
 // (BlockInfo::kSkipRecord) for each input a read skipped.

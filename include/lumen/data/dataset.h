@@ -283,6 +283,9 @@ struct OperatorStats {
   std::vector<std::string> ignored_files{};
   // ReadImages with OnError::kSkip: files that did not decode ("path: why").
   std::vector<std::string> skipped_inputs{};
+  // File sources: tasks that listed the input. One per path given, and one per sub-folder
+  // of an s3:// folder (its listing is split by its folders, one level down).
+  int64_t listing_tasks = 0;
 };
 
 struct DatasetStats {
