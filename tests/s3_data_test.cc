@@ -99,24 +99,25 @@ TEST_F(S3DataTest, BinaryFilesUnderAPrefixAreReadWithTheirRelativePaths) {
   EXPECT_EQ(Bytes(one[0].GetBinary("bytes")), Content(4));
 }
 
-// A folder with sub-folders is listed in parallel: its sub-folders (a lone one descended into)
-// cut its key space into ranges, each listed by a task. Every object is read once, under its
-// name below the folder given, in order — also those of 2023/, a folder of folders that
-// s3rver leaves out of its answer (the cuts then make fewer ranges, they lose no keys).
-TEST_F(S3DataTest, AFolderIsListedInRangesCutAtItsSubFolders) {
+// A folder of more than a page of keys is listed in parallel: after its first page, its
+// sub-folders (a lone one descended into) cut the rest of its key space into ranges of about a
+// page, each listed by a task. Every object is read once, under its name below the folder
+// given, in order — also 2023/'s, a folder of folders that s3rver leaves out of its answer (the
+// cuts then make fewer ranges, they lose no keys).
+TEST_F(S3DataTest, ALargeFolderIsListedInRangesCutAtItsSubFolders) {
   std::vector<std::string> expected;
-  for (int i = 0; i < 24; ++i) {
-    const std::string rel = std::string(i % 2 ? "2025/" : "2024/") + (i % 3 ? "" : "deep/") +
-                            "part" + std::to_string(100 + i) + ".bin";
-    WriteFile("tree/" + rel, Content(i));
+  for (int i = 0; i < 3100; ++i) {
+    const std::string rel =
+        "d" + std::to_string(100 + i / 50) + "/part" + std::to_string(10000 + i) + ".bin";
+    WriteFile("tree/" + rel, std::to_string(i));
     expected.push_back(rel);
   }
-  WriteFile("tree/2023/01/part124.bin", Content(24));
-  expected.push_back("2023/01/part124.bin");
-  WriteFile("tree/readme.bin", Content(99));
+  WriteFile("tree/2023/01/part13100.bin", "3100");
+  expected.push_back("2023/01/part13100.bin");
+  WriteFile("tree/readme.bin", "readme");
   expected.push_back("readme.bin");
   WriteFile("tree/_tmp/partial.bin", "hidden");
-  WriteFile("tree/2024/.meta/x", "hidden");
+  WriteFile("tree/d150/.meta", "hidden");
   std::sort(expected.begin(), expected.end());
   Upload("tree", "split/only/");
   ld::Dataset ds = ld::ReadBinaryFiles("s3://lumen-in/split/", Read())
@@ -125,22 +126,22 @@ TEST_F(S3DataTest, AFolderIsListedInRangesCutAtItsSubFolders) {
   for (const auto& r : ds.TakeAll()) {
     paths.push_back(r.GetString("path"));
     const std::string& name = paths.back();
-    const int i =
-        name == "only/readme.bin" ? 99 : std::stoi(name.substr(name.find("part") + 4)) - 100;
-    EXPECT_EQ(Bytes(r.GetBinary("bytes")), Content(i)) << name;
+    const std::string want =
+        name == "only/readme.bin"
+            ? "readme"
+            : std::to_string(std::stoi(name.substr(name.find("part") + 4)) - 10000);
+    EXPECT_EQ(Bytes(r.GetBinary("bytes")), want) << name;
   }
   for (auto& e : expected) e = "only/" + e;
   EXPECT_EQ(paths, expected);  // each once, in name order
-  // split/ holds only only/ (descended into), cut at its sub-folders: at least 2024/ and 2025/
-  // (s3rver names _tmp/ too, not 2023/): the first task and a task per range.
-  const int64_t tasks = ds.Stats().operators.at(0).listing_tasks;
-  EXPECT_GE(tasks, 1 + 3) << ds.Stats();
-  EXPECT_LE(tasks, 1 + 5) << ds.Stats();
-  // A folder without sub-folders is listed by the one task.
-  ld::Dataset flat = ld::ReadBinaryFiles("s3://lumen-in/split/only/2025/deep/", Read())
-                         .WithOptions(lumen::testing::Quiet());
-  EXPECT_EQ(flat.Count(), 4);
-  EXPECT_EQ(flat.Stats().operators.at(0).listing_tasks, 1);
+  // The first task listed a page (2023/, d100..d119) and cut the 42 folders after it (~2,100
+  // keys, estimated from the first page's 50 a folder) into two ranges.
+  EXPECT_EQ(ds.Stats().operators.at(0).listing_tasks, 3) << ds.Stats();
+  // A folder of less than a page is listed by the one task.
+  ld::Dataset small = ld::ReadBinaryFiles("s3://lumen-in/split/only/d100/", Read())
+                          .WithOptions(lumen::testing::Quiet());
+  EXPECT_EQ(small.Count(), 50);
+  EXPECT_EQ(small.Stats().operators.at(0).listing_tasks, 1);
 }
 
 // CSV, JSON lines and text from S3, one prefix, a glob over keys ('*' within one level).

@@ -152,12 +152,13 @@ struct FileEntry {
 struct Listing {
   std::vector<FileEntry> files;
   std::vector<std::string> ignored;  // "path: why", skipped under ignore_missing_files
-  // A split listing (an s3:// folder): the folder's URI and keys that cut its key space; the
-  // caller lists each range (cut i-1, cut i] (the first from the start, the last to the end)
-  // in a task of its own. `files` is empty then.
+  // A split listing (an s3:// folder of more than a page of keys): `files` are those up to
+  // key `split_after`; the caller lists the rest of the folder `split_uri` range by range,
+  // (split_after, cuts[0]], (cuts[0], cuts[1]], ..., (cuts.back(), end), a task each.
   std::string split_uri;
+  std::string split_after;
   std::vector<std::string> cuts;
-  LUMEN_SERIALIZE(files, ignored, split_uri, cuts);
+  LUMEN_SERIALIZE(files, ignored, split_uri, split_after, cuts);
 };
 
 // The function registered under `name` as a BatchFn; throws FunctionNotFoundError or TypeError.

@@ -85,8 +85,8 @@ std::vector<ReadSpec> ListAndGroup(const LogicalNode& n, int64_t* total_bytes, i
     *total_bytes = n.range_n * 8;
     return specs;
   }
-  // List every path in parallel tasks. An S3 folder with sub-folders comes back as cuts of its
-  // key space: its ranges are listed in parallel tasks too.
+  // List every path in parallel tasks. An S3 folder of more than a page of keys comes back
+  // with cuts of its key space at its sub-folders: its ranges are listed in parallel tasks.
   std::vector<lumen::ObjectRef<Listing>> listings;
   for (const auto& p : n.paths) {
     listings.push_back(lumen::Task(ListFiles).Remote(p, n.source, n.read.ignore_missing_files,
@@ -105,25 +105,18 @@ std::vector<ReadSpec> ListAndGroup(const LogicalNode& n, int64_t* total_bytes, i
     Listing part = get(listings[i]);
     ignored->insert(ignored->end(), std::make_move_iterator(part.ignored.begin()),
                     std::make_move_iterator(part.ignored.end()));
-    if (part.cuts.empty()) {
-      all.insert(all.end(), std::make_move_iterator(part.files.begin()),
-                 std::make_move_iterator(part.files.end()));
-      continue;
-    }
-    // At most kMaxListingRanges ranges, cut at evenly spaced folders.
-    constexpr size_t kMaxListingRanges = 64;
-    std::vector<std::string> cuts;
-    const size_t n_cuts = part.cuts.size();
-    const size_t want = std::min(n_cuts, kMaxListingRanges - 1);
-    for (size_t k = 0; k < want; ++k) cuts.push_back(part.cuts[(k + 1) * n_cuts / (want + 1)]);
+    all.insert(all.end(), std::make_move_iterator(part.files.begin()),
+               std::make_move_iterator(part.files.end()));
+    if (part.split_uri.empty()) continue;
+    const size_t from = all.size() - part.files.size();
     std::vector<lumen::ObjectRef<Listing>> ranges;
-    for (size_t k = 0; k <= cuts.size(); ++k) {
+    for (size_t k = 0; k <= part.cuts.size(); ++k) {
       ranges.push_back(lumen::Task(ListFiles).Remote(
           part.split_uri, n.source, /*ignore_missing=*/true, n.read.s3, /*split=*/false,
-          k == 0 ? std::string() : cuts[k - 1], k == cuts.size() ? std::string() : cuts[k]));
+          k == 0 ? part.split_after : part.cuts[k - 1],
+          k == part.cuts.size() ? std::string() : part.cuts[k]));
     }
     *listing_tasks += static_cast<int64_t>(ranges.size());
-    const size_t from = all.size();
     for (auto& r : ranges) {
       Listing range = get(r);
       all.insert(all.end(), std::make_move_iterator(range.files.begin()),

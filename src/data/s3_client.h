@@ -52,6 +52,9 @@ struct S3Config {
   static S3Config Resolve(const S3Options& options, bool anonymous_uri);
 };
 
+// Keys in a page of ListObjectsV2 (the servers' default and most).
+inline constexpr size_t kS3PageKeys = 1000;
+
 struct S3ListOptions {
   // Only keys without it after the prefix; the folders below (key prefixes up to it, the
   // AWS CLI's "PRE" lines) go to `folders`. Servers differ: s3rver leaves out a folder that

@@ -3,6 +3,7 @@
 #include <fnmatch.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "data/s3_client.h"
 #include "lumen/data/dataset.h"
@@ -51,12 +52,10 @@ Listing ListS3(const std::string& pattern, const std::string& source, bool ignor
     throw DataError(source + ": '" + pattern + "' " + why +
                     " (set ReadOptions::ignore_missing_files to skip what is missing)");
   };
-  // Every object under `prefix` (in the range asked for), named relative to it, hidden names
-  // and folder markers aside. Returns the objects found.
-  auto add_folder = [&](const std::string& prefix) {
+  // `objects` under `prefix`, named relative to it, hidden names and folder markers aside.
+  auto add_objects = [&](const std::string& prefix, const std::vector<S3Object>& objects) {
     size_t found = 0;
-    const S3ListOptions range{.start_after = after, .until = until};
-    for (const S3Object& o : client.List(uri.bucket, prefix, range)) {
+    for (const S3Object& o : objects) {
       const std::string rel = o.key.substr(prefix.size());
       if (rel.empty() || rel.back() == '/' || Hidden(rel)) continue;
       add(o, rel);
@@ -64,24 +63,40 @@ Listing ListS3(const std::string& pattern, const std::string& source, bool ignor
     }
     return found;
   };
-  // split: the sub-folders of `prefix` (through lone ones) as cuts, if it has any. The first
-  // pages say enough: cuts need not be all folders (a flat folder costs one page more).
-  auto split_folder = [&](const std::string& prefix) {
+  // Every object under `prefix` in the range asked for. Returns the objects found.
+  auto add_folder = [&](const std::string& prefix) {
+    return add_objects(prefix,
+                       client.List(uri.bucket, prefix, {.start_after = after, .until = until}));
+  };
+  // split: a folder of more than a page of keys is cut at its sub-folders (through lone ones)
+  // into about a page of keys per range, estimated from how many sub-folders the first page
+  // spans; its first page is listed here, the rest by the caller, range by range.
+  auto split_folder = [&](const std::string& prefix) -> std::optional<size_t> {
+    const std::vector<S3Object> first = client.List(uri.bucket, prefix, {.max_pages = 1});
+    if (first.size() < kS3PageKeys) return add_objects(prefix, first);
+    const std::string& last = first.back().key;
     std::string at = prefix;
+    std::vector<std::string> folders;
     for (int depth = 0; depth < 8; ++depth) {
-      std::vector<std::string> folders;
+      folders.clear();
       const auto direct =
           client.List(uri.bucket, at, {.delimiter = "/", .max_pages = 10}, &folders);
-      if (folders.size() == 1 && direct.empty()) {
-        at = folders.front();
-        continue;
-      }
-      if (folders.empty()) return false;
-      out.split_uri = root + prefix;
-      out.cuts = std::move(folders);
-      return true;
+      if (folders.size() != 1 || !direct.empty()) break;
+      at = folders.front();
     }
-    return false;
+    const auto beyond = std::upper_bound(folders.begin(), folders.end(), last);
+    const size_t spanned = static_cast<size_t>(beyond - folders.begin()) + 1;
+    const size_t rest = static_cast<size_t>(folders.end() - beyond);
+    if (rest == 0) return std::nullopt;  // no cuts past the first page
+    const size_t pages = rest * std::max<size_t>(1, kS3PageKeys / spanned) / kS3PageKeys + 1;
+    const size_t cuts = std::min({rest, pages - 1, size_t{63}});
+    const size_t found = add_objects(prefix, first);
+    out.split_uri = root + prefix;
+    out.split_after = last;
+    for (size_t k = 0; k < cuts; ++k) {
+      out.cuts.push_back(*(beyond + static_cast<std::ptrdiff_t>((k + 1) * rest / (cuts + 1))));
+    }
+    return found + 1;  // more to come from the ranges
   };
   const bool ranged = !after.empty() || !until.empty();
   if (ranged) {  // one range of a split listing: `pattern` is the folder
@@ -95,14 +110,14 @@ Listing ListS3(const std::string& pattern, const std::string& source, bool ignor
     }
     if (out.files.empty()) missing("matches no objects");
   } else if (uri.key.empty() || uri.key.back() == '/') {
-    if (split && split_folder(uri.key)) return out;
-    if (add_folder(uri.key) == 0) missing("holds no objects");
+    std::optional<size_t> found = split ? split_folder(uri.key) : std::nullopt;
+    if ((found ? *found : add_folder(uri.key)) == 0) missing("holds no objects");
   } else if (auto head = client.Head(uri.bucket, uri.key)) {
     add(*head, Base(uri.key));
-  } else if (split && split_folder(uri.key + "/")) {
-    return out;
-  } else if (add_folder(uri.key + "/") == 0) {
-    missing("does not exist");
+  } else {
+    const std::string folder = uri.key + "/";
+    std::optional<size_t> found = split ? split_folder(folder) : std::nullopt;
+    if ((found ? *found : add_folder(folder)) == 0) missing("does not exist");
   }
   std::sort(out.files.begin(), out.files.end(),
             [](const FileEntry& a, const FileEntry& b) { return a.relative < b.relative; });
