@@ -557,7 +557,8 @@ namespace {
 
 std::vector<S3Object> S3Client::List(const std::string& bucket, const std::string& prefix,
                                      const S3ListOptions& options,
-                                     std::vector<std::string>* folders) const {
+                                     std::vector<std::string>* folders, bool* more) const {
+  if (more) *more = false;
   std::vector<S3Object> out;
   std::string token;
   int pages = 0;
@@ -595,7 +596,10 @@ std::vector<S3Object> S3Client::List(const std::string& bucket, const std::strin
       folders->push_back(Text(c, "Prefix"));
     }
     if (past || std::string(Text(root, "IsTruncated")) != "true") break;
-    if (options.max_pages > 0 && ++pages >= options.max_pages) break;
+    if (options.max_pages > 0 && ++pages >= options.max_pages) {
+      if (more) *more = true;
+      break;
+    }
     token = Text(root, "NextContinuationToken");
     if (token.empty())
       Fail(bucket, prefix, "listing", "a truncated page without a continuation token");

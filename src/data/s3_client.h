@@ -52,9 +52,6 @@ struct S3Config {
   static S3Config Resolve(const S3Options& options, bool anonymous_uri);
 };
 
-// Keys in a page of ListObjectsV2 (the servers' default and most).
-inline constexpr size_t kS3PageKeys = 1000;
-
 struct S3ListOptions {
   // Only keys without it after the prefix; the folders below (key prefixes up to it, the
   // AWS CLI's "PRE" lines) go to `folders`. Servers differ: s3rver leaves out a folder that
@@ -62,17 +59,19 @@ struct S3ListOptions {
   std::string delimiter{};
   std::string start_after{};  // keys after it only
   std::string until{};        // keys up to it only (paging stops past it); "": no bound
-  int max_pages = 0;          // stop after this many pages (0: all)
+  int max_pages = 0;          // stop after this many pages (0: all; `more` says if it did)
 };
 
 class S3Client {
  public:
   explicit S3Client(S3Config config);
 
-  // Every object under `prefix` (all pages of ListObjectsV2), in key order.
+  // Every object under `prefix` (all pages of ListObjectsV2), in key order. `more`: set when
+  // max_pages left pages unread.
   std::vector<S3Object> List(const std::string& bucket, const std::string& prefix,
                              const S3ListOptions& options = {},
-                             std::vector<std::string>* folders = nullptr) const;
+                             std::vector<std::string>* folders = nullptr,
+                             bool* more = nullptr) const;
   // The object's size and ETag; nullopt if there is no such key.
   std::optional<S3Object> Head(const std::string& bucket, const std::string& key) const;
   // The whole object (parallel ranged GETs when it is at least multipart_threshold bytes).

@@ -72,8 +72,11 @@ Listing ListS3(const std::string& pattern, const std::string& source, bool ignor
   // into about a page of keys per range, estimated from how many sub-folders the first page
   // spans; its first page is listed here, the rest by the caller, range by range.
   auto split_folder = [&](const std::string& prefix) -> std::optional<size_t> {
-    const std::vector<S3Object> first = client.List(uri.bucket, prefix, {.max_pages = 1});
-    if (first.size() < kS3PageKeys) return add_objects(prefix, first);
+    bool more = false;
+    const std::vector<S3Object> first =
+        client.List(uri.bucket, prefix, {.max_pages = 1}, nullptr, &more);
+    if (!more) return add_objects(prefix, first);
+    if (first.empty()) return std::nullopt;  // an odd answer: list it whole
     const std::string& last = first.back().key;
     std::string at = prefix;
     std::vector<std::string> folders;
@@ -88,7 +91,8 @@ Listing ListS3(const std::string& pattern, const std::string& source, bool ignor
     const size_t spanned = static_cast<size_t>(beyond - folders.begin()) + 1;
     const size_t rest = static_cast<size_t>(folders.end() - beyond);
     if (rest == 0) return std::nullopt;  // no cuts past the first page
-    const size_t pages = rest * std::max<size_t>(1, kS3PageKeys / spanned) / kS3PageKeys + 1;
+    const size_t page = first.size();    // the server's page
+    const size_t pages = rest * std::max<size_t>(1, page / spanned) / page + 1;
     const size_t cuts = std::min({rest, pages - 1, size_t{63}});
     const size_t found = add_objects(prefix, first);
     out.split_uri = root + prefix;
