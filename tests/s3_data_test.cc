@@ -142,6 +142,20 @@ TEST_F(S3DataTest, ALargeFolderIsListedInRangesCutAtItsSubFolders) {
                           .WithOptions(lumen::testing::Quiet());
   EXPECT_EQ(small.Count(), 50);
   EXPECT_EQ(small.Stats().operators.at(0).listing_tasks, 1);
+  // So is a flat folder of more than a page (no folder to cut at): the first page, then the
+  // rest after it, each key once.
+  for (int i = 0; i < 1200; ++i) WriteFile("flat/" + std::to_string(10000 + i), "f");
+  Upload("flat", "flat/");
+  ld::Dataset flat =
+      ld::ReadBinaryFiles("s3://lumen-in/flat/", Read()).WithOptions(lumen::testing::Quiet());
+  std::set<std::string> names;
+  const auto flat_rows = flat.TakeAll();
+  for (const auto& r : flat_rows) names.insert(r.GetString("path"));
+  EXPECT_EQ(flat_rows.size(), 1200u);  // none twice
+  EXPECT_EQ(names.size(), 1200u);
+  EXPECT_EQ(*names.begin(), "10000");
+  EXPECT_EQ(*names.rbegin(), "11199");
+  EXPECT_EQ(flat.Stats().operators.at(0).listing_tasks, 1);
 }
 
 // CSV, JSON lines and text from S3, one prefix, a glob over keys ('*' within one level).

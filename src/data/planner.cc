@@ -7,6 +7,7 @@
 #include "data/plan.h"
 #include "data/progress.h"
 #include "data/s3_client.h"
+#include "data/s3_files.h"
 
 namespace lumen::data::internal {
 
@@ -105,10 +106,10 @@ std::vector<ReadSpec> ListAndGroup(const LogicalNode& n, int64_t* total_bytes, i
     Listing part = get(listings[i]);
     ignored->insert(ignored->end(), std::make_move_iterator(part.ignored.begin()),
                     std::make_move_iterator(part.ignored.end()));
+    const size_t from = all.size();
     all.insert(all.end(), std::make_move_iterator(part.files.begin()),
                std::make_move_iterator(part.files.end()));
     if (part.split_uri.empty()) continue;
-    const size_t from = all.size() - part.files.size();
     std::vector<lumen::ObjectRef<Listing>> ranges;
     for (size_t k = 0; k <= part.cuts.size(); ++k) {
       ranges.push_back(lumen::Task(ListFiles).Remote(
@@ -123,12 +124,8 @@ std::vector<ReadSpec> ListAndGroup(const LogicalNode& n, int64_t* total_bytes, i
                  std::make_move_iterator(range.files.end()));
     }
     if (all.size() == from) {  // only hidden objects and folder markers
-      const std::string why = "'" + n.paths[i] + "' holds no objects";
-      if (!n.read.ignore_missing_files) {
-        throw DataError(n.source + ": " + why +
-                        " (set ReadOptions::ignore_missing_files to skip what is missing)");
-      }
-      ignored->push_back(n.paths[i] + ": holds no objects");
+      MissingS3Input(n.source, n.paths[i], "holds no objects", n.read.ignore_missing_files,
+                     ignored);
     }
   }
   *listing_tasks += static_cast<int64_t>(listings.size());

@@ -33,6 +33,16 @@ bool Hidden(const std::string& rel) {
 
 }  // namespace
 
+void MissingS3Input(const std::string& source, const std::string& pattern, const std::string& why,
+                    bool ignore_missing, std::vector<std::string>* ignored) {
+  if (ignore_missing) {
+    ignored->push_back(pattern + ": " + why);
+    return;
+  }
+  throw DataError(source + ": '" + pattern + "' " + why +
+                  " (set ReadOptions::ignore_missing_files to skip what is missing)");
+}
+
 Listing ListS3(const std::string& pattern, const std::string& source, bool ignore_missing,
                const S3Options& options, bool split, const std::string& after,
                const std::string& until) {
@@ -45,12 +55,7 @@ Listing ListS3(const std::string& pattern, const std::string& source, bool ignor
     out.files.push_back({root + o.key, std::move(rel), o.size, o.mtime_ns, o.etag});
   };
   auto missing = [&](const std::string& why) {
-    if (ignore_missing) {
-      out.ignored.push_back(pattern + ": " + why);
-      return;
-    }
-    throw DataError(source + ": '" + pattern + "' " + why +
-                    " (set ReadOptions::ignore_missing_files to skip what is missing)");
+    MissingS3Input(source, pattern, why, ignore_missing, &out.ignored);
   };
   // `objects` under `prefix`, named relative to it, hidden names and folder markers aside.
   auto add_objects = [&](const std::string& prefix, const std::vector<S3Object>& objects) {
@@ -76,7 +81,7 @@ Listing ListS3(const std::string& pattern, const std::string& source, bool ignor
     const std::vector<S3Object> first =
         client.List(uri.bucket, prefix, {.max_pages = 1}, nullptr, &more);
     if (!more) return add_objects(prefix, first);
-    if (first.empty()) return std::nullopt;  // an odd answer: list it whole
+    if (first.empty()) return std::nullopt;  // an odd answer: listed whole by the caller
     const std::string& last = first.back().key;
     std::string at = prefix;
     std::vector<std::string> folders;
@@ -90,8 +95,11 @@ Listing ListS3(const std::string& pattern, const std::string& source, bool ignor
     const auto beyond = std::upper_bound(folders.begin(), folders.end(), last);
     const size_t spanned = static_cast<size_t>(beyond - folders.begin()) + 1;
     const size_t rest = static_cast<size_t>(folders.end() - beyond);
-    if (rest == 0) return std::nullopt;  // no cuts past the first page
-    const size_t page = first.size();    // the server's page
+    if (rest == 0) {  // no cuts past the first page: the rest is listed here
+      return add_objects(prefix, first) +
+             add_objects(prefix, client.List(uri.bucket, prefix, {.start_after = last}));
+    }
+    const size_t page = first.size();  // the server's page
     const size_t pages = rest * std::max<size_t>(1, page / spanned) / page + 1;
     const size_t cuts = std::min({rest, pages - 1, size_t{63}});
     const size_t found = add_objects(prefix, first);

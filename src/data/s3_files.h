@@ -4,6 +4,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "data/chain.h"
 #include "lumen/data/s3.h"
@@ -23,6 +24,11 @@ namespace lumen::data::internal {
 Listing ListS3(const std::string& pattern, const std::string& source, bool ignore_missing,
                const S3Options& options, bool split = false, const std::string& after = "",
                const std::string& until = "");
+
+// What a listing of `pattern` that found nothing does: with `ignore_missing` it records
+// "pattern: why" in `ignored`, else it throws the DataError naming `source` and the option.
+void MissingS3Input(const std::string& source, const std::string& pattern, const std::string& why,
+                    bool ignore_missing, std::vector<std::string>* ignored);
 
 // The whole object at `uri` (`size`: as listed, or -1). Throws DataError naming it.
 std::string ReadS3Object(const std::string& uri, const S3Options& options, int64_t size = -1);
