@@ -40,6 +40,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <span>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -129,10 +130,15 @@ double ModelOnly(std::string path, int64_t images) {
   Model model(path, torch::kCPU);
   torch::Tensor x = torch::randn({kBatch, 3, 224, 224});
   for (int i = 0; i < 3; ++i) model.Forward(x);  // warm-up (TorchScript profiles, optimises)
+  // The better of two passes: a ceiling, not a sample of the machine's noise.
   const int64_t batches = std::max<int64_t>(4, images / kBatch);
-  const auto start = Clock::now();
-  for (int64_t b = 0; b < batches; ++b) model.Forward(x);
-  return static_cast<double>(batches * kBatch) / Seconds(start);
+  double best = 0;
+  for (int pass = 0; pass < 2; ++pass) {
+    const auto start = Clock::now();
+    for (int64_t b = 0; b < batches; ++b) model.Forward(x);
+    best = std::max(best, static_cast<double>(batches * kBatch) / Seconds(start));
+  }
+  return best;
 }
 LUMEN_REMOTE(ModelOnly);
 
@@ -257,13 +263,6 @@ std::vector<std::string> MakeImages(const std::string& dir, int n) {
   }
   std::ofstream(dir + "/.complete") << n;
   return files;
-}
-
-std::string Slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
 }
 
 // Pillow's decode + resize of the same files in one process: images per second.
@@ -449,18 +448,27 @@ int main(int argc, char** argv) {
   Print("infer_images", n, "images");
   Print("infer_mean_image_bytes", static_cast<double>(bytes) / n, "bytes");
 
-  // Decode + resize, one core each.
+  // Decode + resize, one core each; each side reads its files as it goes (page cache). The
+  // best of three rounds each, taken in turns: the machine is shared.
   {
-    std::vector<std::string> data;
-    for (const auto& f : files) data.push_back(Slurp(f));
-    const auto start = Clock::now();
     int64_t checksum = 0;
-    for (size_t i = 0; i < data.size(); ++i) {
-      ld::Image im = ld::internal::DecodeImage(data[i], files[i], ld::ImageMode::kRGB, {224, 224});
-      checksum += im.pixels[im.pixels.size() / 2];
+    // Into a buffer of whole images, as ReadImages decodes into its tensor column.
+    std::vector<uint8_t> frames(224 * 224 * 3 * 32);
+    std::string bytes;
+    double lumen_rate = 0, pillow_rate = 0;
+    for (int round = 0; round < 3; ++round) {
+      const auto start = Clock::now();
+      for (size_t i = 0; i < files.size(); ++i) {
+        bytes.resize(static_cast<size_t>(fs::file_size(files[i])));
+        std::ifstream(files[i], std::ios::binary)
+            .read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+        std::span<uint8_t> frame(frames.data() + (i % 32) * 224 * 224 * 3, 224 * 224 * 3);
+        ld::internal::DecodeImageInto(bytes, files[i], ld::ImageMode::kRGB, {224, 224}, frame);
+        checksum += frame[frame.size() / 2];
+      }
+      lumen_rate = std::max(lumen_rate, static_cast<double>(n) / Seconds(start));
+      pillow_rate = std::max(pillow_rate, PillowRate(dir, n));
     }
-    const double lumen_rate = static_cast<double>(n) / Seconds(start);
-    const double pillow_rate = PillowRate(dir, n);
     Print("decode_resize_images_per_s_per_core", lumen_rate, "images/s");
     Print("decode_resize_pillow_images_per_s_per_core", pillow_rate, "images/s");
     Print("decode_resize_vs_pillow", pillow_rate > 0 ? lumen_rate / pillow_rate : 0, "x");

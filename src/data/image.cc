@@ -2,8 +2,13 @@
 #include "lumen/data/image.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "data/image_codec.h"
 #include "lumen/errors.h"
@@ -23,7 +28,52 @@ struct Coefficients {
   std::vector<int> first;
   std::vector<int> count;
   std::vector<int32_t> weights;  // ksize per output position
+  // For the AVX2 horizontal pass (PlanPairs): per pair of output positions, where they read;
+  // per pair of them and pair of taps, their weights split in 11-bit halves as int16 lanes.
+  struct Pair {
+    int32_t first_a = 0, first_b = 0;  // byte offsets in a row of the two pixels' first taps
+    int32_t tap_pairs = 0;             // pairs of taps the longer of the two reads
+    int32_t reach = 0;                 // bytes from the row's start its reads need
+  };
+  std::vector<Pair> pairs;
+  int64_t row_reach = 0;  // the largest reach
+  std::vector<int16_t> pair_lanes;
 };
+
+// Fills c.pairs and c.pair_lanes for pixels of `ch` bytes: for output positions (2j, 2j + 1)
+// and taps (2t, 2t + 1), 32 int16 lanes — the low 11 bits of the weights, then the high bits;
+// in each, eight lanes for 2j then eight for 2j + 1, each the two taps' weights four times
+// (once per channel). A weight w is (w >> 11) * 2048 + (w & 2047), so the sums of both halves'
+// products give Pillow's sum exactly, and every product fits pmaddwd's 16 bits. A pixel with
+// fewer taps than its neighbour gets zero weights.
+void PlanPairs(Coefficients& c, int ch) {
+  const size_t pairs = c.first.size() / 2, k = static_cast<size_t>(c.ksize);
+  const size_t tap_pairs = (k + 1) / 2;
+  c.pairs.resize(pairs);
+  c.row_reach = 0;
+  c.pair_lanes.assign(pairs * tap_pairs * 32, 0);
+  for (size_t j = 0; j < pairs; ++j) {
+    Coefficients::Pair& p = c.pairs[j];
+    p.first_a = c.first[2 * j] * ch;
+    p.first_b = c.first[2 * j + 1] * ch;
+    p.tap_pairs = (std::max(c.count[2 * j], c.count[2 * j + 1]) + 1) / 2;
+    p.reach = std::max(p.first_a, p.first_b) + 2 * (p.tap_pairs - 1) * ch + 8;  // 8-byte loads
+    c.row_reach = std::max<int64_t>(c.row_reach, p.reach);
+    for (size_t t = 0; t < tap_pairs; ++t) {
+      int16_t* lanes = &c.pair_lanes[(j * tap_pairs + t) * 32];
+      for (size_t h = 0; h < 2; ++h) {
+        for (size_t tap = 0; tap < 2; ++tap) {
+          const size_t i = 2 * t + tap;
+          const int32_t w = i < k ? c.weights[(2 * j + h) * k + i] : 0;
+          for (size_t q = 0; q < 4; ++q) {
+            lanes[8 * h + 2 * q + tap] = static_cast<int16_t>(w & 2047);
+            lanes[16 + 8 * h + 2 * q + tap] = static_cast<int16_t>(w >> 11);
+          }
+        }
+      }
+    }
+  }
+}
 
 Coefficients Bilinear(int64_t in_size, int64_t out_size) {
   const double scale = static_cast<double>(in_size) / static_cast<double>(out_size);
@@ -65,66 +115,177 @@ inline uint8_t Clip8(int32_t v) {
   return static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-// One row resampled horizontally, for C channels known at compile time (all channels of a
-// pixel summed in one pass, as Pillow does).
+// One pixel resampled horizontally from `s` (its first input pixel): C channels summed in one
+// pass, as Pillow does.
 template <int C>
-void HorizontalRow(const uint8_t* src, uint8_t* dst, const Coefficients& c, int64_t out_w) {
+inline void HorizontalPixel(const uint8_t* s, const int32_t* k, int n, uint8_t* dst) {
+  int32_t ss[C];
+  for (int b = 0; b < C; ++b) ss[b] = 1 << (kPrecisionBits - 1);
+  for (int i = 0; i < n; ++i) {
+    for (int b = 0; b < C; ++b) ss[b] += s[i * C + b] * k[i];
+  }
+  for (int b = 0; b < C; ++b) dst[b] = Clip8(ss[b]);
+}
+
+template <int C>
+void HorizontalRow(const uint8_t* src, const uint8_t*, uint8_t* dst, const Coefficients& c,
+                   int64_t out_w) {
   for (int64_t x = 0; x < out_w; ++x) {
-    const int32_t* k = &c.weights[static_cast<size_t>(x * c.ksize)];
-    const uint8_t* s = src + c.first[static_cast<size_t>(x)] * C;
-    const int n = c.count[static_cast<size_t>(x)];
-    int32_t ss[C];
-    for (int b = 0; b < C; ++b) ss[b] = 1 << (kPrecisionBits - 1);
+    HorizontalPixel<C>(src + c.first[static_cast<size_t>(x)] * C,
+                       &c.weights[static_cast<size_t>(x * c.ksize)],
+                       c.count[static_cast<size_t>(x)], dst + x * C);
+  }
+}
+
+void VerticalRow(const uint8_t* rows, int64_t row_bytes, const int32_t* k, int n, uint8_t* d,
+                 int64_t from) {
+  for (int64_t b = from; b < row_bytes; ++b) {
+    int32_t acc = 1 << (kPrecisionBits - 1);
+    for (int i = 0; i < n; ++i) acc += rows[i * row_bytes + b] * k[i];
+    d[b] = Clip8(acc);
+  }
+}
+
+#if defined(__x86_64__)
+// The same arithmetic in SIMD lanes (AVX2, chosen at run time): every lane computes what the
+// scalar code does for one byte, so the pixels are identical.
+
+std::atomic<bool> vector_kernels{true};  // internal::UseVectorResize
+
+bool HasAvx2() {
+  static const bool yes = __builtin_cpu_supports("avx2");
+  return yes && vector_kernels.load(std::memory_order_relaxed);
+}
+
+// Horizontal for 3 or 4 channels: two output pixels at a time, one per 128-bit half; two
+// taps at a time, their bytes spread to int16 lanes (channel by channel, the two taps side by
+// side) and multiplied and summed pairwise by pmaddwd with both halves of the weights
+// (PlanPairs). Reads 8 bytes per two taps, so in a row too near `end` a pair whose reads would
+// pass it is done scalar.
+template <int C>
+__attribute__((target("avx2"))) void HorizontalRowAvx2(const uint8_t* src, const uint8_t* end,
+                                                       uint8_t* dst, const Coefficients& c,
+                                                       int64_t out_w) {
+  static_assert(C == 3 || C == 4);
+  constexpr char z = -128;  // pshufb: a zero byte
+  const __m256i spread = C == 4 ? _mm256_setr_epi8(0, z, 4, z, 1, z, 5, z, 2, z, 6, z, 3, z, 7, z,
+                                                   0, z, 4, z, 1, z, 5, z, 2, z, 6, z, 3, z, 7, z)
+                                : _mm256_setr_epi8(0, z, 3, z, 1, z, 4, z, 2, z, 5, z, z, z, z, z,
+                                                   0, z, 3, z, 1, z, 4, z, 2, z, 5, z, z, z, z, z);
+  const __m256i half = _mm256_set1_epi32(1 << (kPrecisionBits - 1));
+  // Local copies: the byte stores below may alias anything, so the compiler would reload
+  // members through `c` after each one.
+  const Coefficients::Pair* pairs = c.pairs.data();
+  const int16_t* lanes = c.pair_lanes.data();
+  const int64_t lane_stride = (c.ksize + 1) / 2 * 32;
+  const int64_t npairs = static_cast<int64_t>(c.pairs.size());
+  const bool near_end = end - src < c.row_reach;
+  for (int64_t j = 0; j < npairs; ++j) {
+    const Coefficients::Pair p = pairs[j];
+    const uint8_t* sa = src + p.first_a;
+    const uint8_t* sb = src + p.first_b;
+    uint8_t* out = dst + 2 * j * C;
+    if (near_end && end - src < p.reach) {
+      const size_t a = static_cast<size_t>(2 * j), b = a + 1;
+      HorizontalPixel<C>(sa, &c.weights[a * static_cast<size_t>(c.ksize)], c.count[a], out);
+      HorizontalPixel<C>(sb, &c.weights[b * static_cast<size_t>(c.ksize)], c.count[b], out + C);
+      continue;
+    }
+    const int16_t* w = lanes + j * lane_stride;
+    __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+    for (int t = 0; t < p.tap_pairs; ++t) {
+      const __m128i pa = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(sa + 2 * t * C));
+      const __m128i pb = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(sb + 2 * t * C));
+      const __m256i px =
+          _mm256_shuffle_epi8(_mm256_inserti128_si256(_mm256_castsi128_si256(pa), pb, 1), spread);
+      const auto* wt = reinterpret_cast<const __m256i*>(w + t * 32);
+      lo = _mm256_add_epi32(lo, _mm256_madd_epi16(px, _mm256_loadu_si256(wt)));
+      hi = _mm256_add_epi32(hi, _mm256_madd_epi16(px, _mm256_loadu_si256(wt + 1)));
+    }
+    __m256i acc = _mm256_add_epi32(_mm256_add_epi32(half, _mm256_slli_epi32(hi, 11)), lo);
+    acc = _mm256_srai_epi32(acc, kPrecisionBits);
+    const __m256i words = _mm256_packs_epi32(acc, acc);
+    const __m256i bytes = _mm256_packus_epi16(words, words);  // per 128-bit half: one pixel
+    const int32_t pa = _mm_cvtsi128_si32(_mm256_castsi256_si128(bytes));
+    const int32_t pb = _mm_cvtsi128_si32(_mm256_extracti128_si256(bytes, 1));
+    // Four bytes each: for three channels the fourth lands on the next pixel's first byte,
+    // written after — except past the row's last pixel.
+    std::memcpy(out, &pa, 4);
+    if (2 * j + 2 < out_w) {
+      std::memcpy(out + C, &pb, 4);
+    } else {
+      std::memcpy(out + C, &pb, C);
+    }
+  }
+  for (int64_t x = 2 * npairs; x < out_w; ++x) {
+    HorizontalPixel<C>(src + c.first[static_cast<size_t>(x)] * C,
+                       &c.weights[static_cast<size_t>(x * c.ksize)],
+                       c.count[static_cast<size_t>(x)], dst + x * C);
+  }
+}
+
+// Vertical: eight bytes of the output row at a time, the rest scalar.
+__attribute__((target("avx2"))) void VerticalRowAvx2(const uint8_t* rows, int64_t row_bytes,
+                                                     const int32_t* k, int n, uint8_t* d) {
+  const __m256i half = _mm256_set1_epi32(1 << (kPrecisionBits - 1));
+  int64_t b = 0;
+  for (; b + 8 <= row_bytes; b += 8) {
+    __m256i acc = half;
     for (int i = 0; i < n; ++i) {
-      for (int b = 0; b < C; ++b) ss[b] += s[i * C + b] * k[i];
+      const __m128i s8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(rows + i * row_bytes + b));
+      acc = _mm256_add_epi32(acc,
+                             _mm256_mullo_epi32(_mm256_cvtepu8_epi32(s8), _mm256_set1_epi32(k[i])));
     }
-    for (int b = 0; b < C; ++b) dst[x * C + b] = Clip8(ss[b]);
+    acc = _mm256_srai_epi32(acc, kPrecisionBits);
+    const __m256i words = _mm256_packs_epi32(acc, acc);
+    const __m256i bytes = _mm256_packus_epi16(words, words);  // per 128-bit half: 4 results
+    const int32_t lo = _mm_cvtsi128_si32(_mm256_castsi256_si128(bytes));
+    const int32_t hi = _mm_cvtsi128_si32(_mm256_extracti128_si256(bytes, 1));
+    std::memcpy(d + b, &lo, 4);
+    std::memcpy(d + b + 4, &hi, 4);
   }
+  VerticalRow(rows, row_bytes, k, n, d, b);
 }
+#endif
 
-// Rows [row0, row0 + rows) of `in` (width w, channels ch) resampled horizontally to `c`'s
-// output width, into `out`.
-void Horizontal(const uint8_t* in, int64_t w, int64_t ch, int64_t row0, int64_t rows,
-                const Coefficients& c, int64_t out_w, std::vector<uint8_t>& out) {
-  out.resize(static_cast<size_t>(rows * out_w * ch));
+// Rows [row0, row0 + rows) of `in` (width w, channels ch, `in_bytes` in all) resampled
+// horizontally to `c`'s output width, into `out` (rows * out_w * ch bytes).
+void Horizontal(const uint8_t* in, size_t in_bytes, int64_t w, int64_t ch, int64_t row0,
+                int64_t rows, Coefficients& c, int64_t out_w, uint8_t* out) {
+  using Row = void (*)(const uint8_t*, const uint8_t*, uint8_t*, const Coefficients&, int64_t);
+  Row row = ch == 1 ? HorizontalRow<1> : ch == 2 ? HorizontalRow<2> : ch == 3 ? HorizontalRow<3>
+                                                                              : HorizontalRow<4>;
+#if defined(__x86_64__)
+  if (HasAvx2() && ch >= 3) {
+    PlanPairs(c, static_cast<int>(ch));
+    row = ch == 3 ? HorizontalRowAvx2<3> : HorizontalRowAvx2<4>;
+  }
+#endif
   for (int64_t y = 0; y < rows; ++y) {
-    const uint8_t* src = in + (row0 + y) * w * ch;
-    uint8_t* dst = out.data() + y * out_w * ch;
-    switch (ch) {
-      case 1:
-        HorizontalRow<1>(src, dst, c, out_w);
-        break;
-      case 2:
-        HorizontalRow<2>(src, dst, c, out_w);
-        break;
-      case 3:
-        HorizontalRow<3>(src, dst, c, out_w);
-        break;
-      default:
-        HorizontalRow<4>(src, dst, c, out_w);
-    }
+    row(in + (row0 + y) * w * ch, in + in_bytes, out + y * out_w * ch, c, out_w);
   }
 }
 
-// `in` (rows of `row_bytes`) resampled vertically to `c`'s output height; c.first counts from
-// row `row0` of `in`.
-std::vector<uint8_t> Vertical(const uint8_t* in, int64_t row_bytes, int64_t row0,
-                              const Coefficients& c, int64_t out_h) {
-  std::vector<uint8_t> out(static_cast<size_t>(out_h * row_bytes));
-  std::vector<int32_t> acc(static_cast<size_t>(row_bytes));
+// `in` (rows of `row_bytes`) resampled vertically to `c`'s output height, into `out`
+// (out_h * row_bytes bytes); c.first counts from row `row0` of `in`.
+void Vertical(const uint8_t* in, int64_t row_bytes, int64_t row0, const Coefficients& c,
+              int64_t out_h, uint8_t* out) {
+#if defined(__x86_64__)
+  const bool simd = HasAvx2();
+#endif
   for (int64_t y = 0; y < out_h; ++y) {
-    std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));
     const int32_t* k = &c.weights[static_cast<size_t>(y * c.ksize)];
-    const int first = c.first[static_cast<size_t>(y)] - static_cast<int>(row0);
-    for (int i = 0; i < c.count[static_cast<size_t>(y)]; ++i) {
-      const uint8_t* s = in + (first + i) * row_bytes;
-      const int32_t w = k[i];
-      for (int64_t b = 0; b < row_bytes; ++b) acc[static_cast<size_t>(b)] += s[b] * w;
+    const uint8_t* rows = in + (c.first[static_cast<size_t>(y)] - row0) * row_bytes;
+    const int n = c.count[static_cast<size_t>(y)];
+    uint8_t* d = out + y * row_bytes;
+#if defined(__x86_64__)
+    if (simd) {
+      VerticalRowAvx2(rows, row_bytes, k, n, d);
+      continue;
     }
-    uint8_t* d = out.data() + y * row_bytes;
-    for (int64_t b = 0; b < row_bytes; ++b) d[b] = Clip8(acc[static_cast<size_t>(b)]);
+#endif
+    VerticalRow(rows, row_bytes, k, n, d, 0);
   }
-  return out;
 }
 
 void CheckImage(const ImageView& image, const char* what) {
@@ -214,31 +375,55 @@ int ChannelsOf(ImageMode mode) {
 Image Resize(const ImageView& image, ImageSize size) {
   CheckImage(image, "Resize");
   CheckSize(size, "Resize");
+  Image out{size.height, size.width, image.channels,
+            std::vector<uint8_t>(static_cast<size_t>(size.height * size.width * image.channels))};
+  internal::ResizeInto(image, size, out.pixels);
+  return out;
+}
+
+namespace internal {
+void UseVectorResize(bool on) {
+#if defined(__x86_64__)
+  vector_kernels.store(on, std::memory_order_relaxed);
+#else
+  (void)on;
+#endif
+}
+
+void ResizeInto(const ImageView& image, ImageSize size, std::span<uint8_t> out) {
+  CheckImage(image, "Resize");
+  CheckSize(size, "Resize");
   const int64_t ch = image.channels;
+  if (static_cast<int64_t>(out.size()) != size.height * size.width * ch) {
+    throw TypeError("Resize: the output holds " + std::to_string(out.size()) + " bytes, not " +
+                    std::to_string(size.height * size.width * ch));
+  }
   if (size.height == image.height && size.width == image.width) {
-    return {image.height, image.width, ch, {image.pixels.begin(), image.pixels.end()}};
+    std::memcpy(out.data(), image.pixels.data(), out.size());
+    return;
   }
   const Coefficients vert = Bilinear(image.height, size.height);
-  Image out{size.height, size.width, ch, {}};
   if (size.width == image.width) {
-    out.pixels = Vertical(image.pixels.data(), image.width * ch, 0, vert, size.height);
-    return out;
+    Vertical(image.pixels.data(), image.width * ch, 0, vert, size.height, out.data());
+    return;
   }
-  const Coefficients horiz = Bilinear(image.width, size.width);
+  Coefficients horiz = Bilinear(image.width, size.width);
   if (size.height == image.height) {
-    Horizontal(image.pixels.data(), image.width, ch, 0, image.height, horiz, size.width,
-               out.pixels);
-    return out;
+    Horizontal(image.pixels.data(), image.pixels.size(), image.width, ch, 0, image.height, horiz,
+               size.width, out.data());
+    return;
   }
   // Only the rows the vertical pass reads are resampled horizontally, into a buffer this
   // thread reuses.
   const int64_t first = vert.first.front();
   const int64_t last = vert.first.back() + vert.count.back();
   thread_local std::vector<uint8_t> tmp;
-  Horizontal(image.pixels.data(), image.width, ch, first, last - first, horiz, size.width, tmp);
-  out.pixels = Vertical(tmp.data(), size.width * ch, first, vert, size.height);
-  return out;
+  tmp.resize(static_cast<size_t>((last - first) * size.width * ch));
+  Horizontal(image.pixels.data(), image.pixels.size(), image.width, ch, first, last - first, horiz,
+             size.width, tmp.data());
+  Vertical(tmp.data(), size.width * ch, first, vert, size.height, out.data());
 }
+}  // namespace internal
 
 Image CenterCrop(const ImageView& image, ImageSize size) {
   CheckImage(image, "CenterCrop");

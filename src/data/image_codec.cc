@@ -102,8 +102,10 @@ bool IsJpeg(std::string_view b) {
 }
 
 // Decoded in `mode`, scaled in the DCT toward `size`; resized to it when decoding went through
-// the thread's scratch buffer (else DecodeImage resizes what this returns).
-Image DecodeJpeg(std::string_view bytes, const std::string& path, ImageMode mode, ImageSize size) {
+// the thread's scratch buffer (else Decode resizes what this returns) — into `into` when that
+// is given, returning an image of no pixels.
+Image DecodeJpeg(std::string_view bytes, const std::string& path, ImageMode mode, ImageSize size,
+                 std::span<uint8_t> into) {
   TjHandle& handle = Decompressor();
   tjhandle tj = handle.get();
   auto fail = [&](const std::string& why) {
@@ -155,7 +157,10 @@ Image DecodeJpeg(std::string_view bytes, const std::string& path, ImageMode mode
     handle.Reset();  // a warning: the decode went on, the handle is fresh for the next
   }
   if (use_scratch) {  // decoded in `mode` already (no CMYK)
-    return Resize({img.height, img.width, img.channels, {dst.data(), dst.size()}}, size);
+    const ImageView decoded{img.height, img.width, img.channels, {dst.data(), dst.size()}};
+    if (into.empty()) return Resize(decoded, size);
+    ResizeInto(decoded, size, into);
+    return {};
   }
   if (cmyk) {  // Adobe's inverted CMYK, as Pillow converts it
     Image rgb{img.height, img.width, 3, {}};
@@ -323,7 +328,10 @@ std::string EncodeJpeg(const ImageView& image, int quality, const std::string& p
 
 }  // namespace
 
-Image DecodeImage(std::string_view bytes, const std::string& path, ImageMode mode, ImageSize size) {
+namespace {
+// DecodeImage, or DecodeImageInto when `into` is given (then returning an image of no pixels).
+Image Decode(std::string_view bytes, const std::string& path, ImageMode mode, ImageSize size,
+             std::span<uint8_t> into) {
   if (size.height < 0 || size.width < 0 || (size.height == 0) != (size.width == 0)) {
     Fail(path, "target size " + std::to_string(size.height) + " x " + std::to_string(size.width) +
                    " needs both a positive height and width (or neither)");
@@ -331,16 +339,37 @@ Image DecodeImage(std::string_view bytes, const std::string& path, ImageMode mod
   if (bytes.empty()) Fail(path, "the file is empty (0 bytes): not an image");
   Image img;
   if (IsJpeg(bytes)) {
-    img = DecodeJpeg(bytes, path, mode, size);
+    img = DecodeJpeg(bytes, path, mode, size, into);
+    if (img.height == 0) return img;  // written into `into`
   } else if (IsPng(bytes)) {
     img = DecodePng(bytes, path, mode);
   } else {
     Fail(path, "not a JPEG or PNG image (its first bytes match neither signature)");
   }
+  if (!into.empty()) {
+    ResizeInto(img.view(), size, into);  // a copy when the size is the image's
+    return {};
+  }
   if (!size.empty() && (img.height != size.height || img.width != size.width)) {
     img = Resize(img.view(), size);
   }
   return img;
+}
+}  // namespace
+
+Image DecodeImage(std::string_view bytes, const std::string& path, ImageMode mode, ImageSize size) {
+  return Decode(bytes, path, mode, size, {});
+}
+
+void DecodeImageInto(std::string_view bytes, const std::string& path, ImageMode mode,
+                     ImageSize size, std::span<uint8_t> out) {
+  const int64_t need = size.height * size.width * ChannelsOf(mode);
+  if (size.empty() || static_cast<int64_t>(out.size()) != need) {
+    throw TypeError("DecodeImageInto: " + std::to_string(out.size()) + " bytes for a " +
+                    std::to_string(size.height) + " x " + std::to_string(size.width) +
+                    " image in " + std::to_string(ChannelsOf(mode)) + " channels");
+  }
+  Decode(bytes, path, mode, size, out);
 }
 
 std::string EncodeImage(const ImageView& image, const std::string& format, int quality,

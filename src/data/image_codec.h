@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,13 +15,27 @@ namespace lumen::data::internal {
 
 // Decodes `bytes` — a JPEG or a PNG, told by its signature — to `mode` (Pillow's conversions:
 // alpha dropped, gray from RGB by ITU-R 601 luma). With a non-empty `size` the image is
-// resized to it (Resize); a JPEG is first scaled in the DCT by the largest of libjpeg-turbo's
-// factors (1/8 .. 7/8) that keeps it at least `size`, so a large photo is never decoded at full
-// size only to be shrunk. PNG is decoded bit-exactly (16-bit samples keep their high byte,
+// resized to it (Resize); a JPEG is first scaled in the DCT by the smallest of 1/2, 1/4, 1/8
+// that keeps it at least `size` (libjpeg-turbo has SIMD code for those; its 3/8, 5/8 .. are
+// slower than a full decode), so a large photo is never decoded at full size only to be shrunk. PNG is decoded bit-exactly (16-bit samples keep their high byte,
 // palettes are expanded, gamma is not applied: as Pillow).
 // Throws DataError "<path>: <why>" for anything else: not an image, truncated, corrupt (bad CRC,
 // bad Huffman data), empty.
 Image DecodeImage(std::string_view bytes, const std::string& path, ImageMode mode, ImageSize size);
+
+// DecodeImage to a non-empty `size`, written into `out` (size.height * size.width * the mode's
+// channels bytes; TypeError otherwise) instead of a new Image: what a reader filling a tensor
+// column calls, sparing an allocation and a copy per image. Same errors as DecodeImage.
+void DecodeImageInto(std::string_view bytes, const std::string& path, ImageMode mode,
+                     ImageSize size, std::span<uint8_t> out);
+
+// Resize into `out` (size.height * size.width * image.channels bytes; TypeError otherwise).
+// (Defined in image.cc.)
+void ResizeInto(const ImageView& image, ImageSize size, std::span<uint8_t> out);
+
+// Whether Resize may use its vector (AVX2) kernels where the CPU has them (the default):
+// tests turn them off to compare them with the scalar code. Both give the same pixels.
+void UseVectorResize(bool on);
 
 // Encodes `image` as "png" or "jpeg" (quality 1..100; 4:2:0 chroma subsampling, as Pillow's
 // default). Throws DataError naming `path` on failure or an unknown format.

@@ -416,13 +416,29 @@ Batch ReadImageFiles(const ReadSpec& spec, std::vector<std::string>* skipped) {
   }
   const ImageSize size{spec.image_height, spec.image_width};
   const auto mode = static_cast<ImageMode>(spec.image_mode);
+  // At a target size every image is decoded straight into its place in the tensor column.
+  const size_t frame =
+      size.empty() ? 0 : static_cast<size_t>(size.height * size.width * ChannelsOf(mode));
+  std::vector<uint8_t> pixels;
+  pixels.reserve(frame * n);
   std::vector<Image> images;
   std::vector<std::string> paths;
-  images.reserve(n);
+  images.reserve(frame == 0 ? n : 0);
   for (size_t i = 0; i < n; ++i) {
     if (!remote) ReadWholeFile(spec, i, &bodies[i], "ReadImages");
     try {
-      images.push_back(DecodeImage(bodies[i], spec.files[i], mode, size));
+      if (frame == 0) {
+        images.push_back(DecodeImage(bodies[i], spec.files[i], mode, size));
+      } else {
+        pixels.resize(pixels.size() + frame);
+        try {
+          DecodeImageInto(bodies[i], spec.files[i], mode, size,
+                          {pixels.data() + pixels.size() - frame, frame});
+        } catch (...) {
+          pixels.resize(pixels.size() - frame);
+          throw;
+        }
+      }
       paths.push_back(spec.relative[i]);
     } catch (const DataError& e) {
       if (!spec.skip_errors) throw DataError(std::string("ReadImages: ") + e.what());
@@ -432,10 +448,11 @@ Batch ReadImageFiles(const ReadSpec& spec, std::vector<std::string>* skipped) {
   }
   BatchBuilder b;
   b.AddString("path", std::move(paths));
-  const std::vector<int64_t> shape =
-      size.empty() ? std::vector<int64_t>{}
-                   : std::vector<int64_t>{size.height, size.width, ChannelsOf(mode)};
-  AddImageColumn(b, "image", std::move(images), shape);
+  if (frame == 0) {
+    AddImageColumn(b, "image", std::move(images), {});
+  } else {
+    b.AddTensorUInt8("image", {size.height, size.width, ChannelsOf(mode)}, std::move(pixels));
+  }
   return b.Build();
 }
 
