@@ -468,8 +468,9 @@ TEST_F(ImagesTest, ASkippedImageLeavesTheOthersWholeInTheirRows) {
   CopyImages();
   WriteFile("in/png/0bad.png", "not an image at all");
   WriteFile("in/png/m_bad.png", PillowImages::Get().Bytes("photo.jpg").substr(0, 500));
-  ld::Dataset ds = ld::ReadImages(Path("in/png"), {.size = {32, 24}, .on_error = ld::OnError::kSkip})
-                       .WithOptions(lumen::testing::Quiet());
+  ld::Dataset ds =
+      ld::ReadImages(Path("in/png"), {.size = {32, 24}, .on_error = ld::OnError::kSkip})
+          .WithOptions(lumen::testing::Quiet());
   auto rows = ByPath(Batches(ds));
   ASSERT_EQ(rows.size(), kPngs.size());
   for (const auto& name : kPngs) {

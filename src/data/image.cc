@@ -232,7 +232,8 @@ __attribute__((target("avx2"))) void VerticalRowAvx2(const uint8_t* rows, int64_
   for (; b + 8 <= row_bytes; b += 8) {
     __m256i acc = half;
     for (int i = 0; i < n; ++i) {
-      const __m128i s8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(rows + i * row_bytes + b));
+      const __m128i s8 =
+          _mm_loadl_epi64(reinterpret_cast<const __m128i*>(rows + i * row_bytes + b));
       acc = _mm256_add_epi32(acc,
                              _mm256_mullo_epi32(_mm256_cvtepu8_epi32(s8), _mm256_set1_epi32(k[i])));
     }
@@ -253,8 +254,10 @@ __attribute__((target("avx2"))) void VerticalRowAvx2(const uint8_t* rows, int64_
 void Horizontal(const uint8_t* in, size_t in_bytes, int64_t w, int64_t ch, int64_t row0,
                 int64_t rows, Coefficients& c, int64_t out_w, uint8_t* out) {
   using Row = void (*)(const uint8_t*, const uint8_t*, uint8_t*, const Coefficients&, int64_t);
-  Row row = ch == 1 ? HorizontalRow<1> : ch == 2 ? HorizontalRow<2> : ch == 3 ? HorizontalRow<3>
-                                                                              : HorizontalRow<4>;
+  Row row = ch == 1   ? HorizontalRow<1>
+            : ch == 2 ? HorizontalRow<2>
+            : ch == 3 ? HorizontalRow<3>
+                      : HorizontalRow<4>;
 #if defined(__x86_64__)
   if (HasAvx2() && ch >= 3) {
     PlanPairs(c, static_cast<int>(ch));

@@ -17,10 +17,10 @@ namespace lumen::data::internal {
 // alpha dropped, gray from RGB by ITU-R 601 luma). With a non-empty `size` the image is
 // resized to it (Resize); a JPEG is first scaled in the DCT by the smallest of 1/2, 1/4, 1/8
 // that keeps it at least `size` (libjpeg-turbo has SIMD code for those; its 3/8, 5/8 .. are
-// slower than a full decode), so a large photo is never decoded at full size only to be shrunk. PNG is decoded bit-exactly (16-bit samples keep their high byte,
-// palettes are expanded, gamma is not applied: as Pillow).
-// Throws DataError "<path>: <why>" for anything else: not an image, truncated, corrupt (bad CRC,
-// bad Huffman data), empty.
+// slower than a full decode), so a large photo is never decoded at full size only to be shrunk. PNG
+// is decoded bit-exactly (16-bit samples keep their high byte, palettes are expanded, gamma is not
+// applied: as Pillow). Throws DataError "<path>: <why>" for anything else: not an image, truncated,
+// corrupt (bad CRC, bad Huffman data), empty.
 Image DecodeImage(std::string_view bytes, const std::string& path, ImageMode mode, ImageSize size);
 
 // DecodeImage to a non-empty `size`, written into `out` (size.height * size.width * the mode's
