@@ -643,6 +643,34 @@ std::string StderrOnTerminal(const std::function<void()>& body) {
   return out.substr(0, out.find(marker));
 }
 
+// A read's first and last blocks are split smaller (so what follows starts sooner and ends
+// together), in whole batches of the transform reading them: every batch keeps its size.
+TEST_F(DataTest, AReadSplitsItsFirstAndLastBlocksInWholeBatches) {
+  for (int i = 0; i < 90; ++i) WriteFile("in/f" + std::to_string(100 + i), "x");
+  auto per_call = [](const ld::Dataset& ds) {
+    std::vector<int64_t> rows;
+    for (ld::Batch b : ds.WithOptions(lumen::testing::Quiet()).IterBatches()) {
+      for (int64_t n : b.Int64("rows")) rows.push_back(n);
+    }
+    return rows;
+  };
+  // 10 blocks of 9 files; the first and last four are split in quarters (3 files, rounded
+  // up): 8 x 3 + 2 = 26 blocks, one call each.
+  std::vector<int64_t> blocks =
+      per_call(ld::ReadBinaryFiles(Path("in"), {.max_files_per_block = 9}).MapBatches(CountRows));
+  EXPECT_EQ(blocks.size(), 8u * 3 + 2);
+  EXPECT_EQ(std::count(blocks.begin(), blocks.end(), 9), 2);
+  EXPECT_EQ(std::count(blocks.begin(), blocks.end(), 3), 24);
+  // Batches of 4: the quarters are made whole batches (4 + 4 + 1 of 9 files), so every batch
+  // but each block's last has 4 rows, as without the split.
+  std::vector<int64_t> batches =
+      per_call(ld::ReadBinaryFiles(Path("in"), {.max_files_per_block = 9})
+                   .MapBatches(CountRows, {.batch_size = 4}));
+  EXPECT_EQ(std::count(batches.begin(), batches.end(), 4), 20);  // 2 per block of 9
+  EXPECT_EQ(std::count(batches.begin(), batches.end(), 1), 10);
+  EXPECT_EQ(batches.size(), 30u);
+}
+
 // On a terminal each operator gets a live bar with its blocks done of the known total (and
 // the files it lists), what it consumed and what it produced; the bars end full exactly when
 // the job ends. Stats() carries the same rows in and out.
@@ -661,16 +689,18 @@ TEST_F(DataTest, ProgressBarsCountWhatWasConsumedAndEndFull) {
   ASSERT_EQ(r.files_written, 30);
   ASSERT_NE(screen.find(", done"), std::string::npos) << screen;
   std::string final_bars = screen.substr(screen.rfind("ReadBinaryFiles"));
-  EXPECT_NE(final_bars.find("[====================] 4/4 blocks (30 files, "), std::string::npos)
+  // Blocks of 8, 8, 8 and 6 files, each split in whole batches of 4 (a read's first and last
+  // blocks are: RampBlocks): 8 blocks.
+  EXPECT_NE(final_bars.find("[====================] 8/8 blocks (30 files, "), std::string::npos)
       << screen;
   EXPECT_NE(final_bars.find("in 30 rows"), std::string::npos) << screen;
-  EXPECT_NE(final_bars.find("out 4 rows"), std::string::npos) << screen;  // a summary per block
+  EXPECT_NE(final_bars.find("out 8 rows"), std::string::npos) << screen;  // a summary per block
   EXPECT_NE(final_bars.find(", done"), std::string::npos) << screen;
   const ld::DatasetStats stats = ds.Stats();
   const ld::OperatorStats& write = stats.operators.back();
   EXPECT_EQ(write.rows_in, 30);
   EXPECT_GE(write.bytes_in, file_bytes);
-  EXPECT_EQ(write.rows_out, 4);
+  EXPECT_EQ(write.rows_out, 8);
   EXPECT_NE(stats.ToString().find("in 30 rows"), std::string::npos) << stats.ToString();
 }
 

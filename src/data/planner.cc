@@ -67,8 +67,43 @@ int CombineConcurrency(int a, int b) {
   return std::min(a, b);
 }
 
-std::vector<ReadSpec> ListAndGroup(const LogicalNode& n, int64_t* total_bytes, int64_t* files,
-                                   std::vector<std::string>* ignored,
+// Blocks at each end of a read that RampBlocks splits.
+constexpr size_t kRampBlocks = 4;
+
+// Splits the first and the last kRampBlocks blocks of a read into pieces of about a quarter of
+// their files, in whole multiples of `granule` files (the batch size of the transform reading
+// them, so batches stay whole; 0: any): the stages after the read start on its first small
+// blocks instead of waiting for whole ones, and finish together instead of one task running
+// a whole last block while the other CPUs idle. Depends only on the plan and the listing, so
+// a resumed write sees the same blocks.
+void RampBlocks(std::vector<ReadSpec>& specs, int64_t granule) {
+  if (specs.size() < 2) return;
+  const size_t unit = static_cast<size_t>(std::max<int64_t>(granule, 1));
+  std::vector<ReadSpec> out;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    ReadSpec& s = specs[i];
+    const size_t files = s.files.size();
+    const size_t piece = ((files + 3) / 4 + unit - 1) / unit * unit;
+    if ((i >= kRampBlocks && i + kRampBlocks < specs.size()) || piece == 0 || piece >= files) {
+      out.push_back(std::move(s));
+      continue;
+    }
+    for (size_t from = 0; from < files; from += piece) {
+      const auto first = static_cast<std::ptrdiff_t>(from);
+      const auto last = static_cast<std::ptrdiff_t>(std::min(files, from + piece));
+      ReadSpec p = s;
+      p.files.assign(s.files.begin() + first, s.files.begin() + last);
+      p.relative.assign(s.relative.begin() + first, s.relative.begin() + last);
+      p.sizes.assign(s.sizes.begin() + first, s.sizes.begin() + last);
+      out.push_back(std::move(p));
+    }
+  }
+  specs = std::move(out);
+}
+
+// `granule`: see RampBlocks.
+std::vector<ReadSpec> ListAndGroup(const LogicalNode& n, int64_t granule, int64_t* total_bytes,
+                                   int64_t* files, std::vector<std::string>* ignored,
                                    std::vector<FileEntry>* listed, int64_t* listing_tasks) {
   std::vector<ReadSpec> specs;
   if (n.format == "range") {
@@ -167,12 +202,25 @@ std::vector<ReadSpec> ListAndGroup(const LogicalNode& n, int64_t* total_bytes, i
     }
   }
   flush();
+  RampBlocks(specs, granule);
   *listed = std::move(all);
   return specs;
 }
 
 struct Builder {
   std::vector<std::unique_ptr<PhysicalOp>> ops;
+  // The batch size of the nearest transform above the node being built that has one (0:
+  // none): a read splits its blocks in multiples of it (RampBlocks).
+  int64_t granule = 0;
+
+  // Build(n) with `g` as the granule of what is below.
+  PhysicalOp* BuildBelow(const std::shared_ptr<LogicalNode>& n, int64_t g) {
+    const int64_t saved = granule;
+    granule = g;
+    PhysicalOp* op = Build(n);
+    granule = saved;
+    return op;
+  }
 
   PhysicalOp* Add(std::unique_ptr<PhysicalOp> op, std::vector<PhysicalOp*> ups) {
     op->upstreams = ups;
@@ -190,7 +238,7 @@ struct Builder {
         std::vector<std::string> ignored;
         std::vector<FileEntry> listed;
         int64_t listing_tasks = 0;
-        auto specs = ListAndGroup(*n, &bytes, &files, &ignored, &listed, &listing_tasks);
+        auto specs = ListAndGroup(*n, granule, &bytes, &files, &ignored, &listed, &listing_tasks);
         Chain chain;
         chain.op_name = n->label;
         lumen::TaskOptions options;
@@ -208,7 +256,8 @@ struct Builder {
       case NodeKind::kBlocks:
         return Add(std::make_unique<SourceOp>(n->label, n->blocks), {});
       case NodeKind::kMap: {
-        PhysicalOp* child = Build(n->inputs[0]);
+        PhysicalOp* child =
+            BuildBelow(n->inputs[0], n->step.batch_size > 0 ? n->step.batch_size : granule);
         lumen::TaskOptions want = TaskOptionsOf(n->map);
         // A write that asked for 0 CPUs (network-bound: WriteFiles to s3://) runs where it
         // holds none: fused into a read that holds none, else as tasks of its own, so that
@@ -243,7 +292,8 @@ struct Builder {
                    {child});
       }
       case NodeKind::kCallable: {
-        PhysicalOp* child = Build(n->inputs[0]);
+        PhysicalOp* child =
+            BuildBelow(n->inputs[0], n->step.batch_size > 0 ? n->step.batch_size : granule);
         Chain chain;
         chain.op_name = n->label;
         chain.steps.push_back(n->step);
@@ -256,12 +306,12 @@ struct Builder {
         return Add(std::make_unique<LimitOp>(n->limit), {child});
       }
       case NodeKind::kExchange: {
-        PhysicalOp* child = Build(n->inputs[0]);
+        PhysicalOp* child = BuildBelow(n->inputs[0], 0);
         return Add(std::make_unique<ExchangeOp>(n->label, n->exchange), {child});
       }
       case NodeKind::kJoin: {
-        PhysicalOp* left = Build(n->inputs[0]);
-        PhysicalOp* right = Build(n->inputs[1]);
+        PhysicalOp* left = BuildBelow(n->inputs[0], 0);
+        PhysicalOp* right = BuildBelow(n->inputs[1], 0);
         return Add(std::make_unique<JoinOp>(n->label, n->join), {left, right});
       }
       case NodeKind::kUnion: {

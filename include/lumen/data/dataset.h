@@ -124,7 +124,10 @@ struct MapBatchesOptions {
 inline constexpr int kIoTasksInFlight = 8;
 
 struct ReadOptions {
-  // Files per read task are grouped up to this many bytes (one block per task).
+  // Files per read task are grouped up to this many bytes (one block per task), at most this
+  // many files. The first and the last four blocks of a read are split in about quarters — in
+  // whole batches of the transform that reads them (its batch_size) — so the stages after the
+  // read start on small blocks and end together rather than on one CPU.
   int64_t target_block_bytes = 4 << 20;
   int max_files_per_block = 256;
   // ReadCsv / ReadJson: only these columns (empty: all). Set by SelectColumns pushdown too.
