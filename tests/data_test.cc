@@ -928,6 +928,29 @@ TEST_F(DataTest, AnUnderestimatedExpansionStillKeepsTheStoreNearTheBudget) {
   EXPECT_LE(most, budget + (4 << 20) + cpus * (4 << 20) + (1 << 20)) << ds.Stats();
 }
 
+// A read's first blocks are split small; the bigger ones after them are estimated by their
+// input bytes, not by the small ones' average (which launched 4 x the budget at once).
+TEST_F(DataTest, BlocksOfDifferentSizesStayWithinTheBudget) {
+  fs::create_directories(Path("files"));
+  for (int i = 0; i < 480; ++i) {
+    std::ofstream(Path("files/" + std::to_string(1000 + i) + ".bin")) << std::string(20000, 'a');
+  }
+  // 24 blocks of 400 KB; the first and last four in quarters of 100 KB.
+  const int64_t budget = 1 << 20;
+  auto ds = ld::ReadBinaryFiles(Path("files"), {.max_files_per_block = 20})
+                .WithOptions({.memory_budget_bytes = budget, .progress = false});
+  const int64_t before = lumen::GetObjectStoreStats().used;
+  int64_t most = 0, rows = 0;
+  for (const auto& b : ds.IterBatches()) {
+    most = std::max(most, lumen::GetObjectStoreStats().used - before);
+    rows += b.NumRows();
+  }
+  EXPECT_EQ(rows, 480);
+  const int64_t cpus = static_cast<int64_t>(lumen::GetClusterResources().total.at("CPU"));
+  // The budget, a block more that a task may make beyond it, the first wave of small ones.
+  EXPECT_LE(most, budget + 450000 + cpus * 110000) << ds.Stats();
+}
+
 TEST_F(DataTest, MaterializeKeepsBlocks) {
   const std::string log = Path("calls.log");
   std::vector<ld::Row> items;

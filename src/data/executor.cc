@@ -34,9 +34,19 @@ int64_t PhysicalOp::HeldBytes() const {
   return n;
 }
 
+int64_t PhysicalOp::EstimateFor(int64_t input_bytes) const {
+  if (stats_.tasks == 0) return input_bytes;
+  if (stats_.bytes_in > 0 && input_bytes > 0) {
+    return static_cast<int64_t>(static_cast<double>(input_bytes) *
+                                static_cast<double>(stats_.bytes_out) /
+                                static_cast<double>(stats_.bytes_in));
+  }
+  return stats_.bytes_out / stats_.tasks;
+}
+
 int64_t PhysicalOp::EstimateOutputBytes() const {
+  if (!inputs_.empty()) return EstimateFor(inputs_.front().meta.bytes);
   if (stats_.tasks > 0) return stats_.bytes_out / stats_.tasks;
-  if (!inputs_.empty()) return inputs_.front().meta.bytes;
   return 1 << 20;
 }
 
@@ -145,7 +155,13 @@ std::optional<BlockKey> SourceOp::LowestFutureKey(const Executor& ex) const {
 }
 
 int64_t SourceOp::EstimateOutputBytes() const {
-  if (stats_.tasks > 0) return stats_.bytes_out / stats_.tasks;
+  // The next read's files as listed (blocks differ: a read's first and last are split).
+  int64_t files = 0;
+  if (next_ < reads_.size()) {
+    for (int64_t size : reads_[next_].sizes) files += std::max<int64_t>(size, 0);
+  }
+  if (stats_.tasks > 0) return EstimateFor(files);
+  if (files > 0) return files;
   return reads_.empty() ? 0
                         : std::max<int64_t>(input_bytes / static_cast<int64_t>(reads_.size()), 1);
 }
@@ -194,11 +210,9 @@ bool MapOp::WantsToLaunch() const {
 void MapOp::LaunchOne(Executor& ex) {
   RefBundle in = std::move(inputs_.front());
   inputs_.pop_front();
-  int64_t est = EstimateOutputBytes();
-  ex.SubmitStream(this,
-                  lumen::Task(RunChainTask).Options(options_).Remote(chain_, in.meta.key, in.ref),
-                  in.meta.key, stats_.tasks > 0 ? est : in.meta.bytes,
-                  {.bytes = in.meta.bytes, .node = in.meta.node});
+  ex.SubmitStream(
+      this, lumen::Task(RunChainTask).Options(options_).Remote(chain_, in.meta.key, in.ref),
+      in.meta.key, EstimateFor(in.meta.bytes), {.bytes = in.meta.bytes, .node = in.meta.node});
 }
 
 std::map<std::string, double> MapOp::PerTask() const { return ResourcesOf(options_); }
@@ -413,7 +427,7 @@ void ActorPoolOp::LaunchOne(Executor& ex) {
   uint64_t token = 0;
   auto passed = passed_.find(in.meta.key);
   ex.SubmitStream(this, a.handle.Task(&UdfActor::Process).Remote(chain_, in.meta.key, in.ref),
-                  in.meta.key, stats_.tasks > 0 ? EstimateOutputBytes() : in.meta.bytes,
+                  in.meta.key, EstimateFor(in.meta.bytes),
                   {.bytes = in.meta.bytes, .node = in.meta.node}, &token,
                   passed == passed_.end() ? 0 : passed->second);
   calls_.emplace(token, Call{i, a.generation, std::move(in)});

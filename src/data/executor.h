@@ -80,6 +80,11 @@ class PhysicalOp {
   virtual void LaunchOne(Executor& ex) {}
   // Expected output bytes of one more task.
   virtual int64_t EstimateOutputBytes() const;
+  // Expected output bytes of a task given `input_bytes`: in the proportion of output to input
+  // seen so far (a per-task average is wrong when blocks differ in size, as a read's split
+  // first and last ones do); the average per task when no input bytes were seen; before any
+  // task ended, `input_bytes`.
+  int64_t EstimateFor(int64_t input_bytes) const;
   // A task started by this op made block `out` (a streaming task may make several).
   virtual void OnOutput(Executor& ex, uint64_t token, RefBundle out);
   // A task started by this op finished successfully (after its outputs).
