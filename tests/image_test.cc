@@ -481,6 +481,32 @@ TEST_F(ImagesTest, ASkippedImageLeavesTheOthersWholeInTheirRows) {
   }
 }
 
+// A decode makes many times its file's bytes: the reads after the first are estimated by the
+// output per file byte of those that ended, so the store stays near the budget.
+TEST_F(ImagesTest, DecodedImagesStayWithinTheBudget) {
+  // Flat 200 x 200 JPEGs: ~1.5 KB each, 120 KB decoded at 200 x 200.
+  for (int i = 0; i < 80; ++i) {
+    ld::Image im{200, 200, 3, std::vector<uint8_t>(200 * 200 * 3, static_cast<uint8_t>(i))};
+    WriteFile("flat/" + std::to_string(100 + i) + ".jpg",
+              ld::internal::EncodeImage(im.view(), "jpeg", 90, "flat.jpg"));
+  }
+  const int64_t budget = 1 << 20;
+  ld::ImageReadOptions read{.size = {200, 200}};
+  read.read.max_files_per_block = 4;  // blocks of 480 KB; the first and last four split
+  ld::Dataset ds = ld::ReadImages(Path("flat"), read)
+                       .WithOptions({.memory_budget_bytes = budget, .progress = false});
+  const int64_t before = lumen::GetObjectStoreStats().used;
+  int64_t most = 0, rows = 0;
+  for (const auto& b : ds.IterBatches()) {
+    most = std::max(most, lumen::GetObjectStoreStats().used - before);
+    rows += b.NumRows();
+  }
+  EXPECT_EQ(rows, 80);
+  const int64_t cpus = static_cast<int64_t>(lumen::GetClusterResources().total.at("CPU"));
+  // The budget, a block more that a task may make beyond it, the first wave.
+  EXPECT_LE(most, budget + 500000 + cpus * 130000) << ds.Stats();
+}
+
 TEST_F(ImagesTest, WriteImagesWritesFilesPillowReadsBack) {
   CopyImages();
   const auto& pil = PillowImages::Get();

@@ -141,11 +141,38 @@ bool SourceOp::WantsToLaunch() const {
   return !stopped_ && next_ < reads_.size() && (concurrency_ <= 0 || running_ < concurrency_);
 }
 
+namespace {
+int64_t ListedBytes(const ReadSpec& spec) {
+  int64_t bytes = 0;
+  for (int64_t size : spec.sizes) bytes += std::max<int64_t>(size, 0);
+  return bytes;
+}
+}  // namespace
+
 void SourceOp::LaunchOne(Executor& ex) {
   const BlockKey key = BlockKey::Of(static_cast<int64_t>(next_));
+  const int64_t est = EstimateOutputBytes();
   const ReadSpec& spec = reads_[next_++];
+  uint64_t token = 0;
   ex.SubmitStream(this, lumen::Task(ReadBlocksTask).Options(options_).Remote(spec, chain_, key),
-                  key, EstimateOutputBytes(), {});
+                  key, est, {}, &token);
+  running_reads_[token] = {ListedBytes(spec), 0};
+}
+
+void SourceOp::OnOutput(Executor& ex, uint64_t token, RefBundle out) {
+  if (auto it = running_reads_.find(token); it != running_reads_.end()) {
+    it->second.bytes_out += out.meta.bytes;
+  }
+  PhysicalOp::OnOutput(ex, token, std::move(out));
+}
+
+void SourceOp::OnTaskEnd(Executor& ex, uint64_t token) {
+  if (auto it = running_reads_.find(token); it != running_reads_.end()) {
+    ended_listed_bytes_ += it->second.listed_bytes;
+    ended_bytes_out_ += it->second.bytes_out;
+    running_reads_.erase(it);
+  }
+  PhysicalOp::OnTaskEnd(ex, token);
 }
 
 std::optional<BlockKey> SourceOp::LowestFutureKey(const Executor& ex) const {
@@ -155,12 +182,12 @@ std::optional<BlockKey> SourceOp::LowestFutureKey(const Executor& ex) const {
 }
 
 int64_t SourceOp::EstimateOutputBytes() const {
-  // The next read's files as listed (blocks differ: a read's first and last are split).
-  int64_t files = 0;
-  if (next_ < reads_.size()) {
-    for (int64_t size : reads_[next_].sizes) files += std::max<int64_t>(size, 0);
+  const int64_t files = next_ < reads_.size() ? ListedBytes(reads_[next_]) : 0;
+  if (ended_listed_bytes_ > 0 && files > 0) {
+    return static_cast<int64_t>(static_cast<double>(files) * static_cast<double>(ended_bytes_out_) /
+                                static_cast<double>(ended_listed_bytes_));
   }
-  if (stats_.tasks > 0) return EstimateFor(files);
+  if (stats_.tasks > 0) return stats_.bytes_out / stats_.tasks;
   if (files > 0) return files;
   return reads_.empty() ? 0
                         : std::max<int64_t>(input_bytes / static_cast<int64_t>(reads_.size()), 1);

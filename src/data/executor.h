@@ -153,7 +153,11 @@ class SourceOp : public PhysicalOp {
   void Start(Executor& ex) override;
   bool WantsToLaunch() const override;
   void LaunchOne(Executor& ex) override;
+  // The next read's files' listed bytes times the output per listed byte of the reads that
+  // ended (a decode makes more than the files; blocks differ in size).
   int64_t EstimateOutputBytes() const override;
+  void OnOutput(Executor& ex, uint64_t token, RefBundle out) override;
+  void OnTaskEnd(Executor& ex, uint64_t token) override;
   bool Finished() const override;
   int64_t TotalBlocks() const override;
   std::optional<BlockKey> LowestFutureKey(const Executor& ex) const override;
@@ -169,9 +173,15 @@ class SourceOp : public PhysicalOp {
   std::vector<FileEntry> listed_files;  // what the listing found (write manifests)
 
  private:
+  struct Running {
+    int64_t listed_bytes = 0;  // of its files
+    int64_t bytes_out = 0;     // made so far
+  };
   std::vector<ReadSpec> reads_;
   std::vector<RefBundle> existing_;
   size_t next_ = 0;
+  std::map<uint64_t, Running> running_reads_;  // by task token
+  int64_t ended_listed_bytes_ = 0, ended_bytes_out_ = 0;
   Chain chain_;
   lumen::TaskOptions options_;
   int concurrency_ = 0;
