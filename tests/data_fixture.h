@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -26,6 +27,27 @@ inline data::ExecutionOptions Quiet() {
 // its output.
 inline bool IsWriteRecord(const std::string& name) {
   return name == "_lumen_manifest.json" || name == "_SUCCESS" || name.starts_with(".lumen-");
+}
+
+// Iterates `ds`, sampling at every batch the object store's bytes in use above what it held
+// before: the most seen and the rows.
+struct StorePeak {
+  int64_t most = 0;
+  int64_t rows = 0;
+};
+inline StorePeak IterateSamplingTheStore(const data::Dataset& ds) {
+  const int64_t before = lumen::GetObjectStoreStats().used;
+  StorePeak peak;
+  for (const auto& b : ds.IterBatches()) {
+    peak.most = std::max(peak.most, lumen::GetObjectStoreStats().used - before);
+    peak.rows += b.NumRows();
+  }
+  return peak;
+}
+
+// The cluster's CPUs.
+inline int64_t ClusterCpus() {
+  return static_cast<int64_t>(lumen::GetClusterResources().total.at("CPU"));
 }
 
 class DataFixture : public ::testing::Test {

@@ -916,14 +916,9 @@ TEST_F(DataTest, AnUnderestimatedExpansionStillKeepsTheStoreNearTheBudget) {
   auto ds = ld::ReadBinaryFiles(Path("small"), {.max_files_per_block = 1})
                 .MapBatches(Inflate)
                 .WithOptions({.memory_budget_bytes = budget, .progress = false});
-  const int64_t before = lumen::GetObjectStoreStats().used;
-  int64_t most = 0, rows = 0;
-  for (const auto& b : ds.IterBatches()) {
-    most = std::max(most, lumen::GetObjectStoreStats().used - before);
-    rows += b.NumRows();
-  }
+  const auto [most, rows] = lumen::testing::IterateSamplingTheStore(ds);
   EXPECT_EQ(rows, 40);
-  const int64_t cpus = static_cast<int64_t>(lumen::GetClusterResources().total.at("CPU"));
+  const int64_t cpus = lumen::testing::ClusterCpus();
   // The budget, one block more that a task may make beyond it, and the first wave.
   EXPECT_LE(most, budget + (4 << 20) + cpus * (4 << 20) + (1 << 20)) << ds.Stats();
 }
@@ -939,14 +934,9 @@ TEST_F(DataTest, BlocksOfDifferentSizesStayWithinTheBudget) {
   const int64_t budget = 1 << 20;
   auto ds = ld::ReadBinaryFiles(Path("files"), {.max_files_per_block = 20})
                 .WithOptions({.memory_budget_bytes = budget, .progress = false});
-  const int64_t before = lumen::GetObjectStoreStats().used;
-  int64_t most = 0, rows = 0;
-  for (const auto& b : ds.IterBatches()) {
-    most = std::max(most, lumen::GetObjectStoreStats().used - before);
-    rows += b.NumRows();
-  }
+  const auto [most, rows] = lumen::testing::IterateSamplingTheStore(ds);
   EXPECT_EQ(rows, 480);
-  const int64_t cpus = static_cast<int64_t>(lumen::GetClusterResources().total.at("CPU"));
+  const int64_t cpus = lumen::testing::ClusterCpus();
   // The budget, a block more that a task may make beyond it, the first wave of small ones.
   EXPECT_LE(most, budget + 450000 + cpus * 110000) << ds.Stats();
 }

@@ -495,14 +495,9 @@ TEST_F(ImagesTest, DecodedImagesStayWithinTheBudget) {
   read.read.max_files_per_block = 4;  // blocks of 480 KB; the first and last four split
   ld::Dataset ds = ld::ReadImages(Path("flat"), read)
                        .WithOptions({.memory_budget_bytes = budget, .progress = false});
-  const int64_t before = lumen::GetObjectStoreStats().used;
-  int64_t most = 0, rows = 0;
-  for (const auto& b : ds.IterBatches()) {
-    most = std::max(most, lumen::GetObjectStoreStats().used - before);
-    rows += b.NumRows();
-  }
+  const auto [most, rows] = lumen::testing::IterateSamplingTheStore(ds);
   EXPECT_EQ(rows, 80);
-  const int64_t cpus = static_cast<int64_t>(lumen::GetClusterResources().total.at("CPU"));
+  const int64_t cpus = lumen::testing::ClusterCpus();
   // The budget, a block more that a task may make beyond it, the first wave.
   EXPECT_LE(most, budget + 500000 + cpus * 130000) << ds.Stats();
 }
