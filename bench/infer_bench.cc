@@ -25,9 +25,7 @@
 // Images are generated once (photo-like JPEGs of 500 x 375, ~110 KB) under
 // $LUMEN_BENCH_DIR/infer (default /tmp/lumen-bench).
 #include <dirent.h>
-#include <fcntl.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -49,6 +47,7 @@
 #include <vector>
 
 #include "bench_inputs.h"
+#include "common/fs.h"
 #include "data/image_codec.h"
 #include "lumen/data/dataset.h"
 #include "lumen/data/image.h"
@@ -60,11 +59,6 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-[[noreturn]] void Die(const std::string& why) {
-  std::fprintf(stderr, "lumen_bench_infer: %s\n", why.c_str());
-  std::exit(1);
-}
 
 double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
@@ -461,21 +455,17 @@ int main(int argc, char** argv) {
     int64_t checksum = 0;
     // Into a buffer of whole images, as ReadImages decodes into its tensor column.
     std::vector<uint8_t> frames(224 * 224 * 3 * 32);
-    std::string bytes;
     double lumen_rate = 0, pillow_rate = 0;
     for (int round = 0; round < 3; ++round) {
       const auto start = Clock::now();
       for (size_t i = 0; i < files.size(); ++i) {
-        // Read as ReadImages reads a file: open, fstat, one read.
-        const int fd = ::open(files[i].c_str(), O_RDONLY | O_CLOEXEC);
-        struct stat st {};
-        if (fd < 0 || ::fstat(fd, &st) != 0) Die("cannot read " + files[i]);
-        bytes.resize(static_cast<size_t>(st.st_size));
-        const ssize_t got = ::read(fd, bytes.data(), bytes.size());
-        ::close(fd);
-        if (got != static_cast<ssize_t>(bytes.size())) Die("short read of " + files[i]);
+        lumen::StatusOr<std::string> bytes = lumen::ReadFile(files[i]);
+        if (!bytes.ok()) {
+          std::fprintf(stderr, "lumen_bench_infer: %s\n", bytes.status().ToString().c_str());
+          return 1;
+        }
         std::span<uint8_t> frame(frames.data() + (i % 32) * 224 * 224 * 3, 224 * 224 * 3);
-        ld::internal::DecodeImageInto(bytes, files[i], ld::ImageMode::kRGB, {224, 224}, frame);
+        ld::internal::DecodeImageInto(*bytes, files[i], ld::ImageMode::kRGB, {224, 224}, frame);
         checksum += frame[frame.size() / 2];
       }
       lumen_rate = std::max(lumen_rate, static_cast<double>(n) / Seconds(start));

@@ -908,10 +908,8 @@ TEST_F(DataTest, MemoryBudgetBoundsWhatIsHeld) {
 // while each makes 4 MB: the first reads run in one wave (the cluster's CPUs), not all 40 at
 // once, so what the object store holds stays near the budget. Checked in the store itself.
 TEST_F(DataTest, AnUnderestimatedExpansionStillKeepsTheStoreNearTheBudget) {
-  fs::create_directories(Path("small"));
-  for (int i = 0; i < 40; ++i) {
-    std::ofstream(Path("small/" + std::to_string(100 + i) + ".bin")) << std::string(10000, 'a');
-  }
+  for (int i = 0; i < 40; ++i)
+    WriteFile("small/" + std::to_string(100 + i) + ".bin", std::string(10000, 'a'));
   const int64_t budget = 8 << 20;
   auto ds = ld::ReadBinaryFiles(Path("small"), {.max_files_per_block = 1})
                 .MapBatches(Inflate)
@@ -926,10 +924,8 @@ TEST_F(DataTest, AnUnderestimatedExpansionStillKeepsTheStoreNearTheBudget) {
 // A read's first blocks are split small; the bigger ones after them are estimated by their
 // input bytes, not by the small ones' average (which launched 4 x the budget at once).
 TEST_F(DataTest, BlocksOfDifferentSizesStayWithinTheBudget) {
-  fs::create_directories(Path("files"));
-  for (int i = 0; i < 480; ++i) {
-    std::ofstream(Path("files/" + std::to_string(1000 + i) + ".bin")) << std::string(20000, 'a');
-  }
+  for (int i = 0; i < 480; ++i)
+    WriteFile("files/" + std::to_string(1000 + i) + ".bin", std::string(20000, 'a'));
   // 24 blocks of 400 KB; the first and last four in quarters of 100 KB.
   const int64_t budget = 1 << 20;
   auto ds = ld::ReadBinaryFiles(Path("files"), {.max_files_per_block = 20})

@@ -34,12 +34,18 @@ int64_t PhysicalOp::HeldBytes() const {
   return n;
 }
 
+namespace {
+// `bytes` scaled by out / in (in > 0).
+int64_t Proportion(int64_t bytes, int64_t out, int64_t in) {
+  return static_cast<int64_t>(static_cast<double>(bytes) * static_cast<double>(out) /
+                              static_cast<double>(in));
+}
+}  // namespace
+
 int64_t PhysicalOp::EstimateFor(int64_t input_bytes) const {
   if (stats_.tasks == 0) return input_bytes;
   if (stats_.bytes_in > 0 && input_bytes > 0) {
-    return static_cast<int64_t>(static_cast<double>(input_bytes) *
-                                static_cast<double>(stats_.bytes_out) /
-                                static_cast<double>(stats_.bytes_in));
+    return Proportion(input_bytes, stats_.bytes_out, stats_.bytes_in);
   }
   return stats_.bytes_out / stats_.tasks;
 }
@@ -184,8 +190,7 @@ std::optional<BlockKey> SourceOp::LowestFutureKey(const Executor& ex) const {
 int64_t SourceOp::EstimateOutputBytes() const {
   const int64_t files = next_ < reads_.size() ? ListedBytes(reads_[next_]) : 0;
   if (ended_listed_bytes_ > 0 && files > 0) {
-    return static_cast<int64_t>(static_cast<double>(files) * static_cast<double>(ended_bytes_out_) /
-                                static_cast<double>(ended_listed_bytes_));
+    return Proportion(files, ended_bytes_out_, ended_listed_bytes_);
   }
   if (stats_.tasks > 0) return stats_.bytes_out / stats_.tasks;
   if (files > 0) return files;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <utility>
 
 #include "data/plan.h"
 #include "data/progress.h"
@@ -88,13 +89,17 @@ void RampBlocks(std::vector<ReadSpec>& specs, int64_t granule) {
       out.push_back(std::move(s));
       continue;
     }
+    // The pieces share everything but their files.
+    const std::vector<std::string> paths = std::exchange(s.files, {});
+    const std::vector<std::string> relative = std::exchange(s.relative, {});
+    const std::vector<int64_t> sizes = std::exchange(s.sizes, {});
     for (size_t from = 0; from < files; from += piece) {
       const auto first = static_cast<std::ptrdiff_t>(from);
       const auto last = static_cast<std::ptrdiff_t>(std::min(files, from + piece));
       ReadSpec p = s;
-      p.files.assign(s.files.begin() + first, s.files.begin() + last);
-      p.relative.assign(s.relative.begin() + first, s.relative.begin() + last);
-      p.sizes.assign(s.sizes.begin() + first, s.sizes.begin() + last);
+      p.files.assign(paths.begin() + first, paths.begin() + last);
+      p.relative.assign(relative.begin() + first, relative.begin() + last);
+      p.sizes.assign(sizes.begin() + first, sizes.begin() + last);
       out.push_back(std::move(p));
     }
   }
