@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include <gtest/gtest.h>
+#include <turbojpeg.h>
 #include "data/image_codec.h"
 #include "data_fixture.h"
 #include "lumen/data/dataset.h"
@@ -167,6 +168,7 @@ TEST(ImageCodec, VectorAndScalarResizeGiveTheSamePixels) {
   std::vector<std::tuple<ld::Image, ld::ImageSize>> cases;
   cases.emplace_back(random_image(375, 500, 3), ld::ImageSize{224, 224});
   cases.emplace_back(random_image(375, 500, 4), ld::ImageSize{224, 224});
+  cases.emplace_back(random_image(375, 500, 1), ld::ImageSize{224, 224});
   for (int i = 0; i < 300; ++i) {
     const auto dim = [&](int most) { return static_cast<int64_t>(1 + rng() % most); };
     const int64_t h = dim(60), w = dim(60), ch = dim(4);
@@ -182,6 +184,109 @@ TEST(ImageCodec, VectorAndScalarResizeGiveTheSamePixels) {
     ld::internal::UseVectorResize(true);
     ASSERT_TRUE(AsString(vector) == AsString(scalar));
   }
+}
+
+// Photo-like pixels (smooth colour, a little noise) kept off 0 and 255, so that converting to
+// RGB never clips.
+ld::Image PhotoPixels(int64_t h, int64_t w, uint32_t seed) {
+  std::mt19937 rng(seed);
+  ld::Image im{h, w, 3, std::vector<uint8_t>(static_cast<size_t>(h * w * 3))};
+  for (int64_t y = 0; y < h; ++y) {
+    for (int64_t x = 0; x < w; ++x) {
+      uint8_t* p = &im.pixels[static_cast<size_t>((y * w + x) * 3)];
+      const int n = static_cast<int>(rng() % 13) - 6;
+      p[0] = static_cast<uint8_t>(128 + 80 * std::sin(0.07 * x + 0.01 * y) + n);
+      p[1] = static_cast<uint8_t>(128 + 80 * std::cos(0.05 * y) - n);
+      p[2] = static_cast<uint8_t>(40 + 170 * x / std::max<int64_t>(1, w - 1) + n);
+    }
+  }
+  return im;
+}
+
+std::string EncodeJpeg(const ld::Image& im, int subsamp) {
+  tjhandle tj = tjInitCompress();
+  unsigned char* jpeg = nullptr;
+  unsigned long size = 0;
+  const int rc = tjCompress2(tj, im.pixels.data(), static_cast<int>(im.width), 0,
+                             static_cast<int>(im.height), TJPF_RGB, &jpeg, &size, subsamp, 90, 0);
+  std::string out = rc == 0 ? std::string(reinterpret_cast<char*>(jpeg), size) : "";
+  tjFree(jpeg);
+  tjDestroy(tj);
+  return out;
+}
+
+TEST(ImageCodec, YccToRgbIsLibjpegsConversion) {
+  // A 4:4:4 JPEG (no upsampling): its planes converted here against libjpeg-turbo's own RGB.
+  const ld::Image im = PhotoPixels(37, 53, 3);
+  const std::string jpeg = EncodeJpeg(im, TJSAMP_444);
+  ASSERT_FALSE(jpeg.empty());
+  const auto* data = reinterpret_cast<const unsigned char*>(jpeg.data());
+  tjhandle tj = tjInitDecompress();
+  std::vector<uint8_t> rgb(37 * 53 * 3), planes(37 * 53 * 3);
+  unsigned char* dst[3] = {planes.data(), planes.data() + 37 * 53, planes.data() + 2 * 37 * 53};
+  int strides[3] = {53, 53, 53};
+  ASSERT_EQ(tjDecompress2(tj, data, jpeg.size(), rgb.data(), 53, 0, 37, TJPF_RGB, 0), 0);
+  ASSERT_EQ(tjDecompressToYUVPlanes(tj, data, jpeg.size(), dst, 53, strides, 37, 0), 0);
+  tjDestroy(tj);
+  for (bool vector : {true, false}) {
+    ld::internal::UseVectorResize(vector);
+    std::vector<uint8_t> ours(rgb.size()), rgba(37 * 53 * 4);
+    ld::internal::YccToRgb(dst[0], dst[1], dst[2], 37 * 53, 3, ours.data());
+    ld::internal::YccToRgb(dst[0], dst[1], dst[2], 37 * 53, 4, rgba.data());
+    EXPECT_TRUE(ours == rgb) << (vector ? "vector" : "scalar");
+    for (size_t i = 0; i < 37 * 53; ++i) {
+      ASSERT_TRUE(std::equal(&rgba[i * 4], &rgba[i * 4 + 3], &rgb[i * 3])) << "pixel " << i;
+      ASSERT_EQ(rgba[i * 4 + 3], 255) << "pixel " << i;
+    }
+  }
+  ld::internal::UseVectorResize(true);
+}
+
+TEST(ImageCodec, JpegResizedInItsPlanesStaysCloseToConvertingFirst) {
+  // A YCbCr JPEG resized without DCT scaling is resized in its Y, Cb and Cr planes (the chroma
+  // from its subsampled size, libjpeg's upsampling folded into the filter) and converted
+  // after. Against decoding to RGB and resizing that (Pillow's order, and pixels): the same
+  // but for rounding, for every subsampling, odd sizes, either way on each axis.
+  int cases = 0;
+  for (int subsamp : {TJSAMP_444, TJSAMP_422, TJSAMP_420, TJSAMP_440, TJSAMP_411}) {
+    for (auto [h, w] : {std::pair<int64_t, int64_t>{97, 131}, {250, 333}, {64, 48}}) {
+      const std::string jpeg =
+          EncodeJpeg(PhotoPixels(h, w, static_cast<uint32_t>(h + subsamp)), subsamp);
+      ASSERT_FALSE(jpeg.empty());
+      const ld::Image full = ld::internal::DecodeImage(jpeg, "photo.jpg", ld::ImageMode::kRGB, {});
+      for (ld::ImageSize size :
+           {ld::ImageSize{h * 2 / 3 + 1, w - 3}, ld::ImageSize{h + 5, w * 3 / 4},
+            ld::ImageSize{h * 3 / 2, w + 7}}) {
+        SCOPED_TRACE("subsampling " + std::to_string(subsamp) + ", " + std::to_string(h) + " x " +
+                     std::to_string(w) + " to " + std::to_string(size.height) + " x " +
+                     std::to_string(size.width));
+        const ld::Image reference = ld::Resize(full.view(), size);
+        const ld::Image rgb =
+            ld::internal::DecodeImage(jpeg, "photo.jpg", ld::ImageMode::kRGB, size);
+        // Rounding: each plane's resize rounds to 8 bits before the conversion (whose chroma
+        // terms scale a chroma error by up to 1.77). Folding libjpeg's upsampling in matters:
+        // replicating chroma samples instead makes the largest differences 4 to 6.
+        auto [mean, most] = Difference(AsString(rgb), AsString(reference));
+        EXPECT_LT(mean, 0.7) << "largest difference " << most;
+        EXPECT_LE(most, 3) << "mean difference " << mean;
+        // RGBA is the same pixels, opaque.
+        const ld::Image rgba =
+            ld::internal::DecodeImage(jpeg, "photo.jpg", ld::ImageMode::kRGBA, size);
+        for (size_t i = 0; i < rgb.pixels.size() / 3; ++i) {
+          ASSERT_TRUE(std::equal(&rgb.pixels[i * 3], &rgb.pixels[i * 3 + 3], &rgba.pixels[i * 4]));
+          ASSERT_EQ(rgba.pixels[i * 4 + 3], 255);
+        }
+        // And the scalar kernels give the vector ones' pixels.
+        ld::internal::UseVectorResize(false);
+        const ld::Image scalar =
+            ld::internal::DecodeImage(jpeg, "photo.jpg", ld::ImageMode::kRGB, size);
+        ld::internal::UseVectorResize(true);
+        EXPECT_TRUE(AsString(scalar) == AsString(rgb));
+        ++cases;
+      }
+    }
+  }
+  EXPECT_EQ(cases, 45);
 }
 
 TEST(ImageCodec, JpegShrunkInTheDctStaysCloseToPillowsFullDecodeAndResize) {
@@ -205,14 +310,17 @@ TEST(ImageCodec, CorruptInputsFailNamingTheFileAndTheReason) {
   const auto& pil = PillowImages::Get();
   const std::string jpeg = pil.Bytes("photo.jpg");
   const std::string png = pil.Bytes("rgb.png");
+  // At its own size and resized (a JPEG then decodes to its planes: the same checks).
   auto fails = [](const std::string& bytes, const std::string& path, const std::string& why) {
-    try {
-      ld::internal::DecodeImage(bytes, path, ld::ImageMode::kRGB, {});
-      ADD_FAILURE() << path << " decoded";
-    } catch (const ld::DataError& e) {
-      const std::string msg = e.what();
-      EXPECT_NE(msg.find(path), std::string::npos) << msg;
-      EXPECT_NE(msg.find(why), std::string::npos) << msg;
+    for (ld::ImageSize size : {ld::ImageSize{}, ld::ImageSize{224, 224}}) {
+      try {
+        ld::internal::DecodeImage(bytes, path, ld::ImageMode::kRGB, size);
+        ADD_FAILURE() << path << " decoded at " << size.height << " x " << size.width;
+      } catch (const ld::DataError& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find(path), std::string::npos) << msg;
+        EXPECT_NE(msg.find(why), std::string::npos) << msg;
+      }
     }
   };
   fails("", "/in/empty.jpg", "empty");

@@ -5,6 +5,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <deque>
+#include <memory>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -38,6 +40,18 @@ struct Coefficients {
   std::vector<Pair> pairs;
   int64_t row_reach = 0;  // the largest reach
   std::vector<int16_t> pair_lanes;
+  // For the AVX2 one-channel pass (PlanGroups): per group of eight output positions, where its
+  // two halves of four read 16 bytes each; per group and pair of taps, a pshufb mask and the
+  // weights' halves as int16 lanes.
+  struct Group {
+    int32_t first_a = 0, first_b = 0;  // byte offsets of the halves' 16-byte windows
+    int32_t reach = 0;                 // bytes from the row's start its reads need
+    bool vector = false;               // its taps fit in the windows (else scalar)
+  };
+  std::vector<Group> groups;
+  std::vector<uint8_t> group_masks;
+  std::vector<int16_t> group_lanes;
+  int planned_for = 0;  // the channels the AVX2 plan was made for (0: none)
 };
 
 // Fills c.pairs and c.pair_lanes for pixels of `ch` bytes: for output positions (2j, 2j + 1)
@@ -75,16 +89,80 @@ void PlanPairs(Coefficients& c, int ch) {
   }
 }
 
-Coefficients Bilinear(int64_t in_size, int64_t out_size) {
+// Fills c.groups, c.group_masks and c.group_lanes for one-byte pixels: output positions 8g ..
+// 8g + 7 in two halves of four, each half reading the 16 bytes from its first position's first
+// tap. Per pair of taps (2t, 2t + 1): a pshufb mask putting each position's two bytes in int16
+// lanes side by side (half a in the low 128 bits, b in the high), and 32 int16 weights — the
+// low 11 bits of each, then the high bits, as in PlanPairs. A group whose taps do not all fit
+// in its windows is done scalar.
+void PlanGroups(Coefficients& c) {
+  const size_t groups = c.first.size() / 8, k = static_cast<size_t>(c.ksize);
+  const size_t tap_pairs = (k + 1) / 2;
+  c.groups.resize(groups);
+  c.row_reach = 0;
+  c.group_masks.assign(groups * tap_pairs * 32, 0x80);  // 0x80: pshufb's zero byte
+  c.group_lanes.assign(groups * tap_pairs * 32, 0);
+  for (size_t g = 0; g < groups; ++g) {
+    Coefficients::Group& gr = c.groups[g];
+    gr.first_a = c.first[8 * g];
+    gr.first_b = c.first[8 * g + 4];
+    gr.reach = std::max(gr.first_a, gr.first_b) + 16;
+    gr.vector = true;
+    for (size_t h = 0; h < 2; ++h) {
+      const int32_t window = h == 0 ? gr.first_a : gr.first_b;
+      for (size_t p = 0; p < 4; ++p) {
+        const size_t x = 8 * g + 4 * h + p;
+        const int32_t offset = c.first[x] - window;
+        if (offset < 0 || offset + c.count[x] > 16) gr.vector = false;
+        for (size_t t = 0; t < tap_pairs; ++t) {
+          for (size_t tap = 0; tap < 2; ++tap) {
+            const size_t i = 2 * t + tap;
+            if (static_cast<int>(i) >= c.count[x]) continue;  // zero byte, zero weight
+            const size_t lane = 8 * h + 2 * p + tap;
+            c.group_masks[(g * tap_pairs + t) * 32 + 2 * lane] =
+                static_cast<uint8_t>(std::clamp<int32_t>(offset + static_cast<int32_t>(i), 0, 15));
+            const int32_t w = c.weights[x * k + i];
+            c.group_lanes[(g * tap_pairs + t) * 32 + lane] = static_cast<int16_t>(w & 2047);
+            c.group_lanes[(g * tap_pairs + t) * 32 + 16 + lane] = static_cast<int16_t>(w >> 11);
+          }
+        }
+      }
+    }
+    if (gr.vector) c.row_reach = std::max<int64_t>(c.row_reach, gr.reach);
+  }
+}
+
+// libjpeg's upsampling of a plane subsampled by `factor` along one axis (`samples` of them):
+// the samples full-resolution position `u` is made from, and their shares. For 2 its "fancy"
+// upsampling: three quarters of the sample under u, a quarter of the next nearest (the edge
+// sample at the edges); otherwise the sample under u, replicated.
+int UpsampledFrom(int64_t u, int factor, int64_t samples, int64_t from[2], double share[2]) {
+  const int64_t m = u / factor;
+  from[0] = m;
+  share[0] = 1.0;
+  if (factor != 2) return 1;
+  share[0] = 0.75;
+  from[1] = std::clamp<int64_t>(u % 2 == 0 ? m - 1 : m + 1, 0, samples - 1);
+  share[1] = 0.25;
+  return 2;
+}
+
+// Pillow's bilinear (triangle filter) coefficients for `in_size` positions to `out_size`. With
+// a `factor` above 1 they are over the ceil(in_size / factor) samples of a plane subsampled by
+// it (a JPEG's chroma): libjpeg's upsampling of the plane folded into the filter, so resizing
+// the plane gives what upsampling it and resizing the result would, but for rounding.
+Coefficients Bilinear(int64_t in_size, int64_t out_size, int factor = 1) {
   const double scale = static_cast<double>(in_size) / static_cast<double>(out_size);
   const double filterscale = std::max(scale, 1.0);
   const double support = 1.0 * filterscale;  // the triangle filter's support is 1
+  const int64_t samples = (in_size + factor - 1) / factor;
+  const int taps = static_cast<int>(std::ceil(support)) * 2 + 1;
+  // Each output position's normalised weights over its inputs, first input first.
+  std::vector<std::vector<double>> rows(static_cast<size_t>(out_size));
   Coefficients c;
-  c.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
   c.first.resize(static_cast<size_t>(out_size));
   c.count.resize(static_cast<size_t>(out_size));
-  c.weights.assign(static_cast<size_t>(out_size * c.ksize), 0);
-  std::vector<double> k(static_cast<size_t>(c.ksize));
+  std::vector<double> k(static_cast<size_t>(taps));
   for (int64_t xx = 0; xx < out_size; ++xx) {
     const double center = (static_cast<double>(xx) + 0.5) * scale;
     const double ss = 1.0 / filterscale;
@@ -99,15 +177,64 @@ Coefficients Bilinear(int64_t in_size, int64_t out_size) {
       k[static_cast<size_t>(x)] = t < 1.0 ? 1.0 - t : 0.0;
       ww += k[static_cast<size_t>(x)];
     }
+    std::vector<double>& row = rows[static_cast<size_t>(xx)];
+    if (factor == 1) {
+      for (int x = 0; x < xmax; ++x) {
+        row.push_back(ww != 0.0 ? k[static_cast<size_t>(x)] / ww : k[static_cast<size_t>(x)]);
+      }
+      c.first[static_cast<size_t>(xx)] = xmin;
+      c.count[static_cast<size_t>(xx)] = xmax;
+      continue;
+    }
+    const int64_t base = std::max<int64_t>(0, xmin / factor - 1);
+    int64_t last = base;
+    row.assign(static_cast<size_t>(xmax / factor + 3), 0.0);
     for (int x = 0; x < xmax; ++x) {
-      double w = ww != 0.0 ? k[static_cast<size_t>(x)] / ww : k[static_cast<size_t>(x)];
-      c.weights[static_cast<size_t>(xx * c.ksize + x)] = static_cast<int32_t>(
+      const double w = ww != 0.0 ? k[static_cast<size_t>(x)] / ww : k[static_cast<size_t>(x)];
+      int64_t from[2];
+      double share[2];
+      const int n = UpsampledFrom(xmin + x, factor, samples, from, share);
+      for (int i = 0; i < n; ++i) {
+        row[static_cast<size_t>(from[i] - base)] += w * share[i];
+        last = std::max(last, from[i]);
+      }
+    }
+    int64_t first = base;
+    while (first < last && row[static_cast<size_t>(first - base)] == 0.0) ++first;
+    row.erase(row.begin(), row.begin() + (first - base));
+    row.resize(static_cast<size_t>(last - first + 1));
+    c.first[static_cast<size_t>(xx)] = static_cast<int>(first);
+    c.count[static_cast<size_t>(xx)] = static_cast<int>(last - first + 1);
+  }
+  c.ksize = factor == 1 ? taps : *std::max_element(c.count.begin(), c.count.end());
+  c.weights.assign(static_cast<size_t>(out_size * c.ksize), 0);
+  for (int64_t xx = 0; xx < out_size; ++xx) {
+    const std::vector<double>& row = rows[static_cast<size_t>(xx)];
+    for (size_t x = 0; x < row.size(); ++x) {
+      const double w = row[x];
+      c.weights[static_cast<size_t>(xx * c.ksize) + x] = static_cast<int32_t>(
           w < 0 ? -0.5 + w * (1 << kPrecisionBits) : 0.5 + w * (1 << kPrecisionBits));
     }
-    c.first[static_cast<size_t>(xx)] = xmin;
-    c.count[static_cast<size_t>(xx)] = xmax;
   }
   return c;
+}
+
+// Bilinear's coefficients, kept per thread for the last few geometries: a reader resizing its
+// images to one size computes them (and their AVX2 plans) once, not per image.
+std::shared_ptr<Coefficients> CachedBilinear(int64_t in_size, int64_t out_size, int factor = 1) {
+  struct Entry {
+    int64_t in_size, out_size;
+    int factor;
+    std::shared_ptr<Coefficients> c;
+  };
+  thread_local std::deque<Entry> cache;
+  for (const Entry& e : cache) {
+    if (e.in_size == in_size && e.out_size == out_size && e.factor == factor) return e.c;
+  }
+  if (cache.size() == 16) cache.pop_front();
+  cache.push_back({in_size, out_size, factor,
+                   std::make_shared<Coefficients>(Bilinear(in_size, out_size, factor))});
+  return cache.back().c;
 }
 
 inline uint8_t Clip8(int32_t v) {
@@ -224,6 +351,57 @@ __attribute__((target("avx2"))) void HorizontalRowAvx2(const uint8_t* src, const
   }
 }
 
+// Horizontal for one channel: eight output pixels at a time (PlanGroups), two taps per pmaddwd
+// with both halves of the weights; groups that cannot (or, in a row too near `end`, whose
+// 16-byte reads would pass it) are done scalar.
+__attribute__((target("avx2"))) void HorizontalRowAvx2Gray(const uint8_t* src, const uint8_t* end,
+                                                           uint8_t* dst, const Coefficients& c,
+                                                           int64_t out_w) {
+  const __m256i half = _mm256_set1_epi32(1 << (kPrecisionBits - 1));
+  const Coefficients::Group* groups = c.groups.data();
+  const uint8_t* masks = c.group_masks.data();
+  const int16_t* lanes = c.group_lanes.data();
+  const int64_t tap_pairs = (c.ksize + 1) / 2;
+  const int64_t ngroups = static_cast<int64_t>(c.groups.size());
+  const bool near_end = end - src < c.row_reach;
+  for (int64_t g = 0; g < ngroups; ++g) {
+    const Coefficients::Group gr = groups[g];
+    if (!gr.vector || (near_end && end - src < gr.reach)) {
+      for (int64_t x = 8 * g; x < 8 * g + 8; ++x) {
+        HorizontalPixel<1>(src + c.first[static_cast<size_t>(x)],
+                           &c.weights[static_cast<size_t>(x * c.ksize)],
+                           c.count[static_cast<size_t>(x)], dst + x);
+      }
+      continue;
+    }
+    const __m256i px = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + gr.first_a))),
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + gr.first_b)), 1);
+    __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+    for (int64_t t = 0; t < tap_pairs; ++t) {
+      const int64_t at = g * tap_pairs + t;
+      const __m256i taps = _mm256_shuffle_epi8(
+          px, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(masks + at * 32)));
+      const auto* wt = reinterpret_cast<const __m256i*>(lanes + at * 32);
+      lo = _mm256_add_epi32(lo, _mm256_madd_epi16(taps, _mm256_loadu_si256(wt)));
+      hi = _mm256_add_epi32(hi, _mm256_madd_epi16(taps, _mm256_loadu_si256(wt + 1)));
+    }
+    __m256i acc = _mm256_add_epi32(_mm256_add_epi32(half, _mm256_slli_epi32(hi, 11)), lo);
+    acc = _mm256_srai_epi32(acc, kPrecisionBits);
+    const __m256i words = _mm256_packs_epi32(acc, acc);
+    const __m256i bytes = _mm256_packus_epi16(words, words);  // per 128-bit half: 4 pixels
+    const int32_t a = _mm_cvtsi128_si32(_mm256_castsi256_si128(bytes));
+    const int32_t b = _mm_cvtsi128_si32(_mm256_extracti128_si256(bytes, 1));
+    std::memcpy(dst + 8 * g, &a, 4);
+    std::memcpy(dst + 8 * g + 4, &b, 4);
+  }
+  for (int64_t x = 8 * ngroups; x < out_w; ++x) {
+    HorizontalPixel<1>(src + c.first[static_cast<size_t>(x)],
+                       &c.weights[static_cast<size_t>(x * c.ksize)],
+                       c.count[static_cast<size_t>(x)], dst + x);
+  }
+}
+
 // Vertical: eight bytes of the output row at a time, the rest scalar.
 __attribute__((target("avx2"))) void VerticalRowAvx2(const uint8_t* rows, int64_t row_bytes,
                                                      const int32_t* k, int n, uint8_t* d) {
@@ -249,9 +427,9 @@ __attribute__((target("avx2"))) void VerticalRowAvx2(const uint8_t* rows, int64_
 }
 #endif
 
-// Rows [row0, row0 + rows) of `in` (width w, channels ch, `in_bytes` in all) resampled
-// horizontally to `c`'s output width, into `out` (rows * out_w * ch bytes).
-void Horizontal(const uint8_t* in, size_t in_bytes, int64_t w, int64_t ch, int64_t row0,
+// Rows [row0, row0 + rows) of `in` (rows `stride` bytes apart, channels ch, `in_bytes` in all)
+// resampled horizontally to `c`'s output width, into `out` (rows * out_w * ch bytes).
+void Horizontal(const uint8_t* in, size_t in_bytes, int64_t stride, int64_t ch, int64_t row0,
                 int64_t rows, Coefficients& c, int64_t out_w, uint8_t* out) {
   using Row = void (*)(const uint8_t*, const uint8_t*, uint8_t*, const Coefficients&, int64_t);
   Row row = ch == 1   ? HorizontalRow<1>
@@ -259,13 +437,20 @@ void Horizontal(const uint8_t* in, size_t in_bytes, int64_t w, int64_t ch, int64
             : ch == 3 ? HorizontalRow<3>
                       : HorizontalRow<4>;
 #if defined(__x86_64__)
-  if (HasAvx2() && ch >= 3) {
-    PlanPairs(c, static_cast<int>(ch));
-    row = ch == 3 ? HorizontalRowAvx2<3> : HorizontalRowAvx2<4>;
+  if (HasAvx2() && (ch >= 3 || ch == 1)) {
+    if (c.planned_for != ch) {
+      if (ch == 1) {
+        PlanGroups(c);
+      } else {
+        PlanPairs(c, static_cast<int>(ch));
+      }
+      c.planned_for = static_cast<int>(ch);
+    }
+    row = ch == 1 ? HorizontalRowAvx2Gray : ch == 3 ? HorizontalRowAvx2<3> : HorizontalRowAvx2<4>;
   }
 #endif
   for (int64_t y = 0; y < rows; ++y) {
-    row(in + (row0 + y) * w * ch, in + in_bytes, out + y * out_w * ch, c, out_w);
+    row(in + (row0 + y) * stride, in + in_bytes, out + y * out_w * ch, c, out_w);
   }
 }
 
@@ -393,6 +578,14 @@ void UseVectorResize(bool on) {
 #endif
 }
 
+bool VectorResize() {
+#if defined(__x86_64__)
+  return vector_kernels.load(std::memory_order_relaxed);
+#else
+  return false;
+#endif
+}
+
 void ResizeInto(const ImageView& image, ImageSize size, std::span<uint8_t> out) {
   CheckImage(image, "Resize");
   CheckSize(size, "Resize");
@@ -405,15 +598,17 @@ void ResizeInto(const ImageView& image, ImageSize size, std::span<uint8_t> out) 
     std::memcpy(out.data(), image.pixels.data(), out.size());
     return;
   }
-  const Coefficients vert = Bilinear(image.height, size.height);
+  const std::shared_ptr<Coefficients> vert_c = CachedBilinear(image.height, size.height);
+  const Coefficients& vert = *vert_c;
   if (size.width == image.width) {
     Vertical(image.pixels.data(), image.width * ch, 0, vert, size.height, out.data());
     return;
   }
-  Coefficients horiz = Bilinear(image.width, size.width);
+  const std::shared_ptr<Coefficients> horiz_c = CachedBilinear(image.width, size.width);
+  Coefficients& horiz = *horiz_c;
   if (size.height == image.height) {
-    Horizontal(image.pixels.data(), image.pixels.size(), image.width, ch, 0, image.height, horiz,
-               size.width, out.data());
+    Horizontal(image.pixels.data(), image.pixels.size(), image.width * ch, ch, 0, image.height,
+               horiz, size.width, out.data());
     return;
   }
   // Only the rows the vertical pass reads are resampled horizontally, into a buffer this
@@ -422,10 +617,23 @@ void ResizeInto(const ImageView& image, ImageSize size, std::span<uint8_t> out) 
   const int64_t last = vert.first.back() + vert.count.back();
   thread_local std::vector<uint8_t> tmp;
   tmp.resize(static_cast<size_t>((last - first) * size.width * ch));
-  Horizontal(image.pixels.data(), image.pixels.size(), image.width, ch, first, last - first, horiz,
-             size.width, tmp.data());
+  Horizontal(image.pixels.data(), image.pixels.size(), image.width * ch, ch, first, last - first,
+             horiz, size.width, tmp.data());
   Vertical(tmp.data(), size.width * ch, first, vert, size.height, out.data());
 }
+
+void ResizePlaneInto(const uint8_t* plane, size_t plane_bytes, int64_t stride, ImageSize image,
+                     int factor_x, int factor_y, ImageSize size, uint8_t* out) {
+  const std::shared_ptr<Coefficients> vert = CachedBilinear(image.height, size.height, factor_y);
+  const std::shared_ptr<Coefficients> horiz = CachedBilinear(image.width, size.width, factor_x);
+  const int64_t first = vert->first.front();
+  const int64_t last = vert->first.back() + vert->count.back();
+  thread_local std::vector<uint8_t> tmp;
+  tmp.resize(static_cast<size_t>((last - first) * size.width));
+  Horizontal(plane, plane_bytes, stride, 1, first, last - first, *horiz, size.width, tmp.data());
+  Vertical(tmp.data(), size.width, first, *vert, size.height, out);
+}
+
 }  // namespace internal
 
 Image CenterCrop(const ImageView& image, ImageSize size) {

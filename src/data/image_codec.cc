@@ -101,6 +101,48 @@ bool IsJpeg(std::string_view b) {
          static_cast<uint8_t>(b[1]) == 0xD8 && static_cast<uint8_t>(b[2]) == 0xFF;
 }
 
+// A YCbCr JPEG to be resized: decoded to its Y, Cb and Cr planes (no chroma upsampling, no
+// colour conversion at the source's size), each plane resized to `size` — the chroma planes
+// from their subsampled size, spanning the image as they do — and the three converted to
+// `mode` (RGB or RGBA) at the target size: a third of the conversion's pixels, and the
+// resize of two planes of a quarter of the samples. Resizing and the conversion are both
+// linear, so the result differs from converting then resizing by rounding (at most 3 levels)
+// — and where the colours clip: converting first clips each pixel before averaging. `decoded`
+// is the image's size; `check` handles TurboJPEG's result as DecodeJpeg does.
+template <class Check>
+Image DecodeJpegPlanes(tjhandle tj, const unsigned char* data, unsigned long len, Check& check,
+                       int subsamp, ImageSize decoded, ImageMode mode, ImageSize size,
+                       std::span<uint8_t> into) {
+  const int w = static_cast<int>(decoded.width), h = static_cast<int>(decoded.height);
+  thread_local std::vector<uint8_t> planes;  // the decoded planes, then the resized ones
+  int strides[3];
+  size_t offsets[4] = {0};
+  for (int i = 0; i < 3; ++i) {
+    strides[i] = tjPlaneWidth(i, w, subsamp);
+    offsets[i + 1] = offsets[i] + static_cast<size_t>(strides[i]) *
+                                      static_cast<size_t>(tjPlaneHeight(i, h, subsamp));
+  }
+  const size_t area = static_cast<size_t>(size.height * size.width);
+  planes.resize(offsets[3] + 3 * area);
+  unsigned char* dst[3] = {planes.data(), planes.data() + offsets[1], planes.data() + offsets[2]};
+  check(tjDecompressToYUVPlanes(tj, data, len, dst, w, strides, h, 0));
+  // A chroma sample spans fx x fy luma samples (tjMCUWidth is 8 per sample).
+  const int fx = tjMCUWidth[subsamp] / 8, fy = tjMCUHeight[subsamp] / 8;
+  uint8_t* resized = planes.data() + offsets[3];
+  for (size_t i = 0; i < 3; ++i) {
+    ResizePlaneInto(dst[i], offsets[i + 1] - offsets[i], strides[i], decoded, i == 0 ? 1 : fx,
+                    i == 0 ? 1 : fy, size, resized + i * area);
+  }
+  const int channels = mode == ImageMode::kRGBA ? 4 : 3;
+  Image img;
+  if (into.empty()) {
+    img = Image{size.height, size.width, channels, std::vector<uint8_t>(area * channels)};
+  }
+  YccToRgb(resized, resized + area, resized + 2 * area, static_cast<int64_t>(area), channels,
+           into.empty() ? img.pixels.data() : into.data());
+  return img;
+}
+
 // Decoded in `mode`, scaled in the DCT toward `size`; resized to it when decoding went through
 // the thread's scratch buffer (else Decode resizes what this returns) — into `into` when that
 // is given, returning an image of no pixels.
@@ -133,12 +175,29 @@ Image DecodeJpeg(std::string_view bytes, const std::string& path, ImageMode mode
       }
     }
   }
+  // A TurboJPEG call's failure: a warning leaves a decoded image behind — acceptable only when
+  // the data was all there and intact (stray bytes between segments). A truncated file or
+  // corrupt entropy-coded data gives grey or garbage pixels and is refused.
+  auto check = [&](int rc) {
+    if (rc == 0) return;
+    const std::string why = tjGetErrorStr2(tj);
+    if (tjGetErrorCode(tj) == TJERR_FATAL || why.find("extraneous bytes") == std::string::npos) {
+      fail("corrupt JPEG: " + why);
+    }
+    handle.Reset();  // a warning: the decode went on, the handle is fresh for the next
+  };
+  const bool resize = !size.empty() && (out_h != size.height || out_w != size.width);
+  // Not after DCT scaling: its raw planes keep the chroma at the subsampled size, where
+  // decoding to RGB scales the chroma up in the IDCT itself (sharper colour).
+  if (resize && out_w == width && out_h == height && colorspace == TJCS_YCbCr &&
+      subsamp != TJSAMP_GRAY && (mode == ImageMode::kRGB || mode == ImageMode::kRGBA)) {
+    return DecodeJpegPlanes(tj, data, len, check, subsamp, {out_h, out_w}, mode, size, into);
+  }
   const bool cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK;
   const TJPF format = cmyk                       ? TJPF_CMYK
                       : mode == ImageMode::kGray ? TJPF_GRAY
                       : mode == ImageMode::kRGBA ? TJPF_RGBA
                                                  : TJPF_RGB;
-  const bool resize = !size.empty() && (out_h != size.height || out_w != size.width);
   // Decoded straight into the pixels returned, or — when they are resized next — into a
   // buffer this thread reuses (a fresh one per image costs page faults as much as decoding).
   thread_local std::vector<uint8_t> scratch;
@@ -146,16 +205,7 @@ Image DecodeJpeg(std::string_view bytes, const std::string& path, ImageMode mode
   Image img{out_h, out_w, tjPixelSize[format], {}};
   std::vector<uint8_t>& dst = use_scratch ? scratch : img.pixels;
   dst.resize(static_cast<size_t>(img.height * img.width * img.channels));
-  if (tjDecompress2(tj, data, len, dst.data(), out_w, 0, out_h, format, 0) != 0) {
-    const std::string why = tjGetErrorStr2(tj);
-    // A warning leaves a decoded image behind: acceptable only when the data was all there
-    // and intact (stray bytes between segments). A truncated file or corrupt entropy-coded
-    // data gives grey or garbage pixels and is refused.
-    if (tjGetErrorCode(tj) == TJERR_FATAL || why.find("extraneous bytes") == std::string::npos) {
-      fail("corrupt JPEG: " + why);
-    }
-    handle.Reset();  // a warning: the decode went on, the handle is fresh for the next
-  }
+  check(tjDecompress2(tj, data, len, dst.data(), out_w, 0, out_h, format, 0));
   if (use_scratch) {  // decoded in `mode` already (no CMYK)
     const ImageView decoded{img.height, img.width, img.channels, {dst.data(), dst.size()}};
     if (into.empty()) return Resize(decoded, size);
