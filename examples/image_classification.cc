@@ -33,7 +33,7 @@ class Classifier {
  public:
   explicit Classifier(const std::string& model_file) : device_(ld::SetUpTorchForActor()) {
     if (!model_file.empty()) {
-      script_ = ld::LoadTorchScript(model_file, device_);
+      script_ = ld::LoadTorchScript(model_file, device_, {.optimize_for_inference = true});
     } else {
       torch::manual_seed(0);
       net_ = ld::ResNet(18);

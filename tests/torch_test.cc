@@ -196,6 +196,51 @@ def forward(self, x):
   std::filesystem::remove(path);
 }
 
+// optimize_for_inference: a convolution and a batch norm (in TorchScript, saved and loaded as
+// a user's file is) fold into one convolution; the outputs stay the unoptimised module's but
+// for float rounding.
+TEST(TorchScript, OptimisedForInferenceTheBatchNormIsFoldedAndTheOutputsKept) {
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("lumen-convbn-" + std::to_string(::getpid()) + ".pt"))
+                               .string();
+  torch::manual_seed(3);
+  torch::jit::Module m("ConvBn");
+  m.register_attribute("training", c10::BoolType::get(), true);  // as a scripted nn.Module's
+  m.register_parameter("w", torch::randn({4, 3, 3, 3}), false);
+  m.register_parameter("gamma", torch::rand({4}) + 0.5, false);
+  m.register_parameter("beta", torch::randn({4}), false);
+  m.register_buffer("mean", torch::randn({4}));
+  m.register_buffer("var", torch::rand({4}) + 0.5);
+  m.define(R"(
+def forward(self, x):
+    y = torch.conv2d(x, self.w, None, [1, 1], [1, 1])
+    y = torch.batch_norm(y, self.gamma, self.beta, self.mean, self.var, False, 0.1, 1e-5, False)
+    return torch.relu(y)
+)");
+  m.save(path);
+  torch::jit::Module plain = ld::LoadTorchScript(path, torch::kCPU);
+  torch::jit::Module fast =
+      ld::LoadTorchScript(path, torch::kCPU, {.optimize_for_inference = true});
+  std::filesystem::remove(path);
+  auto graph = [](torch::jit::Module& mod) {
+    return mod.get_method("forward").graph()->toString();
+  };
+  EXPECT_NE(graph(plain).find("batch_norm"), std::string::npos);
+  EXPECT_EQ(graph(fast).find("batch_norm"), std::string::npos) << graph(fast);
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x = torch::randn({2, 3, 16, 16});
+  const torch::Tensor a = plain.forward({x}).toTensor();
+  const torch::Tensor b = fast.forward({x}).toTensor();
+  EXPECT_GT(a.abs().sum().item<float>(), 0.0f);
+  EXPECT_TRUE(torch::allclose(a, b, 1e-4, 1e-4)) << (a - b).abs().max();
+  try {
+    ld::LoadTorchScript("/no/such/model.pt", torch::kCPU, {.optimize_for_inference = true});
+    ADD_FAILURE() << "a missing model loaded";
+  } catch (const ld::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("/no/such/model.pt"), std::string::npos) << e.what();
+  }
+}
+
 // GPUs declared to the cluster, none present: placement and CUDA_VISIBLE_DEVICES are Lumen's.
 class GpuPoolTest : public ::testing::Test {
  protected:

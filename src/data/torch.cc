@@ -91,14 +91,22 @@ torch::Device SetUpTorchForActor() {
   return torch::Device(torch::kCPU);
 }
 
-torch::jit::Module LoadTorchScript(const std::string& path, torch::Device device) {
+torch::jit::Module LoadTorchScript(const std::string& path, torch::Device device,
+                                   const TorchScriptOptions& options) {
+  torch::jit::Module m;
   try {
-    torch::jit::Module m = torch::jit::load(path, device);
+    m = torch::jit::load(path, device);
     m.eval();
-    return m;
   } catch (const c10::Error& e) {
     throw DataError("cannot load the TorchScript model " + path + ": " +
                     e.what_without_backtrace());
+  }
+  if (!options.optimize_for_inference) return m;
+  try {
+    return torch::jit::optimize_for_inference(m);
+  } catch (const c10::Error& e) {
+    throw DataError("cannot optimise the TorchScript model " + path +
+                    " for inference: " + e.what_without_backtrace());
   }
 }
 
