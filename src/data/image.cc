@@ -670,11 +670,12 @@ void Normalize(const ImageView& image, std::span<float> out, const NormalizeOpti
   for (int64_t c = 0; c < ch; ++c) {
     const size_t k = static_cast<size_t>(std::min<int64_t>(c, 3));
     const float mean = options.mean[k], std = options.std[k];
+    // A byte has 256 values: each one's result once (torchvision's arithmetic), then looked up.
+    float value[256];
+    for (int v = 0; v < 256; ++v) value[v] = (static_cast<float>(v) / 255.0f - mean) / std;
     float* dst = out.data() + c * plane;
     const uint8_t* src = image.pixels.data() + c;
-    for (int64_t i = 0; i < plane; ++i) {
-      dst[i] = (static_cast<float>(src[i * ch]) / 255.0f - mean) / std;  // as torchvision
-    }
+    for (int64_t i = 0; i < plane; ++i) dst[i] = value[src[i * ch]];
   }
 }
 

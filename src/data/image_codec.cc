@@ -189,8 +189,9 @@ Image DecodeJpeg(std::string_view bytes, const std::string& path, ImageMode mode
   const bool resize = !size.empty() && (out_h != size.height || out_w != size.width);
   // Not after DCT scaling: its raw planes keep the chroma at the subsampled size, where
   // decoding to RGB scales the chroma up in the IDCT itself (sharper colour).
-  if (resize && out_w == width && out_h == height && colorspace == TJCS_YCbCr &&
-      subsamp != TJSAMP_GRAY && (mode == ImageMode::kRGB || mode == ImageMode::kRGBA)) {
+  if (resize && out_w == width && out_h == height && colorspace == TJCS_YCbCr && subsamp >= 0 &&
+      subsamp < TJ_NUMSAMP && subsamp != TJSAMP_GRAY &&
+      (mode == ImageMode::kRGB || mode == ImageMode::kRGBA)) {
     return DecodeJpegPlanes(tj, data, len, check, subsamp, {out_h, out_w}, mode, size, into);
   }
   const bool cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK;
