@@ -43,7 +43,8 @@ class Images(torch.utils.data.Dataset):
 
 def dataloader(folder, n, model_path, batch, threads, out_path):
     torch.set_num_threads(threads)
-    model = torch.jit.load(model_path).eval()
+    # The model as Lumen's pipelines run it (LoadTorchScript's optimize_for_inference).
+    model = torch.jit.optimize_for_inference(torch.jit.load(model_path).eval())
     loader = torch.utils.data.DataLoader(Images(folder, n), batch_size=batch, num_workers=1)
     start = time.perf_counter()
     rows = 0
