@@ -284,6 +284,24 @@ bool HasAvx2() {
   return yes && vector_kernels.load(std::memory_order_relaxed);
 }
 
+// Adds the pmaddwd products of `taps` (int16 lanes) with a tap pair's weights — `w[0]` their
+// low 11 bits, `w[1]` their high bits (PlanPairs, PlanGroups) — to `lo` and `hi`.
+__attribute__((target("avx2"))) inline void MaddHalves(__m256i taps, const __m256i* w, __m256i& lo,
+                                                       __m256i& hi) {
+  lo = _mm256_add_epi32(lo, _mm256_madd_epi16(taps, _mm256_loadu_si256(w)));
+  hi = _mm256_add_epi32(hi, _mm256_madd_epi16(taps, _mm256_loadu_si256(w + 1)));
+}
+
+// The sums lo + (hi << 11), rounded to 8 bits as Clip8: in each 128-bit half, its four sums'
+// bytes first.
+__attribute__((target("avx2"))) inline __m256i SumsToBytes(__m256i lo, __m256i hi) {
+  const __m256i half = _mm256_set1_epi32(1 << (kPrecisionBits - 1));
+  __m256i acc = _mm256_add_epi32(_mm256_add_epi32(half, _mm256_slli_epi32(hi, 11)), lo);
+  acc = _mm256_srai_epi32(acc, kPrecisionBits);
+  const __m256i words = _mm256_packs_epi32(acc, acc);
+  return _mm256_packus_epi16(words, words);
+}
+
 // Horizontal for 3 or 4 channels: two output pixels at a time, one per 128-bit half; two
 // taps at a time, their bytes spread to int16 lanes (channel by channel, the two taps side by
 // side) and multiplied and summed pairwise by pmaddwd with both halves of the weights
@@ -299,7 +317,6 @@ __attribute__((target("avx2"))) void HorizontalRowAvx2(const uint8_t* src, const
                                                    0, z, 4, z, 1, z, 5, z, 2, z, 6, z, 3, z, 7, z)
                                 : _mm256_setr_epi8(0, z, 3, z, 1, z, 4, z, 2, z, 5, z, z, z, z, z,
                                                    0, z, 3, z, 1, z, 4, z, 2, z, 5, z, z, z, z, z);
-  const __m256i half = _mm256_set1_epi32(1 << (kPrecisionBits - 1));
   // Local copies: the byte stores below may alias anything, so the compiler would reload
   // members through `c` after each one.
   const Coefficients::Pair* pairs = c.pairs.data();
@@ -325,14 +342,9 @@ __attribute__((target("avx2"))) void HorizontalRowAvx2(const uint8_t* src, const
       const __m128i pb = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(sb + 2 * t * C));
       const __m256i px =
           _mm256_shuffle_epi8(_mm256_inserti128_si256(_mm256_castsi128_si256(pa), pb, 1), spread);
-      const auto* wt = reinterpret_cast<const __m256i*>(w + t * 32);
-      lo = _mm256_add_epi32(lo, _mm256_madd_epi16(px, _mm256_loadu_si256(wt)));
-      hi = _mm256_add_epi32(hi, _mm256_madd_epi16(px, _mm256_loadu_si256(wt + 1)));
+      MaddHalves(px, reinterpret_cast<const __m256i*>(w + t * 32), lo, hi);
     }
-    __m256i acc = _mm256_add_epi32(_mm256_add_epi32(half, _mm256_slli_epi32(hi, 11)), lo);
-    acc = _mm256_srai_epi32(acc, kPrecisionBits);
-    const __m256i words = _mm256_packs_epi32(acc, acc);
-    const __m256i bytes = _mm256_packus_epi16(words, words);  // per 128-bit half: one pixel
+    const __m256i bytes = SumsToBytes(lo, hi);  // per 128-bit half: one pixel
     const int32_t pa = _mm_cvtsi128_si32(_mm256_castsi256_si128(bytes));
     const int32_t pb = _mm_cvtsi128_si32(_mm256_extracti128_si256(bytes, 1));
     // Four bytes each: for three channels the fourth lands on the next pixel's first byte,
@@ -357,7 +369,6 @@ __attribute__((target("avx2"))) void HorizontalRowAvx2(const uint8_t* src, const
 __attribute__((target("avx2"))) void HorizontalRowAvx2Gray(const uint8_t* src, const uint8_t* end,
                                                            uint8_t* dst, const Coefficients& c,
                                                            int64_t out_w) {
-  const __m256i half = _mm256_set1_epi32(1 << (kPrecisionBits - 1));
   const Coefficients::Group* groups = c.groups.data();
   const uint8_t* masks = c.group_masks.data();
   const int16_t* lanes = c.group_lanes.data();
@@ -382,14 +393,9 @@ __attribute__((target("avx2"))) void HorizontalRowAvx2Gray(const uint8_t* src, c
       const int64_t at = g * tap_pairs + t;
       const __m256i taps = _mm256_shuffle_epi8(
           px, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(masks + at * 32)));
-      const auto* wt = reinterpret_cast<const __m256i*>(lanes + at * 32);
-      lo = _mm256_add_epi32(lo, _mm256_madd_epi16(taps, _mm256_loadu_si256(wt)));
-      hi = _mm256_add_epi32(hi, _mm256_madd_epi16(taps, _mm256_loadu_si256(wt + 1)));
+      MaddHalves(taps, reinterpret_cast<const __m256i*>(lanes + at * 32), lo, hi);
     }
-    __m256i acc = _mm256_add_epi32(_mm256_add_epi32(half, _mm256_slli_epi32(hi, 11)), lo);
-    acc = _mm256_srai_epi32(acc, kPrecisionBits);
-    const __m256i words = _mm256_packs_epi32(acc, acc);
-    const __m256i bytes = _mm256_packus_epi16(words, words);  // per 128-bit half: 4 pixels
+    const __m256i bytes = SumsToBytes(lo, hi);  // per 128-bit half: 4 pixels
     const int32_t a = _mm_cvtsi128_si32(_mm256_castsi256_si128(bytes));
     const int32_t b = _mm_cvtsi128_si32(_mm256_extracti128_si256(bytes, 1));
     std::memcpy(dst + 8 * g, &a, 4);
