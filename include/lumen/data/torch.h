@@ -57,10 +57,10 @@ struct TorchScriptOptions {
   // constants; only `forward` is kept), batch norms are folded into the convolutions before
   // them and, on the CPU, convolutions use oneDNN's layouts. For ResNet-18 on this project's
   // machine a batch runs about twice as fast (0.34-0.52 s for 32 images against 0.76-1.0 s)
-  // and the first calls no longer pay ~2 s for the JIT's profiling. Outputs differ from the unoptimised module's in float rounding (the folded
-  // weights). Not for a module whose attributes change between calls; a module without a
-  // `training` attribute (scripted nn.Modules have one) is taken as frozen already, as
-  // LibTorch does.
+  // and the first calls no longer pay ~2 s for the JIT's profiling. Outputs differ from the
+  // unoptimised module's in float rounding (the folded weights). Not for a module whose
+  // attributes change between calls; a module without a `training` attribute (scripted
+  // nn.Modules have one) is taken as frozen already, as LibTorch does.
   bool optimize_for_inference = false;
 };
 
