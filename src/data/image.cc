@@ -177,11 +177,12 @@ Coefficients Bilinear(int64_t in_size, int64_t out_size, int factor = 1) {
       k[static_cast<size_t>(x)] = t < 1.0 ? 1.0 - t : 0.0;
       ww += k[static_cast<size_t>(x)];
     }
+    if (ww != 0.0) {
+      for (int x = 0; x < xmax; ++x) k[static_cast<size_t>(x)] /= ww;
+    }
     std::vector<double>& row = rows[static_cast<size_t>(xx)];
     if (factor == 1) {
-      for (int x = 0; x < xmax; ++x) {
-        row.push_back(ww != 0.0 ? k[static_cast<size_t>(x)] / ww : k[static_cast<size_t>(x)]);
-      }
+      row.assign(k.begin(), k.begin() + xmax);
       c.first[static_cast<size_t>(xx)] = xmin;
       c.count[static_cast<size_t>(xx)] = xmax;
       continue;
@@ -190,12 +191,11 @@ Coefficients Bilinear(int64_t in_size, int64_t out_size, int factor = 1) {
     int64_t last = base;
     row.assign(static_cast<size_t>(xmax / factor + 3), 0.0);
     for (int x = 0; x < xmax; ++x) {
-      const double w = ww != 0.0 ? k[static_cast<size_t>(x)] / ww : k[static_cast<size_t>(x)];
       int64_t from[2];
       double share[2];
       const int n = UpsampledFrom(xmin + x, factor, samples, from, share);
       for (int i = 0; i < n; ++i) {
-        row[static_cast<size_t>(from[i] - base)] += w * share[i];
+        row[static_cast<size_t>(from[i] - base)] += k[static_cast<size_t>(x)] * share[i];
         last = std::max(last, from[i]);
       }
     }
@@ -254,14 +254,21 @@ inline void HorizontalPixel(const uint8_t* s, const int32_t* k, int n, uint8_t* 
   for (int b = 0; b < C; ++b) dst[b] = Clip8(ss[b]);
 }
 
+// Output pixels [from, to) of a row, scalar: the vector kernels' edges and tails too.
 template <int C>
-void HorizontalRow(const uint8_t* src, const uint8_t*, uint8_t* dst, const Coefficients& c,
-                   int64_t out_w) {
-  for (int64_t x = 0; x < out_w; ++x) {
+inline void HorizontalPixels(const uint8_t* src, uint8_t* dst, const Coefficients& c, int64_t from,
+                             int64_t to) {
+  for (int64_t x = from; x < to; ++x) {
     HorizontalPixel<C>(src + c.first[static_cast<size_t>(x)] * C,
                        &c.weights[static_cast<size_t>(x * c.ksize)],
                        c.count[static_cast<size_t>(x)], dst + x * C);
   }
+}
+
+template <int C>
+void HorizontalRow(const uint8_t* src, const uint8_t*, uint8_t* dst, const Coefficients& c,
+                   int64_t out_w) {
+  HorizontalPixels<C>(src, dst, c, 0, out_w);
 }
 
 void VerticalRow(const uint8_t* rows, int64_t row_bytes, const int32_t* k, int n, uint8_t* d,
@@ -330,9 +337,7 @@ __attribute__((target("avx2"))) void HorizontalRowAvx2(const uint8_t* src, const
     const uint8_t* sb = src + p.first_b;
     uint8_t* out = dst + 2 * j * C;
     if (near_end && end - src < p.reach) {
-      const size_t a = static_cast<size_t>(2 * j), b = a + 1;
-      HorizontalPixel<C>(sa, &c.weights[a * static_cast<size_t>(c.ksize)], c.count[a], out);
-      HorizontalPixel<C>(sb, &c.weights[b * static_cast<size_t>(c.ksize)], c.count[b], out + C);
+      HorizontalPixels<C>(src, dst, c, 2 * j, 2 * j + 2);
       continue;
     }
     const int16_t* w = lanes + j * lane_stride;
@@ -356,11 +361,7 @@ __attribute__((target("avx2"))) void HorizontalRowAvx2(const uint8_t* src, const
       std::memcpy(out + C, &pb, C);
     }
   }
-  for (int64_t x = 2 * npairs; x < out_w; ++x) {
-    HorizontalPixel<C>(src + c.first[static_cast<size_t>(x)] * C,
-                       &c.weights[static_cast<size_t>(x * c.ksize)],
-                       c.count[static_cast<size_t>(x)], dst + x * C);
-  }
+  HorizontalPixels<C>(src, dst, c, 2 * npairs, out_w);
 }
 
 // Horizontal for one channel: eight output pixels at a time (PlanGroups), two taps per pmaddwd
@@ -378,11 +379,7 @@ __attribute__((target("avx2"))) void HorizontalRowAvx2Gray(const uint8_t* src, c
   for (int64_t g = 0; g < ngroups; ++g) {
     const Coefficients::Group gr = groups[g];
     if (!gr.vector || (near_end && end - src < gr.reach)) {
-      for (int64_t x = 8 * g; x < 8 * g + 8; ++x) {
-        HorizontalPixel<1>(src + c.first[static_cast<size_t>(x)],
-                           &c.weights[static_cast<size_t>(x * c.ksize)],
-                           c.count[static_cast<size_t>(x)], dst + x);
-      }
+      HorizontalPixels<1>(src, dst, c, 8 * g, 8 * g + 8);
       continue;
     }
     const __m256i px = _mm256_inserti128_si256(
@@ -401,11 +398,7 @@ __attribute__((target("avx2"))) void HorizontalRowAvx2Gray(const uint8_t* src, c
     std::memcpy(dst + 8 * g, &a, 4);
     std::memcpy(dst + 8 * g + 4, &b, 4);
   }
-  for (int64_t x = 8 * ngroups; x < out_w; ++x) {
-    HorizontalPixel<1>(src + c.first[static_cast<size_t>(x)],
-                       &c.weights[static_cast<size_t>(x * c.ksize)],
-                       c.count[static_cast<size_t>(x)], dst + x);
-  }
+  HorizontalPixels<1>(src, dst, c, 8 * ngroups, out_w);
 }
 
 // Vertical: eight bytes of the output row at a time, the rest scalar.
@@ -480,6 +473,19 @@ void Vertical(const uint8_t* in, int64_t row_bytes, int64_t row0, const Coeffici
 #endif
     VerticalRow(rows, row_bytes, k, n, d, 0);
   }
+}
+
+// `in` (rows `stride` bytes apart, `ch` channels, `in_bytes` in all) resampled horizontally by
+// `horiz`, then vertically by `vert`, into `out` (size.height * size.width * ch bytes). Only the
+// rows the vertical pass reads are resampled horizontally, into a buffer this thread reuses.
+void BothPasses(const uint8_t* in, size_t in_bytes, int64_t stride, int64_t ch,
+                const Coefficients& vert, Coefficients& horiz, ImageSize size, uint8_t* out) {
+  const int64_t first = vert.first.front();
+  const int64_t last = vert.first.back() + vert.count.back();
+  thread_local std::vector<uint8_t> tmp;
+  tmp.resize(static_cast<size_t>((last - first) * size.width * ch));
+  Horizontal(in, in_bytes, stride, ch, first, last - first, horiz, size.width, tmp.data());
+  Vertical(tmp.data(), size.width * ch, first, vert, size.height, out);
 }
 
 void CheckImage(const ImageView& image, const char* what) {
@@ -617,27 +623,15 @@ void ResizeInto(const ImageView& image, ImageSize size, std::span<uint8_t> out) 
                horiz, size.width, out.data());
     return;
   }
-  // Only the rows the vertical pass reads are resampled horizontally, into a buffer this
-  // thread reuses.
-  const int64_t first = vert.first.front();
-  const int64_t last = vert.first.back() + vert.count.back();
-  thread_local std::vector<uint8_t> tmp;
-  tmp.resize(static_cast<size_t>((last - first) * size.width * ch));
-  Horizontal(image.pixels.data(), image.pixels.size(), image.width * ch, ch, first, last - first,
-             horiz, size.width, tmp.data());
-  Vertical(tmp.data(), size.width * ch, first, vert, size.height, out.data());
+  BothPasses(image.pixels.data(), image.pixels.size(), image.width * ch, ch, vert, horiz, size,
+             out.data());
 }
 
 void ResizePlaneInto(const uint8_t* plane, size_t plane_bytes, int64_t stride, ImageSize image,
                      int factor_x, int factor_y, ImageSize size, uint8_t* out) {
   const std::shared_ptr<Coefficients> vert = CachedBilinear(image.height, size.height, factor_y);
   const std::shared_ptr<Coefficients> horiz = CachedBilinear(image.width, size.width, factor_x);
-  const int64_t first = vert->first.front();
-  const int64_t last = vert->first.back() + vert->count.back();
-  thread_local std::vector<uint8_t> tmp;
-  tmp.resize(static_cast<size_t>((last - first) * size.width));
-  Horizontal(plane, plane_bytes, stride, 1, first, last - first, *horiz, size.width, tmp.data());
-  Vertical(tmp.data(), size.width, first, *vert, size.height, out);
+  BothPasses(plane, plane_bytes, stride, 1, *vert, *horiz, size, out);
 }
 
 }  // namespace internal
