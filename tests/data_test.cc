@@ -644,7 +644,8 @@ std::string StderrOnTerminal(const std::function<void()>& body) {
 }
 
 // A read's first and last blocks are split smaller (so what follows starts sooner and ends
-// together), in whole batches of the transform reading them: every batch keeps its size.
+// together), and a read of one row per file groups its files in whole batches of the
+// transform reading them: every batch keeps its size.
 TEST_F(DataTest, AReadSplitsItsFirstAndLastBlocksInWholeBatches) {
   for (int i = 0; i < 90; ++i) WriteFile("in/f" + std::to_string(100 + i), "x");
   auto per_call = [](const ld::Dataset& ds) {
@@ -661,13 +662,19 @@ TEST_F(DataTest, AReadSplitsItsFirstAndLastBlocksInWholeBatches) {
   EXPECT_EQ(blocks.size(), 8u * 3 + 2);
   EXPECT_EQ(std::count(blocks.begin(), blocks.end(), 9), 2);
   EXPECT_EQ(std::count(blocks.begin(), blocks.end(), 3), 24);
-  // Batches of 4: the quarters are made whole batches (4 + 4 + 1 of 9 files), so every batch
-  // but each block's last has 4 rows, as without the split.
+  // Batches of 4: blocks end on whole batches (8 files, not 9) and the quarters are whole
+  // batches too, so every batch but the very last (90 = 22 x 4 + 2) has 4 rows.
   std::vector<int64_t> batches =
       per_call(ld::ReadBinaryFiles(Path("in"), {.max_files_per_block = 9})
                    .MapBatches(CountRows, {.batch_size = 4}));
-  EXPECT_EQ(std::count(batches.begin(), batches.end(), 4), 20);  // 2 per block of 9
-  EXPECT_EQ(std::count(batches.begin(), batches.end(), 1), 10);
+  EXPECT_EQ(std::count(batches.begin(), batches.end(), 4), 22);
+  EXPECT_EQ(std::count(batches.begin(), batches.end(), 2), 1);
+  EXPECT_EQ(batches.size(), 23u);
+  // Blocks cut by bytes (2 one-byte files) are extended to a whole batch of 3 files: 30
+  // batches of 3, where blocks of 2 files would make 45 of 2.
+  batches = per_call(ld::ReadBinaryFiles(Path("in"), {.target_block_bytes = 2})
+                         .MapBatches(CountRows, {.batch_size = 3}));
+  EXPECT_EQ(std::count(batches.begin(), batches.end(), 3), 30);
   EXPECT_EQ(batches.size(), 30u);
 }
 
@@ -1121,6 +1128,31 @@ TEST_F(DataTest, AnAutoscalingPoolAddsActorsWhileBlocksWait) {
                 .Explain()
                 .find("actor pool of 1 to 8"),
             std::string::npos);
+}
+
+// An idle actor takes a waiting block even when the memory budget is spent (here by the blocks
+// themselves): each call waits for the other actor to be in a call too, so with one actor at a
+// time the first call times out and its rows are not `met`.
+TEST_F(DataTest, AnIdleActorTakesAWaitingBlockWhenTheBudgetIsSpent) {
+  fs::create_directories(Path("rv"));
+  ld::ExecutionOptions spent = Quiet();
+  spent.memory_budget_bytes = 1;
+  ld::Dataset ds =
+      ld::Range(20, {.num_blocks = 2})
+          .Materialize()
+          .MapBatches<Rendezvous>({.concurrency = 2, .num_cpus = 0.5}, Path("rv"), int64_t{2})
+          .WithOptions(spent);
+  std::set<int64_t> pids;
+  int64_t rows = 0;
+  for (const ld::Batch& b : ds.IterBatches()) {
+    for (int64_t r = 0; r < b.NumRows(); ++r) {
+      EXPECT_EQ(b.Int64("met")[static_cast<size_t>(r)], 1);
+      pids.insert(b.Int64("pid")[static_cast<size_t>(r)]);
+    }
+    rows += b.NumRows();
+  }
+  EXPECT_EQ(rows, 20);
+  EXPECT_EQ(pids.size(), 2u);
 }
 
 // An actor left idle for autoscale_idle_s is retired (its process ends) while the pool is above

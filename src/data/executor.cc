@@ -438,6 +438,11 @@ bool ActorPoolOp::WantsToLaunch() const {
   return AllDropped() || Pick().second >= 0;
 }
 
+bool ActorPoolOp::LaunchesOverBudget() const {
+  const int best = Pick().second;
+  return best >= 0 && actors_[static_cast<size_t>(best)].in_flight == 0;
+}
+
 void ActorPoolOp::LaunchOne(Executor& ex) {
   if (AllDropped()) {
     RefBundle in = std::move(inputs_.front());
@@ -1232,7 +1237,7 @@ void Executor::Schedule() {
       // launch the whole input at once.
       if (op->stats().tasks == 0 && op->running() >= op->FirstWave(cluster_cpus_)) break;
       int64_t est = op->EstimateOutputBytes();
-      if (used + est > budget_ && !pending_.empty()) break;
+      if (used + est > budget_ && !pending_.empty() && !op->LaunchesOverBudget()) break;
       op->LaunchOne(*this);
       used += est;
     }

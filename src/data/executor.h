@@ -73,6 +73,11 @@ class PhysicalOp {
   // Called before each round of launches: an operator may adjust itself (pool size).
   virtual void Adjust(Executor& ex) {}
   virtual bool WantsToLaunch() const { return false; }
+  // Whether the next launch goes ahead even when the memory budget is spent: it puts capacity
+  // to work that is held for the whole run and would otherwise idle with its input waiting in
+  // memory (an actor pool's idle actor). Each such launch overruns the budget by at most one
+  // task's output.
+  virtual bool LaunchesOverBudget() const { return false; }
   // How many tasks it may run before one has ended and told the size of its output: one wave,
   // as many as the cluster has CPUs (the estimate before that, the input's bytes, can be far
   // off: a decode or a FlatMap makes many times more).
@@ -230,6 +235,11 @@ class ActorPoolOp : public PhysicalOp {
   bool WantsToLaunch() const override;
   // Its actors and their calls in flight bound it already; all of them may be needed at once.
   int FirstWave(int /*cluster_cpus*/) const override { return std::numeric_limits<int>::max(); }
+  // When the next block would go to an actor with nothing to do. Upstream tasks in flight can
+  // hold the whole budget (their outputs estimated, this pool's output guessed as large as
+  // its input until a call has ended): an actor must not wait for that memory while the block
+  // it would consume is already made.
+  bool LaunchesOverBudget() const override;
   void LaunchOne(Executor& ex) override;
   void OnOutput(Executor& ex, uint64_t token, RefBundle out) override;
   void OnTaskEnd(Executor& ex, uint64_t token) override;

@@ -127,7 +127,10 @@ struct ReadOptions {
   // Files per read task are grouped up to this many bytes (one block per task), at most this
   // many files. The first and the last four blocks of a read are split in about quarters — in
   // whole batches of the transform that reads them (its batch_size) — so the stages after the
-  // read start on small blocks and end together rather than on one CPU.
+  // read start on small blocks and end together rather than on one CPU. Reads of one row per
+  // file (ReadImages, ReadBinaryFiles) group whole batches too: a block ends on a multiple of
+  // the batch size (passing the byte target by up to a batch less one file; the file limit is
+  // rounded down to a multiple), so every batch but the last has batch_size rows.
   int64_t target_block_bytes = 4 << 20;
   int max_files_per_block = 256;
   // ReadCsv / ReadJson: only these columns (empty: all). Set by SelectColumns pushdown too.
@@ -228,7 +231,8 @@ struct ImageWriteOptions {
 
 struct ExecutionOptions {
   // Bytes of blocks held in the object store plus the estimated output of running tasks.
-  // 0: a quarter of the node's object store.
+  // 0: a quarter of the node's object store. An actor pool's idle actor takes a waiting block
+  // even when the budget is spent (overrunning it by at most one call's output per actor).
   int64_t memory_budget_bytes = 0;
   // Live per-operator progress bars on a terminal, periodic lines otherwise.
   bool progress = true;
