@@ -223,6 +223,24 @@ class Rendezvous {
   int64_t want_;
 };
 
+// What a dataset of Rendezvous calls returned: rows, those whose call timed out, the actors.
+struct RendezvousRows {
+  int64_t rows = 0;
+  int64_t unmet = 0;
+  std::set<int64_t> pids;
+};
+RendezvousRows RunRendezvous(const ld::Dataset& ds) {
+  RendezvousRows out;
+  for (const ld::Batch& b : ds.IterBatches()) {
+    for (int64_t r = 0; r < b.NumRows(); ++r) {
+      out.unmet += b.Int64("met")[static_cast<size_t>(r)] != 1;
+      out.pids.insert(b.Int64("pid")[static_cast<size_t>(r)]);
+    }
+    out.rows += b.NumRows();
+  }
+  return out;
+}
+
 // Whether process `pid` has exited (gone, or a zombie not yet reaped).
 bool Exited(int64_t pid) {
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
@@ -1106,21 +1124,14 @@ TEST_F(DataTest, AnAutoscalingPoolAddsActorsWhileBlocksWait) {
       ld::Range(120, {.num_blocks = 12})
           .MapBatches<Rendezvous>({.concurrency = {1, 3}, .num_cpus = 0.5}, Path("rv"), int64_t{2})
           .WithOptions(Quiet());
-  std::set<int64_t> pids;
-  int64_t rows = 0;
-  for (const ld::Batch& b : ds.IterBatches()) {
-    for (int64_t r = 0; r < b.NumRows(); ++r) {
-      EXPECT_EQ(b.Int64("met")[static_cast<size_t>(r)], 1);
-      pids.insert(b.Int64("pid")[static_cast<size_t>(r)]);
-    }
-    rows += b.NumRows();
-  }
-  EXPECT_EQ(rows, 120);
-  EXPECT_GE(pids.size(), 2u);
+  const RendezvousRows out = RunRendezvous(ds);
+  EXPECT_EQ(out.rows, 120);
+  EXPECT_EQ(out.unmet, 0);
+  EXPECT_GE(out.pids.size(), 2u);
   int64_t added = 0;
   for (const auto& op : ds.Stats().operators) added += op.actors_added;
   EXPECT_GE(added, 1) << ds.Stats();
-  EXPECT_LE(pids.size(), 3u);  // never above the maximum
+  EXPECT_LE(out.pids.size(), 3u);  // never above the maximum
   // The plan says what the pool may do; an autoscale written as Autoscale reads the same.
   EXPECT_NE(ld::Range(1)
                 .MapBatches<Rendezvous>({.concurrency = ld::Autoscale{.min = 1, .max = 8}},
@@ -1142,17 +1153,10 @@ TEST_F(DataTest, AnIdleActorTakesAWaitingBlockWhenTheBudgetIsSpent) {
           .Materialize()
           .MapBatches<Rendezvous>({.concurrency = 2, .num_cpus = 0.5}, Path("rv"), int64_t{2})
           .WithOptions(spent);
-  std::set<int64_t> pids;
-  int64_t rows = 0;
-  for (const ld::Batch& b : ds.IterBatches()) {
-    for (int64_t r = 0; r < b.NumRows(); ++r) {
-      EXPECT_EQ(b.Int64("met")[static_cast<size_t>(r)], 1);
-      pids.insert(b.Int64("pid")[static_cast<size_t>(r)]);
-    }
-    rows += b.NumRows();
-  }
-  EXPECT_EQ(rows, 20);
-  EXPECT_EQ(pids.size(), 2u);
+  const RendezvousRows out = RunRendezvous(ds);
+  EXPECT_EQ(out.rows, 20);
+  EXPECT_EQ(out.unmet, 0);
+  EXPECT_EQ(out.pids.size(), 2u);
 }
 
 // An actor left idle for autoscale_idle_s is retired (its process ends) while the pool is above

@@ -130,7 +130,8 @@ struct ReadOptions {
   // read start on small blocks and end together rather than on one CPU. Reads of one row per
   // file (ReadImages, ReadBinaryFiles) group whole batches too: a block ends on a multiple of
   // the batch size (passing the byte target by up to a batch less one file; the file limit is
-  // rounded down to a multiple), so every batch but the last has batch_size rows.
+  // rounded down to a multiple, and is at least one batch), so every batch but the last has
+  // batch_size rows.
   int64_t target_block_bytes = 4 << 20;
   int max_files_per_block = 256;
   // ReadCsv / ReadJson: only these columns (empty: all). Set by SelectColumns pushdown too.
