@@ -119,10 +119,16 @@ int main(int argc, char** argv) {
       ld::ReadImages(images, {.size = {256, 256}, .mode = ld::ImageMode::kRGB})
           .MapBatches(Preprocess)
           .MapBatches<Classifier>({.batch_size = 32, .concurrency = actors, .num_cpus = 1}, model);
-  ld::WriteResult r =
-      preds.WriteJson(out, {.rows_per_file = 100, .mode = ld::WriteMode::kOverwrite});
-  std::cout << preds.Stats() << "wrote " << r.files_written << " files of predictions to " << out
-            << "/ (path, label, score per image)\n";
+  try {
+    ld::WriteResult r =
+        preds.WriteJson(out, {.rows_per_file = 100, .mode = ld::WriteMode::kOverwrite});
+    std::cout << preds.Stats() << "wrote " << r.files_written << " files of predictions to " << out
+              << "/ (path, label, score per image)\n";
+  } catch (const std::exception& e) {  // an image that does not decode, a model that does not load
+    std::cerr << "image_classification: " << e.what() << "\n";
+    lumen::Shutdown();
+    return 1;
+  }
   lumen::Shutdown();
   return 0;
 }
