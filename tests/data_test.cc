@@ -1159,6 +1159,29 @@ TEST_F(DataTest, AnIdleActorTakesAWaitingBlockWhenTheBudgetIsSpent) {
   EXPECT_EQ(out.pids.size(), 2u);
 }
 
+// The same with routing at random (locality_aware = false): the draw is among the idle actors,
+// so the launch the budget allowed for an idle actor is not queued behind the busy one (which
+// would happen in three of four runs drawing among all actors with room). Three runs, each with
+// its own rendezvous.
+TEST_F(DataTest, RandomRoutingGivesAWaitingBlockToTheIdleActorWhenTheBudgetIsSpent) {
+  ld::ExecutionOptions spent = Quiet();
+  spent.memory_budget_bytes = 1;
+  for (int run = 0; run < 3; ++run) {
+    const std::string dir = Path("rv" + std::to_string(run));
+    fs::create_directories(dir);
+    ld::MapBatchesOptions options{.concurrency = 2, .num_cpus = 0.5};
+    options.locality_aware = false;
+    ld::Dataset ds = ld::Range(20, {.num_blocks = 2})
+                         .Materialize()
+                         .MapBatches<Rendezvous>(options, dir, int64_t{2})
+                         .WithOptions(spent);
+    const RendezvousRows out = RunRendezvous(ds);
+    EXPECT_EQ(out.rows, 20) << "run " << run;
+    EXPECT_EQ(out.unmet, 0) << "run " << run;
+    EXPECT_EQ(out.pids.size(), 2u) << "run " << run;
+  }
+}
+
 // An actor left idle for autoscale_idle_s is retired (its process ends) while the pool is above
 // its minimum: the last block waits for that, so without retirement its rows are not `ok`.
 TEST_F(DataTest, AnAutoscalingPoolRetiresAnIdleActorDownToItsMinimum) {

@@ -397,7 +397,15 @@ std::pair<size_t, int> ActorPoolOp::Pick() const {
   }
   if (room.empty() || inputs_.empty()) return {0, -1};
   if (!options_.locality_aware) {
-    return {0, room[std::uniform_int_distribution<size_t>(0, room.size() - 1)(rng_)]};
+    // At random among the idle actors when there are any (no actor waits while another
+    // queues), else among all with room. The same draw set for the same state, so a launch
+    // that LaunchesOverBudget allowed for an idle actor goes to an idle actor.
+    std::vector<int> idle;
+    for (int i : room) {
+      if (actors_[static_cast<size_t>(i)].in_flight == 0) idle.push_back(i);
+    }
+    const std::vector<int>& from = idle.empty() ? room : idle;
+    return {0, from[std::uniform_int_distribution<size_t>(0, from.size() - 1)(rng_)]};
   }
   auto least_loaded = [&](auto&& eligible) {
     int best = -1;

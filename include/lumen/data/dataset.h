@@ -113,8 +113,9 @@ struct MapBatchesOptions {
   int max_block_retries = 3;
   // Actor pools (spread over the cluster's nodes): a block goes to the least-loaded actor on
   // the node that holds it while one there has room in its queue, else to the least-loaded
-  // actor anywhere — so blocks seldom cross the network. false: to an actor with room chosen
-  // at random (the baseline of the locality benchmark).
+  // actor anywhere — so blocks seldom cross the network. false: to an actor chosen at random,
+  // among the idle ones when any is, else among those with room (the baseline of the
+  // locality benchmark).
   bool locality_aware = true;
   // Autoscaling pools: seconds an actor may stay idle before it is retired (down to min).
   double autoscale_idle_s = 10;
