@@ -137,6 +137,39 @@ class EnvActor {
 LUMEN_ACTOR(EnvActor);
 LUMEN_REMOTE(EnvVar, ReadHere, EnvVarOfChild, &EnvActor::Var, &EnvActor::Read);
 
+// Sanitizers replace malloc: glibc's tunables do not reach their heaps.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kGlibcMalloc = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool kGlibcMalloc = false;
+#else
+constexpr bool kGlibcMalloc = true;
+#endif
+#else
+constexpr bool kGlibcMalloc = true;
+#endif
+
+// Whether the kernel may back this worker's heap with transparent huge pages: the
+// THPeligible value of the /proc/self/smaps mapping that holds an 8 MiB allocation (below the
+// mmap threshold: from the heap); -1 when smaps does not say.
+int64_t HeapHugePagesEligible() {
+  std::vector<char> block(size_t{8} << 20, 1);
+  const auto addr = reinterpret_cast<uintptr_t>(block.data());
+  std::ifstream smaps("/proc/self/smaps");
+  bool inside = false;
+  for (std::string line; std::getline(smaps, line);) {
+    uintptr_t lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2) {  // a mapping's first line
+      inside = addr >= lo && addr < hi;
+    } else if (inside && line.starts_with("THPeligible:")) {
+      return std::stoll(line.substr(line.find(':') + 1));
+    }
+  }
+  return -1;
+}
+LUMEN_REMOTE(HeapHugePagesEligible);
+
 LUMEN_REMOTE(Split3, SplitThrows);
 LUMEN_REMOTE(Add, Sum, Concat, GetPid, Nothing, Throws, SumOfSquares, Fib, MakeBig, MakeBuffer,
              BufferSum, WaitForFile, Gpus, PidAndGpus, SumRefs, PutInside, Mirror, Holder::Create,
@@ -480,6 +513,30 @@ TEST_F(GpuTest, AWorkerKeepsTheDevicesItWasStartedWithForItsLife) {
   }
   EXPECT_TRUE(all.count("")) << "tasks without GPUs see none";
   EXPECT_TRUE(all.count("0,1"));
+}
+
+// Workers start with Lumen's malloc settings, transparent huge pages for the heap among them
+// (where the kernel allows them on request); a GLIBC_TUNABLES of the user's replaces them.
+TEST_F(TaskTest, WorkersHeapsMayUseHugePagesUnlessTheUserTunesMalloc) {
+  std::ifstream thp("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string modes((std::istreambuf_iterator<char>(thp)), std::istreambuf_iterator<char>());
+  if (modes.empty() || modes.find("[never]") != std::string::npos) {
+    GTEST_SKIP() << "transparent huge pages are off on this kernel";
+  }
+  EXPECT_NE(lumen::Get(lumen::Task(EnvVar).Remote(std::string("GLIBC_TUNABLES")))
+                .find("glibc.malloc.hugetlb=1"),
+            std::string::npos);
+  if (kGlibcMalloc) {
+    EXPECT_EQ(lumen::Get(lumen::Task(HeapHugePagesEligible).Remote()), 1);
+  }
+  const lumen::TaskOptions own{
+      .runtime_env = {.env_vars = {{"GLIBC_TUNABLES", "glibc.malloc.arena_max=2"}}}};
+  EXPECT_EQ(lumen::Get(lumen::Task(EnvVar).Options(own).Remote(std::string("GLIBC_TUNABLES"))),
+            "glibc.malloc.arena_max=2");
+  // Without the tunable the heap is eligible only where THP is "always".
+  if (kGlibcMalloc && modes.find("[madvise]") != std::string::npos) {
+    EXPECT_EQ(lumen::Get(lumen::Task(HeapHugePagesEligible).Options(own).Remote()), 0);
+  }
 }
 
 TEST_F(TaskTest, RuntimeEnvSetsVariablesAndTheWorkingDirectoryOfItsOwnWorkers) {

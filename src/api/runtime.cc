@@ -79,7 +79,9 @@ std::string ArgValue(int argc, char** argv, const std::string& flag) {
 // kernel (and serves large requests with fresh mappings), so each task faults its pages in
 // again: on a virtual machine every first touch of a page exits to the hypervisor, and a
 // group-by spent more time there than computing. One arena that keeps up to 256 MiB of freed
-// memory makes a worker reuse warm pages. A GLIBC_TUNABLES set by the user wins.
+// memory makes a worker reuse warm pages. The node daemon starts workers with these settings
+// (and huge pages for the heap) in GLIBC_TUNABLES (node/worker_pool.cc); this sets them for a
+// worker started without it. A GLIBC_TUNABLES set by the user wins.
 void TuneWorkerMalloc() {
   if (std::getenv("GLIBC_TUNABLES")) return;
   ::mallopt(M_ARENA_MAX, 1);
