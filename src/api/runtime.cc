@@ -75,15 +75,18 @@ std::string ArgValue(int argc, char** argv, const std::string& flag) {
   return "";
 }
 
-// Workers allocate and free block-sized buffers all day. glibc hands such memory back to the
-// kernel (and serves large requests with fresh mappings), so each task faults its pages in
-// again: on a virtual machine every first touch of a page exits to the hypervisor, and a
-// group-by spent more time there than computing. One arena that keeps up to 256 MiB of freed
-// memory makes a worker reuse warm pages. The node daemon starts workers with these settings
-// (and huge pages for the heap) in GLIBC_TUNABLES (node/worker_pool.cc); this sets them for a
-// worker started without it. A GLIBC_TUNABLES set by the user wins.
+// Workers' malloc (kWorkerMallocTunables, common/process.h). A worker the node started with
+// Lumen's settings in GLIBC_TUNABLES (glibc applied them as the process started) removes the
+// variable, so the programs its tasks run get glibc's defaults — this runs first in the
+// worker, before it starts any thread. One started without it sets the same with mallopt
+// (all but the huge pages, which only the tunable sets). A GLIBC_TUNABLES of the user's is
+// left alone, for this process and its children.
 void TuneWorkerMalloc() {
-  if (std::getenv("GLIBC_TUNABLES")) return;
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  if (tunables != nullptr) {
+    if (std::strcmp(tunables, kWorkerMallocTunables) == 0) ::unsetenv("GLIBC_TUNABLES");
+    return;
+  }
   ::mallopt(M_ARENA_MAX, 1);
   ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
   ::mallopt(M_TRIM_THRESHOLD, 256 << 20);

@@ -32,20 +32,6 @@ bool ProcessIsExiting(pid_t pid) {
   return state == "Z" || state == "X" || (flags & kPfExiting) != 0;
 }
 
-// Workers' malloc, as glibc reads it when a process starts (unless GLIBC_TUNABLES is set for
-// the daemon, the job or the runtime_env: the user's wins). Workers allocate and free
-// block-sized buffers all day; glibc would hand such memory back to the kernel (and serve
-// large requests with fresh mappings), so each task would fault its pages in again — on a
-// virtual machine every first touch exits to the hypervisor. One arena that keeps up to
-// 256 MiB of freed memory reuses warm pages. And the heap is marked for transparent huge
-// pages (madvise; nothing changes where the kernel's THP setting is "never"): a model's
-// weights and activations behind 2 MiB pages take fewer TLB misses — ResNet-18 on one
-// thread ran its first three forwards ~20 % faster and no steady forward slower than the
-// best of 4 KiB pages, whose runs ranged 20–34 ms per image on this VM.
-constexpr char kWorkerMallocTunables[] =
-    "GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=67108864:"
-    "glibc.malloc.trim_threshold=268435456:glibc.malloc.hugetlb=1";
-
 }  // namespace
 
 WorkerPool::WorkerPool(rpc::EventLoop* loop, Env env, DeathCallback on_death)
@@ -91,9 +77,12 @@ StatusOr<WorkerProc*> WorkerPool::StartWorker(const JobID& job, const std::strin
   w->devices = devices;
   w->env_key = worker_env.key;
   w->since = std::chrono::steady_clock::now();
-  // Lumen's malloc settings first: the job's and the runtime_env's variables replace them.
+  // Lumen's malloc settings first (process.h), unless the daemon's environment has its own;
+  // the job's and the runtime_env's variables replace them.
   std::vector<std::string> overrides;
-  if (std::getenv("GLIBC_TUNABLES") == nullptr) overrides.push_back(kWorkerMallocTunables);
+  if (std::getenv("GLIBC_TUNABLES") == nullptr) {
+    overrides.push_back(std::string("GLIBC_TUNABLES=") + kWorkerMallocTunables);
+  }
   overrides.insert(overrides.end(), cfg.env.begin(), cfg.env.end());
   // The runtime_env's variables, then Lumen's own (which they cannot replace).
   overrides.insert(overrides.end(), worker_env.vars.begin(), worker_env.vars.end());
