@@ -1141,19 +1141,25 @@ TEST_F(DataTest, AnAutoscalingPoolAddsActorsWhileBlocksWait) {
             std::string::npos);
 }
 
-// An idle actor takes a waiting block even when the memory budget is spent (here by the blocks
-// themselves): each call waits for the other actor to be in a call too, so with one actor at a
-// time the first call times out and its rows are not `met`.
-TEST_F(DataTest, AnIdleActorTakesAWaitingBlockWhenTheBudgetIsSpent) {
-  fs::create_directories(Path("rv"));
+// Two materialized blocks of 10 rows into a pool of two Rendezvous actors (each call waits
+// for both actors to be in a call) under a memory budget of 1 byte, which the blocks themselves
+// spend: what the calls returned. `dir` is the rendezvous folder, made here.
+RendezvousRows RendezvousWithTheBudgetSpent(const std::string& dir, bool locality_aware) {
+  fs::create_directories(dir);
   ld::ExecutionOptions spent = Quiet();
   spent.memory_budget_bytes = 1;
-  ld::Dataset ds =
-      ld::Range(20, {.num_blocks = 2})
-          .Materialize()
-          .MapBatches<Rendezvous>({.concurrency = 2, .num_cpus = 0.5}, Path("rv"), int64_t{2})
-          .WithOptions(spent);
-  const RendezvousRows out = RunRendezvous(ds);
+  ld::MapBatchesOptions options{.concurrency = 2, .num_cpus = 0.5};
+  options.locality_aware = locality_aware;
+  return RunRendezvous(ld::Range(20, {.num_blocks = 2})
+                           .Materialize()
+                           .MapBatches<Rendezvous>(options, dir, int64_t{2})
+                           .WithOptions(spent));
+}
+
+// An idle actor takes a waiting block even when the memory budget is spent: with one actor at
+// a time the first call times out and its rows are not `met`.
+TEST_F(DataTest, AnIdleActorTakesAWaitingBlockWhenTheBudgetIsSpent) {
+  const RendezvousRows out = RendezvousWithTheBudgetSpent(Path("rv"), true);
   EXPECT_EQ(out.rows, 20);
   EXPECT_EQ(out.unmet, 0);
   EXPECT_EQ(out.pids.size(), 2u);
@@ -1164,18 +1170,9 @@ TEST_F(DataTest, AnIdleActorTakesAWaitingBlockWhenTheBudgetIsSpent) {
 // would happen in three of four runs drawing among all actors with room). Three runs, each with
 // its own rendezvous.
 TEST_F(DataTest, RandomRoutingGivesAWaitingBlockToTheIdleActorWhenTheBudgetIsSpent) {
-  ld::ExecutionOptions spent = Quiet();
-  spent.memory_budget_bytes = 1;
   for (int run = 0; run < 3; ++run) {
-    const std::string dir = Path("rv" + std::to_string(run));
-    fs::create_directories(dir);
-    ld::MapBatchesOptions options{.concurrency = 2, .num_cpus = 0.5};
-    options.locality_aware = false;
-    ld::Dataset ds = ld::Range(20, {.num_blocks = 2})
-                         .Materialize()
-                         .MapBatches<Rendezvous>(options, dir, int64_t{2})
-                         .WithOptions(spent);
-    const RendezvousRows out = RunRendezvous(ds);
+    const RendezvousRows out =
+        RendezvousWithTheBudgetSpent(Path("rv" + std::to_string(run)), false);
     EXPECT_EQ(out.rows, 20) << "run " << run;
     EXPECT_EQ(out.unmet, 0) << "run " << run;
     EXPECT_EQ(out.pids.size(), 2u) << "run " << run;
