@@ -1,6 +1,5 @@
 // lumen::Init / Shutdown and the entry points of lumen/internal/runtime.h, forwarding to this
 // process's core worker.
-#include <malloc.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -75,25 +74,20 @@ std::string ArgValue(int argc, char** argv, const std::string& flag) {
   return "";
 }
 
-// Workers' malloc (kWorkerMallocTunables, common/process.h). A worker the node started with
-// Lumen's settings in GLIBC_TUNABLES (glibc applied them as the process started) removes the
-// variable, so the programs its tasks run get glibc's defaults — this runs first in the
-// worker, before it starts any thread. One started without it sets the same with mallopt
-// (all but the huge pages, which only the tunable sets). A GLIBC_TUNABLES of the user's is
-// left alone, for this process and its children.
-void TuneWorkerMalloc() {
+// Workers' malloc is set by the node as it starts them (kWorkerMallocTunables in
+// GLIBC_TUNABLES, common/process.h; glibc applied it as this process started). A worker
+// removes Lumen's value so the programs its tasks run get glibc's defaults — first thing in
+// the worker, before it starts any thread. A GLIBC_TUNABLES of the user's is left for its
+// children.
+void DropLumenMallocTunables() {
   const char* tunables = std::getenv("GLIBC_TUNABLES");
-  if (tunables != nullptr) {
-    if (std::strcmp(tunables, kWorkerMallocTunables) == 0) ::unsetenv("GLIBC_TUNABLES");
-    return;
+  if (tunables != nullptr && std::strcmp(tunables, kWorkerMallocTunables) == 0) {
+    ::unsetenv("GLIBC_TUNABLES");
   }
-  ::mallopt(M_ARENA_MAX, 1);
-  ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
-  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
 }
 
 [[noreturn]] void RunWorker() {
-  TuneWorkerMalloc();
+  DropLumenMallocTunables();
   std::string parent = Env("LUMEN_PARENT_PID");
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (!parent.empty() && std::to_string(::getppid()) != parent) ::_exit(1);  // parent gone

@@ -41,8 +41,8 @@ std::vector<std::string> EnvironmentWith(const std::vector<std::string>& overrid
 // where the kernel's THP setting is "never"): a model's weights and activations behind 2 MiB
 // pages take fewer TLB misses — ResNet-18 on one thread ran its first three forwards ~20 %
 // faster and no steady forward slower than the best of 4 KiB pages, whose runs ranged 20–34 ms
-// per image on this VM. A worker removes the variable once started (RunWorker), so the
-// programs its tasks run get glibc's defaults.
+// per image on this VM. Every worker gets it (or the user's GLIBC_TUNABLES); a worker removes
+// Lumen's value once started (RunWorker), so the programs its tasks run get glibc's defaults.
 inline constexpr char kWorkerMallocTunables[] =
     "glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=67108864:"
     "glibc.malloc.trim_threshold=268435456:glibc.malloc.hugetlb=1";
