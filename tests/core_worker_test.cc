@@ -216,10 +216,50 @@ TEST(ReferenceCounter, BorrowersKeepTheObjectAlive) {
   rc.AddBorrower(id, b1);
   rc.AddBorrower(id, b2);
   rc.RemoveLocalRef(id);
-  rc.RemoveBorrower(id, b1);
+  rc.RemoveBorrower(id, b1, 1);
   EXPECT_TRUE(released.all.empty());
   rc.RemoveBorrowerEverywhere(b2);  // b2 died
   EXPECT_EQ(released.all.size(), 1u);
+}
+
+TEST(ReferenceCounter, ABorrowersReleaseEndsOnlyTheRegistrationsItKnewOf) {
+  // The owner's side: b released the ref it was registered for once, while a third process
+  // handing it the ref again registered it anew; the two messages crossed.
+  Released released;
+  ReferenceCounter rc(released.cb());
+  ObjectID id = ObjectID::FromRandom();
+  WorkerID b = WorkerID::FromRandom();
+  rc.AddOwned(id, 1, false);
+  rc.AddBorrower(id, b);  // b's first borrow
+  rc.RemoveLocalRef(id);
+  rc.AddBorrower(id, b);        // the hand-off, arriving first
+  rc.RemoveBorrower(id, b, 1);  // b's release of its first borrow
+  EXPECT_TRUE(released.all.empty()) << "freed while b holds it again";
+  rc.RemoveBorrower(id, b, 1);
+  EXPECT_EQ(released.all.size(), 1u);
+}
+
+TEST(ReferenceCounter, ABorrowedRefsReleaseCarriesEveryRegistrationMadeForIt) {
+  // The borrower's side: registered by itself, then handed the ref again inside a returned
+  // value (a second registration); one release ends both.
+  Released released;
+  ReferenceCounter rc(released.cb());
+  ObjectID id = ObjectID::FromRandom();
+  proto::Address owner;
+  owner.set_worker_id(WorkerID::FromRandom().Binary());
+  rc.AddBorrowed(id, owner);
+  rc.AddLocalRef(id);
+  rc.AddRegistration(id);
+  rc.AddRegistration(id);
+  rc.RemoveLocalRef(id);
+  ASSERT_EQ(released.all.size(), 1u);
+  EXPECT_EQ(released.all[0].registrations, 2);
+  // Borrowed anew: the count starts again.
+  rc.AddBorrowed(id, owner);
+  rc.AddLocalRef(id);
+  rc.RemoveLocalRef(id);
+  ASSERT_EQ(released.all.size(), 2u);
+  EXPECT_EQ(released.all[1].registrations, 0);
 }
 
 TEST(ReferenceCounter, ContainedRefsLiveAsLongAsTheirOuterObject) {

@@ -36,15 +36,16 @@ void BorrowerProtocol::Register(const ObjectID& id, const proto::Address& owner,
     MutexLock lock(mu_);
     ++pending_[id];
   }
+  // Counted when sent: this worker may release the ref before the answer comes, and its
+  // release must end this registration too.
+  references_->AddRegistration(id);
   proto::BorrowerRequest req;
   req.set_object_id(id.Binary());
   *req.mutable_borrower() = *self_;
   (*conn)->Call(
       rpc::kAddBorrower, req,
       [this, id, pid, fail](const Status& st, std::string_view) {
-        if (st.ok()) {
-          references_->MarkBorrowRegistered(id);
-        } else {
+        if (!st.ok()) {
           fail("its owner (pid " + std::to_string(pid) +
                ") did not register this worker as a borrower: " + st.message());
         }
@@ -81,10 +82,13 @@ Status BorrowerProtocol::WaitForRegistrations(const std::vector<ObjectID>& ids) 
   return st;
 }
 
-void BorrowerProtocol::Release(const ObjectID& id, const proto::Address& owner, bool connect) {
+void BorrowerProtocol::Release(const ObjectID& id, const proto::Address& owner,
+                               int32_t registrations, bool connect) {
+  if (registrations <= 0) return;  // the owner never counted this worker for it
   proto::BorrowerRequest req;
   req.set_object_id(id.Binary());
   *req.mutable_borrower() = *self_;
+  req.set_registrations(registrations);
   rpc::ConnectionPtr conn = peers_->Cached(owner);
   if (!conn && connect) {
     auto c = peers_->Connect(owner);
@@ -94,13 +98,16 @@ void BorrowerProtocol::Release(const ObjectID& id, const proto::Address& owner, 
 }
 
 Status BorrowerProtocol::HandOff(const std::vector<ObjectID>& refs, const proto::Address& borrower,
-                                 const TaskID& task) {
+                                 const TaskID& task, std::vector<bool>* registered) {
+  registered->assign(refs.size(), false);
   WorkerID who = WorkerID::FromBinary(borrower.worker_id());
   if (who == WorkerID::FromBinary(self_->worker_id())) return Status::OK();
   proto::ReturnedRefs going_home;  // refs `borrower` owns
-  for (const auto& id : refs) {
+  for (size_t i = 0; i < refs.size(); ++i) {
+    const ObjectID& id = refs[i];
     if (references_->IsOwned(id)) {
       AddBorrower(id, borrower);
+      (*registered)[i] = true;
       continue;
     }
     auto owner = references_->OwnerOf(id);
@@ -126,6 +133,7 @@ Status BorrowerProtocol::HandOff(const std::vector<ObjectID>& refs, const proto:
                               std::to_string(owner->pid()) +
                               ") did not register the receiver as a borrower: " + st.message());
     }
+    (*registered)[i] = true;
   }
   if (going_home.object_ids_size() > 0) {
     going_home.set_task_id(task.Binary());
@@ -206,7 +214,8 @@ void BorrowerProtocol::HandleRemoveBorrower(const rpc::ConnectionPtr&, rpc::Fram
   proto::BorrowerRequest req;
   if (!rpc::ParsePayload(f.payload, &req)) return;
   references_->RemoveBorrower(ObjectID::FromBinary(req.object_id()),
-                              WorkerID::FromBinary(req.borrower().worker_id()));
+                              WorkerID::FromBinary(req.borrower().worker_id()),
+                              req.registrations());
 }
 
 void BorrowerProtocol::OnPeerClosed(const rpc::ConnectionPtr& conn) {

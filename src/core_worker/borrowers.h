@@ -2,8 +2,9 @@
 //  - as a borrower: a reference to another process's object, deserialized here, is registered
 //    with its owner (AddBorrower) before the task that received it finishes, and released
 //    (RemoveBorrower) when the last local reference goes;
-//  - as an owner: borrowers are counted per object, and a borrower whose connection closes
-//    (it died) stops counting;
+//  - as an owner: borrowers are counted per object and per registration (a release ends the
+//    registrations the borrower knew of), and a borrower whose connection closes (it died)
+//    stops counting;
 //  - handing refs on: before a value carrying refs leaves for another process, that process is
 //    registered with each ref's owner, so no owner frees an object in flight.
 //
@@ -39,16 +40,20 @@ class BorrowerProtocol {
   // error (owner unreachable, refused, or silent) means an owner may free an object the task
   // still holds: the task must fail.
   Status WaitForRegistrations(const std::vector<ObjectID>& ids) LUMEN_EXCLUDES(mu_);
-  // The last local reference to borrowed `id` is gone: tells its owner.
-  void Release(const ObjectID& id, const proto::Address& owner, bool connect);
+  // The last local reference to borrowed `id` is gone: tells its owner, ending the
+  // `registrations` counted for this worker (nothing to tell when none).
+  void Release(const ObjectID& id, const proto::Address& owner, int32_t registrations,
+               bool connect);
 
   // Registers `borrower` with the owner of each ref before a value containing them leaves
   // (this worker, for refs it owns). Refs going back to their own owner (`borrower` owns
   // them) are pinned there for task `task` instead: this worker's release of its borrow may
   // reach the owner before the reply does, and must not free them on the way. Fails when an
-  // owner could not be reached or did not acknowledge. Blocking; not on the I/O thread.
+  // owner could not be reached or did not acknowledge. `registered[i]`: `borrower` was
+  // registered for refs[i] (the receiver counts each one, and its release ends them).
+  // Blocking; not on the I/O thread.
   Status HandOff(const std::vector<ObjectID>& refs, const proto::Address& borrower,
-                 const TaskID& task) LUMEN_EXCLUDES(mu_);
+                 const TaskID& task, std::vector<bool>* registered) LUMEN_EXCLUDES(mu_);
 
   // Owner side.
   void HandleAddBorrower(const rpc::ConnectionPtr& c, rpc::Frame& f) LUMEN_EXCLUDES(mu_);

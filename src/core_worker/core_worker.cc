@@ -482,7 +482,7 @@ void CoreWorker::OnReleases(const std::vector<ReferenceCounter::Release>& releas
       // pulled from it, but not after that node died and a copy was kept instead).
       for (const NodeID& copy : recovery_->TakeCopies(r.id)) plasma_frees.emplace_back(r.id, copy);
     } else {
-      borrowers_->Release(r.id, r.owner, /*connect=*/!shutting_down_);
+      borrowers_->Release(r.id, r.owner, r.registrations, /*connect=*/!shutting_down_);
     }
   }
   if (!plasma_frees.empty()) FreePlasma(plasma_frees);
@@ -547,7 +547,10 @@ void CoreWorker::StoreReturns(proto::TaskResult* result) {
   std::vector<ObjectID> on_dead_nodes;
   for (auto& ro : *result->mutable_returns()) {
     ObjectID id = ObjectID::FromBinary(ro.object_id());
-    if (result->attempt() > 0 && !KeepReturn(id, ro)) continue;
+    if (result->attempt() > 0 && !KeepReturn(id, ro)) {
+      DropHandedRefs(ro);
+      continue;
+    }
     auto obj = std::make_shared<StoredObject>();
     if (ro.in_plasma()) {
       obj->in_plasma = true;
@@ -558,22 +561,33 @@ void CoreWorker::StoreReturns(proto::TaskResult* result) {
       obj->data = std::move(*ro.mutable_value()->mutable_data());
     }
     memory_store_.Put(id, obj);
-    // The executing worker registered us as a borrower of refs inside the value.
-    std::vector<ObjectID> nested;
-    for (const auto& info : ro.nested_refs()) {
-      ObjectID inner = ObjectID::FromBinary(info.object_id());
-      if (WorkerID::FromBinary(info.owner().worker_id()) != worker_id_) {
-        references_->AddBorrowed(inner, info.owner());
-        references_->MarkBorrowRegistered(inner);
-      }
-      nested.push_back(inner);
-    }
-    references_->AddContained(id, nested);
+    references_->AddContained(id, AdoptHandedRefs(ro));
     references_->SetReady(id, ro.in_plasma(), obj->node);
     if (obj->in_plasma && recovery_->IsNodeDead(obj->node)) on_dead_nodes.push_back(id);
   }
   // Made on a node that died before the report arrived (its death handled already).
   for (const auto& id : on_dead_nodes) recovery_->OnArrivedFromDeadNode(id);
+}
+
+std::vector<ObjectID> CoreWorker::AdoptHandedRefs(const proto::ReturnObject& ro) {
+  std::vector<ObjectID> nested;
+  for (const auto& info : ro.nested_refs()) {
+    ObjectID inner = ObjectID::FromBinary(info.object_id());
+    if (WorkerID::FromBinary(info.owner().worker_id()) != worker_id_) {
+      references_->AddBorrowed(inner, info.owner());
+      // The executing worker registered us with the owner: our release must end it.
+      if (info.registered()) references_->AddRegistration(inner);
+    }
+    nested.push_back(inner);
+  }
+  return nested;
+}
+
+void CoreWorker::DropHandedRefs(const proto::ReturnObject& ro) {
+  for (const ObjectID& inner : AdoptHandedRefs(ro)) {
+    references_->AddLocalRef(inner);
+    references_->RemoveLocalRef(inner);  // released here unless held otherwise
+  }
 }
 
 void CoreWorker::FailUnmade(const std::vector<ObjectID>& ids, const proto::ErrorInfo& error) {

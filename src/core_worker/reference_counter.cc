@@ -1,5 +1,7 @@
 #include "core_worker/reference_counter.h"
 
+#include <algorithm>
+
 #include "common/logging.h"
 
 namespace lumen::core {
@@ -26,10 +28,10 @@ bool ReferenceCounter::AddBorrowed(const ObjectID& id, const proto::Address& own
   return inserted;
 }
 
-void ReferenceCounter::MarkBorrowRegistered(const ObjectID& id) {
+void ReferenceCounter::AddRegistration(const ObjectID& id) {
   MutexLock lock(mu_);
   auto it = refs_.find(id);
-  if (it != refs_.end()) it->second.borrow_registered = true;
+  if (it != refs_.end() && !it->second.owned) ++it->second.registrations;
 }
 
 void ReferenceCounter::AddLocalRef(const ObjectID& id) {
@@ -102,16 +104,22 @@ void ReferenceCounter::SetReady(const ObjectID& id, bool in_plasma, const NodeID
 void ReferenceCounter::AddBorrower(const ObjectID& id, const WorkerID& borrower) {
   MutexLock lock(mu_);
   auto it = refs_.find(id);
-  if (it != refs_.end()) it->second.More().borrowers.insert(borrower);
+  if (it != refs_.end()) ++it->second.More().borrowers[borrower];
 }
 
-void ReferenceCounter::RemoveBorrower(const ObjectID& id, const WorkerID& borrower) {
+void ReferenceCounter::RemoveBorrower(const ObjectID& id, const WorkerID& borrower,
+                                      int32_t registrations) {
   std::vector<Release> out;
   {
     MutexLock lock(mu_);
     auto it = refs_.find(id);
-    if (it == refs_.end()) return;
-    if (it->second.extra) it->second.extra->borrowers.erase(borrower);
+    if (it == refs_.end() || !it->second.extra) return;
+    auto& borrowers = it->second.extra->borrowers;
+    auto b = borrowers.find(borrower);
+    if (b == borrowers.end()) return;
+    b->second -= std::max<int32_t>(registrations, 1);
+    if (b->second > 0) return;
+    borrowers.erase(b);
     MaybeRelease(id, &out);
   }
   Flush(out);
@@ -147,7 +155,7 @@ void ReferenceCounter::MaybeRelease(const ObjectID& id, std::vector<Release>* ou
     rel.in_plasma = r.in_plasma;
     rel.node = r.node;
     if (r.extra) rel.owner = r.extra->owner;
-    rel.borrow_registered = r.borrow_registered;
+    rel.registrations = r.registrations;
     rel.value = !r.value_released;
     rel.forgotten = r.lineage == 0;
     out->push_back(std::move(rel));

@@ -19,9 +19,9 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -39,8 +39,8 @@ class ReferenceCounter {
     bool owned = false;
     bool in_plasma = false;  // owned: free the shared-memory copy on `node`
     NodeID node;
-    proto::Address owner;  // borrowed: tell this owner we are done
-    bool borrow_registered = false;
+    proto::Address owner;       // borrowed: tell this owner we are done
+    int32_t registrations = 0;  // borrowed: how many registrations with the owner that ends
     // false: the value was freed earlier (the entry stayed for lineage); only `forgotten` news.
     bool value = true;
     // The entry is gone: the object can no longer be re-created (owned: drop its lineage).
@@ -54,7 +54,9 @@ class ReferenceCounter {
   void AddOwned(const ObjectID& id, int local_refs, bool pending);
   // A reference to an object owned elsewhere (no-op if known). Returns true when new.
   bool AddBorrowed(const ObjectID& id, const proto::Address& owner);
-  void MarkBorrowRegistered(const ObjectID& id);
+  // Borrowed `id`: one more registration of this process with its owner (its own AddBorrower,
+  // or one a process handing it the ref made for it). Its release ends them all at once.
+  void AddRegistration(const ObjectID& id);
 
   void AddLocalRef(const ObjectID& id);
   void RemoveLocalRef(const ObjectID& id);
@@ -74,8 +76,11 @@ class ReferenceCounter {
   bool Resurrect(const ObjectID& id);
   // An owned object whose value is alive (not only kept for lineage).
   bool HasValue(const ObjectID& id) const;
+  // Borrowers are counted per registration: a borrower's release may cross a registration a
+  // third process made for it later (they come on different connections), and must end only
+  // the `registrations` it knew of.
   void AddBorrower(const ObjectID& id, const WorkerID& borrower);
-  void RemoveBorrower(const ObjectID& id, const WorkerID& borrower);
+  void RemoveBorrower(const ObjectID& id, const WorkerID& borrower, int32_t registrations);
   // A borrower process died: drop it from every object.
   void RemoveBorrowerEverywhere(const WorkerID& borrower);
 
@@ -89,7 +94,7 @@ class ReferenceCounter {
   // Fields most objects never use, allocated on first need (a driver may hold millions of
   // plain results).
   struct Extra {
-    std::set<WorkerID> borrowers;
+    std::map<WorkerID, int32_t> borrowers;  // owned: registrations not yet ended
     std::vector<ObjectID> contains;
     proto::Address owner;  // borrowed objects
   };
@@ -100,7 +105,7 @@ class ReferenceCounter {
     bool owned = false;
     bool pending = false;
     bool in_plasma = false;
-    bool borrow_registered = false;
+    int32_t registrations = 0;    // borrowed: see AddRegistration
     bool value_released = false;  // freed; the entry stays for lineage
     int32_t lineage = 0;          // kept lineage entries naming it as an argument
     NodeID node;

@@ -495,9 +495,10 @@ bool TaskExecutor::StoreReturn(const Work& work, const ObjectID& id,
                                internal::SerializedValue value, proto::TaskResult* result) {
   const proto::TaskSpec& spec = work.spec;
   // The caller must be a registered borrower of every ref inside the value before it leaves.
+  std::vector<bool> registered;
   if (!value.nested_refs.empty()) {
     Status handed = cw_.borrowers().HandOff(value.nested_refs, *work.caller,
-                                            TaskID::FromBinary(spec.task_id()));
+                                            TaskID::FromBinary(spec.task_id()), &registered);
     if (!handed.ok()) {
       SetError(result, spec, proto::OWNER_DIED,
                "returning the value of " + spec.function_name() + ": " + handed.message());
@@ -538,11 +539,13 @@ bool TaskExecutor::StoreReturn(const Work& work, const ObjectID& id,
     ro->set_size(size);
   }
   if (!value.nested_refs.empty()) {
-    for (const auto& ref : value.nested_refs) {
+    for (size_t i = 0; i < value.nested_refs.size(); ++i) {
+      const ObjectID& ref = value.nested_refs[i];
       proto::ObjectRefInfo* info = ro->add_nested_refs();
       info->set_object_id(ref.Binary());
       auto owner = cw_.references().OwnerOf(ref);
       *info->mutable_owner() = owner ? *owner : cw_.address();
+      info->set_registered(registered[i]);
     }
     cw_.references().RemoveSubmittedRefs(value.nested_refs);
   }
