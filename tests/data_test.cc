@@ -413,6 +413,45 @@ TEST(Batch, BuildsAndReadsColumnsInPlace) {
   EXPECT_EQ(again.String("s")[0], "a");
 }
 
+TEST(Batch, AFloatTensorColumnIsFilledInPlaceWhenBuilt) {
+  int fills = 0;
+  ld::BatchBuilder builder;
+  builder.AddInt64("i", {1, 2, 3}).AddTensorFloat32("t", {2, 2}, 3, [&](std::span<float> out) {
+    ++fills;
+    ASSERT_EQ(out.size(), 12u);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(out.data()) % 64, 0u);
+    for (size_t k = 0; k < out.size(); ++k) out[k] = static_cast<float>(k);
+  });
+  ld::Batch b = builder.Build();
+  EXPECT_EQ(fills, 1);
+  EXPECT_EQ(b.TensorFloat32("t").shape(), (std::vector<int64_t>{2, 2}));
+  EXPECT_EQ(b.TensorFloat32("t")[2][3], 11.0f);
+  // The column inside the encoded batch is what was filled.
+  EXPECT_GE(reinterpret_cast<const uint8_t*>(b.TensorFloat32("t")[0].data()), b.buffer().data());
+  EXPECT_LT(reinterpret_cast<const uint8_t*>(b.TensorFloat32("t")[0].data()),
+            b.buffer().data() + b.buffer().size());
+  // Null rows come out zeroed whatever the fill wrote.
+  ld::Batch with_null =
+      ld::BatchBuilder(b.SelectColumns({"i"}))
+          .AddTensorFloat32("t", {2}, 3,
+                            [](std::span<float> out) { std::fill(out.begin(), out.end(), 7.0f); })
+          .SetValidity("t", {1, 0, 1})
+          .Build();
+  EXPECT_EQ(with_null.TensorFloat32("t")[1][0], 0.0f);
+  EXPECT_EQ(with_null.TensorFloat32("t")[2][1], 7.0f);
+  // Bad shapes are refused when added.
+  auto nothing = [](std::span<float>) {};
+  EXPECT_THROW(ld::BatchBuilder().AddTensorFloat32("t", {0, 2}, 3, nothing), lumen::TypeError);
+  EXPECT_THROW(ld::BatchBuilder().AddTensorFloat32("t", {2}, -1, nothing), lumen::TypeError);
+  EXPECT_THROW(ld::BatchBuilder().AddTensorFloat32("t", {2}, 3, nullptr), lumen::TypeError);
+  // A fill that throws leaves Build with its exception.
+  EXPECT_THROW(
+      ld::BatchBuilder()
+          .AddTensorFloat32("t", {2}, 1, [](std::span<float>) { throw std::runtime_error("no"); })
+          .Build(),
+      std::runtime_error);
+}
+
 TEST(Batch, SliceConcatTakeSelect) {
   ld::Batch b = ld::BatchBuilder()
                     .AddInt64("i", Iota(10))

@@ -732,6 +732,18 @@ BatchBuilder& BatchBuilder::AddTensorFloat32(std::string name, std::vector<int64
   return *this;
 }
 
+BatchBuilder& BatchBuilder::AddTensorFloat32(std::string name, std::vector<int64_t> shape,
+                                             int64_t rows,
+                                             std::function<void(std::span<float>)> fill) {
+  if (rows < 0) throw TypeError("tensor column '" + name + "' has a negative number of rows");
+  if (!fill) throw TypeError("tensor column '" + name + "' has nothing to fill it");
+  RowsOf(0, shape, name);  // checks the shape
+  Column c{std::move(name), DataType::kTensorFloat32, std::move(shape), rows};
+  c.fill_float32 = std::move(fill);
+  Add(std::move(c));
+  return *this;
+}
+
 BatchBuilder& BatchBuilder::AddTensorFloat64(std::string name, std::vector<int64_t> shape,
                                              std::vector<double> values) {
   int64_t rows = RowsOf(values.size(), shape, name);
@@ -798,6 +810,14 @@ BatchBuilder& BatchBuilder::SetValidity(const std::string& name, std::vector<uin
     }
     c.bytes = std::move(bytes);
     c.offsets = std::move(offsets);
+  } else if (c.fill_float32 && rows > 0) {  // cleared once filled
+    c.fill_float32 = [fill = std::move(c.fill_float32), valid](std::span<float> out) {
+      fill(out);
+      const size_t per_row = out.size() / valid.size();
+      for (size_t r = 0; r < valid.size(); ++r) {
+        if (!valid[r]) std::fill_n(out.begin() + r * per_row, per_row, 0.0f);
+      }
+    };
   } else if (rows > 0) {
     const size_t per_row = c.fixed.size() / rows;
     for (size_t r = 0; r < rows; ++r) {
@@ -930,6 +950,11 @@ Batch BatchBuilder::Build() const {
     } else {
       if (p.offsets_offset >= 0) {
         std::memcpy(base + p.offsets_offset, c.offsets.data(), static_cast<size_t>((rows + 1) * 8));
+      }
+      if (c.fill_float32) {
+        c.fill_float32({reinterpret_cast<float*>(base + p.data_offset),
+                        static_cast<size_t>(p.data_size) / sizeof(float)});
+        continue;
       }
       const std::string& data = IsVariable(c.type) ? c.bytes : c.fixed;
       if (!data.empty()) std::memcpy(base + p.data_offset, data.data(), data.size());

@@ -707,9 +707,8 @@ Batch NormalizeImages(const Batch& in, const NormalizeOptions& options) {
     return options.keep_input ? in : in.DropColumns({options.column});
   }
   const ImageView first = images[0];
-  const int64_t per = first.height * first.width * first.channels;
-  std::vector<float> values(images.size() * static_cast<size_t>(per));
-  for (size_t i = 0; i < images.size(); ++i) {
+  const size_t per = static_cast<size_t>(first.height * first.width * first.channels);
+  for (size_t i = 1; i < images.size(); ++i) {
     const ImageView im = images[i];
     if (im.height != first.height || im.width != first.width || im.channels != first.channels) {
       throw TypeError("NormalizeImages: image " + std::to_string(i) + " of column '" +
@@ -719,12 +718,16 @@ Batch NormalizeImages(const Batch& in, const NormalizeOptions& options) {
                       std::to_string(first.width) + " x " + std::to_string(first.channels) +
                       ": resize or crop them to one size first");
     }
-    Normalize(im, {values.data() + i * static_cast<size_t>(per), static_cast<size_t>(per)},
-              options);
   }
+  // Normalised straight into the batch built: the floats are 4 x the pixels, and a block of
+  // them is written once here (and once more into the object store).
   BatchBuilder b(options.keep_input ? in : in.DropColumns({options.column}));
   b.AddTensorFloat32(options.output, {first.channels, first.height, first.width},
-                     std::move(values));
+                     static_cast<int64_t>(images.size()), [&](std::span<float> out) {
+                       for (size_t i = 0; i < images.size(); ++i) {
+                         Normalize(images[i], out.subspan(i * per, per), options);
+                       }
+                     });
   return b.Build();
 }
 
