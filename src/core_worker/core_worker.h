@@ -180,11 +180,6 @@ class CoreWorker {
   void StoreError(const std::vector<ObjectID>& ids, const proto::ErrorInfo& error);
   // Stores the returns of a finished task (owner side); takes the inline values out of it.
   void StoreReturns(proto::TaskResult* result);
-  // Refs inside a returned value: borrowed ones are known from now on, with the registration
-  // the executing worker made for us (if any). Returns all of them, to be tied to the value.
-  std::vector<ObjectID> AdoptHandedRefs(const proto::ReturnObject& ro);
-  // A returned value that is not kept: what it handed us is let go at once.
-  void DropHandedRefs(const proto::ReturnObject& ro);
   // Stores `error` as the value of those `ids` still referenced that have none (deleted to be
   // re-made by a task that ended without making them).
   void FailUnmade(const std::vector<ObjectID>& ids, const proto::ErrorInfo& error);
@@ -238,6 +233,11 @@ class CoreWorker {
   void OnReleases(const std::vector<ReferenceCounter::Release>& releases);
   // Whether a re-run's result `ro` is stored (see StoreReturns); frees an unwanted copy.
   bool KeepReturn(const ObjectID& id, const proto::ReturnObject& ro);
+  // Refs inside a returned value: borrowed ones are known from now on, with the registration
+  // the executing worker made for us (if any). Returns all of them, to be tied to the value.
+  std::vector<ObjectID> AdoptHandedRefs(const proto::ReturnObject& ro);
+  // A returned value that is not kept: what it handed us is let go at once.
+  void DropHandedRefs(const proto::ReturnObject& ro);
 
   void NotifyBlocked(bool blocked);
   // SubmitTask and SubmitStreamingTask (num_returns 0; the task's id in `task_out`).
