@@ -954,10 +954,10 @@ Batch BatchBuilder::Build() const {
       if (c.fill_float32) {
         c.fill_float32({reinterpret_cast<float*>(base + p.data_offset),
                         static_cast<size_t>(p.data_size) / sizeof(float)});
-        continue;
+      } else {
+        const std::string& data = IsVariable(c.type) ? c.bytes : c.fixed;
+        if (!data.empty()) std::memcpy(base + p.data_offset, data.data(), data.size());
       }
-      const std::string& data = IsVariable(c.type) ? c.bytes : c.fixed;
-      if (!data.empty()) std::memcpy(base + p.data_offset, data.data(), data.size());
     }
   }
   return Batch(Buffer(out.data(), out.size(), out.owner()));
