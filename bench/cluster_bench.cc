@@ -36,6 +36,7 @@
 namespace {
 
 using lumen::bench::Cluster;
+using lumen::bench::Median;
 using lumen::bench::Now;
 using lumen::bench::Report;
 
@@ -100,11 +101,6 @@ lumen::TaskOptions On(const std::string& zone, double cpus = 1) {
   o.num_cpus = cpus;
   o.scheduling = lumen::NodeAffinityScheduling{.node_id = NodeInZone(zone)};
   return o;
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
 }
 
 // ---- driver sections (run inside the cluster) ------------------------------------------------

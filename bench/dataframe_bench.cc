@@ -41,6 +41,7 @@ namespace fs = std::filesystem;
 namespace ld = lumen::data;
 
 using lumen::bench::Now;
+using lumen::bench::ProcessTree;
 using lumen::bench::Report;
 
 namespace {
@@ -99,27 +100,8 @@ class HeapSampler {
     return at == std::string::npos ? 0 : std::atoll(status.c_str() + at + std::strlen(name)) * 1024;
   }
   int64_t Sample() const {
-    std::map<int, int> parent;  // pid -> ppid
-    for (const auto& e : fs::directory_iterator("/proc")) {
-      const std::string name = e.path().filename();
-      if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
-      std::ifstream stat(e.path() / "stat");
-      std::string line;
-      if (!std::getline(stat, line)) continue;
-      size_t close = line.rfind(')');
-      if (close == std::string::npos) continue;
-      int ppid = 0;
-      char state;
-      if (std::sscanf(line.c_str() + close + 1, " %c %d", &state, &ppid) == 2) {
-        parent[std::atoi(name.c_str())] = ppid;
-      }
-    }
-    const int self = ::getpid();
     int64_t total = 0;
-    for (const auto& [pid, ppid] : parent) {
-      int p = pid;
-      while (p > 1 && p != self) p = parent.count(p) ? parent[p] : 0;
-      if (p != self) continue;
+    for (int pid : ProcessTree()) {
       std::ifstream f("/proc/" + std::to_string(pid) + "/status");
       std::string status((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
       total += Field(status, "RssAnon:");

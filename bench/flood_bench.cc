@@ -29,6 +29,7 @@
 namespace {
 
 using lumen::bench::Now;
+using lumen::bench::ProcessCpuSeconds;
 using lumen::bench::Report;
 
 struct Shell {
@@ -74,21 +75,6 @@ int ConnectHalfOpen(int port) {
   }
   ::send(fd, "\x10\x00", 2, MSG_NOSIGNAL);
   return fd;
-}
-
-// utime + stime of `pid`, in seconds.
-double CpuSeconds(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  std::getline(in, stat);
-  size_t close = stat.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream fields(stat.substr(close + 2));
-  std::string skip;
-  for (int i = 0; i < 11; ++i) fields >> skip;  // state .. cmajflt
-  double utime = 0, stime = 0;
-  fields >> utime >> stime;
-  return (utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
 int64_t FileSize(const std::string& path) {
@@ -149,7 +135,7 @@ int main(int argc, char** argv) {
   Report("flood_status_idle", idle_status * 1e3, "ms");
 
   const int64_t log_before = FileSize(log);
-  const double cpu_before = CpuSeconds(pid);
+  const double cpu_before = ProcessCpuSeconds(pid);
   const double t0 = Now();
   std::vector<int> fds;
   fds.reserve(static_cast<size_t>(connections));
@@ -181,7 +167,7 @@ int main(int argc, char** argv) {
     if (::poll(&p, 1, 0) == 1 && ::recv(fd, &c, 1, MSG_DONTWAIT) <= 0) ++closed;
   }
   const double held_s = Now() - t0;
-  const double cpu = CpuSeconds(pid) - cpu_before;
+  const double cpu = ProcessCpuSeconds(pid) - cpu_before;
   Report("flood_closed_by_daemon", closed, "connections");
   Report("flood_daemon_cpu", 100.0 * cpu / held_s, "percent_of_a_core");
   Report("flood_daemon_log_growth", static_cast<double>(FileSize(log) - log_before) / 1e6, "MB");

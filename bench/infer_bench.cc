@@ -39,7 +39,6 @@
 // bench/torch_infer.py (seeded weights), or without python3-torch, ResNet-18 built in C++.
 // Images are generated once (photo-like JPEGs of 500 x 375, ~110 KB) under
 // $LUMEN_BENCH_DIR/infer (default /tmp/lumen-bench).
-#include <dirent.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -62,6 +61,7 @@
 #include <vector>
 
 #include "bench_inputs.h"
+#include "bench_report.h"
 #include "common/fs.h"
 #include "data/image_codec.h"
 #include "lumen/data/dataset.h"
@@ -72,6 +72,9 @@
 namespace ld = lumen::data;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
+using lumen::bench::Median;
+using lumen::bench::ProcessCpuSeconds;
+using lumen::bench::ProcessTree;
 
 namespace {
 
@@ -82,13 +85,6 @@ double Seconds(Clock::time_point since) {
 void Print(const char* name, double value, const char* unit) {
   std::printf("%s %.4g %s\n", name, value, unit);
   std::fflush(stdout);
-}
-
-// The middle value (of an odd count; the upper middle of an even one): always one of `v`.
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 // `name`_min and `name`_max: the spread of a figure measured in several rounds.
@@ -383,42 +379,6 @@ std::string FirstLine(const std::string& cmd) {
   return line;
 }
 
-// A process's /proc/<pid>/stat fields after the command name (state, ppid, ...); empty when
-// it is gone.
-std::vector<std::string> StatFields(int pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  std::getline(stat, line);
-  const auto close = line.rfind(')');
-  if (close == std::string::npos || close + 2 >= line.size()) return {};
-  std::istringstream rest(line.substr(close + 2));
-  std::vector<std::string> fields;
-  for (std::string f; rest >> f;) fields.push_back(f);
-  return fields;
-}
-
-// This process and every process below it (the embedded cluster's daemons and workers).
-std::vector<int> ProcessTree() {
-  std::map<int, std::vector<int>> children;
-  if (DIR* d = ::opendir("/proc")) {
-    while (dirent* e = ::readdir(d)) {
-      const int pid = std::atoi(e->d_name);
-      if (pid <= 0) continue;
-      const std::vector<std::string> f = StatFields(pid);
-      if (f.size() > 1) children[std::atoi(f[1].c_str())].push_back(pid);
-    }
-    ::closedir(d);
-  }
-  std::vector<int> tree, todo{::getpid()};
-  while (!todo.empty()) {
-    const int pid = todo.back();
-    todo.pop_back();
-    tree.push_back(pid);
-    for (int c : children[pid]) todo.push_back(c);
-  }
-  return tree;
-}
-
 // Peak memory of this process and every process below it (the embedded cluster's daemons and
 // workers), sampled every 0.5 s while it lives: the sum of their resident set sizes, and of
 // their proportional set sizes (a page shared by k processes, such as the object store's,
@@ -497,11 +457,7 @@ class PeakMemory {
 // CPU seconds (user and system) of each process of ProcessTree, by process id.
 std::map<int, double> ProcessCpu() {
   std::map<int, double> cpu;
-  const double tick = static_cast<double>(::sysconf(_SC_CLK_TCK));
-  for (int pid : ProcessTree()) {
-    const std::vector<std::string> f = StatFields(pid);  // utime and stime: fields 14 and 15
-    if (f.size() > 12) cpu[pid] = (std::atof(f[11].c_str()) + std::atof(f[12].c_str())) / tick;
-  }
+  for (int pid : ProcessTree()) cpu[pid] = ProcessCpuSeconds(pid);
   return cpu;
 }
 

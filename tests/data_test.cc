@@ -298,26 +298,21 @@ class SlowStart {
   }
 };
 
-// The call on the block starting at row 0 waits (up to 30 s) until the blocks starting at
-// rows `block` and 2 x `block` are done — files done.<first row> in `dir`, which every other
+// The call on the block starting at row 0 waits (up to 30 s each) until the blocks starting
+// at rows `block` and 2 x `block` are done — files done.<first row> in `dir`, which every other
 // call writes. Column `ok`: 1 when that wait ended so, and the pid of the actor.
 class Straggler {
  public:
   Straggler(std::string dir, int64_t block) : dir_(std::move(dir)), block_(block) {}
   ld::Batch operator()(const ld::Batch& in) {
     const int64_t first = in.Int64("id")[0];
+    auto done = [&](int64_t row) { return dir_ + "/done." + std::to_string(row); };
     bool ok = true;
     if (first == 0) {
-      auto done = [&](int64_t row) {
-        return std::filesystem::exists(dir_ + "/done." + std::to_string(row));
-      };
-      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-      while (!(ok = done(block_) && done(2 * block_)) &&
-             std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      }
+      ok = WaitForFile(done(block_), std::chrono::seconds(30)) &&
+           WaitForFile(done(2 * block_), std::chrono::seconds(30));
     } else {
-      std::ofstream(dir_ + "/done." + std::to_string(first)) << "x";
+      std::ofstream(done(first)) << "x";
     }
     const size_t n = static_cast<size_t>(in.NumRows());
     return ld::BatchBuilder(in)
@@ -1255,7 +1250,8 @@ TEST_F(DataTest, RandomRoutingGivesAWaitingBlockToTheIdleActorWhenTheBudgetIsSpe
 // Once its input is all there, a pool queues no block behind a busy actor: three blocks, two
 // actors, and the first block's call lasts until the other two are done — which only the
 // second actor can do, taking the third block when it is free. Queued behind the first call
-// (the least loaded of two busy actors), the third block waited for it: its rows were not `ok`.
+// (the least loaded of two busy actors), the third block waited for it: the first call's rows
+// were not `ok`.
 // With locality and at random.
 TEST_F(DataTest, APoolsLastBlocksGoToAnActorThatIsFreeNotBehindABusyOne) {
   for (bool locality_aware : {true, false}) {
