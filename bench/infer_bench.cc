@@ -549,7 +549,20 @@ int main(int argc, char** argv) {
   lumen::InitOptions o;
   o.num_cpus = kThreads;
   lumen::Init(o);
-  const int n = argc > 1 ? std::atoi(argv[1]) : 1000;
+  int n = 1000;
+  if (argc > 1) {
+    char* end = nullptr;
+    const long images = std::strtol(argv[1], &end, 10);
+    if (end == argv[1] || *end != '\0' || images < 1 || images > 1000000) {
+      std::fprintf(stderr,
+                   "lumen_bench_infer: images must be a whole number from 1 to 1000000, got "
+                   "'%s'\nusage: lumen_bench_infer [images=1000]\n",
+                   argv[1]);
+      lumen::Shutdown();
+      return 2;
+    }
+    n = static_cast<int>(images);
+  }
   const char* env = std::getenv("LUMEN_BENCH_DIR");
   const std::string root = std::string(env ? env : "/tmp/lumen-bench") + "/infer";
   const std::string dir = root + "/images-" + std::to_string(n);
