@@ -298,34 +298,6 @@ class SlowStart {
   }
 };
 
-// The call on the block starting at row 0 waits (up to 30 s each) until the blocks starting
-// at rows `block` and 2 x `block` are done — files done.<first row> in `dir`, which every other
-// call writes. Column `ok`: 1 when that wait ended so, and the pid of the actor.
-class Straggler {
- public:
-  Straggler(std::string dir, int64_t block) : dir_(std::move(dir)), block_(block) {}
-  ld::Batch operator()(const ld::Batch& in) {
-    const int64_t first = in.Int64("id")[0];
-    auto done = [&](int64_t row) { return dir_ + "/done." + std::to_string(row); };
-    bool ok = true;
-    if (first == 0) {
-      ok = WaitForFile(done(block_), std::chrono::seconds(30)) &&
-           WaitForFile(done(2 * block_), std::chrono::seconds(30));
-    } else {
-      std::ofstream(done(first)) << "x";
-    }
-    const size_t n = static_cast<size_t>(in.NumRows());
-    return ld::BatchBuilder(in)
-        .AddInt64("ok", std::vector<int64_t>(n, ok))
-        .AddInt64("pid", std::vector<int64_t>(n, ::getpid()))
-        .Build();
-  }
-
- private:
-  std::string dir_;
-  int64_t block_;
-};
-
 class BrokenModel {
  public:
   BrokenModel() { throw std::runtime_error("model weights not found"); }
@@ -340,7 +312,6 @@ LUMEN_DATA_CALLABLE(BrokenModel);
 LUMEN_DATA_CALLABLE(Rendezvous, std::string, int64_t);
 LUMEN_DATA_CALLABLE(Retiree, std::string, int64_t);
 LUMEN_DATA_CALLABLE(SlowStart, int64_t);
-LUMEN_DATA_CALLABLE(Straggler, std::string, int64_t);
 
 // Regular files under `dir`, not counting a write's records (manifest, _SUCCESS, lock).
 int OutputFiles(const std::string& dir) {
@@ -1244,37 +1215,6 @@ TEST_F(DataTest, RandomRoutingGivesAWaitingBlockToTheIdleActorWhenTheBudgetIsSpe
     EXPECT_EQ(out.rows, 20) << "run " << run;
     EXPECT_EQ(out.unmet, 0) << "run " << run;
     EXPECT_EQ(out.pids.size(), 2u) << "run " << run;
-  }
-}
-
-// Once its input is all there, a pool queues no block behind a busy actor: three blocks, two
-// actors, and the first block's call lasts until the other two are done — which only the
-// second actor can do, taking the third block when it is free. Queued behind the first call
-// (the least loaded of two busy actors), the third block waited for it: the first call's rows
-// were not `ok`.
-// With locality and at random.
-TEST_F(DataTest, APoolsLastBlocksGoToAnActorThatIsFreeNotBehindABusyOne) {
-  for (bool locality_aware : {true, false}) {
-    const std::string dir = Path(locality_aware ? "tail-near" : "tail-random");
-    fs::create_directories(dir);
-    ld::MapBatchesOptions options{.concurrency = 2, .num_cpus = 0.5};
-    options.locality_aware = locality_aware;
-    ld::Dataset ds = ld::Range(30, {.num_blocks = 3})
-                         .Materialize()
-                         .MapBatches<Straggler>(options, dir, int64_t{10})
-                         .WithOptions(Quiet());
-    int64_t rows = 0, not_ok = 0;
-    std::set<int64_t> pids;
-    for (const ld::Batch& b : ds.IterBatches()) {
-      for (int64_t r = 0; r < b.NumRows(); ++r) {
-        not_ok += b.Int64("ok")[static_cast<size_t>(r)] != 1;
-        pids.insert(b.Int64("pid")[static_cast<size_t>(r)]);
-      }
-      rows += b.NumRows();
-    }
-    EXPECT_EQ(rows, 30) << "locality_aware " << locality_aware;
-    EXPECT_EQ(not_ok, 0) << "locality_aware " << locality_aware;
-    EXPECT_EQ(pids.size(), 2u) << "locality_aware " << locality_aware;
   }
 }
 

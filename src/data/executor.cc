@@ -299,8 +299,7 @@ void ActorPoolOp::Adjust(Executor& /*ex*/) {
   const int held = actor_count();
   // Grow: blocks wait that no actor can take now. As many actors at once as the waiting blocks
   // would keep busy and the cluster has room for (checked at most every 0.2 s).
-  if (!inputs_.empty() && held < options_.concurrency.max() &&
-      Pick(/*hold_tail=*/false).second < 0 &&
+  if (!inputs_.empty() && held < options_.concurrency.max() && Pick().second < 0 &&
       now - last_scale_check_ >= std::chrono::milliseconds(200)) {
     last_scale_check_ = now;
     int want =
@@ -381,22 +380,16 @@ bool ActorPoolOp::AllDropped() const {
   });
 }
 
-int ActorPoolOp::InFlightLimit(bool hold_tail) const {
-  if (!hold_tail || !AllUpstreamsDone()) return max_in_flight_;
-  return std::min(max_in_flight_, std::max(1, options_.max_concurrency));
-}
-
-std::pair<size_t, int> ActorPoolOp::Pick(bool hold_tail) const {
+std::pair<size_t, int> ActorPoolOp::Pick() const {
   // Blocks go to live actors; only when none is live do they queue at restarting ones (the
   // core holds the calls until the restart, or fails them at once if the actor is gone).
   bool any_up =
       std::any_of(actors_.begin(), actors_.end(), [this](const PoolActor& a) { return IsUp(a); });
-  const int limit = InFlightLimit(hold_tail);
   std::vector<int> room;  // actors that can take a block now
   for (size_t i = 0; i < actors_.size(); ++i) {
     const PoolActor& a = actors_[i];
     if (a.state == ActorState::kDropped || a.state == ActorState::kRetired ||
-        a.in_flight >= limit) {
+        a.in_flight >= max_in_flight_) {
       continue;
     }
     if (any_up && !IsUp(a)) continue;

@@ -296,14 +296,8 @@ class ActorPoolOp : public PhysicalOp {
   void RefreshActors();
   // Which queued block goes to which actor now: {its index in inputs_, the actor}; actor -1:
   // none now. With locality, a block waits for an actor on its node unless another actor is
-  // idle; only the first kLocalityWindow queued blocks are considered. Once every upstream is
-  // done, an actor takes a block only when it can start it at once (`hold_tail`; false: the
-  // pool's room as the in-flight limit allows, for the autoscaler).
-  std::pair<size_t, int> Pick(bool hold_tail = true) const;
-  // The calls an actor may have in flight now: max_in_flight_, or once every upstream is done
-  // (`hold_tail`) only those it runs at once — queued behind a busy actor, the last blocks
-  // would wait while another actor idles, the run's tail.
-  int InFlightLimit(bool hold_tail) const;
+  // idle; only the first kLocalityWindow queued blocks are considered.
+  std::pair<size_t, int> Pick() const;
   static constexpr size_t kLocalityWindow = 64;
   mutable std::mt19937_64 rng_{std::random_device{}()};  // routing without locality
   bool AllDropped() const;

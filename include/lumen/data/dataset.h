@@ -97,8 +97,7 @@ struct MapBatchesOptions {
   double num_gpus = 0;
   int64_t memory = 0;
   // Actor pools: calls running at once inside one actor, and blocks queued per actor
-  // (0: 2 × max_concurrency) — once the pool's input is all there, only max_concurrency: the
-  // last blocks go to the first actor free, not behind a busy one.
+  // (0: 2 × max_concurrency).
   int max_concurrency = 1;
   int max_tasks_in_flight_per_actor = 0;
   // Actor pools, when an actor's process dies (killed, crashed, out of memory): its calls in
